@@ -1,0 +1,83 @@
+"""PostgreSQL access: the connection pool and the numbered-SQL migrations (``db`` extra)."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import structlog
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+
+log = structlog.get_logger(__name__)
+
+# Any constant works, as long as every service uses the same one.
+MIGRATION_LOCK_ID = 0x46_49_47_52  # "FIGR"
+_MIGRATION_NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
+
+Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
+
+
+async def open_pool(url: str, *, min_size: int = 1, max_size: int = 10, wait: float = 60.0) -> Pool:
+    """Open a pool, waiting up to ``wait`` seconds for the server to accept connections.
+
+    Connections are checked when taken from the pool, so a pool outlives a database
+    restart without a service restart.
+    """
+    pool: Pool = AsyncConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        kwargs={"row_factory": dict_row, "autocommit": True},
+        check=AsyncConnectionPool.check_connection,
+        reconnect_timeout=0,  # keep trying for ever: the database may be down for a while
+        name="figranium",
+    )
+    await pool.open(wait=True, timeout=wait)
+    return pool
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """``(version, name, sql)`` for every bundled migration, in order."""
+    found: list[tuple[int, str, str]] = []
+    for entry in resources.files("figranium_common.migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    found.sort()
+    versions = [v for v, _, _ in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"duplicate migration numbers: {versions}")
+    return found
+
+
+async def apply_migrations(pool: Pool) -> list[str]:
+    """Apply pending migrations under an advisory lock; returns the names applied."""
+    applied: list[str] = []
+    async with pool.connection() as conn:
+        await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_ID,))
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version integer PRIMARY KEY,"
+                " name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            cur = await conn.execute("SELECT version FROM schema_migrations")
+            done = {row["version"] for row in await cur.fetchall()}
+            for version, name, sql in migration_files():
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(sql.encode())
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                        (version, name),
+                    )
+                applied.append(name)
+                log.info("db.migration_applied", migration=name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))
+    return applied

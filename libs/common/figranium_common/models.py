@@ -1,0 +1,185 @@
+"""Pydantic models: the domain (task, action, execution) and the messages between services.
+
+Field names are Figranium's wire names (camelCase where Figranium uses it) because clients
+depend on them. Unknown task and action fields are kept as given.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ACTION_TYPES: frozenset[str] = frozenset(
+    {
+        "navigate",
+        "goto",
+        "click",
+        "type",
+        "fill",
+        "hover",
+        "press",
+        "select",
+        "check",
+        "uncheck",
+        "drag_and_drop",
+        "reload",
+        "wait",
+        "wait_selector",
+        "wait_downloads",
+        "scroll",
+        "screenshot",
+        "javascript",
+        "get_content",
+        "set",
+        "merge",
+        "csv",
+        "http_request",
+        "if",
+        "else",
+        "end",
+        "while",
+        "repeat",
+        "foreach",
+        "on_error",
+        "stop",
+        "start",
+        "do_nothing",
+        "noop",
+        "pass",
+    }
+)
+
+Outcome = Literal["success", "error", "stopped", "crashed", "anti_bot"]
+Phase = Literal["queued", "running", "finished"]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Action(BaseModel):
+    """One step of a task. Only ``type`` is required; the rest depends on the type."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str | None = None
+    type: str
+    disabled: bool = False
+    timeout: Annotated[int, Field(gt=0, le=3_600_000)] | None = None
+    selector: str | None = None
+    value: str | int | float | bool | None = None
+    key: str | None = None
+    label: str | None = None
+    clickType: Literal["single", "double", "right"] | None = None
+    typeMode: Literal["append", "replace"] | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in ACTION_TYPES:
+            known = ", ".join(sorted(ACTION_TYPES))
+            raise ValueError(f"unknown action type {value!r}; known types: {known}")
+        return value
+
+
+class Variable(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["string", "number", "boolean"] = "string"
+    value: Any = None
+
+
+class Task(BaseModel):
+    """A saved task. Known fields are type-checked; anything else is kept verbatim."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: (
+        Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")] | None
+    ) = None
+    name: str = ""
+    description: str | None = None
+    url: str = ""
+    mode: Literal["agent", "scrape", "headful"] = "agent"
+    wait: Annotated[float, Field(ge=0, le=600)] = 0
+    actions: list[Action] = Field(default_factory=list)
+    variables: dict[str, Variable] = Field(default_factory=dict)
+    extractionScript: str | None = None
+    extractionFormat: Literal["json", "csv"] = "json"
+    includeHtml: bool = False
+    statelessExecution: bool = False
+    disableRecording: bool = False
+
+    def dump(self) -> dict[str, Any]:
+        """The stored and returned form: every field given, nothing invented."""
+        return self.model_dump(mode="json", exclude_unset=True, exclude_none=False)
+
+
+class RunResult(BaseModel):
+    """What a run produced; the synchronous run call answers exactly this object."""
+
+    model_config = ConfigDict(extra="allow")
+
+    outcome: Outcome
+    final_url: str | None = None
+    data: Any = None
+    logs: list[str] = Field(default_factory=list)
+    html: str | None = None
+    screenshot_url: str | None = None
+    downloads: list[dict[str, Any]] = Field(default_factory=list)
+    error: str | None = None
+
+
+# --- messages -------------------------------------------------------------------------
+
+
+class RunRequest(BaseModel):
+    """Published on ``RUNS`` (subject ``figranium.runs.v1.<pool>``) by gateway or scheduler."""
+
+    execution_id: str
+    task: dict[str, Any]
+    variables: dict[str, Any] = Field(default_factory=dict)
+    source: str = "api"
+    timeout_seconds: float = 300.0
+    requested_at: int = Field(default_factory=now_ms)
+
+
+class _Event(BaseModel):
+    execution_id: str
+    attempt: int = Field(ge=1)
+    seq: int = Field(ge=0)
+    at: int = Field(default_factory=now_ms)
+
+
+class StartedEvent(_Event):
+    type: Literal["started"] = "started"
+    runner_id: str
+
+
+class LogEvent(_Event):
+    type: Literal["log"] = "log"
+    line: str
+
+
+class ResultEvent(_Event):
+    type: Literal["result"] = "result"
+    result: RunResult
+    duration_ms: int = Field(ge=0)
+
+
+RunEvent = Annotated[StartedEvent | LogEvent | ResultEvent, Field(discriminator="type")]
+
+
+class RunEventEnvelope(BaseModel):
+    """Parses any run event published on ``RUN_EVENTS``."""
+
+    event: RunEvent
+
+
+class ExecutionNotice(BaseModel):
+    """Core-NATS notice sent after an execution changed in PostgreSQL (no persistence)."""
+
+    execution_id: str
+    phase: Phase

@@ -1,0 +1,187 @@
+"""The NATS JetStream topology shared by all services, declared idempotently."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import nats
+import structlog
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.object_store import ObjectStore
+
+log = structlog.get_logger(__name__)
+
+RUNS_STREAM = "RUNS"
+RUNS_SUBJECT_PREFIX = "figranium.runs.v1"
+RUNS_DEFAULT_SUBJECT = f"{RUNS_SUBJECT_PREFIX}.default"
+RUNNERS_CONSUMER = "runners"
+
+EVENTS_STREAM = "RUN_EVENTS"
+EVENTS_SUBJECT_PREFIX = "figranium.events.v1"
+INGESTER_CONSUMER = "ingester"
+
+# JetStream publishes an advisory when a run message exhausted its deliveries; keeping
+# those advisories in a stream makes "mark it crashed" durable even if no gateway is up.
+DEAD_STREAM = "RUN_DEAD"
+DEAD_SUBJECT = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{RUNS_STREAM}.{RUNNERS_CONSUMER}"
+DEAD_CONSUMER = "dead-letters"
+
+NOTIFY_SUBJECT_PREFIX = "figranium.notify.v1.execution"
+CAPTURES_BUCKET = "captures"
+
+
+def event_subject(execution_id: str) -> str:
+    return f"{EVENTS_SUBJECT_PREFIX}.{execution_id}"
+
+
+def notify_subject(execution_id: str) -> str:
+    return f"{NOTIFY_SUBJECT_PREFIX}.{execution_id}"
+
+
+@dataclass(frozen=True)
+class RunConsumerLimits:
+    ack_wait_seconds: float
+    max_deliver: int
+
+
+async def _on_error(exc: Exception) -> None:
+    # One line instead of the client's default traceback for every failed reconnect.
+    log.warning("nats.error", error=str(exc) or type(exc).__name__)
+
+
+async def _on_disconnected() -> None:
+    log.warning("nats.disconnected")
+
+
+async def _on_reconnected() -> None:
+    log.info("nats.reconnected")
+
+
+async def connect(url: str, *, name: str, wait_seconds: float = 60.0) -> NATS:
+    """Connect, retrying while the server is not up yet (services may start before it)."""
+    deadline = asyncio.get_running_loop().time() + wait_seconds
+    while True:
+        try:
+            return await nats.connect(
+                url,
+                name=name,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=1,
+                connect_timeout=2,
+                error_cb=_on_error,
+                disconnected_cb=_on_disconnected,
+                reconnected_cb=_on_reconnected,
+            )
+        except Exception as exc:  # nats raises several unrelated types for "not reachable"
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            log.info("nats.connect_retry", url=url, error=str(exc) or type(exc).__name__)
+            await asyncio.sleep(1)
+
+
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        # Exists with another configuration (an older release): bring it up to date.
+        await js.update_stream(config)
+
+
+async def _ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> None:
+    try:
+        await js.add_consumer(stream, config)
+    except BadRequestError as exc:
+        log.warning(
+            "nats.consumer_kept",
+            stream=stream,
+            consumer=config.durable_name,
+            reason=str(exc),
+        )
+
+
+async def declare_topology(js: JetStreamContext, limits: RunConsumerLimits) -> None:
+    """Create streams, durable consumers and the captures bucket; safe to call concurrently."""
+    await _ensure_stream(
+        js,
+        StreamConfig(
+            name=RUNS_STREAM,
+            subjects=[f"{RUNS_SUBJECT_PREFIX}.>"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            duplicate_window=300,
+        ),
+    )
+    await _ensure_consumer(
+        js,
+        RUNS_STREAM,
+        ConsumerConfig(
+            durable_name=RUNNERS_CONSUMER,
+            filter_subject=RUNS_DEFAULT_SUBJECT,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=limits.ack_wait_seconds,
+            max_deliver=limits.max_deliver,
+            max_ack_pending=10_000,
+        ),
+    )
+    await _ensure_stream(
+        js,
+        StreamConfig(
+            name=EVENTS_STREAM,
+            subjects=[f"{EVENTS_SUBJECT_PREFIX}.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=7 * 24 * 3600,
+            duplicate_window=300,
+        ),
+    )
+    await _ensure_consumer(
+        js,
+        EVENTS_STREAM,
+        ConsumerConfig(
+            durable_name=INGESTER_CONSUMER,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=30,
+            max_ack_pending=10_000,
+        ),
+    )
+    await _ensure_stream(
+        js,
+        StreamConfig(
+            name=DEAD_STREAM,
+            subjects=[DEAD_SUBJECT],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+        ),
+    )
+    await _ensure_consumer(
+        js,
+        DEAD_STREAM,
+        ConsumerConfig(
+            durable_name=DEAD_CONSUMER,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=30,
+        ),
+    )
+    await captures_store(js)
+
+
+async def captures_store(js: JetStreamContext) -> ObjectStore:
+    try:
+        return await js.object_store(CAPTURES_BUCKET)
+    except NotFoundError:
+        return await js.create_object_store(CAPTURES_BUCKET)

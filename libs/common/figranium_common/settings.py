@@ -1,0 +1,41 @@
+"""Process settings, read once from the environment at the entry point and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of every service; each service reads only what it needs.
+
+    The README's configuration table lists these variables; keep the two in step.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    port: int = Field(default=11345, ge=1, le=65535, alias="PORT")
+    host: str = Field(default="0.0.0.0", alias="HOST")
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/postgres", alias="DATABASE_URL"
+    )
+    nats_url: str = Field(default="nats://127.0.0.1:4222", alias="NATS_URL")
+    data_dir: Path = Field(default=Path("./.data"), alias="FIGRANIUM_DATA_DIR")
+    api_key: str | None = Field(default=None, alias="FIGRANIUM_API_KEY")
+    auth: Literal["on", "off"] = Field(default="on", alias="FIGRANIUM_AUTH")
+    allow_private_networks: bool = Field(default=False, alias="ALLOW_PRIVATE_NETWORKS")
+    chromium_path: str | None = Field(default=None, alias="CHROMIUM_PATH")
+    runner_concurrency: int = Field(default=2, ge=1, le=64, alias="RUNNER_CONCURRENCY")
+    run_timeout_seconds: float = Field(default=300.0, gt=0, alias="RUN_TIMEOUT_SECONDS")
+    run_ack_wait_seconds: float = Field(default=30.0, ge=1, alias="RUN_ACK_WAIT_SECONDS")
+    run_max_deliver: int = Field(default=3, ge=1, le=20, alias="RUN_MAX_DELIVER")
+    runner_drain_seconds: float = Field(default=25.0, ge=0, alias="RUNNER_DRAIN_SECONDS")
+    action_timeout_ms: int = Field(default=10_000, ge=100, alias="ACTION_TIMEOUT_MS")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", alias="LOG_LEVEL"
+    )
+    log_format: Literal["auto", "json", "console"] = Field(default="auto", alias="LOG_FORMAT")
+    health_db_timeout_seconds: float = Field(default=2.0, gt=0, alias="HEALTH_DB_TIMEOUT_SECONDS")

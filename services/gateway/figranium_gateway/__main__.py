@@ -1,0 +1,30 @@
+"""``python -m figranium_gateway``: read settings, configure logging, serve."""
+
+from __future__ import annotations
+
+import structlog
+from aiohttp import web
+from figranium_common.logging import configure_logging
+from figranium_common.settings import Settings
+
+from figranium_gateway.app import create_app
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format, service="gateway")
+    structlog.get_logger("figranium_gateway").info(
+        "gateway.starting", port=settings.port, nats=settings.nats_url
+    )
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""The gateway application: resources owned by cleanup contexts, routes, middlewares."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import structlog
+from aiohttp import web
+from figranium_common import db
+from figranium_common import nats as topology
+from figranium_common.models import RunRequest
+from figranium_common.settings import Settings
+
+from figranium_gateway import dispatch, store
+from figranium_gateway.auth import auth_middleware, resolve_api_key
+from figranium_gateway.errors import error_middleware
+from figranium_gateway.ingest import run_ingester
+from figranium_gateway.routes import captures, executions, health, tasks
+from figranium_gateway.state import AUTH, JS, NC, POOL, SETTINGS, STARTED_AT, WAITERS, Auth
+from figranium_gateway.waiters import Waiters
+
+log = structlog.get_logger(__name__)
+
+SWEEP_EVERY_SECONDS = 15.0
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    pool = await db.open_pool(settings.database_url)
+    await db.apply_migrations(pool)
+    app[POOL] = pool
+    app[AUTH] = Auth(await resolve_api_key(settings, pool))
+    yield
+    await pool.close()
+
+
+async def _nats(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    nc = await topology.connect(settings.nats_url, name="figranium-gateway")
+    js = nc.jetstream()
+    await topology.declare_topology(
+        js,
+        topology.RunConsumerLimits(
+            ack_wait_seconds=settings.run_ack_wait_seconds, max_deliver=settings.run_max_deliver
+        ),
+    )
+    waiters = Waiters()
+    await waiters.start(nc)
+    app[NC], app[JS], app[WAITERS] = nc, js, waiters
+    yield
+    await waiters.stop()
+    await nc.drain()
+
+
+def _watched(
+    name: str, make: Callable[[], Coroutine[Any, Any, None]]
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A named background task that stops the service if it dies unexpectedly."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        task: asyncio.Task[None] = asyncio.create_task(make(), name=name)
+
+        def on_done(done: asyncio.Task[None]) -> None:
+            if not done.cancelled() and done.exception() is not None:
+                log.error("gateway.background_task_died", task=name, error=repr(done.exception()))
+                # Stop the whole service: an orchestrator restarts it, a half-working
+                # gateway would go on answering without ingesting results.
+                signal.raise_signal(signal.SIGTERM)
+
+        task.add_done_callback(on_done)
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return context
+
+
+async def sweep_queued(app: web.Application) -> None:
+    """Publish again runs saved as queued whose publish may have failed.
+
+    Only inside JetStream's duplicate window, so a run that did reach the queue is never
+    queued twice.
+    """
+    while True:
+        await asyncio.sleep(SWEEP_EVERY_SECONDS)
+        try:
+            stale = await store.stale_queued(app[POOL], older_than_s=20, younger_than_s=240)
+            for row in stale:
+                request = RunRequest(
+                    execution_id=row["id"],
+                    task=row["task_snapshot"],
+                    variables=row["variables"],
+                    source=row["source"],
+                    timeout_seconds=app[SETTINGS].run_timeout_seconds,
+                )
+                await dispatch.publish_run(app[JS], request)
+        except Exception as exc:
+            log.warning("sweeper.failed", error=str(exc))
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=8 << 20)
+    app[SETTINGS] = settings
+    app[STARTED_AT] = time.monotonic()
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_nats)
+    app.cleanup_ctx.append(_watched("ingester", lambda: run_ingester(app[POOL], app[NC], app[JS])))
+    app.cleanup_ctx.append(_watched("sweeper", lambda: sweep_queued(app)))
+    for module in (health, tasks, executions, captures):
+        app.add_routes(module.routes)
+    return app

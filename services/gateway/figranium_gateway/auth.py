@@ -1,0 +1,79 @@
+"""API-key authentication, in every form Figranium's clients send it."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+
+import structlog
+from aiohttp import web
+from figranium_common.settings import Settings
+
+from figranium_gateway import store
+from figranium_gateway.errors import Handler, error_response
+from figranium_gateway.state import AUTH
+
+log = structlog.get_logger(__name__)
+
+PUBLIC_PATHS = frozenset({"/api/health"})
+API_KEY_SETTING = "api_key"
+
+
+async def resolve_api_key(settings: Settings, pool: store.Pool) -> str | None:
+    """The key requests must carry, or None when authentication is off.
+
+    Secure by default: with no key configured, the first start generates one, stores it
+    and prints it once; every later start (and every replica) reads the stored one.
+    """
+    if settings.auth == "off":
+        log.warning("auth.disabled", reason="FIGRANIUM_AUTH=off: every request is accepted")
+        return None
+    if settings.api_key:
+        return settings.api_key
+    generated = "fig_" + secrets.token_urlsafe(32)
+    key, created = await store.setting_insert_if_absent(pool, API_KEY_SETTING, generated)
+    if created:
+        log.warning(
+            "auth.api_key_generated",
+            api_key=key,
+            note="shown once; send it as x-api-key or Authorization: Bearer",
+        )
+    if not isinstance(key, str):
+        raise RuntimeError("stored api_key setting is not a string")
+    return key
+
+
+async def presented_keys(request: web.Request) -> list[str]:
+    keys = [request.headers.get("x-api-key", ""), request.headers.get("key", "")]
+    authorization = request.headers.get("Authorization", "")
+    if authorization[:7].lower() == "bearer ":
+        keys.append(authorization[7:].strip())
+    if request.can_read_body and request.content_type in ("application/json", "", "text/plain"):
+        raw = await request.read()  # cached by aiohttp; handlers read it again
+        try:
+            body = json.loads(raw) if raw.strip() else None
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if isinstance(body, dict):
+            keys.extend(str(body.get(name, "")) for name in ("apiKey", "key"))
+    return [k for k in keys if k]
+
+
+def key_matches(expected: str, candidates: list[str]) -> bool:
+    wanted = expected.encode()
+    matched = False
+    for candidate in candidates:
+        # compare_digest on every candidate: no early exit that would leak which matched
+        matched |= hmac.compare_digest(wanted, candidate.encode())
+    return matched
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    expected = request.app[AUTH].api_key
+    if expected is None or request.path in PUBLIC_PATHS or request.method == "OPTIONS":
+        return await handler(request)
+    if key_matches(expected, await presented_keys(request)):
+        return await handler(request)
+    return error_response(401, "UNAUTHORIZED", "a valid API key is required")

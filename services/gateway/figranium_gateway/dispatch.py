@@ -1,0 +1,56 @@
+"""Turning a run call into an execution row, a published run request, and an answer."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from typing import Any
+
+import structlog
+from figranium_common.models import RunRequest
+from figranium_common.nats import RUNS_DEFAULT_SUBJECT
+from nats.js import JetStreamContext
+
+from figranium_gateway import store
+from figranium_gateway.waiters import Waiters
+
+log = structlog.get_logger(__name__)
+
+POLL_SECONDS = 2.0
+
+
+def new_execution_id() -> str:
+    return f"exec_{int(time.time() * 1000)}_{secrets.token_hex(4)}"
+
+
+async def publish_run(js: JetStreamContext, request: RunRequest) -> None:
+    # The execution id is the message id: a repeated publish is dropped by JetStream.
+    await js.publish(
+        RUNS_DEFAULT_SUBJECT,
+        request.model_dump_json().encode(),
+        headers={"Nats-Msg-Id": request.execution_id},
+        timeout=5,
+    )
+
+
+async def wait_finished(
+    pool: store.Pool, waiters: Waiters, execution_id: str, timeout: float
+) -> dict[str, Any] | None:
+    """The finished execution, or None when it did not finish within ``timeout``."""
+    event = waiters.register(execution_id)
+    deadline = asyncio.get_running_loop().time() + timeout
+    try:
+        while True:
+            execution = await store.get_execution(pool, execution_id)
+            if execution is None or execution["phase"] == "finished":
+                return execution
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return None
+            try:
+                await asyncio.wait_for(event.wait(), timeout=min(POLL_SECONDS, remaining))
+            except TimeoutError:
+                continue
+    finally:
+        waiters.unregister(execution_id, event)

@@ -1,0 +1,67 @@
+"""HTTP error translation: every refusal is ``{"error": CODE, "details": text}``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+from figranium_common.errors import FigraniumError
+from pydantic import ValidationError
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(FigraniumError):
+    def __init__(self, status: int, code: str, details: str, **extra: Any) -> None:
+        super().__init__(details, code=code)
+        self.status = status
+        self.extra = extra
+
+
+def error_response(status: int, code: str, details: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": code, "details": details, **extra}, status=status)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object; an empty body is an empty object."""
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "INVALID_JSON", f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, "INVALID_BODY", "request body must be a JSON object")
+    return body
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.details, **exc.extra)
+    except ValidationError as exc:
+        return error_response(400, "INVALID_BODY", describe_validation_error(exc))
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            code = exc.reason.upper().replace(" ", "_")
+            return error_response(exc.status, code, exc.text or exc.reason)
+        raise
+    except Exception:
+        log.exception("http.unhandled_error", method=request.method, path=request.path)
+        return error_response(500, "INTERNAL_ERROR", "the server could not handle the request")

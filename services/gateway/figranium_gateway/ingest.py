@@ -1,0 +1,144 @@
+"""Durable consumers shared by all gateway replicas: run events and dead runs into PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import structlog
+from figranium_common.models import (
+    ExecutionNotice,
+    LogEvent,
+    ResultEvent,
+    RunEventEnvelope,
+    RunRequest,
+    RunResult,
+    StartedEvent,
+    now_ms,
+)
+from figranium_common.nats import (
+    DEAD_CONSUMER,
+    DEAD_STREAM,
+    EVENTS_STREAM,
+    INGESTER_CONSUMER,
+    RUNS_STREAM,
+    notify_subject,
+)
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from pydantic import ValidationError
+
+from figranium_gateway import store
+
+log = structlog.get_logger(__name__)
+
+
+async def notify_finished(nc: NATS, execution_id: str) -> None:
+    notice = ExecutionNotice(execution_id=execution_id, phase="finished")
+    await nc.publish(notify_subject(execution_id), notice.model_dump_json().encode())
+
+
+async def apply_event(pool: store.Pool, nc: NATS, raw: bytes) -> None:
+    """Write one run event; redelivered events are no-ops thanks to the event keys."""
+    event = RunEventEnvelope.model_validate_json(b'{"event":' + raw + b"}").event
+    payload = json.loads(raw)
+    bound = structlog.contextvars.bound_contextvars(execution_id=event.execution_id)
+    with bound:
+        if isinstance(event, StartedEvent):
+            if await store.record_started(
+                pool, event.execution_id, event.attempt, event.seq, event.at, payload
+            ):
+                log.info("execution.started", attempt=event.attempt, runner=event.runner_id)
+        elif isinstance(event, LogEvent):
+            await store.record_log(pool, event.execution_id, event.attempt, event.seq, payload)
+        elif isinstance(event, ResultEvent):
+            if await store.record_result(
+                pool,
+                event.execution_id,
+                event.attempt,
+                event.seq,
+                event.result,
+                event.duration_ms,
+                payload,
+            ):
+                log.info(
+                    "execution.finished",
+                    outcome=event.result.outcome,
+                    duration_ms=event.duration_ms,
+                    attempt=event.attempt,
+                )
+            await notify_finished(nc, event.execution_id)
+
+
+async def mark_crashed(pool: store.Pool, nc: NATS, js: JetStreamContext, raw: bytes) -> None:
+    """A run message used up its deliveries: finish its execution as ``crashed``."""
+    advisory = json.loads(raw)
+    seq = int(advisory["stream_seq"])
+    deliveries = int(advisory.get("deliveries", 0))
+    try:
+        stored = await js.get_msg(RUNS_STREAM, seq)
+    except Exception as exc:  # already deleted: nothing left to mark
+        log.warning("dead_letter.message_gone", stream_seq=seq, error=str(exc))
+        return
+    request = RunRequest.model_validate_json(stored.data or b"{}")
+    result = RunResult(
+        outcome="crashed",
+        error=f"the run was started {deliveries} times and no runner finished it",
+    )
+    duration = max(0, now_ms() - request.requested_at)
+    if await store.record_result(
+        pool, request.execution_id, 0, 0, result, duration, {"type": "result", "crashed": True}
+    ):
+        log.error("execution.crashed", execution_id=request.execution_id, deliveries=deliveries)
+    await notify_finished(nc, request.execution_id)
+    try:
+        await js.delete_msg(RUNS_STREAM, seq)
+    except Exception as exc:
+        log.warning("dead_letter.delete_failed", stream_seq=seq, error=str(exc))
+
+
+async def consume(
+    js: JetStreamContext,
+    stream: str,
+    durable: str,
+    handle: object,
+    *,
+    batch: int = 64,
+) -> None:
+    """Fetch-and-handle loop; a message that cannot be parsed is logged and terminated."""
+    sub = await js.pull_subscribe_bind(durable=durable, stream=stream)
+    assert callable(handle)
+    while True:
+        try:
+            messages: list[Msg] = await sub.fetch(batch=batch, timeout=1)
+        except (NatsTimeoutError, TimeoutError):  # nats-py raises either
+            continue
+        for msg in messages:
+            try:
+                await handle(msg.data)
+            except (ValidationError, ValueError, KeyError) as exc:
+                log.error("ingest.bad_message", stream=stream, error=str(exc))
+                await msg.term()
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Database down, for instance: leave it for redelivery.
+                log.warning("ingest.retry_later", stream=stream, error=str(exc))
+                await msg.nak(delay=2)
+                continue
+            await msg.ack()
+
+
+async def run_ingester(pool: store.Pool, nc: NATS, js: JetStreamContext) -> None:
+    async def on_event(raw: bytes) -> None:
+        await apply_event(pool, nc, raw)
+
+    async def on_dead(raw: bytes) -> None:
+        await mark_crashed(pool, nc, js, raw)
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(consume(js, EVENTS_STREAM, INGESTER_CONSUMER, on_event))
+        group.create_task(consume(js, DEAD_STREAM, DEAD_CONSUMER, on_dead, batch=16))

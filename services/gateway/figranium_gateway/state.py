@@ -1,0 +1,30 @@
+"""Typed application state keys: every shared resource the app owns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+from figranium_common.db import Pool
+from figranium_common.settings import Settings
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from figranium_gateway.waiters import Waiters
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", Pool)
+NC = web.AppKey("nats", NATS)
+JS = web.AppKey("jetstream", JetStreamContext)
+
+
+@dataclass(frozen=True)
+class Auth:
+    """The API key requests must carry; None when authentication is off."""
+
+    api_key: str | None
+
+
+AUTH = web.AppKey("auth", Auth)
+WAITERS = web.AppKey("waiters", Waiters)
+STARTED_AT = web.AppKey("started_at", float)

@@ -1,0 +1,312 @@
+"""All SQL of the gateway, raw and parameterised, one function per query."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from figranium_common.db import Pool
+from figranium_common.models import RunResult
+from psycopg.types.json import Jsonb
+
+__all__ = ["Pool"]
+
+MAX_VERSIONS = 30
+
+
+def _ms(value: datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)
+
+
+# --- settings -------------------------------------------------------------------------
+
+
+async def setting_insert_if_absent(pool: Pool, key: str, value: Any) -> tuple[Any, bool]:
+    """Store ``value`` unless the key exists; returns the stored value and whether it was ours."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "INSERT INTO settings (key, value) VALUES (%s, %s)"
+            " ON CONFLICT (key) DO NOTHING RETURNING value",
+            (key, Jsonb(value)),
+        )
+        row = await cur.fetchone()
+        if row is not None:
+            return row["value"], True
+        cur = await conn.execute("SELECT value FROM settings WHERE key = %s", (key,))
+        row = await cur.fetchone()
+        assert row is not None
+        return row["value"], False
+
+
+# --- tasks ----------------------------------------------------------------------------
+
+
+def _task_out(row: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = dict(row["body"])
+    body["id"] = row["id"]
+    body["updatedAt"] = _ms(row["updated_at"])
+    return body
+
+
+async def list_tasks(pool: Pool) -> list[dict[str, Any]]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, body, updated_at FROM tasks ORDER BY updated_at DESC, id"
+        )
+        return [_task_out(row) for row in await cur.fetchall()]
+
+
+async def get_task(pool: Pool, task_id: str) -> dict[str, Any] | None:
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT id, body, updated_at FROM tasks WHERE id = %s", (task_id,))
+        row = await cur.fetchone()
+        return None if row is None else _task_out(row)
+
+
+async def save_task(
+    pool: Pool, task_id: str, body: dict[str, Any], *, snapshot: bool
+) -> dict[str, Any]:
+    """Create or overwrite a task; with ``snapshot`` the previous state becomes a version."""
+    body = {k: v for k, v in body.items() if k not in ("id", "updatedAt", "versions")}
+    async with pool.connection() as conn, conn.transaction():
+        if snapshot:
+            cur = await conn.execute("SELECT body FROM tasks WHERE id = %s FOR UPDATE", (task_id,))
+            previous = await cur.fetchone()
+            if previous is not None:
+                await _snapshot(conn, task_id, previous["body"])
+        cur = await conn.execute(
+            "INSERT INTO tasks (id, body) VALUES (%s, %s)"
+            " ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body, updated_at = now()"
+            " RETURNING id, body, updated_at",
+            (task_id, Jsonb(body)),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        return _task_out(row)
+
+
+async def _snapshot(conn: Any, task_id: str, body: dict[str, Any]) -> None:
+    await conn.execute(
+        "INSERT INTO task_versions (task_id, id, snapshot)"
+        " VALUES (%s, 'ver_' || (extract(epoch FROM clock_timestamp()) * 1000)::bigint, %s)"
+        " ON CONFLICT DO NOTHING",
+        (task_id, Jsonb(body)),
+    )
+    await conn.execute(
+        "DELETE FROM task_versions WHERE task_id = %s AND id NOT IN ("
+        " SELECT id FROM task_versions WHERE task_id = %s"
+        " ORDER BY created_at DESC, id DESC LIMIT %s)",
+        (task_id, task_id, MAX_VERSIONS),
+    )
+
+
+async def list_versions(pool: Pool, task_id: str) -> list[dict[str, Any]]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, created_at, snapshot FROM task_versions WHERE task_id = %s"
+            " ORDER BY created_at DESC, id DESC",
+            (task_id,),
+        )
+        return [
+            {"id": r["id"], "timestamp": _ms(r["created_at"]), "snapshot": r["snapshot"]}
+            for r in await cur.fetchall()
+        ]
+
+
+# --- executions -----------------------------------------------------------------------
+
+_EXECUTION_LIST_COLUMNS = (
+    "id, task_id, task_name, mode, source, url, method, path, phase, status, outcome,"
+    " created_at, started_at, finished_at, duration_ms, attempts"
+)
+
+
+def _execution_out(row: dict[str, Any], *, detail: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": row["id"],
+        "timestamp": _ms(row["created_at"]),
+        "method": row["method"],
+        "path": row["path"],
+        "status": row["status"],
+        "durationMs": row["duration_ms"],
+        "source": row["source"],
+        "mode": row["mode"],
+        "taskId": row["task_id"],
+        "taskName": row["task_name"],
+        "url": row["url"],
+        "phase": row["phase"],
+        "outcome": row["outcome"],
+        "startedAt": _ms(row["started_at"]),
+        "finishedAt": _ms(row["finished_at"]),
+        "attempts": row["attempts"],
+    }
+    if detail:
+        out["taskSnapshot"] = row["task_snapshot"]
+        out["variables"] = row["variables"]
+        out["result"] = row["result"]
+    return out
+
+
+async def create_execution(
+    pool: Pool,
+    *,
+    execution_id: str,
+    task: dict[str, Any],
+    variables: dict[str, Any],
+    source: str,
+    method: str,
+    path: str,
+) -> bool:
+    """Insert a queued execution; False when the id is already taken."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "INSERT INTO executions (id, task_id, task_name, mode, source, url, method, path,"
+            " phase, task_snapshot, variables)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'queued', %s, %s)"
+            " ON CONFLICT (id) DO NOTHING",
+            (
+                execution_id,
+                task.get("id"),
+                task.get("name"),
+                task.get("mode", "agent"),
+                source,
+                task.get("url"),
+                method,
+                path,
+                Jsonb(task),
+                Jsonb(variables),
+            ),
+        )
+        return cur.rowcount == 1
+
+
+async def get_execution(pool: Pool, execution_id: str) -> dict[str, Any] | None:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            f"SELECT {_EXECUTION_LIST_COLUMNS}, task_snapshot, variables, result"
+            " FROM executions WHERE id = %s",
+            (execution_id,),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        out = _execution_out(row, detail=True)
+        cur = await conn.execute(
+            "SELECT payload->>'line' AS line FROM execution_events"
+            " WHERE execution_id = %s AND type = 'log' ORDER BY attempt, seq",
+            (execution_id,),
+        )
+        out["logs"] = [r["line"] for r in await cur.fetchall()]
+        return out
+
+
+async def list_executions(pool: Pool, *, limit: int, status: str | None) -> list[dict[str, Any]]:
+    query = f"SELECT {_EXECUTION_LIST_COLUMNS} FROM executions"
+    params: list[Any] = []
+    if status:
+        query += " WHERE phase = %s OR outcome = %s OR status::text = %s"
+        params += [status, status, status]
+    query += " ORDER BY created_at DESC, id DESC LIMIT %s"
+    params.append(limit)
+    async with pool.connection() as conn:
+        cur = await conn.execute(query.encode(), params)
+        return [_execution_out(row, detail=False) for row in await cur.fetchall()]
+
+
+async def delete_execution(pool: Pool, execution_id: str) -> bool:
+    async with pool.connection() as conn:
+        cur = await conn.execute("DELETE FROM executions WHERE id = %s", (execution_id,))
+        return cur.rowcount == 1
+
+
+async def clear_executions(pool: Pool) -> int:
+    async with pool.connection() as conn:
+        cur = await conn.execute("DELETE FROM executions WHERE phase = 'finished'")
+        return cur.rowcount
+
+
+async def stale_queued(
+    pool: Pool, *, older_than_s: float, younger_than_s: float
+) -> list[dict[str, Any]]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, task_snapshot, variables, source FROM executions"
+            " WHERE phase = 'queued'"
+            " AND created_at < now() - make_interval(secs => %s)"
+            " AND created_at > now() - make_interval(secs => %s)",
+            (older_than_s, younger_than_s),
+        )
+        return list(await cur.fetchall())
+
+
+# --- run events (the ingester) --------------------------------------------------------
+
+STATUS_BY_OUTCOME = {"success": 200, "stopped": 200, "error": 422, "anti_bot": 422, "crashed": 500}
+
+
+async def record_started(
+    pool: Pool, execution_id: str, attempt: int, seq: int, at_ms: int, payload: dict[str, Any]
+) -> bool:
+    """Store a started event; returns False when it was already stored (a redelivery)."""
+    async with pool.connection() as conn, conn.transaction():
+        if not await _insert_event(conn, execution_id, attempt, seq, "started", payload):
+            return False
+        await conn.execute(
+            "UPDATE executions SET phase = 'running',"
+            " started_at = COALESCE(started_at, to_timestamp(%s / 1000.0)),"
+            " attempts = GREATEST(attempts, %s)"
+            " WHERE id = %s AND phase <> 'finished'",
+            (at_ms, attempt, execution_id),
+        )
+        return True
+
+
+async def record_log(
+    pool: Pool, execution_id: str, attempt: int, seq: int, payload: dict[str, Any]
+) -> bool:
+    async with pool.connection() as conn:
+        return await _insert_event(conn, execution_id, attempt, seq, "log", payload)
+
+
+async def record_result(
+    pool: Pool,
+    execution_id: str,
+    attempt: int,
+    seq: int,
+    result: RunResult,
+    duration_ms: int,
+    payload: dict[str, Any],
+) -> bool:
+    """Finish an execution with its first result; later results change nothing."""
+    async with pool.connection() as conn, conn.transaction():
+        if not await _insert_event(conn, execution_id, attempt, seq, "result", payload):
+            return False
+        await conn.execute(
+            "UPDATE executions SET phase = 'finished', outcome = %s, status = %s,"
+            " result = %s, finished_at = now(), duration_ms = %s,"
+            " attempts = GREATEST(attempts, %s)"
+            " WHERE id = %s AND phase <> 'finished'",
+            (
+                result.outcome,
+                STATUS_BY_OUTCOME.get(result.outcome, 500),
+                Jsonb(result.model_dump(mode="json", exclude_none=True)),
+                duration_ms,
+                attempt,
+                execution_id,
+            ),
+        )
+        return True
+
+
+async def _insert_event(
+    conn: Any, execution_id: str, attempt: int, seq: int, kind: str, payload: dict[str, Any]
+) -> bool:
+    # Inserting through SELECT skips events of executions deleted meanwhile; ON CONFLICT
+    # covers both a redelivered event and a second result for the same execution.
+    cur = await conn.execute(
+        "INSERT INTO execution_events (execution_id, attempt, seq, type, payload)"
+        " SELECT %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM executions WHERE id = %s)"
+        " ON CONFLICT DO NOTHING",
+        (execution_id, attempt, seq, kind, Jsonb(payload), execution_id),
+    )
+    return bool(cur.rowcount == 1)

@@ -1,0 +1,54 @@
+"""``python -m figranium_runner``: a warm Chromium serving runs from JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import structlog
+from figranium_common import nats as topology
+from figranium_common.logging import configure_logging
+from figranium_common.settings import Settings
+
+from figranium_runner.browser import BrowserHost
+from figranium_runner.worker import Worker
+
+log = structlog.get_logger("figranium_runner")
+
+
+async def serve(settings: Settings) -> None:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+
+    browser = BrowserHost(settings.chromium_path)
+    await browser.start()
+    nc = await topology.connect(settings.nats_url, name="figranium-runner")
+    try:
+        js = nc.jetstream()
+        await topology.declare_topology(
+            js,
+            topology.RunConsumerLimits(
+                ack_wait_seconds=settings.run_ack_wait_seconds,
+                max_deliver=settings.run_max_deliver,
+            ),
+        )
+        worker = Worker(settings, nc, js, browser)
+        await worker.run(stopping)
+        log.info("runner.stopping", running=worker.busy)
+        await worker.drain(settings.runner_drain_seconds)
+    finally:
+        await browser.close()
+        await nc.drain()
+    log.info("runner.stopped")
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format, service="runner")
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""Pulls run requests from JetStream, at most as many as there are free slots, and runs them.
+
+Acknowledgement comes last: started → run → captures uploaded → result published → ack.
+A runner that dies anywhere before the ack leaves the message to be redelivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+
+import structlog
+from figranium_common.models import (
+    LogEvent,
+    ResultEvent,
+    RunRequest,
+    RunResult,
+    StartedEvent,
+    Task,
+)
+from figranium_common.nats import (
+    RUNNERS_CONSUMER,
+    RUNS_STREAM,
+    captures_store,
+    event_subject,
+)
+from figranium_common.settings import Settings
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from pydantic import ValidationError
+
+from figranium_runner.browser import BrowserHost
+from figranium_runner.engine import Capture, execute
+
+log = structlog.get_logger(__name__)
+
+
+class EventPublisher:
+    """Publishes one execution attempt's events, each with a de-duplication id."""
+
+    def __init__(self, js: JetStreamContext, execution_id: str, attempt: int) -> None:
+        self._js = js
+        self._execution_id = execution_id
+        self._attempt = attempt
+        self._seq = 0
+
+    async def _publish(self, event: StartedEvent | LogEvent | ResultEvent) -> None:
+        await self._js.publish(
+            event_subject(self._execution_id),
+            event.model_dump_json().encode(),
+            headers={"Nats-Msg-Id": f"{self._execution_id}:{self._attempt}:{event.seq}"},
+            timeout=10,
+        )
+
+    def _next(self) -> int:
+        seq = self._seq
+        self._seq += 1
+        return seq
+
+    async def started(self, runner_id: str) -> None:
+        await self._publish(
+            StartedEvent(
+                execution_id=self._execution_id,
+                attempt=self._attempt,
+                seq=self._next(),
+                runner_id=runner_id,
+            )
+        )
+
+    async def log(self, line: str) -> None:
+        try:
+            await self._publish(
+                LogEvent(
+                    execution_id=self._execution_id,
+                    attempt=self._attempt,
+                    seq=self._next(),
+                    line=line,
+                )
+            )
+        except Exception as exc:  # a lost log line must not fail the run
+            log.warning("run.log_publish_failed", error=str(exc))
+
+    async def result(self, result: RunResult, duration_ms: int) -> None:
+        await self._publish(
+            ResultEvent(
+                execution_id=self._execution_id,
+                attempt=self._attempt,
+                seq=self._next(),
+                result=result,
+                duration_ms=duration_ms,
+            )
+        )
+
+
+class Worker:
+    def __init__(
+        self, settings: Settings, nc: NATS, js: JetStreamContext, browser: BrowserHost
+    ) -> None:
+        self._settings = settings
+        self._nc = nc
+        self._js = js
+        self._browser = browser
+        self._slots = settings.runner_concurrency
+        self._active: set[asyncio.Task[None]] = set()
+        self.runner_id = f"{socket.gethostname()}-{os.getpid()}"
+
+    @property
+    def busy(self) -> int:
+        return len(self._active)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Fetch while not stopping; then wait for in-flight runs (the caller bounds it)."""
+        sub = await self._js.pull_subscribe_bind(durable=RUNNERS_CONSUMER, stream=RUNS_STREAM)
+        log.info("runner.ready", runner=self.runner_id, slots=self._slots)
+        while not stopping.is_set():
+            free = self._slots - len(self._active)
+            if free <= 0:
+                await asyncio.wait(self._active, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            try:
+                messages = await sub.fetch(batch=free, timeout=1)
+            except (NatsTimeoutError, TimeoutError):  # nats-py raises either
+                continue
+            for msg in messages:
+                task = asyncio.create_task(self._handle(msg), name="run")
+                self._active.add(task)
+                task.add_done_callback(self._active.discard)
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+
+    async def drain(self, bound_seconds: float) -> None:
+        """Let running runs finish within the bound, then cancel and hand them back."""
+        if not self._active:
+            return
+        log.info("runner.draining", running=len(self._active), bound_s=bound_seconds)
+        _, pending = await asyncio.wait(self._active, timeout=bound_seconds)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+
+    async def _handle(self, msg: Msg) -> None:
+        try:
+            request = RunRequest.model_validate_json(msg.data)
+            task = Task.model_validate(request.task)
+        except ValidationError as exc:
+            log.error("run.bad_request", error=str(exc))
+            await msg.term()
+            return
+        attempt = msg.metadata.num_delivered or 1
+        with structlog.contextvars.bound_contextvars(
+            execution_id=request.execution_id, task_id=task.id, attempt=attempt
+        ):
+            heartbeat = asyncio.create_task(self._heartbeat(msg), name="heartbeat")
+            try:
+                await self._run(msg, request, task, attempt)
+            except asyncio.CancelledError:
+                # Drained away at shutdown: hand the run back for another runner at once.
+                with contextlib.suppress(Exception):
+                    await msg.nak()
+                log.warning("run.handed_back")
+                raise
+            except Exception as exc:
+                # NATS unreachable while publishing the result, say: no ack, so JetStream
+                # redelivers after the ack wait.
+                log.error("run.unfinished", error=repr(exc))
+            finally:
+                heartbeat.cancel()
+
+    async def _heartbeat(self, msg: Msg) -> None:
+        interval = max(1.0, self._settings.run_ack_wait_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+
+    async def _run(self, msg: Msg, request: RunRequest, task: Task, attempt: int) -> None:
+        events = EventPublisher(self._js, request.execution_id, attempt)
+        await events.started(self.runner_id)
+        log.info("run.started", mode=task.mode)
+        started = time.monotonic()
+        captures: list[Capture] = []
+        context = await self._browser.new_context()
+        try:
+            page = await context.new_page()
+            try:
+                async with asyncio.timeout(request.timeout_seconds):
+                    result, captures = await execute(
+                        page,
+                        task,
+                        request.variables,
+                        execution_id=request.execution_id,
+                        allow_private=self._settings.allow_private_networks,
+                        default_timeout_ms=self._settings.action_timeout_ms,
+                        emit=events.log,
+                    )
+            except TimeoutError:
+                message = f"the run did not finish within {request.timeout_seconds:g} s"
+                await events.log(f"Run failed: {message}")
+                result = RunResult(outcome="error", final_url=page.url, error=message)
+        finally:
+            with contextlib.suppress(Exception):
+                await context.close()
+        await self._upload(captures)
+        duration_ms = int((time.monotonic() - started) * 1000)
+        await events.result(result, duration_ms)
+        await msg.ack_sync(timeout=10)
+        log.info("run.finished", outcome=result.outcome, duration_ms=duration_ms)
+
+    async def _upload(self, captures: list[Capture]) -> None:
+        if not captures:
+            return
+        bucket = await captures_store(self._js)
+        for capture in captures:
+            await bucket.put(capture.name, capture.data)
