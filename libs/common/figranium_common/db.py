@@ -33,6 +33,7 @@ async def open_pool(url: str, *, min_size: int = 1, max_size: int = 10, wait: fl
         kwargs={"row_factory": dict_row, "autocommit": True},
         check=AsyncConnectionPool.check_connection,
         reconnect_timeout=0,  # keep trying for ever: the database may be down for a while
+        timeout=5,  # a request waits this long for a connection, then gets a clear 503
         name="figranium",
     )
     await pool.open(wait=True, timeout=wait)

@@ -80,6 +80,7 @@ async def connect(url: str, *, name: str, wait_seconds: float = 60.0) -> NATS:
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=1,
                 connect_timeout=2,
+                drain_timeout=5,
                 error_cb=_on_error,
                 disconnected_cb=_on_disconnected,
                 reconnected_cb=_on_reconnected,
@@ -89,6 +90,18 @@ async def connect(url: str, *, name: str, wait_seconds: float = 60.0) -> NATS:
                 raise
             log.info("nats.connect_retry", url=url, error=str(exc) or type(exc).__name__)
             await asyncio.sleep(1)
+
+
+async def close(nc: NATS) -> None:
+    """Drain (flush what is pending) when the server is there, else just close."""
+    try:
+        if nc.is_connected:
+            await nc.drain()
+    except Exception as exc:
+        log.warning("nats.drain_failed", error=str(exc) or type(exc).__name__)
+    finally:
+        if not nc.is_closed:
+            await nc.close()
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:

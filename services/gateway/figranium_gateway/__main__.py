@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import structlog
 from aiohttp import web
+
 from figranium_common.logging import configure_logging
 from figranium_common.settings import Settings
-
 from figranium_gateway.app import create_app
 
 

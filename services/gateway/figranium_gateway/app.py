@@ -11,11 +11,11 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+
 from figranium_common import db
 from figranium_common import nats as topology
 from figranium_common.models import RunRequest
 from figranium_common.settings import Settings
-
 from figranium_gateway import dispatch, store
 from figranium_gateway.auth import auth_middleware, resolve_api_key
 from figranium_gateway.errors import error_middleware
@@ -54,7 +54,7 @@ async def _nats(app: web.Application) -> AsyncIterator[None]:
     app[NC], app[JS], app[WAITERS] = nc, js, waiters
     yield
     await waiters.stop()
-    await nc.drain()
+    await topology.close(nc)
 
 
 def _watched(

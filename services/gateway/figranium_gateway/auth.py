@@ -8,8 +8,8 @@ import secrets
 
 import structlog
 from aiohttp import web
-from figranium_common.settings import Settings
 
+from figranium_common.settings import Settings
 from figranium_gateway import store
 from figranium_gateway.errors import Handler, error_response
 from figranium_gateway.state import AUTH

@@ -8,10 +8,10 @@ import time
 from typing import Any
 
 import structlog
-from figranium_common.models import RunRequest
-from figranium_common.nats import RUNS_DEFAULT_SUBJECT
 from nats.js import JetStreamContext
 
+from figranium_common.models import RunRequest
+from figranium_common.nats import RUNS_DEFAULT_SUBJECT
 from figranium_gateway import store
 from figranium_gateway.waiters import Waiters
 

@@ -6,10 +6,13 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import psycopg
 import structlog
 from aiohttp import web
-from figranium_common.errors import FigraniumError
+from psycopg_pool import PoolTimeout
 from pydantic import ValidationError
+
+from figranium_common.errors import FigraniumError
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +65,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             code = exc.reason.upper().replace(" ", "_")
             return error_response(exc.status, code, exc.text or exc.reason)
         raise
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        log.warning("http.storage_unavailable", path=request.path, error=str(exc))
+        return error_response(503, "STORAGE_UNAVAILABLE", "the database is not reachable")
     except Exception:
         log.exception("http.unhandled_error", method=request.method, path=request.path)
         return error_response(500, "INTERNAL_ERROR", "the server could not handle the request")

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from typing import Any
 
 import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from pydantic import ValidationError
+
 from figranium_common.models import (
     ExecutionNotice,
     LogEvent,
@@ -24,12 +32,6 @@ from figranium_common.nats import (
     RUNS_STREAM,
     notify_subject,
 )
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js import JetStreamContext
-from pydantic import ValidationError
-
 from figranium_gateway import store
 
 log = structlog.get_logger(__name__)
@@ -110,26 +112,35 @@ async def consume(
     """Fetch-and-handle loop; a message that cannot be parsed is logged and terminated."""
     sub = await js.pull_subscribe_bind(durable=durable, stream=stream)
     assert callable(handle)
-    while True:
-        try:
-            messages: list[Msg] = await sub.fetch(batch=batch, timeout=1)
-        except (NatsTimeoutError, TimeoutError):  # nats-py raises either
-            continue
-        for msg in messages:
+    try:
+        while True:
             try:
-                await handle(msg.data)
-            except (ValidationError, ValueError, KeyError) as exc:
-                log.error("ingest.bad_message", stream=stream, error=str(exc))
-                await msg.term()
+                messages: list[Msg] = await sub.fetch(batch=batch, timeout=1)
+            except (NatsTimeoutError, TimeoutError):  # nats-py raises either
                 continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # Database down, for instance: leave it for redelivery.
-                log.warning("ingest.retry_later", stream=stream, error=str(exc))
-                await msg.nak(delay=2)
-                continue
-            await msg.ack()
+            for msg in messages:
+                await _handle_one(msg, stream, handle)
+    finally:
+        # An open pull subscription would hold up the connection's drain at shutdown.
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+
+
+async def _handle_one(msg: Msg, stream: str, handle: Any) -> None:
+    try:
+        await handle(msg.data)
+    except (ValidationError, ValueError, KeyError) as exc:
+        log.error("ingest.bad_message", stream=stream, error=str(exc))
+        await msg.term()
+        return
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        # Database down, for instance: leave it for redelivery.
+        log.warning("ingest.retry_later", stream=stream, error=str(exc))
+        await msg.nak(delay=2)
+        return
+    await msg.ack()
 
 
 async def run_ingester(pool: store.Pool, nc: NATS, js: JetStreamContext) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aiohttp import web
-from figranium_common.db import Pool
-from figranium_common.settings import Settings
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from figranium_common.db import Pool
+from figranium_common.settings import Settings
 from figranium_gateway.waiters import Waiters
 
 SETTINGS = web.AppKey("settings", Settings)

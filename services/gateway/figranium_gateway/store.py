@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from psycopg.types.json import Jsonb
+
 from figranium_common.db import Pool
 from figranium_common.models import RunResult
-from psycopg.types.json import Jsonb
 
 __all__ = ["Pool"]
 

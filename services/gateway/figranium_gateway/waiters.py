@@ -11,11 +11,12 @@ import asyncio
 from collections import defaultdict
 
 import structlog
-from figranium_common.models import ExecutionNotice
-from figranium_common.nats import NOTIFY_SUBJECT_PREFIX
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+
+from figranium_common.models import ExecutionNotice
+from figranium_common.nats import NOTIFY_SUBJECT_PREFIX
 
 log = structlog.get_logger(__name__)
 

@@ -6,10 +6,10 @@ import asyncio
 import signal
 
 import structlog
+
 from figranium_common import nats as topology
 from figranium_common.logging import configure_logging
 from figranium_common.settings import Settings
-
 from figranium_runner.browser import BrowserHost
 from figranium_runner.worker import Worker
 
@@ -40,7 +40,7 @@ async def serve(settings: Settings) -> None:
         await worker.drain(settings.runner_drain_seconds)
     finally:
         await browser.close()
-        await nc.drain()
+        await topology.close(nc)
     log.info("runner.stopped")
 
 

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from figranium_common.errors import FigraniumError, InvalidUrlError
-from figranium_common.models import Action, RunResult, Task, now_ms
-from figranium_common.urls import check_url
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page
 
+from figranium_common.errors import FigraniumError, InvalidUrlError
+from figranium_common.models import Action, RunResult, Task, now_ms
+from figranium_common.urls import check_url
 from figranium_runner.variables import initial_variables, substitute
 
 log = structlog.get_logger(__name__)

@@ -13,6 +13,12 @@ import socket
 import time
 
 import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from pydantic import ValidationError
+
 from figranium_common.models import (
     LogEvent,
     ResultEvent,
@@ -28,12 +34,6 @@ from figranium_common.nats import (
     event_subject,
 )
 from figranium_common.settings import Settings
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js import JetStreamContext
-from pydantic import ValidationError
-
 from figranium_runner.browser import BrowserHost
 from figranium_runner.engine import Capture, execute
 

@@ -10,6 +10,7 @@ import asyncio
 import signal
 
 import structlog
+
 from figranium_common import db
 from figranium_common import nats as topology
 from figranium_common.logging import configure_logging
@@ -28,7 +29,7 @@ async def serve(settings: Settings, stopping: asyncio.Event) -> None:
             await stopping.wait()
             log.info("scheduler.stopping")
         finally:
-            await nc.drain()
+            await topology.close(nc)
     finally:
         await pool.close()
     log.info("scheduler.stopped")

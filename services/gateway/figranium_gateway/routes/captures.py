@@ -6,9 +6,9 @@ import mimetypes
 import re
 
 from aiohttp import web
-from figranium_common.nats import captures_store
 from nats.js.errors import NotFoundError, ObjectNotFoundError
 
+from figranium_common.nats import captures_store
 from figranium_gateway.errors import ApiError
 from figranium_gateway.state import JS
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from figranium_common.models import RunRequest, Task, now_ms
 
+from figranium_common.models import RunRequest, Task, now_ms
 from figranium_gateway import dispatch, store
 from figranium_gateway.errors import ApiError, read_json_object
 from figranium_gateway.state import JS, POOL, SETTINGS, WAITERS
@@ -113,7 +113,8 @@ async def run_task(request: web.Request) -> web.Response:
             ) from exc
         log.info("run.queued")
         # A little longer than the run may take, so the runner's own timeout answers first.
-        execution = await dispatch.wait_finished(pool, app[WAITERS], execution_id, timeout + 15)
+        wait = timeout + min(15.0, timeout)
+        execution = await dispatch.wait_finished(pool, app[WAITERS], execution_id, wait)
     if execution is None:
         raise ApiError(
             504,
@@ -133,5 +134,5 @@ def _run_answer(execution: dict[str, Any]) -> web.Response:
     if status >= 400:
         code = "RUN_CRASHED" if outcome == "crashed" else "RUN_FAILED"
         details = result.get("error") or f"the run ended with outcome {outcome}"
-        return web.json_response({"error": code, "details": details, **answer}, status=status)
+        return web.json_response({**answer, "error": code, "details": details}, status=status)
     return web.json_response(answer, status=status)

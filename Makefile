@@ -1,0 +1,37 @@
+# Figranium developer entry points.
+#
+# Two stacks can run side by side: `make run PORT=11346 FIGRANIUM_DATA_DIR=./.data2`.
+# make hands command-line and environment variables to recipes by itself; an explicit `export`
+# would also hand an empty PORT to every other target whenever it is unset.
+
+UV ?= uv
+PYTHON ?= python3
+VENV := .venv/bin
+MYPY_TARGETS := libs/common/figranium_common services/gateway/figranium_gateway \
+	services/runner/figranium_runner services/scheduler/figranium_scheduler \
+	tools/devstack/figranium_devstack
+
+.PHONY: install run test lint format
+
+# No stamp file: `uv sync` compares the venv with uv.lock itself and returns in milliseconds
+# when nothing changed, which a stamp could only get wrong.
+install:
+	@if command -v $(UV) >/dev/null 2>&1; then uv="$(UV)"; \
+	else $(PYTHON) -m pip install --quiet uv && uv="$(PYTHON) -m uv"; fi; \
+	$$uv sync --frozen --all-packages
+	@bash scripts/ensure-chromium.sh
+
+run: install
+	$(VENV)/python -m figranium_devstack run
+
+test: install
+	$(VENV)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+	$(VENV)/mypy $(MYPY_TARGETS)
+
+format:
+	$(VENV)/ruff format .
+	$(VENV)/ruff check --fix .

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from figranium_common.db import migration_files
+from figranium_common.models import (
+    Action,
+    ResultEvent,
+    RunEventEnvelope,
+    RunResult,
+    StartedEvent,
+    Task,
+)
+from figranium_common.settings import Settings
+
+
+def test_task_keeps_unknown_fields_and_only_given_ones() -> None:
+    task = Task.model_validate({"id": "t", "url": "https://example.com", "custom": [1, 2]})
+    dumped = task.dump()
+    assert dumped == {"id": "t", "url": "https://example.com", "custom": [1, 2]}
+
+
+def test_action_aliases_are_known_types() -> None:
+    for kind in ("goto", "fill", "noop", "pass", "do_nothing"):
+        assert Action(type=kind).type == kind
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"actions": [{"type": "fly"}]},
+        {"actions": [{}]},
+        {"mode": "other"},
+        {"wait": -1},
+        {"id": "has space"},
+        {"variables": {"x": {"type": "list"}}},
+        {"actions": [{"type": "click", "clickType": "triple"}]},
+    ],
+)
+def test_invalid_tasks_are_refused(body: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        Task.model_validate(body)
+
+
+def test_run_events_round_trip_through_the_envelope() -> None:
+    started = StartedEvent(execution_id="e", attempt=1, seq=0, runner_id="r")
+    result = ResultEvent(
+        execution_id="e", attempt=2, seq=3, result=RunResult(outcome="success"), duration_ms=5
+    )
+    for event in (started, result):
+        raw = event.model_dump_json().encode()
+        parsed = RunEventEnvelope.model_validate_json(b'{"event":' + raw + b"}").event
+        assert parsed == event
+
+
+def test_migrations_are_numbered_and_unique() -> None:
+    files = migration_files()
+    assert files, "no migrations bundled"
+    assert [v for v, _, _ in files] == sorted({v for v, _, _ in files})
+    assert "CREATE TABLE executions" in files[0][2]
+
+
+def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PORT", "FIGRANIUM_DATA_DIR", "ALLOW_PRIVATE_NETWORKS", "FIGRANIUM_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.port == 11345
+    assert str(settings.data_dir) == ".data"
+    assert settings.allow_private_networks is False
+    assert settings.api_key is None
+
+
+def test_settings_refuse_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "not-a-port")
+    with pytest.raises(ValidationError):
+        Settings()

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from figranium_gateway.auth import key_matches
+from figranium_gateway.errors import ApiError, error_middleware, read_json_object
+from figranium_gateway.routes.executions import _limit
+from figranium_gateway.routes.tasks import _run_answer
+
+
+def test_key_matching() -> None:
+    assert key_matches("secret", ["", "nope", "secret"])
+    assert not key_matches("secret", [])
+    assert not key_matches("secret", ["secre", "secret "])
+
+
+def test_limit_parsing() -> None:
+    assert _limit(None) == 50
+    assert _limit("10") == 10
+    for bad in ("0", "-1", "x", "100000"):
+        with pytest.raises(ApiError):
+            _limit(bad)
+
+
+def test_run_answer_shapes() -> None:
+    ok = _run_answer(
+        {"id": "e1", "status": 200, "outcome": "success", "result": {"data": [1], "logs": []}}
+    )
+    assert ok.status == 200
+    assert ok.body is not None
+    assert json.loads(ok.body) == {
+        "data": [1],
+        "logs": [],
+        "executionId": "e1",
+        "outcome": "success",
+    }
+    failed = _run_answer(
+        {"id": "e2", "status": 422, "outcome": "error", "result": {"error": "boom"}}
+    )
+    assert failed.status == 422
+    assert failed.body is not None
+    body = json.loads(failed.body)
+    assert body["error"] == "RUN_FAILED" and body["details"] == "boom"
+    assert body["executionId"] == "e2"
+
+
+async def test_error_middleware_never_leaks_tracebacks() -> None:
+    async def boom(request: web.Request) -> web.Response:
+        raise RuntimeError("secret internals")
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.json_response(await read_json_object(request))
+
+    app = web.Application(middlewares=[error_middleware])
+    app.router.add_get("/boom", boom)
+    app.router.add_post("/echo", echo)
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/boom")
+        assert response.status == 500
+        body = await response.json()
+        assert body["error"] == "INTERNAL_ERROR"
+        assert "secret" not in json.dumps(body)
+        response = await client.post("/echo", data=b"{oops")
+        assert response.status == 400
+        assert (await response.json())["error"] == "INVALID_JSON"
+        response = await client.get("/missing")
+        assert response.status == 404
+        assert set(await response.json()) == {"error", "details"}

@@ -1,0 +1,77 @@
+"""Whole-stack fixtures: real NATS, PostgreSQL, Chromium and the services as processes."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from figranium_devstack.natsserver import LocalNats
+from figranium_devstack.ports import free_port
+from figranium_devstack.postgres import LocalPostgres
+from tests.integration.stack import PageHandler, Stack, fresh_database
+
+
+@pytest.fixture(scope="session")
+def site() -> Iterator[str]:
+    """Test pages served on a free loopback port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), PageHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="session")
+def postgres(workdir: Path) -> Iterator[LocalPostgres]:
+    with LocalPostgres(workdir / "pg", free_port(), fast=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def nats_server(workdir: Path) -> Iterator[LocalNats]:
+    with LocalNats(workdir / "nats", free_port()) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def stack(
+    workdir: Path, nats_server: LocalNats, postgres: LocalPostgres
+) -> Iterator[tuple[Stack, httpx.Client]]:
+    """The shared stack: one gateway and one runner."""
+    stack = Stack(workdir / "shared", nats_server.url, postgres.url)
+    (workdir / "shared").mkdir()
+    try:
+        _, client = stack.start_gateway()
+        stack.start_runner()
+        yield stack, client
+    finally:
+        stack.close()
+
+
+@pytest.fixture
+def api(stack: tuple[Stack, httpx.Client]) -> httpx.Client:
+    return stack[1]
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, postgres: LocalPostgres) -> Iterator[Stack]:
+    """A stack with its own NATS server and database, for tests that kill or starve runners."""
+    database_url = fresh_database(postgres, f"iso_{uuid.uuid4().hex[:12]}")
+    with LocalNats(tmp_path / "nats", free_port()) as nats_server:
+        stack = Stack(tmp_path, nats_server.url, database_url)
+        try:
+            yield stack
+        finally:
+            stack.close()

@@ -1,0 +1,162 @@
+"""Helpers for whole-stack tests: service processes, stacks, test pages."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg import sql
+
+from figranium_devstack.ports import free_port
+from figranium_devstack.postgres import LocalPostgres
+
+API_KEY = "test-key-0123456789"
+
+PAGES: dict[str, str] = {
+    "/form": """<!doctype html><html><head><title>Form</title></head><body>
+<input id="q" placeholder="item">
+<button id="add" onclick="
+  const li = document.createElement('li');
+  li.textContent = document.getElementById('q').value;
+  document.getElementById('items').appendChild(li);">Add</button>
+<ul id="items"><li>apple</li><li>banana</li></ul>
+</body></html>""",
+    "/slow": """<!doctype html><html><body><p id="p">slow page</p></body></html>""",
+}
+
+
+class PageHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = PAGES.get(self.path.split("?")[0])
+        if body is None:
+            self.send_response(404)
+            self.end_headers()
+            return
+        data = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class Service:
+    """One service process (``python -m figranium_<name>``) with its log in a file."""
+
+    def __init__(self, name: str, env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", f"figranium_{name}"],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, needle: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle in self.log_text():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited:\n{self.log_text()[-4000:]}")
+            time.sleep(0.1)
+        raise AssertionError(f"{self.name} never logged {needle!r}:\n{self.log_text()[-4000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+class Stack:
+    """Starts services against one NATS and one PostgreSQL; stops them all at the end."""
+
+    def __init__(self, workdir: Path, nats_url: str, database_url: str, **env: str) -> None:
+        self.workdir = workdir
+        self.env = {
+            **os.environ,
+            "NATS_URL": nats_url,
+            "DATABASE_URL": database_url,
+            "FIGRANIUM_API_KEY": API_KEY,
+            "ALLOW_PRIVATE_NETWORKS": "true",
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "INFO",
+            "RUN_TIMEOUT_SECONDS": "60",
+            "RUN_ACK_WAIT_SECONDS": "4",
+            "RUN_MAX_DELIVER": "3",
+            "RUNNER_CONCURRENCY": "2",
+            "RUNNER_DRAIN_SECONDS": "5",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self.services: list[Service] = []
+        self.clients: list[httpx.Client] = []
+        self._count = 0
+
+    def start(self, name: str, **env: str) -> Service:
+        self._count += 1
+        log_path = self.workdir / f"{name}-{self._count}.log"
+        service = Service(name, {**self.env, **env}, log_path)
+        self.services.append(service)
+        return service
+
+    def start_gateway(self, **env: str) -> tuple[Service, httpx.Client]:
+        port = free_port()
+        service = self.start("gateway", PORT=str(port), **env)
+        client = httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", headers={"x-api-key": API_KEY}, timeout=120
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if client.get("/api/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if service.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"gateway did not become healthy:\n{service.log_text()}")
+            time.sleep(0.2)
+        self.clients.append(client)
+        return service, client
+
+    def start_runner(self, **env: str) -> Service:
+        service = self.start("runner", **env)
+        service.wait_for_log("runner.ready", timeout=60)
+        return service
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+        for service in reversed(self.services):
+            service.stop(timeout=15)
+
+
+def fresh_database(server: LocalPostgres, name: str) -> str:
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return server.url.rsplit("/", 1)[0] + f"/{name}"

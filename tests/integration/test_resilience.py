@@ -1,0 +1,210 @@
+"""Failures of the infrastructure: database down, runners killed, no runner at all."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from figranium_devstack.ports import free_port
+from figranium_devstack.postgres import LocalPostgres
+from tests.integration.stack import Stack
+
+SLOW_TASK: dict[str, Any] = {
+    "id": "slow",
+    "name": "slow",
+    "actions": [{"type": "wait", "value": 6}],
+    "extractionScript": "return 'survived'",
+}
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_health_follows_postgres(tmp_path: Path, nats_server: Any) -> None:
+    database = LocalPostgres(tmp_path / "pg", free_port(), fast=True)
+    with database:
+        stack = Stack(tmp_path, nats_server.url, database.url)
+        try:
+            _, client = stack.start_gateway()
+            assert client.get("/api/health").status_code == 200
+
+            database.stop()
+            stopped_at = time.monotonic()
+            response = client.get("/api/health")
+            assert time.monotonic() - stopped_at < 5
+            assert response.status_code == 503
+            body = response.json()
+            assert body["status"] == "degraded"
+            assert body["storage"] == "postgres"
+            assert body["storage_error"]
+            unavailable = client.get("/api/tasks")
+            assert unavailable.status_code == 503
+            assert unavailable.json()["error"] == "STORAGE_UNAVAILABLE"
+
+            database.start()
+            database.wait_ready()
+            wait_until(
+                lambda: client.get("/api/health").status_code == 200, 20, "health to recover"
+            )
+            assert "storage_error" not in client.get("/api/health").json()
+            assert client.get("/api/tasks").status_code == 200
+        finally:
+            stack.close()
+
+
+def _run_in_background(
+    client: httpx.Client, task_id: str
+) -> tuple[threading.Thread, dict[str, Any]]:
+    answer: dict[str, Any] = {}
+
+    def call() -> None:
+        response = client.post(f"/api/tasks/{task_id}/api", json={})
+        answer["status"] = response.status_code
+        answer["body"] = response.json()
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    return thread, answer
+
+
+def _execution(client: httpx.Client) -> dict[str, Any] | None:
+    executions = client.get("/api/executions").json()["executions"]
+    return executions[0] if executions else None
+
+
+def _running_attempt(client: httpx.Client) -> int | None:
+    execution = _execution(client)
+    if execution is None or execution["phase"] != "running":
+        return None
+    return int(execution["attempts"])
+
+
+def _result_rows(database_url: str, execution_id: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM execution_events WHERE execution_id = %s AND type = 'result'",
+            (execution_id,),
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def test_killed_runner_loses_nothing(isolated: Stack) -> None:
+    _, client = isolated.start_gateway()
+    first = isolated.start_runner()
+    assert client.post("/api/tasks", json=SLOW_TASK).status_code == 200
+    thread, answer = _run_in_background(client, "slow")
+
+    wait_until(
+        lambda: (e := _execution(client)) is not None and e["phase"] == "running",
+        30,
+        "the run to start",
+    )
+    first.kill()
+    isolated.start_runner()
+    thread.join(90)
+
+    assert answer["status"] == 200, answer
+    assert answer["body"]["data"] == "survived"
+    execution_id = answer["body"]["executionId"]
+    detail = client.get(f"/api/executions/{execution_id}").json()["execution"]
+    assert detail["phase"] == "finished"
+    assert detail["outcome"] == "success"
+    assert detail["attempts"] == 2
+    assert _result_rows(isolated.env["DATABASE_URL"], execution_id) == 1
+
+
+def test_run_that_keeps_killing_runners_is_marked_crashed(isolated: Stack) -> None:
+    isolated.env["RUN_MAX_DELIVER"] = "2"
+    _, client = isolated.start_gateway()
+    assert (
+        client.post(
+            "/api/tasks", json={**SLOW_TASK, "actions": [{"type": "wait", "value": 60}]}
+        ).status_code
+        == 200
+    )
+    thread, answer = _run_in_background(client, "slow")
+    for attempt in (1, 2):
+        runner = isolated.start_runner()
+        wait_until(lambda n=attempt: _running_attempt(client) == n, 30, f"attempt {attempt}")
+        runner.kill()
+    # JetStream notices the exhausted deliveries when a runner asks for work again.
+    isolated.start_runner()
+    thread.join(60)
+    assert answer["status"] == 500, answer
+    assert answer["body"]["error"] == "RUN_CRASHED"
+    execution_id = answer["body"]["executionId"]
+    detail = client.get(f"/api/executions/{execution_id}").json()["execution"]
+    assert detail["phase"] == "finished"
+    assert detail["outcome"] == "crashed"
+    assert _result_rows(isolated.env["DATABASE_URL"], execution_id) == 1
+
+
+def test_no_runner_answers_504_and_the_run_stays_visible(isolated: Stack) -> None:
+    _, client = isolated.start_gateway(RUN_TIMEOUT_SECONDS="2")
+    client.post("/api/tasks", json=SLOW_TASK)
+    started = time.monotonic()
+    response = client.post("/api/tasks/slow/api", json={})
+    assert response.status_code == 504
+    assert time.monotonic() - started < 15
+    body = response.json()
+    assert body["error"] == "RUN_TIMEOUT"
+    listed = client.get("/api/executions").json()["executions"]
+    assert [e["id"] for e in listed] == [body["executionId"]]
+    assert listed[0]["phase"] == "queued"
+
+    # A runner that turns up later still runs it.
+    isolated.start_runner()
+    wait_until(
+        lambda: (
+            client.get(f"/api/executions/{body['executionId']}").json()["execution"]["phase"]
+            == "finished"
+        ),
+        60,
+        "the queued run to finish",
+    )
+
+
+def test_runner_times_out_a_stuck_run(isolated: Stack) -> None:
+    _, client = isolated.start_gateway(RUN_TIMEOUT_SECONDS="3")
+    isolated.start_runner()
+    client.post("/api/tasks", json=SLOW_TASK)
+    response = client.post("/api/tasks/slow/api", json={})
+    assert response.status_code == 422
+    assert "within 3 s" in response.json()["details"]
+
+
+def test_scheduler_starts_and_stops_cleanly(isolated: Stack) -> None:
+    scheduler = isolated.start("scheduler")
+    scheduler.wait_for_log("scheduler.ready", timeout=60)
+    assert scheduler.stop(signal.SIGTERM, timeout=15) == 0
+    assert "scheduler.stopped" in scheduler.log_text()
+
+
+def test_runner_drains_on_sigterm(isolated: Stack) -> None:
+    _, client = isolated.start_gateway()
+    runner = isolated.start_runner()
+    client.post("/api/tasks", json={**SLOW_TASK, "actions": [{"type": "wait", "value": 2}]})
+    thread, answer = _run_in_background(client, "slow")
+    wait_until(
+        lambda: (e := _execution(client)) is not None and e["phase"] == "running",
+        30,
+        "the run to start",
+    )
+    assert runner.stop(signal.SIGTERM, timeout=30) == 0
+    thread.join(30)
+    assert answer["status"] == 200
+    assert answer["body"]["data"] == "survived"

@@ -1,0 +1,141 @@
+"""Through the whole stack: gateway → NATS JetStream → runner (Chromium) → PostgreSQL."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.integration.stack import API_KEY
+
+EXTRACT_ITEMS = (
+    "return Array.from(document.querySelectorAll('#items li')).map(li => li.textContent)"
+)
+
+
+def form_task(site: str, **extra: object) -> dict[str, object]:
+    return {
+        "id": "form-task",
+        "name": "Add an item",
+        "url": f"{site}/form",
+        "actions": [
+            {"type": "type", "selector": "#q", "value": "{$item}"},
+            {"type": "click", "selector": "#add"},
+            {"type": "screenshot", "label": "after add"},
+        ],
+        "variables": {"item": {"type": "string", "value": "cherry"}},
+        "extractionScript": EXTRACT_ITEMS,
+        "customField": {"kept": True},
+        **extra,
+    }
+
+
+def test_saved_task_runs_in_chromium_and_returns_extracted_data(
+    api: httpx.Client, site: str
+) -> None:
+    saved = api.post("/api/tasks", json=form_task(site))
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["customField"] == {"kept": True}
+
+    run = api.post("/api/tasks/form-task/api", json={"variables": {"item": "damson"}})
+    assert run.status_code == 200, run.text
+    result = run.json()
+    assert result["data"] == ["apple", "banana", "damson"]
+    assert result["outcome"] == "success"
+    assert result["final_url"] == f"{site}/form"
+    assert any("Typing into #q: damson" in line for line in result["logs"])
+    assert result["screenshot_url"].startswith("/captures/")
+
+    shot = api.get(result["screenshot_url"])
+    assert shot.status_code == 200
+    assert shot.headers["content-type"] == "image/png"
+    assert shot.content.startswith(b"\x89PNG")
+    assert httpx.get(str(api.base_url) + result["screenshot_url"]).status_code == 401
+
+    listed = api.get("/api/executions").json()["executions"]
+    entry = next(e for e in listed if e["id"] == result["executionId"])
+    assert entry["status"] == 200
+    assert entry["taskId"] == "form-task"
+    assert entry["source"] == "api"
+    assert entry["phase"] == "finished"
+    assert "result" not in entry
+
+    detail = api.get(f"/api/executions/{result['executionId']}").json()["execution"]
+    assert detail["result"]["data"] == ["apple", "banana", "damson"]
+    assert detail["taskSnapshot"]["id"] == "form-task"
+    assert detail["logs"] == result["logs"]
+
+
+def test_python_client_route_and_task_defaults(api: httpx.Client, site: str) -> None:
+    api.post("/api/tasks", json=form_task(site, id="defaults-task"))
+    run = api.post("/tasks/defaults-task/api", json={})
+    assert run.status_code == 200, run.text
+    assert run.json()["data"] == ["apple", "banana", "cherry"]
+
+
+def test_failed_run_answers_422_with_execution_id(api: httpx.Client, site: str) -> None:
+    task = form_task(site, id="broken-task", extractionScript="throw new Error('no luck')")
+    api.post("/api/tasks", json=task)
+    run = api.post("/api/tasks/broken-task/api", json={})
+    assert run.status_code == 422
+    body = run.json()
+    assert body["error"] == "RUN_FAILED"
+    assert "no luck" in body["details"]
+    assert body["executionId"].startswith("exec_")
+    detail = api.get(f"/api/executions/{body['executionId']}").json()["execution"]
+    assert detail["outcome"] == "error"
+    assert detail["status"] == 422
+
+
+def test_missing_selector_fails_within_the_action_timeout(api: httpx.Client, site: str) -> None:
+    task = form_task(
+        site,
+        id="missing-selector",
+        actions=[{"type": "click", "selector": "#nope", "timeout": 500}],
+    )
+    api.post("/api/tasks", json=task)
+    run = api.post("/api/tasks/missing-selector/api", json={})
+    assert run.status_code == 422
+    assert "#1 (click)" in run.json()["details"]
+
+
+def test_tasks_list_and_versions(api: httpx.Client, site: str) -> None:
+    api.post("/api/tasks", json=form_task(site, id="versioned", name="v1", description="d"))
+    api.post("/api/tasks?version=true", json=form_task(site, id="versioned", name="v2"))
+    tasks = {t["id"]: t for t in api.get("/api/tasks").json()}
+    assert tasks["versioned"]["name"] == "v2"
+    assert "versions" not in tasks["versioned"]
+    summaries = {t["id"]: t for t in api.get("/api/tasks/list").json()}
+    assert summaries["versioned"] == {"id": "versioned", "name": "v2"}
+    generated = api.post("/api/tasks", json={"name": "no id", "url": f"{site}/form"}).json()
+    assert generated["id"].startswith("task_")
+
+
+def test_delete_and_clear_executions(api: httpx.Client, site: str) -> None:
+    api.post("/api/tasks", json=form_task(site, id="to-delete"))
+    first = api.post("/api/tasks/to-delete/api", json={}).json()["executionId"]
+    assert api.delete(f"/api/executions/{first}").status_code == 200
+    assert api.get(f"/api/executions/{first}").status_code == 404
+    api.post("/api/tasks/to-delete/api", json={})
+    cleared = api.post("/api/executions/clear")
+    assert cleared.status_code == 200
+    assert api.get("/api/executions").json()["executions"] == []
+
+
+def test_status_filter_and_limit(api: httpx.Client, site: str) -> None:
+    api.post("/api/tasks", json=form_task(site, id="filtered"))
+    for _ in range(3):
+        api.post("/api/tasks/filtered/api", json={})
+    limited = api.get("/api/executions", params={"limit": 2}).json()["executions"]
+    assert len(limited) == 2
+    successes = api.get("/api/executions", params={"status": "success"}).json()["executions"]
+    assert successes and all(e["outcome"] == "success" for e in successes)
+
+
+def test_api_key_is_never_needed_for_health(api: httpx.Client) -> None:
+    response = httpx.get(str(api.base_url) + "/api/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["storage"] == "postgres"
+    assert body["nats"] == "connected"
+    assert "storage_error" not in body
+    assert API_KEY not in response.text
