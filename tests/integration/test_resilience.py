@@ -65,7 +65,7 @@ def test_health_follows_postgres(tmp_path: Path, nats_server: Any) -> None:
             stack.close()
 
 
-def _run_in_background(
+def run_in_background(
     client: httpx.Client, task_id: str
 ) -> tuple[threading.Thread, dict[str, Any]]:
     answer: dict[str, Any] = {}
@@ -106,7 +106,7 @@ def test_killed_runner_loses_nothing(isolated: Stack) -> None:
     _, client = isolated.start_gateway()
     first = isolated.start_runner()
     assert client.post("/api/tasks", json=SLOW_TASK).status_code == 200
-    thread, answer = _run_in_background(client, "slow")
+    thread, answer = run_in_background(client, "slow")
 
     wait_until(
         lambda: (e := _execution(client)) is not None and e["phase"] == "running",
@@ -136,7 +136,7 @@ def test_run_that_keeps_killing_runners_is_marked_crashed(isolated: Stack) -> No
         ).status_code
         == 200
     )
-    thread, answer = _run_in_background(client, "slow")
+    thread, answer = run_in_background(client, "slow")
     for attempt in (1, 2):
         runner = isolated.start_runner()
         wait_until(lambda n=attempt: _running_attempt(client) == n, 30, f"attempt {attempt}")
@@ -198,7 +198,7 @@ def test_runner_drains_on_sigterm(isolated: Stack) -> None:
     _, client = isolated.start_gateway()
     runner = isolated.start_runner()
     client.post("/api/tasks", json={**SLOW_TASK, "actions": [{"type": "wait", "value": 2}]})
-    thread, answer = _run_in_background(client, "slow")
+    thread, answer = run_in_background(client, "slow")
     wait_until(
         lambda: (e := _execution(client)) is not None and e["phase"] == "running",
         30,

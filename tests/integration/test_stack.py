@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import httpx
+import json
 
-from tests.integration.stack import API_KEY
+import httpx
+import psycopg
+
+from tests.integration.stack import API_KEY, Stack
 
 EXTRACT_ITEMS = (
     "return Array.from(document.querySelectorAll('#items li')).map(li => li.textContent)"
@@ -97,7 +100,9 @@ def test_missing_selector_fails_within_the_action_timeout(api: httpx.Client, sit
     assert "#1 (click)" in run.json()["details"]
 
 
-def test_tasks_list_and_versions(api: httpx.Client, site: str) -> None:
+def test_tasks_list_and_versions(
+    api: httpx.Client, site: str, stack: tuple[Stack, httpx.Client]
+) -> None:
     api.post("/api/tasks", json=form_task(site, id="versioned", name="v1", description="d"))
     api.post("/api/tasks?version=true", json=form_task(site, id="versioned", name="v2"))
     tasks = {t["id"]: t for t in api.get("/api/tasks").json()}
@@ -107,6 +112,24 @@ def test_tasks_list_and_versions(api: httpx.Client, site: str) -> None:
     assert summaries["versioned"] == {"id": "versioned", "name": "v2"}
     generated = api.post("/api/tasks", json={"name": "no id", "url": f"{site}/form"}).json()
     assert generated["id"].startswith("task_")
+    with psycopg.connect(stack[0].env["DATABASE_URL"]) as conn:
+        rows = conn.execute(
+            "SELECT id, snapshot FROM task_versions WHERE task_id = 'versioned'"
+        ).fetchall()
+    assert len(rows) == 1
+    version_id, snapshot = rows[0]
+    assert version_id.startswith("ver_")
+    assert snapshot["name"] == "v1" and snapshot["description"] == "d"
+
+
+def test_body_key_works_with_curls_default_content_type(api: httpx.Client) -> None:
+    response = httpx.post(
+        str(api.base_url) + "/api/tasks",
+        content=json.dumps({"apiKey": API_KEY, "id": "curl-style", "name": "c"}),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["name"] == "c"
 
 
 def test_delete_and_clear_executions(api: httpx.Client, site: str) -> None:
@@ -139,3 +162,18 @@ def test_api_key_is_never_needed_for_health(api: httpx.Client) -> None:
     assert body["nats"] == "connected"
     assert "storage_error" not in body
     assert API_KEY not in response.text
+
+
+def test_a_stored_task_the_runner_cannot_read_fails_clearly(
+    api: httpx.Client, stack: tuple[Stack, httpx.Client]
+) -> None:
+    # Data written by some older release, bypassing today's validation.
+    with psycopg.connect(stack[0].env["DATABASE_URL"]) as conn:
+        conn.execute(
+            "INSERT INTO tasks (id, body) VALUES ('legacy', %s)"
+            " ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body",
+            (json.dumps({"name": "legacy", "actions": [{"type": "warp"}]}),),
+        )
+    run = api.post("/api/tasks/legacy/api", json={})
+    assert run.status_code == 422
+    assert "not valid" in run.json()["details"]

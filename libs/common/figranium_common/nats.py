@@ -101,7 +101,10 @@ async def close(nc: NATS) -> None:
         log.warning("nats.drain_failed", error=str(exc) or type(exc).__name__)
     finally:
         if not nc.is_closed:
-            await nc.close()
+            try:
+                await nc.close()
+            except OSError as exc:  # the server went away first: nothing left to flush
+                log.info("nats.closed_without_flush", error=str(exc) or type(exc).__name__)
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:

@@ -36,7 +36,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[POOL] = pool
     app[AUTH] = Auth(await resolve_api_key(settings, pool))
     yield
-    await pool.close()
+    await pool.close(timeout=2)
 
 
 async def _nats(app: web.Application) -> AsyncIterator[None]:

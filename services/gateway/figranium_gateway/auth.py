@@ -49,7 +49,8 @@ async def presented_keys(request: web.Request) -> list[str]:
     authorization = request.headers.get("Authorization", "")
     if authorization[:7].lower() == "bearer ":
         keys.append(authorization[7:].strip())
-    if request.can_read_body and request.content_type in ("application/json", "", "text/plain"):
+    # Any content type: `curl -d '{"apiKey": ...}'` sends form-urlencoded JSON.
+    if request.can_read_body and not request.content_type.startswith("multipart/"):
         raw = await request.read()  # cached by aiohttp; handlers read it again
         try:
             body = json.loads(raw) if raw.strip() else None

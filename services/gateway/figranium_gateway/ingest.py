@@ -63,6 +63,7 @@ async def apply_event(pool: store.Pool, nc: NATS, raw: bytes) -> None:
                 event.seq,
                 event.result,
                 event.duration_ms,
+                event.at,
                 payload,
             ):
                 log.info(
@@ -89,10 +90,10 @@ async def mark_crashed(pool: store.Pool, nc: NATS, js: JetStreamContext, raw: by
         outcome="crashed",
         error=f"the run was started {deliveries} times and no runner finished it",
     )
-    duration = max(0, now_ms() - request.requested_at)
-    if await store.record_result(
-        pool, request.execution_id, 0, 0, result, duration, {"type": "result", "crashed": True}
-    ):
+    now = now_ms()
+    duration = max(0, now - request.requested_at)
+    crash = {"type": "result", "crashed": True}
+    if await store.record_result(pool, request.execution_id, 0, 0, result, duration, now, crash):
         log.error("execution.crashed", execution_id=request.execution_id, deliveries=deliveries)
     await notify_finished(nc, request.execution_id)
     try:

@@ -276,21 +276,26 @@ async def record_result(
     seq: int,
     result: RunResult,
     duration_ms: int,
+    finished_at_ms: int,
     payload: dict[str, Any],
 ) -> bool:
-    """Finish an execution with its first result; later results change nothing."""
+    """Finish an execution with its first result; later results change nothing.
+
+    Times come from the runner's events, so ``startedAt`` and ``finishedAt`` share a clock.
+    """
     async with pool.connection() as conn, conn.transaction():
         if not await _insert_event(conn, execution_id, attempt, seq, "result", payload):
             return False
         await conn.execute(
             "UPDATE executions SET phase = 'finished', outcome = %s, status = %s,"
-            " result = %s, finished_at = now(), duration_ms = %s,"
+            " result = %s, finished_at = to_timestamp(%s / 1000.0), duration_ms = %s,"
             " attempts = GREATEST(attempts, %s)"
             " WHERE id = %s AND phase <> 'finished'",
             (
                 result.outcome,
                 STATUS_BY_OUTCOME.get(result.outcome, 500),
                 Jsonb(result.model_dump(mode="json", exclude_none=True)),
+                finished_at_ms,
                 duration_ms,
                 attempt,
                 execution_id,

@@ -23,7 +23,13 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stopping.set)
 
     browser = BrowserHost(settings.chromium_path)
-    await browser.start()
+    try:
+        await browser.start()
+    except Exception:
+        if stopping.is_set():  # stopped while starting: the driver may have been killed too
+            log.info("runner.stopped_while_starting")
+            return
+        raise
     nc = await topology.connect(settings.nats_url, name="figranium-runner")
     try:
         js = nc.jetstream()

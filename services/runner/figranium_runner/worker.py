@@ -147,12 +147,16 @@ class Worker:
     async def _handle(self, msg: Msg) -> None:
         try:
             request = RunRequest.model_validate_json(msg.data)
-            task = Task.model_validate(request.task)
         except ValidationError as exc:
             log.error("run.bad_request", error=str(exc))
-            await msg.term()
+            await msg.term()  # without an execution id there is nobody to tell
             return
         attempt = msg.metadata.num_delivered or 1
+        try:
+            task = Task.model_validate(request.task)
+        except ValidationError as exc:
+            await self._refuse(msg, request, attempt, f"the task is not valid: {exc}")
+            return
         with structlog.contextvars.bound_contextvars(
             execution_id=request.execution_id, task_id=task.id, attempt=attempt
         ):
@@ -171,6 +175,15 @@ class Worker:
                 log.error("run.unfinished", error=repr(exc))
             finally:
                 heartbeat.cancel()
+
+    async def _refuse(self, msg: Msg, request: RunRequest, attempt: int, error: str) -> None:
+        """Finish a run that cannot start with an error result, so it is not left queued."""
+        events = EventPublisher(self._js, request.execution_id, attempt)
+        with contextlib.suppress(Exception):
+            await events.result(RunResult(outcome="error", error=error), 0)
+            await msg.ack()
+            return
+        log.error("run.refuse_failed", execution_id=request.execution_id)
 
     async def _heartbeat(self, msg: Msg) -> None:
         interval = max(1.0, self._settings.run_ack_wait_seconds / 3)

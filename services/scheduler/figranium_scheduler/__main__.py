@@ -31,7 +31,7 @@ async def serve(settings: Settings, stopping: asyncio.Event) -> None:
         finally:
             await topology.close(nc)
     finally:
-        await pool.close()
+        await pool.close(timeout=2)
     log.info("scheduler.stopped")
 
 

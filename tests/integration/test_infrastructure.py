@@ -1,0 +1,156 @@
+"""The shared plumbing: migrations, JetStream topology, idempotent ingestion, slots."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import nats
+import psycopg
+from nats.js.api import RetentionPolicy
+
+from figranium_common import db
+from figranium_common import nats as topology
+from figranium_common.models import ResultEvent, RunResult
+from figranium_devstack.natsserver import LocalNats
+from figranium_devstack.postgres import LocalPostgres
+from tests.integration.stack import Stack, fresh_database
+from tests.integration.test_resilience import SLOW_TASK, run_in_background, wait_until
+
+LIMITS = topology.RunConsumerLimits(ack_wait_seconds=4, max_deliver=3)
+
+
+async def test_migrations_applied_once_by_concurrent_starters(postgres: LocalPostgres) -> None:
+    url = fresh_database(postgres, "migrations_race")
+    pools = [await db.open_pool(url, max_size=2) for _ in range(4)]
+    try:
+        applied = await asyncio.gather(*(db.apply_migrations(pool) for pool in pools))
+        names = [name for batch in applied for name in batch]
+        assert sorted(names) == sorted(name for _, name, _ in db.migration_files())
+        assert await db.apply_migrations(pools[0]) == []
+        async with pools[0].connection() as conn:
+            cur = await conn.execute("SELECT version FROM schema_migrations ORDER BY version")
+            versions = [row["version"] for row in await cur.fetchall()]
+            cur = await conn.execute(
+                "SELECT table_name FROM information_schema.tables"
+                " WHERE table_schema = 'public' ORDER BY table_name"
+            )
+            tables = {row["table_name"] for row in await cur.fetchall()}
+    finally:
+        for pool in pools:
+            await pool.close()
+    assert versions == [v for v, _, _ in db.migration_files()]
+    assert {"tasks", "task_versions", "executions", "execution_events", "settings"} <= tables
+
+
+async def test_topology_declaration_is_idempotent(nats_server: LocalNats) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        await asyncio.gather(*(topology.declare_topology(js, LIMITS) for _ in range(3)))
+        await topology.declare_topology(js, LIMITS)
+        runs = await js.stream_info(topology.RUNS_STREAM)
+        assert runs.config.retention == RetentionPolicy.WORK_QUEUE
+        await js.stream_info(topology.EVENTS_STREAM)
+        consumer = await js.consumer_info(topology.RUNS_STREAM, topology.RUNNERS_CONSUMER)
+        assert consumer.config.max_deliver == 3
+        await js.consumer_info(topology.EVENTS_STREAM, topology.INGESTER_CONSUMER)
+        bucket = await topology.captures_store(js)
+        await bucket.put("probe.txt", b"x")
+        assert (await bucket.get("probe.txt")).data == b"x"
+    finally:
+        await nc.close()
+
+
+def _result_payloads(database_url: str, execution_id: str) -> list[Any]:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT payload FROM execution_events WHERE execution_id = %s AND type = 'result'",
+            (execution_id,),
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+async def test_redelivered_or_late_results_change_nothing(
+    stack: tuple[Stack, httpx.Client], site: str, nats_server: LocalNats
+) -> None:
+    shared, api = stack
+    api.post("/api/tasks", json={"id": "idem", "url": f"{site}/form"})
+    run = api.post("/api/tasks/idem/api", json={})
+    assert run.status_code == 200
+    execution_id = run.json()["executionId"]
+    before = api.get(f"/api/executions/{execution_id}").json()["execution"]
+
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        late = ResultEvent(
+            execution_id=execution_id,
+            attempt=1,
+            seq=99,
+            result=RunResult(outcome="error", error="late duplicate"),
+            duration_ms=1,
+        )
+        # Twice with the same id (JetStream drops one) and once with a fresh id.
+        for msg_id in ("dup-1", "dup-1", "dup-2"):
+            await js.publish(
+                topology.event_subject(execution_id),
+                late.model_dump_json().encode(),
+                headers={"Nats-Msg-Id": msg_id},
+            )
+        info = await js.consumer_info(topology.EVENTS_STREAM, topology.INGESTER_CONSUMER)
+        deadline = time.monotonic() + 10
+        while info.num_pending or info.num_ack_pending:
+            assert time.monotonic() < deadline, "ingester did not consume the events"
+            await asyncio.sleep(0.2)
+            info = await js.consumer_info(topology.EVENTS_STREAM, topology.INGESTER_CONSUMER)
+    finally:
+        await nc.close()
+
+    after = api.get(f"/api/executions/{execution_id}").json()["execution"]
+    assert after == before
+    assert len(_result_payloads(shared.env["DATABASE_URL"], execution_id)) == 1
+
+
+def test_long_run_keeps_its_message_with_heartbeats(isolated: Stack) -> None:
+    isolated.env["RUN_ACK_WAIT_SECONDS"] = "2"
+    _, client = isolated.start_gateway()
+    isolated.start_runner()
+    client.post("/api/tasks", json={**SLOW_TASK, "actions": [{"type": "wait", "value": 7}]})
+    response = client.post("/api/tasks/slow/api", json={})
+    assert response.status_code == 200, response.text
+    detail = client.get(f"/api/executions/{response.json()['executionId']}").json()["execution"]
+    assert detail["attempts"] == 1  # never redelivered although the run outlived the ack wait
+
+
+def test_runner_takes_no_more_runs_than_it_has_slots(isolated: Stack) -> None:
+    _, client = isolated.start_gateway()
+    isolated.start_runner(RUNNER_CONCURRENCY="1")
+    client.post("/api/tasks", json={**SLOW_TASK, "actions": [{"type": "wait", "value": 2}]})
+    calls = [run_in_background(client, "slow") for _ in range(2)]
+    for thread, _ in calls:
+        thread.join(60)
+    assert all(answer["status"] == 200 for _, answer in calls)
+    executions = client.get("/api/executions").json()["executions"]
+    assert len(executions) == 2
+    first, second = sorted(executions, key=lambda e: e["startedAt"])
+    assert second["startedAt"] >= first["finishedAt"]
+
+
+def test_runner_runs_two_at_once_with_two_slots(isolated: Stack) -> None:
+    _, client = isolated.start_gateway()
+    isolated.start_runner(RUNNER_CONCURRENCY="2")
+    client.post("/api/tasks", json={**SLOW_TASK, "actions": [{"type": "wait", "value": 3}]})
+    calls = [run_in_background(client, "slow") for _ in range(2)]
+    wait_until(
+        lambda: (
+            sum(e["phase"] == "running" for e in client.get("/api/executions").json()["executions"])
+            == 2
+        ),
+        30,
+        "both runs to be running at once",
+    )
+    for thread, _ in calls:
+        thread.join(60)
