@@ -102,6 +102,18 @@ def _result_rows(database_url: str, execution_id: str) -> int:
         return int(row[0])
 
 
+def _finished_once(
+    stack: Stack, client: httpx.Client, answer: dict[str, Any], outcome: str
+) -> dict[str, Any]:
+    """The answered execution is finished with ``outcome`` and has exactly one result row."""
+    execution_id = answer["body"]["executionId"]
+    detail: dict[str, Any] = client.get(f"/api/executions/{execution_id}").json()["execution"]
+    assert detail["phase"] == "finished"
+    assert detail["outcome"] == outcome
+    assert _result_rows(stack.env["DATABASE_URL"], execution_id) == 1
+    return detail
+
+
 def test_killed_runner_loses_nothing(isolated: Stack) -> None:
     _, client = isolated.start_gateway()
     first = isolated.start_runner()
@@ -119,12 +131,8 @@ def test_killed_runner_loses_nothing(isolated: Stack) -> None:
 
     assert answer["status"] == 200, answer
     assert answer["body"]["data"] == "survived"
-    execution_id = answer["body"]["executionId"]
-    detail = client.get(f"/api/executions/{execution_id}").json()["execution"]
-    assert detail["phase"] == "finished"
-    assert detail["outcome"] == "success"
+    detail = _finished_once(isolated, client, answer, "success")
     assert detail["attempts"] == 2
-    assert _result_rows(isolated.env["DATABASE_URL"], execution_id) == 1
 
 
 def test_run_that_keeps_killing_runners_is_marked_crashed(isolated: Stack) -> None:
@@ -146,11 +154,7 @@ def test_run_that_keeps_killing_runners_is_marked_crashed(isolated: Stack) -> No
     thread.join(60)
     assert answer["status"] == 500, answer
     assert answer["body"]["error"] == "RUN_CRASHED"
-    execution_id = answer["body"]["executionId"]
-    detail = client.get(f"/api/executions/{execution_id}").json()["execution"]
-    assert detail["phase"] == "finished"
-    assert detail["outcome"] == "crashed"
-    assert _result_rows(isolated.env["DATABASE_URL"], execution_id) == 1
+    _finished_once(isolated, client, answer, "crashed")
 
 
 def test_no_runner_answers_504_and_the_run_stays_visible(isolated: Stack) -> None:
