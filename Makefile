@@ -20,6 +20,7 @@ install:
 	else $(PYTHON) -m pip install --quiet uv && uv="$(PYTHON) -m uv"; fi; \
 	$$uv sync --frozen --all-packages
 	@bash scripts/ensure-chromium.sh
+	@bash scripts/ensure-ffmpeg.sh
 
 run: install
 	$(VENV)/python -m figranium_devstack run

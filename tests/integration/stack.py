@@ -21,6 +21,9 @@ from figranium_devstack.postgres import LocalPostgres
 API_KEY = "test-key-0123456789"
 
 PAGES: dict[str, str] = {
+    "/scripted": """<!doctype html><html><head><title>Scripted</title></head><body>
+<p id="s">static</p><script>document.getElementById('s').textContent = 'scripted';</script>
+</body></html>""",
     "/form": """<!doctype html><html><head><title>Form</title></head><body>
 <input id="q" placeholder="item">
 <button id="add" onclick="
@@ -30,6 +33,19 @@ PAGES: dict[str, str] = {
 <ul id="items"><li>apple</li><li>banana</li></ul>
 </body></html>""",
     "/slow": """<!doctype html><html><body><p id="p">slow page</p></body></html>""",
+    # Counts visits in a session cookie and in local storage: what a run sees shows which
+    # browser state it started from.
+    "/cookie": """<!doctype html><html><head><title>Visits</title></head><body>
+<p id="visits"></p><p id="stored"></p>
+<script>
+  const match = document.cookie.match(/(?:^|; )visits=(\\d+)/);
+  const visits = (match ? Number(match[1]) : 0) + 1;
+  document.cookie = 'visits=' + visits + '; path=/';
+  const stored = Number(localStorage.getItem('stored') || 0) + 1;
+  localStorage.setItem('stored', String(stored));
+  document.getElementById('visits').textContent = visits;
+  document.getElementById('stored').textContent = stored;
+</script></body></html>""",
 }
 
 

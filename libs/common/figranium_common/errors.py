@@ -17,3 +17,7 @@ class FigraniumError(Exception):
 
 class InvalidUrlError(FigraniumError):
     code = "INVALID_URL"
+
+
+class TooManyRedirects(FigraniumError):
+    code = "TOO_MANY_REDIRECTS"

@@ -51,6 +51,22 @@ ACTION_TYPES: frozenset[str] = frozenset(
     }
 )
 
+ConditionOp = Literal[
+    "equals",
+    "not_equals",
+    "contains",
+    "starts_with",
+    "ends_with",
+    "matches",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "is_true",
+    "is_false",
+    "exists",
+    "not_exists",
+]
 Outcome = Literal["success", "error", "stopped", "crashed", "anti_bot"]
 Phase = Literal["queued", "running", "finished"]
 
@@ -69,11 +85,20 @@ class Action(BaseModel):
     disabled: bool = False
     timeout: Annotated[int, Field(gt=0, le=3_600_000)] | None = None
     selector: str | None = None
-    value: str | int | float | bool | None = None
+    value: str | int | float | bool | list[Any] | dict[str, Any] | None = None
     key: str | None = None
     label: str | None = None
     clickType: Literal["single", "double", "right"] | None = None
     typeMode: Literal["append", "replace"] | None = None
+    targetSelector: str | None = None
+    varName: str | None = None
+    method: str | None = None
+    headers: str | dict[str, Any] | None = None
+    body: str | dict[str, Any] | list[Any] | None = None
+    conditionVarType: Literal["string", "number", "boolean"] | None = None
+    conditionVar: str | None = None
+    conditionOp: ConditionOp | None = None
+    conditionValue: str | int | float | bool | None = None
 
     @field_validator("type")
     @classmethod
@@ -109,8 +134,13 @@ class Task(BaseModel):
     extractionScript: str | None = None
     extractionFormat: Literal["json", "csv"] = "json"
     includeHtml: bool = False
+    includeShadowDom: bool = True
+    humanTyping: bool = False
     statelessExecution: bool = False
     disableRecording: bool = False
+    rotateUserAgents: bool = False
+    rotateViewport: bool = False
+    rotateProxies: bool = False
 
     def dump(self) -> dict[str, Any]:
         """The stored and returned form: every field given, nothing invented."""
@@ -135,8 +165,19 @@ class RunResult(BaseModel):
 # --- messages -------------------------------------------------------------------------
 
 
+class ProxyConfig(BaseModel):
+    """A proxy a run may go through; credentials are handed to Chromium, never logged."""
+
+    server: str
+    username: str | None = None
+    password: str | None = None
+
+
 class RunRequest(BaseModel):
-    """Published on ``RUNS`` (subject ``figranium.runs.v1.<pool>``) by gateway or scheduler."""
+    """Published on ``RUNS`` (subject ``figranium.runs.v1.<pool>``) by gateway or scheduler.
+
+    Everything a run needs travels in the message: runners never read the database.
+    """
 
     execution_id: str
     task: dict[str, Any]
@@ -144,6 +185,12 @@ class RunRequest(BaseModel):
     source: str = "api"
     timeout_seconds: float = 300.0
     requested_at: int = Field(default_factory=now_ms)
+    # Playwright storage state (cookies, local storage) to start from; None: a clean context.
+    storage_state: dict[str, Any] | None = None
+    # Saved proxies, for tasks with ``rotateProxies``.
+    proxies: list[ProxyConfig] = Field(default_factory=list)
+    # Tasks that ``start`` actions refer to (transitively), by id.
+    subtasks: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class _Event(BaseModel):
@@ -167,6 +214,9 @@ class ResultEvent(_Event):
     type: Literal["result"] = "result"
     result: RunResult
     duration_ms: int = Field(ge=0)
+    # The browser state at the end of the run, to be kept for the task's next run; None
+    # for stateless runs (the saved state is then left untouched).
+    storage_state: dict[str, Any] | None = None
 
 
 RunEvent = Annotated[StartedEvent | LogEvent | ResultEvent, Field(discriminator="type")]

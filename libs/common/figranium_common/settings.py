@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     run_ack_wait_seconds: float = Field(default=30.0, ge=1, alias="RUN_ACK_WAIT_SECONDS")
     run_max_deliver: int = Field(default=3, ge=1, le=20, alias="RUN_MAX_DELIVER")
     runner_drain_seconds: float = Field(default=25.0, ge=0, alias="RUNNER_DRAIN_SECONDS")
+    max_loop_iterations: int = Field(default=1000, ge=1, alias="RUNNER_MAX_LOOP_ITERATIONS")
     action_timeout_ms: int = Field(default=10_000, ge=100, alias="ACTION_TIMEOUT_MS")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", alias="LOG_LEVEL"

@@ -14,7 +14,6 @@ from aiohttp import web
 
 from figranium_common import db
 from figranium_common import nats as topology
-from figranium_common.models import RunRequest
 from figranium_common.settings import Settings
 from figranium_gateway import dispatch, store
 from figranium_gateway.auth import auth_middleware, resolve_api_key
@@ -92,7 +91,8 @@ async def sweep_queued(app: web.Application) -> None:
         try:
             stale = await store.stale_queued(app[POOL], older_than_s=20, younger_than_s=240)
             for row in stale:
-                request = RunRequest(
+                request = await dispatch.build_run_request(
+                    app[POOL],
                     execution_id=row["id"],
                     task=row["task_snapshot"],
                     variables=row["variables"],

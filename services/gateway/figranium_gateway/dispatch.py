@@ -9,8 +9,9 @@ from typing import Any
 
 import structlog
 from nats.js import JetStreamContext
+from pydantic import ValidationError
 
-from figranium_common.models import RunRequest
+from figranium_common.models import ProxyConfig, RunRequest
 from figranium_common.nats import RUNS_DEFAULT_SUBJECT
 from figranium_gateway import store
 from figranium_gateway.waiters import Waiters
@@ -18,10 +19,91 @@ from figranium_gateway.waiters import Waiters
 log = structlog.get_logger(__name__)
 
 POLL_SECONDS = 2.0
+MAX_SUBTASKS = 50
+PROXIES_SETTING = "proxies"
 
 
 def new_execution_id() -> str:
     return f"exec_{int(time.time() * 1000)}_{secrets.token_hex(4)}"
+
+
+async def build_run_request(
+    pool: store.Pool,
+    *,
+    execution_id: str,
+    task: dict[str, Any],
+    variables: dict[str, Any],
+    source: str,
+    timeout_seconds: float,
+) -> RunRequest:
+    """Everything the runner needs, gathered here because runners never read the database."""
+    return RunRequest(
+        execution_id=execution_id,
+        task=task,
+        variables=variables,
+        source=source,
+        timeout_seconds=timeout_seconds,
+        storage_state=await _storage_state(pool, task),
+        proxies=await _proxies(pool, task),
+        subtasks=await _subtasks(pool, task),
+    )
+
+
+async def _storage_state(pool: store.Pool, task: dict[str, Any]) -> dict[str, Any] | None:
+    """The task's saved cookies and local storage, unless the run is to start clean."""
+    task_id = task.get("id")
+    if task.get("statelessExecution") or not isinstance(task_id, str):
+        return None
+    return await store.get_browser_state(pool, task_id)
+
+
+async def _proxies(pool: store.Pool, task: dict[str, Any]) -> list[ProxyConfig]:
+    """The saved proxies (setting ``proxies``), only for tasks that rotate through them."""
+    if not task.get("rotateProxies"):
+        return []
+    saved = await store.get_setting(pool, PROXIES_SETTING)
+    if not isinstance(saved, list):
+        return []
+    proxies = []
+    for entry in saved:
+        try:
+            proxies.append(ProxyConfig.model_validate(entry))
+        except ValidationError:
+            log.warning("run.proxy_setting_skipped", reason="not {server, username, password}")
+    return proxies
+
+
+async def _subtasks(pool: store.Pool, task: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every saved task a ``start`` action can reach from ``task``, by id.
+
+    Ids given through variables cannot be known here; the runner reports those clearly.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    pending = _started_ids(task)
+    while pending and len(found) < MAX_SUBTASKS:
+        task_id = pending.pop()
+        if task_id in found:
+            continue
+        child = await store.get_task(pool, task_id)
+        if child is None:
+            continue
+        found[task_id] = child
+        pending.extend(_started_ids(child))
+    return found
+
+
+def _started_ids(task: dict[str, Any]) -> list[str]:
+    actions = task.get("actions")
+    if not isinstance(actions, list):
+        return []
+    return [
+        action["value"].strip()
+        for action in actions
+        if isinstance(action, dict)
+        and action.get("type") == "start"
+        and isinstance(action.get("value"), str)
+        and "{$" not in action["value"]
+    ]
 
 
 async def publish_run(js: JetStreamContext, request: RunRequest) -> None:

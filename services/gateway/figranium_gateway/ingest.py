@@ -56,6 +56,9 @@ async def apply_event(pool: store.Pool, nc: NATS, raw: bytes) -> None:
         elif isinstance(event, LogEvent):
             await store.record_log(pool, event.execution_id, event.attempt, event.seq, payload)
         elif isinstance(event, ResultEvent):
+            # Cookies may be session credentials: kept once, as the task's state, not in
+            # every execution's event history.
+            payload.pop("storage_state", None)
             if await store.record_result(
                 pool,
                 event.execution_id,
@@ -65,6 +68,7 @@ async def apply_event(pool: store.Pool, nc: NATS, raw: bytes) -> None:
                 event.duration_ms,
                 event.at,
                 payload,
+                storage_state=event.storage_state,
             ):
                 log.info(
                     "execution.finished",

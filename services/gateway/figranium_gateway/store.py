@@ -22,6 +22,13 @@ def _ms(value: datetime | None) -> int | None:
 # --- settings -------------------------------------------------------------------------
 
 
+async def get_setting(pool: Pool, key: str) -> Any:
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT value FROM settings WHERE key = %s", (key,))
+        row = await cur.fetchone()
+        return None if row is None else row["value"]
+
+
 async def setting_insert_if_absent(pool: Pool, key: str, value: Any) -> tuple[Any, bool]:
     """Store ``value`` unless the key exists; returns the stored value and whether it was ours."""
     async with pool.connection() as conn:
@@ -112,6 +119,16 @@ async def list_versions(pool: Pool, task_id: str) -> list[dict[str, Any]]:
             {"id": r["id"], "timestamp": _ms(r["created_at"]), "snapshot": r["snapshot"]}
             for r in await cur.fetchall()
         ]
+
+
+async def get_browser_state(pool: Pool, task_id: str) -> dict[str, Any] | None:
+    """The cookies and local storage the task's last stateful run ended with."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT state FROM task_browser_state WHERE task_id = %s", (task_id,)
+        )
+        row = await cur.fetchone()
+        return None if row is None else dict(row["state"])
 
 
 # --- executions -----------------------------------------------------------------------
@@ -278,14 +295,19 @@ async def record_result(
     duration_ms: int,
     finished_at_ms: int,
     payload: dict[str, Any],
+    storage_state: dict[str, Any] | None = None,
 ) -> bool:
     """Finish an execution with its first result; later results change nothing.
 
     Times come from the runner's events, so ``startedAt`` and ``finishedAt`` share a clock.
+    A ``storage_state`` becomes the task's saved browser state in the same transaction, so
+    a redelivered result can neither lose it nor apply it twice.
     """
     async with pool.connection() as conn, conn.transaction():
         if not await _insert_event(conn, execution_id, attempt, seq, "result", payload):
             return False
+        if storage_state is not None:
+            await _save_browser_state(conn, execution_id, storage_state)
         await conn.execute(
             "UPDATE executions SET phase = 'finished', outcome = %s, status = %s,"
             " result = %s, finished_at = to_timestamp(%s / 1000.0), duration_ms = %s,"
@@ -302,6 +324,17 @@ async def record_result(
             ),
         )
         return True
+
+
+async def _save_browser_state(conn: Any, execution_id: str, state: dict[str, Any]) -> None:
+    # Keyed by the execution's task; ad-hoc runs and runs of since-deleted tasks keep nothing.
+    await conn.execute(
+        "INSERT INTO task_browser_state (task_id, state)"
+        " SELECT e.task_id, %s FROM executions e"
+        " WHERE e.id = %s AND EXISTS (SELECT 1 FROM tasks t WHERE t.id = e.task_id)"
+        " ON CONFLICT (task_id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()",
+        (Jsonb(state), execution_id),
+    )
 
 
 async def _insert_event(

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import structlog
 from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
+from playwright.async_api import Error as PlaywrightError
 
 log = structlog.get_logger(__name__)
 
@@ -42,10 +45,34 @@ class BrowserHost:
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
         self._lock = asyncio.Lock()
+        self.can_record = False
 
     async def start(self) -> None:
         self._playwright = await async_playwright().start()
         await self._ensure_browser()
+        self.can_record = await self._probe_recording()
+
+    async def _probe_recording(self) -> bool:
+        """Whether videos can be recorded: Playwright needs its ffmpeg, which may be missing.
+
+        Without this check every run would fail on its first page instead of running
+        without a video.
+        """
+        browser = await self._ensure_browser()
+        with tempfile.TemporaryDirectory(prefix="figranium-probe-") as directory:
+            context = await browser.new_context(record_video_dir=directory)
+            try:
+                await context.new_page()
+            except PlaywrightError as exc:
+                log.warning(
+                    "browser.recording_unavailable",
+                    error=(str(exc).strip().splitlines() or [type(exc).__name__])[0],
+                    hint="run scripts/ensure-ffmpeg.sh",
+                )
+                return False
+            finally:
+                await context.close()
+        return True
 
     async def _ensure_browser(self) -> Browser:
         async with self._lock:
@@ -62,14 +89,24 @@ class BrowserHost:
             )
             return self._browser
 
-    async def new_context(self) -> BrowserContext:
-        """A context of its own for one run: no cookies or storage shared between runs."""
+    async def new_context(
+        self, *, record_video_dir: Path | None = None, **options: Any
+    ) -> BrowserContext:
+        """A context of its own for one run: nothing shared with other runs but ``options``.
+
+        ``options`` (user agent, viewport, proxy, storage state...) go to Playwright over
+        the defaults. The video is left out when this machine cannot record.
+        """
         browser = await self._ensure_browser()  # relaunches a Chromium that crashed
-        return await browser.new_context(
-            viewport={"width": 1280, "height": 800},
-            bypass_csp=True,  # extraction scripts must run even under a strict CSP
-            accept_downloads=True,
-        )
+        settings: dict[str, Any] = {
+            "viewport": {"width": 1280, "height": 800},
+            "bypass_csp": True,  # extraction scripts must run even under a strict CSP
+            "accept_downloads": True,
+        }
+        if record_video_dir is not None and self.can_record:
+            settings["record_video_dir"] = str(record_video_dir)
+        settings.update(options)
+        return await browser.new_context(**settings)
 
     async def close(self) -> None:
         if self._browser is not None:

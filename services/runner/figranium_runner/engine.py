@@ -1,40 +1,69 @@
-"""The action engine: runs a task's actions in a page, then its extraction script."""
+"""The interpreter: runs a task's actions (blocks, loops, error handlers), then extraction."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
+import mimetypes
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from playwright.async_api import Download, Page, Route
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Page
 
+from figranium_common.blocks import BlockMap, BlockStructureError, build_blocks
 from figranium_common.errors import FigraniumError, InvalidUrlError
+from figranium_common.http import safe_request
 from figranium_common.models import Action, RunResult, Task, now_ms
 from figranium_common.urls import check_url
-from figranium_runner.variables import initial_variables, substitute
+from figranium_runner import conditions
+from figranium_runner.actions import HANDLERS, ActionFailed, StopRun
+from figranium_runner.variables import initial_variables, lookup, substitute
 
 log = structlog.get_logger(__name__)
 
 LogSink = Callable[[str], Awaitable[None]]
+MAX_START_DEPTH = 5
 
 # Figranium's extraction contract: the script is the body of an async function that gets
-# `data` (html(), url()), `window`, `document`, `DOMParser` and `console`; what it returns
-# is the run's data. Here it runs in the live page.
+# `data` (html(), url(), and the shadow-DOM helpers), `window`, `document`, `DOMParser` and
+# `console`; what it returns is the run's data. Here it runs in the live page.
 _EXTRACTION_JS = """
-async (script) => {
+async ({ script, shadow }) => {
   const logs = [];
   const push = (...args) => logs.push(args.map(String).join(' '));
   const consoleProxy = { log: push, info: push, debug: push, warn: push, error: push };
+  const shadowQueryAll = (selector, root = document) => {
+    const found = [];
+    const visit = (node) => {
+      if (!node || !node.querySelectorAll) return;
+      found.push(...node.querySelectorAll(selector));
+      for (const el of node.querySelectorAll('*')) if (el.shadowRoot) visit(el.shadowRoot);
+    };
+    visit(root);
+    return found;
+  };
+  const shadowText = (root = document) => {
+    const texts = [];
+    const walk = (node) => {
+      if (node.nodeType === 3) { const t = node.nodeValue.trim(); if (t) texts.push(t); return; }
+      if (node.shadowRoot) walk(node.shadowRoot);
+      for (let c = node.firstChild; c; c = c.nextSibling) walk(c);
+    };
+    walk(root.body || root);
+    return texts;
+  };
   const data = {
     html: () => document.documentElement.outerHTML,
     url: () => location.href,
+    shadowQueryAll: shadow ? shadowQueryAll : undefined,
+    shadowText: shadow ? shadowText : undefined,
   };
   const AsyncFunction = Object.getPrototypeOf(async function () {}).constructor;
   const fn = new AsyncFunction(
@@ -44,22 +73,20 @@ async (script) => {
 }
 """
 
-# A `javascript` action may be an expression (`document.title`) or a function body with
-# `return`; try the expression form first, since a body never parses as one.
-_ACTION_JS = """
-async (code) => {
-  const AsyncFunction = Object.getPrototypeOf(async function () {}).constructor;
-  let fn;
-  try { fn = new AsyncFunction('return (' + code + '\\n);'); }
-  catch (e) { fn = new AsyncFunction(code); }
-  const result = await fn();
-  return result === undefined ? null : result;
-}
+_FOREACH_ELEMENTS_JS = """
+(selector) => [...document.querySelectorAll(selector)].map((el) => ({
+  text: (el.innerText || el.textContent || '').trim(),
+  html: el.outerHTML,
+}))
 """
 
 
-class ActionFailed(FigraniumError):
-    code = "ACTION_FAILED"
+class LoopLimitExceeded(FigraniumError):
+    code = "LOOP_LIMIT"
+
+
+class _HandleError(Exception):
+    """Unwinds to the registered ``on_error`` handler."""
 
 
 @dataclass
@@ -77,21 +104,70 @@ class RunState:
     allow_private: bool
     default_timeout_ms: int
     emit: LogSink
+    max_loop_iterations: int = 1000
+    subtasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    human_typing: bool = False
+    depth: int = 0
     logs: list[str] = field(default_factory=list)
     captures: list[Capture] = field(default_factory=list)
+    downloads: list[dict[str, Any]] = field(default_factory=list)
+    pending_downloads: set[asyncio.Task[None]] = field(default_factory=set)
+    download_started: asyncio.Event = field(default_factory=asyncio.Event)
+    error_handler: tuple[int, int] | None = None
+    in_error_handler: bool = False
+    failed_actions: int = 0
+
+    @property
+    def action_timeout_s(self) -> float:
+        return self.default_timeout_ms / 1000
 
     async def say(self, line: str) -> None:
         self.logs.append(line)
         await self.emit(line)
 
-    def capture_name(self, label: str | None = None) -> str:
+    async def goto(self, url: str) -> None:
+        await check_url(url, allow_private=self.allow_private)
+        await self.page.goto(url, wait_until="load")
+
+    async def screenshot(self, label: str | None, *, full_page: bool) -> str:
         suffix = f"_{_safe_label(label)}" if label else ""
-        return f"{self.execution_id}_agent_{now_ms()}{suffix}.png"
+        name = f"{self.execution_id}_agent_{now_ms()}{suffix}.png"
+        self.captures.append(Capture(name, await self.page.screenshot(full_page=full_page)))
+        return f"/captures/{name}"
+
+    def set_output(self, value: Any) -> None:
+        if value is not None:
+            self.variables["block"] = {"output": value}
+
+    def track_downloads(self, page: Page) -> None:
+        def on_download(download: Download) -> None:
+            self.download_started.set()
+            task = asyncio.create_task(self._save_download(download))
+            self.pending_downloads.add(task)
+            task.add_done_callback(self.pending_downloads.discard)
+
+        page.on("download", on_download)
+
+    async def _save_download(self, download: Download) -> None:
+        original = download.suggested_filename or "download"
+        try:
+            path = await download.path()
+            data = path.read_bytes()
+        except (PlaywrightError, OSError) as exc:
+            await self.say(f"[DOWNLOAD ERROR] {original}: {_first_line(exc)}")
+            return
+        name = f"{self.execution_id}_download_{now_ms()}_{_safe_label(original, 80)}"
+        kind = mimetypes.guess_type(original)[0] or "application/octet-stream"
+        self.captures.append(Capture(name, data, kind))
+        self.downloads.append(
+            {"name": original, "url": download.url, "path": f"/captures/{name}", "size": len(data)}
+        )
+        await self.say(f"[DOWNLOAD] Saved: {original}")
 
 
-def _safe_label(label: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "-_" else "-" for c in label)
-    return cleaned.strip("-")[:60] or "shot"
+def _safe_label(label: str, limit: int = 24) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in label).strip("-.")
+    return cleaned[:limit] or "file"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -99,120 +175,226 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def _seconds(value: Any, default: float) -> float:
-    if value in (None, ""):
-        return default
-    try:
-        return max(0.0, float(value))
-    except (TypeError, ValueError):
-        raise ActionFailed(f"expected a number of seconds, got {value!r}") from None
+class Interpreter:
+    """Runs actions with their block structure; one per (sub)task."""
 
+    def __init__(self, state: RunState, actions: list[Action]) -> None:
+        self.state = state
+        self.actions = actions
+        self.blocks: BlockMap = build_blocks(actions)
 
-async def _goto(state: RunState, url: str) -> None:
-    await check_url(url, allow_private=state.allow_private)
-    await state.page.goto(url, wait_until="load")
+    async def run(self) -> None:
+        try:
+            await self._range(0, len(self.actions))
+        except _HandleError:
+            assert self.state.error_handler is not None
+            start, end = self.state.error_handler
+            self.state.in_error_handler = True
+            await self.state.say("Running the on_error handler")
+            await self._range(start, end)
 
+    async def _range(self, start: int, stop: int) -> None:
+        index = start
+        while index < stop:
+            action = self.actions[index]
+            block = self.blocks.by_start.get(index)
+            if action.disabled:
+                await self.state.say(f"SKIPPED disabled action: {action.type}")
+                index = (block.end if block else index) + 1
+                continue
+            if block is not None:
+                await self._block(index, action, block.end, block.else_at)
+                index = block.end + 1
+                continue
+            if action.type == "else":  # reached the end of an if's true branch
+                index = self.blocks.by_marker[index].end + 1
+                continue
+            if action.type != "end":
+                await self._step(index, action)
+            index += 1
 
-def _need_selector(action: Action, selector: str) -> str:
-    if not selector:
-        raise ActionFailed(f"{action.type} needs a selector")
-    return selector
+    async def _block(self, index: int, action: Action, end: int, else_at: int | None) -> None:
+        state = self.state
+        kind = action.type
+        if kind == "on_error":
+            state.error_handler = (index + 1, end)
+            await state.say("On-error handler registered")
+            return
+        if kind == "if":
+            truth = await self._condition(index, action)
+            if truth is None:
+                return
+            await state.say(f"If condition: {'true' if truth else 'false'}")
+            if truth:
+                await self._range(index + 1, else_at if else_at is not None else end)
+            elif else_at is not None:
+                await self._range(else_at + 1, end)
+            return
+        if kind == "while":
+            rounds = 0
+            while True:
+                truth = await self._condition(index, action)
+                if not truth:
+                    return
+                rounds = self._count(index, action, rounds)
+                await self._range(index + 1, end)
+        if kind == "repeat":
+            raw = substitute(str(action.value or "0"), state.variables)
+            try:
+                times = int(float(raw))
+            except ValueError:
+                await self._failed(index, action, f"repeat needs a number, got {raw!r}", 0)
+                return
+            if times > state.max_loop_iterations:
+                self._count(index, action, state.max_loop_iterations)
+            await self._loop(index, end, [None] * max(0, times), f"Repeat {times} times")
+            return
+        if kind == "foreach":
+            items = await self._foreach_items(index, action)
+            if items is not None:
+                if len(items) > state.max_loop_iterations:
+                    self._count(index, action, state.max_loop_iterations)
+                await self._loop(index, end, items, f"For-each over {len(items)} item(s)")
 
+    def _count(self, index: int, action: Action, rounds: int) -> int:
+        if rounds >= self.state.max_loop_iterations:
+            raise LoopLimitExceeded(
+                f"the {action.type} loop at action {index + 1} went past"
+                f" {self.state.max_loop_iterations} iterations"
+            )
+        return rounds + 1
 
-async def run_action(state: RunState, action: Action) -> str:
-    """Run one action; returns the human description used in the run's log."""
-    page = state.page
-    selector = substitute(action.selector or "", state.variables)
-    raw_value = action.value
-    value = substitute(raw_value, state.variables) if isinstance(raw_value, str) else raw_value
-    text = "" if value is None else str(value)
-    kind = action.type
-    if kind in ("navigate", "goto"):
-        if not text:
-            raise ActionFailed("navigate needs a URL in value")
-        await _goto(state, text)
-        return f"Navigating to {text}"
-    if kind == "click":
-        target = _need_selector(action, selector)
-        click_type = action.clickType or "single"
-        if click_type == "double":
-            await page.dblclick(target)
-        elif click_type == "right":
-            await page.click(target, button="right")
-        else:
-            await page.click(target)
-        return f"Clicking: {target}"
-    if kind in ("type", "fill"):
-        if selector:
-            if action.typeMode == "append":
-                await page.locator(selector).first.press("End")
-                await page.locator(selector).first.press_sequentially(text)
+    async def _loop(self, index: int, end: int, items: list[Any], line: str) -> None:
+        state = self.state
+        await state.say(line)
+        outer = state.variables.get("loop")
+        try:
+            for position, item in enumerate(items):
+                is_element = isinstance(item, dict) and "text" in item
+                state.variables["loop"] = {
+                    "index": position,
+                    "count": len(items),
+                    "item": position + 1 if item is None else item,
+                    "text": item.get("text") if is_element else ("" if item is None else item),
+                    "html": item.get("html", "") if is_element else "",
+                }
+                state.set_output(item)
+                await self._range(index + 1, end)
+        finally:
+            if outer is None:
+                state.variables.pop("loop", None)
             else:
-                await page.fill(selector, text)
-            return f"Typing into {selector}: {text}"
-        await page.keyboard.type(text)
-        return f"Typing into focused element: {text}"
-    if kind == "press":
-        key = action.key or text
-        if not key:
-            raise ActionFailed("press needs a key (e.g. Enter, Control+A)")
+                state.variables["loop"] = outer
+
+    async def _foreach_items(self, index: int, action: Action) -> list[Any] | None:
+        state = self.state
+        selector = substitute(action.selector or "", state.variables)
         if selector:
-            await page.press(selector, key)
-        else:
-            await page.keyboard.press(key)
-        return f"Pressing {key}"
-    if kind == "wait":
-        seconds = _seconds(value, 2.0)
-        await asyncio.sleep(seconds)
-        return f"Waiting {seconds:g} s"
-    if kind == "wait_selector":
-        target = _need_selector(action, selector)
-        seconds = _seconds(value, 10.0)
-        await page.wait_for_selector(target, state="visible", timeout=seconds * 1000)
-        return f"Waiting for {target}"
-    if kind == "hover":
-        await page.hover(_need_selector(action, selector))
-        return f"Hovering: {selector}"
-    if kind == "select":
-        await page.select_option(_need_selector(action, selector), text)
-        return f"Selecting {text} in {selector}"
-    if kind in ("check", "uncheck"):
-        target = _need_selector(action, selector)
-        await (page.check(target) if kind == "check" else page.uncheck(target))
-        return f"{kind.capitalize()}ing {target}"
-    if kind == "reload":
-        await page.reload(wait_until="load")
-        return "Reloading page"
-    if kind == "javascript":
-        if not text:
-            raise ActionFailed("javascript needs code in value")
-        output = await page.evaluate(_ACTION_JS, text)
-        state.variables["block"] = {"output": output}
-        return "Running JavaScript"
-    if kind == "screenshot":
-        label = action.label or (text or None)
-        name = state.capture_name(label)
-        state.captures.append(Capture(name, await page.screenshot(full_page=True)))
-        return f"Screenshot saved: {name}"
-    if kind == "set":
-        var_name = (action.model_extra or {}).get("varName")
-        if not var_name:
-            raise ActionFailed("set needs varName")
-        state.variables[str(var_name)] = _parse_literal(text)
-        return f"Setting {var_name}"
-    if kind in ("do_nothing", "noop", "pass"):
-        return "Doing nothing"
-    raise ActionFailed(f"action type {kind!r} is not supported by this runner yet")
+            try:
+                items: list[Any] = await state.page.evaluate(_FOREACH_ELEMENTS_JS, selector)
+            except PlaywrightError as exc:
+                await self._failed(index, action, _first_line(exc), 0)
+                return None
+            return items
+        reference = action.varName or (action.value if isinstance(action.value, str) else "")
+        source: Any = action.value if isinstance(action.value, list) else None
+        if reference:
+            source = lookup(state.variables, conditions.var_name(reference))
+            if source is None and "{$" not in reference and not action.varName:
+                source = conditions.parse_value(reference)
+        if isinstance(source, str):
+            parsed = conditions.parse_value(source)
+            source = parsed if isinstance(parsed, list) else source.splitlines()
+        if isinstance(source, dict):
+            source = list(source.values())
+        return list(source) if isinstance(source, list) else []
+
+    async def _condition(self, index: int, action: Action) -> bool | None:
+        started = time.monotonic()
+        try:
+            truth = await conditions.evaluate(action, self.state.page, self.state.variables)
+        except PlaywrightError as exc:
+            await self._failed(index, action, f"condition: {_first_line(exc)}", started)
+            return None
+        self.state.set_output(truth)
+        return truth
+
+    async def _step(self, index: int, action: Action) -> None:
+        state = self.state
+        state.page.set_default_timeout(action.timeout or state.default_timeout_ms)
+        started = time.monotonic()
+        try:
+            if action.type == "start":
+                description, output = await self._start(action)
+            else:
+                description, output = await HANDLERS[action.type](state, action)
+        except (PlaywrightError, ActionFailed, InvalidUrlError) as exc:
+            await self._failed(index, action, _first_line(exc), started)
+            return
+        except FigraniumError as exc:
+            if isinstance(exc, StopRun | LoopLimitExceeded):
+                raise
+            await self._failed(index, action, exc.details, started)
+            return
+        state.set_output(output)
+        elapsed = int((time.monotonic() - started) * 1000)
+        await state.say(f"{description} (#{index + 1} {action.type}, ok, {elapsed} ms)")
+
+    async def _failed(self, index: int, action: Action, message: str, started: float) -> None:
+        """Figranium's rule: a failed action is logged and the run goes on, unless an
+        ``on_error`` handler was registered, which then runs and ends the run."""
+        state = self.state
+        state.failed_actions += 1
+        elapsed = int((time.monotonic() - started) * 1000) if started else 0
+        await state.say(
+            f"FAILED action {action.type}: {message} (#{index + 1} {action.type}, failed,"
+            f" {elapsed} ms)"
+        )
+        state.variables["error"] = {"message": message, "action": index + 1, "type": action.type}
+        if state.error_handler is not None and not state.in_error_handler:
+            raise _HandleError
+
+    async def _start(self, action: Action) -> tuple[str, Any]:
+        state = self.state
+        task_id = substitute(str(action.value or ""), state.variables).strip()
+        if not task_id:
+            raise ActionFailed("start needs a task id in value")
+        if state.depth >= MAX_START_DEPTH:
+            raise ActionFailed(f"start: tasks nested more than {MAX_START_DEPTH} deep")
+        body = state.subtasks.get(task_id)
+        if body is None:
+            raise ActionFailed(f"start: task {task_id!r} does not exist or was not supplied")
+        child_task = Task.model_validate(body)
+        page = await state.page.context.new_page()
+        try:
+            child = RunState(
+                execution_id=state.execution_id,
+                page=page,
+                variables={
+                    **initial_variables(child_task.variables, {}),
+                    **_plain(state.variables),
+                },
+                allow_private=state.allow_private,
+                default_timeout_ms=state.default_timeout_ms,
+                emit=lambda line: state.emit(f"[{task_id}] {line}"),
+                max_loop_iterations=state.max_loop_iterations,
+                subtasks=state.subtasks,
+                human_typing=child_task.humanTyping,
+                depth=state.depth + 1,
+            )
+            result = await _run_task(child, child_task)
+        finally:
+            await page.close()
+        state.captures.extend(child.captures)
+        state.downloads.extend(child.downloads)
+        if result.outcome != "success":
+            raise ActionFailed(f"start: task {task_id!r} failed: {result.error}")
+        output = result.data if result.data is not None else result.html
+        return f"Started task: {task_id}", output
 
 
-def _parse_literal(text: str) -> Any:
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
+def _plain(variables: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in variables.items() if k not in ("block", "loop", "error")}
 
 
 def _as_csv(data: Any) -> str:
@@ -227,9 +409,9 @@ def _as_csv(data: Any) -> str:
         for row in rows:
             writer.writerow({k: _cell(v) for k, v in row.items()})
     else:
-        writer_rows = csv.writer(out, lineterminator="\n")
+        plain = csv.writer(out, lineterminator="\n")
         for row in rows:
-            writer_rows.writerow([_cell(v) for v in row] if isinstance(row, list) else [_cell(row)])
+            plain.writerow([_cell(v) for v in row] if isinstance(row, list) else [_cell(row)])
     return out.getvalue()
 
 
@@ -237,18 +419,100 @@ def _cell(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, dict | list) else value
 
 
-async def extract(state: RunState, task: Task) -> Any:
+async def _extract(state: RunState, task: Task) -> Any:
     script = substitute(task.extractionScript or "", state.variables)
     if not script.strip():
         return None
     try:
-        outcome = await state.page.evaluate(_EXTRACTION_JS, script)
+        outcome = await state.page.evaluate(
+            _EXTRACTION_JS, {"script": script, "shadow": task.includeShadowDom}
+        )
     except PlaywrightError as exc:
         raise ActionFailed(f"Extraction script error: {_first_line(exc)}") from None
     for line in outcome.get("logs", []):
         await state.say(f"[extraction] {line}")
     data = outcome.get("result")
     return _as_csv(data) if task.extractionFormat == "csv" else data
+
+
+async def _load_scraped(state: RunState, url: str) -> None:
+    """``scrape`` mode: fetch the page over plain HTTP and show it without running scripts."""
+    response = await safe_request(
+        "GET", url, allow_private=state.allow_private, timeout=max(state.action_timeout_s, 30)
+    )
+    if response.status >= 400:
+        raise ActionFailed(f"fetching {url} answered HTTP {response.status}")
+    content_type = response.headers.get("Content-Type", "text/html; charset=utf-8")
+
+    async def serve(route: Route) -> None:
+        if route.request.url == response.url and route.request.is_navigation_request():
+            await route.fulfill(status=200, body=response.body, content_type=content_type)
+        else:  # no network from the page itself: what was fetched is all there is
+            await route.abort("blockedbyclient")
+
+    await state.page.route("**/*", serve)
+    await state.page.goto(response.url, wait_until="load")
+    await state.say(f"Fetched {url} (HTTP {response.status}, {len(response.body)} bytes)")
+
+
+async def _run_task(state: RunState, task: Task) -> RunResult:
+    """Run a (sub)task in its page; failures become an ``error`` result, never an exception."""
+    error: str | None = None
+    outcome = "success"
+    data: Any = None
+    state.track_downloads(state.page)
+    try:
+        interpreter = Interpreter(state, task.actions)  # checks the block structure first
+        start_url = substitute(task.url, state.variables)
+        state.page.set_default_timeout(max(state.default_timeout_ms, 30_000))
+        if task.mode == "scrape":
+            if not start_url:
+                raise ActionFailed("scrape mode needs a url")
+            await _load_scraped(state, start_url)
+        else:
+            if start_url:
+                await state.goto(start_url)
+                await state.say(f"Navigating to {start_url}")
+            if task.wait:
+                await asyncio.sleep(task.wait)
+            try:
+                await interpreter.run()
+            except StopRun as stopped:
+                await state.say(f"Stop task ({stopped.outcome})")
+                if stopped.outcome == "error":
+                    outcome, error = "error", "the task ended with a stop action (error)"
+        state.page.set_default_timeout(state.default_timeout_ms)
+        if state.pending_downloads:
+            await asyncio.wait(list(state.pending_downloads), timeout=30)
+        data = await _extract(state, task)
+    except BlockStructureError as exc:
+        error = f"{exc.code}: {exc.details}"
+    except InvalidUrlError as exc:
+        error = f"{exc.code}: {exc.details}"
+    except FigraniumError as exc:
+        error = exc.details
+    except PlaywrightError as exc:
+        error = _first_line(exc)
+    if error:
+        outcome = "error"
+        await state.say(f"Run failed: {error}")
+    screenshot_url: str | None = None
+    with contextlib.suppress(PlaywrightError):
+        screenshot_url = await state.screenshot(None, full_page=False)
+    html: str | None = None
+    if task.includeHtml:
+        with contextlib.suppress(PlaywrightError):
+            html = await state.page.content()
+    return RunResult(
+        outcome="error" if outcome == "error" else "success",
+        final_url=state.page.url,
+        data=data,
+        logs=state.logs,
+        screenshot_url=screenshot_url,
+        error=error,
+        html=html,
+        downloads=state.downloads,
+    )
 
 
 async def execute(
@@ -260,8 +524,10 @@ async def execute(
     allow_private: bool,
     default_timeout_ms: int,
     emit: LogSink,
+    max_loop_iterations: int = 1000,
+    subtasks: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[RunResult, list[Capture]]:
-    """Run the whole task; failures become an ``error`` result, never an exception."""
+    """Run the whole task in ``page``; returns its result and the captures to store."""
     state = RunState(
         execution_id=execution_id,
         page=page,
@@ -269,62 +535,9 @@ async def execute(
         allow_private=allow_private,
         default_timeout_ms=default_timeout_ms,
         emit=emit,
+        max_loop_iterations=max_loop_iterations,
+        subtasks=subtasks or {},
+        human_typing=task.humanTyping,
     )
-    error: str | None = None
-    data: Any = None
-    try:
-        start_url = substitute(task.url, state.variables)
-        if start_url:
-            page.set_default_timeout(max(default_timeout_ms, 30_000))
-            await _goto(state, start_url)
-            await state.say(f"Navigating to {start_url}")
-            if task.wait:
-                await asyncio.sleep(task.wait)
-        for index, action in enumerate(task.actions, start=1):
-            if action.disabled:
-                continue
-            page.set_default_timeout(action.timeout or default_timeout_ms)
-            started = time.monotonic()
-            try:
-                description = await run_action(state, action)
-            except (PlaywrightError, FigraniumError) as exc:
-                elapsed = int((time.monotonic() - started) * 1000)
-                await state.say(
-                    f"#{index} {action.type} failed after {elapsed} ms: {_first_line(exc)}"
-                )
-                raise ActionFailed(
-                    f"action #{index} ({action.type}) failed: {_first_line(exc)}"
-                ) from None
-            elapsed = int((time.monotonic() - started) * 1000)
-            await state.say(f"{description} (#{index} {action.type}, {elapsed} ms)")
-        page.set_default_timeout(default_timeout_ms)
-        data = await extract(state, task)
-    except InvalidUrlError as exc:
-        error = f"{exc.code}: {exc.details}"
-    except FigraniumError as exc:
-        error = exc.details
-    except PlaywrightError as exc:
-        error = _first_line(exc)
-    if error:
-        await state.say(f"Run failed: {error}")
-    screenshot_url = await _final_screenshot(state)
-    result = RunResult(
-        outcome="error" if error else "success",
-        final_url=page.url,
-        data=data,
-        logs=state.logs,
-        screenshot_url=screenshot_url,
-        error=error,
-        html=await page.content() if task.includeHtml else None,
-    )
+    result = await _run_task(state, task)
     return result, state.captures
-
-
-async def _final_screenshot(state: RunState) -> str | None:
-    try:
-        name = state.capture_name()
-        state.captures.append(Capture(name, await state.page.screenshot(full_page=False)))
-    except PlaywrightError as exc:
-        log.warning("run.final_screenshot_failed", error=_first_line(exc))
-        return None
-    return f"/captures/{name}"

@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import random
 import socket
+import tempfile
 import time
+from pathlib import Path
+from typing import Any
 
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
+from playwright.async_api import BrowserContext, Video
+from playwright.async_api import Error as PlaywrightError
 from pydantic import ValidationError
 
 from figranium_common.models import (
@@ -26,6 +33,7 @@ from figranium_common.models import (
     RunResult,
     StartedEvent,
     Task,
+    now_ms,
 )
 from figranium_common.nats import (
     RUNNERS_CONSUMER,
@@ -34,10 +42,16 @@ from figranium_common.nats import (
     event_subject,
 )
 from figranium_common.settings import Settings
+from figranium_runner import identity
 from figranium_runner.browser import BrowserHost
 from figranium_runner.engine import Capture, execute
+from figranium_runner.guard import install_navigation_guard
 
 log = structlog.get_logger(__name__)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 class EventPublisher:
@@ -85,7 +99,12 @@ class EventPublisher:
         except Exception as exc:  # a lost log line must not fail the run
             log.warning("run.log_publish_failed", error=str(exc))
 
-    async def result(self, result: RunResult, duration_ms: int) -> None:
+    async def result(
+        self,
+        result: RunResult,
+        duration_ms: int,
+        storage_state: dict[str, Any] | None = None,
+    ) -> None:
         await self._publish(
             ResultEvent(
                 execution_id=self._execution_id,
@@ -93,6 +112,7 @@ class EventPublisher:
                 seq=self._next(),
                 result=result,
                 duration_ms=duration_ms,
+                storage_state=storage_state,
             )
         )
 
@@ -107,6 +127,7 @@ class Worker:
         self._browser = browser
         self._slots = settings.runner_concurrency
         self._active: set[asyncio.Task[None]] = set()
+        self._rng = random.Random()
         self.runner_id = f"{socket.gethostname()}-{os.getpid()}"
 
     @property
@@ -198,32 +219,113 @@ class Worker:
         log.info("run.started", mode=task.mode)
         started = time.monotonic()
         captures: list[Capture] = []
-        context = await self._browser.new_context()
+        end_state: dict[str, Any] | None = None
+        video: Video | None = None
+        options = identity.context_options(task, request.proxies, self._rng)
+        if options:
+            log.info("run.identity", **identity.describe(options))
+        if task.mode == "scrape":
+            options["java_script_enabled"] = False  # a scrape shows the fetched HTML as it is
+        video_dir = tempfile.TemporaryDirectory(prefix="figranium-video-")
         try:
-            page = await context.new_page()
+            context = await self._open_context(
+                request,
+                task,
+                None if task.disableRecording else Path(video_dir.name),
+                options,
+            )
             try:
-                async with asyncio.timeout(request.timeout_seconds):
-                    result, captures = await execute(
-                        page,
-                        task,
-                        request.variables,
-                        execution_id=request.execution_id,
-                        allow_private=self._settings.allow_private_networks,
-                        default_timeout_ms=self._settings.action_timeout_ms,
-                        emit=events.log,
-                    )
-            except TimeoutError:
-                message = f"the run did not finish within {request.timeout_seconds:g} s"
-                await events.log(f"Run failed: {message}")
-                result = RunResult(outcome="error", final_url=page.url, error=message)
+                await install_navigation_guard(
+                    context,
+                    allow_private=self._settings.allow_private_networks,
+                    on_block=lambda url, reason: log.warning(
+                        "run.navigation_blocked", url=url, reason=reason
+                    ),
+                )
+                page = await context.new_page()
+                video = page.video
+                await identity.emulate(page, options)
+                try:
+                    async with asyncio.timeout(request.timeout_seconds):
+                        result, captures = await execute(
+                            page,
+                            task,
+                            request.variables,
+                            execution_id=request.execution_id,
+                            allow_private=self._settings.allow_private_networks,
+                            default_timeout_ms=self._settings.action_timeout_ms,
+                            emit=events.log,
+                            max_loop_iterations=self._settings.max_loop_iterations,
+                            subtasks=request.subtasks,
+                        )
+                except TimeoutError:
+                    message = f"the run did not finish within {request.timeout_seconds:g} s"
+                    await events.log(f"Run failed: {message}")
+                    result = RunResult(outcome="error", final_url=page.url, error=message)
+            finally:
+                if not task.statelessExecution:
+                    end_state = await self._end_state(context)
+                with contextlib.suppress(Exception):
+                    await context.close()  # also finishes writing the video
+            recording = await self._recording(request.execution_id, video)
         finally:
-            with contextlib.suppress(Exception):
-                await context.close()
+            video_dir.cleanup()
+        if recording is not None:
+            captures.append(recording)
         await self._upload(captures)
         duration_ms = int((time.monotonic() - started) * 1000)
-        await events.result(result, duration_ms)
+        await events.result(result, duration_ms, end_state)
         await msg.ack_sync(timeout=10)
         log.info("run.finished", outcome=result.outcome, duration_ms=duration_ms)
+
+    async def _open_context(
+        self,
+        request: RunRequest,
+        task: Task,
+        video_dir: Path | None,
+        options: dict[str, Any],
+    ) -> BrowserContext:
+        state = None if task.statelessExecution else request.storage_state
+        if state is not None:
+            try:
+                return await self._browser.new_context(
+                    record_video_dir=video_dir, storage_state=state, **options
+                )
+            except PlaywrightError as exc:
+                # A saved state Playwright refuses must not block the task for good: start
+                # clean, and this run's end state replaces it.
+                log.warning("run.storage_state_refused", error=_first_line(exc))
+        return await self._browser.new_context(record_video_dir=video_dir, **options)
+
+    async def _end_state(self, context: BrowserContext) -> dict[str, Any] | None:
+        """Cookies and local storage to keep for the task's next run; None keeps the old."""
+        try:
+            state: dict[str, Any] = dict(await context.storage_state())
+        except PlaywrightError as exc:  # the browser died: the saved state stays as it was
+            log.warning("run.storage_state_unavailable", error=_first_line(exc))
+            return None
+        # The state rides in the result event; half the message limit leaves room for the
+        # result itself, and a result that cannot be published would never be acked.
+        size = len(json.dumps(state))
+        limit = int(self._nc.max_payload) // 2
+        if size > limit:
+            log.warning("run.storage_state_too_large", bytes=size, limit=limit)
+            return None
+        return state
+
+    async def _recording(self, execution_id: str, video: Video | None) -> Capture | None:
+        if video is None:
+            return None
+        try:
+            path = Path(await video.path())
+            data = await asyncio.to_thread(path.read_bytes)
+        except (PlaywrightError, OSError) as exc:
+            log.warning("run.recording_missing", error=_first_line(exc))
+            return None
+        if not data:
+            log.warning("run.recording_empty")
+            return None
+        return Capture(f"{execution_id}_agent_{now_ms()}.webm", data, "video/webm")
 
     async def _upload(self, captures: list[Capture]) -> None:
         if not captures:

@@ -1,9 +1,10 @@
-"""Serving captures (screenshots) from the JetStream object store."""
+"""Serving captures (screenshots and run videos) from the JetStream object store."""
 
 from __future__ import annotations
 
 import mimetypes
 import re
+from pathlib import PurePosixPath
 
 from aiohttp import web
 from nats.js.errors import NotFoundError, ObjectNotFoundError
@@ -15,6 +16,8 @@ from figranium_gateway.state import JS
 routes = web.RouteTableDef()
 
 _CAPTURE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,255}$")
+# Not left to mimetypes alone: it also reads the host's mime.types, which may lack .webm.
+_CONTENT_TYPES = {".png": "image/png", ".webm": "video/webm"}
 
 
 @routes.get("/captures/{name}")
@@ -27,5 +30,9 @@ async def get_capture(request: web.Request) -> web.Response:
         found = await bucket.get(name)
     except (ObjectNotFoundError, NotFoundError):
         raise ApiError(404, "CAPTURE_NOT_FOUND", f"no capture {name!r}") from None
-    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    content_type = (
+        _CONTENT_TYPES.get(PurePosixPath(name).suffix.lower())
+        or mimetypes.guess_type(name)[0]
+        or "application/octet-stream"
+    )
     return web.Response(body=found.data or b"", content_type=content_type)

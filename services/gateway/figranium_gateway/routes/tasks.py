@@ -8,7 +8,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from figranium_common.models import RunRequest, Task, now_ms
+from figranium_common.blocks import BlockStructureError, build_blocks
+from figranium_common.models import Task, now_ms
 from figranium_gateway import dispatch, store
 from figranium_gateway.errors import ApiError, read_json_object
 from figranium_gateway.state import JS, POOL, SETTINGS, WAITERS
@@ -53,6 +54,10 @@ async def save_task(request: web.Request) -> web.Response:
     body.pop("apiKey", None)
     body.pop("key", None)
     task = Task.model_validate(body)  # refuses wrong types before anything is written
+    try:
+        build_blocks(task.actions)
+    except BlockStructureError as exc:
+        raise ApiError(400, "INVALID_BODY", exc.details, actionIndex=exc.index) from None
     task_id = task.id or f"task_{now_ms()}"
     stored = {**body, **task.dump()}
     saved = await store.save_task(
@@ -84,6 +89,9 @@ async def run_task(request: web.Request) -> web.Response:
     task = await store.get_task(pool, request.match_info["task_id"])
     if task is None:
         raise ApiError(404, "TASK_NOT_FOUND", f"no task {request.match_info['task_id']!r}")
+    if body.get("statelessExecution") is not None:
+        # Kept in the snapshot, so whatever re-publishes this run later runs it the same way.
+        task["statelessExecution"] = bool(body["statelessExecution"])
     execution_id = run_id or dispatch.new_execution_id()
     created = await store.create_execution(
         pool,
@@ -98,8 +106,13 @@ async def run_task(request: web.Request) -> web.Response:
         raise ApiError(409, "RUN_ID_TAKEN", f"an execution {execution_id!r} already exists")
     timeout = app[SETTINGS].run_timeout_seconds
     with structlog.contextvars.bound_contextvars(execution_id=execution_id, task_id=task["id"]):
-        run = RunRequest(
-            execution_id=execution_id, task=task, variables=variables, timeout_seconds=timeout
+        run = await dispatch.build_run_request(
+            pool,
+            execution_id=execution_id,
+            task=task,
+            variables=variables,
+            source="api",
+            timeout_seconds=timeout,
         )
         try:
             await dispatch.publish_run(app[JS], run)

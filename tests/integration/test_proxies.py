@@ -1,0 +1,108 @@
+"""Saved proxies reach the runner for tasks with ``rotateProxies``."""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import threading
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from tests.integration.stack import Stack
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    """Forward proxy: absolute-form GETs (Chromium) and CONNECT tunnels (Playwright's fetch)."""
+
+    def do_CONNECT(self) -> None:
+        self.server.seen.append(  # type: ignore[attr-defined]
+            (self.path, self.headers.get("Proxy-Authorization"))
+        )
+        host, port = self.path.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as upstream:
+            self.send_response(200, "Connection established")
+            self.end_headers()
+            self.close_connection = True
+            _pipe(self.connection, upstream)
+
+    def do_GET(self) -> None:
+        self.server.seen.append(  # type: ignore[attr-defined]
+            (self.path, self.headers.get("Proxy-Authorization"))
+        )
+        with urllib.request.urlopen(self.path, timeout=10) as upstream:
+            body = upstream.read()
+            content_type = upstream.headers.get("Content-Type", "text/html")
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _pipe(client: socket.socket, upstream: socket.socket) -> None:
+    """Copy bytes both ways until either side closes."""
+    sockets = [client, upstream]
+    while True:
+        readable, _, _ = select.select(sockets, [], [], 10)
+        if not readable:
+            return
+        for sock in readable:
+            data = sock.recv(65536)
+            if not data:
+                return
+            (upstream if sock is client else client).sendall(data)
+
+
+@pytest.fixture
+def proxy() -> Iterator[tuple[str, list[tuple[str, str | None]]]]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ProxyHandler)
+    server.seen = []  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", server.seen  # type: ignore[attr-defined]
+    server.shutdown()
+    server.server_close()
+
+
+def test_rotate_proxies_uses_the_saved_ones(
+    api: httpx.Client,
+    site: str,
+    stack: tuple[Stack, httpx.Client],
+    proxy: tuple[str, list[tuple[str, str | None]]],
+) -> None:
+    address, seen = proxy
+    saved = [{"server": address, "username": "user", "password": "secret"}]
+    with psycopg.connect(stack[0].env["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO settings (key, value) VALUES ('proxies', %s)"
+            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            (json.dumps(saved),),
+        )
+    try:
+        api.post(
+            "/api/tasks",
+            json={
+                "id": "proxied",
+                "url": f"{site}/form",
+                "rotateProxies": True,
+                "extractionScript": "return document.title",
+            },
+        )
+        run = api.post("/api/tasks/proxied/api", json={})
+        assert run.status_code == 200, run.text
+        assert run.json()["data"] == "Form"
+        target = site.removeprefix("http://")
+        assert any(target in path and auth for path, auth in seen), seen
+        assert "secret" not in stack[0].services[1].log_text()  # the runner never logs it
+    finally:
+        with psycopg.connect(stack[0].env["DATABASE_URL"], autocommit=True) as conn:
+            conn.execute("DELETE FROM settings WHERE key = 'proxies'")
