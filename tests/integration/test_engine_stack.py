@@ -152,3 +152,44 @@ def test_scrape_mode_shows_the_fetched_html_without_running_it(
         run = api.post(f"/api/tasks/m-{mode}/api", json={})
         assert run.status_code == 200, run.text
         assert run.json()["data"] == ["Scripted", expected, f"{site}/scripted"]
+
+
+def test_captures_are_listed_by_run(api: httpx.Client, site: str) -> None:
+    api.post(
+        "/api/tasks",
+        json={
+            "id": "listed",
+            "url": f"{site}/form",
+            "actions": [{"type": "screenshot", "label": "mid"}],
+        },
+    )
+    execution_id = api.post("/api/tasks/listed/api", json={}).json()["executionId"]
+    listed = api.get("/api/data/captures", params={"runId": execution_id}).json()["captures"]
+    kinds = sorted(entry["type"] for entry in listed)
+    assert kinds == ["recording", "screenshot", "screenshot"]
+    for entry in listed:
+        assert entry["name"].startswith(f"{execution_id}_agent_")
+        assert entry["url"] == f"/captures/{entry['name']}"
+        assert entry["size"] > 0 and entry["modified"]
+        assert api.get(entry["url"]).status_code == 200
+    shots = api.get("/api/data/screenshots", params={"runId": execution_id}).json()
+    assert len(shots["screenshots"]) == 2
+    assert_error(api.get("/api/data/captures", params={"runId": "../x"}), 400)
+
+
+def test_include_html_and_shadow_dom_switch(api: httpx.Client, site: str) -> None:
+    script = "return [typeof data.shadowQueryAll, document.title]"
+    for include, expected in ((True, "function"), (False, "undefined")):
+        api.post(
+            "/api/tasks",
+            json={
+                "id": "html-task",
+                "url": f"{site}/form",
+                "includeHtml": True,
+                "includeShadowDom": include,
+                "extractionScript": script,
+            },
+        )
+        body = api.post("/api/tasks/html-task/api", json={}).json()
+        assert body["data"] == [expected, "Form"]
+        assert '<button id="add"' in body["html"]
