@@ -93,3 +93,17 @@ def test_run_id_reuse_is_a_conflict(api: httpx.Client, site: str) -> None:
     assert first.status_code == 200, first.text
     assert first.json()["executionId"] == "exec_fixed_1"
     assert_error(api.post("/api/tasks/quick/api", json={"runId": "exec_fixed_1"}), 409)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"id": "nul", "name": "a\\u0000b"}',
+        b'{"id": "nul", "k\\u0000ey": "v"}',
+        b'{"id": "nul", "actions": [{"type": "noop", "value": "\\u0000"}]}',
+    ],
+)
+def test_nul_characters_are_refused(api: httpx.Client, content: bytes) -> None:
+    response = api.post("/api/tasks", content=content, headers={"content-type": "application/json"})
+    assert_error(response, 400, "INVALID_BODY")
+    assert api.get("/api/tasks/nul").status_code == 404

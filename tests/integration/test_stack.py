@@ -109,7 +109,7 @@ def test_tasks_list_and_versions(
     tasks = {t["id"]: t for t in api.get("/api/tasks").json()}
     assert tasks["versioned"]["name"] == "v2"
     assert "versions" not in tasks["versioned"]
-    summaries = {t["id"]: t for t in api.get("/api/tasks/list").json()}
+    summaries = {t["id"]: t for t in api.get("/api/tasks/list").json()["tasks"]}
     assert summaries["versioned"] == {"id": "versioned", "name": "v2"}
     generated = api.post("/api/tasks", json={"name": "no id", "url": f"{site}/form"}).json()
     assert generated["id"].startswith("task_")

@@ -233,3 +233,12 @@ class ExecutionNotice(BaseModel):
 
     execution_id: str
     phase: Phase
+
+
+class SettingsNotice(BaseModel):
+    """Core-NATS notice that a setting changed; receivers read the value back from PostgreSQL.
+
+    The value itself is never sent: the API key must not travel over NATS.
+    """
+
+    key: str

@@ -13,11 +13,13 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
+    KeyValueConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
 log = structlog.get_logger(__name__)
@@ -38,7 +40,20 @@ DEAD_SUBJECT = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{RUNS_STREAM}.{RUNNE
 DEAD_CONSUMER = "dead-letters"
 
 NOTIFY_SUBJECT_PREFIX = "figranium.notify.v1.execution"
+# A setting changed (e.g. the API key): every gateway replica reloads it at once.
+SETTINGS_NOTIFY_SUBJECT = "figranium.notify.v1.settings"
+# Core NATS ping, no body: "execution_changes has new rows", so every replica's change
+# streams read PostgreSQL now instead of at their next poll.
+CHANGES_NOTIFY_SUBJECT = "figranium.notify.v1.changes"
 CAPTURES_BUCKET = "captures"
+# Stop requests: a key per execution id, so a runner that picks the run up later skips it,
+# and a core-NATS subject that interrupts a runner already running it.
+STOPS_BUCKET = "stops"
+STOP_SUBJECT_PREFIX = "figranium.control.v1.stop"
+
+
+def stop_subject(execution_id: str) -> str:
+    return f"{STOP_SUBJECT_PREFIX}.{execution_id}"
 
 
 def event_subject(execution_id: str) -> str:
@@ -194,6 +209,14 @@ async def declare_topology(js: JetStreamContext, limits: RunConsumerLimits) -> N
         ),
     )
     await captures_store(js)
+    await stops_store(js)
+
+
+async def stops_store(js: JetStreamContext) -> KeyValue:
+    try:
+        return await js.key_value(STOPS_BUCKET)
+    except (NotFoundError, BucketNotFoundError):
+        return await js.create_key_value(KeyValueConfig(bucket=STOPS_BUCKET, ttl=24 * 3600))
 
 
 async def captures_store(js: JetStreamContext) -> ObjectStore:

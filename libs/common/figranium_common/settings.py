@@ -40,3 +40,8 @@ class Settings(BaseSettings):
     )
     log_format: Literal["auto", "json", "console"] = Field(default="auto", alias="LOG_FORMAT")
     health_db_timeout_seconds: float = Field(default=2.0, gt=0, alias="HEALTH_DB_TIMEOUT_SECONDS")
+    # Finished executions and captures older than this many days are deleted; 0 keeps all.
+    retention_days: float = Field(default=7, ge=0, alias="RETENTION_DAYS")
+    retention_interval_seconds: float = Field(
+        default=3600.0, gt=0, alias="RETENTION_INTERVAL_SECONDS"
+    )

@@ -15,12 +15,23 @@ from aiohttp import web
 from figranium_common import db
 from figranium_common import nats as topology
 from figranium_common.settings import Settings
-from figranium_gateway import dispatch, store
-from figranium_gateway.auth import auth_middleware, resolve_api_key
+from figranium_gateway import dispatch, retention, store
+from figranium_gateway.auth import api_key_cache, auth_middleware
+from figranium_gateway.changes import ChangeFeed
 from figranium_gateway.errors import error_middleware
 from figranium_gateway.ingest import run_ingester
-from figranium_gateway.routes import captures, executions, health, tasks
-from figranium_gateway.state import AUTH, JS, NC, POOL, SETTINGS, STARTED_AT, WAITERS, Auth
+from figranium_gateway.routes import captures, docs, executions, health, runs, stream, tasks
+from figranium_gateway.routes import settings as settings_routes
+from figranium_gateway.state import (
+    AUTH,
+    CHANGES,
+    JS,
+    NC,
+    POOL,
+    SETTINGS,
+    STARTED_AT,
+    WAITERS,
+)
 from figranium_gateway.waiters import Waiters
 
 log = structlog.get_logger(__name__)
@@ -33,7 +44,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     pool = await db.open_pool(settings.database_url)
     await db.apply_migrations(pool)
     app[POOL] = pool
-    app[AUTH] = Auth(await resolve_api_key(settings, pool))
+    app[AUTH] = await api_key_cache(settings, pool)
     yield
     await pool.close(timeout=2)
 
@@ -50,10 +61,28 @@ async def _nats(app: web.Application) -> AsyncIterator[None]:
     )
     waiters = Waiters()
     await waiters.start(nc)
+    await app[AUTH].listen(nc)
     app[NC], app[JS], app[WAITERS] = nc, js, waiters
     yield
+    await app[AUTH].stop_listening()
     await waiters.stop()
     await topology.close(nc)
+
+
+async def _changes(app: web.Application) -> AsyncIterator[None]:
+    feed = ChangeFeed()
+    await feed.start(app[NC])
+    app[CHANGES] = feed
+    yield
+    await feed.stop()
+
+
+async def _end_streams(app: web.Application) -> None:
+    # on_shutdown runs before aiohttp waits for open handlers; cleanup contexts run after,
+    # so ending the never-finishing change streams there would stall every shutdown.
+    feed = app.get(CHANGES)
+    if feed is not None:
+        feed.close()
 
 
 def _watched(
@@ -112,6 +141,13 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_nats)
     app.cleanup_ctx.append(_watched("ingester", lambda: run_ingester(app[POOL], app[NC], app[JS])))
     app.cleanup_ctx.append(_watched("sweeper", lambda: sweep_queued(app)))
-    for module in (health, tasks, executions, captures):
+    app.cleanup_ctx.append(
+        _watched("retention", lambda: retention.run_retention(app[POOL], app[JS], app[SETTINGS]))
+    )
+    app.cleanup_ctx.append(_changes)
+    app.cleanup_ctx.append(_watched("change-feed", lambda: app[CHANGES].run(app[POOL])))
+    app.on_shutdown.append(_end_streams)
+    # stream before executions: /api/executions/{execution_id} would match its path too.
+    for module in (health, tasks, runs, stream, executions, captures, settings_routes, docs):
         app.add_routes(module.routes)
     return app

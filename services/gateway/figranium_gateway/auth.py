@@ -11,13 +11,26 @@ from aiohttp import web
 
 from figranium_common.settings import Settings
 from figranium_gateway import store
+from figranium_gateway.api_key import API_KEY_SETTING, ApiKeyCache
 from figranium_gateway.errors import Handler, error_response
+from figranium_gateway.routes import docs
 from figranium_gateway.state import AUTH
 
 log = structlog.get_logger(__name__)
 
-PUBLIC_PATHS = frozenset({"/api/health"})
-API_KEY_SETTING = "api_key"
+PUBLIC_PATHS = frozenset({"/api/health"}) | docs.PUBLIC_PATHS
+
+
+def generate_api_key() -> str:
+    return "fig_" + secrets.token_urlsafe(32)
+
+
+async def api_key_cache(settings: Settings, pool: store.Pool) -> ApiKeyCache:
+    """The key as this replica checks it; only a stored key can change while running."""
+    key = await resolve_api_key(settings, pool)
+    if key is None:
+        return ApiKeyCache(pool, "off", None)
+    return ApiKeyCache(pool, "environment" if settings.api_key else "stored", key)
 
 
 async def resolve_api_key(settings: Settings, pool: store.Pool) -> str | None:
@@ -31,8 +44,7 @@ async def resolve_api_key(settings: Settings, pool: store.Pool) -> str | None:
         return None
     if settings.api_key:
         return settings.api_key
-    generated = "fig_" + secrets.token_urlsafe(32)
-    key, created = await store.setting_insert_if_absent(pool, API_KEY_SETTING, generated)
+    key, created = await store.setting_insert_if_absent(pool, API_KEY_SETTING, generate_api_key())
     if created:
         log.warning(
             "auth.api_key_generated",
@@ -44,11 +56,20 @@ async def resolve_api_key(settings: Settings, pool: store.Pool) -> str | None:
     return key
 
 
-async def presented_keys(request: web.Request) -> list[str]:
+def header_keys(request: web.Request) -> list[str]:
     keys = [request.headers.get("x-api-key", ""), request.headers.get("key", "")]
     authorization = request.headers.get("Authorization", "")
     if authorization[:7].lower() == "bearer ":
         keys.append(authorization[7:].strip())
+    return [k for k in keys if k]
+
+
+async def presented_keys(request: web.Request) -> list[str]:
+    keys = header_keys(request)
+    # EventSource (the change stream) and <img src> cannot send headers. Access logs and
+    # proxies may record URLs, so headers stay the better choice wherever they are possible.
+    for name in ("key", "apiKey"):
+        keys.extend(request.query.getall(name, []))
     # Any content type: `curl -d '{"apiKey": ...}'` sends form-urlencoded JSON.
     if request.can_read_body and not request.content_type.startswith("multipart/"):
         raw = await request.read()  # cached by aiohttp; handlers read it again
@@ -72,8 +93,10 @@ def key_matches(expected: str, candidates: list[str]) -> bool:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    expected = request.app[AUTH].api_key
-    if expected is None or request.path in PUBLIC_PATHS or request.method == "OPTIONS":
+    if request.path in PUBLIC_PATHS or request.method == "OPTIONS":
+        return await handler(request)
+    expected = await request.app[AUTH].current()
+    if expected is None:
         return await handler(request)
     if key_matches(expected, await presented_keys(request)):
         return await handler(request)

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from figranium_common.models import ProxyConfig, RunRequest
 from figranium_common.nats import RUNS_DEFAULT_SUBJECT
-from figranium_gateway import store
+from figranium_gateway import store, task_store
 from figranium_gateway.waiters import Waiters
 
 log = structlog.get_logger(__name__)
@@ -54,7 +54,7 @@ async def _storage_state(pool: store.Pool, task: dict[str, Any]) -> dict[str, An
     task_id = task.get("id")
     if task.get("statelessExecution") or not isinstance(task_id, str):
         return None
-    return await store.get_browser_state(pool, task_id)
+    return await task_store.get_browser_state(pool, task_id)
 
 
 async def _proxies(pool: store.Pool, task: dict[str, Any]) -> list[ProxyConfig]:
@@ -84,7 +84,7 @@ async def _subtasks(pool: store.Pool, task: dict[str, Any]) -> dict[str, dict[st
         task_id = pending.pop()
         if task_id in found:
             continue
-        child = await store.get_task(pool, task_id)
+        child = await task_store.get_task(pool, task_id)
         if child is None:
             continue
         found[task_id] = child

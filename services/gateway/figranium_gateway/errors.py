@@ -30,12 +30,19 @@ def error_response(status: int, code: str, details: str, **extra: Any) -> web.Re
     return web.json_response({"error": code, "details": details, **extra}, status=status)
 
 
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """pydantic's ``('actions', 3, 'type')`` → ``actions[3].type``."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif not part.startswith(("function-", "literal[")):  # pydantic's internal steps
+            path += f".{part}" if path else part
+    return path or "body"
+
+
 def describe_validation_error(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "body"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
+    return "; ".join(f"{field_path(err['loc'])}: {err['msg']}" for err in exc.errors())
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
@@ -49,7 +56,29 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         raise ApiError(400, "INVALID_JSON", f"request body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise ApiError(400, "INVALID_BODY", "request body must be a JSON object")
+    where = _nul_path(body, "")
+    if where is not None:
+        # PostgreSQL's jsonb cannot hold U+0000; refuse it here rather than fail later.
+        raise ApiError(400, "INVALID_BODY", f"{where or 'body'}: text may not contain \\u0000")
     return body
+
+
+def _nul_path(value: Any, path: str) -> str | None:
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_path(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _nul_path(key, path)
+            if found is None:
+                found = _nul_path(item, f"{path}.{key}" if path else key)
+            if found is not None:
+                return found
+    return None
 
 
 @web.middleware

@@ -32,7 +32,7 @@ from figranium_common.nats import (
     RUNS_STREAM,
     notify_subject,
 )
-from figranium_gateway import store
+from figranium_gateway import changes, store
 
 log = structlog.get_logger(__name__)
 
@@ -53,8 +53,10 @@ async def apply_event(pool: store.Pool, nc: NATS, raw: bytes) -> None:
                 pool, event.execution_id, event.attempt, event.seq, event.at, payload
             ):
                 log.info("execution.started", attempt=event.attempt, runner=event.runner_id)
+                await changes.notify(nc)
         elif isinstance(event, LogEvent):
-            await store.record_log(pool, event.execution_id, event.attempt, event.seq, payload)
+            if await store.record_log(pool, event.execution_id, event.attempt, event.seq, payload):
+                await changes.notify(nc)
         elif isinstance(event, ResultEvent):
             # Cookies may be session credentials: kept once, as the task's state, not in
             # every execution's event history.
@@ -76,6 +78,7 @@ async def apply_event(pool: store.Pool, nc: NATS, raw: bytes) -> None:
                     duration_ms=event.duration_ms,
                     attempt=event.attempt,
                 )
+                await changes.notify(nc)
             await notify_finished(nc, event.execution_id)
 
 
@@ -99,6 +102,7 @@ async def mark_crashed(pool: store.Pool, nc: NATS, js: JetStreamContext, raw: by
     crash = {"type": "result", "crashed": True}
     if await store.record_result(pool, request.execution_id, 0, 0, result, duration, now, crash):
         log.error("execution.crashed", execution_id=request.execution_id, deliveries=deliveries)
+        await changes.notify(nc)
     await notify_finished(nc, request.execution_id)
     try:
         await js.delete_msg(RUNS_STREAM, seq)

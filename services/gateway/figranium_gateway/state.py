@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from aiohttp import web
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from figranium_common.db import Pool
 from figranium_common.settings import Settings
+from figranium_gateway.api_key import ApiKeyCache
+from figranium_gateway.changes import ChangeFeed
 from figranium_gateway.waiters import Waiters
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -18,13 +18,7 @@ NC = web.AppKey("nats", NATS)
 JS = web.AppKey("jetstream", JetStreamContext)
 
 
-@dataclass(frozen=True)
-class Auth:
-    """The API key requests must carry; None when authentication is off."""
-
-    api_key: str | None
-
-
-AUTH = web.AppKey("auth", Auth)
+AUTH = web.AppKey("auth", ApiKeyCache)
 WAITERS = web.AppKey("waiters", Waiters)
 STARTED_AT = web.AppKey("started_at", float)
+CHANGES = web.AppKey("changes", ChangeFeed)

@@ -9,10 +9,9 @@ from psycopg.types.json import Jsonb
 
 from figranium_common.db import Pool
 from figranium_common.models import RunResult
+from figranium_gateway import changes
 
 __all__ = ["Pool"]
-
-MAX_VERSIONS = 30
 
 
 def _ms(value: datetime | None) -> int | None:
@@ -44,91 +43,6 @@ async def setting_insert_if_absent(pool: Pool, key: str, value: Any) -> tuple[An
         row = await cur.fetchone()
         assert row is not None
         return row["value"], False
-
-
-# --- tasks ----------------------------------------------------------------------------
-
-
-def _task_out(row: dict[str, Any]) -> dict[str, Any]:
-    body: dict[str, Any] = dict(row["body"])
-    body["id"] = row["id"]
-    body["updatedAt"] = _ms(row["updated_at"])
-    return body
-
-
-async def list_tasks(pool: Pool) -> list[dict[str, Any]]:
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT id, body, updated_at FROM tasks ORDER BY updated_at DESC, id"
-        )
-        return [_task_out(row) for row in await cur.fetchall()]
-
-
-async def get_task(pool: Pool, task_id: str) -> dict[str, Any] | None:
-    async with pool.connection() as conn:
-        cur = await conn.execute("SELECT id, body, updated_at FROM tasks WHERE id = %s", (task_id,))
-        row = await cur.fetchone()
-        return None if row is None else _task_out(row)
-
-
-async def save_task(
-    pool: Pool, task_id: str, body: dict[str, Any], *, snapshot: bool
-) -> dict[str, Any]:
-    """Create or overwrite a task; with ``snapshot`` the previous state becomes a version."""
-    body = {k: v for k, v in body.items() if k not in ("id", "updatedAt", "versions")}
-    async with pool.connection() as conn, conn.transaction():
-        if snapshot:
-            cur = await conn.execute("SELECT body FROM tasks WHERE id = %s FOR UPDATE", (task_id,))
-            previous = await cur.fetchone()
-            if previous is not None:
-                await _snapshot(conn, task_id, previous["body"])
-        cur = await conn.execute(
-            "INSERT INTO tasks (id, body) VALUES (%s, %s)"
-            " ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body, updated_at = now()"
-            " RETURNING id, body, updated_at",
-            (task_id, Jsonb(body)),
-        )
-        row = await cur.fetchone()
-        assert row is not None
-        return _task_out(row)
-
-
-async def _snapshot(conn: Any, task_id: str, body: dict[str, Any]) -> None:
-    await conn.execute(
-        "INSERT INTO task_versions (task_id, id, snapshot)"
-        " VALUES (%s, 'ver_' || (extract(epoch FROM clock_timestamp()) * 1000)::bigint, %s)"
-        " ON CONFLICT DO NOTHING",
-        (task_id, Jsonb(body)),
-    )
-    await conn.execute(
-        "DELETE FROM task_versions WHERE task_id = %s AND id NOT IN ("
-        " SELECT id FROM task_versions WHERE task_id = %s"
-        " ORDER BY created_at DESC, id DESC LIMIT %s)",
-        (task_id, task_id, MAX_VERSIONS),
-    )
-
-
-async def list_versions(pool: Pool, task_id: str) -> list[dict[str, Any]]:
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT id, created_at, snapshot FROM task_versions WHERE task_id = %s"
-            " ORDER BY created_at DESC, id DESC",
-            (task_id,),
-        )
-        return [
-            {"id": r["id"], "timestamp": _ms(r["created_at"]), "snapshot": r["snapshot"]}
-            for r in await cur.fetchall()
-        ]
-
-
-async def get_browser_state(pool: Pool, task_id: str) -> dict[str, Any] | None:
-    """The cookies and local storage the task's last stateful run ended with."""
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT state FROM task_browser_state WHERE task_id = %s", (task_id,)
-        )
-        row = await cur.fetchone()
-        return None if row is None else dict(row["state"])
 
 
 # --- executions -----------------------------------------------------------------------
@@ -176,7 +90,7 @@ async def create_execution(
     path: str,
 ) -> bool:
     """Insert a queued execution; False when the id is already taken."""
-    async with pool.connection() as conn:
+    async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
             "INSERT INTO executions (id, task_id, task_name, mode, source, url, method, path,"
             " phase, task_snapshot, variables)"
@@ -195,7 +109,10 @@ async def create_execution(
                 Jsonb(variables),
             ),
         )
-        return cur.rowcount == 1
+        if cur.rowcount != 1:
+            return False
+        await changes.record_change(conn, execution_id, "queued")
+        return True
 
 
 async def get_execution(pool: Pool, execution_id: str) -> dict[str, Any] | None:
@@ -232,15 +149,23 @@ async def list_executions(pool: Pool, *, limit: int, status: str | None) -> list
 
 
 async def delete_execution(pool: Pool, execution_id: str) -> bool:
-    async with pool.connection() as conn:
-        cur = await conn.execute("DELETE FROM executions WHERE id = %s", (execution_id,))
-        return cur.rowcount == 1
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "DELETE FROM executions WHERE id = %s RETURNING id, task_id", (execution_id,)
+        )
+        deleted = list(await cur.fetchall())
+        await changes.record_deleted(conn, deleted)
+        return len(deleted) == 1
 
 
 async def clear_executions(pool: Pool) -> int:
-    async with pool.connection() as conn:
-        cur = await conn.execute("DELETE FROM executions WHERE phase = 'finished'")
-        return cur.rowcount
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "DELETE FROM executions WHERE phase = 'finished' RETURNING id, task_id"
+        )
+        deleted = list(await cur.fetchall())
+        await changes.record_deleted(conn, deleted)
+        return len(deleted)
 
 
 async def stale_queued(
@@ -276,14 +201,20 @@ async def record_started(
             " WHERE id = %s AND phase <> 'finished'",
             (at_ms, attempt, execution_id),
         )
+        await changes.record_change(conn, execution_id, "started", {"attempt": attempt})
         return True
 
 
 async def record_log(
     pool: Pool, execution_id: str, attempt: int, seq: int, payload: dict[str, Any]
 ) -> bool:
-    async with pool.connection() as conn:
-        return await _insert_event(conn, execution_id, attempt, seq, "log", payload)
+    async with pool.connection() as conn, conn.transaction():
+        if not await _insert_event(conn, execution_id, attempt, seq, "log", payload):
+            return False
+        await changes.record_change(
+            conn, execution_id, "log", changes.log_extra(payload, attempt, seq)
+        )
+        return True
 
 
 async def record_result(
@@ -323,6 +254,7 @@ async def record_result(
                 execution_id,
             ),
         )
+        await changes.record_change(conn, execution_id, "finished", {"attempt": attempt})
         return True
 
 

@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from figranium_gateway.auth import key_matches
 from figranium_gateway.errors import ApiError, error_middleware, read_json_object
 from figranium_gateway.routes.executions import _limit
-from figranium_gateway.routes.tasks import _run_answer
+from figranium_gateway.routes.runs import run_answer as _run_answer
 
 
 def test_key_matching() -> None:
@@ -36,7 +36,9 @@ def test_run_answer_shapes() -> None:
         "data": [1],
         "logs": [],
         "executionId": "e1",
+        "runId": "e1",
         "outcome": "success",
+        "success": True,
     }
     failed = _run_answer(
         {"id": "e2", "status": 422, "outcome": "error", "result": {"error": "boom"}}

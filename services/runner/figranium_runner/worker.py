@@ -38,8 +38,10 @@ from figranium_common.models import (
 from figranium_common.nats import (
     RUNNERS_CONSUMER,
     RUNS_STREAM,
+    STOP_SUBJECT_PREFIX,
     captures_store,
     event_subject,
+    stops_store,
 )
 from figranium_common.settings import Settings
 from figranium_runner import identity
@@ -129,6 +131,8 @@ class Worker:
         self._active: set[asyncio.Task[None]] = set()
         self._rng = random.Random()
         self.runner_id = f"{socket.gethostname()}-{os.getpid()}"
+        self._running: dict[str, asyncio.Task[Any]] = {}
+        self._stop_requested: set[str] = set()
 
     @property
     def busy(self) -> int:
@@ -137,6 +141,7 @@ class Worker:
     async def run(self, stopping: asyncio.Event) -> None:
         """Fetch while not stopping; then wait for in-flight runs (the caller bounds it)."""
         sub = await self._js.pull_subscribe_bind(durable=RUNNERS_CONSUMER, stream=RUNS_STREAM)
+        stops = await self._nc.subscribe(f"{STOP_SUBJECT_PREFIX}.*", cb=self._on_stop)
         log.info("runner.ready", runner=self.runner_id, slots=self._slots)
         while not stopping.is_set():
             free = self._slots - len(self._active)
@@ -153,6 +158,8 @@ class Worker:
                 task.add_done_callback(self._active.discard)
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
+        with contextlib.suppress(Exception):
+            await stops.unsubscribe()
 
     async def drain(self, bound_seconds: float) -> None:
         """Let running runs finish within the bound, then cancel and hand them back."""
@@ -213,8 +220,45 @@ class Worker:
             with contextlib.suppress(Exception):
                 await msg.in_progress()
 
+    async def _on_stop(self, msg: Msg) -> None:
+        execution_id = msg.subject.rsplit(".", 1)[-1]
+        running = self._running.get(execution_id)
+        if running is not None:
+            self._stop_requested.add(execution_id)
+            running.cancel()
+
+    async def _stop_was_requested(self, execution_id: str) -> bool:
+        """A stop that arrived before this runner took the run (kept in the KV bucket)."""
+        try:
+            await (await stops_store(self._js)).get(execution_id)
+        except Exception:  # KeyNotFoundError, or the bucket is unreachable: run it
+            return False
+        return True
+
     async def _run(self, msg: Msg, request: RunRequest, task: Task, attempt: int) -> None:
         events = EventPublisher(self._js, request.execution_id, attempt)
+        if await self._stop_was_requested(request.execution_id):
+            await events.result(RunResult(outcome="stopped", error="stopped before it started"), 0)
+            await msg.ack_sync(timeout=10)
+            log.info("run.skipped_stopped")
+            return
+        current = asyncio.current_task()
+        assert current is not None
+        self._running[request.execution_id] = current
+        try:
+            await self._run_started(msg, request, task, attempt, events)
+        finally:
+            self._running.pop(request.execution_id, None)
+            self._stop_requested.discard(request.execution_id)
+
+    async def _run_started(
+        self,
+        msg: Msg,
+        request: RunRequest,
+        task: Task,
+        attempt: int,
+        events: EventPublisher,
+    ) -> None:
         await events.started(self.runner_id)
         log.info("run.started", mode=task.mode)
         started = time.monotonic()
@@ -262,6 +306,16 @@ class Worker:
                     message = f"the run did not finish within {request.timeout_seconds:g} s"
                     await events.log(f"Run failed: {message}")
                     result = RunResult(outcome="error", final_url=page.url, error=message)
+                except asyncio.CancelledError:
+                    if request.execution_id not in self._stop_requested:
+                        raise  # a shutdown drain, not a stop request
+                    current = asyncio.current_task()
+                    if current is not None:
+                        current.uncancel()
+                    await events.log("Execution stopped by request")
+                    result = RunResult(
+                        outcome="stopped", final_url=page.url, error="stopped by request"
+                    )
             finally:
                 if not task.statelessExecution:
                     end_state = await self._end_state(context)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import mimetypes
 import re
 from pathlib import PurePosixPath
+from typing import Any, Literal
 
 from aiohttp import web
 from nats.js.errors import NotFoundError, ObjectNotFoundError
+from pydantic import BaseModel, Field
 
 from figranium_common.nats import captures_store
 from figranium_gateway.errors import ApiError
+from figranium_gateway.openapi import documented
+from figranium_gateway.retention import parse_mtime
 from figranium_gateway.state import JS
 
 routes = web.RouteTableDef()
@@ -20,11 +24,24 @@ _CAPTURE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,255}$")
 _CONTENT_TYPES = {".png": "image/png", ".webm": "video/webm"}
 
 
+def _checked_name(name: str) -> str:
+    # fullmatch: with match, "$" would also accept a trailing newline (%0A).
+    if not _CAPTURE_NAME.fullmatch(name) or ".." in name:
+        raise ApiError(400, "INVALID_NAME", "capture names are letters, digits, _ . : and -")
+    return name
+
+
+@documented(
+    "GET",
+    "/captures/{name}",
+    "A capture's file",
+    tag="captures",
+    responses={200: None, 400: None, 404: None},
+    content_types={200: "application/octet-stream"},
+)
 @routes.get("/captures/{name}")
 async def get_capture(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
-    if not _CAPTURE_NAME.match(name) or ".." in name:
-        raise ApiError(400, "INVALID_NAME", "capture names are letters, digits, _ . : and -")
+    name = _checked_name(request.match_info["name"])
     bucket = await captures_store(request.app[JS])
     try:
         found = await bucket.get(name)
@@ -44,41 +61,132 @@ def _kind(name: str) -> str:
     return "recording" if name.endswith(".webm") else "screenshot"
 
 
-async def _list(request: web.Request, *, kinds: frozenset[str]) -> list[dict[str, object]]:
+class CaptureEntry(BaseModel):
+    name: str
+    url: str
+    size: int
+    modified: int | None = Field(description="epoch milliseconds, as Figranium sends it")
+    type: Literal["screenshot", "recording"]
+
+
+class CaptureList(BaseModel):
+    captures: list[CaptureEntry]
+
+
+class ScreenshotList(BaseModel):
+    screenshots: list[CaptureEntry]
+
+
+async def _list(request: web.Request, *, kinds: frozenset[str]) -> list[dict[str, Any]]:
     run_id = request.query.get("runId")
-    if run_id is not None and not _CAPTURE_NAME.match(run_id):
+    if run_id is not None and not _CAPTURE_NAME.fullmatch(run_id):
         raise ApiError(400, "INVALID_QUERY", "runId is letters, digits, _ . : and -")
     bucket = await captures_store(request.app[JS])
     try:
         objects = await bucket.list()
     except NotFoundError:  # an empty bucket answers "not found"
         objects = []
-    listed = []
+    listed: list[dict[str, Any]] = []
     for info in objects:
         name = info.name or ""
+        # Downloads are listed with their run's result (`downloads`), not here: Figranium's
+        # clients know only screenshots and recordings in this list.
         if info.deleted or _kind(name) not in kinds:
             continue
         if run_id is not None and not name.startswith(f"{run_id}_"):
             continue
+        modified = parse_mtime(info.mtime)
         listed.append(
             {
                 "name": name,
                 "url": f"/captures/{name}",
                 "size": info.size or 0,
-                "modified": info.mtime,
+                "modified": None if modified is None else int(modified.timestamp() * 1000),
                 "type": _kind(name),
             }
         )
-    listed.sort(key=lambda entry: str(entry["modified"] or ""), reverse=True)
+    listed.sort(key=lambda entry: entry["modified"] or 0, reverse=True)
     return listed
 
 
+@documented(
+    "GET",
+    "/api/data/captures",
+    "Screenshots and recordings, newest first",
+    tag="captures",
+    query={"runId": "only this execution's captures"},
+    responses={200: CaptureList, 400: None},
+)
 @routes.get("/api/data/captures")
 async def list_captures(request: web.Request) -> web.Response:
-    kinds = frozenset({"screenshot", "recording", "download"})
+    kinds = frozenset({"screenshot", "recording"})
     return web.json_response({"captures": await _list(request, kinds=kinds)})
 
 
+@documented(
+    "GET",
+    "/api/data/screenshots",
+    "Screenshots only, newest first",
+    tag="captures",
+    query={"runId": "only this execution's screenshots"},
+    responses={200: ScreenshotList, 400: None},
+)
 @routes.get("/api/data/screenshots")
 async def list_screenshots(request: web.Request) -> web.Response:
     return web.json_response({"screenshots": await _list(request, kinds=frozenset({"screenshot"}))})
+
+
+class Deleted(BaseModel):
+    success: bool
+
+
+class Cleared(BaseModel):
+    success: bool
+    removed: int
+
+
+@documented(
+    "DELETE",
+    "/api/data/captures/{name}",
+    "Delete one capture",
+    tag="captures",
+    responses={200: Deleted, 400: None, 404: None},
+)
+# Any characters (newlines and "/" included, raw or %-encoded) so that every odd name
+# reaches the check and gets a clear 400 rather than a 404 from the router.
+@routes.delete(r"/api/data/captures/{name:[\s\S]+}")
+async def delete_capture(request: web.Request) -> web.Response:
+    name = _checked_name(request.match_info["name"])
+    bucket = await captures_store(request.app[JS])
+    try:
+        await bucket.delete(name)
+    except (ObjectNotFoundError, NotFoundError):
+        raise ApiError(404, "CAPTURE_NOT_FOUND", f"no capture {name!r}") from None
+    return web.json_response(Deleted(success=True).model_dump())
+
+
+@documented(
+    "POST",
+    "/api/data/clear-screenshots",
+    "Delete every screenshot (recordings and downloads stay)",
+    tag="captures",
+    responses={200: Cleared},
+)
+@routes.post("/api/data/clear-screenshots")
+async def clear_screenshots(request: web.Request) -> web.Response:
+    bucket = await captures_store(request.app[JS])
+    try:
+        objects = await bucket.list()
+    except NotFoundError:  # an empty bucket answers "not found"
+        objects = []
+    removed = 0
+    for info in objects:
+        name = info.name or ""
+        if info.deleted or _kind(name) != "screenshot":
+            continue
+        try:
+            await bucket.delete(name)
+        except ObjectNotFoundError:  # deleted meanwhile
+            continue
+        removed += 1
+    return web.json_response(Cleared(success=True, removed=removed).model_dump())

@@ -2,15 +2,67 @@
 
 from __future__ import annotations
 
-from aiohttp import web
+from typing import Any
 
-from figranium_gateway import store
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+from figranium_gateway import changes, retention, store
 from figranium_gateway.errors import ApiError
-from figranium_gateway.state import POOL
+from figranium_gateway.openapi import documented
+from figranium_gateway.state import JS, NC, POOL
 
 routes = web.RouteTableDef()
 
 MAX_LIMIT = 1000
+
+
+class ExecutionSummary(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    timestamp: int | None
+    method: str | None
+    path: str | None
+    status: int | None
+    durationMs: int | None
+    source: str
+    mode: str
+    taskId: str | None
+    taskName: str | None
+    url: str | None
+    phase: str
+    outcome: str | None
+    startedAt: int | None
+    finishedAt: int | None
+    attempts: int
+
+
+class ExecutionList(BaseModel):
+    executions: list[ExecutionSummary]
+
+
+class ExecutionDetail(ExecutionSummary):
+    taskSnapshot: dict[str, Any]
+    variables: dict[str, Any]
+    result: dict[str, Any] | None
+    logs: list[str]
+
+
+class ExecutionAnswer(BaseModel):
+    execution: ExecutionDetail
+
+
+class Cleared(BaseModel):
+    success: bool
+    removed: int | None = None
+    capturesRemoved: int | None = None
+
+
+_QUERY = {
+    "limit": "how many, newest first (1-1000, default 50)",
+    "status": "only those whose phase, outcome or HTTP status is this",
+}
 
 
 def _limit(raw: str | None) -> int:
@@ -25,6 +77,22 @@ def _limit(raw: str | None) -> int:
     return value
 
 
+@documented(
+    "GET",
+    "/api/executions",
+    "Recent executions",
+    tag="executions",
+    query=_QUERY,
+    responses={200: ExecutionList, 400: None},
+)
+@documented(
+    "GET",
+    "/api/executions/list",
+    "Recent executions (alias)",
+    tag="executions",
+    query=_QUERY,
+    responses={200: ExecutionList, 400: None},
+)
 @routes.get("/api/executions")
 @routes.get("/api/executions/list")
 async def list_executions(request: web.Request) -> web.Response:
@@ -36,12 +104,32 @@ async def list_executions(request: web.Request) -> web.Response:
     return web.json_response({"executions": executions})
 
 
+@documented(
+    "POST",
+    "/api/executions/clear",
+    "Delete every finished execution and its captures",
+    tag="executions",
+    responses={200: Cleared},
+)
 @routes.post("/api/executions/clear")
 async def clear_executions(request: web.Request) -> web.Response:
+    # Read before deleting: clear_executions answers only a count, and the captures of
+    # what it deletes must go too. A run finishing in between keeps its captures until
+    # the retention job removes them by age.
+    finished = await retention.finished_execution_ids(request.app[POOL])
     removed = await store.clear_executions(request.app[POOL])
-    return web.json_response({"success": True, "removed": removed})
+    captures = await retention.delete_captures_logged(request.app[POOL], request.app[JS], finished)
+    await changes.notify(request.app[NC])
+    return web.json_response({"success": True, "removed": removed, "capturesRemoved": captures})
 
 
+@documented(
+    "GET",
+    "/api/executions/{execution_id}",
+    "One execution with its result and logs",
+    tag="executions",
+    responses={200: ExecutionAnswer, 404: None},
+)
 @routes.get("/api/executions/{execution_id}")
 async def get_execution(request: web.Request) -> web.Response:
     execution_id = request.match_info["execution_id"]
@@ -51,9 +139,20 @@ async def get_execution(request: web.Request) -> web.Response:
     return web.json_response({"execution": execution})
 
 
+@documented(
+    "DELETE",
+    "/api/executions/{execution_id}",
+    "Delete an execution and its captures",
+    tag="executions",
+    responses={200: Cleared, 404: None},
+)
 @routes.delete("/api/executions/{execution_id}")
 async def delete_execution(request: web.Request) -> web.Response:
     execution_id = request.match_info["execution_id"]
     if not await store.delete_execution(request.app[POOL], execution_id):
         raise ApiError(404, "EXECUTION_NOT_FOUND", f"no execution {execution_id!r}")
-    return web.json_response({"success": True})
+    captures = await retention.delete_captures_logged(
+        request.app[POOL], request.app[JS], [execution_id]
+    )
+    await changes.notify(request.app[NC])
+    return web.json_response({"success": True, "capturesRemoved": captures})

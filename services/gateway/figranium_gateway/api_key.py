@@ -1,0 +1,115 @@
+"""The API key every gateway replica checks requests against, kept in step across replicas.
+
+A replica that changes the stored key updates its own copy at once and sends a core-NATS
+notice; the others reload the key from PostgreSQL when it arrives. A notice can be missed
+(NATS down, a replica reconnecting), so the stored key is also re-read whenever the copy
+is older than ``MAX_AGE_SECONDS``: replicas agree within that bound even without NATS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Literal
+
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from figranium_common.db import Pool
+from figranium_common.models import SettingsNotice
+from figranium_common.nats import SETTINGS_NOTIFY_SUBJECT
+
+log = structlog.get_logger(__name__)
+
+API_KEY_SETTING = "api_key"
+MAX_AGE_SECONDS = 2.0
+# A request waits at most this long for a re-read; on a slow database it goes on with
+# the copy it has rather than piling up behind the lock.
+REFRESH_TIMEOUT_SECONDS = 1.0
+
+KeySource = Literal["off", "environment", "stored"]
+
+
+class ApiKeyCache:
+    """The key requests must carry; ``current()`` is None when authentication is off."""
+
+    def __init__(
+        self, pool: Pool, source: KeySource, key: str | None, *, max_age: float = MAX_AGE_SECONDS
+    ) -> None:
+        self._pool = pool
+        self.source = source
+        self._key = key
+        self._max_age = max_age
+        self._checked_at = time.monotonic()
+        # Bumped by every local change, so a re-read that started before it cannot put
+        # the previous key back.
+        self._generation = 0
+        self._lock = asyncio.Lock()
+        self._sub: Subscription | None = None
+
+    async def current(self) -> str | None:
+        if self.source == "off":
+            return None
+        if self.source == "stored" and time.monotonic() - self._checked_at >= self._max_age:
+            async with self._lock:
+                if time.monotonic() - self._checked_at >= self._max_age:
+                    await self._reload()
+        return self._key
+
+    def changed_here(self, key: str) -> None:
+        """This replica stored ``key``: use it now, without waiting for a re-read."""
+        self._generation += 1
+        self._key = key
+        self._checked_at = time.monotonic()
+
+    async def _reload(self) -> None:
+        generation = self._generation
+        try:
+            async with asyncio.timeout(REFRESH_TIMEOUT_SECONDS):
+                async with self._pool.connection() as conn:
+                    cur = await conn.execute(
+                        "SELECT value FROM settings WHERE key = %s", (API_KEY_SETTING,)
+                    )
+                    row = await cur.fetchone()
+        except Exception as exc:  # driver, pool and timeout errors alike
+            # Keeping the previous key is the lesser evil: refusing everything would take
+            # the API down with the database, and requests that need it fail anyway.
+            log.warning("auth.key_reload_failed", error=str(exc) or type(exc).__name__)
+        else:
+            stored = None if row is None else row["value"]
+            if generation == self._generation and isinstance(stored, str) and stored:
+                self._key = stored
+        finally:
+            self._checked_at = time.monotonic()
+
+    async def listen(self, nc: NATS) -> None:
+        if self.source == "stored":
+            self._sub = await nc.subscribe(SETTINGS_NOTIFY_SUBJECT, cb=self._on_notice)
+
+    async def stop_listening(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+
+    async def _on_notice(self, msg: Msg) -> None:
+        try:
+            notice = SettingsNotice.model_validate_json(msg.data)
+        except ValueError:
+            log.warning("auth.bad_settings_notice", subject=msg.subject)
+            return
+        if notice.key == API_KEY_SETTING:
+            async with self._lock:
+                await self._reload()
+
+
+async def announce(nc: NATS, key: str) -> None:
+    """Tell every replica that setting ``key`` changed; best effort (they re-read anyway)."""
+    try:
+        await nc.publish(
+            SETTINGS_NOTIFY_SUBJECT, SettingsNotice(key=key).model_dump_json().encode()
+        )
+        await nc.flush(timeout=2)
+    except Exception as exc:
+        log.warning("settings.notice_failed", key=key, error=str(exc) or type(exc).__name__)

@@ -1,0 +1,200 @@
+"""The execution change log behind ``GET /api/executions/stream``.
+
+Every state change of an execution (queued, started, a log line, finished, deleted) adds
+one ``execution_changes`` row in the transaction that made the change, so the log holds
+exactly what was committed. Its id is the SSE event id: a client resuming with
+``Last-Event-ID`` reads ``id > last`` from any replica and misses nothing.
+
+That only holds if ids become visible in id order. A bigserial alone does not promise it
+(two transactions may take ids 10 and 11 and commit 11 first; a reader that sent 11 would
+never send 10), so writers take one transaction-scoped advisory lock just before they
+insert their change, as the last statement before the commit: ids are then handed out in
+commit order. The price is that change-producing commits are serialised across replicas,
+each holding the lock only for that insert and the commit itself.
+
+Replicas wake each other with a bodiless core-NATS ping after such a commit; each
+replica's :class:`ChangeFeed` also polls the newest id every second, so a missed ping (or
+a writer that does not send one) delays a stream by at most that second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from psycopg.types.json import Jsonb
+from psycopg_pool import PoolTimeout
+
+from figranium_common.db import Pool
+from figranium_common.nats import CHANGES_NOTIFY_SUBJECT
+
+log = structlog.get_logger(__name__)
+
+# Any constant distinct from the migration lock works; every replica must use the same.
+CHANGES_LOCK_ID = 0x46_49_47_43  # "FIGC"
+POLL_SECONDS = 1.0
+# A log line is in the stream for live display; the whole line stays in the execution.
+MAX_LINE_CHARS = 2000
+
+
+# --- writing (inside the caller's transaction) ----------------------------------------
+
+
+async def record_change(
+    conn: Any, execution_id: str, kind: str, extra: dict[str, Any] | None = None
+) -> None:
+    """Log a change of an existing execution; call last in the transaction that made it.
+
+    The payload is read from the execution row as this transaction left it, so it shows
+    the phase and outcome that were really stored (a late ``started`` after a result
+    still says ``finished``).
+    """
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGES_LOCK_ID,))
+    await conn.execute(
+        "INSERT INTO execution_changes (execution_id, kind, payload)"
+        " SELECT e.id, %s,"
+        " jsonb_build_object('executionId', e.id, 'taskId', e.task_id, 'phase', e.phase)"
+        " || jsonb_strip_nulls(jsonb_build_object("
+        "'outcome', e.outcome, 'status', e.status, 'durationMs', e.duration_ms))"
+        " || %s"
+        " FROM executions e WHERE e.id = %s",
+        (kind, Jsonb(extra or {}), execution_id),
+    )
+
+
+async def record_deleted(conn: Any, deleted: list[dict[str, Any]]) -> None:
+    """Log deleted executions (rows with ``id`` and ``task_id``); call last in the transaction."""
+    if not deleted:
+        return
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGES_LOCK_ID,))
+    await conn.execute(
+        "INSERT INTO execution_changes (execution_id, kind, payload)"
+        " SELECT d.id, 'deleted',"
+        " jsonb_build_object('executionId', d.id, 'taskId', d.task_id, 'phase', 'deleted')"
+        " FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS d (id, task_id, n)"
+        " ORDER BY d.n",
+        ([row["id"] for row in deleted], [row["task_id"] for row in deleted]),
+    )
+
+
+def log_extra(payload: dict[str, Any], attempt: int, seq: int) -> dict[str, Any]:
+    line = str(payload.get("line", ""))
+    if len(line) > MAX_LINE_CHARS:
+        line = line[:MAX_LINE_CHARS] + "…"
+    return {"line": line, "attempt": attempt, "seq": seq}
+
+
+async def notify(nc: NATS) -> None:
+    """Tell every replica's streams to read now; call after committing a change.
+
+    Best effort: the feeds poll anyway, so a NATS outage must not fail the caller.
+    """
+    try:
+        await nc.publish(CHANGES_NOTIFY_SUBJECT, b"")
+    except Exception as exc:
+        log.info("changes.notify_failed", error=str(exc) or type(exc).__name__)
+
+
+# --- reading --------------------------------------------------------------------------
+
+
+async def changes_since(pool: Pool, last_id: int, limit: int) -> list[dict[str, Any]]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, execution_id, kind, payload FROM execution_changes"
+            " WHERE id > %s ORDER BY id LIMIT %s",
+            (last_id, limit),
+        )
+        return list(await cur.fetchall())
+
+
+async def latest_change_id(pool: Pool) -> int:
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT COALESCE(max(id), 0) AS id FROM execution_changes")
+        row = await cur.fetchone()
+        return 0 if row is None else int(row["id"])
+
+
+async def prune_changes(pool: Pool, older_than: timedelta) -> int:
+    """Forget changes older than ``older_than``; a client resuming from before misses them."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "DELETE FROM execution_changes WHERE created_at < now() - %s", (older_than,)
+        )
+        return cur.rowcount
+
+
+# --- this replica's view --------------------------------------------------------------
+
+
+class ChangeFeed:
+    """The newest committed change id as this replica last saw it, and a way to wait for more.
+
+    One poll per replica instead of one per open stream: streams query the log only when
+    the feed says there is something past their position.
+    """
+
+    def __init__(self) -> None:
+        self.latest = 0
+        self.open_streams = 0
+        self._ping = asyncio.Event()
+        self._wakeup = asyncio.Event()
+        self._closed = False
+        self._sub: Subscription | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def start(self, nc: NATS) -> None:
+        self._sub = await nc.subscribe(CHANGES_NOTIFY_SUBJECT, cb=self._on_ping)
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+
+    async def _on_ping(self, msg: Msg) -> None:
+        self._ping.set()
+
+    def close(self) -> None:
+        """End every stream: aiohttp's shutdown waits for open handlers before cleanup."""
+        self._closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        # A fresh event per generation: waiters that were woken never see it cleared.
+        wakeup, self._wakeup = self._wakeup, asyncio.Event()
+        wakeup.set()
+
+    async def run(self, pool: Pool) -> None:
+        """Track the newest id: after each ping, and every second in case one was missed."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ping.wait(), POLL_SECONDS)
+            self._ping.clear()
+            try:
+                latest = await latest_change_id(pool)
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                log.warning("changes.poll_failed", error=str(exc))
+                await asyncio.sleep(POLL_SECONDS)
+                continue
+            if latest != self.latest:
+                self.latest = latest
+                self._wake()
+
+    async def wait(self, after: int, timeout: float) -> None:
+        """Return once a change past ``after`` may exist, at shutdown, or after ``timeout``."""
+        wakeup = self._wakeup
+        if self._closed or self.latest > after:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wakeup.wait(), timeout)

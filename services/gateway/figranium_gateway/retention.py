@@ -1,0 +1,234 @@
+"""Retention: old executions and captures are deleted, so disk use stays bounded.
+
+Captures live in the JetStream object store, named ``<executionId>_...``; deleting an
+execution row does not free them, so whoever deletes executions (this job, ``DELETE
+/api/executions/:id``, ``POST /api/executions/clear``) deletes their captures here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+from nats.js import JetStreamContext
+from nats.js.api import ObjectInfo
+from nats.js.errors import NotFoundError, ObjectNotFoundError
+from nats.js.object_store import ObjectStore
+
+from figranium_common.db import Pool
+from figranium_common.nats import captures_store
+from figranium_common.settings import Settings
+from figranium_gateway import changes
+
+log = structlog.get_logger(__name__)
+
+# Any constant distinct from the migration lock; the same in every replica.
+RETENTION_LOCK_ID = 0x46_49_47_43  # "FIGC"
+LAST_ROUND_SETTING = "retention_last_round"
+# A round is skipped when another replica did one less than this share of the interval
+# ago; the slack keeps timers that fire a little early from skipping a round.
+ROUND_SLACK = 0.9
+# Remaining executions whose ids extend one of the given ids (run ids may contain "_").
+_IDS_EXTENDING = (
+    "SELECT e.id FROM executions e JOIN unnest(%s::text[]) AS d(id)"
+    " ON starts_with(e.id, d.id || '_')"
+)
+
+
+def owner(name: str, ids: Collection[str]) -> str | None:
+    """The execution a capture belongs to: the longest id that prefixes ``name`` + ``_``.
+
+    The longest, because run ids may contain ``_``: ``nightly_2_...`` belongs to
+    ``nightly_2`` even when ``nightly`` exists too.
+    """
+    found = None
+    for index, char in enumerate(name):
+        if char == "_" and name[:index] in ids:
+            found = name[:index]
+    return found
+
+
+def parse_mtime(raw: str | None) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    # Comparing naive with aware times raises; object store times are UTC.
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def doomed_captures(
+    objects: Iterable[ObjectInfo],
+    *,
+    deleted_ids: Collection[str],
+    kept_ids: Collection[str] = (),
+    older_than: datetime | None = None,
+) -> list[str]:
+    """Names of the captures to delete: those of deleted executions, and too old ones.
+
+    ``kept_ids`` are executions that remain and whose ids extend a deleted one; their
+    captures share the deleted execution's prefix and must stay.
+    """
+    known = {*deleted_ids, *kept_ids}
+    doomed = []
+    for info in objects:
+        name = info.name or ""
+        if info.deleted or not name:
+            continue
+        mtime = parse_mtime(info.mtime)
+        too_old = older_than is not None and mtime is not None and mtime < older_than
+        if too_old or owner(name, known) in deleted_ids:
+            doomed.append(name)
+    return doomed
+
+
+async def _objects(bucket: ObjectStore) -> list[ObjectInfo]:
+    try:
+        return await bucket.list()
+    except NotFoundError:  # an empty bucket answers "not found"
+        return []
+
+
+async def _delete_objects(bucket: ObjectStore, names: list[str]) -> int:
+    removed = 0
+    for name in names:
+        try:
+            await bucket.delete(name)
+            removed += 1
+        except ObjectNotFoundError:  # deleted meanwhile by another request or replica
+            continue
+    return removed
+
+
+async def _ids_extending(pool: Pool, ids: Collection[str]) -> list[str]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(_IDS_EXTENDING, (list(ids),))
+        return [row["id"] for row in await cur.fetchall()]
+
+
+async def finished_execution_ids(pool: Pool) -> list[str]:
+    """What ``POST /api/executions/clear`` is about to delete."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT id FROM executions WHERE phase = 'finished'")
+        return [row["id"] for row in await cur.fetchall()]
+
+
+async def delete_captures_of(pool: Pool, js: JetStreamContext, execution_ids: list[str]) -> int:
+    """Delete the captures of executions already deleted; returns how many went."""
+    if not execution_ids:
+        return 0
+    kept = await _ids_extending(pool, execution_ids)
+    bucket = await captures_store(js)
+    names = doomed_captures(await _objects(bucket), deleted_ids=execution_ids, kept_ids=kept)
+    return await _delete_objects(bucket, names)
+
+
+async def delete_captures_logged(
+    pool: Pool, js: JetStreamContext, execution_ids: list[str]
+) -> int | None:
+    """As :func:`delete_captures_of` for request handlers: the executions are gone already,
+    so a failure here is logged (the next retention round removes the leftovers by age)
+    rather than answered as if the delete had failed."""
+    try:
+        return await delete_captures_of(pool, js, execution_ids)
+    except Exception as exc:
+        log.warning(
+            "captures.cleanup_failed",
+            executions=len(execution_ids),
+            error=str(exc) or type(exc).__name__,
+        )
+        return None
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    executions: int
+    captures: int
+
+
+async def retention_round(
+    pool: Pool, js: JetStreamContext, *, days: float, interval_seconds: float
+) -> RoundResult | None:
+    """One round, done by one replica at a time; None when another replica has it.
+
+    Under a transaction advisory lock (released by commit, rollback or a lost connection,
+    so a replica that dies mid-round cannot block the others), and only if no replica did
+    a round within the interval: replicas' timers are not aligned, and without the shared
+    marker each would repeat the work. Executions are deleted in the same transaction as
+    their captures: if deleting captures fails, the rows come back and the next round
+    tries again.
+    """
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "SELECT pg_try_advisory_xact_lock(%s) AS locked", (RETENTION_LOCK_ID,)
+        )
+        row = await cur.fetchone()
+        if row is None or not row["locked"]:
+            return None
+        cur = await conn.execute(
+            "SELECT extract(epoch FROM now()) - (value #>> '{}')::float8 AS age"
+            " FROM settings WHERE key = %s",
+            (LAST_ROUND_SETTING,),
+        )
+        row = await cur.fetchone()
+        if (
+            row is not None
+            and row["age"] is not None
+            and row["age"] < interval_seconds * ROUND_SLACK
+        ):
+            return None
+        cur = await conn.execute(
+            "SELECT now() - make_interval(secs => %s) AS cutoff", (days * 86400,)
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        cutoff: datetime = row["cutoff"]
+        cur = await conn.execute(
+            "DELETE FROM executions WHERE phase = 'finished' AND created_at < %s"
+            " RETURNING id, task_id",
+            (cutoff,),
+        )
+        rows = list(await cur.fetchall())
+        deleted = [r["id"] for r in rows]
+        kept: list[str] = []
+        if deleted:
+            cur = await conn.execute(_IDS_EXTENDING, (deleted,))
+            kept = [r["id"] for r in await cur.fetchall()]
+        bucket = await captures_store(js)
+        names = doomed_captures(
+            await _objects(bucket), deleted_ids=deleted, kept_ids=kept, older_than=cutoff
+        )
+        removed = await _delete_objects(bucket, names)
+        await conn.execute(
+            "INSERT INTO settings (key, value) VALUES (%s, to_jsonb(extract(epoch FROM now())))"
+            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
+            (LAST_ROUND_SETTING,),
+        )
+        # Last in the transaction: change ids must follow commit order (see changes.py).
+        await changes.record_deleted(conn, rows)
+        return RoundResult(executions=len(deleted), captures=removed)
+
+
+async def run_retention(pool: Pool, js: JetStreamContext, settings: Settings) -> None:
+    """Every ``RETENTION_INTERVAL_SECONDS``, from start-up on; ``RETENTION_DAYS=0`` keeps all."""
+    if settings.retention_days == 0:
+        log.info("retention.disabled", reason="RETENTION_DAYS=0")
+        return
+    while True:
+        try:
+            result = await retention_round(
+                pool,
+                js,
+                days=settings.retention_days,
+                interval_seconds=settings.retention_interval_seconds,
+            )
+            if result is not None:  # one line per round across all replicas: cheap
+                log.info("retention.round", executions=result.executions, captures=result.captures)
+        except Exception as exc:
+            log.warning("retention.failed", error=str(exc) or type(exc).__name__)
+        await asyncio.sleep(settings.retention_interval_seconds)

@@ -1,0 +1,294 @@
+"""Running tasks: saved ones (synchronously or not), ad-hoc ones, and stopping runs."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from figranium_common.models import RunResult, Task, now_ms
+from figranium_common.nats import stop_subject, stops_store
+from figranium_gateway import changes, dispatch, store, task_store
+from figranium_gateway.errors import ApiError, read_json_object
+from figranium_gateway.ingest import notify_finished
+from figranium_gateway.openapi import ErrorBody, documented
+from figranium_gateway.routes.tasks import validate_task
+from figranium_gateway.state import JS, NC, POOL, SETTINGS, WAITERS
+
+log = structlog.get_logger(__name__)
+routes = web.RouteTableDef()
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+
+
+class RunBody(BaseModel):
+    """The body of a run call; every field is optional."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    variables: dict[str, Any] = Field(default_factory=dict)
+    runId: str | None = Field(default=None, pattern=_RUN_ID.pattern)
+    statelessExecution: bool | None = None
+    webhookUrl: str | None = None
+    async_: bool = Field(default=False, alias="async")
+
+
+class RunAnswer(RunResult):
+    executionId: str
+    runId: str
+    success: bool
+
+
+class RunFailure(RunAnswer):
+    details: str
+    error: str
+
+
+class QueuedAnswer(BaseModel):
+    executionId: str
+    status: Literal["queued"]
+    statusUrl: str
+
+
+class StopBody(BaseModel):
+    runId: str
+
+
+class StopAnswer(BaseModel):
+    success: bool
+    runId: str
+    phase: str
+
+
+_RUN_RESPONSES: dict[int, type[BaseModel] | None] = {
+    200: RunAnswer,
+    202: QueuedAnswer,
+    400: ErrorBody,
+    404: ErrorBody,
+    409: ErrorBody,
+    422: RunFailure,
+    500: RunFailure,
+    503: ErrorBody,
+    504: ErrorBody,
+}
+
+
+def _run_body(raw: dict[str, Any]) -> RunBody:
+    body = dict(raw)
+    if body.get("variables") is None:
+        body.pop("variables", None)
+    return RunBody.model_validate(body)
+
+
+def _wants_async(request: web.Request, body: RunBody) -> bool:
+    prefer = request.headers.get("Prefer", "").lower()
+    return body.async_ or "respond-async" in prefer
+
+
+async def _run(request: web.Request, task: dict[str, Any], body: RunBody) -> web.Response:
+    app = request.app
+    pool = app[POOL]
+    if body.statelessExecution is not None:
+        # Kept in the snapshot, so whatever re-publishes this run later runs it the same way.
+        task["statelessExecution"] = body.statelessExecution
+    execution_id = body.runId or dispatch.new_execution_id()
+    created = await store.create_execution(
+        pool,
+        execution_id=execution_id,
+        task=task,
+        variables=body.variables,
+        source="api",
+        method=request.method,
+        path=request.path,
+    )
+    if not created:
+        raise ApiError(409, "RUN_ID_TAKEN", f"an execution {execution_id!r} already exists")
+    await changes.notify(app[NC])
+    timeout = app[SETTINGS].run_timeout_seconds
+    with structlog.contextvars.bound_contextvars(execution_id=execution_id, task_id=task.get("id")):
+        run = await dispatch.build_run_request(
+            pool,
+            execution_id=execution_id,
+            task=task,
+            variables=body.variables,
+            source="api",
+            timeout_seconds=timeout,
+        )
+        try:
+            await dispatch.publish_run(app[JS], run)
+        except Exception as exc:
+            log.error("run.publish_failed", error=str(exc))
+            raise ApiError(
+                503,
+                "QUEUE_UNAVAILABLE",
+                "the run is saved as queued and will be published again shortly",
+                executionId=execution_id,
+            ) from exc
+        log.info("run.queued")
+        if _wants_async(request, body):
+            status_url = f"/api/executions/{execution_id}"
+            return web.json_response(
+                {"executionId": execution_id, "status": "queued", "statusUrl": status_url},
+                status=202,
+                headers={"Location": status_url, "Preference-Applied": "respond-async"},
+            )
+        # A little longer than the run may take, so the runner's own timeout answers first.
+        wait = timeout + min(15.0, timeout)
+        execution = await dispatch.wait_finished(pool, app[WAITERS], execution_id, wait)
+    if execution is None:
+        raise ApiError(
+            504,
+            "RUN_TIMEOUT",
+            f"no result within {timeout:g} s; the run goes on, follow it at"
+            f" /api/executions/{execution_id}",
+            executionId=execution_id,
+        )
+    return run_answer(execution)
+
+
+def run_answer(execution: dict[str, Any]) -> web.Response:
+    result: dict[str, Any] = dict(execution.get("result") or {})
+    outcome = execution.get("outcome") or result.get("outcome")
+    # runId and success are what Figranium's clients read; executionId is the same id.
+    answer = {
+        **result,
+        "executionId": execution["id"],
+        "runId": execution["id"],
+        "outcome": outcome,
+        "success": outcome == "success",
+    }
+    status = execution.get("status") or 500
+    if status >= 400:
+        code = "RUN_CRASHED" if outcome == "crashed" else "RUN_FAILED"
+        details = result.get("error") or f"the run ended with outcome {outcome}"
+        return web.json_response({**answer, "error": code, "details": details}, status=status)
+    return web.json_response(answer, status=status)
+
+
+@documented(
+    "POST",
+    "/api/tasks/{task_id}/api",
+    'Run a saved task; answers its result, or 202 with {"async": true}',
+    tag="runs",
+    body=RunBody,
+    responses=_RUN_RESPONSES,
+)
+@documented(
+    "POST",
+    "/tasks/{task_id}/api",
+    "Run a saved task (the route the Python client uses)",
+    tag="runs",
+    body=RunBody,
+    responses=_RUN_RESPONSES,
+)
+@routes.post("/api/tasks/{task_id}/api")
+@routes.post("/tasks/{task_id}/api")
+async def run_task(request: web.Request) -> web.Response:
+    body = _run_body(await read_json_object(request))
+    task_id = request.match_info["task_id"]
+    task = await task_store.get_task(request.app[POOL], task_id)
+    if task is None:
+        raise ApiError(404, "TASK_NOT_FOUND", f"no task {task_id!r}")
+    return await _run(request, task, body)
+
+
+class AdHocBody(Task):
+    """An unsaved task to run once, with the run-call fields alongside."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    runId: str | None = Field(default=None, pattern=_RUN_ID.pattern)
+    async_: bool = Field(default=False, alias="async")
+
+
+def _ad_hoc(mode: Literal["agent", "scrape"]) -> Any:
+    async def handler(request: web.Request) -> web.Response:
+        raw = {
+            k: v for k, v in (await read_json_object(request)).items() if k not in ("apiKey", "key")
+        }
+        # On an ad-hoc run, `variables` are the task's own declarations (name: {type,
+        # value}); runId and async belong to the run call.
+        run_fields: dict[str, Any] = {k: raw.pop(k) for k in ("runId", "async") if k in raw}
+        raw["mode"] = mode
+        task = validate_task(raw).dump()
+        body = _run_body({**run_fields, "statelessExecution": raw.get("statelessExecution")})
+        return await _run(request, task, body)
+
+    return handler
+
+
+_AD_HOC_RESPONSES = dict(_RUN_RESPONSES)
+
+agent = documented(
+    "POST",
+    "/agent",
+    "Run an unsaved task in the browser",
+    tag="runs",
+    body=AdHocBody,
+    responses=_AD_HOC_RESPONSES,
+)(_ad_hoc("agent"))
+scrape = documented(
+    "POST",
+    "/scrape",
+    "Fetch a URL over HTTP and run the extraction on it",
+    tag="runs",
+    body=AdHocBody,
+    responses=_AD_HOC_RESPONSES,
+)(_ad_hoc("scrape"))
+routes.post("/agent")(agent)
+routes.post("/scrape")(scrape)
+
+
+@documented(
+    "POST",
+    "/headful",
+    "Run an unsaved task in a visible browser (needs a headful runner)",
+    tag="runs",
+    body=AdHocBody,
+    responses={400: ErrorBody, 503: ErrorBody},
+)
+@routes.post("/headful")
+async def headful(request: web.Request) -> web.Response:
+    validate_task({**await read_json_object(request), "mode": "headful"})
+    raise ApiError(
+        503,
+        "HEADFUL_UNAVAILABLE",
+        "no headful runner is connected; start one with RUNNER_HEADFUL=true",
+    )
+
+
+@documented(
+    "POST",
+    "/api/executions/stop",
+    "Stop a queued or running execution (outcome `stopped`)",
+    tag="executions",
+    body=StopBody,
+    responses={200: StopAnswer, 400: ErrorBody, 404: ErrorBody},
+)
+@routes.post("/api/executions/stop")
+async def stop_execution(request: web.Request) -> web.Response:
+    raw = await read_json_object(request)
+    run_id = raw.get("runId")
+    if not run_id or not isinstance(run_id, str):
+        raise ApiError(400, "MISSING_RUN_ID", 'send {"runId": "exec_..."}')
+    app = request.app
+    execution = await store.get_execution(app[POOL], run_id)
+    if execution is None:
+        raise ApiError(404, "EXECUTION_NOT_FOUND", f"no execution {run_id!r}")
+    if execution["phase"] != "finished":
+        # Remembered for a runner that picks the run up later, and told to one running it.
+        await (await stops_store(app[JS])).put(run_id, b"stop")
+        await app[NC].publish(stop_subject(run_id), b"stop")
+        if execution["phase"] == "queued":
+            result = RunResult(outcome="stopped", error="stopped before it started")
+            await store.record_result(
+                app[POOL], run_id, 0, 0, result, 0, now_ms(), {"type": "result", "stopped": True}
+            )
+            await notify_finished(app[NC], run_id)
+            await changes.notify(app[NC])
+        log.info("run.stop_requested", execution_id=run_id, phase=execution["phase"])
+    current = await store.get_execution(app[POOL], run_id)
+    phase = current["phase"] if current else "finished"
+    return web.json_response({"success": True, "runId": run_id, "phase": phase})

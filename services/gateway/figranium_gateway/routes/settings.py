@@ -1,0 +1,331 @@
+"""Settings: the API key, the selector finder mode, saved proxies, headful status."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from figranium_common.errors import InvalidUrlError
+from figranium_common.models import now_ms
+from figranium_common.urls import check_url
+from figranium_gateway import settings_store, store
+from figranium_gateway.api_key import API_KEY_SETTING, announce
+from figranium_gateway.auth import generate_api_key, header_keys, key_matches
+from figranium_gateway.dispatch import PROXIES_SETTING
+from figranium_gateway.errors import ApiError, read_json_object
+from figranium_gateway.openapi import documented
+from figranium_gateway.state import AUTH, NC, POOL, SETTINGS
+
+log = structlog.get_logger(__name__)
+routes = web.RouteTableDef()
+
+TAG = "settings"
+MAX_API_KEY_LENGTH = 512  # as Figranium
+# Keys travel in headers, so only what a header can carry unchanged: visible ASCII.
+_API_KEY_CHARS = re.compile(r"^[\x21-\x7e]+$")
+SELECTOR_FINDER_SETTING = "selector_finder"
+PROXY_SCHEMES = ("http", "https", "socks5")
+
+
+# --- API key --------------------------------------------------------------------------
+
+
+class ApiKeyBody(BaseModel):
+    apiKey: str | None = Field(
+        default=None,
+        description="the new key; taken only when the request authenticated another way"
+        " (header or query), since a body apiKey is otherwise the credential itself."
+        " Empty or absent: a key is generated.",
+    )
+
+
+class ApiKeyOut(BaseModel):
+    apiKey: str
+
+
+def _authenticated_outside_body(request: web.Request, current: str | None) -> bool:
+    if current is None:  # authentication is off: the body's key cannot be a credential
+        return True
+    presented = header_keys(request)
+    for name in ("key", "apiKey"):
+        presented.extend(request.query.getall(name, []))
+    return key_matches(current, presented)
+
+
+@documented(
+    "POST",
+    "/api/settings/api-key",
+    "Set or generate the API key; the old key stops working on every replica",
+    tag=TAG,
+    body=ApiKeyBody,
+    responses={200: ApiKeyOut, 400: None, 409: None},
+)
+@routes.post("/api/settings/api-key")
+async def set_api_key(request: web.Request) -> web.Response:
+    if request.app[SETTINGS].api_key:
+        raise ApiError(
+            409,
+            "API_KEY_FROM_ENVIRONMENT",
+            "the API key comes from FIGRANIUM_API_KEY, which always wins over a stored key;"
+            " change the variable and restart the gateways instead",
+        )
+    body = ApiKeyBody.model_validate(await read_json_object(request))
+    cache = request.app[AUTH]
+    wanted = (body.apiKey or "").strip()
+    if len(wanted) > MAX_API_KEY_LENGTH:
+        raise ApiError(
+            400, "API_KEY_TOO_LONG", f"apiKey is at most {MAX_API_KEY_LENGTH} characters"
+        )
+    if wanted and not _API_KEY_CHARS.match(wanted):
+        raise ApiError(
+            400, "INVALID_BODY", "apiKey: only visible ASCII characters (it is sent as a header)"
+        )
+    if wanted and not _authenticated_outside_body(request, await cache.current()):
+        wanted = ""  # the body's apiKey was the credential, not a new key
+    new_key = wanted or generate_api_key()
+    await settings_store.set_setting(request.app[POOL], API_KEY_SETTING, new_key)
+    if cache.source == "stored":
+        cache.changed_here(new_key)
+    await announce(request.app[NC], API_KEY_SETTING)
+    log.warning("auth.api_key_changed", generated=not wanted, auth_source=cache.source)
+    return web.json_response(ApiKeyOut(apiKey=new_key).model_dump())
+
+
+# --- selector finder ------------------------------------------------------------------
+
+
+class SelectorFinder(BaseModel):
+    mode: Literal["highlight", "ai"]
+
+
+@documented(
+    "GET",
+    "/api/settings/selector-finder",
+    "How the editor finds selectors (default highlight)",
+    tag=TAG,
+    responses={200: SelectorFinder},
+)
+@routes.get("/api/settings/selector-finder")
+async def get_selector_finder(request: web.Request) -> web.Response:
+    stored = await store.get_setting(request.app[POOL], SELECTOR_FINDER_SETTING)
+    mode = stored.get("mode") if isinstance(stored, dict) else None
+    out = SelectorFinder(mode=mode if mode in ("highlight", "ai") else "highlight")
+    return web.json_response(out.model_dump())
+
+
+@documented(
+    "POST",
+    "/api/settings/selector-finder",
+    "Choose how the editor finds selectors",
+    tag=TAG,
+    body=SelectorFinder,
+    responses={200: SelectorFinder, 400: None},
+)
+@routes.post("/api/settings/selector-finder")
+async def set_selector_finder(request: web.Request) -> web.Response:
+    chosen = SelectorFinder.model_validate(await read_json_object(request))
+    await settings_store.set_setting(
+        request.app[POOL], SELECTOR_FINDER_SETTING, chosen.model_dump()
+    )
+    return web.json_response(chosen.model_dump())
+
+
+# --- proxies --------------------------------------------------------------------------
+
+
+class ProxyBody(BaseModel):
+    """Add a proxy (``server`` and the rest), or choose the default (``defaultId`` alone)."""
+
+    server: str | None = Field(default=None, description="http://, https:// or socks5://host:port")
+    username: str | None = None
+    password: str | None = Field(default=None, description="stored, never answered")
+    label: str | None = None
+    default: bool = False
+    defaultId: str | None = Field(
+        default=None, description="make this proxy the default; null clears the default"
+    )
+
+
+class ProxyOut(BaseModel):
+    id: str
+    server: str
+    username: str | None
+    label: str | None
+    default: bool
+    hasPassword: bool
+
+
+class ProxyList(BaseModel):
+    proxies: list[ProxyOut]
+
+
+def _entry_id(entry: dict[str, Any]) -> str:
+    """The entry's id; entries saved without one get a stable id derived from them."""
+    if isinstance(entry.get("id"), str) and entry["id"]:
+        return str(entry["id"])
+    digest = hashlib.sha256(f"{entry.get('server')}\0{entry.get('username')}".encode())
+    return "proxy_" + digest.hexdigest()[:12]
+
+
+def _entries(stored: Any) -> list[dict[str, Any]]:
+    if not isinstance(stored, list):
+        return []
+    return [
+        {**entry, "id": _entry_id(entry)}
+        for entry in stored
+        if isinstance(entry, dict) and isinstance(entry.get("server"), str)
+    ]
+
+
+def _listing(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    proxies = [
+        ProxyOut(
+            id=entry["id"],
+            server=entry["server"],
+            username=entry.get("username") or None,
+            label=entry.get("label") or None,
+            default=bool(entry.get("default")),
+            hasPassword=bool(entry.get("password")),
+        )
+        for entry in entries
+    ]
+    return ProxyList(proxies=proxies).model_dump()
+
+
+async def _checked_server(raw: str, *, allow_private: bool) -> str:
+    server = raw.strip()
+    try:
+        parts = urlsplit(server)
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise ApiError(400, "INVALID_BODY", f"server: not a valid URL ({exc})") from None
+    if parts.scheme.lower() not in PROXY_SCHEMES:
+        raise ApiError(
+            400, "INVALID_BODY", "server: must start with http://, https:// or socks5://"
+        )
+    if not host:
+        raise ApiError(400, "INVALID_BODY", "server: has no host")
+    if parts.username is not None or parts.password is not None:
+        # Inside the URL they would be answered by GET; they have their own fields.
+        raise ApiError(400, "INVALID_BODY", "server: put credentials in username and password")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ApiError(400, "INVALID_BODY", "server: only scheme, host and port")
+    # The same outbound rules as every other URL the platform connects to (SSRF).
+    netloc = f"[{host}]" if ":" in host else host
+    try:
+        await check_url(f"http://{netloc}:{port or 80}/", allow_private=allow_private)
+    except InvalidUrlError as exc:
+        raise ApiError(400, "INVALID_URL", f"server: {exc.details}") from None
+    return server.rstrip("/")
+
+
+@documented(
+    "GET",
+    "/api/settings/proxies",
+    "Saved proxies (passwords are never answered)",
+    tag=TAG,
+    responses={200: ProxyList},
+)
+@routes.get("/api/settings/proxies")
+async def list_proxies(request: web.Request) -> web.Response:
+    stored = await store.get_setting(request.app[POOL], PROXIES_SETTING)
+    return web.json_response(_listing(_entries(stored)))
+
+
+@documented(
+    "POST",
+    "/api/settings/proxies",
+    "Add a proxy, or choose the default one with defaultId",
+    tag=TAG,
+    body=ProxyBody,
+    responses={200: ProxyList, 400: None, 404: None},
+)
+@routes.post("/api/settings/proxies")
+async def add_proxy(request: web.Request) -> web.Response:
+    body = ProxyBody.model_validate(await read_json_object(request))
+    if "defaultId" in body.model_fields_set:
+        if body.server is not None:
+            raise ApiError(400, "INVALID_BODY", "defaultId: send either server or defaultId")
+        chosen = body.defaultId
+
+        def choose(stored: Any) -> list[dict[str, Any]]:
+            entries = _entries(stored)
+            if chosen is not None and chosen not in {entry["id"] for entry in entries}:
+                raise ApiError(404, "PROXY_NOT_FOUND", f"no proxy {chosen!r}")
+            return [{**entry, "default": entry["id"] == chosen} for entry in entries]
+
+        saved = await settings_store.update_setting(request.app[POOL], PROXIES_SETTING, choose)
+        return web.json_response(_listing(saved))
+
+    if body.server is None or not body.server.strip():
+        raise ApiError(400, "INVALID_BODY", "server: required (or defaultId to choose a default)")
+    server = await _checked_server(
+        body.server, allow_private=request.app[SETTINGS].allow_private_networks
+    )
+    # The keys the runner reads (server, username, password) stay as dispatch expects them.
+    added: dict[str, Any] = {"id": f"proxy_{now_ms()}_{secrets.token_hex(4)}", "server": server}
+    for name in ("username", "password", "label"):
+        value = getattr(body, name)
+        if value:
+            added[name] = value
+    added["default"] = body.default
+
+    def add(stored: Any) -> list[dict[str, Any]]:
+        entries = _entries(stored)
+        if body.default:
+            entries = [{**entry, "default": False} for entry in entries]
+        return [*entries, added]
+
+    saved = await settings_store.update_setting(request.app[POOL], PROXIES_SETTING, add)
+    log.info("settings.proxy_added", proxy_id=added["id"])
+    return web.json_response(_listing(saved))
+
+
+@documented(
+    "DELETE",
+    "/api/settings/proxies/{proxy_id}",
+    "Delete a saved proxy",
+    tag=TAG,
+    responses={200: ProxyList, 404: None},
+)
+@routes.delete("/api/settings/proxies/{proxy_id}")
+async def delete_proxy(request: web.Request) -> web.Response:
+    proxy_id = request.match_info["proxy_id"]
+
+    def remove(stored: Any) -> list[dict[str, Any]]:
+        entries = _entries(stored)
+        kept = [entry for entry in entries if entry["id"] != proxy_id]
+        if len(kept) == len(entries):
+            raise ApiError(404, "PROXY_NOT_FOUND", f"no proxy {proxy_id!r}")
+        return kept
+
+    saved = await settings_store.update_setting(request.app[POOL], PROXIES_SETTING, remove)
+    return web.json_response(_listing(saved))
+
+
+# --- headful --------------------------------------------------------------------------
+
+
+class HeadfulStatus(BaseModel):
+    useNovnc: bool = False
+    novncPort: int | None = None
+    isRunning: bool = False
+
+
+@documented(
+    "GET",
+    "/api/headful/status",
+    "Headful browser status (no headful runners exist yet: always off)",
+    tag="headful",
+    responses={200: HeadfulStatus},
+)
+@routes.get("/api/headful/status")
+async def headful_status(request: web.Request) -> web.Response:
+    return web.json_response(HeadfulStatus().model_dump())

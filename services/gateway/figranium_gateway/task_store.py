@@ -1,0 +1,172 @@
+"""SQL for tasks, their versions and their saved browser state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from figranium_common.db import Pool
+
+MAX_VERSIONS = 30
+
+
+def _ms(value: datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)
+
+
+# --- tasks ----------------------------------------------------------------------------
+
+
+def _task_out(row: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = dict(row["body"])
+    body["id"] = row["id"]
+    body["updatedAt"] = _ms(row["updated_at"])
+    return body
+
+
+async def list_tasks(pool: Pool) -> list[dict[str, Any]]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, body, updated_at FROM tasks ORDER BY updated_at DESC, id"
+        )
+        return [_task_out(row) for row in await cur.fetchall()]
+
+
+async def get_task(pool: Pool, task_id: str) -> dict[str, Any] | None:
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT id, body, updated_at FROM tasks WHERE id = %s", (task_id,))
+        row = await cur.fetchone()
+        return None if row is None else _task_out(row)
+
+
+async def save_task(
+    pool: Pool, task_id: str, body: dict[str, Any], *, snapshot: bool
+) -> dict[str, Any]:
+    """Create or overwrite a task; with ``snapshot`` the previous state becomes a version."""
+    body = _storable(body)
+    async with pool.connection() as conn, conn.transaction():
+        if snapshot:
+            cur = await conn.execute("SELECT body FROM tasks WHERE id = %s FOR UPDATE", (task_id,))
+            previous = await cur.fetchone()
+            if previous is not None:
+                await _snapshot(conn, task_id, previous["body"])
+        cur = await conn.execute(
+            "INSERT INTO tasks (id, body) VALUES (%s, %s)"
+            " ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body, updated_at = now()"
+            " RETURNING id, body, updated_at",
+            (task_id, Jsonb(body)),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        return _task_out(row)
+
+
+async def _snapshot(conn: Any, task_id: str, body: dict[str, Any]) -> None:
+    await conn.execute(
+        "INSERT INTO task_versions (task_id, id, snapshot)"
+        " VALUES (%s, 'ver_' || (extract(epoch FROM clock_timestamp()) * 1000)::bigint, %s)"
+        " ON CONFLICT DO NOTHING",
+        (task_id, Jsonb(body)),
+    )
+    await conn.execute(
+        "DELETE FROM task_versions WHERE task_id = %s AND id NOT IN ("
+        " SELECT id FROM task_versions WHERE task_id = %s"
+        " ORDER BY created_at DESC, id DESC LIMIT %s)",
+        (task_id, task_id, MAX_VERSIONS),
+    )
+
+
+async def list_versions(pool: Pool, task_id: str) -> list[dict[str, Any]]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, created_at, snapshot FROM task_versions WHERE task_id = %s"
+            " ORDER BY created_at DESC, id DESC",
+            (task_id,),
+        )
+        return [
+            {"id": r["id"], "timestamp": _ms(r["created_at"]), "snapshot": r["snapshot"]}
+            for r in await cur.fetchall()
+        ]
+
+
+async def get_browser_state(pool: Pool, task_id: str) -> dict[str, Any] | None:
+    """The cookies and local storage the task's last stateful run ended with."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT state FROM task_browser_state WHERE task_id = %s", (task_id,)
+        )
+        row = await cur.fetchone()
+        return None if row is None else dict(row["state"])
+
+
+async def update_task(
+    pool: Pool, task_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]
+) -> dict[str, Any] | None:
+    """Apply ``change`` to the stored body under a row lock, keeping the old one as a
+    version first; None when there is no such task. ``change`` may raise to refuse."""
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute("SELECT body FROM tasks WHERE id = %s FOR UPDATE", (task_id,))
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        body = change(dict(row["body"]))
+        await _snapshot(conn, task_id, row["body"])
+        cur = await conn.execute(
+            "UPDATE tasks SET body = %s, updated_at = now() WHERE id = %s"
+            " RETURNING id, body, updated_at",
+            (Jsonb(_storable(body)), task_id),
+        )
+        updated = await cur.fetchone()
+        assert updated is not None
+        return _task_out(updated)
+
+
+async def touch_task(pool: Pool, task_id: str) -> dict[str, Any] | None:
+    """Set ``last_opened`` without making a version (opening a task changes nothing)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "UPDATE tasks SET body = jsonb_set(body, '{last_opened}', to_jsonb(%s::bigint))"
+            " WHERE id = %s RETURNING id, body, updated_at",
+            (int(datetime.now().timestamp() * 1000), task_id),
+        )
+        row = await cur.fetchone()
+        return None if row is None else _task_out(row)
+
+
+async def delete_task(pool: Pool, task_id: str) -> bool:
+    async with pool.connection() as conn:
+        cur = await conn.execute("DELETE FROM tasks WHERE id = %s", (task_id,))
+        return cur.rowcount == 1
+
+
+async def get_version(pool: Pool, task_id: str, version_id: str) -> dict[str, Any] | None:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, created_at, snapshot FROM task_versions WHERE task_id = %s AND id = %s",
+            (task_id, version_id),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        return {"id": row["id"], "timestamp": _ms(row["created_at"]), "snapshot": row["snapshot"]}
+
+
+async def delete_version(pool: Pool, task_id: str, version_id: str) -> bool:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "DELETE FROM task_versions WHERE task_id = %s AND id = %s", (task_id, version_id)
+        )
+        return cur.rowcount == 1
+
+
+async def clear_versions(pool: Pool, task_id: str) -> int:
+    async with pool.connection() as conn:
+        cur = await conn.execute("DELETE FROM task_versions WHERE task_id = %s", (task_id,))
+        return cur.rowcount
+
+
+def _storable(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k not in ("id", "updatedAt", "versions")}

@@ -1,0 +1,258 @@
+"""Settings routes: the API key across replicas, selector finder, proxies, headful status."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import httpx
+import psycopg
+import pytest
+
+from tests.integration.stack import Stack
+
+
+def _generated_key(log: str) -> str:
+    for line in log.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("event") == "auth.api_key_generated":
+            return str(entry["api_key"])
+    raise AssertionError("no generated key in the log")
+
+
+def _status(client: httpx.Client, key: str) -> int:
+    return client.get("/api/tasks", headers={"x-api-key": key}).status_code
+
+
+def _eventually(check: object, timeout: float) -> float:
+    """Seconds until ``check()`` held; fails after ``timeout``."""
+    started = time.monotonic()
+    while not check():  # type: ignore[operator]
+        if time.monotonic() - started > timeout:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+@pytest.fixture
+def replicas(isolated: Stack) -> tuple[Stack, httpx.Client, httpx.Client, str]:
+    """Two gateways sharing a stored (not environment) key."""
+    isolated.env = {k: v for k, v in isolated.env.items() if k != "FIGRANIUM_API_KEY"}
+    first, a = isolated.start_gateway()
+    key = _generated_key(first.log_text())
+    _, b = isolated.start_gateway()
+    for client in (a, b):
+        client.headers.pop("x-api-key")
+    return isolated, a, b, key
+
+
+def test_new_key_replaces_the_old_one_on_every_replica(
+    replicas: tuple[Stack, httpx.Client, httpx.Client, str],
+) -> None:
+    _, a, b, old = replicas
+    assert _status(a, old) == 200 and _status(b, old) == 200
+
+    response = a.post(
+        "/api/settings/api-key", headers={"x-api-key": old}, json={"apiKey": "  chosen-key-1  "}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {"apiKey": "chosen-key-1"}
+    assert _status(a, old) == 401  # the replica that changed it: at once
+    assert _status(a, "chosen-key-1") == 200
+    # The other replica hears the NATS notice; well within the 2 s fallback.
+    assert _eventually(lambda: _status(b, old) == 401, timeout=1.5) < 1.5
+    assert _status(b, "chosen-key-1") == 200
+
+    # {} generates one.
+    generated = b.post("/api/settings/api-key", headers={"x-api-key": "chosen-key-1"}, json={})
+    assert generated.status_code == 200, generated.text
+    new = generated.json()["apiKey"]
+    assert new.startswith("fig_") and len(new) > 32
+    _eventually(lambda: _status(a, new) == 200 and _status(a, "chosen-key-1") == 401, 3)
+
+
+def test_replicas_agree_without_a_notice(
+    replicas: tuple[Stack, httpx.Client, httpx.Client, str],
+) -> None:
+    stack, a, b, old = replicas
+    # Changed behind the gateways' backs (no notice at all): the 2 s re-read must find it.
+    with psycopg.connect(stack.env["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute("UPDATE settings SET value = '\"db-key\"' WHERE key = 'api_key'")
+    for client in (a, b):
+        waited = _eventually(lambda c=client: _status(c, old) == 401, timeout=4)
+        assert waited < 3
+        assert _status(client, "db-key") == 200
+
+
+def test_body_key_rules(replicas: tuple[Stack, httpx.Client, httpx.Client, str]) -> None:
+    _, a, _, old = replicas
+    too_long = a.post(
+        "/api/settings/api-key", headers={"x-api-key": old}, json={"apiKey": "k" * 513}
+    )
+    assert too_long.status_code == 400
+    assert too_long.json()["error"] == "API_KEY_TOO_LONG"
+    for bad in ({"apiKey": 5}, {"apiKey": "has space"}, {"apiKey": "tab\tkey"}):
+        response = a.post("/api/settings/api-key", headers={"x-api-key": old}, json=bad)
+        assert response.status_code == 400, bad
+        assert "apiKey" in response.json()["details"]
+    assert _status(a, old) == 200  # refusals changed nothing
+
+    # Authenticated by the body's apiKey: that is the credential, so a new key is generated.
+    by_body = a.post("/api/settings/api-key", json={"apiKey": old})
+    assert by_body.status_code == 200, by_body.text
+    new = by_body.json()["apiKey"]
+    assert new != old and new.startswith("fig_")
+    assert _status(a, old) == 401 and _status(a, new) == 200
+
+    # Exactly 512 characters is accepted.
+    longest = "k" * 512
+    ok = a.post("/api/settings/api-key", headers={"x-api-key": new}, json={"apiKey": longest})
+    assert ok.json() == {"apiKey": longest}
+    assert a.post("/api/settings/api-key", json={}).status_code == 401  # no key, no change
+
+
+def test_environment_key_wins(api: httpx.Client) -> None:
+    response = api.post("/api/settings/api-key", json={"apiKey": "other"})
+    assert response.status_code == 409
+    assert response.json()["error"] == "API_KEY_FROM_ENVIRONMENT"
+    assert "FIGRANIUM_API_KEY" in response.json()["details"]
+    assert api.get("/api/tasks").status_code == 200
+
+
+def test_key_can_be_set_while_auth_is_off(isolated: Stack) -> None:
+    isolated.env = {k: v for k, v in isolated.env.items() if k != "FIGRANIUM_API_KEY"}
+    _, client = isolated.start_gateway(FIGRANIUM_AUTH="off")
+    response = client.post("/api/settings/api-key", json={"apiKey": "stored-for-later"})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"apiKey": "stored-for-later"}
+    assert httpx.get(f"{client.base_url}/api/tasks").status_code == 200  # still off
+    with psycopg.connect(isolated.env["DATABASE_URL"]) as conn:
+        row = conn.execute("SELECT value FROM settings WHERE key = 'api_key'").fetchone()
+    assert row == ("stored-for-later",)
+
+
+@pytest.fixture
+def clean_settings(stack: tuple[Stack, httpx.Client]) -> Iterator[None]:
+    def clean() -> None:
+        with psycopg.connect(stack[0].env["DATABASE_URL"], autocommit=True) as conn:
+            conn.execute("DELETE FROM settings WHERE key IN ('proxies', 'selector_finder')")
+
+    clean()
+    yield
+    clean()
+
+
+def test_selector_finder(api: httpx.Client, clean_settings: None) -> None:
+    assert api.get("/api/settings/selector-finder").json() == {"mode": "highlight"}
+    assert api.post("/api/settings/selector-finder", json={"mode": "ai"}).json() == {"mode": "ai"}
+    assert api.get("/api/settings/selector-finder").json() == {"mode": "ai"}
+    for bad in ({"mode": "magic"}, {}, {"mode": None}, {"mode": ["ai"]}):
+        response = api.post("/api/settings/selector-finder", json=bad)
+        assert response.status_code == 400, bad
+        assert response.json()["error"] == "INVALID_BODY"
+        assert "mode" in response.json()["details"]
+    assert api.get("/api/settings/selector-finder").json() == {"mode": "ai"}
+
+
+def test_proxies(
+    api: httpx.Client, stack: tuple[Stack, httpx.Client], clean_settings: None
+) -> None:
+    assert api.get("/api/settings/proxies").json() == {"proxies": []}
+    first = api.post(
+        "/api/settings/proxies",
+        json={"server": "http://127.0.0.1:8080", "username": "u", "password": "p4ss", "label": "A"},
+    )
+    assert first.status_code == 200, first.text
+    second = api.post(
+        "/api/settings/proxies", json={"server": "socks5://127.0.0.2:1080", "default": True}
+    )
+    listed = second.json()["proxies"]
+    assert "p4ss" not in second.text and "password" not in second.text
+    assert [p["server"] for p in listed] == ["http://127.0.0.1:8080", "socks5://127.0.0.2:1080"]
+    a, b = listed
+    assert a["id"].startswith("proxy_") and a["id"] != b["id"]
+    assert a == {
+        "id": a["id"],
+        "server": "http://127.0.0.1:8080",
+        "username": "u",
+        "label": "A",
+        "default": False,
+        "hasPassword": True,
+    }
+    assert b["default"] is True and b["hasPassword"] is False and b["username"] is None
+    assert api.get("/api/settings/proxies").json() == second.json()
+
+    # A new default is the only default.
+    third = api.post("/api/settings/proxies", json={"server": "https://127.0.0.3", "default": True})
+    assert [p["default"] for p in third.json()["proxies"]] == [False, False, True]
+    chosen = api.post("/api/settings/proxies", json={"defaultId": a["id"]})
+    assert [p["default"] for p in chosen.json()["proxies"]] == [True, False, False]
+    missing = api.post("/api/settings/proxies", json={"defaultId": "proxy_nope"})
+    assert missing.status_code == 404 and missing.json()["error"] == "PROXY_NOT_FOUND"
+
+    # What the runner reads keeps its shape: server, username, password.
+    with psycopg.connect(stack[0].env["DATABASE_URL"]) as conn:
+        row = conn.execute("SELECT value FROM settings WHERE key = 'proxies'").fetchone()
+    assert row is not None
+    assert row[0][0]["server"] == "http://127.0.0.1:8080"
+    assert (row[0][0]["username"], row[0][0]["password"]) == ("u", "p4ss")
+
+    deleted = api.delete(f"/api/settings/proxies/{b['id']}")
+    assert deleted.status_code == 200
+    assert b["id"] not in {p["id"] for p in deleted.json()["proxies"]}
+    gone = api.delete(f"/api/settings/proxies/{b['id']}")
+    assert gone.status_code == 404 and gone.json()["error"] == "PROXY_NOT_FOUND"
+    assert len(api.get("/api/settings/proxies").json()["proxies"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({}, "INVALID_BODY"),
+        ({"server": ""}, "INVALID_BODY"),
+        ({"server": "ftp://127.0.0.1:21"}, "INVALID_BODY"),
+        ({"server": "127.0.0.1:8080"}, "INVALID_BODY"),
+        ({"server": "http://"}, "INVALID_BODY"),
+        ({"server": "socks5://:1080"}, "INVALID_BODY"),
+        ({"server": "http://user:pw@127.0.0.1:8080"}, "INVALID_BODY"),
+        ({"server": "http://127.0.0.1:99999"}, "INVALID_BODY"),
+        ({"server": "http://127.0.0.1:8080/path"}, "INVALID_BODY"),
+        ({"server": 5}, "INVALID_BODY"),
+        ({"server": "http://169.254.169.254"}, "INVALID_URL"),
+        ({"server": "http://127.0.0.1", "default": "sometimes"}, "INVALID_BODY"),
+        ({"server": "http://127.0.0.1", "defaultId": "x"}, "INVALID_BODY"),
+    ],
+)
+def test_bad_proxies_are_refused(
+    api: httpx.Client, clean_settings: None, body: dict[str, object], code: str
+) -> None:
+    response = api.post("/api/settings/proxies", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == code
+    assert response.json()["details"]
+    assert api.get("/api/settings/proxies").json() == {"proxies": []}
+
+
+def test_proxies_saved_without_ids_get_stable_ones(
+    api: httpx.Client, stack: tuple[Stack, httpx.Client], clean_settings: None
+) -> None:
+    saved = [{"server": "http://127.0.0.1:3128", "username": "x", "password": "y"}]
+    with psycopg.connect(stack[0].env["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO settings (key, value) VALUES ('proxies', %s)", (json.dumps(saved),)
+        )
+    listed = api.get("/api/settings/proxies").json()["proxies"]
+    assert listed == api.get("/api/settings/proxies").json()["proxies"]
+    assert api.delete(f"/api/settings/proxies/{listed[0]['id']}").json() == {"proxies": []}
+
+
+def test_headful_status(api: httpx.Client) -> None:
+    assert api.get("/api/headful/status").json() == {
+        "useNovnc": False,
+        "novncPort": None,
+        "isRunning": False,
+    }
