@@ -36,6 +36,11 @@ def test_old_executions_and_captures_are_deleted(isolated: Stack, site: str) -> 
             "UPDATE executions SET created_at = now() - interval '10 days' WHERE id = %s",
             (old_id,),
         )
+        conn.execute(
+            "UPDATE execution_changes SET created_at = now() - interval '2 days'"
+            " WHERE execution_id = %s",
+            (old_id,),
+        )
     deadline = time.monotonic() + 20
     while client.get(f"/api/executions/{old_id}").status_code != 404:
         assert time.monotonic() < deadline, "the old execution was never deleted"
@@ -43,6 +48,12 @@ def test_old_executions_and_captures_are_deleted(isolated: Stack, site: str) -> 
     assert _captures_of(client, old_id) == set()
     assert client.get(f"/api/executions/{new_id}").status_code == 200
     assert _captures_of(client, new_id)
+    with psycopg.connect(isolated.env["DATABASE_URL"]) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM execution_changes WHERE execution_id = %s AND kind <> 'deleted'",
+            (old_id,),
+        ).fetchone()
+    assert row is not None and row[0] == 0  # the stream's change log was pruned too
 
 
 def test_retention_zero_keeps_everything(isolated: Stack) -> None:

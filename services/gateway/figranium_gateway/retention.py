@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from nats.js import JetStreamContext
@@ -214,6 +214,9 @@ async def retention_round(
         return RoundResult(executions=len(deleted), captures=removed)
 
 
+CHANGES_KEPT = timedelta(days=1)
+
+
 async def run_retention(pool: Pool, js: JetStreamContext, settings: Settings) -> None:
     """Every ``RETENTION_INTERVAL_SECONDS``, from start-up on; ``RETENTION_DAYS=0`` keeps all."""
     if settings.retention_days == 0:
@@ -228,7 +231,14 @@ async def run_retention(pool: Pool, js: JetStreamContext, settings: Settings) ->
                 interval_seconds=settings.retention_interval_seconds,
             )
             if result is not None:  # one line per round across all replicas: cheap
-                log.info("retention.round", executions=result.executions, captures=result.captures)
+                # The change log only serves reconnecting streams: a day is plenty.
+                pruned = await changes.prune_changes(pool, CHANGES_KEPT)
+                log.info(
+                    "retention.round",
+                    executions=result.executions,
+                    captures=result.captures,
+                    changes=pruned,
+                )
         except Exception as exc:
             log.warning("retention.failed", error=str(exc) or type(exc).__name__)
         await asyncio.sleep(settings.retention_interval_seconds)
