@@ -142,7 +142,6 @@ def test_versions_and_rollback(client: Figranium, task_id: str, site: str) -> No
     assert client.tasks.versions(task_id)["versions"] == []
 
 
-@pytest.mark.skip(reason="the schedules API (/api/schedules*) comes with the scheduler service")
 def test_schedules(client: Figranium, task_id: str) -> None:
     schedule: Schedule = {"enabled": False, "frequency": "daily", "hour": 9, "minute": 30}
     described = client.schedules.describe(task_id, schedule)

@@ -45,6 +45,9 @@ SETTINGS_NOTIFY_SUBJECT = "figranium.notify.v1.settings"
 # Core NATS ping, no body: "execution_changes has new rows", so every replica's change
 # streams read PostgreSQL now instead of at their next poll.
 CHANGES_NOTIFY_SUBJECT = "figranium.notify.v1.changes"
+# Core NATS ping, no body: "a schedule was saved or deleted", so every scheduler replica
+# recomputes its wake-up time now instead of at its next timed poll.
+SCHEDULES_NOTIFY_SUBJECT = "figranium.notify.v1.schedules"
 CAPTURES_BUCKET = "captures"
 # Stop requests: a key per execution id, so a runner that picks the run up later skips it,
 # and a core-NATS subject that interrupts a runner already running it.

@@ -45,3 +45,19 @@ class Settings(BaseSettings):
     retention_interval_seconds: float = Field(
         default=3600.0, gt=0, alias="RETENTION_INTERVAL_SECONDS"
     )
+    # The scheduler sleeps until the next due time, at most this long (a changed schedule
+    # wakes it at once through NATS; the cap covers a missed notice).
+    scheduler_max_sleep_seconds: float = Field(
+        default=30.0, gt=0, le=3600, alias="SCHEDULER_MAX_SLEEP_SECONDS"
+    )
+    scheduler_batch_size: int = Field(default=100, ge=1, le=10_000, alias="SCHEDULER_BATCH_SIZE")
+    # How often each scheduler replica reports it is alive; a replica is counted as
+    # running by GET /api/schedules/status/all for three of these.
+    scheduler_heartbeat_seconds: float = Field(
+        default=5.0, gt=0, le=300, alias="SCHEDULER_HEARTBEAT_SECONDS"
+    )
+    # A due time later than this is a missed run (every scheduler was down): misfirePolicy
+    # then decides between one catch-up run and none.
+    scheduler_misfire_grace_seconds: float = Field(
+        default=60.0, ge=0, alias="SCHEDULER_MISFIRE_GRACE_SECONDS"
+    )

@@ -20,7 +20,16 @@ from figranium_gateway.auth import api_key_cache, auth_middleware
 from figranium_gateway.changes import ChangeFeed
 from figranium_gateway.errors import error_middleware
 from figranium_gateway.ingest import run_ingester
-from figranium_gateway.routes import captures, docs, executions, health, runs, stream, tasks
+from figranium_gateway.routes import (
+    captures,
+    docs,
+    executions,
+    health,
+    runs,
+    schedules,
+    stream,
+    tasks,
+)
 from figranium_gateway.routes import settings as settings_routes
 from figranium_gateway.state import (
     AUTH,
@@ -148,6 +157,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_watched("change-feed", lambda: app[CHANGES].run(app[POOL])))
     app.on_shutdown.append(_end_streams)
     # stream before executions: /api/executions/{execution_id} would match its path too.
-    for module in (health, tasks, runs, stream, executions, captures, settings_routes, docs):
+    modules = (health, tasks, schedules, runs, stream, executions, captures, settings_routes, docs)
+    for module in modules:
         app.add_routes(module.routes)
     return app

@@ -9,18 +9,16 @@ from typing import Any
 
 import structlog
 from nats.js import JetStreamContext
-from pydantic import ValidationError
 
 from figranium_common.models import ProxyConfig, RunRequest
 from figranium_common.nats import RUNS_DEFAULT_SUBJECT
+from figranium_common.runs import PROXIES_SETTING, reachable_tasks, usable_proxies
 from figranium_gateway import store, task_store
 from figranium_gateway.waiters import Waiters
 
 log = structlog.get_logger(__name__)
 
 POLL_SECONDS = 2.0
-MAX_SUBTASKS = 50
-PROXIES_SETTING = "proxies"
 
 
 def new_execution_id() -> str:
@@ -58,52 +56,16 @@ async def _storage_state(pool: store.Pool, task: dict[str, Any]) -> dict[str, An
 
 
 async def _proxies(pool: store.Pool, task: dict[str, Any]) -> list[ProxyConfig]:
-    """The saved proxies (setting ``proxies``), only for tasks that rotate through them."""
     if not task.get("rotateProxies"):
         return []
-    saved = await store.get_setting(pool, PROXIES_SETTING)
-    if not isinstance(saved, list):
-        return []
-    proxies = []
-    for entry in saved:
-        try:
-            proxies.append(ProxyConfig.model_validate(entry))
-        except ValidationError:
-            log.warning("run.proxy_setting_skipped", reason="not {server, username, password}")
-    return proxies
+    return usable_proxies(task, await store.get_setting(pool, PROXIES_SETTING))
 
 
 async def _subtasks(pool: store.Pool, task: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every saved task a ``start`` action can reach from ``task``, by id.
+    async def fetch(task_id: str) -> dict[str, Any] | None:
+        return await task_store.get_task(pool, task_id)
 
-    Ids given through variables cannot be known here; the runner reports those clearly.
-    """
-    found: dict[str, dict[str, Any]] = {}
-    pending = _started_ids(task)
-    while pending and len(found) < MAX_SUBTASKS:
-        task_id = pending.pop()
-        if task_id in found:
-            continue
-        child = await task_store.get_task(pool, task_id)
-        if child is None:
-            continue
-        found[task_id] = child
-        pending.extend(_started_ids(child))
-    return found
-
-
-def _started_ids(task: dict[str, Any]) -> list[str]:
-    actions = task.get("actions")
-    if not isinstance(actions, list):
-        return []
-    return [
-        action["value"].strip()
-        for action in actions
-        if isinstance(action, dict)
-        and action.get("type") == "start"
-        and isinstance(action.get("value"), str)
-        and "{$" not in action["value"]
-    ]
+    return await reachable_tasks(task, fetch)
 
 
 async def publish_run(js: JetStreamContext, request: RunRequest) -> None:

@@ -32,7 +32,7 @@ from figranium_common.nats import (
     RUNS_STREAM,
     notify_subject,
 )
-from figranium_gateway import changes, store
+from figranium_gateway import changes, schedule_store, store
 
 log = structlog.get_logger(__name__)
 
@@ -79,6 +79,7 @@ async def apply_event(pool: store.Pool, nc: NATS, raw: bytes) -> None:
                     attempt=event.attempt,
                 )
                 await changes.notify(nc)
+                await schedule_store.record_scheduled_result(pool, event.execution_id)
             await notify_finished(nc, event.execution_id)
 
 
@@ -103,6 +104,7 @@ async def mark_crashed(pool: store.Pool, nc: NATS, js: JetStreamContext, raw: by
     if await store.record_result(pool, request.execution_id, 0, 0, result, duration, now, crash):
         log.error("execution.crashed", execution_id=request.execution_id, deliveries=deliveries)
         await changes.notify(nc)
+        await schedule_store.record_scheduled_result(pool, request.execution_id)
     await notify_finished(nc, request.execution_id)
     try:
         await js.delete_msg(RUNS_STREAM, seq)

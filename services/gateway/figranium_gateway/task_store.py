@@ -48,11 +48,11 @@ async def save_task(
     """Create or overwrite a task; with ``snapshot`` the previous state becomes a version."""
     body = _storable(body)
     async with pool.connection() as conn, conn.transaction():
-        if snapshot:
-            cur = await conn.execute("SELECT body FROM tasks WHERE id = %s FOR UPDATE", (task_id,))
-            previous = await cur.fetchone()
-            if previous is not None:
-                await _snapshot(conn, task_id, previous["body"])
+        cur = await conn.execute("SELECT body FROM tasks WHERE id = %s FOR UPDATE", (task_id,))
+        previous = await cur.fetchone()
+        body = _keep_schedule(body, previous["body"] if previous else {})
+        if snapshot and previous is not None:
+            await _snapshot(conn, task_id, previous["body"])
         cur = await conn.execute(
             "INSERT INTO tasks (id, body) VALUES (%s, %s)"
             " ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body, updated_at = now()"
@@ -112,7 +112,7 @@ async def update_task(
         row = await cur.fetchone()
         if row is None:
             return None
-        body = change(dict(row["body"]))
+        body = _keep_schedule(change(dict(row["body"])), row["body"])
         await _snapshot(conn, task_id, row["body"])
         cur = await conn.execute(
             "UPDATE tasks SET body = %s, updated_at = now() WHERE id = %s"
@@ -166,6 +166,15 @@ async def clear_versions(pool: Pool, task_id: str) -> int:
     async with pool.connection() as conn:
         cur = await conn.execute("DELETE FROM task_versions WHERE task_id = %s", (task_id,))
         return cur.rowcount
+
+
+def _keep_schedule(body: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """A task's ``schedule`` belongs to /api/schedules, which keeps it in step with the
+    scheduler's table; saving, patching or rolling back a task leaves it as it is."""
+    kept = {k: v for k, v in body.items() if k != "schedule"}
+    if "schedule" in current:
+        kept["schedule"] = current["schedule"]
+    return kept
 
 
 def _storable(body: dict[str, Any]) -> dict[str, Any]:

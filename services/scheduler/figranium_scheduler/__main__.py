@@ -1,7 +1,7 @@
-"""``python -m figranium_scheduler``: connects to PostgreSQL and NATS and waits for work.
+"""``python -m figranium_scheduler``: turns due schedules into queued executions and runs.
 
-Turning schedules into run requests comes with the scheduling feature; this process
-already owns its connections and shuts down cleanly, so deployments can include it.
+This module owns the process: settings, logging, connections, signals and their order at
+shutdown; the work itself is in :mod:`figranium_scheduler.loop`.
 """
 
 from __future__ import annotations
@@ -15,18 +15,20 @@ from figranium_common import db
 from figranium_common import nats as topology
 from figranium_common.logging import configure_logging
 from figranium_common.settings import Settings
+from figranium_scheduler.loop import Scheduler
 
 log = structlog.get_logger("figranium_scheduler")
 
 
 async def serve(settings: Settings, stopping: asyncio.Event) -> None:
-    pool = await db.open_pool(settings.database_url, max_size=2)
+    # One connection claims, one reports heartbeats, one spare for the wake-up query.
+    pool = await db.open_pool(settings.database_url, max_size=3)
     try:
         await db.apply_migrations(pool)
         nc = await topology.connect(settings.nats_url, name="figranium-scheduler")
         try:
             log.info("scheduler.ready")
-            await stopping.wait()
+            await Scheduler(pool, nc, settings).run(stopping)
             log.info("scheduler.stopping")
         finally:
             await topology.close(nc)

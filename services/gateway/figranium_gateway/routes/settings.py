@@ -14,11 +14,11 @@ from pydantic import BaseModel, Field
 
 from figranium_common.errors import InvalidUrlError
 from figranium_common.models import now_ms
+from figranium_common.runs import PROXIES_SETTING
 from figranium_common.urls import check_url
 from figranium_gateway import settings_store, store
 from figranium_gateway.api_key import API_KEY_SETTING, announce
 from figranium_gateway.auth import generate_api_key, header_keys, key_matches
-from figranium_gateway.dispatch import PROXIES_SETTING
 from figranium_gateway.errors import ApiError, read_json_object
 from figranium_gateway.openapi import documented
 from figranium_gateway.state import AUTH, NC, POOL, SETTINGS

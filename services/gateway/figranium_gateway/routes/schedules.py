@@ -1,0 +1,265 @@
+"""Schedules: set, preview, list and delete a task's schedule (Figranium's /api/schedules).
+
+The scheduler service fires them; this module only validates, stores, and wakes it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiohttp import web
+from nats.aio.client import Client as NATS
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from figranium_common.nats import SCHEDULES_NOTIFY_SUBJECT
+from figranium_common.schedules import ScheduleBody, Timing, describe, iso, resolve, upcoming
+from figranium_gateway import schedule_store, task_store
+from figranium_gateway.errors import ApiError, describe_validation_error, read_json_object
+from figranium_gateway.openapi import ErrorBody, documented
+from figranium_gateway.state import NC, POOL, SETTINGS
+
+log = structlog.get_logger(__name__)
+routes = web.RouteTableDef()
+
+PREVIEW_RUNS = 5
+# A replica is running while its heartbeat is at most this many intervals old.
+HEARTBEATS_ALIVE = 3
+
+
+class ScheduleOut(BaseModel):
+    """A stored schedule: the body's fields, the resolved ``cron`` and the run times."""
+
+    model_config = ConfigDict(extra="allow")
+    enabled: bool | None = None
+    cron: str | None = None
+    nextRun: int | None = None
+    lastRun: int | None = None
+    lastRunStatus: str | None = None
+    lastRunDurationMs: int | None = None
+
+
+class ScheduleEntry(BaseModel):
+    taskId: str
+    taskName: str
+    mode: str
+    schedule: ScheduleOut
+
+
+class ScheduleList(BaseModel):
+    schedules: list[ScheduleEntry]
+
+
+class SetAnswer(BaseModel):
+    schedule: ScheduleOut
+    description: str
+    nextRun: int | None
+
+
+class DeleteAnswer(BaseModel):
+    success: bool
+    schedule: None
+
+
+class StatusAnswer(BaseModel):
+    schedule: ScheduleOut | None
+    cron: str | None
+    description: str | None
+    isValid: bool
+
+
+class DescribeAnswer(BaseModel):
+    valid: bool
+    cron: str | None = None
+    description: str | None = None
+    nextRun: int | None = None
+    nextRuns: list[str] = []
+    error: str | None = None
+
+
+class ScheduledTask(BaseModel):
+    taskId: str
+    cron: str | None
+    nextRun: str | None
+
+
+class OverallStatus(BaseModel):
+    running: bool
+    scheduledCount: int
+    tasks: list[ScheduledTask]
+
+
+_NOT_FOUND = {404: ErrorBody}
+
+
+def _task_id(request: web.Request) -> str:
+    return request.match_info["task_id"]
+
+
+def _missing(task_id: str) -> ApiError:
+    return ApiError(404, "TASK_NOT_FOUND", f"no task {task_id!r}")
+
+
+def _ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+async def _notify(nc: NATS) -> None:
+    """Wake every scheduler replica; best effort, as they also poll on a timer."""
+    try:
+        await nc.publish(SCHEDULES_NOTIFY_SUBJECT, b"")
+    except Exception as exc:
+        log.info("schedules.notify_failed", error=str(exc) or type(exc).__name__)
+
+
+async def _body(request: web.Request) -> ScheduleBody:
+    return ScheduleBody.model_validate(await read_json_object(request))
+
+
+@documented(
+    "GET",
+    "/api/schedules/status/all",
+    "Whether a scheduler is running, and every enabled schedule's next run",
+    tag="schedules",
+    responses={200: OverallStatus},
+)
+@routes.get("/api/schedules/status/all")
+async def overall_status(request: web.Request) -> web.Response:
+    alive = HEARTBEATS_ALIVE * request.app[SETTINGS].scheduler_heartbeat_seconds
+    overview = await schedule_store.scheduled_overview(request.app[POOL], alive)
+    tasks = [
+        {
+            "taskId": row["task_id"],
+            "cron": row["cron"] or f"every {row['interval_minutes']} minutes",
+            "nextRun": None if row["next_run"] is None else iso(row["next_run"]),
+        }
+        for row in overview["rows"]
+    ]
+    return web.json_response(
+        {"running": overview["replicas"] > 0, "scheduledCount": len(tasks), "tasks": tasks}
+    )
+
+
+@documented(
+    "GET",
+    "/api/schedules",
+    "Every task with a schedule",
+    tag="schedules",
+    responses={200: ScheduleList},
+)
+@routes.get("/api/schedules")
+async def list_schedules(request: web.Request) -> web.Response:
+    return web.json_response({"schedules": await schedule_store.list_schedules(request.app[POOL])})
+
+
+@documented(
+    "POST",
+    "/api/schedules/{task_id}",
+    "Set a task's schedule (a valid cron wins over frequency)",
+    tag="schedules",
+    body=ScheduleBody,
+    responses={200: SetAnswer, 400: ErrorBody, **_NOT_FOUND},
+)
+@routes.post("/api/schedules/{task_id}")
+async def set_schedule(request: web.Request) -> web.Response:
+    task_id = _task_id(request)
+    body = await _body(request)
+    timing, stored = resolve(body)
+    next_run = upcoming(timing, datetime.now(UTC), 1)[0] if body.enabled else None
+    schedule = await schedule_store.save_schedule(
+        request.app[POOL], task_id, stored, timing, next_run
+    )
+    if schedule is None:
+        raise _missing(task_id)
+    await _notify(request.app[NC])
+    log.info(
+        "schedule.saved",
+        task_id=task_id,
+        cron=timing.cron,
+        interval_minutes=timing.interval_minutes,
+        timezone=timing.timezone,
+        enabled=body.enabled,
+        next_run=None if next_run is None else iso(next_run),
+    )
+    return web.json_response(
+        {"schedule": schedule, "description": describe(timing), "nextRun": schedule["nextRun"]}
+    )
+
+
+@documented(
+    "DELETE",
+    "/api/schedules/{task_id}",
+    "Remove a task's schedule",
+    tag="schedules",
+    responses={200: DeleteAnswer, **_NOT_FOUND},
+)
+@routes.delete("/api/schedules/{task_id}")
+async def delete_schedule(request: web.Request) -> web.Response:
+    task_id = _task_id(request)
+    if not await schedule_store.delete_schedule(request.app[POOL], task_id):
+        raise _missing(task_id)
+    await _notify(request.app[NC])
+    log.info("schedule.deleted", task_id=task_id)
+    return web.json_response({"success": True, "schedule": None})
+
+
+@documented(
+    "GET",
+    "/api/schedules/{task_id}/status",
+    "A task's schedule, its cron and its description",
+    tag="schedules",
+    responses={200: StatusAnswer, **_NOT_FOUND},
+)
+@routes.get("/api/schedules/{task_id}/status")
+async def schedule_status(request: web.Request) -> web.Response:
+    task_id = _task_id(request)
+    found = await schedule_store.get_schedule(request.app[POOL], task_id)
+    if found is None:
+        if await task_store.get_task(request.app[POOL], task_id) is None:
+            raise _missing(task_id)
+        return web.json_response(
+            {"schedule": None, "cron": None, "description": None, "isValid": False}
+        )
+    row = found["row"]
+    timing = Timing(row["cron"], row["interval_minutes"], row["timezone"])
+    return web.json_response(
+        {
+            "schedule": found["schedule"],
+            "cron": timing.cron,
+            "description": describe(timing),
+            "isValid": True,
+        }
+    )
+
+
+@documented(
+    "POST",
+    "/api/schedules/{task_id}/describe",
+    "Describe a schedule and its next runs without saving it",
+    tag="schedules",
+    body=ScheduleBody,
+    responses={200: DescribeAnswer, 400: ErrorBody, **_NOT_FOUND},
+)
+@routes.post("/api/schedules/{task_id}/describe")
+async def describe_schedule(request: web.Request) -> web.Response:
+    task_id = _task_id(request)
+    raw: dict[str, Any] = await read_json_object(request)
+    if await task_store.get_task(request.app[POOL], task_id) is None:
+        raise _missing(task_id)
+    try:
+        body = ScheduleBody.model_validate(raw)
+    except ValidationError as exc:
+        # A preview answers "not valid, because …" instead of refusing: that is its job.
+        return web.json_response({"valid": False, "error": describe_validation_error(exc)})
+    timing, _ = resolve(body)
+    runs = upcoming(timing, datetime.now(UTC), PREVIEW_RUNS)
+    return web.json_response(
+        {
+            "valid": True,
+            "cron": timing.cron,
+            "description": describe(timing),
+            "nextRun": _ms(runs[0]),
+            "nextRuns": [iso(run) for run in runs],
+        }
+    )

@@ -1,0 +1,185 @@
+"""SQL for schedules: the ``schedules`` table and the task JSON's ``schedule`` field.
+
+Both are written in one transaction so the scheduler (which reads the table) and clients
+(which read the task) never disagree about a schedule.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from figranium_common.db import Pool
+from figranium_common.schedules import Timing
+
+
+def _ms(value: datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)
+
+
+def _schedule_out(row: dict[str, Any]) -> dict[str, Any]:
+    """The task's stored schedule with the table's live fields (next and last run)."""
+    stored = row["body"].get("schedule")
+    schedule: dict[str, Any] = dict(stored) if isinstance(stored, dict) else {}
+    schedule["nextRun"] = _ms(row["next_run"]) if row["enabled"] else None
+    schedule["lastRun"] = _ms(row["last_run"])
+    schedule["lastRunStatus"] = row["last_run_status"]
+    schedule["lastRunDurationMs"] = row["last_run_duration_ms"]
+    return schedule
+
+
+_COLUMNS = (
+    "s.task_id, s.cron, s.interval_minutes, s.timezone, s.next_run, s.enabled,"
+    " s.last_run, s.last_run_status, s.last_run_duration_ms, t.body"
+)
+
+
+async def list_schedules(pool: Pool) -> list[dict[str, Any]]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            f"SELECT {_COLUMNS} FROM schedules s JOIN tasks t ON t.id = s.task_id"
+            " ORDER BY s.task_id"
+        )
+        return [
+            {
+                "taskId": row["task_id"],
+                "taskName": row["body"].get("name") or row["task_id"],
+                "mode": row["body"].get("mode", "agent"),
+                "schedule": _schedule_out(row),
+            }
+            for row in await cur.fetchall()
+        ]
+
+
+async def get_schedule(pool: Pool, task_id: str) -> dict[str, Any] | None:
+    """The schedule and its timing columns; None when the task has no schedule."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            f"SELECT {_COLUMNS} FROM schedules s JOIN tasks t ON t.id = s.task_id"
+            " WHERE s.task_id = %s",
+            (task_id,),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        return {"row": dict(row), "schedule": _schedule_out(row)}
+
+
+async def save_schedule(
+    pool: Pool,
+    task_id: str,
+    stored: dict[str, Any],
+    timing: Timing,
+    next_run: datetime | None,
+) -> dict[str, Any] | None:
+    """Write the schedule to the table and to the task; None when there is no such task."""
+    schedule = {**stored, "nextRun": _ms(next_run)}
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute("SELECT body FROM tasks WHERE id = %s FOR UPDATE", (task_id,))
+        task = await cur.fetchone()
+        if task is None:
+            return None
+        # Results of earlier runs stay: a new timing does not erase the task's history.
+        cur = await conn.execute(
+            "INSERT INTO schedules (task_id, cron, interval_minutes, timezone, next_run,"
+            " enabled, misfire_policy, allow_overlap)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (task_id) DO UPDATE SET cron = EXCLUDED.cron,"
+            " interval_minutes = EXCLUDED.interval_minutes, timezone = EXCLUDED.timezone,"
+            " next_run = EXCLUDED.next_run, enabled = EXCLUDED.enabled,"
+            " misfire_policy = EXCLUDED.misfire_policy, allow_overlap = EXCLUDED.allow_overlap,"
+            " updated_at = now()"
+            " RETURNING last_run, last_run_status, last_run_duration_ms",
+            (
+                task_id,
+                timing.cron,
+                timing.interval_minutes,
+                timing.timezone,
+                next_run,
+                bool(stored.get("enabled")),
+                stored.get("misfirePolicy", "run_once"),
+                bool(stored.get("allowOverlap")),
+            ),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        schedule["lastRun"] = _ms(row["last_run"])
+        schedule["lastRunStatus"] = row["last_run_status"]
+        schedule["lastRunDurationMs"] = row["last_run_duration_ms"]
+        await conn.execute(
+            "UPDATE tasks SET body = jsonb_set(body, '{schedule}', %s), updated_at = now()"
+            " WHERE id = %s",
+            (Jsonb(schedule), task_id),
+        )
+        return schedule
+
+
+async def delete_schedule(pool: Pool, task_id: str) -> bool:
+    """Forget the schedule (the scheduler has nothing left to claim); False: no such task."""
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "UPDATE tasks SET body = jsonb_set(body, '{schedule}', 'null'), updated_at = now()"
+            " WHERE id = %s",
+            (task_id,),
+        )
+        if cur.rowcount != 1:
+            return False
+        await conn.execute("DELETE FROM schedules WHERE task_id = %s", (task_id,))
+        return True
+
+
+async def scheduled_overview(pool: Pool, alive_within_s: float) -> dict[str, Any]:
+    """Live scheduler replicas (by heartbeat) and every enabled schedule's next run."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM scheduler_heartbeats"
+            " WHERE last_seen > now() - make_interval(secs => %s)",
+            (alive_within_s,),
+        )
+        alive = await cur.fetchone()
+        cur = await conn.execute(
+            "SELECT task_id, cron, interval_minutes, next_run FROM schedules"
+            " WHERE enabled ORDER BY next_run, task_id"
+        )
+        rows = list(await cur.fetchall())
+    return {"replicas": 0 if alive is None else int(alive["n"]), "rows": rows}
+
+
+async def record_scheduled_result(pool: Pool, execution_id: str) -> bool:
+    """Copy a finished scheduled execution into its schedule's ``lastRun*`` fields.
+
+    Runs after the result was stored; a result of an execution that the scheduler did not
+    start, or of a task whose schedule was deleted since, changes nothing.
+    """
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "UPDATE schedules s SET last_run = COALESCE(e.started_at, e.created_at),"
+            " last_run_status = e.outcome, last_run_duration_ms = e.duration_ms"
+            " FROM executions e"
+            " WHERE e.id = %s AND e.source = 'scheduler' AND e.phase = 'finished'"
+            " AND s.task_id = e.task_id"
+            " AND (s.last_run IS NULL OR s.last_run <= COALESCE(e.started_at, e.created_at))"
+            " RETURNING s.task_id, s.last_run, s.last_run_status, s.last_run_duration_ms",
+            (execution_id,),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return False
+        # Not a new version of the task and no new updated_at: the task did not change.
+        await conn.execute(
+            "UPDATE tasks SET body = jsonb_set(body, '{schedule}', body->'schedule' || %s)"
+            " WHERE id = %s AND jsonb_typeof(body->'schedule') = 'object'",
+            (
+                Jsonb(
+                    {
+                        "lastRun": _ms(row["last_run"]),
+                        "lastRunStatus": row["last_run_status"],
+                        "lastRunDurationMs": row["last_run_duration_ms"],
+                    }
+                ),
+                row["task_id"],
+            ),
+        )
+        return True
