@@ -128,6 +128,7 @@ class Stack:
             "RUNNER_CONCURRENCY": "2",
             "RUNNER_DRAIN_SECONDS": "5",
             "PYTHONUNBUFFERED": "1",
+            "SCHEDULER_METRICS_PORT": "0",  # several schedulers per machine: no fixed port
             **env,
         }
         self.services: list[Service] = []

@@ -33,6 +33,7 @@ class DevStack:
             "FIGRANIUM_DATA_DIR": str(self.data_dir),
             "FIGRANIUM_API_KEY": API_KEY,
             "ALLOW_PRIVATE_NETWORKS": "true",
+            "SCHEDULER_METRICS_PORT": "0",
         }
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(

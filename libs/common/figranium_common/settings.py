@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     scheduler_max_sleep_seconds: float = Field(
         default=30.0, gt=0, le=3600, alias="SCHEDULER_MAX_SLEEP_SECONDS"
     )
+    scheduler_metrics_port: int = Field(
+        default=9464, ge=0, le=65535, alias="SCHEDULER_METRICS_PORT"
+    )
     scheduler_batch_size: int = Field(default=100, ge=1, le=10_000, alias="SCHEDULER_BATCH_SIZE")
     # How often each scheduler replica reports it is alive; a replica is counted as
     # running by GET /api/schedules/status/all for three of these.

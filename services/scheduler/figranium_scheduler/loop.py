@@ -30,6 +30,7 @@ from figranium_common.nats import (
 )
 from figranium_common.settings import Settings
 from figranium_scheduler import claim
+from figranium_scheduler.metrics import SchedulerMetrics
 
 log = structlog.get_logger("figranium_scheduler")
 
@@ -52,6 +53,7 @@ class Scheduler:
         self.replica_id = replica_name()
         self.fired = 0
         self.skipped = 0
+        self.metrics = SchedulerMetrics()
         self._wake = asyncio.Event()
 
     async def _on_notice(self, msg: Msg) -> None:
@@ -60,6 +62,7 @@ class Scheduler:
     async def run(self, stopping: asyncio.Event) -> None:
         """Fire schedules until ``stopping`` is set; a claim under way finishes first."""
         sub = await self.nc.subscribe(SCHEDULES_NOTIFY_SUBJECT, cb=self._on_notice)
+        self.metrics.serve(self.settings.scheduler_metrics_port)
         log.info("scheduler.started", replica=self.replica_id)
         try:
             async with asyncio.TaskGroup() as group:
@@ -70,6 +73,7 @@ class Scheduler:
                 await sub.unsubscribe()
             with contextlib.suppress(*_STORAGE_DOWN):
                 await claim.goodbye(self.pool, self.replica_id)
+            self.metrics.close()
 
     async def _fire_loop(self, stopping: asyncio.Event) -> None:
         cap = self.settings.scheduler_max_sleep_seconds
@@ -96,11 +100,14 @@ class Scheduler:
             )
             for task_id, reason in claimed.skipped:
                 self.skipped += 1
+                self.metrics.skipped.labels(reason=reason).inc()
                 log.info("schedule.skipped", task_id=task_id, reason=reason)
             if claimed.fired:
                 await _ping_changes(self.nc)
             for fired in claimed.fired:
                 self.fired += 1
+                self.metrics.fired.inc()
+                self.metrics.lateness.observe(fired.lateness_ms / 1000)
                 await self._publish(fired.request)
                 log.info(
                     "schedule.fired",

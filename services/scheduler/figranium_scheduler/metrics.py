@@ -1,0 +1,51 @@
+"""The scheduler's Prometheus metrics: how late schedules fire, how many fired or skipped."""
+
+from __future__ import annotations
+
+from wsgiref.simple_server import WSGIServer
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+log = structlog.get_logger(__name__)
+
+# Lateness is mostly well under a second; the long tail shows a scheduler that was down.
+LATENESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600)
+
+
+class SchedulerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.lateness = Histogram(
+            "figranium_schedule_lateness_seconds",
+            "Time between a schedule's due time and its run request being created",
+            buckets=LATENESS_BUCKETS,
+            registry=self.registry,
+        )
+        self.fired = Counter(
+            "figranium_schedules_fired", "Scheduled runs requested", registry=self.registry
+        )
+        self.skipped = Counter(
+            "figranium_schedules_skipped",
+            "Schedule slots skipped (missed while down, or the previous run still running)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self._server: WSGIServer | None = None
+
+    def serve(self, port: int) -> None:
+        """Expose ``/metrics`` on ``port``; 0 disables. A taken port is logged, not fatal."""
+        if port == 0:
+            return
+        try:
+            self._server, _ = start_http_server(port, registry=self.registry)
+        except OSError as exc:
+            log.warning("scheduler.metrics_unavailable", port=port, error=str(exc))
+            return
+        log.info("scheduler.metrics", port=port)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
