@@ -60,9 +60,17 @@ class DevStack:
             time.sleep(0.5)
         raise AssertionError(f"stack never became healthy:\n{self.log()[-4000:]}")
 
+    def wait_started(self, timeout: float = 60) -> None:
+        """Every service up, not only the gateway: Ctrl-C comes after start-up here."""
+        deadline = time.monotonic() + timeout
+        while not all(f"{name}.ready" in self.log() for name in ("runner", "scheduler")):
+            assert time.monotonic() < deadline, self.log()[-4000:]
+            time.sleep(0.2)
+
     def interrupt(self) -> int:
         """Ctrl-C, as a terminal sends it: SIGINT to the whole process group."""
         assert self.proc is not None
+        self.wait_started()
         os.killpg(self.proc.pid, signal.SIGINT)
         try:
             return self.proc.wait(30)

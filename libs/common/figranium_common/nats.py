@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
+from typing import Any
 
 import nats
 import structlog
@@ -123,6 +125,13 @@ async def close(nc: NATS) -> None:
                 await nc.close()
             except OSError as exc:  # the server went away first: nothing left to flush
                 log.info("nats.closed_without_flush", error=str(exc) or type(exc).__name__)
+
+
+async def unsubscribe(sub: Any) -> None:
+    """Unsubscribe at shutdown without hanging: while the client is reconnecting (the
+    server stopped first), nats-py can wait for a flush that never comes."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(sub.unsubscribe(), timeout=1)
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:

@@ -22,7 +22,7 @@ def main() -> None:
         port=settings.port,
         print=None,
         access_log=None,
-        shutdown_timeout=10,
+        shutdown_timeout=3,  # under honcho's 5 s and any orchestrator's grace period
     )
 
 

@@ -19,7 +19,7 @@ from nats.aio.subscription import Subscription
 
 from figranium_common.db import Pool
 from figranium_common.models import SettingsNotice
-from figranium_common.nats import SETTINGS_NOTIFY_SUBJECT
+from figranium_common.nats import SETTINGS_NOTIFY_SUBJECT, unsubscribe
 
 log = structlog.get_logger(__name__)
 
@@ -90,7 +90,7 @@ class ApiKeyCache:
 
     async def stop_listening(self) -> None:
         if self._sub is not None:
-            await self._sub.unsubscribe()
+            await unsubscribe(self._sub)
             self._sub = None
 
     async def _on_notice(self, msg: Msg) -> None:

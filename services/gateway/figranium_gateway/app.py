@@ -39,6 +39,7 @@ from figranium_gateway.state import (
     POOL,
     SETTINGS,
     STARTED_AT,
+    STOPPING,
     WAITERS,
 )
 from figranium_gateway.waiters import Waiters
@@ -89,6 +90,7 @@ async def _changes(app: web.Application) -> AsyncIterator[None]:
 async def _end_streams(app: web.Application) -> None:
     # on_shutdown runs before aiohttp waits for open handlers; cleanup contexts run after,
     # so ending the never-finishing change streams there would stall every shutdown.
+    app[STOPPING].set()
     feed = app.get(CHANGES)
     if feed is not None:
         feed.close()
@@ -103,6 +105,8 @@ def _watched(
         task: asyncio.Task[None] = asyncio.create_task(make(), name=name)
 
         def on_done(done: asyncio.Task[None]) -> None:
+            if app[STOPPING].is_set():
+                return  # shutting down already: whatever failed is being closed anyway
             if not done.cancelled() and done.exception() is not None:
                 log.error("gateway.background_task_died", task=name, error=repr(done.exception()))
                 # Stop the whole service: an orchestrator restarts it, a half-working
@@ -146,6 +150,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=8 << 20)
     app[SETTINGS] = settings
     app[STARTED_AT] = time.monotonic()
+    app[STOPPING] = asyncio.Event()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_nats)
     app.cleanup_ctx.append(_watched("ingester", lambda: run_ingester(app[POOL], app[NC], app[JS])))

@@ -33,7 +33,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
 from figranium_common.db import Pool
-from figranium_common.nats import CHANGES_NOTIFY_SUBJECT
+from figranium_common.nats import CHANGES_NOTIFY_SUBJECT, unsubscribe
 
 log = structlog.get_logger(__name__)
 
@@ -158,8 +158,7 @@ class ChangeFeed:
 
     async def stop(self) -> None:
         if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
+            await unsubscribe(self._sub)
             self._sub = None
 
     async def _on_ping(self, msg: Msg) -> None:

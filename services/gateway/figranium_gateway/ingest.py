@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from typing import Any
 
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from pydantic import ValidationError
@@ -31,6 +31,7 @@ from figranium_common.nats import (
     INGESTER_CONSUMER,
     RUNS_STREAM,
     notify_subject,
+    unsubscribe,
 )
 from figranium_gateway import changes, schedule_store, store
 
@@ -129,12 +130,17 @@ async def consume(
                 messages: list[Msg] = await sub.fetch(batch=batch, timeout=1)
             except (NatsTimeoutError, TimeoutError):  # nats-py raises either
                 continue
+            except NatsError as exc:
+                # Disconnected or reconnecting: the client reconnects by itself; a NATS restart
+                # must not take this service down with it.
+                log.warning("nats.fetch_failed", error=str(exc) or type(exc).__name__)
+                await asyncio.sleep(1)
+                continue
             for msg in messages:
                 await _handle_one(msg, stream, handle)
     finally:
         # An open pull subscription would hold up the connection's drain at shutdown.
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
+        await unsubscribe(sub)
 
 
 async def _handle_one(msg: Msg, stream: str, handle: Any) -> None:

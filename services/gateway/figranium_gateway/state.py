@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -21,4 +23,6 @@ JS = web.AppKey("jetstream", JetStreamContext)
 AUTH = web.AppKey("auth", ApiKeyCache)
 WAITERS = web.AppKey("waiters", Waiters)
 STARTED_AT = web.AppKey("started_at", float)
+# Set when shutdown begins, so background tasks failing on the way down stop nothing more.
+STOPPING = web.AppKey("stopping", asyncio.Event)
 CHANGES = web.AppKey("changes", ChangeFeed)

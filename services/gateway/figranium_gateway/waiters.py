@@ -16,7 +16,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from figranium_common.models import ExecutionNotice
-from figranium_common.nats import NOTIFY_SUBJECT_PREFIX
+from figranium_common.nats import NOTIFY_SUBJECT_PREFIX, unsubscribe
 
 log = structlog.get_logger(__name__)
 
@@ -31,7 +31,7 @@ class Waiters:
 
     async def stop(self) -> None:
         if self._sub is not None:
-            await self._sub.unsubscribe()
+            await unsubscribe(self._sub)
             self._sub = None
 
     async def _on_notice(self, msg: Msg) -> None:

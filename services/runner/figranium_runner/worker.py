@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from playwright.async_api import BrowserContext, Video
@@ -42,6 +43,7 @@ from figranium_common.nats import (
     captures_store,
     event_subject,
     stops_store,
+    unsubscribe,
 )
 from figranium_common.settings import Settings
 from figranium_runner import identity
@@ -152,14 +154,18 @@ class Worker:
                 messages = await sub.fetch(batch=free, timeout=1)
             except (NatsTimeoutError, TimeoutError):  # nats-py raises either
                 continue
+            except NatsError as exc:
+                # Disconnected or reconnecting: the client reconnects by itself; a NATS restart
+                # must not take this service down with it.
+                log.warning("nats.fetch_failed", error=str(exc) or type(exc).__name__)
+                await asyncio.sleep(1)
+                continue
             for msg in messages:
                 task = asyncio.create_task(self._handle(msg), name="run")
                 self._active.add(task)
                 task.add_done_callback(self._active.discard)
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
-        with contextlib.suppress(Exception):
-            await stops.unsubscribe()
+        await unsubscribe(sub)
+        await unsubscribe(stops)
 
     async def drain(self, bound_seconds: float) -> None:
         """Let running runs finish within the bound, then cancel and hand them back."""

@@ -27,6 +27,7 @@ from figranium_common.nats import (
     CHANGES_NOTIFY_SUBJECT,
     RUNS_DEFAULT_SUBJECT,
     SCHEDULES_NOTIFY_SUBJECT,
+    unsubscribe,
 )
 from figranium_common.settings import Settings
 from figranium_scheduler import claim
@@ -69,8 +70,7 @@ class Scheduler:
                 group.create_task(self._heartbeats(stopping), name="heartbeats")
                 group.create_task(self._fire_loop(stopping), name="fire-loop")
         finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+            await unsubscribe(sub)
             with contextlib.suppress(*_STORAGE_DOWN):
                 await claim.goodbye(self.pool, self.replica_id)
             self.metrics.close()
