@@ -7,6 +7,7 @@ depend on them. Unknown task and action fields are kept as given.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -73,6 +74,11 @@ Phase = Literal["queued", "running", "finished"]
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def epoch_ms(value: datetime | None) -> int | None:
+    """A database timestamp as Figranium's wire format: epoch milliseconds."""
+    return None if value is None else int(value.timestamp() * 1000)
 
 
 class Action(BaseModel):

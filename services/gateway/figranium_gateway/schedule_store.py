@@ -12,19 +12,16 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from figranium_common.db import Pool
+from figranium_common.models import epoch_ms
 from figranium_common.schedules import Timing
-
-
-def _ms(value: datetime | None) -> int | None:
-    return None if value is None else int(value.timestamp() * 1000)
 
 
 def _schedule_out(row: dict[str, Any]) -> dict[str, Any]:
     """The task's stored schedule with the table's live fields (next and last run)."""
     stored = row["body"].get("schedule")
     schedule: dict[str, Any] = dict(stored) if isinstance(stored, dict) else {}
-    schedule["nextRun"] = _ms(row["next_run"]) if row["enabled"] else None
-    schedule["lastRun"] = _ms(row["last_run"])
+    schedule["nextRun"] = epoch_ms(row["next_run"]) if row["enabled"] else None
+    schedule["lastRun"] = epoch_ms(row["last_run"])
     schedule["lastRunStatus"] = row["last_run_status"]
     schedule["lastRunDurationMs"] = row["last_run_duration_ms"]
     return schedule
@@ -75,7 +72,7 @@ async def save_schedule(
     next_run: datetime | None,
 ) -> dict[str, Any] | None:
     """Write the schedule to the table and to the task; None when there is no such task."""
-    schedule = {**stored, "nextRun": _ms(next_run)}
+    schedule = {**stored, "nextRun": epoch_ms(next_run)}
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute("SELECT body FROM tasks WHERE id = %s FOR UPDATE", (task_id,))
         task = await cur.fetchone()
@@ -105,7 +102,7 @@ async def save_schedule(
         )
         row = await cur.fetchone()
         assert row is not None
-        schedule["lastRun"] = _ms(row["last_run"])
+        schedule["lastRun"] = epoch_ms(row["last_run"])
         schedule["lastRunStatus"] = row["last_run_status"]
         schedule["lastRunDurationMs"] = row["last_run_duration_ms"]
         await conn.execute(
@@ -174,7 +171,7 @@ async def record_scheduled_result(pool: Pool, execution_id: str) -> bool:
             (
                 Jsonb(
                     {
-                        "lastRun": _ms(row["last_run"]),
+                        "lastRun": epoch_ms(row["last_run"]),
                         "lastRunStatus": row["last_run_status"],
                         "lastRunDurationMs": row["last_run_duration_ms"],
                     }

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
 from figranium_common.db import Pool
-from figranium_common.models import RunResult
+from figranium_common.models import RunResult, epoch_ms
 from figranium_gateway import changes
 
 __all__ = ["Pool"]
-
-
-def _ms(value: datetime | None) -> int | None:
-    return None if value is None else int(value.timestamp() * 1000)
 
 
 # --- settings -------------------------------------------------------------------------
@@ -56,7 +51,7 @@ _EXECUTION_LIST_COLUMNS = (
 def _execution_out(row: dict[str, Any], *, detail: bool) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": row["id"],
-        "timestamp": _ms(row["created_at"]),
+        "timestamp": epoch_ms(row["created_at"]),
         "method": row["method"],
         "path": row["path"],
         "status": row["status"],
@@ -68,8 +63,8 @@ def _execution_out(row: dict[str, Any], *, detail: bool) -> dict[str, Any]:
         "url": row["url"],
         "phase": row["phase"],
         "outcome": row["outcome"],
-        "startedAt": _ms(row["started_at"]),
-        "finishedAt": _ms(row["finished_at"]),
+        "startedAt": epoch_ms(row["started_at"]),
+        "finishedAt": epoch_ms(row["finished_at"]),
         "attempts": row["attempts"],
     }
     if detail:

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
 from figranium_common.db import Pool
+from figranium_common.models import epoch_ms, now_ms
 
 MAX_VERSIONS = 30
-
-
-def _ms(value: datetime | None) -> int | None:
-    return None if value is None else int(value.timestamp() * 1000)
 
 
 # --- tasks ----------------------------------------------------------------------------
@@ -23,7 +19,7 @@ def _ms(value: datetime | None) -> int | None:
 def _task_out(row: dict[str, Any]) -> dict[str, Any]:
     body: dict[str, Any] = dict(row["body"])
     body["id"] = row["id"]
-    body["updatedAt"] = _ms(row["updated_at"])
+    body["updatedAt"] = epoch_ms(row["updated_at"])
     return body
 
 
@@ -87,7 +83,7 @@ async def list_versions(pool: Pool, task_id: str) -> list[dict[str, Any]]:
             (task_id,),
         )
         return [
-            {"id": r["id"], "timestamp": _ms(r["created_at"]), "snapshot": r["snapshot"]}
+            {"id": r["id"], "timestamp": epoch_ms(r["created_at"]), "snapshot": r["snapshot"]}
             for r in await cur.fetchall()
         ]
 
@@ -130,7 +126,7 @@ async def touch_task(pool: Pool, task_id: str) -> dict[str, Any] | None:
         cur = await conn.execute(
             "UPDATE tasks SET body = jsonb_set(body, '{last_opened}', to_jsonb(%s::bigint))"
             " WHERE id = %s RETURNING id, body, updated_at",
-            (int(datetime.now().timestamp() * 1000), task_id),
+            (now_ms(), task_id),
         )
         row = await cur.fetchone()
         return None if row is None else _task_out(row)
@@ -151,7 +147,11 @@ async def get_version(pool: Pool, task_id: str, version_id: str) -> dict[str, An
         row = await cur.fetchone()
         if row is None:
             return None
-        return {"id": row["id"], "timestamp": _ms(row["created_at"]), "snapshot": row["snapshot"]}
+        return {
+            "id": row["id"],
+            "timestamp": epoch_ms(row["created_at"]),
+            "snapshot": row["snapshot"],
+        }
 
 
 async def delete_version(pool: Pool, task_id: str, version_id: str) -> bool:
