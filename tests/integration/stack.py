@@ -118,6 +118,8 @@ class Stack:
             **os.environ,
             "NATS_URL": nats_url,
             "DATABASE_URL": database_url,
+            # Gateway and scheduler share the master key file created here.
+            "FIGRANIUM_DATA_DIR": str(workdir),
             "FIGRANIUM_API_KEY": API_KEY,
             "ALLOW_PRIVATE_NETWORKS": "true",
             "LOG_FORMAT": "json",

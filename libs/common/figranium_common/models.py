@@ -179,6 +179,23 @@ class ProxyConfig(BaseModel):
     password: str | None = None
 
 
+class OutputTarget(BaseModel):
+    """Where a successful run's data goes (the task's ``output``), credential resolved.
+
+    ``problem`` says why the target cannot be used (a deleted credential, say); the runner
+    then treats the push as failed, which ``on_error`` turns into an error or a log line.
+    """
+
+    provider: Literal["baserow"] = "baserow"
+    credential_id: str
+    base_url: str = ""
+    token: str = ""
+    database_id: str | None = None
+    table_id: str = ""
+    on_error: Literal["fail", "ignore"] = "fail"
+    problem: str | None = None
+
+
 class RunRequest(BaseModel):
     """Published on ``RUNS`` (subject ``figranium.runs.v1.<pool>``) by gateway or scheduler.
 
@@ -197,6 +214,8 @@ class RunRequest(BaseModel):
     proxies: list[ProxyConfig] = Field(default_factory=list)
     # Tasks that ``start`` actions refer to (transitively), by id.
     subtasks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # The task's ``output`` with its credential, for tasks that push their data somewhere.
+    output: OutputTarget | None = None
 
 
 class _Event(BaseModel):

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     nats_url: str = Field(default="nats://127.0.0.1:4222", alias="NATS_URL")
     data_dir: Path = Field(default=Path("./.data"), alias="FIGRANIUM_DATA_DIR")
     api_key: str | None = Field(default=None, alias="FIGRANIUM_API_KEY")
+    # Encrypts secrets at rest; without it, master.key in the data folder (created once).
+    master_key: str | None = Field(default=None, alias="FIGRANIUM_MASTER_KEY")
     auth: Literal["on", "off"] = Field(default="on", alias="FIGRANIUM_AUTH")
     allow_private_networks: bool = Field(default=False, alias="ALLOW_PRIVATE_NETWORKS")
     chromium_path: str | None = Field(default=None, alias="CHROMIUM_PATH")

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from figranium_common import db
 from figranium_common import nats as topology
+from figranium_common.secretbox import SecretBox
 from figranium_common.settings import Settings
 from figranium_gateway import dispatch, retention, store
 from figranium_gateway.auth import api_key_cache, auth_middleware
@@ -33,6 +34,7 @@ from figranium_gateway.routes import (
 from figranium_gateway.routes import settings as settings_routes
 from figranium_gateway.state import (
     AUTH,
+    BOX,
     CHANGES,
     JS,
     NC,
@@ -54,6 +56,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     pool = await db.open_pool(settings.database_url)
     await db.apply_migrations(pool)
     app[POOL] = pool
+    app[BOX] = SecretBox.from_settings(settings)
     app[AUTH] = await api_key_cache(settings, pool)
     yield
     await pool.close(timeout=2)
@@ -135,6 +138,7 @@ async def sweep_queued(app: web.Application) -> None:
             for row in stale:
                 request = await dispatch.build_run_request(
                     app[POOL],
+                    app[BOX],
                     execution_id=row["id"],
                     task=row["task_snapshot"],
                     variables=row["variables"],

@@ -29,59 +29,26 @@ import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
+from figranium_common.changelog import CHANGES_LOCK_ID, record_change, record_deleted
 from figranium_common.db import Pool
 from figranium_common.nats import CHANGES_NOTIFY_SUBJECT, unsubscribe
 
 log = structlog.get_logger(__name__)
 
-# Any constant distinct from the migration lock works; every replica must use the same.
-CHANGES_LOCK_ID = 0x46_49_47_43  # "FIGC"
+__all__ = [
+    "CHANGES_LOCK_ID",
+    "ChangeFeed",
+    "log_extra",
+    "notify",
+    "record_change",
+    "record_deleted",
+]
+
 POLL_SECONDS = 1.0
 # A log line is in the stream for live display; the whole line stays in the execution.
 MAX_LINE_CHARS = 2000
-
-
-# --- writing (inside the caller's transaction) ----------------------------------------
-
-
-async def record_change(
-    conn: Any, execution_id: str, kind: str, extra: dict[str, Any] | None = None
-) -> None:
-    """Log a change of an existing execution; call last in the transaction that made it.
-
-    The payload is read from the execution row as this transaction left it, so it shows
-    the phase and outcome that were really stored (a late ``started`` after a result
-    still says ``finished``).
-    """
-    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGES_LOCK_ID,))
-    await conn.execute(
-        "INSERT INTO execution_changes (execution_id, kind, payload)"
-        " SELECT e.id, %s,"
-        " jsonb_build_object('executionId', e.id, 'taskId', e.task_id, 'phase', e.phase)"
-        " || jsonb_strip_nulls(jsonb_build_object("
-        "'outcome', e.outcome, 'status', e.status, 'durationMs', e.duration_ms))"
-        " || %s"
-        " FROM executions e WHERE e.id = %s",
-        (kind, Jsonb(extra or {}), execution_id),
-    )
-
-
-async def record_deleted(conn: Any, deleted: list[dict[str, Any]]) -> None:
-    """Log deleted executions (rows with ``id`` and ``task_id``); call last in the transaction."""
-    if not deleted:
-        return
-    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGES_LOCK_ID,))
-    await conn.execute(
-        "INSERT INTO execution_changes (execution_id, kind, payload)"
-        " SELECT d.id, 'deleted',"
-        " jsonb_build_object('executionId', d.id, 'taskId', d.task_id, 'phase', 'deleted')"
-        " FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS d (id, task_id, n)"
-        " ORDER BY d.n",
-        ([row["id"] for row in deleted], [row["task_id"] for row in deleted]),
-    )
 
 
 def log_extra(payload: dict[str, Any], attempt: int, seq: int) -> dict[str, Any]:

@@ -10,10 +10,11 @@ from typing import Any
 import structlog
 from nats.js import JetStreamContext
 
-from figranium_common.models import ProxyConfig, RunRequest
+from figranium_common import queue
+from figranium_common.models import RunRequest
 from figranium_common.nats import RUNS_DEFAULT_SUBJECT
-from figranium_common.runs import PROXIES_SETTING, reachable_tasks, usable_proxies
-from figranium_gateway import store, task_store
+from figranium_common.secretbox import SecretBox
+from figranium_gateway import store
 from figranium_gateway.waiters import Waiters
 
 log = structlog.get_logger(__name__)
@@ -27,6 +28,7 @@ def new_execution_id() -> str:
 
 async def build_run_request(
     pool: store.Pool,
+    box: SecretBox,
     *,
     execution_id: str,
     task: dict[str, Any],
@@ -35,37 +37,16 @@ async def build_run_request(
     timeout_seconds: float,
 ) -> RunRequest:
     """Everything the runner needs, gathered here because runners never read the database."""
-    return RunRequest(
-        execution_id=execution_id,
-        task=task,
-        variables=variables,
-        source=source,
-        timeout_seconds=timeout_seconds,
-        storage_state=await _storage_state(pool, task),
-        proxies=await _proxies(pool, task),
-        subtasks=await _subtasks(pool, task),
-    )
-
-
-async def _storage_state(pool: store.Pool, task: dict[str, Any]) -> dict[str, Any] | None:
-    """The task's saved cookies and local storage, unless the run is to start clean."""
-    task_id = task.get("id")
-    if task.get("statelessExecution") or not isinstance(task_id, str):
-        return None
-    return await task_store.get_browser_state(pool, task_id)
-
-
-async def _proxies(pool: store.Pool, task: dict[str, Any]) -> list[ProxyConfig]:
-    if not task.get("rotateProxies"):
-        return []
-    return usable_proxies(task, await store.get_setting(pool, PROXIES_SETTING))
-
-
-async def _subtasks(pool: store.Pool, task: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    async def fetch(task_id: str) -> dict[str, Any] | None:
-        return await task_store.get_task(pool, task_id)
-
-    return await reachable_tasks(task, fetch)
+    async with pool.connection() as conn:
+        return await queue.gather_run_request(
+            conn,
+            box,
+            execution_id=execution_id,
+            task=task,
+            variables=variables,
+            source=source,
+            timeout_seconds=timeout_seconds,
+        )
 
 
 async def publish_run(js: JetStreamContext, request: RunRequest) -> None:

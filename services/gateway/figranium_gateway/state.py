@@ -9,6 +9,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from figranium_common.db import Pool
+from figranium_common.secretbox import SecretBox
 from figranium_common.settings import Settings
 from figranium_gateway.api_key import ApiKeyCache
 from figranium_gateway.changes import ChangeFeed
@@ -18,6 +19,7 @@ SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", Pool)
 NC = web.AppKey("nats", NATS)
 JS = web.AppKey("jetstream", JetStreamContext)
+BOX = web.AppKey("secret_box", SecretBox)
 
 
 AUTH = web.AppKey("auth", ApiKeyCache)

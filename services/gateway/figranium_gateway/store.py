@@ -6,6 +6,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from figranium_common import queue
 from figranium_common.db import Pool
 from figranium_common.models import RunResult, epoch_ms
 from figranium_gateway import changes
@@ -83,31 +84,23 @@ async def create_execution(
     source: str,
     method: str,
     path: str,
+    webhook_url: str | None = None,
 ) -> bool:
     """Insert a queued execution; False when the id is already taken."""
     async with pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(
-            "INSERT INTO executions (id, task_id, task_name, mode, source, url, method, path,"
-            " phase, task_snapshot, variables)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'queued', %s, %s)"
-            " ON CONFLICT (id) DO NOTHING",
-            (
-                execution_id,
-                task.get("id"),
-                task.get("name"),
-                task.get("mode", "agent"),
-                source,
-                task.get("url"),
-                method,
-                path,
-                Jsonb(task),
-                Jsonb(variables),
-            ),
+        created = await queue.insert_execution(
+            conn,
+            execution_id=execution_id,
+            task=task,
+            variables=variables,
+            source=source,
+            method=method,
+            path=path,
+            webhook_url=webhook_url,
         )
-        if cur.rowcount != 1:
-            return False
-        await changes.record_change(conn, execution_id, "queued")
-        return True
+        if created:
+            await changes.record_change(conn, execution_id, "queued")
+        return created
 
 
 async def get_execution(pool: Pool, execution_id: str) -> dict[str, Any] | None:

@@ -6,9 +6,8 @@ committed version if it reached them after the commit), moves each ``next_run`` 
 inserts the queued executions. The run requests are published after the commit; a crash
 in between leaves queued executions that the gateway's sweeper publishes 20 to 240 s later.
 
-The executions insert and its change-log entry mirror the gateway's
-``store.create_execution`` and ``changes.record_change`` (services never import each
-other); keep them in step.
+The execution row and the run request are made by ``figranium_common.queue``, as the
+gateway makes them; the change log by ``figranium_common.changelog``.
 """
 
 from __future__ import annotations
@@ -19,22 +18,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
+from figranium_common import queue
+from figranium_common.changelog import record_change
 from figranium_common.db import Pool
-from figranium_common.models import ProxyConfig, RunRequest
-from figranium_common.runs import PROXIES_SETTING, reachable_tasks, usable_proxies
+from figranium_common.models import RunRequest
 from figranium_common.schedules import Timing, decide
+from figranium_common.secretbox import SecretBox
 
-# figranium_gateway.changes.CHANGES_LOCK_ID: change ids must be handed out in commit order
-# by every writer, so every writer takes the same lock.
-CHANGES_LOCK_ID = 0x46_49_47_43  # "FIGC"
-MAX_SUBTASKS = 50
 SOURCE = "scheduler"
 
 _CLAIM = (
     "SELECT s.task_id, s.cron, s.interval_minutes, s.timezone, s.next_run, s.misfire_policy,"
-    " s.allow_overlap, t.body, clock_timestamp() AS now"
+    " s.allow_overlap, s.webhook_url, t.body, clock_timestamp() AS now"
     " FROM schedules s JOIN tasks t ON t.id = s.task_id"
     " WHERE s.enabled AND s.next_run <= now()"
     " ORDER BY s.next_run LIMIT %s"
@@ -64,7 +59,9 @@ def new_execution_id() -> str:
     return f"exec_{int(time.time() * 1000)}_{secrets.token_hex(4)}"
 
 
-async def claim_due(pool: Pool, *, limit: int, grace: timedelta, timeout_seconds: float) -> Claimed:
+async def claim_due(
+    pool: Pool, box: SecretBox, *, limit: int, grace: timedelta, timeout_seconds: float
+) -> Claimed:
     """Claim up to ``limit`` due schedules and queue their executions, in one transaction."""
     claimed = Claimed()
     queued: list[str] = []
@@ -85,16 +82,23 @@ async def claim_due(pool: Pool, *, limit: int, grace: timedelta, timeout_seconds
                 continue
             task = {**row["body"], "id": task_id}
             execution_id = new_execution_id()
-            await _insert_execution(conn, execution_id, task)
-            queued.append(execution_id)
-            request = RunRequest(
+            await queue.insert_execution(
+                conn,
                 execution_id=execution_id,
                 task=task,
+                variables={},
+                source=SOURCE,
+                webhook_url=row["webhook_url"],
+            )
+            queued.append(execution_id)
+            request = await queue.gather_run_request(
+                conn,
+                box,
+                execution_id=execution_id,
+                task=task,
+                variables={},
                 source=SOURCE,
                 timeout_seconds=timeout_seconds,
-                storage_state=await _storage_state(conn, task),
-                proxies=await _proxies(conn, task),
-                subtasks=await _subtasks(conn, task),
             )
             lateness = row["now"] - row["next_run"]
             claimed.fired.append(
@@ -102,7 +106,7 @@ async def claim_due(pool: Pool, *, limit: int, grace: timedelta, timeout_seconds
             )
         # Last, as changes.record_change asks: the lock is then held only until the commit.
         for execution_id in queued:
-            await _record_queued(conn, execution_id)
+            await record_change(conn, execution_id, "queued")
     return claimed
 
 
@@ -123,69 +127,6 @@ async def _still_running(conn: Any, task_id: str) -> bool:
         (task_id, SOURCE),
     )
     return await cur.fetchone() is not None
-
-
-async def _insert_execution(conn: Any, execution_id: str, task: dict[str, Any]) -> None:
-    await conn.execute(
-        "INSERT INTO executions (id, task_id, task_name, mode, source, url, method, path,"
-        " phase, task_snapshot, variables)"
-        " VALUES (%s, %s, %s, %s, %s, %s, NULL, NULL, 'queued', %s, '{}'::jsonb)",
-        (
-            execution_id,
-            task["id"],
-            task.get("name"),
-            task.get("mode", "agent"),
-            SOURCE,
-            task.get("url"),
-            Jsonb(task),
-        ),
-    )
-
-
-async def _record_queued(conn: Any, execution_id: str) -> None:
-    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGES_LOCK_ID,))
-    await conn.execute(
-        "INSERT INTO execution_changes (execution_id, kind, payload)"
-        " SELECT e.id, 'queued',"
-        " jsonb_build_object('executionId', e.id, 'taskId', e.task_id, 'phase', e.phase)"
-        " || jsonb_strip_nulls(jsonb_build_object("
-        "'outcome', e.outcome, 'status', e.status, 'durationMs', e.duration_ms))"
-        " FROM executions e WHERE e.id = %s",
-        (execution_id,),
-    )
-
-
-# --- what a run request carries (as figranium_gateway.dispatch gathers it) ------------
-
-
-async def _storage_state(conn: Any, task: dict[str, Any]) -> dict[str, Any] | None:
-    if task.get("statelessExecution"):
-        return None
-    cur = await conn.execute(
-        "SELECT state FROM task_browser_state WHERE task_id = %s", (task["id"],)
-    )
-    row = await cur.fetchone()
-    return None if row is None else dict(row["state"])
-
-
-async def _proxies(conn: Any, task: dict[str, Any]) -> list[ProxyConfig]:
-    if not task.get("rotateProxies"):
-        return []
-    cur = await conn.execute("SELECT value FROM settings WHERE key = %s", (PROXIES_SETTING,))
-    row = await cur.fetchone()
-    return usable_proxies(task, None if row is None else row["value"])
-
-
-async def _subtasks(conn: Any, task: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    async def fetch(task_id: str) -> dict[str, Any] | None:
-        cur = await conn.execute("SELECT id, body, updated_at FROM tasks WHERE id = %s", (task_id,))
-        row = await cur.fetchone()
-        if row is None:
-            return None
-        updated = int(row["updated_at"].timestamp() * 1000)
-        return {**row["body"], "id": row["id"], "updatedAt": updated}
-
-    return await reachable_tasks(task, fetch)
 
 
 # --- timing and liveness --------------------------------------------------------------

@@ -29,6 +29,7 @@ from figranium_common.nats import (
     SCHEDULES_NOTIFY_SUBJECT,
     unsubscribe,
 )
+from figranium_common.secretbox import SecretBox
 from figranium_common.settings import Settings
 from figranium_scheduler import claim
 from figranium_scheduler.metrics import SchedulerMetrics
@@ -51,6 +52,7 @@ class Scheduler:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
         self.settings = settings
+        self.box = SecretBox.from_settings(settings)
         self.replica_id = replica_name()
         self.fired = 0
         self.skipped = 0
@@ -94,6 +96,7 @@ class Scheduler:
         while True:
             claimed = await claim.claim_due(
                 self.pool,
+                self.box,
                 limit=self.settings.scheduler_batch_size,
                 grace=timedelta(seconds=self.settings.scheduler_misfire_grace_seconds),
                 timeout_seconds=self.settings.run_timeout_seconds,

@@ -10,11 +10,13 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from figranium_common import db
+from figranium_common.secretbox import SecretBox
 from figranium_devstack.ports import free_port
 from figranium_devstack.postgres import LocalPostgres
 from figranium_scheduler import claim
 
 GRACE = timedelta(seconds=60)
+BOX = SecretBox(bytes(32))
 
 
 @pytest.fixture
@@ -52,7 +54,7 @@ async def _schedule(
 
 
 async def _claim(pool: db.Pool, limit: int = 100) -> claim.Claimed:
-    return await claim.claim_due(pool, limit=limit, grace=GRACE, timeout_seconds=30)
+    return await claim.claim_due(pool, BOX, limit=limit, grace=GRACE, timeout_seconds=30)
 
 
 async def _scalar(pool: db.Pool, query: str) -> object:

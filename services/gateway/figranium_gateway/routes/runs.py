@@ -16,7 +16,7 @@ from figranium_gateway.errors import ApiError, read_json_object
 from figranium_gateway.ingest import notify_finished
 from figranium_gateway.openapi import ErrorBody, documented
 from figranium_gateway.routes.tasks import validate_task
-from figranium_gateway.state import JS, NC, POOL, SETTINGS, WAITERS
+from figranium_gateway.state import BOX, JS, NC, POOL, SETTINGS, WAITERS
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -111,6 +111,7 @@ async def _run(request: web.Request, task: dict[str, Any], body: RunBody) -> web
     with structlog.contextvars.bound_contextvars(execution_id=execution_id, task_id=task.get("id")):
         run = await dispatch.build_run_request(
             pool,
+            app[BOX],
             execution_id=execution_id,
             task=task,
             variables=body.variables,

@@ -1,0 +1,52 @@
+"""Writing the execution change log (``execution_changes``), for every service that changes
+executions; the gateway's ``changes`` module explains the ordering and reads the log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+# Any constant distinct from the migration lock works; every writer must use the same.
+CHANGES_LOCK_ID = 0x46_49_47_43  # "FIGC"
+
+
+# --- writing (inside the caller's transaction) ----------------------------------------
+
+
+async def record_change(
+    conn: Any, execution_id: str, kind: str, extra: dict[str, Any] | None = None
+) -> None:
+    """Log a change of an existing execution; call last in the transaction that made it.
+
+    The payload is read from the execution row as this transaction left it, so it shows
+    the phase and outcome that were really stored (a late ``started`` after a result
+    still says ``finished``).
+    """
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGES_LOCK_ID,))
+    await conn.execute(
+        "INSERT INTO execution_changes (execution_id, kind, payload)"
+        " SELECT e.id, %s,"
+        " jsonb_build_object('executionId', e.id, 'taskId', e.task_id, 'phase', e.phase)"
+        " || jsonb_strip_nulls(jsonb_build_object("
+        "'outcome', e.outcome, 'status', e.status, 'durationMs', e.duration_ms))"
+        " || %s"
+        " FROM executions e WHERE e.id = %s",
+        (kind, Jsonb(extra or {}), execution_id),
+    )
+
+
+async def record_deleted(conn: Any, deleted: list[dict[str, Any]]) -> None:
+    """Log deleted executions (rows with ``id`` and ``task_id``); call last in the transaction."""
+    if not deleted:
+        return
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGES_LOCK_ID,))
+    await conn.execute(
+        "INSERT INTO execution_changes (execution_id, kind, payload)"
+        " SELECT d.id, 'deleted',"
+        " jsonb_build_object('executionId', d.id, 'taskId', d.task_id, 'phase', 'deleted')"
+        " FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS d (id, task_id, n)"
+        " ORDER BY d.n",
+        ([row["id"] for row in deleted], [row["task_id"] for row in deleted]),
+    )

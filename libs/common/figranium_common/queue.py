@@ -1,0 +1,153 @@
+"""Queuing a run, as gateway and scheduler both do: the execution row, and the run request
+with everything the runner needs (runners never read the database).
+
+Both work on the caller's connection, so the scheduler can do it inside its claim
+transaction; the caller logs the ``queued`` change (``changelog.record_change``) last.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from pydantic import ValidationError
+
+from figranium_common.models import OutputTarget, ProxyConfig, RunRequest
+from figranium_common.runs import PROXIES_SETTING, reachable_tasks
+from figranium_common.secretbox import SecretBox
+
+PROXY_PASSWORD = "proxy-password"
+
+
+def credential_purpose(credential_id: str) -> str:
+    return f"credential:{credential_id}"
+
+
+async def insert_execution(
+    conn: Any,
+    *,
+    execution_id: str,
+    task: dict[str, Any],
+    variables: dict[str, Any],
+    source: str,
+    method: str | None = None,
+    path: str | None = None,
+    webhook_url: str | None = None,
+) -> bool:
+    """Insert a queued execution; False when the id is already taken."""
+    cur = await conn.execute(
+        "INSERT INTO executions (id, task_id, task_name, mode, source, url, method, path,"
+        " phase, task_snapshot, variables, webhook_url)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'queued', %s, %s, %s)"
+        " ON CONFLICT (id) DO NOTHING",
+        (
+            execution_id,
+            task.get("id"),
+            task.get("name"),
+            task.get("mode", "agent"),
+            source,
+            task.get("url"),
+            method,
+            path,
+            Jsonb(task),
+            Jsonb(variables),
+            webhook_url,
+        ),
+    )
+    return bool(cur.rowcount == 1)
+
+
+async def gather_run_request(
+    conn: Any,
+    box: SecretBox,
+    *,
+    execution_id: str,
+    task: dict[str, Any],
+    variables: dict[str, Any],
+    source: str,
+    timeout_seconds: float,
+) -> RunRequest:
+    return RunRequest(
+        execution_id=execution_id,
+        task=task,
+        variables=variables,
+        source=source,
+        timeout_seconds=timeout_seconds,
+        storage_state=await _storage_state(conn, task),
+        proxies=await _proxies(conn, box, task),
+        subtasks=await _subtasks(conn, task),
+        output=await output_target(conn, box, task.get("output")),
+    )
+
+
+async def _storage_state(conn: Any, task: dict[str, Any]) -> dict[str, Any] | None:
+    """The task's saved cookies and local storage, unless the run is to start clean."""
+    task_id = task.get("id")
+    if task.get("statelessExecution") or not isinstance(task_id, str):
+        return None
+    cur = await conn.execute("SELECT state FROM task_browser_state WHERE task_id = %s", (task_id,))
+    row = await cur.fetchone()
+    return None if row is None else dict(row["state"])
+
+
+async def _proxies(conn: Any, box: SecretBox, task: dict[str, Any]) -> list[ProxyConfig]:
+    """The saved proxies, passwords opened, only for tasks that rotate through them."""
+    if not task.get("rotateProxies"):
+        return []
+    cur = await conn.execute("SELECT value FROM settings WHERE key = %s", (PROXIES_SETTING,))
+    row = await cur.fetchone()
+    saved = None if row is None else row["value"]
+    if not isinstance(saved, list):
+        return []
+    proxies = []
+    for entry in saved:
+        try:
+            proxy = ProxyConfig.model_validate(entry)
+        except ValidationError:
+            continue  # checked when proxies are saved; an odd old entry is just not used
+        if proxy.password:
+            proxy.password = box.open(proxy.password, PROXY_PASSWORD)
+        proxies.append(proxy)
+    return proxies
+
+
+async def _subtasks(conn: Any, task: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    async def fetch(task_id: str) -> dict[str, Any] | None:
+        cur = await conn.execute("SELECT id, body, updated_at FROM tasks WHERE id = %s", (task_id,))
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        updated = int(row["updated_at"].timestamp() * 1000)
+        return {**row["body"], "id": row["id"], "updatedAt": updated}
+
+    return await reachable_tasks(task, fetch)
+
+
+async def output_target(conn: Any, box: SecretBox, output: Any) -> OutputTarget | None:
+    """The task's ``output`` with its credential opened; None when the task has none."""
+    if not isinstance(output, dict) or not output.get("provider"):
+        return None
+    credential_id = str(output.get("credentialId") or "")
+    on_error = "ignore" if output.get("onError") == "ignore" else "fail"
+    target = OutputTarget(
+        credential_id=credential_id,
+        database_id=None if output.get("databaseId") is None else str(output["databaseId"]),
+        table_id=str(output.get("tableId") or ""),
+        on_error=on_error,
+    )
+    if output.get("provider") != "baserow":
+        target.problem = f"unknown output provider {output.get('provider')!r}"
+        return target
+    cur = await conn.execute(
+        "SELECT provider, config FROM credentials WHERE id = %s", (credential_id,)
+    )
+    row = await cur.fetchone()
+    if row is None or row["provider"] != "baserow":
+        target.problem = f"no Baserow credential {credential_id!r}"
+        return target
+    config = row["config"]
+    target.base_url = str(config.get("baseUrl", ""))
+    target.token = box.open(str(config.get("token", "")), credential_purpose(credential_id))
+    if not target.table_id.isdigit():
+        target.problem = f"the output's tableId {target.table_id!r} is not a Baserow table id"
+    return target
