@@ -131,6 +131,9 @@ class Stack:
             "RUNNER_DRAIN_SECONDS": "5",
             "PYTHONUNBUFFERED": "1",
             "SCHEDULER_METRICS_PORT": "0",  # several schedulers per machine: no fixed port
+            # Every test client is 127.0.0.1; tests of wrong keys must not lock out the rest.
+            "AUTH_SLOW_AFTER_FAILURES": "1000",
+            "AUTH_LOCKOUT_AFTER_FAILURES": "100000",
             **env,
         }
         self.services: list[Service] = []

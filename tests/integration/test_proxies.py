@@ -80,13 +80,15 @@ def test_rotate_proxies_uses_the_saved_ones(
     proxy: tuple[str, list[tuple[str, str | None]]],
 ) -> None:
     address, seen = proxy
-    saved = [{"server": address, "username": "user", "password": "secret"}]
+    added = api.post(
+        "/api/settings/proxies",
+        json={"server": address, "username": "user", "password": "secret"},
+    )
+    assert added.status_code == 200, added.text
     with psycopg.connect(stack[0].env["DATABASE_URL"], autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO settings (key, value) VALUES ('proxies', %s)"
-            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            (json.dumps(saved),),
-        )
+        row = conn.execute("SELECT value::text FROM settings WHERE key = 'proxies'").fetchone()
+    # Sealed at rest: the raw row does not reveal the password.
+    assert row is not None and "secret" not in row[0] and "enc:v1:" in row[0]
     try:
         api.post(
             "/api/tasks",
@@ -106,3 +108,18 @@ def test_rotate_proxies_uses_the_saved_ones(
     finally:
         with psycopg.connect(stack[0].env["DATABASE_URL"], autocommit=True) as conn:
             conn.execute("DELETE FROM settings WHERE key = 'proxies'")
+
+
+def test_passwords_stored_in_clear_earlier_are_sealed_at_start(isolated: Stack) -> None:
+    saved = [{"id": "proxy_old", "server": "http://127.0.0.1:3128", "password": "old-secret"}]
+    _, client = isolated.start_gateway()  # creates the schema
+    with psycopg.connect(isolated.env["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO settings (key, value) VALUES ('proxies', %s)", (json.dumps(saved),)
+        )
+    isolated.start_gateway()
+    with psycopg.connect(isolated.env["DATABASE_URL"]) as conn:
+        row = conn.execute("SELECT value::text FROM settings WHERE key = 'proxies'").fetchone()
+    assert row is not None and "old-secret" not in row[0] and "enc:v1:" in row[0]
+    listed = client.get("/api/settings/proxies").json()["proxies"]
+    assert [(p["id"], p["hasPassword"]) for p in listed] == [("proxy_old", True)]

@@ -132,7 +132,8 @@ def test_key_can_be_set_while_auth_is_off(isolated: Stack) -> None:
     assert httpx.get(f"{client.base_url}/api/tasks").status_code == 200  # still off
     with psycopg.connect(isolated.env["DATABASE_URL"]) as conn:
         row = conn.execute("SELECT value FROM settings WHERE key = 'api_key'").fetchone()
-    assert row == ("stored-for-later",)
+    # Only a digest is stored: a database dump does not reveal the key.
+    assert row is not None and row[0].startswith("sha256:") and "stored-for-later" not in row[0]
 
 
 @pytest.fixture
@@ -194,12 +195,13 @@ def test_proxies(
     missing = api.post("/api/settings/proxies", json={"defaultId": "proxy_nope"})
     assert missing.status_code == 404 and missing.json()["error"] == "PROXY_NOT_FOUND"
 
-    # What the runner reads keeps its shape: server, username, password.
+    # What dispatch reads keeps its shape (server, username, password), the password sealed.
     with psycopg.connect(stack[0].env["DATABASE_URL"]) as conn:
         row = conn.execute("SELECT value FROM settings WHERE key = 'proxies'").fetchone()
     assert row is not None
     assert row[0][0]["server"] == "http://127.0.0.1:8080"
-    assert (row[0][0]["username"], row[0][0]["password"]) == ("u", "p4ss")
+    assert row[0][0]["username"] == "u"
+    assert row[0][0]["password"].startswith("enc:v1:") and "p4ss" not in str(row[0])
 
     deleted = api.delete(f"/api/settings/proxies/{b['id']}")
     assert deleted.status_code == 200

@@ -19,7 +19,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from figranium_common.errors import FigraniumError, InvalidUrlError, TooManyRedirects
-from figranium_common.urls import IPAddress, check_url
+from figranium_common.urls import IPAddress, check_url, check_url_syntax, parse_url
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 CREDENTIAL_HEADERS = ("Authorization", "Cookie", "Proxy-Authorization")
@@ -131,6 +131,7 @@ async def safe_request(
     url: str,
     *,
     allow_private: bool,
+    allow_metadata: bool = False,
     headers: Mapping[str, str] | None = None,
     body: bytes | str | None = None,
     timeout: float = 10.0,
@@ -140,23 +141,35 @@ async def safe_request(
 ) -> SafeResponse:
     """One request, redirects followed by hand; timeout bounds the whole chain.
 
-    Raises InvalidUrlError for a refused URL or redirect target, TooManyRedirects,
-    FigraniumError RESPONSE_TOO_LARGE past max_bytes and HTTP_ERROR for network failures.
+    allow_private and allow_metadata are check_url's, applied to every hop. Raises
+    InvalidUrlError for a refused URL or redirect target, TooManyRedirects, FigraniumError
+    RESPONSE_TOO_LARGE past max_bytes and HTTP_ERROR for network failures.
     """
     if session is not None and not isinstance(session.connector, PinnedConnector):
         raise TypeError("safe_request needs a session whose connector is a PinnedConnector")
+    # The text as given, before yarl re-serialises it (and percent-encodes a backslash away).
+    parse_url(url)
     request = _Request(method.upper(), _parse(url), CIMultiDict(headers or {}), body)
+    policy = _Policy(allow_private, allow_metadata, max_redirects, max_bytes)
     try:
         async with asyncio.timeout(timeout):
             if session is not None:
-                return await _follow(session, request, allow_private, max_redirects, max_bytes)
+                return await _follow(session, request, policy)
             async with aiohttp.ClientSession(connector=PinnedConnector()) as own:
-                return await _follow(own, request, allow_private, max_redirects, max_bytes)
+                return await _follow(own, request, policy)
     except TimeoutError as exc:
         raise FigraniumError(
             f"{request.method} {_public(request.url)} timed out after {timeout:g}s",
             code="HTTP_ERROR",
         ) from exc
+
+
+@dataclass(frozen=True)
+class _Policy:
+    allow_private: bool
+    allow_metadata: bool
+    max_redirects: int
+    max_bytes: int
 
 
 @dataclass
@@ -192,30 +205,38 @@ def _origin(url: URL) -> tuple[str, str | None, int | None]:
 
 
 async def _follow(
-    session: aiohttp.ClientSession,
-    request: _Request,
-    allow_private: bool,
-    max_redirects: int,
-    max_bytes: int,
+    session: aiohttp.ClientSession, request: _Request, policy: _Policy
 ) -> SafeResponse:
-    for hop in range(max_redirects + 1):
-        addresses = await _check(request.url, allow_private, redirected=hop > 0)
-        outcome = await _send(session, request, addresses, max_bytes)
+    for hop in range(policy.max_redirects + 1):
+        request.url, addresses = await _check(request.url, policy, redirected=hop > 0)
+        outcome = await _send(session, request, addresses, policy.max_bytes)
         if isinstance(outcome, SafeResponse):
             return outcome
         _redirect(request, *outcome)
     raise TooManyRedirects(
-        f"{_public(request.url)} is more than {max_redirects} redirects away from the URL asked for"
+        f"{_public(request.url)} is more than {policy.max_redirects} redirects away"
+        " from the URL asked for"
     )
 
 
-async def _check(url: URL, allow_private: bool, *, redirected: bool) -> list[IPAddress]:
+async def _check(url: URL, policy: _Policy, *, redirected: bool) -> tuple[URL, list[IPAddress]]:
+    """The URL to connect to, with an IP address host spelled canonically, and its addresses."""
     try:
-        return await check_url(str(url), allow_private=allow_private)
+        target = parse_url(str(url))
+        if target.address is not None and url.raw_host != target.host:
+            # aiohttp hands "127.1" or "2130706433" to the OS, which reads them as inet_aton
+            # does; the address check_url read is what gets connected to instead.
+            url = url.with_host(target.host)
+        addresses = await check_url(
+            str(url), allow_private=policy.allow_private, allow_metadata=policy.allow_metadata
+        )
+        if target.address is not None and target.address not in addresses:
+            raise InvalidUrlError(f"host {target.named} was not the address checked")
     except InvalidUrlError as exc:
         if not redirected:
             raise
         raise InvalidUrlError(f"redirect to {_public(url)} refused: {exc.details}") from exc
+    return url, addresses
 
 
 async def _send(
@@ -275,6 +296,10 @@ async def _read_limited(response: aiohttp.ClientResponse, url: URL, max_bytes: i
 
 def _redirect(request: _Request, status: int, location: str) -> None:
     """Turn request into the next hop, the way browsers do."""
+    try:
+        check_url_syntax(location)  # before yarl percent-encodes what makes it ambiguous
+    except InvalidUrlError as exc:
+        raise InvalidUrlError(f"redirect to {location!r} refused: {exc.details}") from exc
     try:
         target = request.url.join(URL(location)).with_fragment(None)
     except (TypeError, ValueError) as exc:

@@ -90,6 +90,8 @@ class ScheduleBody(BaseModel):
     timezone: str = "UTC"
     misfirePolicy: MisfirePolicy = "run_once"
     allowOverlap: bool = False
+    # Where each scheduled run's result is posted (checked by the gateway, not here).
+    webhookUrl: str | None = None
 
     @field_validator("cron")
     @classmethod

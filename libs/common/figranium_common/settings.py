@@ -28,7 +28,22 @@ class Settings(BaseSettings):
     # Encrypts secrets at rest; without it, master.key in the data folder (created once).
     master_key: str | None = Field(default=None, alias="FIGRANIUM_MASTER_KEY")
     auth: Literal["on", "off"] = Field(default="on", alias="FIGRANIUM_AUTH")
+    # Wrong API keys from one client: delayed past the first, refused (429) past the second
+    # number within the window, for the lockout time.
+    auth_slow_after_failures: int = Field(default=5, ge=0, alias="AUTH_SLOW_AFTER_FAILURES")
+    auth_lockout_after_failures: int = Field(default=20, ge=1, alias="AUTH_LOCKOUT_AFTER_FAILURES")
+    auth_failure_window_seconds: float = Field(
+        default=600.0, gt=0, alias="AUTH_FAILURE_WINDOW_SECONDS"
+    )
+    auth_lockout_seconds: float = Field(default=300.0, gt=0, alias="AUTH_LOCKOUT_SECONDS")
+    # Behind a load balancer: the client is the last X-Forwarded-For address.
+    trust_forwarded_for: bool = Field(default=False, alias="TRUST_FORWARDED_FOR")
+    # Larger request bodies are refused with 413.
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, alias="MAX_BODY_BYTES")
     allow_private_networks: bool = Field(default=False, alias="ALLOW_PRIVATE_NETWORKS")
+    # Cloud metadata endpoints (169.254.169.254, fd00:ec2::254, ...) stay refused even with
+    # private networks allowed, unless this is true too.
+    allow_metadata_address: bool = Field(default=False, alias="ALLOW_METADATA_ADDRESS")
     chromium_path: str | None = Field(default=None, alias="CHROMIUM_PATH")
     runner_concurrency: int = Field(default=2, ge=1, le=64, alias="RUNNER_CONCURRENCY")
     run_timeout_seconds: float = Field(default=300.0, gt=0, alias="RUN_TIMEOUT_SECONDS")
@@ -66,3 +81,9 @@ class Settings(BaseSettings):
     scheduler_misfire_grace_seconds: float = Field(
         default=60.0, ge=0, alias="SCHEDULER_MISFIRE_GRACE_SECONDS"
     )
+    # Webhooks after runs: each attempt's timeout, how many attempts in all, the first
+    # retry's delay (later ones grow to about 80 times it), how often replicas look for due ones.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, alias="WEBHOOK_TIMEOUT_SECONDS")
+    webhook_max_attempts: int = Field(default=6, ge=1, le=50, alias="WEBHOOK_MAX_ATTEMPTS")
+    webhook_backoff_seconds: float = Field(default=30.0, gt=0, alias="WEBHOOK_BACKOFF_SECONDS")
+    webhook_poll_seconds: float = Field(default=1.0, gt=0, le=60, alias="WEBHOOK_POLL_SECONDS")

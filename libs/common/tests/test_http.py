@@ -292,7 +292,9 @@ async def test_the_connection_goes_to_the_checked_address_not_a_new_lookup(
 ) -> None:
     checked: list[str] = []
 
-    async def fake_check(url: str, *, allow_private: bool) -> list[IPAddress]:
+    async def fake_check(
+        url: str, *, allow_private: bool, allow_metadata: bool = False
+    ) -> list[IPAddress]:
         checked.append(url)
         return [ipaddress.ip_address("127.0.0.1")]
 

@@ -1,5 +1,9 @@
 """The API key every gateway replica checks requests against, kept in step across replicas.
 
+Only a SHA-256 digest of the key is stored and held (``sha256:<hex>``): the key is shown
+once, when set or generated, and a database dump does not reveal it. A key stored in
+clear by an earlier version still works and is replaced by a digest when next set.
+
 A replica that changes the stored key updates its own copy at once and sends a core-NATS
 notice; the others reload the key from PostgreSQL when it arrives. A notice can be missed
 (NATS down, a replica reconnecting), so the stored key is also re-read whenever the copy
@@ -9,6 +13,7 @@ is older than ``MAX_AGE_SECONDS``: replicas agree within that bound even without
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from typing import Literal
 
@@ -30,17 +35,32 @@ MAX_AGE_SECONDS = 2.0
 REFRESH_TIMEOUT_SECONDS = 1.0
 
 KeySource = Literal["off", "environment", "stored"]
+DIGEST_PREFIX = "sha256:"
+
+
+def key_digest(key: str) -> str:
+    return DIGEST_PREFIX + hashlib.sha256(key.encode()).hexdigest()
+
+
+def as_digest(stored: str) -> str:
+    """The digest of a stored key, whether stored as a digest or (formerly) in clear."""
+    return stored if stored.startswith(DIGEST_PREFIX) else key_digest(stored)
 
 
 class ApiKeyCache:
-    """The key requests must carry; ``current()`` is None when authentication is off."""
+    """The digest of the key requests must carry; ``current()`` is None when auth is off."""
 
     def __init__(
-        self, pool: Pool, source: KeySource, key: str | None, *, max_age: float = MAX_AGE_SECONDS
+        self,
+        pool: Pool,
+        source: KeySource,
+        digest: str | None,
+        *,
+        max_age: float = MAX_AGE_SECONDS,
     ) -> None:
         self._pool = pool
         self.source = source
-        self._key = key
+        self._key = digest
         self._max_age = max_age
         self._checked_at = time.monotonic()
         # Bumped by every local change, so a re-read that started before it cannot put
@@ -61,7 +81,7 @@ class ApiKeyCache:
     def changed_here(self, key: str) -> None:
         """This replica stored ``key``: use it now, without waiting for a re-read."""
         self._generation += 1
-        self._key = key
+        self._key = key_digest(key)
         self._checked_at = time.monotonic()
 
     async def _reload(self) -> None:
@@ -80,7 +100,7 @@ class ApiKeyCache:
         else:
             stored = None if row is None else row["value"]
             if generation == self._generation and isinstance(stored, str) and stored:
-                self._key = stored
+                self._key = as_digest(stored)
         finally:
             self._checked_at = time.monotonic()
 

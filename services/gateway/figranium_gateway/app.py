@@ -16,13 +16,14 @@ from figranium_common import db
 from figranium_common import nats as topology
 from figranium_common.secretbox import SecretBox
 from figranium_common.settings import Settings
-from figranium_gateway import dispatch, retention, store
+from figranium_gateway import dispatch, retention, settings_store, store
 from figranium_gateway.auth import api_key_cache, auth_middleware
 from figranium_gateway.changes import ChangeFeed
 from figranium_gateway.errors import error_middleware
 from figranium_gateway.ingest import run_ingester
 from figranium_gateway.routes import (
     captures,
+    credentials,
     docs,
     executions,
     health,
@@ -32,6 +33,7 @@ from figranium_gateway.routes import (
     tasks,
 )
 from figranium_gateway.routes import settings as settings_routes
+from figranium_gateway.routes import webhooks as webhook_routes
 from figranium_gateway.state import (
     AUTH,
     BOX,
@@ -42,9 +44,12 @@ from figranium_gateway.state import (
     SETTINGS,
     STARTED_AT,
     STOPPING,
+    THROTTLE,
     WAITERS,
 )
+from figranium_gateway.throttle import AuthThrottle
 from figranium_gateway.waiters import Waiters
+from figranium_gateway.webhooks import run_webhooks
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +62,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await db.apply_migrations(pool)
     app[POOL] = pool
     app[BOX] = SecretBox.from_settings(settings)
+    if sealed := await settings_store.seal_proxy_passwords(pool, app[BOX]):
+        log.info("settings.proxy_passwords_sealed", count=sealed)
     app[AUTH] = await api_key_cache(settings, pool)
     yield
     await pool.close(timeout=2)
@@ -151,8 +158,17 @@ async def sweep_queued(app: web.Application) -> None:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=8 << 20)
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware], client_max_size=settings.max_body_bytes
+    )
     app[SETTINGS] = settings
+    app[THROTTLE] = AuthThrottle(
+        slow_after=settings.auth_slow_after_failures,
+        lock_after=settings.auth_lockout_after_failures,
+        window_seconds=settings.auth_failure_window_seconds,
+        lockout_seconds=settings.auth_lockout_seconds,
+        trust_forwarded_for=settings.trust_forwarded_for,
+    )
     app[STARTED_AT] = time.monotonic()
     app[STOPPING] = asyncio.Event()
     app.cleanup_ctx.append(_database)
@@ -162,11 +178,26 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(
         _watched("retention", lambda: retention.run_retention(app[POOL], app[JS], app[SETTINGS]))
     )
+    app.cleanup_ctx.append(
+        _watched("webhooks", lambda: run_webhooks(app[POOL], app[BOX], app[SETTINGS]))
+    )
     app.cleanup_ctx.append(_changes)
     app.cleanup_ctx.append(_watched("change-feed", lambda: app[CHANGES].run(app[POOL])))
     app.on_shutdown.append(_end_streams)
     # stream before executions: /api/executions/{execution_id} would match its path too.
-    modules = (health, tasks, schedules, runs, stream, executions, captures, settings_routes, docs)
+    modules = (
+        health,
+        tasks,
+        schedules,
+        runs,
+        stream,
+        executions,
+        captures,
+        credentials,
+        settings_routes,
+        webhook_routes,
+        docs,
+    )
     for module in modules:
         app.add_routes(module.routes)
     return app

@@ -89,6 +89,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(exc.status, exc.code, exc.details, **exc.extra)
     except ValidationError as exc:
         return error_response(400, "INVALID_BODY", describe_validation_error(exc))
+    except web.HTTPRequestEntityTooLarge as exc:
+        # aiohttp's text names the limit and the size: "Maximum request body size …".
+        return error_response(413, "PAYLOAD_TOO_LARGE", exc.text or "the request body is too large")
     except web.HTTPException as exc:
         if exc.status >= 400:
             code = exc.reason.upper().replace(" ", "_")

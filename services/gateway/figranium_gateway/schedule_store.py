@@ -81,13 +81,13 @@ async def save_schedule(
         # Results of earlier runs stay: a new timing does not erase the task's history.
         cur = await conn.execute(
             "INSERT INTO schedules (task_id, cron, interval_minutes, timezone, next_run,"
-            " enabled, misfire_policy, allow_overlap)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+            " enabled, misfire_policy, allow_overlap, webhook_url)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (task_id) DO UPDATE SET cron = EXCLUDED.cron,"
             " interval_minutes = EXCLUDED.interval_minutes, timezone = EXCLUDED.timezone,"
             " next_run = EXCLUDED.next_run, enabled = EXCLUDED.enabled,"
             " misfire_policy = EXCLUDED.misfire_policy, allow_overlap = EXCLUDED.allow_overlap,"
-            " updated_at = now()"
+            " webhook_url = EXCLUDED.webhook_url, updated_at = now()"
             " RETURNING last_run, last_run_status, last_run_duration_ms",
             (
                 task_id,
@@ -98,6 +98,7 @@ async def save_schedule(
                 bool(stored.get("enabled")),
                 stored.get("misfirePolicy", "run_once"),
                 bool(stored.get("allowOverlap")),
+                stored.get("webhookUrl"),
             ),
         )
         row = await cur.fetchone()

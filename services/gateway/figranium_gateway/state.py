@@ -13,6 +13,7 @@ from figranium_common.secretbox import SecretBox
 from figranium_common.settings import Settings
 from figranium_gateway.api_key import ApiKeyCache
 from figranium_gateway.changes import ChangeFeed
+from figranium_gateway.throttle import AuthThrottle
 from figranium_gateway.waiters import Waiters
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -23,6 +24,7 @@ BOX = web.AppKey("secret_box", SecretBox)
 
 
 AUTH = web.AppKey("auth", ApiKeyCache)
+THROTTLE = web.AppKey("auth_throttle", AuthThrottle)
 WAITERS = web.AppKey("waiters", Waiters)
 STARTED_AT = web.AppKey("started_at", float)
 # Set when shutdown begins, so background tasks failing on the way down stop nothing more.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -120,7 +121,30 @@ async def get_execution(pool: Pool, execution_id: str) -> dict[str, Any] | None:
             (execution_id,),
         )
         out["logs"] = [r["line"] for r in await cur.fetchall()]
+        cur = await conn.execute(
+            "SELECT e.webhook_url, d.state, d.attempts, d.next_attempt_at, d.last_status,"
+            " d.last_error, d.delivered_at"
+            " FROM executions e LEFT JOIN webhook_deliveries d ON d.execution_id = e.id"
+            " WHERE e.id = %s",
+            (execution_id,),
+        )
+        hook = await cur.fetchone()
+        if hook is not None and hook["webhook_url"] is not None:
+            out["webhook"] = _webhook_out(hook)
         return out
+
+
+def _webhook_out(row: dict[str, Any]) -> dict[str, Any]:
+    """The delivery's state; before the run finishes there is no job yet: pending, no time."""
+    state = row["state"] or "pending"
+    return {
+        "state": state,
+        "attempts": row["attempts"] or 0,
+        "lastStatus": row["last_status"],
+        "lastError": row["last_error"],
+        "deliveredAt": epoch_ms(row["delivered_at"]),
+        "nextAttemptAt": epoch_ms(row["next_attempt_at"]) if state == "pending" else None,
+    }
 
 
 async def list_executions(pool: Pool, *, limit: int, status: str | None) -> list[dict[str, Any]]:
@@ -242,8 +266,29 @@ async def record_result(
                 execution_id,
             ),
         )
+        await _queue_webhook(conn, execution_id)
         await changes.record_change(conn, execution_id, "finished", {"attempt": attempt})
         return True
+
+
+async def _queue_webhook(conn: Any, execution_id: str) -> None:
+    # With the result, in its transaction: a stored result always has its delivery job, and
+    # the unique execution_id keeps a later or redelivered result from queuing a second.
+    # The payload is read from the row as stored, so it says what GET /api/executions says.
+    await conn.execute(
+        "INSERT INTO webhook_deliveries (id, execution_id, url, payload)"
+        " SELECT %s, e.id, e.webhook_url, jsonb_build_object("
+        "'executionId', e.id, 'taskId', e.task_id, 'status', e.status, 'outcome', e.outcome,"
+        " 'durationMs', e.duration_ms, 'result', e.result)"
+        " FROM executions e"
+        " WHERE e.id = %s AND e.phase = 'finished' AND e.webhook_url IS NOT NULL"
+        " ON CONFLICT (execution_id) DO NOTHING",
+        (new_delivery_id(), execution_id),
+    )
+
+
+def new_delivery_id() -> str:
+    return f"whd_{secrets.token_hex(12)}"
 
 
 async def _save_browser_state(conn: Any, execution_id: str, state: dict[str, Any]) -> None:

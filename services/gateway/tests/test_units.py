@@ -6,16 +6,23 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from figranium_gateway.api_key import as_digest, key_digest
 from figranium_gateway.auth import key_matches
 from figranium_gateway.errors import ApiError, error_middleware, read_json_object
 from figranium_gateway.routes.executions import _limit
 from figranium_gateway.routes.runs import run_answer as _run_answer
+from figranium_gateway.throttle import AuthThrottle
 
 
 def test_key_matching() -> None:
-    assert key_matches("secret", ["", "nope", "secret"])
-    assert not key_matches("secret", [])
-    assert not key_matches("secret", ["secre", "secret "])
+    expected = key_digest("secret")
+    assert expected.startswith("sha256:") and "secret" not in expected
+    assert key_matches(expected, ["", "nope", "secret"])
+    assert not key_matches(expected, [])
+    assert not key_matches(expected, ["secre", "secret ", expected])
+    # A key stored in clear by an earlier version still matches.
+    assert key_matches(as_digest("secret"), ["secret"])
+    assert as_digest(expected) == expected
 
 
 def test_limit_parsing() -> None:
@@ -72,3 +79,18 @@ async def test_error_middleware_never_leaks_tracebacks() -> None:
         response = await client.get("/missing")
         assert response.status == 404
         assert set(await response.json()) == {"error", "details"}
+
+
+def test_auth_throttle_slows_then_locks_and_forgets() -> None:
+    throttle = AuthThrottle(slow_after=2, lock_after=5, window_seconds=60, lockout_seconds=30)
+    delays = [throttle.failed("a", now=float(t)) for t in range(4)]
+    assert delays == [0.0, 0.0, 0.25, 0.5]
+    assert throttle.retry_after("a", now=4) == 0
+    assert throttle.failed("a", now=4) == 0.0  # the fifth failure locks the client out
+    assert throttle.retry_after("a", now=4) == 30
+    assert throttle.retry_after("a", now=33.5) == 1
+    assert throttle.retry_after("a", now=34) == 0
+    assert throttle.retry_after("b", now=4) == 0  # other clients are not affected
+    # Failures older than the window no longer count.
+    assert [throttle.failed("c", now=t) for t in (0.0, 1.0, 2.0)] == [0.0, 0.0, 0.25]
+    assert throttle.failed("c", now=200.0) == 0.0

@@ -364,6 +364,7 @@ async def http_request(state: RunState, action: Action) -> tuple[str, Any]:
         method,
         url,
         allow_private=state.allow_private,
+        allow_metadata=state.allow_metadata,
         headers=headers,
         body=body,
         timeout=state.action_timeout_s,

@@ -105,6 +105,7 @@ class RunState:
     default_timeout_ms: int
     emit: LogSink
     max_loop_iterations: int = 1000
+    allow_metadata: bool = False  # ALLOW_METADATA_ADDRESS; meaningful with allow_private
     subtasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     human_typing: bool = False
     depth: int = 0
@@ -126,7 +127,7 @@ class RunState:
         await self.emit(line)
 
     async def goto(self, url: str) -> None:
-        await check_url(url, allow_private=self.allow_private)
+        await check_url(url, allow_private=self.allow_private, allow_metadata=self.allow_metadata)
         await self.page.goto(url, wait_until="load")
 
     async def screenshot(self, label: str | None, *, full_page: bool) -> str:
@@ -375,6 +376,7 @@ class Interpreter:
                     **_plain(state.variables),
                 },
                 allow_private=state.allow_private,
+                allow_metadata=state.allow_metadata,
                 default_timeout_ms=state.default_timeout_ms,
                 emit=lambda line: state.emit(f"[{task_id}] {line}"),
                 max_loop_iterations=state.max_loop_iterations,
@@ -438,7 +440,11 @@ async def _extract(state: RunState, task: Task) -> Any:
 async def _load_scraped(state: RunState, url: str) -> None:
     """``scrape`` mode: fetch the page over plain HTTP and show it without running scripts."""
     response = await safe_request(
-        "GET", url, allow_private=state.allow_private, timeout=max(state.action_timeout_s, 30)
+        "GET",
+        url,
+        allow_private=state.allow_private,
+        allow_metadata=state.allow_metadata,
+        timeout=max(state.action_timeout_s, 30),
     )
     if response.status >= 400:
         raise ActionFailed(f"fetching {url} answered HTTP {response.status}")
@@ -526,6 +532,7 @@ async def execute(
     emit: LogSink,
     max_loop_iterations: int = 1000,
     subtasks: dict[str, dict[str, Any]] | None = None,
+    allow_metadata: bool = False,
 ) -> tuple[RunResult, list[Capture]]:
     """Run the whole task in ``page``; returns its result and the captures to store."""
     state = RunState(
@@ -533,6 +540,7 @@ async def execute(
         page=page,
         variables=initial_variables(task.variables, overrides),
         allow_private=allow_private,
+        allow_metadata=allow_metadata,
         default_timeout_ms=default_timeout_ms,
         emit=emit,
         max_loop_iterations=max_loop_iterations,

@@ -33,7 +33,7 @@ from playwright.async_api import APIResponse, BrowserContext, Frame, Request, Ro
 from playwright.async_api import Error as PlaywrightError
 
 from figranium_common.errors import InvalidUrlError
-from figranium_common.urls import check_url
+from figranium_common.urls import check_url, check_url_syntax
 
 log = structlog.get_logger(__name__)
 
@@ -56,15 +56,18 @@ async def install_navigation_guard(
     context: BrowserContext,
     *,
     allow_private: bool,
+    allow_metadata: bool = False,
     on_block: Callable[[str, str], None] | None = None,
 ) -> None:
     """Check every page navigation, and each of its redirect hops, with check_url.
 
-    A refused URL aborts the navigation with net::ERR_BLOCKED_BY_CLIENT after on_block(url,
-    reason). Install it after any other context route: Playwright runs the newest first, and a
-    newer handler that continues a navigation would skip this one.
+    allow_private and allow_metadata are check_url's (settings ALLOW_PRIVATE_NETWORKS and
+    ALLOW_METADATA_ADDRESS). A refused URL aborts the navigation with
+    net::ERR_BLOCKED_BY_CLIENT after on_block(url, reason). Install it after any other context
+    route: Playwright runs the newest first, and a newer handler that continues a navigation
+    would skip this one.
     """
-    guard = _NavigationGuard(context, allow_private, on_block)
+    guard = _NavigationGuard(context, allow_private, allow_metadata, on_block)
     await context.route("**/*", guard.handle)
 
 
@@ -73,10 +76,12 @@ class _NavigationGuard:
         self,
         context: BrowserContext,
         allow_private: bool,
+        allow_metadata: bool,
         on_block: Callable[[str, str], None] | None,
     ) -> None:
         self._context = context
         self._allow_private = allow_private
+        self._allow_metadata = allow_metadata
         self._on_block = on_block
         self._parked: dict[Frame, APIResponse] = {}
 
@@ -113,7 +118,9 @@ class _NavigationGuard:
     async def _allowed(self, route: Route, url: str) -> bool:
         """Whether url passes; if not, the route is already aborted."""
         try:
-            await check_url(url, allow_private=self._allow_private)
+            await check_url(
+                url, allow_private=self._allow_private, allow_metadata=self._allow_metadata
+            )
         except InvalidUrlError as exc:
             if exc.details.startswith("cannot resolve host"):
                 # A typo is not an attack: show the browser's own error, not a block.
@@ -170,6 +177,12 @@ class _NavigationGuard:
             if location is None:
                 return response, urldefrag(url).fragment
             await response.dispose()
+            try:
+                # urljoin reads "/\\127.0.0.1/" as a path; Chromium as another host.
+                check_url_syntax(location)
+            except InvalidUrlError as exc:
+                await self._block(route, location, exc.details)
+                return None
             url = urljoin(url, location)
             if hop == MAX_REDIRECTS:
                 await self._block(route, url, f"more than {MAX_REDIRECTS} redirects")

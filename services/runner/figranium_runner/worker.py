@@ -46,7 +46,7 @@ from figranium_common.nats import (
     unsubscribe,
 )
 from figranium_common.settings import Settings
-from figranium_runner import identity
+from figranium_runner import identity, output
 from figranium_runner.browser import BrowserHost
 from figranium_runner.engine import Capture, execute
 from figranium_runner.guard import install_navigation_guard
@@ -288,6 +288,7 @@ class Worker:
                 await install_navigation_guard(
                     context,
                     allow_private=self._settings.allow_private_networks,
+                    allow_metadata=self._settings.allow_metadata_address,
                     on_block=lambda url, reason: log.warning(
                         "run.navigation_blocked", url=url, reason=reason
                     ),
@@ -303,6 +304,7 @@ class Worker:
                             request.variables,
                             execution_id=request.execution_id,
                             allow_private=self._settings.allow_private_networks,
+                            allow_metadata=self._settings.allow_metadata_address,
                             default_timeout_ms=self._settings.action_timeout_ms,
                             emit=events.log,
                             max_loop_iterations=self._settings.max_loop_iterations,
@@ -333,6 +335,12 @@ class Worker:
         if recording is not None:
             captures.append(recording)
         await self._upload(captures)
+        result = await output.deliver(
+            result,
+            request.output,
+            allow_private=self._settings.allow_private_networks,
+            emit=events.log,
+        )
         duration_ms = int((time.monotonic() - started) * 1000)
         await events.result(result, duration_ms, end_state)
         await msg.ack_sync(timeout=10)

@@ -16,6 +16,7 @@ from figranium_gateway.errors import ApiError, read_json_object
 from figranium_gateway.ingest import notify_finished
 from figranium_gateway.openapi import ErrorBody, documented
 from figranium_gateway.routes.tasks import validate_task
+from figranium_gateway.routes.webhooks import checked_webhook_url, webhook_url_type
 from figranium_gateway.state import BOX, JS, NC, POOL, SETTINGS, WAITERS
 
 log = structlog.get_logger(__name__)
@@ -78,6 +79,7 @@ _RUN_RESPONSES: dict[int, type[BaseModel] | None] = {
 
 def _run_body(raw: dict[str, Any]) -> RunBody:
     body = dict(raw)
+    webhook_url_type(body)
     if body.get("variables") is None:
         body.pop("variables", None)
     return RunBody.model_validate(body)
@@ -94,6 +96,9 @@ async def _run(request: web.Request, task: dict[str, Any], body: RunBody) -> web
     if body.statelessExecution is not None:
         # Kept in the snapshot, so whatever re-publishes this run later runs it the same way.
         task["statelessExecution"] = body.statelessExecution
+    webhook_url = await checked_webhook_url(
+        body.webhookUrl, allow_private=app[SETTINGS].allow_private_networks
+    )
     execution_id = body.runId or dispatch.new_execution_id()
     created = await store.create_execution(
         pool,
@@ -103,6 +108,7 @@ async def _run(request: web.Request, task: dict[str, Any], body: RunBody) -> web
         source="api",
         method=request.method,
         path=request.path,
+        webhook_url=webhook_url,
     )
     if not created:
         raise ApiError(409, "RUN_ID_TAKEN", f"an execution {execution_id!r} already exists")

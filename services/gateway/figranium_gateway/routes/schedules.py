@@ -18,6 +18,7 @@ from figranium_common.schedules import ScheduleBody, Timing, describe, iso, reso
 from figranium_gateway import schedule_store, task_store
 from figranium_gateway.errors import ApiError, describe_validation_error, read_json_object
 from figranium_gateway.openapi import ErrorBody, documented
+from figranium_gateway.routes.webhooks import checked_webhook_url, webhook_url_type
 from figranium_gateway.state import NC, POOL, SETTINGS
 
 log = structlog.get_logger(__name__)
@@ -114,7 +115,12 @@ async def _notify(nc: NATS) -> None:
 
 
 async def _body(request: web.Request) -> ScheduleBody:
-    return ScheduleBody.model_validate(await read_json_object(request))
+    raw = await read_json_object(request)
+    webhook_url_type(raw)
+    body = ScheduleBody.model_validate(raw)
+    allow_private = request.app[SETTINGS].allow_private_networks
+    url = await checked_webhook_url(body.webhookUrl, allow_private=allow_private)
+    return body.model_copy(update={"webhookUrl": url})
 
 
 @documented(

@@ -14,14 +14,15 @@ from pydantic import BaseModel, Field
 
 from figranium_common.errors import InvalidUrlError
 from figranium_common.models import now_ms
+from figranium_common.queue import PROXY_PASSWORD
 from figranium_common.runs import PROXIES_SETTING
 from figranium_common.urls import check_url
 from figranium_gateway import settings_store, store
-from figranium_gateway.api_key import API_KEY_SETTING, announce
+from figranium_gateway.api_key import API_KEY_SETTING, announce, key_digest
 from figranium_gateway.auth import generate_api_key, header_keys, key_matches
 from figranium_gateway.errors import ApiError, read_json_object
 from figranium_gateway.openapi import documented
-from figranium_gateway.state import AUTH, NC, POOL, SETTINGS
+from figranium_gateway.state import AUTH, BOX, NC, POOL, SETTINGS
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -90,7 +91,7 @@ async def set_api_key(request: web.Request) -> web.Response:
     if wanted and not _authenticated_outside_body(request, await cache.current()):
         wanted = ""  # the body's apiKey was the credential, not a new key
     new_key = wanted or generate_api_key()
-    await settings_store.set_setting(request.app[POOL], API_KEY_SETTING, new_key)
+    await settings_store.set_setting(request.app[POOL], API_KEY_SETTING, key_digest(new_key))
     if cache.source == "stored":
         cache.changed_here(new_key)
     await announce(request.app[NC], API_KEY_SETTING)
@@ -199,14 +200,15 @@ def _listing(entries: list[dict[str, Any]]) -> dict[str, Any]:
     return ProxyList(proxies=proxies).model_dump()
 
 
-async def _checked_server(raw: str, *, allow_private: bool) -> str:
+async def _checked_server(raw: str, *, allow_private: bool, allow_metadata: bool = False) -> str:
     server = raw.strip()
     try:
         parts = urlsplit(server)
-        host, port = parts.hostname, parts.port
+        host, _port = parts.hostname, parts.port  # .port refuses a malformed port
     except ValueError as exc:
         raise ApiError(400, "INVALID_BODY", f"server: not a valid URL ({exc})") from None
-    if parts.scheme.lower() not in PROXY_SCHEMES:
+    scheme, _, rest = server.partition(":")
+    if scheme.lower() not in PROXY_SCHEMES:
         raise ApiError(
             400, "INVALID_BODY", "server: must start with http://, https:// or socks5://"
         )
@@ -217,10 +219,10 @@ async def _checked_server(raw: str, *, allow_private: bool) -> str:
         raise ApiError(400, "INVALID_BODY", "server: put credentials in username and password")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ApiError(400, "INVALID_BODY", "server: only scheme, host and port")
-    # The same outbound rules as every other URL the platform connects to (SSRF).
-    netloc = f"[{host}]" if ":" in host else host
+    # The same outbound rules as every other URL the platform connects to (SSRF), on the
+    # text as given: Chromium reads it too, and a backslash or "%" could make it another host.
     try:
-        await check_url(f"http://{netloc}:{port or 80}/", allow_private=allow_private)
+        await check_url(f"http:{rest}", allow_private=allow_private, allow_metadata=allow_metadata)
     except InvalidUrlError as exc:
         raise ApiError(400, "INVALID_URL", f"server: {exc.details}") from None
     return server.rstrip("/")
@@ -267,14 +269,18 @@ async def add_proxy(request: web.Request) -> web.Response:
     if body.server is None or not body.server.strip():
         raise ApiError(400, "INVALID_BODY", "server: required (or defaultId to choose a default)")
     server = await _checked_server(
-        body.server, allow_private=request.app[SETTINGS].allow_private_networks
+        body.server,
+        allow_private=request.app[SETTINGS].allow_private_networks,
+        allow_metadata=request.app[SETTINGS].allow_metadata_address,
     )
     # The keys the runner reads (server, username, password) stay as dispatch expects them.
     added: dict[str, Any] = {"id": f"proxy_{now_ms()}_{secrets.token_hex(4)}", "server": server}
-    for name in ("username", "password", "label"):
+    for name in ("username", "label"):
         value = getattr(body, name)
         if value:
             added[name] = value
+    if body.password:
+        added["password"] = request.app[BOX].seal(body.password, PROXY_PASSWORD)
     added["default"] = body.default
 
     def add(stored: Any) -> list[dict[str, Any]]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from figranium_common.blocks import BlockStructureError, build_blocks
 from figranium_common.models import Task, now_ms
@@ -95,9 +95,38 @@ def _missing(task_id: str) -> ApiError:
     return ApiError(404, "TASK_NOT_FOUND", f"no task {task_id!r}")
 
 
+class TaskOutput(BaseModel):
+    """A task's ``output``: where a successful run's data goes. Only checked: the task keeps
+    the object as given, unknown fields included. Figranium's editor saves the output while
+    it is being set up (``credentialId`` and ``tableId`` still empty), so empty is allowed
+    here; such a target fails at run time, as ``onError`` says."""
+
+    model_config = ConfigDict(extra="allow")
+    provider: Literal["baserow"]
+    credentialId: str
+    tableId: str
+    databaseId: str | None = None
+    onError: Literal["fail", "ignore"] | None = None
+
+    @field_validator("tableId", "databaseId", mode="before")
+    @classmethod
+    def _baserow_id(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return str(value)
+        digits = isinstance(value, str) and value.isascii() and value.isdigit()
+        if value is None or value == "" or digits:
+            return value  # None: no databaseId is fine, and tableId's type refuses it
+        raise ValueError("must be a Baserow id: digits, as a string or a number")
+
+
+class _OutputOnly(BaseModel):
+    output: TaskOutput | None = None
+
+
 def validate_task(body: dict[str, Any]) -> Task:
     """Types first, then the block structure: nothing invalid is ever written."""
     task = Task.model_validate(body)
+    _OutputOnly.model_validate({"output": body.get("output")})
     try:
         build_blocks(task.actions)
     except BlockStructureError as exc:

@@ -1,0 +1,425 @@
+"""Credentials for third parties (Baserow), as Figranium's /api/credentials.
+
+Tokens are sealed at rest (``credential_store``) and never answered: every answer carries
+the redacted ``••••••••`` instead, and a client sending that value back keeps the stored
+token. The Baserow proxy routes let the editor list databases and tables without ever
+seeing the token.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from typing import Any
+from urllib.parse import urlsplit
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, Field, RootModel
+
+from figranium_common.errors import FigraniumError, InvalidUrlError
+from figranium_common.http import SafeResponse, safe_request
+from figranium_common.secretbox import SecretError
+from figranium_common.urls import check_url
+from figranium_gateway import credential_store
+from figranium_gateway.credential_store import Credential
+from figranium_gateway.errors import ApiError, read_json_object
+from figranium_gateway.openapi import ErrorBody, documented
+from figranium_gateway.state import BOX, POOL, SETTINGS
+
+log = structlog.get_logger(__name__)
+routes = web.RouteTableDef()
+
+TAG = "credentials"
+PROVIDERS = ("baserow",)
+REDACTED = "••••••••"
+REDACTION_MARK = "•"
+BASEROW_TIMEOUT_SECONDS = 15.0
+MAX_BASEROW_ANSWER = 5 * 1024 * 1024
+MAX_DETAILS = 300
+# Tokens travel in a header: only what a header carries unchanged (no CR/LF injection).
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
+_BASEROW_ID = re.compile(r"[0-9]{1,18}")
+
+
+# --- models ---------------------------------------------------------------------------
+
+
+class CredentialConfigIn(BaseModel):
+    baseUrl: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="the Baserow server, e.g. https://api.baserow.io (http or https)",
+    )
+    token: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="a Baserow database token; stored encrypted, never answered."
+        " On update, the redacted value (containing •) or an empty one keeps the stored token.",
+    )
+
+
+class CredentialBody(BaseModel):
+    name: str | None = Field(default=None, max_length=200)
+    provider: str | None = Field(default=None, max_length=100, description='only "baserow"')
+    config: CredentialConfigIn | None = None
+
+
+class CredentialUpdate(BaseModel):
+    name: str | None = Field(default=None, max_length=200, description="empty: keep the name")
+    config: CredentialConfigIn | None = None
+
+
+class CredentialConfigOut(BaseModel):
+    baseUrl: str
+    token: str = Field(description=f"{REDACTED!r} when a token is stored, else empty")
+
+
+class CredentialOut(BaseModel):
+    id: str
+    name: str
+    provider: str
+    config: CredentialConfigOut
+
+
+class CredentialList(RootModel[list[CredentialOut]]):
+    pass
+
+
+class DeletedAnswer(BaseModel):
+    ok: bool
+
+
+class BaserowDatabase(BaseModel):
+    id: str
+    name: str
+    workspaceName: str
+
+
+class BaserowDatabaseList(RootModel[list[BaserowDatabase]]):
+    pass
+
+
+class BaserowTable(BaseModel):
+    id: str
+    name: str
+
+
+class BaserowTableList(RootModel[list[BaserowTable]]):
+    pass
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def _out(credential: Credential) -> dict[str, Any]:
+    config = CredentialConfigOut(
+        baseUrl=credential.base_url, token=REDACTED if credential.has_token else ""
+    )
+    out = CredentialOut(
+        id=credential.id, name=credential.name, provider=credential.provider, config=config
+    )
+    return out.model_dump()
+
+
+def _credential_id(request: web.Request) -> str:
+    return request.match_info["credential_id"]
+
+
+def _not_found(credential_id: str) -> ApiError:
+    return ApiError(404, "CREDENTIAL_NOT_FOUND", f"no credential {credential_id!r}")
+
+
+async def _found(request: web.Request) -> Credential:
+    credential_id = _credential_id(request)
+    # PostgreSQL text cannot hold NUL: such an id cannot exist, and must not reach the driver.
+    found = (
+        None
+        if "\x00" in credential_id
+        else await credential_store.get_credential(request.app[POOL], credential_id)
+    )
+    if found is None:
+        raise _not_found(credential_id)
+    return found
+
+
+async def _checked_base_url(request: web.Request, raw: str) -> str:
+    """The base URL trimmed, without trailing slash, allowed by the outbound URL rules."""
+    base_url = raw.strip().rstrip("/")
+    try:
+        parts = urlsplit(base_url)
+        if parts.username is not None or parts.password is not None:
+            raise InvalidUrlError("put the token in config.token, not in the URL")
+        if parts.query or parts.fragment:
+            raise InvalidUrlError("only scheme, host, port and path")
+        await check_url(base_url, allow_private=request.app[SETTINGS].allow_private_networks)
+    except InvalidUrlError as exc:
+        raise ApiError(400, "INVALID_BASE_URL", f"config.baseUrl: {exc.details}") from None
+    except ValueError as exc:  # urlsplit's bad ports, and IDNA names that cannot be encoded
+        raise ApiError(
+            400, "INVALID_BASE_URL", f"config.baseUrl: not a valid URL ({exc})"
+        ) from None
+    return base_url
+
+
+def _checked_token(raw: str) -> str:
+    token = raw.strip()
+    if not _TOKEN_CHARS.fullmatch(token):
+        # The message never repeats the token.
+        raise ApiError(
+            400, "INVALID_BODY", "config.token: only visible ASCII characters (sent as a header)"
+        )
+    return token
+
+
+def _kept(token: str | None) -> bool:
+    """An absent, empty or redacted token means: keep the stored one."""
+    return token is None or not token.strip() or REDACTION_MARK in token
+
+
+# --- CRUD -----------------------------------------------------------------------------
+
+
+@documented(
+    "GET",
+    "/api/credentials",
+    "Saved credentials (tokens redacted)",
+    tag=TAG,
+    responses={200: CredentialList},
+)
+@routes.get("/api/credentials")
+async def list_credentials(request: web.Request) -> web.Response:
+    credentials = await credential_store.list_credentials(request.app[POOL])
+    return web.json_response([_out(credential) for credential in credentials])
+
+
+@documented(
+    "POST",
+    "/api/credentials",
+    "Save a Baserow credential (the token is encrypted at rest)",
+    tag=TAG,
+    body=CredentialBody,
+    responses={200: CredentialOut, 400: ErrorBody},
+)
+@routes.post("/api/credentials")
+async def create_credential(request: web.Request) -> web.Response:
+    body = CredentialBody.model_validate(await read_json_object(request))
+    name = (body.name or "").strip()
+    provider = (body.provider or "").strip()
+    if not name or not provider or body.config is None:
+        raise ApiError(400, "MISSING_FIELDS", "name, provider and config are required")
+    if provider not in PROVIDERS:
+        raise ApiError(
+            400, "UNSUPPORTED_PROVIDER", f"provider {provider!r} is not supported; use baserow"
+        )
+    if not (body.config.token or "").strip() or not (body.config.baseUrl or "").strip():
+        raise ApiError(400, "MISSING_CONFIG_FIELDS", "config.baseUrl and config.token are required")
+    token = _checked_token(body.config.token or "")
+    base_url = await _checked_base_url(request, body.config.baseUrl or "")
+    credential = await credential_store.insert_credential(
+        request.app[POOL],
+        request.app[BOX],
+        credential_id=f"cred_{secrets.token_hex(8)}",
+        name=name,
+        provider=provider,
+        base_url=base_url,
+        token=token,
+    )
+    log.info("credential.created", credential_id=credential.id, provider=provider)
+    return web.json_response(_out(credential))
+
+
+@documented(
+    "PUT",
+    "/api/credentials/{credential_id}",
+    "Change a credential's name, base URL or token",
+    tag=TAG,
+    body=CredentialUpdate,
+    responses={200: CredentialOut, 400: ErrorBody, 404: ErrorBody},
+)
+@routes.put("/api/credentials/{credential_id}")
+async def update_credential(request: web.Request) -> web.Response:
+    body = CredentialUpdate.model_validate(await read_json_object(request))
+    current = await _found(request)
+    name = (body.name or "").strip() or None
+    config = body.config or CredentialConfigIn()
+    base_url = None
+    if config.baseUrl is not None and config.baseUrl.strip():
+        base_url = await _checked_base_url(request, config.baseUrl)
+    token = None if _kept(config.token) else _checked_token(config.token or "")
+    updated = await credential_store.update_credential(
+        request.app[POOL], request.app[BOX], current.id, name=name, base_url=base_url, token=token
+    )
+    if updated is None:  # deleted meanwhile
+        raise _not_found(current.id)
+    log.info("credential.updated", credential_id=updated.id, token_changed=token is not None)
+    return web.json_response(_out(updated))
+
+
+@documented(
+    "DELETE",
+    "/api/credentials/{credential_id}",
+    "Delete a credential (tasks pushing through it then fail their output step)",
+    tag=TAG,
+    responses={200: DeletedAnswer, 404: ErrorBody},
+)
+@routes.delete("/api/credentials/{credential_id}")
+async def delete_credential(request: web.Request) -> web.Response:
+    credential_id = _credential_id(request)
+    deleted = "\x00" not in credential_id and await credential_store.delete_credential(
+        request.app[POOL], credential_id
+    )
+    if not deleted:
+        raise _not_found(credential_id)
+    log.info("credential.deleted", credential_id=credential_id)
+    return web.json_response(DeletedAnswer(ok=True).model_dump())
+
+
+# --- Baserow proxy --------------------------------------------------------------------
+
+
+def _baserow_problem(response: SafeResponse) -> str:
+    """Baserow's own explanation of a refusal (``{"error", "detail"}``), kept short."""
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if isinstance(answer, dict) and ("error" in answer or "detail" in answer):
+        detail = answer.get("detail")
+        if not isinstance(detail, str):
+            detail = json.dumps(detail) if detail is not None else ""
+        text = ": ".join(str(part) for part in (answer.get("error"), detail) if part)
+    else:
+        text = response.text().strip()
+    return f"Baserow answered HTTP {response.status}: {text[:MAX_DETAILS] or 'no details'}"
+
+
+async def _baserow_get(request: web.Request, credential: Credential, path: str) -> Any:
+    """GET a Baserow API path with the credential's token; Baserow's JSON answer."""
+    if credential.provider != "baserow":
+        raise ApiError(
+            400, "UNSUPPORTED_PROVIDER", f"credential {credential.id!r} is not a Baserow one"
+        )
+    try:
+        token = credential.open_token(request.app[BOX])
+    except SecretError as exc:
+        raise ApiError(409, exc.code, exc.details) from None
+    try:
+        response = await safe_request(
+            "GET",
+            f"{credential.base_url}{path}",
+            allow_private=request.app[SETTINGS].allow_private_networks,
+            headers={"Authorization": f"Token {token}", "Accept": "application/json"},
+            timeout=BASEROW_TIMEOUT_SECONDS,
+            max_bytes=MAX_BASEROW_ANSWER,
+        )
+    except InvalidUrlError as exc:
+        raise ApiError(400, "INVALID_BASE_URL", f"config.baseUrl: {exc.details}") from None
+    except FigraniumError as exc:
+        raise ApiError(502, "BASEROW_UNREACHABLE", exc.details) from None
+    if not 200 <= response.status < 300:
+        # Baserow's refusals (a wrong token: 401) are the client's to fix; its failures are
+        # a bad gateway from here.
+        status = response.status if 400 <= response.status < 500 else 502
+        raise ApiError(status, "BASEROW_ERROR", _baserow_problem(response))
+    try:
+        return response.json()
+    except ValueError:
+        raise ApiError(502, "BASEROW_ERROR", "Baserow's answer is not JSON") from None
+
+
+def _unexpected(what: str) -> ApiError:
+    return ApiError(502, "BASEROW_ERROR", f"Baserow's answer is not a list of {what}")
+
+
+def _database(item: dict[str, Any], workspace: Any) -> BaserowDatabase | None:
+    if item.get("type") != "database" or not isinstance(item.get("id"), int | str):
+        return None
+    if isinstance(workspace, dict):
+        workspace = workspace.get("name")
+    return BaserowDatabase(
+        id=str(item["id"]),
+        name=str(item.get("name") or ""),
+        workspaceName=workspace if isinstance(workspace, str) else "",
+    )
+
+
+def databases_of(answer: Any) -> list[BaserowDatabase]:
+    """The databases in ``/api/applications/``: a flat list of applications (each naming
+    its ``workspace``, or ``group`` before Baserow 1.16), or workspaces each holding its
+    ``applications``."""
+    if isinstance(answer, dict) and isinstance(answer.get("applications"), list):
+        answer = [answer]
+    if not isinstance(answer, list):
+        raise _unexpected("applications")
+    found: list[BaserowDatabase | None] = []
+    for item in answer:
+        if not isinstance(item, dict):
+            continue
+        if isinstance(item.get("applications"), list):
+            found.extend(
+                _database(application, item.get("name"))
+                for application in item["applications"]
+                if isinstance(application, dict)
+            )
+        else:
+            found.append(_database(item, item.get("workspace") or item.get("group")))
+    return [database for database in found if database is not None]
+
+
+def tables_of(answer: Any) -> list[BaserowTable]:
+    if not isinstance(answer, list):
+        raise _unexpected("tables")
+    return [
+        BaserowTable(id=str(item["id"]), name=str(item.get("name") or ""))
+        for item in answer
+        if isinstance(item, dict) and isinstance(item.get("id"), int | str)
+    ]
+
+
+@documented(
+    "GET",
+    "/api/credentials/{credential_id}/proxy/baserow/databases",
+    "The Baserow databases the credential can see",
+    tag=TAG,
+    responses={
+        200: BaserowDatabaseList,
+        400: ErrorBody,
+        403: ErrorBody,
+        404: ErrorBody,
+        409: ErrorBody,
+        502: ErrorBody,
+    },
+)
+@routes.get("/api/credentials/{credential_id}/proxy/baserow/databases")
+async def baserow_databases(request: web.Request) -> web.Response:
+    credential = await _found(request)
+    answer = await _baserow_get(request, credential, "/api/applications/")
+    return web.json_response([database.model_dump() for database in databases_of(answer)])
+
+
+@documented(
+    "GET",
+    "/api/credentials/{credential_id}/proxy/baserow/databases/{database_id}/tables",
+    "The tables of one Baserow database",
+    tag=TAG,
+    responses={
+        200: BaserowTableList,
+        400: ErrorBody,
+        403: ErrorBody,
+        404: ErrorBody,
+        409: ErrorBody,
+        502: ErrorBody,
+    },
+)
+@routes.get("/api/credentials/{credential_id}/proxy/baserow/databases/{database_id}/tables")
+async def baserow_tables(request: web.Request) -> web.Response:
+    database_id = request.match_info["database_id"]
+    if not _BASEROW_ID.fullmatch(database_id):
+        raise ApiError(400, "INVALID_DATABASE_ID", "databaseId must be a number")
+    credential = await _found(request)
+    answer = await _baserow_get(
+        request, credential, f"/api/database/tables/database/{database_id}/"
+    )
+    return web.json_response([table.model_dump() for table in tables_of(answer)])

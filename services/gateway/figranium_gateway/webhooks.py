@@ -1,0 +1,400 @@
+"""Webhook delivery after runs: durable jobs in PostgreSQL, signed, retried with backoff.
+
+A finished execution that asked for a webhook has a ``webhook_deliveries`` row, written in
+the transaction that stored its result (``store.record_result``). Every gateway replica
+runs :func:`run_webhooks`, which claims due rows, sends them, and records each attempt.
+
+Decisions worth knowing:
+
+- Claiming is one ``UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)`` that pushes
+  ``next_attempt_at`` forward by a lease and commits before anything is sent. Replicas
+  therefore never send the same attempt at once, and the delivery of a replica that dies
+  mid-send is taken up by another one when the lease ends. A replica that stops cleanly
+  hands its unfinished claims back at once. Recording an attempt is guarded by the
+  attempt count seen at claim time, so a send that outlived its lease records nothing
+  twice. Delivery is at least once: receivers de-duplicate on ``X-Figranium-Delivery``.
+- Retried: network errors, timeouts, 5xx, 408 and 429. Not retried: other 4xx, and 3xx,
+  since redirects are not followed (a webhook URL is where the result goes, not a hint).
+  After ``webhook_max_attempts`` attempts a delivery is ``failed``.
+- The signing secret is read from the database (sealed with the SecretBox) for every
+  batch, so all replicas sign with the current one right after a rotation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import random
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import aiohttp
+import structlog
+
+from figranium_common.db import Pool
+from figranium_common.errors import FigraniumError, InvalidUrlError, TooManyRedirects
+from figranium_common.http import PinnedConnector, safe_request
+from figranium_common.models import now_ms
+from figranium_common.secretbox import SecretBox
+from figranium_common.settings import Settings
+from figranium_gateway import settings_store, store
+
+log = structlog.get_logger(__name__)
+
+SECRET_SETTING = "webhook_secret"
+SECRET_PURPOSE = "webhook-secret"
+SECRET_PREFIX = "whsec_"
+SIGNATURE_HEADER = "X-Figranium-Signature"
+DELIVERY_HEADER = "X-Figranium-Delivery"
+USER_AGENT = "Figranium-Webhooks/1"
+
+CONCURRENCY = 8
+# Longer than an attempt may take (see lease_seconds); a crashed replica's claim waits this.
+LEASE_SECONDS = 60.0
+# Delays after the 1st, 2nd, … failed attempt, as multiples of webhook_backoff_seconds:
+# with the default 30 s, 30 s, 2 min, 5 min, 15 min, 40 min, about an hour in all.
+BACKOFF_FACTORS = (1, 4, 10, 30, 80)
+JITTER = 0.2  # ± this fraction, so deliveries failing together do not retry together
+RETRY_STATUSES = frozenset({408, 429})
+# Only the status matters; a receiver answering more than this is cut short.
+MAX_RESPONSE_BYTES = 1 << 20
+ERROR_TEXT_LIMIT = 300
+
+State = Literal["pending", "delivered", "failed"]
+
+
+# --- pure helpers -----------------------------------------------------------------------
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``X-Figranium-Signature`` value: HMAC-SHA256 over ``"<t>.<raw body>"``."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def verify(secret: str, header: str, body: bytes, *, now: float, tolerance: float = 300) -> bool:
+    """What a receiver does (the README shows the same): the tests use it too."""
+    parts = dict(item.split("=", 1) for item in header.split(",") if "=" in item)
+    try:
+        timestamp = int(parts["t"])
+    except (KeyError, ValueError):
+        return False
+    if abs(now - timestamp) > tolerance:
+        return False
+    expected = signature(secret, timestamp, body).split("v1=", 1)[1]
+    return hmac.compare_digest(expected, parts.get("v1", ""))
+
+
+def encode_payload(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def backoff_seconds(
+    failed_attempts: int, base: float, rand: Callable[[], float] = random.random
+) -> float:
+    """How long to wait after ``failed_attempts`` (≥ 1) attempts failed, with jitter."""
+    factor = BACKOFF_FACTORS[min(failed_attempts, len(BACKOFF_FACTORS)) - 1]
+    return base * factor * (1 - JITTER + 2 * JITTER * rand())
+
+
+def retryable_status(status: int) -> bool:
+    return status >= 500 or status in RETRY_STATUSES
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one send came to: the receiver's status (if any), an error, and whether to retry."""
+
+    status: int | None
+    error: str | None
+    retry: bool
+
+    @property
+    def delivered(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+def judge_status(status: int, body: bytes = b"") -> Attempt:
+    if 200 <= status < 300:
+        return Attempt(status, None, retry=False)
+    text = body[:ERROR_TEXT_LIMIT].decode("utf-8", errors="replace").strip()
+    error = f"HTTP {status}" + (f": {text}" if text else "")
+    if 300 <= status < 400:
+        error += " (redirects are not followed)"
+    return Attempt(status, error, retry=retryable_status(status))
+
+
+def judge_error(exc: Exception) -> Attempt:
+    """A send that got no usable answer: retried unless retrying cannot help."""
+    if isinstance(exc, TooManyRedirects):
+        return Attempt(None, "the receiver answered a redirect; webhooks do not follow them", False)
+    if isinstance(exc, InvalidUrlError):
+        # Refused by the SSRF rules, except a failed DNS lookup, which may well pass later.
+        return Attempt(None, exc.details, retry=isinstance(exc.__cause__, OSError))
+    if isinstance(exc, FigraniumError):
+        return Attempt(None, exc.details, retry=exc.code == "HTTP_ERROR")
+    return Attempt(None, str(exc) or type(exc).__name__, retry=True)
+
+
+def next_state(attempt: Attempt, number: int, max_attempts: int) -> State:
+    if attempt.delivered:
+        return "delivered"
+    if attempt.retry and number < max_attempts:
+        return "pending"
+    return "failed"
+
+
+def lease_seconds(settings: Settings) -> float:
+    return max(LEASE_SECONDS, settings.webhook_timeout_seconds + 30)
+
+
+# --- the secret -------------------------------------------------------------------------
+
+
+async def ensure_secret(pool: Pool, box: SecretBox) -> None:
+    """Generate the signing secret on the first start; shown once, as the API key is."""
+    secret = new_secret()
+    value = {"secret": box.seal(secret, SECRET_PURPOSE), "createdAt": now_ms()}
+    _, created = await store.setting_insert_if_absent(pool, SECRET_SETTING, value)
+    if created:
+        log.warning(
+            "webhooks.secret_generated",
+            webhook_secret=secret,
+            note="shown once; receivers verify X-Figranium-Signature with it."
+            " POST /api/settings/webhook-secret makes a new one",
+        )
+
+
+async def rotate_secret(pool: Pool, box: SecretBox) -> str:
+    """A new secret, used by every replica from its next batch on."""
+    secret = new_secret()
+    value = {"secret": box.seal(secret, SECRET_PURPOSE), "createdAt": now_ms()}
+    await settings_store.set_setting(pool, SECRET_SETTING, value)
+    log.warning("webhooks.secret_rotated")
+    return secret
+
+
+async def secret_created_at(pool: Pool) -> int | None:
+    stored = await store.get_setting(pool, SECRET_SETTING)
+    if not isinstance(stored, dict) or not stored.get("secret"):
+        return None
+    created = stored.get("createdAt")
+    return created if isinstance(created, int) else None
+
+
+def _open_secret(box: SecretBox, stored: Any) -> str | None:
+    if not isinstance(stored, dict) or not isinstance(stored.get("secret"), str):
+        return None
+    return box.open(stored["secret"], SECRET_PURPOSE)
+
+
+# --- SQL ----------------------------------------------------------------------------------
+
+_CLAIM = (
+    "UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => %s)"
+    " FROM (SELECT id FROM webhook_deliveries"
+    "       WHERE state = 'pending' AND next_attempt_at <= now()"
+    "       ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED) due"
+    " WHERE d.id = due.id"
+    " RETURNING d.id, d.execution_id, d.url, d.payload, d.attempts"
+)
+
+_RECORD = (
+    "UPDATE webhook_deliveries SET attempts = %(number)s, state = %(state)s,"
+    " last_status = %(status)s, last_error = %(error)s,"
+    " next_attempt_at = CASE WHEN %(state)s = 'pending'"
+    "   THEN now() + make_interval(secs => %(delay)s) ELSE next_attempt_at END,"
+    " delivered_at = CASE WHEN %(state)s = 'delivered' THEN now() END"
+    " WHERE id = %(id)s AND state = 'pending' AND attempts = %(claimed)s"
+)
+
+_ATTEMPT = (
+    "INSERT INTO webhook_attempts (delivery_id, attempt, status, error, duration_ms)"
+    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+)
+
+# A clean stop hands back what it claimed and never sent, for another replica to take now.
+_RELEASE = (
+    "UPDATE webhook_deliveries SET next_attempt_at = now()"
+    " WHERE id = %s AND state = 'pending' AND attempts = %s"
+)
+
+
+@dataclass(frozen=True)
+class Due:
+    id: str
+    execution_id: str
+    url: str
+    payload: dict[str, Any]
+    attempts: int  # before this one
+
+
+class WebhookWorker:
+    """Claims due deliveries and sends them, at most ``CONCURRENCY`` at once."""
+
+    def __init__(self, pool: Pool, box: SecretBox, settings: Settings) -> None:
+        self._pool = pool
+        self._box = box
+        self._settings = settings
+        self._claimed: dict[str, int] = {}  # delivery id → attempts when claimed
+
+    async def run(self) -> None:
+        in_flight: set[asyncio.Task[None]] = set()
+        poll = self._settings.webhook_poll_seconds
+        async with aiohttp.ClientSession(connector=PinnedConnector()) as session:
+            try:
+                while True:
+                    free = CONCURRENCY - len(in_flight)
+                    batch = await self._claim_logged(free) if free > 0 else None
+                    if batch is not None:
+                        secret, due = batch
+                        for delivery in due:
+                            task = asyncio.create_task(
+                                self._deliver(session, secret, delivery),
+                                name=f"webhook-{delivery.id}",
+                            )
+                            in_flight.add(task)
+                            task.add_done_callback(in_flight.discard)
+                        if due and len(due) == free:
+                            continue  # there may be more due: claim again as slots free up
+                    if len(in_flight) >= CONCURRENCY:
+                        await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    else:
+                        await asyncio.sleep(poll)
+            finally:
+                for task in in_flight:
+                    task.cancel()
+                await asyncio.gather(*in_flight, return_exceptions=True)
+                await self._release()
+
+    async def _claim_logged(self, limit: int) -> tuple[str, list[Due]] | None:
+        try:
+            return await self._claim(limit)
+        except Exception as exc:  # database down: try again on the next poll
+            log.warning("webhooks.claim_failed", error=str(exc) or type(exc).__name__)
+            return None
+
+    async def _claim(self, limit: int) -> tuple[str, list[Due]] | None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(_CLAIM, (lease_seconds(self._settings), limit))
+            due = [
+                Due(r["id"], r["execution_id"], r["url"], r["payload"], r["attempts"])
+                for r in await cur.fetchall()
+            ]
+            if not due:
+                return None
+            # Per batch, so a rotation on any replica applies to the next batch everywhere.
+            # Should this fail, the claims' leases run out and the deliveries wait no longer.
+            cur = await conn.execute("SELECT value FROM settings WHERE key = %s", (SECRET_SETTING,))
+            row = await cur.fetchone()
+        secret = _open_secret(self._box, None if row is None else row["value"])
+        if secret is None:
+            log.error("webhooks.no_secret", setting=SECRET_SETTING, claimed=len(due))
+            return None
+        for delivery in due:
+            self._claimed[delivery.id] = delivery.attempts
+        return secret, due
+
+    async def _deliver(self, session: aiohttp.ClientSession, secret: str, due: Due) -> None:
+        number = due.attempts + 1
+        with structlog.contextvars.bound_contextvars(
+            execution_id=due.execution_id, delivery_id=due.id, attempt=number
+        ):
+            body = encode_payload(due.payload)
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": USER_AGENT,
+                DELIVERY_HEADER: due.id,
+                SIGNATURE_HEADER: signature(secret, int(time.time()), body),
+            }
+            started = time.monotonic()
+            try:
+                response = await safe_request(
+                    "POST",
+                    due.url,
+                    allow_private=self._settings.allow_private_networks,
+                    headers=headers,
+                    body=body,
+                    timeout=self._settings.webhook_timeout_seconds,
+                    max_redirects=0,
+                    max_bytes=MAX_RESPONSE_BYTES,
+                    session=session,
+                )
+            except Exception as exc:
+                attempt = judge_error(exc)
+            else:
+                attempt = judge_status(response.status, response.body)
+            duration_ms = int((time.monotonic() - started) * 1000)
+            state = next_state(attempt, number, self._settings.webhook_max_attempts)
+            delay = backoff_seconds(number, self._settings.webhook_backoff_seconds)
+            try:
+                recorded = await self._record(due, number, attempt, state, delay, duration_ms)
+            except Exception as exc:
+                # The claim's lease runs out and the delivery is sent again: at least once.
+                log.warning("webhooks.record_failed", error=str(exc) or type(exc).__name__)
+                return
+            # Only now: a claim left over by a failed or cancelled record is handed back on
+            # stop, and handing back one that was recorded changes nothing (attempts moved on).
+            self._claimed.pop(due.id, None)
+            fields: dict[str, Any] = {
+                "status": attempt.status,
+                "state": state,
+                "duration_ms": duration_ms,
+                "recorded": recorded,
+            }
+            if state == "delivered":
+                log.info("webhooks.delivered", **fields)
+            elif state == "pending":
+                log.info(
+                    "webhooks.retrying", error=attempt.error, delay_s=round(delay, 1), **fields
+                )
+            else:
+                log.warning("webhooks.failed", error=attempt.error, **fields)
+
+    async def _record(
+        self, due: Due, number: int, attempt: Attempt, state: State, delay: float, duration: int
+    ) -> bool:
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                _RECORD,
+                {
+                    "id": due.id,
+                    "claimed": due.attempts,
+                    "number": number,
+                    "state": state,
+                    "status": attempt.status,
+                    "error": attempt.error,
+                    "delay": delay,
+                },
+            )
+            if cur.rowcount != 1:
+                return False  # recorded meanwhile by a replica that took over after the lease
+            await conn.execute(_ATTEMPT, (due.id, number, attempt.status, attempt.error, duration))
+            return True
+
+    async def _release(self) -> None:
+        claimed, self._claimed = self._claimed, {}
+        if not claimed:
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2):
+                async with self._pool.connection() as conn:
+                    for delivery_id, attempts in claimed.items():
+                        await conn.execute(_RELEASE, (delivery_id, attempts))
+                log.info("webhooks.released", deliveries=len(claimed))
+
+
+async def run_webhooks(pool: Pool, box: SecretBox, settings: Settings) -> None:
+    """The delivery worker of one gateway replica, until cancelled."""
+    await ensure_secret(pool, box)
+    await WebhookWorker(pool, box, settings).run()

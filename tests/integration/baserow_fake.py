@@ -1,0 +1,283 @@
+"""A local Baserow for tests: its wire format for applications, tables and row creation.
+
+It runs in its own thread (with its own event loop), so both synchronous whole-stack
+tests and asynchronous unit tests can use it, and records every request it receives.
+Only the parts of Baserow's REST API the platform calls are spoken:
+
+- ``GET /api/applications/``: a flat list of applications, each naming its workspace
+  (or, with ``grouped=True``, workspaces each holding their ``applications``);
+- ``GET /api/database/tables/database/{id}/``: the database's tables;
+- ``POST /api/database/rows/table/{id}/``: one row, answered with its id;
+- ``POST /api/database/rows/table/{id}/batch/``: ``{"items": [...]}``, at most 200.
+
+A wrong ``Authorization: Token …`` gets Baserow's 401 ``ERROR_INVALID_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+BATCH_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class Received:
+    method: str
+    path: str
+    query: dict[str, str]
+    authorization: str | None
+    content_type: str | None
+    body: Any
+
+
+@dataclass
+class Database:
+    id: int
+    name: str
+    workspace: str
+    tables: dict[int, str] = field(default_factory=dict)  # id → name
+
+
+DEFAULT_DATABASES = (
+    Database(101, "Shop", "Team", {12: "Products", 13: "Orders"}),
+    Database(102, "Leads", "Sales", {21: "Contacts"}),
+)
+
+
+def _error(status: int, code: str, detail: Any) -> web.Response:
+    return web.json_response({"error": code, "detail": detail}, status=status)
+
+
+class BaserowFake:
+    """``with BaserowFake(token="t") as fake:`` then point a credential at ``fake.url``."""
+
+    def __init__(
+        self,
+        token: str = "baserow-token-123",
+        *,
+        databases: tuple[Database, ...] = DEFAULT_DATABASES,
+        grouped: bool = False,
+    ) -> None:
+        self.token = token
+        self.databases = databases
+        self.grouped = grouped
+        # Set to answer row creation with this status (Baserow being down, say), once
+        # fail_after_rows rows have been created.
+        self.fail_rows_with: int | None = None
+        self.fail_after_rows = 0
+        self.received: list[Received] = []
+        self.rows: dict[int, list[dict[str, Any]]] = {}  # table id → rows created
+        self.url = ""
+        self._lock = threading.Lock()
+        self._next_row_id = 1
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def __enter__(self) -> BaserowFake:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def serve() -> None:
+            loop = asyncio.new_event_loop()
+            runner = web.AppRunner(self._app(), access_log=None)
+            try:
+                loop.run_until_complete(runner.setup())
+                site = web.TCPSite(runner, "127.0.0.1", 0)
+                loop.run_until_complete(site.start())
+                port = runner.addresses[0][1]
+                self.url = f"http://127.0.0.1:{port}"
+                self._loop = loop
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                loop.run_until_complete(runner.cleanup())
+                loop.close()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(runner.cleanup())
+                loop.close()
+
+        self._thread = threading.Thread(target=serve, name="baserow-fake", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        if failure:
+            raise failure[0]
+        if not self.url:
+            raise RuntimeError("the fake Baserow did not start")
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+        self._loop = None
+        self._thread = None
+
+    # --- what it saw --------------------------------------------------------------------
+
+    def requests_to(self, path_part: str) -> list[Received]:
+        with self._lock:
+            return [seen for seen in self.received if path_part in seen.path]
+
+    def rows_in(self, table_id: int) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.rows.get(table_id, []))
+
+    # --- the API ------------------------------------------------------------------------
+
+    def _app(self) -> web.Application:
+        app = web.Application(middlewares=[self._record, self._authenticate])
+        app.router.add_get("/api/applications/", self._applications)
+        app.router.add_get("/api/database/tables/database/{database_id}/", self._tables)
+        app.router.add_post("/api/database/rows/table/{table_id}/", self._create_row)
+        app.router.add_post("/api/database/rows/table/{table_id}/batch/", self._create_rows)
+        return app
+
+    @web.middleware
+    async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode(errors="replace")
+        seen = Received(
+            method=request.method,
+            path=request.path,
+            query=dict(request.query),
+            authorization=request.headers.get("Authorization"),
+            content_type=request.headers.get("Content-Type"),
+            body=body,
+        )
+        with self._lock:
+            self.received.append(seen)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    @web.middleware
+    async def _authenticate(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.headers.get("Authorization") != f"Token {self.token}":
+            return _error(401, "ERROR_INVALID_TOKEN", "Token does not exist.")
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    def _application(self, database: Database) -> dict[str, Any]:
+        return {
+            "id": database.id,
+            "name": database.name,
+            "order": database.id,
+            "type": "database",
+            "workspace": {"id": database.id + 1000, "name": database.workspace},
+            "tables": [
+                {"id": table_id, "name": name, "order": 1, "database_id": database.id}
+                for table_id, name in database.tables.items()
+            ],
+        }
+
+    async def _applications(self, request: web.Request) -> web.Response:
+        builder = {"id": 999, "name": "Site", "order": 9, "type": "builder", "workspace": None}
+        apps = [self._application(database) for database in self.databases]
+        if not self.grouped:
+            return web.json_response([*apps, builder])
+        workspaces: dict[str, list[dict[str, Any]]] = {}
+        for app in apps:
+            workspaces.setdefault(app["workspace"]["name"], []).append(app)
+        return web.json_response(
+            [
+                {"id": index, "name": name, "applications": grouped}
+                for index, (name, grouped) in enumerate(workspaces.items(), start=1)
+            ]
+        )
+
+    async def _tables(self, request: web.Request) -> web.Response:
+        wanted = request.match_info["database_id"]
+        for database in self.databases:
+            if str(database.id) == wanted:
+                return web.json_response(
+                    [
+                        {"id": table_id, "name": name, "order": 1, "database_id": database.id}
+                        for table_id, name in database.tables.items()
+                    ]
+                )
+        return _error(
+            404, "ERROR_APPLICATION_DOES_NOT_EXIST", f"The application {wanted} does not exist."
+        )
+
+    def _table_id(self, request: web.Request) -> int | None:
+        wanted = request.match_info["table_id"]
+        for database in self.databases:
+            for table_id in database.tables:
+                if str(table_id) == wanted:
+                    return table_id
+        return None
+
+    def _store(self, table_id: int, values: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            row = {"id": self._next_row_id, "order": f"{self._next_row_id}.00000000000000000000"}
+            self._next_row_id += 1
+            row.update(values)
+            self.rows.setdefault(table_id, []).append(row)
+            return row
+
+    def _refusal(self, request: web.Request) -> web.Response | int:
+        """The table id, or the answer Baserow would give instead."""
+        with self._lock:
+            created = sum(len(rows) for rows in self.rows.values())
+        if self.fail_rows_with is not None and created >= self.fail_after_rows:
+            return web.Response(
+                status=self.fail_rows_with,
+                text="<h1>Server Error (500)</h1>",
+                content_type="text/html",
+            )
+        table_id = self._table_id(request)
+        if table_id is None:
+            return _error(404, "ERROR_TABLE_DOES_NOT_EXIST", "The requested table does not exist.")
+        return table_id
+
+    async def _create_row(self, request: web.Request) -> web.Response:
+        refused = self._refusal(request)
+        if isinstance(refused, web.Response):
+            return refused
+        body = await request.json()
+        if not isinstance(body, dict):
+            return _error(400, "ERROR_REQUEST_BODY_VALIDATION", "must be an object")
+        return web.json_response(self._store(refused, body))
+
+    async def _create_rows(self, request: web.Request) -> web.Response:
+        refused = self._refusal(request)
+        if isinstance(refused, web.Response):
+            return refused
+        body = await request.json()
+        items = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            return _error(400, "ERROR_REQUEST_BODY_VALIDATION", {"items": "must be a list"})
+        if len(items) > BATCH_LIMIT:
+            return _error(
+                400,
+                "ERROR_REQUEST_BODY_VALIDATION",
+                {"items": [{"error": f"Ensure this field has no more than {BATCH_LIMIT}."}]},
+            )
+        return web.json_response({"items": [self._store(refused, item) for item in items]})
