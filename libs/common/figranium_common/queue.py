@@ -7,6 +7,7 @@ transaction; the caller logs the ``queued`` change (``changelog.record_change``)
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -17,6 +18,8 @@ from figranium_common.runs import PROXIES_SETTING, reachable_tasks
 from figranium_common.secretbox import SecretBox
 
 PROXY_PASSWORD = "proxy-password"
+# Cookies and local storage are session credentials: sealed like every other secret.
+BROWSER_STATE = "browser-state"
 
 
 def credential_purpose(credential_id: str) -> str:
@@ -73,21 +76,32 @@ async def gather_run_request(
         variables=variables,
         source=source,
         timeout_seconds=timeout_seconds,
-        storage_state=await _storage_state(conn, task),
+        storage_state=await _storage_state(conn, box, task),
         proxies=await _proxies(conn, box, task),
         subtasks=await _subtasks(conn, task),
         output=await output_target(conn, box, task.get("output")),
     )
 
 
-async def _storage_state(conn: Any, task: dict[str, Any]) -> dict[str, Any] | None:
+def seal_browser_state(box: SecretBox, state: dict[str, Any] | None) -> str | None:
+    """The state as stored: one sealed JSON text (the column is jsonb: a JSON string)."""
+    return None if state is None else box.seal(json.dumps(state), BROWSER_STATE)
+
+
+async def _storage_state(conn: Any, box: SecretBox, task: dict[str, Any]) -> dict[str, Any] | None:
     """The task's saved cookies and local storage, unless the run is to start clean."""
     task_id = task.get("id")
     if task.get("statelessExecution") or not isinstance(task_id, str):
         return None
     cur = await conn.execute("SELECT state FROM task_browser_state WHERE task_id = %s", (task_id,))
     row = await cur.fetchone()
-    return None if row is None else dict(row["state"])
+    if row is None:
+        return None
+    stored = row["state"]
+    if isinstance(stored, str):
+        opened = json.loads(box.open(stored, BROWSER_STATE))
+        return opened if isinstance(opened, dict) else None
+    return dict(stored) if isinstance(stored, dict) else None  # saved before sealing
 
 
 async def _proxies(conn: Any, box: SecretBox, task: dict[str, Any]) -> list[ProxyConfig]:

@@ -173,7 +173,9 @@ def create_app(settings: Settings) -> web.Application:
     app[STOPPING] = asyncio.Event()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_nats)
-    app.cleanup_ctx.append(_watched("ingester", lambda: run_ingester(app[POOL], app[NC], app[JS])))
+    app.cleanup_ctx.append(
+        _watched("ingester", lambda: run_ingester(app[POOL], app[NC], app[JS], app[BOX]))
+    )
     app.cleanup_ctx.append(_watched("sweeper", lambda: sweep_queued(app)))
     app.cleanup_ctx.append(
         _watched("retention", lambda: retention.run_retention(app[POOL], app[JS], app[SETTINGS]))

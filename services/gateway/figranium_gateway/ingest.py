@@ -33,6 +33,8 @@ from figranium_common.nats import (
     notify_subject,
     unsubscribe,
 )
+from figranium_common.queue import seal_browser_state
+from figranium_common.secretbox import SecretBox
 from figranium_gateway import changes, schedule_store, store
 
 log = structlog.get_logger(__name__)
@@ -43,7 +45,7 @@ async def notify_finished(nc: NATS, execution_id: str) -> None:
     await nc.publish(notify_subject(execution_id), notice.model_dump_json().encode())
 
 
-async def apply_event(pool: store.Pool, nc: NATS, raw: bytes) -> None:
+async def apply_event(pool: store.Pool, nc: NATS, box: SecretBox, raw: bytes) -> None:
     """Write one run event; redelivered events are no-ops thanks to the event keys."""
     event = RunEventEnvelope.model_validate_json(b'{"event":' + raw + b"}").event
     payload = json.loads(raw)
@@ -71,7 +73,7 @@ async def apply_event(pool: store.Pool, nc: NATS, raw: bytes) -> None:
                 event.duration_ms,
                 event.at,
                 payload,
-                storage_state=event.storage_state,
+                storage_state=seal_browser_state(box, event.storage_state),
             ):
                 log.info(
                     "execution.finished",
@@ -160,9 +162,9 @@ async def _handle_one(msg: Msg, stream: str, handle: Any) -> None:
     await msg.ack()
 
 
-async def run_ingester(pool: store.Pool, nc: NATS, js: JetStreamContext) -> None:
+async def run_ingester(pool: store.Pool, nc: NATS, js: JetStreamContext, box: SecretBox) -> None:
     async def on_event(raw: bytes) -> None:
-        await apply_event(pool, nc, raw)
+        await apply_event(pool, nc, box, raw)
 
     async def on_dead(raw: bytes) -> None:
         await mark_crashed(pool, nc, js, raw)

@@ -238,7 +238,7 @@ async def record_result(
     duration_ms: int,
     finished_at_ms: int,
     payload: dict[str, Any],
-    storage_state: dict[str, Any] | None = None,
+    storage_state: str | None = None,
 ) -> bool:
     """Finish an execution with its first result; later results change nothing.
 
@@ -291,7 +291,7 @@ def new_delivery_id() -> str:
     return f"whd_{secrets.token_hex(12)}"
 
 
-async def _save_browser_state(conn: Any, execution_id: str, state: dict[str, Any]) -> None:
+async def _save_browser_state(conn: Any, execution_id: str, state: str) -> None:
     # Keyed by the execution's task; ad-hoc runs and runs of since-deleted tasks keep nothing.
     await conn.execute(
         "INSERT INTO task_browser_state (task_id, state)"

@@ -88,16 +88,6 @@ async def list_versions(pool: Pool, task_id: str) -> list[dict[str, Any]]:
         ]
 
 
-async def get_browser_state(pool: Pool, task_id: str) -> dict[str, Any] | None:
-    """The cookies and local storage the task's last stateful run ended with."""
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT state FROM task_browser_state WHERE task_id = %s", (task_id,)
-        )
-        row = await cur.fetchone()
-        return None if row is None else dict(row["state"])
-
-
 async def update_task(
     pool: Pool, task_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]
 ) -> dict[str, Any] | None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from figranium_gateway import changes, retention, store
 from figranium_gateway.errors import ApiError
@@ -42,11 +42,25 @@ class ExecutionList(BaseModel):
     executions: list[ExecutionSummary]
 
 
+class WebhookState(BaseModel):
+    """The delivery of the run's result to its ``webhookUrl`` (epoch ms times)."""
+
+    state: Literal["pending", "delivered", "failed"]
+    attempts: int
+    lastStatus: int | None
+    lastError: str | None
+    deliveredAt: int | None
+    nextAttemptAt: int | None
+
+
 class ExecutionDetail(ExecutionSummary):
     taskSnapshot: dict[str, Any]
     variables: dict[str, Any]
     result: dict[str, Any] | None
     logs: list[str]
+    webhook: WebhookState | None = Field(
+        default=None, description="only for runs that asked for a webhook"
+    )
 
 
 class ExecutionAnswer(BaseModel):
