@@ -107,3 +107,22 @@ def test_nul_characters_are_refused(api: httpx.Client, content: bytes) -> None:
     response = api.post("/api/tasks", content=content, headers={"content-type": "application/json"})
     assert_error(response, 400, "INVALID_BODY")
     assert api.get("/api/tasks/nul").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",  # blocked even with private networks on
+        "http://[::ffff:169.254.169.254]/",
+        "file:///etc/passwd",
+        "gopher://example.com/",
+        "http://127.0.0.1\\@example.com/",
+    ],
+)
+def test_runs_to_refused_urls_are_400_and_queue_nothing(api: httpx.Client, url: str) -> None:
+    api.post("/api/tasks", json={"id": "outbound", "name": "o", "url": url})
+    assert_error(api.post("/api/tasks/outbound/api", json={}), 400, "INVALID_URL")
+    assert_error(api.post("/agent", json={"url": url}), 400, "INVALID_URL")
+    assert_error(api.post("/scrape", json={"url": url}), 400, "INVALID_URL")
+    executions = api.get("/api/executions", params={"limit": 1000}).json()["executions"]
+    assert [e for e in executions if e["url"] == url] == []

@@ -14,8 +14,9 @@ from typing import Any
 
 import structlog
 
+from figranium_common import baserow
 from figranium_common.errors import FigraniumError
-from figranium_common.http import SafeResponse, safe_request
+from figranium_common.http import safe_request
 from figranium_common.models import OutputTarget, RunResult
 
 log = structlog.get_logger(__name__)
@@ -24,7 +25,6 @@ LogSink = Callable[[str], Awaitable[None]]
 
 BATCH_LIMIT = 200  # Baserow refuses batch requests of more items
 REQUEST_TIMEOUT_SECONDS = 30.0
-MAX_DETAILS = 300
 
 
 class OutputError(FigraniumError):
@@ -68,22 +68,6 @@ def rows_of(data: Any) -> list[dict[str, Any]] | dict[str, Any]:
     raise OutputError(f"the extracted data is {type(data).__name__}, not an object or a list")
 
 
-def _problem(response: SafeResponse) -> str:
-    """Baserow's own explanation (``{"error", "detail"}``), kept short."""
-    try:
-        answer = response.json()
-    except ValueError:
-        answer = None
-    if isinstance(answer, dict) and ("error" in answer or "detail" in answer):
-        detail = answer.get("detail")
-        if not isinstance(detail, str):
-            detail = json.dumps(detail) if detail is not None else ""
-        text = ": ".join(str(part) for part in (answer.get("error"), detail) if part)
-    else:
-        text = response.text().strip()
-    return f"Baserow answered HTTP {response.status}: {text[:MAX_DETAILS] or 'no details'}"
-
-
 async def _post(target: OutputTarget, path: str, body: Any, *, allow_private: bool) -> None:
     url = f"{target.base_url.rstrip('/')}/api/database/rows/table/{target.table_id}/{path}"
     try:
@@ -91,18 +75,14 @@ async def _post(target: OutputTarget, path: str, body: Any, *, allow_private: bo
             "POST",
             f"{url}?user_field_names=true",
             allow_private=allow_private,
-            headers={
-                "Authorization": f"Token {target.token}",
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-            },
+            headers={**baserow.auth_headers(target.token), "Content-Type": "application/json"},
             body=json.dumps(body, ensure_ascii=False).encode(),
             timeout=REQUEST_TIMEOUT_SECONDS,
         )
     except FigraniumError as exc:  # a refused URL, or the network
         raise OutputError(exc.details) from None
     if not 200 <= response.status < 300:
-        raise OutputError(_problem(response))
+        raise OutputError(baserow.problem(response))
 
 
 async def push(target: OutputTarget, data: Any, *, allow_private: bool) -> int:

@@ -8,7 +8,6 @@ seeing the token.
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 from typing import Any
@@ -18,8 +17,9 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, Field, RootModel
 
+from figranium_common import baserow
 from figranium_common.errors import FigraniumError, InvalidUrlError
-from figranium_common.http import SafeResponse, safe_request
+from figranium_common.http import safe_request
 from figranium_common.secretbox import SecretError
 from figranium_common.urls import check_url
 from figranium_gateway import credential_store
@@ -37,7 +37,6 @@ REDACTED = "••••••••"
 REDACTION_MARK = "•"
 BASEROW_TIMEOUT_SECONDS = 15.0
 MAX_BASEROW_ANSWER = 5 * 1024 * 1024
-MAX_DETAILS = 300
 # Tokens travel in a header: only what a header carries unchanged (no CR/LF injection).
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 _BASEROW_ID = re.compile(r"[0-9]{1,18}")
@@ -279,22 +278,6 @@ async def delete_credential(request: web.Request) -> web.Response:
 # --- Baserow proxy --------------------------------------------------------------------
 
 
-def _baserow_problem(response: SafeResponse) -> str:
-    """Baserow's own explanation of a refusal (``{"error", "detail"}``), kept short."""
-    try:
-        answer = response.json()
-    except ValueError:
-        answer = None
-    if isinstance(answer, dict) and ("error" in answer or "detail" in answer):
-        detail = answer.get("detail")
-        if not isinstance(detail, str):
-            detail = json.dumps(detail) if detail is not None else ""
-        text = ": ".join(str(part) for part in (answer.get("error"), detail) if part)
-    else:
-        text = response.text().strip()
-    return f"Baserow answered HTTP {response.status}: {text[:MAX_DETAILS] or 'no details'}"
-
-
 async def _baserow_get(request: web.Request, credential: Credential, path: str) -> Any:
     """GET a Baserow API path with the credential's token; Baserow's JSON answer."""
     if credential.provider != "baserow":
@@ -310,7 +293,7 @@ async def _baserow_get(request: web.Request, credential: Credential, path: str) 
             "GET",
             f"{credential.base_url}{path}",
             allow_private=request.app[SETTINGS].allow_private_networks,
-            headers={"Authorization": f"Token {token}", "Accept": "application/json"},
+            headers=baserow.auth_headers(token),
             timeout=BASEROW_TIMEOUT_SECONDS,
             max_bytes=MAX_BASEROW_ANSWER,
         )
@@ -322,7 +305,7 @@ async def _baserow_get(request: web.Request, credential: Credential, path: str) 
         # Baserow's refusals (a wrong token: 401) are the client's to fix; its failures are
         # a bad gateway from here.
         status = response.status if 400 <= response.status < 500 else 502
-        raise ApiError(status, "BASEROW_ERROR", _baserow_problem(response))
+        raise ApiError(status, "BASEROW_ERROR", baserow.problem(response))
     try:
         return response.json()
     except ValueError:

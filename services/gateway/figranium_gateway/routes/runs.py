@@ -9,8 +9,11 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from figranium_common.errors import InvalidUrlError
 from figranium_common.models import RunResult, Task, now_ms
 from figranium_common.nats import stop_subject, stops_store
+from figranium_common.settings import Settings
+from figranium_common.urls import check_url
 from figranium_gateway import changes, dispatch, store, task_store
 from figranium_gateway.errors import ApiError, read_json_object
 from figranium_gateway.ingest import notify_finished
@@ -99,6 +102,7 @@ async def _run(request: web.Request, task: dict[str, Any], body: RunBody) -> web
     webhook_url = await checked_webhook_url(
         body.webhookUrl, allow_private=app[SETTINGS].allow_private_networks
     )
+    await _check_task_url(task, app[SETTINGS])
     execution_id = body.runId or dispatch.new_execution_id()
     created = await store.create_execution(
         pool,
@@ -154,6 +158,24 @@ async def _run(request: web.Request, task: dict[str, Any], body: RunBody) -> web
             executionId=execution_id,
         )
     return run_answer(execution)
+
+
+async def _check_task_url(task: dict[str, Any], settings: Settings) -> None:
+    """Refuse a run whose start URL the runner would refuse, before anything is queued.
+
+    A URL built from variables is only known in the runner, which checks it there.
+    """
+    url = task.get("url")
+    if not isinstance(url, str) or not url.strip() or "{$" in url:
+        return
+    try:
+        await check_url(
+            url.strip(),
+            allow_private=settings.allow_private_networks,
+            allow_metadata=settings.allow_metadata_address,
+        )
+    except InvalidUrlError as exc:
+        raise ApiError(400, "INVALID_URL", f"url: {exc.details}") from None
 
 
 def run_answer(execution: dict[str, Any]) -> web.Response:
