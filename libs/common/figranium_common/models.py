@@ -218,6 +218,37 @@ class RunRequest(BaseModel):
     output: OutputTarget | None = None
 
 
+class PageCaptureRequest(BaseModel):
+    """Request/reply to any runner (``TOOLS_PAGE_SUBJECT``): run ``task``'s actions before
+    ``action_index`` and answer the page's HTML, reduced to what a selector needs."""
+
+    task: dict[str, Any]
+    action_index: int = Field(ge=0)
+    variables: dict[str, Any] = Field(default_factory=dict)
+    storage_state: dict[str, Any] | None = None
+    proxies: list[ProxyConfig] = Field(default_factory=list)
+    subtasks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+
+
+class PageCaptureReply(BaseModel):
+    html: str = ""
+    url: str | None = None
+    # Why no page could be captured (a refused URL, an action that failed…); html is then "".
+    error: str | None = None
+
+
+class ScriptCheckRequest(BaseModel):
+    """Request/reply to any runner (``TOOLS_SCRIPT_SUBJECT``): does this extraction script
+    compile in Chromium, as the body of the async function runs wrap it in? Not run."""
+
+    script: str
+
+
+class ScriptCheckReply(BaseModel):
+    error: str | None = None  # the SyntaxError's message; None: it compiles
+
+
 class _Event(BaseModel):
     execution_id: str
     attempt: int = Field(ge=1)

@@ -55,6 +55,11 @@ CAPTURES_BUCKET = "captures"
 # and a core-NATS subject that interrupts a runner already running it.
 STOPS_BUCKET = "stops"
 STOP_SUBJECT_PREFIX = "figranium.control.v1.stop"
+# Core-NATS request/reply services every runner answers, one runner per request (a queue
+# group): PageCaptureRequest and ScriptCheckRequest (figranium_common.models).
+TOOLS_PAGE_SUBJECT = "figranium.tools.v1.page"
+TOOLS_SCRIPT_SUBJECT = "figranium.tools.v1.script"
+TOOLS_QUEUE = "figranium-runners"
 
 
 def stop_subject(execution_id: str) -> str:
