@@ -87,3 +87,13 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(default=6, ge=1, le=50, alias="WEBHOOK_MAX_ATTEMPTS")
     webhook_backoff_seconds: float = Field(default=30.0, gt=0, alias="WEBHOOK_BACKOFF_SECONDS")
     webhook_poll_seconds: float = Field(default=1.0, gt=0, le=60, alias="WEBHOOK_POLL_SECONDS")
+    # AI providers (the gateway's selector and script generation): where each SDK sends its
+    # requests (unset: the vendor's own API), one call's timeout, and how long a key that
+    # got 429 is left out.
+    gemini_base_url: str | None = Field(default=None, alias="GEMINI_BASE_URL")
+    openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
+    anthropic_base_url: str | None = Field(default=None, alias="ANTHROPIC_BASE_URL")
+    ai_timeout_seconds: float = Field(default=30.0, gt=0, le=600, alias="AI_TIMEOUT_SECONDS")
+    ai_rate_limit_cooldown_seconds: float = Field(
+        default=60.0, ge=0, alias="AI_RATE_LIMIT_COOLDOWN_SECONDS"
+    )

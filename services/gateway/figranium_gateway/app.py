@@ -17,15 +17,18 @@ from figranium_common import nats as topology
 from figranium_common.secretbox import SecretBox
 from figranium_common.settings import Settings
 from figranium_gateway import dispatch, retention, settings_store, store
+from figranium_gateway.ai import AiChain
 from figranium_gateway.auth import api_key_cache, auth_middleware
 from figranium_gateway.changes import ChangeFeed
 from figranium_gateway.errors import error_middleware
 from figranium_gateway.ingest import run_ingester
 from figranium_gateway.routes import (
+    ai_settings,
     captures,
     credentials,
     docs,
     executions,
+    generate,
     health,
     runs,
     schedules,
@@ -35,6 +38,7 @@ from figranium_gateway.routes import (
 from figranium_gateway.routes import settings as settings_routes
 from figranium_gateway.routes import webhooks as webhook_routes
 from figranium_gateway.state import (
+    AI,
     AUTH,
     BOX,
     CHANGES,
@@ -62,6 +66,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await db.apply_migrations(pool)
     app[POOL] = pool
     app[BOX] = SecretBox.from_settings(settings)
+    app[AI] = AiChain(pool, app[BOX], settings)
     if sealed := await settings_store.seal_proxy_passwords(pool, app[BOX]):
         log.info("settings.proxy_passwords_sealed", count=sealed)
     app[AUTH] = await api_key_cache(settings, pool)
@@ -189,6 +194,7 @@ def create_app(settings: Settings) -> web.Application:
     # stream before executions: /api/executions/{execution_id} would match its path too.
     modules = (
         health,
+        generate,
         tasks,
         schedules,
         runs,
@@ -197,6 +203,7 @@ def create_app(settings: Settings) -> web.Application:
         captures,
         credentials,
         settings_routes,
+        ai_settings,
         webhook_routes,
         docs,
     )

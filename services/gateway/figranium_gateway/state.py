@@ -11,6 +11,7 @@ from nats.js import JetStreamContext
 from figranium_common.db import Pool
 from figranium_common.secretbox import SecretBox
 from figranium_common.settings import Settings
+from figranium_gateway.ai.chain import AiChain
 from figranium_gateway.api_key import ApiKeyCache
 from figranium_gateway.changes import ChangeFeed
 from figranium_gateway.throttle import AuthThrottle
@@ -21,6 +22,7 @@ POOL = web.AppKey("pool", Pool)
 NC = web.AppKey("nats", NATS)
 JS = web.AppKey("jetstream", JetStreamContext)
 BOX = web.AppKey("secret_box", SecretBox)
+AI = web.AppKey("ai_chain", AiChain)
 
 
 AUTH = web.AppKey("auth", ApiKeyCache)

@@ -11,6 +11,7 @@ from figranium_common import nats as topology
 from figranium_common.logging import configure_logging
 from figranium_common.settings import Settings
 from figranium_runner.browser import BrowserHost
+from figranium_runner.tools import ToolsService
 from figranium_runner.worker import Worker
 
 log = structlog.get_logger("figranium_runner")
@@ -41,9 +42,17 @@ async def serve(settings: Settings) -> None:
             ),
         )
         worker = Worker(settings, nc, js, browser)
-        await worker.run(stopping)
-        log.info("runner.stopping", running=worker.busy)
-        await worker.drain(settings.runner_drain_seconds)
+        tools = ToolsService(settings, nc, browser)
+        await tools.start(stopping)
+        try:
+            await worker.run(stopping)
+            log.info("runner.stopping", running=worker.busy)
+            await asyncio.gather(
+                worker.drain(settings.runner_drain_seconds),
+                tools.drain(settings.runner_drain_seconds),
+            )
+        finally:
+            await tools.drain(0)  # a no-op after a clean stop
     finally:
         await browser.close()
         await topology.close(nc)

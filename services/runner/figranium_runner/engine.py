@@ -33,7 +33,10 @@ MAX_START_DEPTH = 5
 
 # Figranium's extraction contract: the script is the body of an async function that gets
 # `data` (html(), url(), and the shadow-DOM helpers), `window`, `document`, `DOMParser` and
-# `console`; what it returns is the run's data. Here it runs in the live page.
+# `console`; what it returns is the run's data. Here it runs in the live page. The runner's
+# script check compiles scripts with the same parameters: a body declaring `let document`
+# must fail there as it fails here.
+EXTRACTION_PARAMETERS = ("data", "$$data", "window", "document", "DOMParser", "console")
 _EXTRACTION_JS = """
 async ({ script, shadow }) => {
   const logs = [];
@@ -66,12 +69,11 @@ async ({ script, shadow }) => {
     shadowText: shadow ? shadowText : undefined,
   };
   const AsyncFunction = Object.getPrototypeOf(async function () {}).constructor;
-  const fn = new AsyncFunction(
-    'data', '$$data', 'window', 'document', 'DOMParser', 'console', script);
+  const fn = new AsyncFunction(__PARAMETERS__, script);
   const result = await fn(data, data, window, document, DOMParser, consoleProxy);
   return { result: result === undefined ? null : result, logs };
 }
-"""
+""".replace("__PARAMETERS__", ", ".join(json.dumps(name) for name in EXTRACTION_PARAMETERS))
 
 _FOREACH_ELEMENTS_JS = """
 (selector) => [...document.querySelectorAll(selector)].map((el) => ({
@@ -87,6 +89,10 @@ class LoopLimitExceeded(FigraniumError):
 
 class _HandleError(Exception):
     """Unwinds to the registered ``on_error`` handler."""
+
+
+class _StopBefore(Exception):
+    """Unwinds from the action a partial run stops at (``Interpreter.stop_before``)."""
 
 
 @dataclass
@@ -179,10 +185,21 @@ def _first_line(exc: BaseException) -> str:
 class Interpreter:
     """Runs actions with their block structure; one per (sub)task."""
 
-    def __init__(self, state: RunState, actions: list[Action]) -> None:
+    def __init__(
+        self,
+        state: RunState,
+        actions: list[Action],
+        *,
+        stop_before: int | None = None,
+        fail_fast: bool = False,
+    ) -> None:
         self.state = state
         self.actions = actions
         self.blocks: BlockMap = build_blocks(actions)
+        # A partial run ends where control first reaches this action or one after it, so
+        # an action in a branch not taken still ends it there, not at the end of the task.
+        self.stop_before = stop_before
+        self.fail_fast = fail_fast  # a failed action raises ActionFailed: no going on
 
     async def run(self) -> None:
         try:
@@ -197,6 +214,8 @@ class Interpreter:
     async def _range(self, start: int, stop: int) -> None:
         index = start
         while index < stop:
+            if self.stop_before is not None and index >= self.stop_before:
+                raise _StopBefore
             action = self.actions[index]
             block = self.blocks.by_start.get(index)
             if action.disabled:
@@ -352,6 +371,8 @@ class Interpreter:
             f" {elapsed} ms)"
         )
         state.variables["error"] = {"message": message, "action": index + 1, "type": action.type}
+        if self.fail_fast:
+            raise ActionFailed(f"action {index + 1} ({action.type}) failed: {message}")
         if state.error_handler is not None and not state.in_error_handler:
             raise _HandleError
 
@@ -469,18 +490,7 @@ async def _run_task(state: RunState, task: Task) -> RunResult:
     state.track_downloads(state.page)
     try:
         interpreter = Interpreter(state, task.actions)  # checks the block structure first
-        start_url = substitute(task.url, state.variables)
-        state.page.set_default_timeout(max(state.default_timeout_ms, 30_000))
-        if task.mode == "scrape":
-            if not start_url:
-                raise ActionFailed("scrape mode needs a url")
-            await _load_scraped(state, start_url)
-        else:
-            if start_url:
-                await state.goto(start_url)
-                await state.say(f"Navigating to {start_url}")
-            if task.wait:
-                await asyncio.sleep(task.wait)
+        if await _open_start(state, task):
             try:
                 await interpreter.run()
             except StopRun as stopped:
@@ -521,6 +531,23 @@ async def _run_task(state: RunState, task: Task) -> RunResult:
     )
 
 
+async def _open_start(state: RunState, task: Task) -> bool:
+    """Open the task's start page; whether its actions run (a scrape runs none)."""
+    start_url = substitute(task.url, state.variables)
+    state.page.set_default_timeout(max(state.default_timeout_ms, 30_000))
+    if task.mode == "scrape":
+        if not start_url:
+            raise ActionFailed("scrape mode needs a url")
+        await _load_scraped(state, start_url)
+        return False
+    if start_url:
+        await state.goto(start_url)
+        await state.say(f"Navigating to {start_url}")
+    if task.wait:
+        await asyncio.sleep(task.wait)
+    return True
+
+
 async def execute(
     page: Page,
     task: Task,
@@ -549,3 +576,38 @@ async def execute(
     )
     result = await _run_task(state, task)
     return result, state.captures
+
+
+async def run_until(
+    page: Page,
+    task: Task,
+    overrides: dict[str, Any],
+    *,
+    stop_before: int,
+    allow_private: bool,
+    default_timeout_ms: int,
+    emit: LogSink,
+    max_loop_iterations: int = 1000,
+    subtasks: dict[str, dict[str, Any]] | None = None,
+    allow_metadata: bool = False,
+) -> None:
+    """Open the start page and run the actions before ``stop_before``, as a run would;
+    no extraction, nothing kept. Raises FigraniumError or PlaywrightError on the first
+    failure (a refused URL, a failed action), where a run would log it and go on."""
+    state = RunState(
+        execution_id="tools",
+        page=page,
+        variables=initial_variables(task.variables, overrides),
+        allow_private=allow_private,
+        allow_metadata=allow_metadata,
+        default_timeout_ms=default_timeout_ms,
+        emit=emit,
+        max_loop_iterations=max_loop_iterations,
+        subtasks=subtasks or {},
+        human_typing=task.humanTyping,
+    )
+    interpreter = Interpreter(state, task.actions, stop_before=stop_before, fail_fast=True)
+    if not await _open_start(state, task):
+        return
+    with contextlib.suppress(_StopBefore, StopRun):
+        await interpreter.run()

@@ -58,6 +58,25 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+async def open_context(
+    browser: BrowserHost,
+    options: dict[str, Any],
+    storage_state: dict[str, Any] | None,
+    video_dir: Path | None = None,
+) -> BrowserContext:
+    """A run's browser context, with the saved browser state when Playwright accepts it."""
+    if storage_state is not None:
+        try:
+            return await browser.new_context(
+                record_video_dir=video_dir, storage_state=storage_state, **options
+            )
+        except PlaywrightError as exc:
+            # A saved state Playwright refuses must not block the task for good: start
+            # clean, and this run's end state replaces it.
+            log.warning("run.storage_state_refused", error=_first_line(exc))
+    return await browser.new_context(record_video_dir=video_dir, **options)
+
+
 class EventPublisher:
     """Publishes one execution attempt's events, each with a de-duplication id."""
 
@@ -354,16 +373,7 @@ class Worker:
         options: dict[str, Any],
     ) -> BrowserContext:
         state = None if task.statelessExecution else request.storage_state
-        if state is not None:
-            try:
-                return await self._browser.new_context(
-                    record_video_dir=video_dir, storage_state=state, **options
-                )
-            except PlaywrightError as exc:
-                # A saved state Playwright refuses must not block the task for good: start
-                # clean, and this run's end state replaces it.
-                log.warning("run.storage_state_refused", error=_first_line(exc))
-        return await self._browser.new_context(record_video_dir=video_dir, **options)
+        return await open_context(self._browser, options, state, video_dir)
 
     async def _end_state(self, context: BrowserContext) -> dict[str, Any] | None:
         """Cookies and local storage to keep for the task's next run; None keeps the old."""

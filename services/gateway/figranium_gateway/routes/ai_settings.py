@@ -1,0 +1,332 @@
+"""AI provider settings: several keys per provider (sealed, answered masked) and model names."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from figranium_common.errors import InvalidUrlError
+from figranium_common.urls import check_url
+from figranium_gateway import settings_store, store
+from figranium_gateway.ai import keys
+from figranium_gateway.ai.keys import MASK, PROVIDERS, Provider
+from figranium_gateway.errors import ApiError, read_json_object
+from figranium_gateway.openapi import documented
+from figranium_gateway.state import BOX, POOL, SETTINGS
+
+log = structlog.get_logger(__name__)
+routes = web.RouteTableDef()
+
+TAG = "settings"
+MAX_KEY_LENGTH = 512
+MAX_OLLAMA_ENTRY_LENGTH = 2048
+MAX_ENTRIES = 20
+# Keys travel in headers, so only what a header can carry unchanged: visible ASCII.
+_KEY_CHARS = re.compile(r"^[\x21-\x7e]+$")
+# A body may carry the API key itself (auth.py reads these); they are not settings.
+_CREDENTIAL_FIELDS = ("apiKey", "key")
+
+FIELDS: dict[Provider, str] = {
+    "gemini": "geminiApiKeys",
+    "openai": "openAiApiKeys",
+    "claude": "claudeApiKeys",
+    "ollama": "ollamaApiKeys",
+}
+NAMES: dict[Provider, str] = {
+    "gemini": "Gemini",
+    "openai": "OpenAI",
+    "claude": "Claude (Anthropic)",
+    "ollama": "Ollama",
+}
+
+_KEYS_IN = (
+    "the whole list, replacing the stored one (one key alone is also taken); an entry equal"
+    " to the masked form GET answers keeps that stored key"
+)
+_KEYS_OUT = "stored keys, masked: •••• and the last four characters"
+_OLLAMA_IN = (
+    'endpoints, each a URL or the JSON text {"url": "...", "model": "..."}, replacing the'
+    " stored list; an entry equal to what GET answers keeps that stored entry"
+)
+_OLLAMA_OUT = "stored endpoints, any user:password@ in a URL answered as ••••@"
+
+
+class GeminiKeys(BaseModel):
+    geminiApiKeys: list[str] = Field(description=_KEYS_OUT)
+
+
+class GeminiKeysBody(BaseModel):
+    geminiApiKeys: list[str] | str = Field(description=_KEYS_IN)
+
+
+class OpenAiKeys(BaseModel):
+    openAiApiKeys: list[str] = Field(description=_KEYS_OUT)
+
+
+class OpenAiKeysBody(BaseModel):
+    openAiApiKeys: list[str] | str = Field(description=_KEYS_IN)
+
+
+class ClaudeKeys(BaseModel):
+    claudeApiKeys: list[str] = Field(description=_KEYS_OUT)
+
+
+class ClaudeKeysBody(BaseModel):
+    claudeApiKeys: list[str] | str = Field(description=_KEYS_IN)
+
+
+class OllamaKeys(BaseModel):
+    ollamaApiKeys: list[str] = Field(description=_OLLAMA_OUT)
+
+
+class OllamaKeysBody(BaseModel):
+    ollamaApiKeys: list[str] | str = Field(description=_OLLAMA_IN)
+
+
+MODELS: dict[Provider, tuple[type[BaseModel], type[BaseModel]]] = {
+    "gemini": (GeminiKeys, GeminiKeysBody),
+    "openai": (OpenAiKeys, OpenAiKeysBody),
+    "claude": (ClaudeKeys, ClaudeKeysBody),
+    "ollama": (OllamaKeys, OllamaKeysBody),
+}
+
+
+# --- keys -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Posted:
+    index: int  # in the body's list, for messages
+    text: str  # a new key or entry, canonical; or the masked form of a stored one
+    masked: bool
+
+
+def _path(provider: Provider) -> str:
+    return f"/api/settings/{provider}-api-key"
+
+
+def _bad(where: str, details: str, code: str = "INVALID_BODY") -> ApiError:
+    return ApiError(400, code, f"{where}: {details}")
+
+
+def _posted_list(field: str, raw: dict[str, Any]) -> list[tuple[int, str]]:
+    if field not in raw:
+        raise _bad(field, "required: a list of keys (or one key)")
+    value = raw[field]
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise _bad(field, f"must be a list of strings, not {type(value).__name__}")
+    if len(items) > MAX_ENTRIES:
+        raise _bad(field, f"at most {MAX_ENTRIES} entries")
+    posted = []
+    for index, item in enumerate(items):
+        if not isinstance(item, str):
+            raise _bad(f"{field}[{index}]", f"must be a string, not {type(item).__name__}")
+        if item.strip():
+            posted.append((index, item.strip()))
+    return posted
+
+
+def _checked_key(where: str, text: str) -> str:
+    if len(text) > MAX_KEY_LENGTH:
+        raise _bad(where, f"at most {MAX_KEY_LENGTH} characters")
+    if not _KEY_CHARS.match(text):
+        raise _bad(where, "only visible ASCII characters (keys are sent as headers)")
+    return text
+
+
+async def _checked_endpoint(where: str, text: str, *, allow_private: bool) -> str:
+    """The entry as stored, once its URL passed the outbound rules (SSRF)."""
+    if len(text) > MAX_OLLAMA_ENTRY_LENGTH:
+        raise _bad(where, f"at most {MAX_OLLAMA_ENTRY_LENGTH} characters")
+    try:
+        endpoint = keys.parse_ollama(text)
+        parts = urlsplit(endpoint.url)
+    except (keys.BadEntry, ValueError) as exc:
+        raise _bad(where, str(exc)) from None
+    if parts.query or parts.fragment:
+        raise _bad(where, "the URL may have a path, but no query or fragment")
+    try:
+        await check_url(endpoint.url, allow_private=allow_private)
+    except InvalidUrlError as exc:
+        raise _bad(where, exc.details, "INVALID_URL") from None
+    return endpoint.text()
+
+
+async def _read_posted(provider: Provider, request: web.Request) -> list[_Posted]:
+    field = FIELDS[provider]
+    allow_private = request.app[SETTINGS].allow_private_networks
+    posted: list[_Posted] = []
+    for index, text in _posted_list(field, await read_json_object(request)):
+        where = f"{field}[{index}]"
+        if MASK in text:
+            # What GET answered, sent back: it stands for a stored entry, matched when saving.
+            if provider == "ollama":
+                try:
+                    text = keys.parse_ollama(text).text()
+                except keys.BadEntry as exc:
+                    raise _bad(where, str(exc)) from None
+            posted.append(_Posted(index, text, masked=True))
+        elif provider == "ollama":
+            checked = await _checked_endpoint(where, text, allow_private=allow_private)
+            posted.append(_Posted(index, checked, masked=False))
+        else:
+            posted.append(_Posted(index, _checked_key(where, text), masked=False))
+    return posted
+
+
+def _answer(provider: Provider, stored: Any, request: web.Request) -> web.Response:
+    entries = keys.open_entries(request.app[BOX], provider, stored)
+    masked = [keys.mask_entry(provider, entry.plain) for entry in entries]
+    return web.json_response({FIELDS[provider]: masked})
+
+
+def _register(provider: Provider) -> None:
+    field, name, path = FIELDS[provider], NAMES[provider], _path(provider)
+    answer_model, body_model = MODELS[provider]
+    what = "endpoints" if provider == "ollama" else "API keys"
+
+    async def get_keys(request: web.Request) -> web.Response:
+        stored = await store.get_setting(request.app[POOL], keys.keys_setting(provider))
+        return _answer(provider, stored, request)
+
+    async def set_keys(request: web.Request) -> web.Response:
+        posted = await _read_posted(provider, request)
+        box = request.app[BOX]
+
+        def replace(stored: Any) -> list[str]:
+            available = keys.open_entries(box, provider, stored)
+            saved: list[str] = []
+            seen: set[str] = set()
+            for item in posted:
+                if item.masked:
+                    match = next(
+                        (e for e in available if keys.mask_entry(provider, e.plain) == item.text),
+                        None,
+                    )
+                    if match is None:
+                        raise _bad(
+                            f"{field}[{item.index}]",
+                            "masked, but matches no stored entry: send the whole key",
+                        )
+                    available.remove(match)
+                    identity, sealed = match.plain or match.sealed, match.sealed
+                else:
+                    identity = item.text
+                    sealed = box.seal(item.text, keys.purpose(provider))
+                if identity not in seen:
+                    seen.add(identity)
+                    saved.append(sealed)
+            return saved
+
+        saved = await settings_store.update_setting(
+            request.app[POOL], keys.keys_setting(provider), replace
+        )
+        log.info("settings.ai_keys_saved", provider=provider, count=len(saved))
+        return _answer(provider, saved, request)
+
+    get_keys.__name__ = f"get_{provider}_keys"
+    set_keys.__name__ = f"set_{provider}_keys"
+    documented("GET", path, f"{name} {what}, masked", tag=TAG, responses={200: answer_model})(
+        get_keys
+    )
+    routes.get(path)(get_keys)
+    documented(
+        "POST",
+        path,
+        f"Replace the {name} {what} (stored encrypted); answers them masked",
+        tag=TAG,
+        body=body_model,
+        responses={200: answer_model, 400: None},
+    )(set_keys)
+    routes.post(path)(set_keys)
+
+
+for _provider in PROVIDERS:
+    _register(_provider)
+
+
+# --- model names ------------------------------------------------------------------------
+
+ModelName = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        min_length=1,
+        max_length=keys.MAX_MODEL_LENGTH,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+    ),
+]
+
+
+class AiModels(BaseModel):
+    gemini: str
+    openai: str
+    claude: str
+    ollama: str = Field(description="for Ollama endpoints saved without a model of their own")
+
+
+class AiModelsBody(BaseModel):
+    """Only the providers given change; null returns one to its default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gemini: ModelName | None = Field(default=None, description="default gemini-2.5-flash")
+    openai: ModelName | None = Field(default=None, description="default gpt-4o-mini")
+    claude: ModelName | None = Field(default=None, description="default claude-3-5-haiku-latest")
+    ollama: ModelName | None = Field(default=None, description="default gemma4:e2b")
+
+
+def _models_answer(stored: Any) -> web.Response:
+    return web.json_response(AiModels.model_validate(keys.models_from(stored)).model_dump())
+
+
+@documented(
+    "GET",
+    "/api/settings/ai-models",
+    "The model each AI provider is asked with",
+    tag=TAG,
+    responses={200: AiModels},
+)
+@routes.get("/api/settings/ai-models")
+async def get_ai_models(request: web.Request) -> web.Response:
+    return _models_answer(await store.get_setting(request.app[POOL], keys.MODELS_SETTING))
+
+
+@documented(
+    "POST",
+    "/api/settings/ai-models",
+    "Change the model of some AI providers (the others keep theirs)",
+    tag=TAG,
+    body=AiModelsBody,
+    responses={200: AiModels, 400: None},
+)
+@routes.post("/api/settings/ai-models")
+async def set_ai_models(request: web.Request) -> web.Response:
+    raw = await read_json_object(request)
+    for name in _CREDENTIAL_FIELDS:
+        raw.pop(name, None)
+    body = AiModelsBody.model_validate(raw)
+    changes = {name: getattr(body, name) for name in body.model_fields_set}
+
+    def change(stored: Any) -> dict[str, str]:
+        models = {
+            provider: value
+            for provider, value in (stored.items() if isinstance(stored, dict) else [])
+            if provider in PROVIDERS and isinstance(value, str)
+        }
+        for provider, value in changes.items():
+            if value is None:
+                models.pop(provider, None)
+            else:
+                models[provider] = value
+        return models
+
+    saved = await settings_store.update_setting(request.app[POOL], keys.MODELS_SETTING, change)
+    return _models_answer(saved)

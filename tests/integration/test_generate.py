@@ -1,0 +1,169 @@
+"""AI selector and script generation through the whole stack: a real runner prepares the
+page or compiles the script, and the real SDKs talk to local stand-ins for the vendors."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from figranium_devstack.natsserver import LocalNats
+from figranium_devstack.ports import free_port
+from figranium_devstack.postgres import LocalPostgres
+from tests.integration.ai_fakes import AiFakes, answer, fail
+from tests.integration.stack import Stack, fresh_database
+from tests.integration.test_bad_input import assert_error
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[AiFakes]:
+    with AiFakes() as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def ai_stack(
+    tmp_path_factory: pytest.TempPathFactory, postgres: LocalPostgres, fakes: AiFakes
+) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("generate")
+    database_url = fresh_database(postgres, f"gen_{uuid.uuid4().hex[:12]}")
+    with LocalNats(workdir / "nats", free_port()) as nats_server:
+        stack = Stack(workdir, nats_server.url, database_url, **fakes.env)
+        try:
+            stack.start_gateway()
+            stack.start_runner()
+            yield stack
+        finally:
+            stack.close()
+
+
+@pytest.fixture
+def client(ai_stack: Stack, fakes: AiFakes) -> httpx.Client:
+    """The gateway with no AI keys stored, and fakes that remember nothing."""
+    with psycopg.connect(ai_stack.env["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute("DELETE FROM settings WHERE key LIKE 'ai\\_%'")
+    fakes.reset()
+    return ai_stack.clients[0]
+
+
+def _keys(client: httpx.Client, **lists: list[str]) -> None:
+    fields = {"gemini": "geminiApiKeys", "openai": "openAiApiKeys", "claude": "claudeApiKeys"}
+    for provider, keys in lists.items():
+        response = client.post(f"/api/settings/{provider}-api-key", json={fields[provider]: keys})
+        assert response.status_code == 200, response.text
+
+
+def _fruit_task(site: str) -> dict[str, Any]:
+    return {
+        "name": "fruit",
+        "url": f"{site}/form",
+        "actions": [
+            {"type": "type", "selector": "#q", "value": "cherry"},
+            {"type": "click", "selector": "#add"},
+            {"type": "get_content", "selector": "#items", "varName": "all"},
+        ],
+    }
+
+
+def test_selector_is_checked_against_the_page_as_it_is_at_that_step(
+    client: httpx.Client, fakes: AiFakes, site: str
+) -> None:
+    _keys(client, gemini=["g-1"], openai=["o-1"])
+    # Only three items exist once "cherry" was added: the fourth matches nothing.
+    fakes.script("gemini", "g-1", answer("```css\n#items li:nth-child(4)\n```"))
+    fakes.script("openai", "o-1", answer("`#items li:nth-child(3)`"))
+    body = {"task": _fruit_task(site), "actionIndex": 2, "prompt": "the fruit just added"}
+
+    response = client.post("/api/tasks/generate-selector", json=body)
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "selector": "#items li:nth-child(3)",
+        "provider": "openai",
+        "matches": 1,
+    }
+    assert fakes.order() == [("gemini", "g-1"), ("openai", "o-1")]
+    prompt = fakes.calls_to("gemini")[0].prompt
+    assert "cherry" in prompt and "the fruit just added" in prompt
+    assert "<script" not in prompt
+
+    # Before the click the third item does not exist yet: every proposal is refused.
+    fakes.reset()
+    fakes.script("gemini", "g-1", answer("#items li:nth-child(3)"))
+    fakes.script("openai", "o-1", answer("#items li:nth-child(3)"))
+    early = client.post("/api/tasks/generate-selector", json={**body, "actionIndex": 1})
+    assert_error(early, 500, "AI_FAILED")
+    details = early.json()["details"]
+    assert "gemini:" in details and "openai:" in details and "matches nothing" in details
+    assert "g-1" not in details and "o-1" not in details
+
+
+def test_a_failing_key_hands_over_to_the_next(
+    client: httpx.Client, fakes: AiFakes, site: str
+) -> None:
+    _keys(client, gemini=["g-bad", "g-good"])
+    fakes.script("gemini", "g-bad", fail(401))
+    fakes.script("gemini", "g-good", answer("input#q"))
+    body = {"task": _fruit_task(site), "actionIndex": 0, "prompt": "the text box"}
+    response = client.post("/api/tasks/generate-selector", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["selector"] == "input#q"
+    assert fakes.order() == [("gemini", "g-bad"), ("gemini", "g-good")]
+
+
+def test_selector_refusals(client: httpx.Client, site: str) -> None:
+    task = _fruit_task(site)
+    good = {"task": task, "actionIndex": 1, "prompt": "the button"}
+    assert_error(client.post("/api/tasks/generate-selector", json=good), 400, "NO_AI_KEYS")
+    _keys(client, claude=["c-1"])
+    for missing in ("task", "actionIndex", "prompt"):
+        partial = {k: v for k, v in good.items() if k != missing}
+        response = client.post("/api/tasks/generate-selector", json=partial)
+        assert_error(response, 400, "MISSING_FIELDS")
+        assert missing in response.json()["details"]
+    assert_error(
+        client.post("/api/tasks/generate-selector", json={**good, "actionIndex": 9}),
+        400,
+        "INVALID_ACTION_INDEX",
+    )
+    bad_task = {**good, "task": {**task, "actions": [{"type": "teleport"}]}}
+    assert_error(client.post("/api/tasks/generate-selector", json=bad_task), 400, "INVALID_BODY")
+
+    # The page cannot be prepared: an action before actionIndex fails.
+    broken = {
+        **good,
+        "task": {**task, "actions": [{"type": "click", "selector": "#gone", "timeout": 300}]},
+    }
+    response = client.post("/api/tasks/generate-selector", json=broken)
+    assert_error(response, 422, "PAGE_CAPTURE_FAILED")
+    assert "action 1 (click) failed" in response.json()["details"]
+
+
+def test_script_must_compile_before_it_is_answered(client: httpx.Client, fakes: AiFakes) -> None:
+    assert_error(
+        client.post("/api/tasks/generate-script", json={"description": "titles"}),
+        400,
+        "NO_AI_KEYS",
+    )
+    _keys(client, gemini=["g-1"], claude=["c-1"])
+    assert_error(client.post("/api/tasks/generate-script", json={}), 400, "MISSING_FIELDS")
+
+    fakes.script("gemini", "g-1", answer("return [...document.querySelectorAll('li')"))
+    script = "return [...document.querySelectorAll('li')].map((li) => li.textContent);"
+    fakes.script("claude", "c-1", answer(f"```javascript\n{script}\n```"))
+    response = client.post("/api/tasks/generate-script", json={"description": "the fruit"})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"script": script, "provider": "claude"}
+    assert [provider for provider, _ in fakes.order()] == ["gemini", "claude"]
+
+    fakes.reset()
+    fakes.script("gemini", "g-1", fail(500))
+    fakes.script("claude", "c-1", answer("return ("))
+    failed = client.post("/api/tasks/generate-script", json={"description": "the fruit"})
+    assert_error(failed, 502, "AI_FAILED")
+    assert "gemini:" in failed.json()["details"] and "claude:" in failed.json()["details"]
+    assert "SyntaxError" in failed.json()["details"]
