@@ -25,13 +25,22 @@ import asyncio
 import contextlib
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import httpx
+import psycopg
 import pytest
 from aiohttp import web
+
+from figranium_devstack.natsserver import LocalNats
+from figranium_devstack.ports import free_port
+from figranium_devstack.postgres import LocalPostgres
+from tests.integration.stack import Stack, fresh_database
 
 PROVIDERS = ("gemini", "openai", "claude", "ollama")
 ANY_KEY = "*"  # script key matching every key not scripted by name
@@ -401,3 +410,29 @@ def ai_fakes() -> Iterator[AiFakes]:
     """Fresh fakes for one test; import this fixture into the test module to use it."""
     with AiFakes() as fakes:
         yield fakes
+
+
+@contextlib.contextmanager
+def stack_pointed_at(
+    fakes: AiFakes, workdir: Path, postgres: LocalPostgres, *, runner: bool
+) -> Iterator[Stack]:
+    """A stack of its own (NATS, database, a gateway; a runner if asked) whose gateway
+    sends every AI call to ``fakes``."""
+    database_url = fresh_database(postgres, f"ai_{uuid.uuid4().hex[:12]}")
+    with LocalNats(workdir / "nats", free_port()) as nats_server:
+        stack = Stack(workdir, nats_server.url, database_url, **fakes.env)
+        try:
+            stack.start_gateway()
+            if runner:
+                stack.start_runner()
+            yield stack
+        finally:
+            stack.close()
+
+
+def forget_ai_settings(stack: Stack, fakes: AiFakes) -> httpx.Client:
+    """The stack's gateway with no AI settings stored, and fakes that remember nothing."""
+    with psycopg.connect(stack.env["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute("DELETE FROM settings WHERE key LIKE 'ai\\_%'")
+    fakes.reset()
+    return stack.clients[0]

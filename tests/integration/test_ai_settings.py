@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,12 +14,16 @@ import pytest
 from figranium_common import db
 from figranium_common.secretbox import SecretBox
 from figranium_common.settings import Settings
-from figranium_devstack.natsserver import LocalNats
-from figranium_devstack.ports import free_port
 from figranium_devstack.postgres import LocalPostgres
 from figranium_gateway.ai import AiAnswer, AiChain
-from tests.integration.ai_fakes import AiFakes, answer, fail
-from tests.integration.stack import Stack, fresh_database
+from tests.integration.ai_fakes import (
+    AiFakes,
+    answer,
+    fail,
+    forget_ai_settings,
+    stack_pointed_at,
+)
+from tests.integration.stack import Stack
 from tests.integration.test_bad_input import assert_error
 
 FIRST = "sk-first-key-aaaa1111"
@@ -50,25 +53,15 @@ def fakes() -> Iterator[AiFakes]:
 def ai_stack(
     tmp_path_factory: pytest.TempPathFactory, postgres: LocalPostgres, fakes: AiFakes
 ) -> Iterator[Stack]:
-    """One gateway of its own (no runner needed), its SDKs pointed at the fakes."""
-    workdir = tmp_path_factory.mktemp("ai-settings")
-    database_url = fresh_database(postgres, f"ai_{uuid.uuid4().hex[:12]}")
-    with LocalNats(workdir / "nats", free_port()) as nats_server:
-        stack = Stack(workdir, nats_server.url, database_url, **fakes.env)
-        try:
-            stack.start_gateway()
-            yield stack
-        finally:
-            stack.close()
+    with stack_pointed_at(
+        fakes, tmp_path_factory.mktemp("ai-settings"), postgres, runner=False
+    ) as stack:
+        yield stack
 
 
 @pytest.fixture
 def client(ai_stack: Stack, fakes: AiFakes) -> httpx.Client:
-    """The gateway, with no AI settings stored and fresh fakes."""
-    with psycopg.connect(ai_stack.env["DATABASE_URL"], autocommit=True) as conn:
-        conn.execute("DELETE FROM settings WHERE key LIKE 'ai\\_%'")
-    fakes.reset()
-    return ai_stack.clients[0]
+    return forget_ai_settings(ai_stack, fakes)
 
 
 def _rows(stack: Stack) -> dict[str, str]:

@@ -3,19 +3,21 @@ page or compiles the script, and the real SDKs talk to local stand-ins for the v
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
-from figranium_devstack.natsserver import LocalNats
-from figranium_devstack.ports import free_port
 from figranium_devstack.postgres import LocalPostgres
-from tests.integration.ai_fakes import AiFakes, answer, fail
-from tests.integration.stack import Stack, fresh_database
+from tests.integration.ai_fakes import (
+    AiFakes,
+    answer,
+    fail,
+    forget_ai_settings,
+    stack_pointed_at,
+)
+from tests.integration.stack import Stack
 from tests.integration.test_bad_input import assert_error
 
 
@@ -29,25 +31,15 @@ def fakes() -> Iterator[AiFakes]:
 def ai_stack(
     tmp_path_factory: pytest.TempPathFactory, postgres: LocalPostgres, fakes: AiFakes
 ) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("generate")
-    database_url = fresh_database(postgres, f"gen_{uuid.uuid4().hex[:12]}")
-    with LocalNats(workdir / "nats", free_port()) as nats_server:
-        stack = Stack(workdir, nats_server.url, database_url, **fakes.env)
-        try:
-            stack.start_gateway()
-            stack.start_runner()
-            yield stack
-        finally:
-            stack.close()
+    with stack_pointed_at(
+        fakes, tmp_path_factory.mktemp("generate"), postgres, runner=True
+    ) as stack:
+        yield stack
 
 
 @pytest.fixture
 def client(ai_stack: Stack, fakes: AiFakes) -> httpx.Client:
-    """The gateway with no AI keys stored, and fakes that remember nothing."""
-    with psycopg.connect(ai_stack.env["DATABASE_URL"], autocommit=True) as conn:
-        conn.execute("DELETE FROM settings WHERE key LIKE 'ai\\_%'")
-    fakes.reset()
-    return ai_stack.clients[0]
+    return forget_ai_settings(ai_stack, fakes)
 
 
 def _keys(client: httpx.Client, **lists: list[str]) -> None:
