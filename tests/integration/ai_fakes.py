@@ -29,7 +29,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -41,6 +40,7 @@ from figranium_devstack.natsserver import LocalNats
 from figranium_devstack.ports import free_port
 from figranium_devstack.postgres import LocalPostgres
 from tests.integration.stack import Stack, fresh_database
+from tests.integration.threaded_app import ThreadedApp
 
 PROVIDERS = ("gemini", "openai", "claude", "ollama")
 ANY_KEY = "*"  # script key matching every key not scripted by name
@@ -112,89 +112,27 @@ def _error_body(provider: str, status: int) -> dict[str, Any]:
     return {"error": message}
 
 
-class AiFakes:
+class AiFakes(ThreadedApp):
     """``with AiFakes() as fakes:`` then ``fakes.script("openai", "sk-1", answer("hi"))``."""
 
+    name = "ai-fakes"
+
     def __init__(self) -> None:
+        super().__init__()
         self.calls: list[Call] = []
-        self.url = ""
         self._scripts: dict[tuple[str, str], _Script] = {}
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._stopping: asyncio.Event | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
 
-    def __enter__(self) -> AiFakes:
-        self.start()
-        return self
+    def _on_loop_started(self) -> None:
+        self._stopping = asyncio.Event()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> AiFakes:
-        self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def serve() -> None:
-            loop = asyncio.new_event_loop()
-            runner = web.AppRunner(self._app(), access_log=None)
-            try:
-                self._stopping = asyncio.Event()
-                loop.run_until_complete(runner.setup())
-                site = web.TCPSite(runner, "127.0.0.1", 0)
-                loop.run_until_complete(site.start())
-                self.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-                self._loop = loop
-            except BaseException as exc:
-                failure.append(exc)
-                ready.set()
-                loop.run_until_complete(runner.cleanup())
-                loop.close()
-                return
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                loop.run_until_complete(runner.cleanup())
-                loop.close()
-
-        self._thread = threading.Thread(target=serve, name="ai-fakes", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if failure:
-            raise failure[0]
-        if not self.url:
-            raise RuntimeError("the AI fakes did not start")
-
-    def stop(self) -> None:
-        loop, stopping = self._loop, self._stopping
-        if loop is not None and stopping is not None:
-            # Stalled answers end at once, so the server's cleanup does not wait for them.
-            loop.call_soon_threadsafe(stopping.set)
-            loop.call_soon_threadsafe(loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
-        self._loop = None
-        self._thread = None
+    def _on_stop(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Stalled answers end at once, so the server's cleanup does not wait for them.
+        if self._stopping is not None:
+            loop.call_soon_threadsafe(self._stopping.set)
 
     # --- what the SDKs are pointed at ---------------------------------------------------
 

@@ -15,14 +15,14 @@ A wrong ``Authorization: Token …`` gets Baserow's 401 ``ERROR_INVALID_TOKEN``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
+
+from tests.integration.threaded_app import ThreadedApp
 
 BATCH_LIMIT = 200
 
@@ -55,8 +55,10 @@ def _error(status: int, code: str, detail: Any) -> web.Response:
     return web.json_response({"error": code, "detail": detail}, status=status)
 
 
-class BaserowFake:
+class BaserowFake(ThreadedApp):
     """``with BaserowFake(token="t") as fake:`` then point a credential at ``fake.url``."""
+
+    name = "baserow-fake"
 
     def __init__(
         self,
@@ -65,6 +67,7 @@ class BaserowFake:
         databases: tuple[Database, ...] = DEFAULT_DATABASES,
         grouped: bool = False,
     ) -> None:
+        super().__init__()
         self.token = token
         self.databases = databases
         self.grouped = grouped
@@ -74,68 +77,8 @@ class BaserowFake:
         self.fail_after_rows = 0
         self.received: list[Received] = []
         self.rows: dict[int, list[dict[str, Any]]] = {}  # table id → rows created
-        self.url = ""
         self._lock = threading.Lock()
         self._next_row_id = 1
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    # --- lifecycle ----------------------------------------------------------------------
-
-    def __enter__(self) -> BaserowFake:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def serve() -> None:
-            loop = asyncio.new_event_loop()
-            runner = web.AppRunner(self._app(), access_log=None)
-            try:
-                loop.run_until_complete(runner.setup())
-                site = web.TCPSite(runner, "127.0.0.1", 0)
-                loop.run_until_complete(site.start())
-                port = runner.addresses[0][1]
-                self.url = f"http://127.0.0.1:{port}"
-                self._loop = loop
-            except BaseException as exc:
-                failure.append(exc)
-                ready.set()
-                loop.run_until_complete(runner.cleanup())
-                loop.close()
-                return
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                loop.run_until_complete(runner.cleanup())
-                loop.close()
-
-        self._thread = threading.Thread(target=serve, name="baserow-fake", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if failure:
-            raise failure[0]
-        if not self.url:
-            raise RuntimeError("the fake Baserow did not start")
-
-    def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
-        self._loop = None
-        self._thread = None
 
     # --- what it saw --------------------------------------------------------------------
 
