@@ -130,7 +130,11 @@ class Stack:
             "RUNNER_CONCURRENCY": "2",
             "RUNNER_DRAIN_SECONDS": "5",
             "PYTHONUNBUFFERED": "1",
-            "SCHEDULER_METRICS_PORT": "0",  # several schedulers per machine: no fixed port
+            # Several services of each kind per machine: no fixed ops ports (tests that
+            # need one pass a free port).
+            "SCHEDULER_METRICS_PORT": "0",
+            "GATEWAY_METRICS_PORT": "0",
+            "RUNNER_METRICS_PORT": "0",
             # Every test client is 127.0.0.1; tests of wrong keys must not lock out the rest.
             "AUTH_SLOW_AFTER_FAILURES": "1000",
             "AUTH_LOCKOUT_AFTER_FAILURES": "100000",

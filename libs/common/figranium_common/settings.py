@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     scheduler_metrics_port: int = Field(
         default=9464, ge=0, le=65535, alias="SCHEDULER_METRICS_PORT"
     )
+    # Operability: each service's /metrics, /livez and /readyz port (0 turns it off), and
+    # how many contexts one Chromium opens before a runner replaces it (bounds its memory).
+    gateway_metrics_port: int = Field(default=9465, ge=0, le=65535, alias="GATEWAY_METRICS_PORT")
+    runner_metrics_port: int = Field(default=9466, ge=0, le=65535, alias="RUNNER_METRICS_PORT")
+    runner_browser_max_contexts: int = Field(default=200, ge=1, alias="RUNNER_BROWSER_MAX_CONTEXTS")
     scheduler_batch_size: int = Field(default=100, ge=1, le=10_000, alias="SCHEDULER_BATCH_SIZE")
     # How often each scheduler replica reports it is alive; a replica is counted as
     # running by GET /api/schedules/status/all for three of these.

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from figranium_common import db
 from figranium_common import nats as topology
+from figranium_common.ops import OpsServer
 from figranium_common.secretbox import SecretBox
 from figranium_common.settings import Settings
 from figranium_gateway import dispatch, retention, settings_store, store
@@ -22,6 +23,13 @@ from figranium_gateway.auth import api_key_cache, auth_middleware
 from figranium_gateway.changes import ChangeFeed
 from figranium_gateway.errors import error_middleware
 from figranium_gateway.ingest import run_ingester
+from figranium_gateway.metrics import (
+    METRICS,
+    GatewayMetrics,
+    database_error,
+    http_middleware,
+    refresh_queue_pending,
+)
 from figranium_gateway.routes import (
     ai_settings,
     captures,
@@ -94,6 +102,32 @@ async def _nats(app: web.Application) -> AsyncIterator[None]:
     await topology.close(nc)
 
 
+async def _ops(app: web.Application) -> AsyncIterator[None]:
+    """/metrics, /livez, /readyz on their own port: first up, last down."""
+    settings = app[SETTINGS]
+
+    async def readiness() -> str | None:
+        if app[STOPPING].is_set():
+            return "stopping"
+        pool, nc = app.get(POOL), app.get(NC)
+        if pool is None or nc is None:
+            return "starting"
+        if not nc.is_connected:
+            return "nats not connected"
+        error = await database_error(pool, settings.health_db_timeout_seconds)
+        return None if error is None else f"database: {error}"
+
+    ops = OpsServer(
+        app[METRICS].registry,
+        readiness,
+        port=settings.gateway_metrics_port,
+        host=settings.host,
+        service="gateway",
+    )
+    async with ops:
+        yield
+
+
 async def _changes(app: web.Application) -> AsyncIterator[None]:
     feed = ChangeFeed()
     await feed.start(app[NC])
@@ -163,10 +197,13 @@ async def sweep_queued(app: web.Application) -> None:
 
 
 def create_app(settings: Settings) -> web.Application:
+    metrics = GatewayMetrics()
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware], client_max_size=settings.max_body_bytes
+        middlewares=[http_middleware(metrics), error_middleware, auth_middleware],
+        client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
+    app[METRICS] = metrics
     app[THROTTLE] = AuthThrottle(
         slow_after=settings.auth_slow_after_failures,
         lock_after=settings.auth_lockout_after_failures,
@@ -176,17 +213,21 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[STARTED_AT] = time.monotonic()
     app[STOPPING] = asyncio.Event()
+    app.cleanup_ctx.append(_ops)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_nats)
     app.cleanup_ctx.append(
-        _watched("ingester", lambda: run_ingester(app[POOL], app[NC], app[JS], app[BOX]))
+        _watched("ingester", lambda: run_ingester(app[POOL], app[NC], app[JS], app[BOX], metrics))
     )
     app.cleanup_ctx.append(_watched("sweeper", lambda: sweep_queued(app)))
     app.cleanup_ctx.append(
         _watched("retention", lambda: retention.run_retention(app[POOL], app[JS], app[SETTINGS]))
     )
     app.cleanup_ctx.append(
-        _watched("webhooks", lambda: run_webhooks(app[POOL], app[BOX], app[SETTINGS]))
+        _watched("webhooks", lambda: run_webhooks(app[POOL], app[BOX], app[SETTINGS], metrics))
+    )
+    app.cleanup_ctx.append(
+        _watched("queue-gauge", lambda: refresh_queue_pending(app[JS], metrics.queue_pending))
     )
     app.cleanup_ctx.append(_changes)
     app.cleanup_ctx.append(_watched("change-feed", lambda: app[CHANGES].run(app[POOL])))

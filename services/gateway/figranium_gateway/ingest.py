@@ -36,6 +36,7 @@ from figranium_common.nats import (
 from figranium_common.queue import seal_browser_state
 from figranium_common.secretbox import SecretBox
 from figranium_gateway import changes, schedule_store, store
+from figranium_gateway.metrics import GatewayMetrics
 
 log = structlog.get_logger(__name__)
 
@@ -45,7 +46,13 @@ async def notify_finished(nc: NATS, execution_id: str) -> None:
     await nc.publish(notify_subject(execution_id), notice.model_dump_json().encode())
 
 
-async def apply_event(pool: store.Pool, nc: NATS, box: SecretBox, raw: bytes) -> None:
+async def apply_event(
+    pool: store.Pool,
+    nc: NATS,
+    box: SecretBox,
+    raw: bytes,
+    metrics: GatewayMetrics | None = None,
+) -> None:
     """Write one run event; redelivered events are no-ops thanks to the event keys."""
     event = RunEventEnvelope.model_validate_json(b'{"event":' + raw + b"}").event
     payload = json.loads(raw)
@@ -81,12 +88,21 @@ async def apply_event(pool: store.Pool, nc: NATS, box: SecretBox, raw: bytes) ->
                     duration_ms=event.duration_ms,
                     attempt=event.attempt,
                 )
+                if metrics is not None:
+                    metrics.runs_finished.labels(outcome=event.result.outcome).inc()
+                    metrics.run_duration.observe(event.duration_ms / 1000)
                 await changes.notify(nc)
                 await schedule_store.record_scheduled_result(pool, event.execution_id)
             await notify_finished(nc, event.execution_id)
 
 
-async def mark_crashed(pool: store.Pool, nc: NATS, js: JetStreamContext, raw: bytes) -> None:
+async def mark_crashed(
+    pool: store.Pool,
+    nc: NATS,
+    js: JetStreamContext,
+    raw: bytes,
+    metrics: GatewayMetrics | None = None,
+) -> None:
     """A run message used up its deliveries: finish its execution as ``crashed``."""
     advisory = json.loads(raw)
     seq = int(advisory["stream_seq"])
@@ -106,6 +122,9 @@ async def mark_crashed(pool: store.Pool, nc: NATS, js: JetStreamContext, raw: by
     crash = {"type": "result", "crashed": True}
     if await store.record_result(pool, request.execution_id, 0, 0, result, duration, now, crash):
         log.error("execution.crashed", execution_id=request.execution_id, deliveries=deliveries)
+        if metrics is not None:
+            metrics.runs_finished.labels(outcome="crashed").inc()
+            metrics.run_duration.observe(duration / 1000)
         await changes.notify(nc)
         await schedule_store.record_scheduled_result(pool, request.execution_id)
     await notify_finished(nc, request.execution_id)
@@ -162,12 +181,18 @@ async def _handle_one(msg: Msg, stream: str, handle: Any) -> None:
     await msg.ack()
 
 
-async def run_ingester(pool: store.Pool, nc: NATS, js: JetStreamContext, box: SecretBox) -> None:
+async def run_ingester(
+    pool: store.Pool,
+    nc: NATS,
+    js: JetStreamContext,
+    box: SecretBox,
+    metrics: GatewayMetrics | None = None,
+) -> None:
     async def on_event(raw: bytes) -> None:
-        await apply_event(pool, nc, box, raw)
+        await apply_event(pool, nc, box, raw, metrics)
 
     async def on_dead(raw: bytes) -> None:
-        await mark_crashed(pool, nc, js, raw)
+        await mark_crashed(pool, nc, js, raw, metrics)
 
     async with asyncio.TaskGroup() as group:
         group.create_task(consume(js, EVENTS_STREAM, INGESTER_CONSUMER, on_event))

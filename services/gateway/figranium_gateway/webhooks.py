@@ -44,6 +44,7 @@ from figranium_common.models import now_ms
 from figranium_common.secretbox import SecretBox
 from figranium_common.settings import Settings
 from figranium_gateway import settings_store, store
+from figranium_gateway.metrics import GatewayMetrics
 
 log = structlog.get_logger(__name__)
 
@@ -242,10 +243,17 @@ class Due:
 class WebhookWorker:
     """Claims due deliveries and sends them, at most ``CONCURRENCY`` at once."""
 
-    def __init__(self, pool: Pool, box: SecretBox, settings: Settings) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        box: SecretBox,
+        settings: Settings,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
         self._pool = pool
         self._box = box
         self._settings = settings
+        self._metrics = metrics
         self._claimed: dict[str, int] = {}  # delivery id → attempts when claimed
 
     async def run(self) -> None:
@@ -336,6 +344,9 @@ class WebhookWorker:
                 attempt = judge_status(response.status, response.body)
             duration_ms = int((time.monotonic() - started) * 1000)
             state = next_state(attempt, number, self._settings.webhook_max_attempts)
+            if self._metrics is not None:
+                result = "retry" if state == "pending" else state
+                self._metrics.webhook_attempts.labels(result=result).inc()
             delay = backoff_seconds(number, self._settings.webhook_backoff_seconds)
             try:
                 recorded = await self._record(due, number, attempt, state, delay, duration_ms)
@@ -394,7 +405,9 @@ class WebhookWorker:
                 log.info("webhooks.released", deliveries=len(claimed))
 
 
-async def run_webhooks(pool: Pool, box: SecretBox, settings: Settings) -> None:
+async def run_webhooks(
+    pool: Pool, box: SecretBox, settings: Settings, metrics: GatewayMetrics | None = None
+) -> None:
     """The delivery worker of one gateway replica, until cancelled."""
     await ensure_secret(pool, box)
-    await WebhookWorker(pool, box, settings).run()
+    await WebhookWorker(pool, box, settings, metrics).run()

@@ -1,16 +1,28 @@
-"""One warm Chromium per runner process; every run gets a fresh, isolated context."""
+"""One warm Chromium per runner process; every run gets a fresh, isolated context.
+
+The Chromium is supervised: one that dies is replaced at once (runs on it fail and are
+handed back by the worker), and one that has opened ``max_contexts`` contexts is replaced
+for new runs while the runs in flight finish on it, then closed. Long-lived Chromiums
+grow; recycling bounds the memory a runner needs.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import tempfile
+import weakref
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
+
+from figranium_common.errors import FigraniumError
 
 log = structlog.get_logger(__name__)
 
@@ -24,6 +36,8 @@ CHROMIUM_ARGS = [
     "--disable-quic",
     "--no-first-run",
 ]
+# How long asking a Chromium that may have died can take before it counts as dead.
+LIVENESS_PROBE_SECONDS = 5.0
 _SYSTEM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 
 
@@ -39,13 +53,60 @@ def find_chromium(configured: str | None) -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+RestartReason = Literal["crash", "recycle"]
+
+
+class BrowserCrashed(FigraniumError):
+    """The Chromium under a run died: the run is not at fault and goes back to the queue."""
+
+    code = "BROWSER_CRASHED"
+
+
+@dataclass(eq=False)
+class _Generation:
+    """One launched Chromium and the contexts opened on it."""
+
+    browser: Browser
+    opened: int = 0
+    live: int = 0
+    retired: bool = False
+    closing: bool = False
+    crashed: bool = False
+    died: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 class BrowserHost:
-    def __init__(self, chromium_path: str | None) -> None:
+    def __init__(
+        self,
+        chromium_path: str | None,
+        *,
+        max_contexts: int = 0,
+        retire_grace_seconds: float = 600.0,
+        on_restart: Callable[[RestartReason], None] | None = None,
+    ) -> None:
+        """``max_contexts`` 0 never recycles. A recycled Chromium is closed when its last
+        context closes, or after ``retire_grace_seconds`` at the latest (a context that is
+        never closed must not keep it alive for good)."""
         self._executable = find_chromium(chromium_path)
+        self._max_contexts = max_contexts
+        self._retire_grace_seconds = retire_grace_seconds
+        self._on_restart = on_restart
         self._playwright: Playwright | None = None
-        self._browser: Browser | None = None
+        self._current: _Generation | None = None
+        self._retired: set[_Generation] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._owners: weakref.WeakKeyDictionary[BrowserContext, _Generation] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._closing = False
         self._lock = asyncio.Lock()
         self.can_record = False
+
+    @property
+    def connected(self) -> bool:
+        """Whether a Chromium is up for the next run (for readiness)."""
+        current = self._current
+        return current is not None and not current.crashed and current.browser.is_connected()
 
     async def start(self) -> None:
         self._playwright = await async_playwright().start()
@@ -75,19 +136,92 @@ class BrowserHost:
         return True
 
     async def _ensure_browser(self) -> Browser:
+        return (await self._generation()).browser
+
+    async def _generation(self) -> _Generation:
+        """The Chromium new contexts go to: launched now if there is none, it died, or it
+        has served its contexts."""
         async with self._lock:
-            if self._browser is not None and self._browser.is_connected():
-                return self._browser
-            assert self._playwright is not None, "BrowserHost.start() was not called"
-            self._browser = await self._playwright.chromium.launch(
-                executable_path=self._executable, headless=True, args=CHROMIUM_ARGS
-            )
-            log.info(
-                "browser.launched",
-                executable=self._executable or "playwright-bundled",
-                version=self._browser.version,
-            )
-            return self._browser
+            current = self._current
+            if current is not None and not current.crashed and current.browser.is_connected():
+                if not self._max_contexts or current.opened < self._max_contexts:
+                    return current
+                log.info("browser.recycled", contexts=current.opened, in_flight=current.live)
+                # Launched before the old one is retired: should the launch fail, the old
+                # one goes on serving until the next try.
+                self._current = await self._launch()
+                self._retire(current)
+                if self._on_restart is not None:
+                    self._on_restart("recycle")
+                return self._current
+            self._current = await self._launch()
+            return self._current
+
+    async def _launch(self) -> _Generation:
+        assert self._playwright is not None, "BrowserHost.start() was not called"
+        browser = await self._playwright.chromium.launch(
+            executable_path=self._executable, headless=True, args=CHROMIUM_ARGS
+        )
+        generation = _Generation(browser)
+        browser.on("disconnected", lambda _: self._disconnected(generation))
+        log.info(
+            "browser.launched",
+            executable=self._executable or "playwright-bundled",
+            version=browser.version,
+        )
+        return generation
+
+    def _disconnected(self, generation: _Generation) -> None:
+        if generation.closing or self._closing:
+            return  # closed on purpose
+        generation.crashed = True
+        generation.died.set()
+        self._retired.discard(generation)
+        log.error("browser.crashed", contexts=generation.opened, in_flight=generation.live)
+        if self._on_restart is not None:
+            self._on_restart("crash")
+        if generation is self._current:
+            # At once rather than with the next run, so readiness recovers by itself.
+            self._spawn(self._relaunch(), "browser-relaunch")
+
+    async def _relaunch(self) -> None:
+        try:
+            await self._ensure_browser()
+        except Exception as exc:  # the next run's context tries again
+            log.error("browser.relaunch_failed", error=repr(exc))
+
+    def _retire(self, generation: _Generation) -> None:
+        generation.retired = True
+        self._retired.add(generation)
+        if generation.live <= 0:
+            self._spawn(self._close_retired(generation), "browser-retire")
+        else:
+            self._spawn(self._close_retired_later(generation), "browser-retire-deadline")
+
+    def _context_closed(self, generation: _Generation) -> None:
+        generation.live -= 1
+        if generation.retired and generation.live <= 0 and not generation.closing:
+            self._spawn(self._close_retired(generation), "browser-retire")
+
+    async def _close_retired_later(self, generation: _Generation) -> None:
+        await asyncio.sleep(self._retire_grace_seconds)
+        if not generation.closing:
+            log.warning("browser.retired_with_open_contexts", in_flight=generation.live)
+            await self._close_retired(generation)
+
+    async def _close_retired(self, generation: _Generation) -> None:
+        if generation.closing or generation.crashed:
+            return
+        generation.closing = True
+        self._retired.discard(generation)
+        with contextlib.suppress(PlaywrightError):
+            await generation.browser.close()
+        log.info("browser.retired_closed", contexts=generation.opened)
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def new_context(
         self, *, record_video_dir: Path | None = None, **options: Any
@@ -95,9 +229,10 @@ class BrowserHost:
         """A context of its own for one run: nothing shared with other runs but ``options``.
 
         ``options`` (user agent, viewport, proxy, storage state...) go to Playwright over
-        the defaults. The video is left out when this machine cannot record.
+        the defaults. The video is left out when this machine cannot record. Raises
+        :class:`BrowserCrashed` when the Chromium died under the call.
         """
-        browser = await self._ensure_browser()  # relaunches a Chromium that crashed
+        generation = await self._generation()  # relaunches a Chromium that crashed
         settings: dict[str, Any] = {
             "viewport": {"width": 1280, "height": 800},
             "bypass_csp": True,  # extraction scripts must run even under a strict CSP
@@ -106,12 +241,51 @@ class BrowserHost:
         if record_video_dir is not None and self.can_record:
             settings["record_video_dir"] = str(record_video_dir)
         settings.update(options)
-        return await browser.new_context(**settings)
+        try:
+            context = await generation.browser.new_context(**settings)
+        except PlaywrightError as exc:
+            if generation.crashed or not generation.browser.is_connected():
+                raise BrowserCrashed("the browser crashed while opening a context") from exc
+            raise
+        generation.opened += 1
+        generation.live += 1
+        self._owners[context] = generation
+        context.on("close", lambda _: self._context_closed(generation))
+        return context
+
+    def died(self, context: BrowserContext) -> asyncio.Event:
+        """Set when the Chromium under ``context`` crashes (not when it is closed on purpose)."""
+        generation = self._owners.get(context)
+        return asyncio.Event() if generation is None else generation.died
+
+    async def lost(self, context: BrowserContext) -> bool:
+        """Whether the Chromium under ``context`` died, rather than the run failing by itself.
+
+        Asks the browser once: the failure a crash causes in a run can arrive before the
+        browser's disconnection is known here.
+        """
+        browser = context.browser
+        if browser is None or not browser.is_connected():
+            return True
+        try:
+            async with asyncio.timeout(LIVENESS_PROBE_SECONDS):
+                await context.cookies()
+        except (PlaywrightError, TimeoutError):
+            return True
+        return False
 
     async def close(self) -> None:
-        if self._browser is not None:
-            await self._browser.close()
-            self._browser = None
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        generations = [*self._retired, *([self._current] if self._current else [])]
+        self._current = None
+        self._retired.clear()
+        for generation in generations:
+            generation.closing = True
+            with contextlib.suppress(PlaywrightError):
+                await generation.browser.close()
         if self._playwright is not None:
             await self._playwright.stop()
             self._playwright = None

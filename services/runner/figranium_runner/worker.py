@@ -1,7 +1,9 @@
 """Pulls run requests from JetStream, at most as many as there are free slots, and runs them.
 
 Acknowledgement comes last: started → run → captures uploaded → result published → ack.
-A runner that dies anywhere before the ack leaves the message to be redelivered.
+A runner that dies anywhere before the ack leaves the message to be redelivered. A run
+that cannot finish here but is not at fault (drained at shutdown, its Chromium crashed)
+publishes no result and is handed back with a nak, so another delivery starts at once.
 """
 
 from __future__ import annotations
@@ -47,9 +49,10 @@ from figranium_common.nats import (
 )
 from figranium_common.settings import Settings
 from figranium_runner import identity, output
-from figranium_runner.browser import BrowserHost
+from figranium_runner.browser import BrowserCrashed, BrowserHost
 from figranium_runner.engine import Capture, execute
 from figranium_runner.guard import install_navigation_guard
+from figranium_runner.metrics import RunnerMetrics
 
 log = structlog.get_logger(__name__)
 
@@ -142,7 +145,12 @@ class EventPublisher:
 
 class Worker:
     def __init__(
-        self, settings: Settings, nc: NATS, js: JetStreamContext, browser: BrowserHost
+        self,
+        settings: Settings,
+        nc: NATS,
+        js: JetStreamContext,
+        browser: BrowserHost,
+        metrics: RunnerMetrics | None = None,
     ) -> None:
         self._settings = settings
         self._nc = nc
@@ -154,6 +162,9 @@ class Worker:
         self.runner_id = f"{socket.gethostname()}-{os.getpid()}"
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._stop_requested: set[str] = set()
+        self._browser_died: set[str] = set()  # runs cancelled because their Chromium died
+        self._metrics = metrics or RunnerMetrics()
+        self._metrics.watch_slots(self._slots, lambda: len(self._active))
 
     @property
     def busy(self) -> int:
@@ -167,7 +178,13 @@ class Worker:
         while not stopping.is_set():
             free = self._slots - len(self._active)
             if free <= 0:
-                await asyncio.wait(self._active, return_when=asyncio.FIRST_COMPLETED)
+                # Also woken by the stop: a drain's bound must start at the signal, not
+                # when a run happens to finish.
+                stop = asyncio.ensure_future(stopping.wait())
+                try:
+                    await asyncio.wait({*self._active, stop}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stop.cancel()
                 continue
             try:
                 messages = await sub.fetch(batch=free, timeout=1)
@@ -217,17 +234,45 @@ class Worker:
             try:
                 await self._run(msg, request, task, attempt)
             except asyncio.CancelledError:
-                # Drained away at shutdown: hand the run back for another runner at once.
-                with contextlib.suppress(Exception):
-                    await msg.nak()
-                log.warning("run.handed_back")
-                raise
+                if request.execution_id not in self._browser_died:
+                    # Drained away at shutdown: hand the run back for another runner at once.
+                    await self._hand_back(msg, "drained")
+                    raise
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
+                await self._browser_crashed(msg, "the browser crashed during the run")
+            except BrowserCrashed as exc:
+                await self._browser_crashed(msg, _first_line(exc))
             except Exception as exc:
                 # NATS unreachable while publishing the result, say: no ack, so JetStream
                 # redelivers after the ack wait.
+                self._metrics.runs_finished.labels(outcome="unfinished").inc()
                 log.error("run.unfinished", error=repr(exc))
             finally:
                 heartbeat.cancel()
+                self._browser_died.discard(request.execution_id)
+
+    async def _browser_crashed(self, msg: Msg, error: str) -> None:
+        # Not the run's fault: another attempt on a new Chromium, here or elsewhere.
+        # RUN_MAX_DELIVER still bounds a run that crashes every browser it gets.
+        log.error("run.browser_crashed", error=error)
+        await self._hand_back(msg, "browser_crashed")
+
+    async def _watch_browser(self, context: BrowserContext, execution_id: str) -> None:
+        """Cancel the run when its Chromium dies: Playwright calls in flight at that moment
+        may never return."""
+        await self._browser.died(context).wait()
+        running = self._running.get(execution_id)
+        if running is not None:
+            self._browser_died.add(execution_id)
+            running.cancel()
+
+    async def _hand_back(self, msg: Msg, reason: str) -> None:
+        self._metrics.runs_finished.labels(outcome="handed_back").inc()
+        with contextlib.suppress(Exception):
+            await msg.nak()
+        log.warning("run.handed_back", reason=reason)
 
     async def _refuse(self, msg: Msg, request: RunRequest, attempt: int, error: str) -> None:
         """Finish a run that cannot start with an error result, so it is not left queued."""
@@ -285,6 +330,7 @@ class Worker:
         events: EventPublisher,
     ) -> None:
         await events.started(self.runner_id)
+        self._metrics.runs_started.inc()
         log.info("run.started", mode=task.mode)
         started = time.monotonic()
         captures: list[Capture] = []
@@ -302,6 +348,9 @@ class Worker:
                 task,
                 None if task.disableRecording else Path(video_dir.name),
                 options,
+            )
+            watcher = asyncio.create_task(
+                self._watch_browser(context, request.execution_id), name="browser-watch"
             )
             try:
                 await install_navigation_guard(
@@ -343,11 +392,21 @@ class Worker:
                     result = RunResult(
                         outcome="stopped", final_url=page.url, error="stopped by request"
                     )
+                # A dead Chromium shows in a run as failed actions or an error result;
+                # only the browser can tell the two apart.
+                if result.outcome == "error" and await self._browser.lost(context):
+                    raise BrowserCrashed("the browser crashed during the run")
+            except PlaywrightError as exc:
+                if await self._browser.lost(context):
+                    raise BrowserCrashed("the browser crashed during the run") from exc
+                raise
             finally:
-                if not task.statelessExecution:
-                    end_state = await self._end_state(context)
-                with contextlib.suppress(Exception):
-                    await context.close()  # also finishes writing the video
+                watcher.cancel()
+                if request.execution_id not in self._browser_died:  # else nothing to save
+                    if not task.statelessExecution:
+                        end_state = await self._end_state(context)
+                    with contextlib.suppress(Exception):
+                        await context.close()  # also finishes writing the video
             recording = await self._recording(request.execution_id, video)
         finally:
             video_dir.cleanup()
@@ -361,8 +420,31 @@ class Worker:
             emit=events.log,
         )
         duration_ms = int((time.monotonic() - started) * 1000)
+        finishing = asyncio.create_task(
+            self._finish(msg, events, result, duration_ms, end_state), name="run-finish"
+        )
+        try:
+            await asyncio.shield(finishing)
+        except asyncio.CancelledError:
+            # Drained or stopped while the result was being published: it may be stored
+            # already, so finish with the ack rather than hand the run back to run twice.
+            await finishing
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+
+    async def _finish(
+        self,
+        msg: Msg,
+        events: EventPublisher,
+        result: RunResult,
+        duration_ms: int,
+        end_state: dict[str, Any] | None,
+    ) -> None:
         await events.result(result, duration_ms, end_state)
         await msg.ack_sync(timeout=10)
+        self._metrics.runs_finished.labels(outcome=result.outcome).inc()
+        self._metrics.run_duration.observe(duration_ms / 1000)
         log.info("run.finished", outcome=result.outcome, duration_ms=duration_ms)
 
     async def _open_context(

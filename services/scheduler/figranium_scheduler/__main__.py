@@ -14,27 +14,63 @@ import structlog
 from figranium_common import db
 from figranium_common import nats as topology
 from figranium_common.logging import configure_logging
+from figranium_common.ops import OpsServer
 from figranium_common.settings import Settings
 from figranium_scheduler.loop import Scheduler
+from figranium_scheduler.metrics import SchedulerMetrics
 
 log = structlog.get_logger("figranium_scheduler")
 
 
+# Readiness: PostgreSQL must answer within this.
+READY_DB_TIMEOUT_SECONDS = 2.0
+
+
 async def serve(settings: Settings, stopping: asyncio.Event) -> None:
-    # One connection claims, one reports heartbeats, one spare for the wake-up query.
-    pool = await db.open_pool(settings.database_url, max_size=3)
-    try:
-        await db.apply_migrations(pool)
-        nc = await topology.connect(settings.nats_url, name="figranium-scheduler")
+    metrics = SchedulerMetrics()
+    pools: list[db.Pool] = []
+
+    async def readiness() -> str | None:
+        if stopping.is_set():
+            return "stopping"
+        if not pools:
+            return "starting"
+        return await _database_error(pools[0])
+
+    ops = OpsServer(
+        metrics.registry,
+        readiness,
+        port=settings.scheduler_metrics_port,
+        host=settings.host,
+        service="scheduler",
+    )
+    # Up before the database and down after it: probes answer throughout.
+    async with ops:
+        # One connection claims, one reports heartbeats, one spare for the wake-up query.
+        pool = await db.open_pool(settings.database_url, max_size=3)
         try:
-            log.info("scheduler.ready")
-            await Scheduler(pool, nc, settings).run(stopping)
-            log.info("scheduler.stopping")
+            await db.apply_migrations(pool)
+            nc = await topology.connect(settings.nats_url, name="figranium-scheduler")
+            try:
+                pools.append(pool)
+                log.info("scheduler.ready")
+                await Scheduler(pool, nc, settings, metrics).run(stopping)
+                log.info("scheduler.stopping")
+            finally:
+                await topology.close(nc)
         finally:
-            await topology.close(nc)
-    finally:
-        await pool.close(timeout=2)
+            await pool.close(timeout=2)
     log.info("scheduler.stopped")
+
+
+async def _database_error(pool: db.Pool) -> str | None:
+    try:
+        async with asyncio.timeout(READY_DB_TIMEOUT_SECONDS):
+            async with pool.connection(timeout=READY_DB_TIMEOUT_SECONDS) as conn:
+                await conn.execute("SELECT 1")
+    except Exception as exc:
+        return f"database: {str(exc) or type(exc).__name__}"
+    return None
 
 
 async def _main(settings: Settings) -> None:

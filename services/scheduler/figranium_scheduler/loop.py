@@ -47,7 +47,9 @@ def replica_name() -> str:
 
 
 class Scheduler:
-    def __init__(self, pool: Pool, nc: NATS, settings: Settings) -> None:
+    def __init__(
+        self, pool: Pool, nc: NATS, settings: Settings, metrics: SchedulerMetrics | None = None
+    ) -> None:
         self.pool = pool
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
@@ -56,7 +58,7 @@ class Scheduler:
         self.replica_id = replica_name()
         self.fired = 0
         self.skipped = 0
-        self.metrics = SchedulerMetrics()
+        self.metrics = metrics or SchedulerMetrics()
         self._wake = asyncio.Event()
 
     async def _on_notice(self, msg: Msg) -> None:
@@ -65,7 +67,6 @@ class Scheduler:
     async def run(self, stopping: asyncio.Event) -> None:
         """Fire schedules until ``stopping`` is set; a claim under way finishes first."""
         sub = await self.nc.subscribe(SCHEDULES_NOTIFY_SUBJECT, cb=self._on_notice)
-        self.metrics.serve(self.settings.scheduler_metrics_port)
         log.info("scheduler.started", replica=self.replica_id)
         try:
             async with asyncio.TaskGroup() as group:
@@ -75,7 +76,6 @@ class Scheduler:
             await unsubscribe(sub)
             with contextlib.suppress(*_STORAGE_DOWN):
                 await claim.goodbye(self.pool, self.replica_id)
-            self.metrics.close()
 
     async def _fire_loop(self, stopping: asyncio.Event) -> None:
         cap = self.settings.scheduler_max_sleep_seconds

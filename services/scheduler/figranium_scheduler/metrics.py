@@ -1,11 +1,12 @@
-"""The scheduler's Prometheus metrics: how late schedules fire, how many fired or skipped."""
+"""The scheduler's Prometheus metrics: how late schedules fire, how many fired or skipped.
+
+The service serves them with its probes through :class:`figranium_common.ops.OpsServer`.
+"""
 
 from __future__ import annotations
 
-from wsgiref.simple_server import WSGIServer
-
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 log = structlog.get_logger(__name__)
 
@@ -31,21 +32,3 @@ class SchedulerMetrics:
             ["reason"],
             registry=self.registry,
         )
-        self._server: WSGIServer | None = None
-
-    def serve(self, port: int) -> None:
-        """Expose ``/metrics`` on ``port``; 0 disables. A taken port is logged, not fatal."""
-        if port == 0:
-            return
-        try:
-            self._server, _ = start_http_server(port, registry=self.registry)
-        except OSError as exc:
-            log.warning("scheduler.metrics_unavailable", port=port, error=str(exc))
-            return
-        log.info("scheduler.metrics", port=port)
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None

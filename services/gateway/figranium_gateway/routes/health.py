@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from importlib import metadata
 from typing import Literal
@@ -10,6 +9,7 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, Field
 
+from figranium_gateway.metrics import database_error
 from figranium_gateway.openapi import documented
 from figranium_gateway.state import NC, POOL, SETTINGS, STARTED_AT
 
@@ -43,14 +43,7 @@ class HealthBody(BaseModel):
 )
 async def health(request: web.Request) -> web.Response:
     app = request.app
-    timeout = app[SETTINGS].health_db_timeout_seconds
-    storage_error: str | None = None
-    try:
-        async with asyncio.timeout(timeout):
-            async with app[POOL].connection(timeout=timeout) as conn:
-                await conn.execute("SELECT 1")
-    except Exception as exc:
-        storage_error = str(exc) or type(exc).__name__
+    storage_error = await database_error(app[POOL], app[SETTINGS].health_db_timeout_seconds)
     body = HealthBody(
         status="ok" if storage_error is None else "degraded",
         uptime=round(time.monotonic() - app[STARTED_AT], 3),

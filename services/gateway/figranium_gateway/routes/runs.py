@@ -17,6 +17,7 @@ from figranium_common.urls import check_url
 from figranium_gateway import changes, dispatch, store, task_store
 from figranium_gateway.errors import ApiError, read_json_object
 from figranium_gateway.ingest import notify_finished
+from figranium_gateway.metrics import METRICS
 from figranium_gateway.openapi import ErrorBody, documented
 from figranium_gateway.routes.tasks import validate_task
 from figranium_gateway.routes.webhooks import checked_webhook_url, webhook_url_type
@@ -138,6 +139,7 @@ async def _run(request: web.Request, task: dict[str, Any], body: RunBody) -> web
                 "the run is saved as queued and will be published again shortly",
                 executionId=execution_id,
             ) from exc
+        app[METRICS].runs_requested.labels(source="api").inc()
         log.info("run.queued")
         if _wants_async(request, body):
             status_url = f"/api/executions/{execution_id}"
