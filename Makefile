@@ -11,7 +11,7 @@ MYPY_TARGETS := libs/common/figranium_common services/gateway/figranium_gateway 
 	services/runner/figranium_runner services/scheduler/figranium_scheduler \
 	tools/devstack/figranium_devstack
 
-.PHONY: install run test lint format
+.PHONY: install run test lint format bench
 
 # No stamp file: `uv sync` compares the venv with uv.lock itself and returns in milliseconds
 # when nothing changed, which a stamp could only get wrong.
@@ -32,6 +32,11 @@ lint: install
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
 	$(VENV)/mypy $(MYPY_TARGETS)
+
+# Measured figures, not tests: a private stack, about 20 minutes, written to
+# benchmarks/results/latest.json. `make bench BENCH_ARGS="--quick"` for a smoke check.
+bench: install
+	$(VENV)/python -m benchmarks $(BENCH_ARGS)
 
 format:
 	$(VENV)/ruff format .

@@ -31,6 +31,17 @@ async def list_tasks(pool: Pool) -> list[dict[str, Any]]:
         return [_task_out(row) for row in await cur.fetchall()]
 
 
+async def list_task_summaries(pool: Pool) -> list[dict[str, Any]]:
+    """Id, name and description of every task: only those leave the database, so the list
+    does not decode every task's whole body."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, body->>'name' AS name, body->>'description' AS description"
+            " FROM tasks ORDER BY updated_at DESC, id"
+        )
+        return list(await cur.fetchall())
+
+
 async def get_task(pool: Pool, task_id: str) -> dict[str, Any] | None:
     async with pool.connection() as conn:
         cur = await conn.execute("SELECT id, body, updated_at FROM tasks WHERE id = %s", (task_id,))

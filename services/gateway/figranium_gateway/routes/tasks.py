@@ -148,9 +148,9 @@ async def list_tasks(request: web.Request) -> web.Response:
 @routes.get("/api/tasks/list")
 async def list_task_summaries(request: web.Request) -> web.Response:
     summaries = []
-    for task in await task_store.list_tasks(request.app[POOL]):
-        summary = {"id": task["id"], "name": task.get("name") or task["id"]}
-        if task.get("description"):
+    for task in await task_store.list_task_summaries(request.app[POOL]):
+        summary = {"id": task["id"], "name": task["name"] or task["id"]}
+        if task["description"]:
             summary["description"] = task["description"]
         summaries.append(summary)
     return web.json_response({"tasks": summaries})

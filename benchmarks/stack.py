@@ -1,0 +1,218 @@
+"""Private PostgreSQL and NATS, and the services as processes, all stopped at the end.
+
+The same shape as tests/integration/stack.py (which benchmarks must not import): each
+service is ``python -m figranium_<name>`` with its settings in environment variables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import httpx
+import psutil
+import psycopg
+
+from figranium_devstack.natsserver import LocalNats
+from figranium_devstack.ports import free_port
+from figranium_devstack.postgres import LocalPostgres
+
+API_KEY = "bench-key-0123456789abcdef"
+
+
+def tree_memory_mb(pid: int) -> dict[str, float]:
+    """RSS and PSS of a process and all its descendants, in MiB.
+
+    RSS summed over a process tree counts shared pages (Chromium's binary, shared memory)
+    once per process, so PSS, which splits shared pages between their users, is given too.
+    """
+    root = psutil.Process(pid)
+    procs = [root, *root.children(recursive=True)]
+    own_rss = rss = pss = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            info = proc.memory_full_info()
+            rss += info.rss
+            pss += getattr(info, "pss", info.rss)
+            if proc.pid == pid:
+                own_rss = info.rss
+    mib = 1024 * 1024
+    return {
+        "rss_mb": round(rss / mib, 1),
+        "pss_mb": round(pss / mib, 1),
+        "python_rss_mb": round(own_rss / mib, 1),
+        "processes": len(procs),
+    }
+
+
+class Service:
+    """One ``python -m figranium_<name>`` process with its output in a log file."""
+
+    def __init__(self, name: str, env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", f"figranium_{name}"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited ({self.proc.returncode}):\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
+class BenchStack:
+    """PostgreSQL, NATS and the services of one benchmark run, under ``workdir``."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self._exit = contextlib.ExitStack()
+        self.services: list[Service] = []
+        self._count = 0
+        self.postgres: LocalPostgres | None = None
+        self.nats: LocalNats | None = None
+        self.gateway_url = ""
+
+    def __enter__(self) -> Self:
+        try:
+            # Default durability (fsync on), as `make run` starts it.
+            self.postgres = self._exit.enter_context(
+                LocalPostgres(self.workdir / "pg", free_port(), log_file=self.workdir / "pg.log")
+            )
+            self.nats = self._exit.enter_context(
+                LocalNats(self.workdir / "nats", free_port(), log_file=self.workdir / "nats.log")
+            )
+        except BaseException:
+            self._exit.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            for service in reversed(self.services):
+                with contextlib.suppress(Exception):
+                    service.stop(timeout=20)
+            self.services.clear()
+        finally:
+            self._exit.close()
+
+    @property
+    def database_url(self) -> str:
+        assert self.postgres is not None
+        return self.postgres.url
+
+    @property
+    def nats_url(self) -> str:
+        assert self.nats is not None
+        return self.nats.url
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DATABASE_URL": self.database_url,
+            "NATS_URL": self.nats_url,
+            "FIGRANIUM_DATA_DIR": str(self.workdir),
+            "FIGRANIUM_API_KEY": API_KEY,
+            "ALLOW_PRIVATE_NETWORKS": "true",
+            "LOG_LEVEL": "WARNING",
+            "LOG_FORMAT": "json",
+            "PYTHONUNBUFFERED": "1",
+            "GATEWAY_METRICS_PORT": "0",
+            "RUNNER_METRICS_PORT": "0",
+            "SCHEDULER_METRICS_PORT": "0",
+            # The gateway benchmark inserts old executions: retention must not delete them.
+            "RETENTION_DAYS": "0",
+            **extra,
+        }
+
+    def _start(self, name: str, **extra: str) -> Service:
+        self._count += 1
+        service = Service(name, self.env(**extra), self.workdir / f"{name}-{self._count}.log")
+        self.services.append(service)
+        return service
+
+    def stop(self, service: Service) -> None:
+        service.stop()
+        if service in self.services:
+            self.services.remove(service)
+
+    def start_gateway(self) -> Service:
+        port = free_port()
+        service = self._start("gateway", PORT=str(port), HOST="127.0.0.1")
+        self.gateway_url = f"http://127.0.0.1:{port}"
+        _wait_http(service, f"{self.gateway_url}/api/health", timeout=90)
+        return service
+
+    def start_runner(self, concurrency: int) -> Service:
+        # A metrics port of its own only to learn when it is ready: at LOG_LEVEL=WARNING it
+        # does not log `runner.ready`, and /readyz also waits for its Chromium.
+        port = free_port()
+        service = self._start(
+            "runner", RUNNER_CONCURRENCY=str(concurrency), RUNNER_METRICS_PORT=str(port)
+        )
+        _wait_http(service, f"http://127.0.0.1:{port}/readyz", timeout=90)
+        return service
+
+    def start_scheduler(self) -> Service:
+        service = self._start("scheduler")
+        deadline = time.monotonic() + 60
+        while True:
+            service.check_alive()
+            with psycopg.connect(self.database_url, autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM scheduler_heartbeats WHERE replica_id LIKE %s",
+                    (f"%-{service.pid}-%",),
+                ).fetchone()
+            if row is not None and row[0] > 0:
+                return service
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"scheduler never sent a heartbeat:\n{service.log_tail()}")
+            time.sleep(0.2)
+
+
+def _wait_http(service: Service, url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        service.check_alive()
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{service.name} not ready at {url}:\n{service.log_tail()}")
+        time.sleep(0.2)
