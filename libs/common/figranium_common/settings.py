@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     run_timeout_seconds: float = Field(default=300.0, gt=0, alias="RUN_TIMEOUT_SECONDS")
     run_ack_wait_seconds: float = Field(default=30.0, ge=1, alias="RUN_ACK_WAIT_SECONDS")
     run_max_deliver: int = Field(default=3, ge=1, le=20, alias="RUN_MAX_DELIVER")
+    # Run calls are refused with 429 QUEUE_FULL while this many runs are unfinished
+    # (queued or running); 0 accepts every call.
+    run_queue_limit: int = Field(default=10_000, ge=0, alias="RUN_QUEUE_LIMIT")
     runner_drain_seconds: float = Field(default=25.0, ge=0, alias="RUNNER_DRAIN_SECONDS")
     max_loop_iterations: int = Field(default=1000, ge=1, alias="RUNNER_MAX_LOOP_ITERATIONS")
     action_timeout_ms: int = Field(default=10_000, ge=100, alias="ACTION_TIMEOUT_MS")

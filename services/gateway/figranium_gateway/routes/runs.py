@@ -14,7 +14,7 @@ from figranium_common.models import RunResult, Task, now_ms
 from figranium_common.nats import stop_subject, stops_store
 from figranium_common.settings import Settings
 from figranium_common.urls import check_url
-from figranium_gateway import changes, dispatch, store, task_store
+from figranium_gateway import admission, changes, dispatch, store, task_store
 from figranium_gateway.errors import ApiError, read_json_object
 from figranium_gateway.ingest import notify_finished
 from figranium_gateway.metrics import METRICS
@@ -75,6 +75,7 @@ _RUN_RESPONSES: dict[int, type[BaseModel] | None] = {
     404: ErrorBody,
     409: ErrorBody,
     422: RunFailure,
+    429: ErrorBody,  # QUEUE_FULL, with Retry-After
     500: RunFailure,
     503: ErrorBody,
     504: ErrorBody,
@@ -104,6 +105,8 @@ async def _run(request: web.Request, task: dict[str, Any], body: RunBody) -> web
         body.webhookUrl, allow_private=app[SETTINGS].allow_private_networks
     )
     await _check_task_url(task, app[SETTINGS])
+    if refused := await admission.queue_full(pool, app[SETTINGS].run_queue_limit):
+        return refused
     execution_id = body.runId or dispatch.new_execution_id()
     created = await store.create_execution(
         pool,
