@@ -38,6 +38,7 @@ from benchmarks.machine import git_commit, load_average, machine_info
 from benchmarks.page import ITEMS
 from benchmarks.stack import API_KEY, BenchStack, Service, tree_memory_mb
 from figranium_common.nats import RUNS_DEFAULT_SUBJECT, SCHEDULES_NOTIFY_SUBJECT
+from figranium_common.settings import Settings
 from figranium_devstack.ports import free_port
 from figranium_runner.browser import CHROMIUM_ARGS, find_chromium
 
@@ -628,7 +629,7 @@ async def scheduler(bench: Bench) -> None:
         "lateness_s": summary(late, 3) if late else None,
         "requested_at_lateness_s": summary(claim_late, 3) if claim_late else None,
         "last_published_after_due_s": round(max(late), 3) if late else None,
-        "batch_size": 100,
+        "batch_size": Settings.model_fields["scheduler_batch_size"].default,
     }
 
 

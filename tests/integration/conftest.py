@@ -16,6 +16,23 @@ from figranium_devstack.ports import free_port
 from figranium_devstack.postgres import LocalPostgres
 from tests.integration.stack import PageHandler, Stack, fresh_database
 
+# Figures some tests measure and report without asserting (``record_property("figures",
+# ...)``), printed together at the end; this also works with xdist workers, whose reports
+# carry their properties back to the main process.
+_figures: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        _figures.extend(str(value) for name, value in report.user_properties if name == "figures")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _figures:
+        terminalreporter.section("measured figures (reported, not asserted)")
+        for line in _figures:
+            terminalreporter.write_line(line)
+
 
 @pytest.fixture(scope="session")
 def site() -> Iterator[str]:

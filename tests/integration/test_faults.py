@@ -1,16 +1,9 @@
-"""Fault injection: runners, NATS, PostgreSQL and the gateway fail while runs are in
-flight, and no accepted run is lost or finished twice.
+"""Fault injection on a steady stack: runners killed, poison messages, a flood, the queue
+limit. No accepted run is lost or finished twice (:mod:`tests.integration.faults`).
 
-Every scenario ends with the same invariant (:func:`assert_nothing_lost`): each accepted
-run request has exactly one execution, finished, with exactly one result event stored,
-and no execution is left unfinished.
-
-Two module-scoped stacks keep the file within its time budget (starting a gateway and a
-runner costs 10-20 s on two busy cores): ``steady`` (its own NATS and database) for the
-runner kills, the poison messages, the flood and the queue limit, which leave NATS,
-PostgreSQL and the gateway alone; ``fragile`` (its own NATS *and* its own PostgreSQL
-server) for the restarts of NATS, PostgreSQL and the gateway, each of which leaves the
-stack whole again and proves it through the invariant before the next one starts.
+One module-scoped stack (its own NATS and database, a gateway, two runners and a gateway
+with a queue limit) keeps the file within its time budget: these scenarios leave NATS,
+PostgreSQL and the gateway alone. The restarts are in ``test_faults_restarts.py``.
 """
 
 from __future__ import annotations
@@ -21,9 +14,8 @@ import statistics
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -35,164 +27,27 @@ from figranium_common.nats import RUNNERS_CONSUMER, RUNS_DEFAULT_SUBJECT, RUNS_S
 from figranium_devstack.natsserver import LocalNats
 from figranium_devstack.ports import free_port
 from figranium_devstack.postgres import LocalPostgres
+from tests.integration.faults import (
+    DRAIN_TIMEOUT,
+    IN_FLIGHT,
+    Faulty,
+    healthy,
+    log_events,
+    queue_runs,
+    runs_task,
+    save_task,
+)
 from tests.integration.stack import API_KEY, Service, Stack, fresh_database
 from tests.integration.test_resilience import wait_until
 
-# The issue asks for 30 runs in flight per scenario; they fit the budget (a run of a
-# short wait on a local page costs a runner about half a second of CPU).
-IN_FLIGHT = 30
-# The issue asks for a flood of 1,000. Submitting 1,000 takes seconds, but every run
-# opens a browser context, screenshots and uploads, so one runner on two shared cores
-# finishes 2-4 runs a second: draining 1,000 would take 4-8 minutes on its own, over the
-# whole file's budget. The flood is 80 runs submitted at once (about 40 s of draining
-# with a benchmark on the same cores); the drain, the absence of drops and the health
-# latency are measured the same way.
-FLOOD = 80
+# The flood: 1,000 run requests at once at a gateway whose queue holds FLOOD_LIMIT
+# unfinished runs, with one runner draining it. What fits is accepted and runs exactly
+# once; the rest is refused with 429 and Retry-After and leaves nothing behind. (Accepting
+# all 1,000 would only measure how fast one runner on two shared cores empties a queue,
+# 2-4 runs a second: minutes, not a property of the gateway.)
+FLOOD = 1000
+FLOOD_LIMIT = 100
 QUEUE_LIMIT = 20
-# Generous: a benchmark may share the two cores; these bound hangs, they time nothing.
-DRAIN_TIMEOUT = 150.0
-
-
-@dataclass
-class Faulty:
-    """A stack whose pieces the tests break, with the handles to break them."""
-
-    stack: Stack
-    nats: LocalNats
-    gateway: Service
-    client: httpx.Client
-    runners: list[Service] = field(default_factory=list)
-    # A second gateway on the same stack with RUN_QUEUE_LIMIT set, started with the rest.
-    limited: httpx.Client | None = None
-
-    @property
-    def database_url(self) -> str:
-        return self.stack.env["DATABASE_URL"]
-
-    def start_runner(self, **env: str) -> Service:
-        runner = self.stack.start_runner(**env)
-        self.runners.append(runner)
-        return runner
-
-    def live_runners(self) -> list[Service]:
-        return [r for r in self.runners if r.proc.poll() is None]
-
-    def start_gateway(self, **env: str) -> tuple[Service, httpx.Client]:
-        return self.stack.start_gateway(**env)
-
-    def execution_ids(self) -> set[str]:
-        with psycopg.connect(self.database_url) as conn:
-            return {str(row[0]) for row in conn.execute("SELECT id FROM executions")}
-
-    def unfinished(self, ids: list[str] | None = None) -> int:
-        query = "SELECT count(*) FROM executions WHERE phase <> 'finished'"
-        with psycopg.connect(self.database_url) as conn:
-            if ids is None:
-                row = conn.execute(query).fetchone()
-            else:
-                row = conn.execute(query + " AND id = ANY(%s)", (ids,)).fetchone()
-        assert row is not None
-        return int(row[0])
-
-    def finished_count(self, ids: list[str]) -> int:
-        with psycopg.connect(self.database_url) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM executions WHERE phase = 'finished' AND id = ANY(%s)",
-                (ids,),
-            ).fetchone()
-        assert row is not None
-        return int(row[0])
-
-    def running_on(self, runner: Service) -> int:
-        """Executions running now whose current attempt ``runner`` started."""
-        with psycopg.connect(self.database_url) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM executions e JOIN execution_events s"
-                " ON s.execution_id = e.id AND s.type = 'started' AND s.attempt = e.attempts"
-                " WHERE e.phase = 'running' AND s.payload->>'runner_id' LIKE %s",
-                (f"%-{runner.proc.pid}",),
-            ).fetchone()
-        assert row is not None
-        return int(row[0])
-
-    def wait_drained(self, ids: list[str], timeout: float = DRAIN_TIMEOUT) -> None:
-        wait_until(lambda: self.unfinished(ids) == 0, timeout, f"{len(ids)} runs to finish")
-
-    def assert_nothing_lost(
-        self,
-        accepted: list[str],
-        before: set[str],
-        outcomes: frozenset[str] = frozenset({"success"}),
-    ) -> None:
-        """One finished execution per accepted request, one result event each, none left over."""
-        assert len(set(accepted)) == len(accepted)
-        assert self.execution_ids() - before == set(accepted)
-        with psycopg.connect(self.database_url) as conn:
-            unfinished = conn.execute(
-                "SELECT id, phase FROM executions WHERE phase <> 'finished'"
-            ).fetchall()
-            results = dict(
-                conn.execute(
-                    "SELECT execution_id, count(*) FROM execution_events"
-                    " WHERE type = 'result' GROUP BY 1"
-                ).fetchall()
-            )
-            found = dict(
-                conn.execute(
-                    "SELECT id, outcome FROM executions WHERE id = ANY(%s)", (accepted,)
-                ).fetchall()
-            )
-        assert unfinished == []
-        assert all(count == 1 for count in results.values()), results
-        assert {i: results.get(i, 0) for i in accepted} == dict.fromkeys(accepted, 1)
-        assert set(found.values()) <= outcomes, found
-
-
-def _runs_task(site: str, task_id: str, wait: float) -> dict[str, Any]:
-    return {
-        "id": task_id,
-        "name": task_id,
-        "url": f"{site}/slow",
-        "actions": [{"type": "wait", "value": wait}],
-        "extractionScript": "return document.querySelector('#p').textContent",
-        "disableRecording": True,
-    }
-
-
-def _save(client: httpx.Client, task: dict[str, Any]) -> None:
-    response = client.post("/api/tasks", json=task)
-    assert response.status_code == 200, response.text
-
-
-def _queue(client: httpx.Client, task_id: str, count: int, workers: int = 8) -> list[str]:
-    def one(_: int) -> str:
-        response = client.post(f"/api/tasks/{task_id}/api", json={"async": True})
-        assert response.status_code == 202, response.text
-        return str(response.json()["executionId"])
-
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(one, range(count)))
-
-
-def _healthy(client: httpx.Client) -> bool:
-    try:
-        return client.get("/api/health").status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-def _log_events(service: Service, event: str) -> list[dict[str, Any]]:
-    found = []
-    for line in service.log_text().splitlines():
-        if f'"{event}"' not in line:
-            continue
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if entry.get("event") == event:
-            found.append(entry)
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -231,44 +86,31 @@ def steady(tmp_path_factory: pytest.TempPathFactory, postgres: LocalPostgres) ->
             stack.close()
 
 
-@pytest.fixture(scope="module")
-def fragile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Faulty, LocalPostgres]]:
-    """NATS and a PostgreSQL server of its own (both get restarted), a gateway, a runner."""
-    workdir = tmp_path_factory.mktemp("faults-fragile")
-    with (
-        LocalPostgres(workdir / "pg", free_port(), fast=True) as database,
-        LocalNats(workdir / "nats", free_port()) as nats_server,
-    ):
-        stack = Stack(workdir, nats_server.url, database.url, RUNNER_CONCURRENCY="4")
-        try:
-            gateway, client = stack.start_gateway()
-            faulty = Faulty(stack, nats_server, gateway, client)
-            faulty.start_runner()
-            yield faulty, database
-        finally:
-            stack.close()
-
-
 # --- 1. runners killed --------------------------------------------------------------
 
 
 def test_runners_killed_twice_lose_and_repeat_nothing(steady: Faulty, site: str) -> None:
-    _save(steady.client, _runs_task(site, "kills", 0.5))
+    save_task(steady.client, runs_task(site, "kills", 0.5))
     before = steady.execution_ids()
-    accepted = _queue(steady.client, "kills", IN_FLIGHT)
+    accepted = queue_runs(steady.client, "kills", IN_FLIGHT)
 
     # First kill early, while the first runs are under way; the second once about a third
-    # of the runs are done, on a runner that took over after the first kill.
+    # of the runs are done, on whichever runner has runs under way then (on a loaded
+    # machine the replacement may still be starting while the other runner works).
     first = steady.live_runners()[0]
     wait_until(lambda: steady.running_on(first) > 0, 60, "a run on the first runner")
     first.kill()
-    second = steady.start_runner()
-    wait_until(
-        lambda: steady.finished_count(accepted) >= IN_FLIGHT // 3 and steady.running_on(second) > 0,
-        DRAIN_TIMEOUT,
-        "a third of the runs done and one running on the replacement",
-    )
-    second.kill()
+    steady.start_runner()
+    busy: list[Service] = []
+
+    def third_done_and_one_busy() -> bool:
+        if steady.finished_count(accepted) < IN_FLIGHT // 3:
+            return False
+        busy[:] = [runner for runner in steady.live_runners() if steady.running_on(runner)]
+        return bool(busy)
+
+    wait_until(third_done_and_one_busy, DRAIN_TIMEOUT, "a third done and a run under way")
+    busy[0].kill()
     steady.start_runner()
 
     steady.wait_drained(accepted)
@@ -304,20 +146,20 @@ async def _runs_consumer(url: str) -> tuple[int, int]:
 
 
 def test_poison_messages_are_terminated_and_block_nothing(steady: Faulty, site: str) -> None:
-    _save(steady.client, _runs_task(site, "after-poison", 0.5))
+    save_task(steady.client, runs_task(site, "after-poison", 0.5))
     runners = steady.live_runners()
     assert runners
-    logged_before = sum(len(_log_events(r, "run.bad_request")) for r in steady.runners)
+    logged_before = sum(len(log_events(r, "run.bad_request")) for r in steady.runners)
     asyncio.run(_publish_poison(steady.nats.url))
     before = steady.execution_ids()
-    accepted = _queue(steady.client, "after-poison", 10)
+    accepted = queue_runs(steady.client, "after-poison", 10)
 
     steady.wait_drained(accepted)
     steady.assert_nothing_lost(accepted, before)
     # Terminated, not left for redelivery: nothing pending or unacknowledged in the queue,
     # and each poison message logged as an error once.
     wait_until(lambda: asyncio.run(_runs_consumer(steady.nats.url)) == (0, 0), 30, "an empty queue")
-    logged = [e for r in steady.runners for e in _log_events(r, "run.bad_request")]
+    logged = [e for r in steady.runners for e in log_events(r, "run.bad_request")]
     assert len(logged) - logged_before == 2, logged
     assert {e["level"] for e in logged} == {"error"}
 
@@ -374,33 +216,59 @@ def _one_runner(faulty: Faulty) -> None:
 
 
 def test_flood_drains_with_nothing_dropped(
-    steady: Faulty, site: str, capsys: pytest.CaptureFixture[str]
+    steady: Faulty, site: str, record_property: Callable[[str, object], None]
 ) -> None:
     _one_runner(steady)
     # The cheapest run there is: no page to load, no action.
-    _save(steady.client, {"id": "tiny", "name": "tiny", "disableRecording": True})
+    save_task(steady.client, {"id": "tiny", "name": "tiny", "disableRecording": True})
+    port = free_port()
+    steady.stack.start("gateway", PORT=str(port), RUN_QUEUE_LIMIT=str(FLOOD_LIMIT))
+    flooded = httpx.Client(
+        base_url=f"http://127.0.0.1:{port}", headers={"x-api-key": API_KEY}, timeout=120
+    )
+    steady.stack.clients.append(flooded)
+    wait_until(lambda: healthy(flooded), 120, "the flooded gateway to answer")
     before = steady.execution_ids()
+    workers = 32
+
+    def call(_: int) -> httpx.Response:
+        return flooded.post("/api/tasks/tiny/api", json={"async": True})
+
     started = time.monotonic()
-    with HealthProbe(str(steady.client.base_url)) as probe:
-        accepted = _queue(steady.client, "tiny", FLOOD, workers=32)
+    with HealthProbe(str(flooded.base_url)) as probe:
+        with ThreadPoolExecutor(workers) as pool:
+            answers = list(pool.map(call, range(FLOOD)))
         submitted = time.monotonic() - started
+        accepted = [str(a.json()["executionId"]) for a in answers if a.status_code == 202]
         steady.wait_drained(accepted)
     drained = time.monotonic() - started
-    with capsys.disabled():
-        print(
-            f"\n[faults] flood of {FLOOD}: submitted in {submitted:.1f} s,"
-            f" drained in {drained:.1f} s; {probe.report()}"
-        )
+    refused = [a for a in answers if a.status_code != 202]
+    # Reported, not asserted: printed in the figures section at the end of the run.
+    record_property(
+        "figures",
+        f"flood of {FLOOD} at a queue limit of {FLOOD_LIMIT}: {len(accepted)} accepted,"
+        f" {len(refused)} refused, submitted in {submitted:.1f} s, accepted runs drained in"
+        f" {drained:.1f} s; {probe.report()}",
+    )
+    # The queue filled (the runner frees room while the flood lasts, so more than the
+    # limit may get in over the whole flood), and the rest was refused as it should be.
+    assert len(accepted) >= FLOOD_LIMIT
+    assert refused, "a flood ten times the queue limit must meet a full queue"
+    assert {a.status_code for a in refused} == {429}
+    assert {a.json()["error"] for a in refused} == {"QUEUE_FULL"}
+    assert all(int(a.headers["Retry-After"]) > 0 for a in refused)
+    # Refused calls saved nothing; every accepted one finished exactly once.
+    assert steady.execution_ids() - before == set(accepted)
     steady.assert_nothing_lost(accepted, before)
 
 
 def test_queue_limit_answers_429_and_keeps_what_it_accepted(steady: Faulty, site: str) -> None:
-    _save(steady.client, _runs_task(site, "limited", 0.5))
+    save_task(steady.client, runs_task(site, "limited", 0.5))
     for runner in steady.live_runners():
         runner.stop()  # nothing drains: the queue only fills
     client = steady.limited
     assert client is not None
-    wait_until(lambda: _healthy(client), 120, "the limited gateway to answer")
+    wait_until(lambda: healthy(client), 120, "the limited gateway to answer")
     before = steady.execution_ids()
     assert steady.unfinished() == 0
 
@@ -440,114 +308,3 @@ def test_queue_limit_answers_429_and_keeps_what_it_accepted(steady: Faulty, site
     again = client.post("/api/tasks/limited/api", json={})
     assert again.status_code == 200, again.text
     assert again.json()["data"] == "slow page"
-
-
-# --- 2. NATS restarted ----------------------------------------------------------------
-
-
-def test_nats_restart_keeps_queued_runs_and_connections(
-    fragile: tuple[Faulty, LocalPostgres], site: str
-) -> None:
-    faulty, _ = fragile
-    _save(faulty.client, _runs_task(site, "through-nats", 0.5))
-    (runner,) = faulty.live_runners()
-    pids = (faulty.gateway.proc.pid, runner.proc.pid)
-    before = faulty.execution_ids()
-    accepted = _queue(faulty.client, "through-nats", IN_FLIGHT)
-    wait_until(lambda: faulty.finished_count(accepted) >= 2, 60, "the first runs to finish")
-    assert faulty.unfinished(accepted) > IN_FLIGHT // 2  # most still queued or running
-
-    faulty.nats.stop()  # the JetStream store stays in its directory
-    wait_until(lambda: _log_events(runner, "nats.disconnected") != [], 20, "the runner to notice")
-    faulty.nats.start()
-    faulty.nats.wait_ready()
-
-    faulty.wait_drained(accepted)
-    # And new work goes through the same, reconnected processes.
-    later = _queue(faulty.client, "through-nats", 3)
-    faulty.wait_drained(later)
-    faulty.assert_nothing_lost(accepted + later, before)
-    assert (faulty.gateway.proc.pid, runner.proc.pid) == pids
-    assert faulty.gateway.proc.poll() is None and runner.proc.poll() is None
-    assert _log_events(faulty.gateway, "nats.reconnected")
-    assert _log_events(runner, "nats.reconnected")
-
-
-# --- 3. PostgreSQL restarted ----------------------------------------------------------
-
-
-def test_postgres_restart_loses_and_repeats_no_result(
-    fragile: tuple[Faulty, LocalPostgres], site: str
-) -> None:
-    faulty, database = fragile
-    kept = {**_runs_task(site, "through-postgres", 0.5), "description": "saved before"}
-    _save(faulty.client, kept)
-    before = faulty.execution_ids()
-    accepted = _queue(faulty.client, "through-postgres", IN_FLIGHT)
-    wait_until(lambda: faulty.finished_count(accepted) >= 2, 60, "the first runs to finish")
-
-    database.stop()
-    try:
-        wait_until(
-            lambda: faulty.client.get("/api/health").status_code == 503, 20, "health to fail"
-        )
-        # Runs go on meanwhile; their results wait in NATS for the ingester.
-        time.sleep(3)
-        assert faulty.client.get("/api/health").status_code == 503
-    finally:
-        database.start()
-        database.wait_ready()
-    wait_until(lambda: faulty.client.get("/api/health").status_code == 200, 30, "health back")
-
-    faulty.wait_drained(accepted)
-    faulty.assert_nothing_lost(accepted, before)
-    assert faulty.gateway.proc.poll() is None
-    stored = faulty.client.get("/api/tasks/through-postgres")
-    assert stored.status_code == 200
-    assert stored.json()["description"] == "saved before"
-
-
-# --- 4. gateway restarted -------------------------------------------------------------
-
-
-def test_gateway_restart_drops_waiting_calls_but_no_run(
-    fragile: tuple[Faulty, LocalPostgres], site: str
-) -> None:
-    faulty, _ = fragile
-    _save(faulty.client, _runs_task(site, "through-gateway", 0.5))
-    before = faulty.execution_ids()
-    run_ids = [f"gw-{i}-{uuid.uuid4().hex[:8]}" for i in range(IN_FLIGHT)]
-    answers: dict[str, int | str] = {}
-
-    def call(run_id: str) -> None:
-        try:
-            response = faulty.client.post("/api/tasks/through-gateway/api", json={"runId": run_id})
-            answers[run_id] = response.status_code
-        except httpx.TransportError as exc:
-            answers[run_id] = type(exc).__name__
-
-    threads = [threading.Thread(target=call, args=(r,), daemon=True) for r in run_ids]
-    for thread in threads:
-        thread.start()
-    wait_until(
-        lambda: len(faulty.execution_ids() - before) == IN_FLIGHT,
-        60,
-        "every call to have saved its run",
-    )
-    wait_until(lambda: faulty.finished_count(run_ids) >= 1, 60, "a first run to finish")
-    faulty.gateway.kill()
-    for thread in threads:
-        thread.join(30)
-
-    dropped = [r for r, answer in answers.items() if not isinstance(answer, int)]
-    assert len(answers) == IN_FLIGHT
-    assert dropped, answers  # the calls still waiting lost their connection
-    assert all(answer == 200 for answer in answers.values() if isinstance(answer, int)), answers
-
-    faulty.gateway, faulty.client = faulty.start_gateway()
-    faulty.wait_drained(run_ids)
-    faulty.assert_nothing_lost(run_ids, before)
-    for run_id in dropped:
-        detail = faulty.client.get(f"/api/executions/{run_id}")
-        assert detail.status_code == 200
-        assert detail.json()["execution"]["outcome"] == "success"

@@ -211,8 +211,12 @@ def test_sigterm_hands_running_runs_back_and_loses_none(isolated: Stack, site: s
 
     start_runner(isolated)
     wait_until(lambda: all(finished(client, e) for e in executions), 60, "every run to finish")
-    attempts = sorted(assert_finished_once(isolated, client, e)["attempts"] for e in executions)
-    assert attempts == [1, 2, 2]
+    attempts = [assert_finished_once(isolated, client, e)["attempts"] for e in executions]
+    # The two that were running were handed back and ran again. The queued one ran once,
+    # unless a loaded machine let the draining runner receive it just before it stopped
+    # pulling, in which case it was handed back unstarted.
+    assert sorted(attempts)[1:] == [2, 2]
+    assert all(count in (1, 2) for count in attempts)
 
 
 def _chromium_processes(pid: int) -> list[psutil.Process]:

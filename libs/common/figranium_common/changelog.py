@@ -24,6 +24,15 @@ async def record_change(
     the phase and outcome that were really stored (a late ``started`` after a result
     still says ``finished``).
     """
+    await record_changes(conn, [execution_id], kind, extra)
+
+
+async def record_changes(
+    conn: Any, execution_ids: list[str], kind: str, extra: dict[str, Any] | None = None
+) -> None:
+    """``record_change`` for many executions in one statement, logged in the given order."""
+    if not execution_ids:
+        return
     await conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGES_LOCK_ID,))
     await conn.execute(
         "INSERT INTO execution_changes (execution_id, kind, payload)"
@@ -32,8 +41,10 @@ async def record_change(
         " || jsonb_strip_nulls(jsonb_build_object("
         "'outcome', e.outcome, 'status', e.status, 'durationMs', e.duration_ms))"
         " || %s"
-        " FROM executions e WHERE e.id = %s",
-        (kind, Jsonb(extra or {}), execution_id),
+        " FROM unnest(%s::text[]) WITH ORDINALITY AS wanted (id, n)"
+        " JOIN executions e ON e.id = wanted.id"
+        " ORDER BY wanted.n",
+        (kind, Jsonb(extra or {}), execution_ids),
     )
 
 

@@ -8,6 +8,8 @@ transaction; the caller logs the ``queued`` change (``changelog.record_change``)
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -26,6 +28,43 @@ def credential_purpose(credential_id: str) -> str:
     return f"credential:{credential_id}"
 
 
+_INSERT_EXECUTION = (
+    "INSERT INTO executions (id, task_id, task_name, mode, source, url, method, path,"
+    " phase, task_snapshot, variables, webhook_url)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'queued', %s, %s, %s)"
+    " ON CONFLICT (id) DO NOTHING"
+)
+
+
+@dataclass(frozen=True)
+class NewExecution:
+    """One queued execution to insert: what ``insert_execution`` takes, as a value."""
+
+    execution_id: str
+    task: dict[str, Any]
+    source: str
+    variables: dict[str, Any] = field(default_factory=dict)
+    method: str | None = None
+    path: str | None = None
+    webhook_url: str | None = None
+
+    def params(self) -> tuple[Any, ...]:
+        task = self.task
+        return (
+            self.execution_id,
+            task.get("id"),
+            task.get("name"),
+            task.get("mode", "agent"),
+            self.source,
+            task.get("url"),
+            self.method,
+            self.path,
+            Jsonb(task),
+            Jsonb(self.variables),
+            self.webhook_url,
+        )
+
+
 async def insert_execution(
     conn: Any,
     *,
@@ -38,26 +77,16 @@ async def insert_execution(
     webhook_url: str | None = None,
 ) -> bool:
     """Insert a queued execution; False when the id is already taken."""
-    cur = await conn.execute(
-        "INSERT INTO executions (id, task_id, task_name, mode, source, url, method, path,"
-        " phase, task_snapshot, variables, webhook_url)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'queued', %s, %s, %s)"
-        " ON CONFLICT (id) DO NOTHING",
-        (
-            execution_id,
-            task.get("id"),
-            task.get("name"),
-            task.get("mode", "agent"),
-            source,
-            task.get("url"),
-            method,
-            path,
-            Jsonb(task),
-            Jsonb(variables),
-            webhook_url,
-        ),
-    )
+    new = NewExecution(execution_id, task, source, variables, method, path, webhook_url)
+    cur = await conn.execute(_INSERT_EXECUTION, new.params())
     return bool(cur.rowcount == 1)
+
+
+async def insert_executions(conn: Any, executions: list[NewExecution]) -> None:
+    """Insert many queued executions in one pipelined batch (ids are fresh, never taken)."""
+    if executions:
+        async with conn.cursor() as cur:
+            await cur.executemany(_INSERT_EXECUTION, [new.params() for new in executions])
 
 
 async def gather_run_request(
@@ -69,18 +98,47 @@ async def gather_run_request(
     variables: dict[str, Any],
     source: str,
     timeout_seconds: float,
+    browser_states: Mapping[str, dict[str, Any]] | None = None,
 ) -> RunRequest:
+    """The run request for a queued execution.
+
+    ``browser_states`` is what ``load_browser_states`` returned for a batch of tasks that
+    includes this one; without it the task's saved state is read here.
+    """
+    if browser_states is None:
+        storage_state = await _storage_state(conn, box, task)
+    else:
+        task_id = task.get("id")
+        wanted = isinstance(task_id, str) and not task.get("statelessExecution")
+        storage_state = browser_states.get(str(task_id)) if wanted else None
     return RunRequest(
         execution_id=execution_id,
         task=task,
         variables=variables,
         source=source,
         timeout_seconds=timeout_seconds,
-        storage_state=await _storage_state(conn, box, task),
+        storage_state=storage_state,
         proxies=await _proxies(conn, box, task),
         subtasks=await _subtasks(conn, task),
         output=await output_target(conn, box, task.get("output")),
     )
+
+
+async def load_browser_states(
+    conn: Any, box: SecretBox, task_ids: list[str]
+) -> dict[str, dict[str, Any]]:
+    """The saved cookies and local storage of many tasks, opened, in one query."""
+    if not task_ids:
+        return {}
+    cur = await conn.execute(
+        "SELECT task_id, state FROM task_browser_state WHERE task_id = ANY(%s)", (task_ids,)
+    )
+    states = {}
+    for row in await cur.fetchall():
+        state = _open_state(box, row["state"])
+        if state is not None:
+            states[row["task_id"]] = state
+    return states
 
 
 def seal_browser_state(box: SecretBox, state: dict[str, Any] | None) -> str | None:
@@ -95,9 +153,10 @@ async def _storage_state(conn: Any, box: SecretBox, task: dict[str, Any]) -> dic
         return None
     cur = await conn.execute("SELECT state FROM task_browser_state WHERE task_id = %s", (task_id,))
     row = await cur.fetchone()
-    if row is None:
-        return None
-    stored = row["state"]
+    return None if row is None else _open_state(box, row["state"])
+
+
+def _open_state(box: SecretBox, stored: Any) -> dict[str, Any] | None:
     if isinstance(stored, str):
         opened = json.loads(box.open(stored, BROWSER_STATE))
         return opened if isinstance(opened, dict) else None
