@@ -264,7 +264,7 @@ async def test_an_empty_answer_hands_over_to_the_next_key(pool: db.Pool, fakes: 
 
 async def test_nothing_configured_is_no_ai_keys(pool: db.Pool, fakes: AiFakes) -> None:
     chain = _chain(pool, fakes)
-    assert await chain.configured() is False
+    assert (await chain.keyring()).configured is False
     with pytest.raises(NoAiKeys) as raised:
         await _ask(chain)
     assert raised.value.code == "NO_AI_KEYS"
@@ -272,7 +272,7 @@ async def test_nothing_configured_is_no_ai_keys(pool: db.Pool, fakes: AiFakes) -
     with pytest.raises(NoAiKeys):
         await _ask(chain)
     await _keys(pool, "ollama", fakes.ollama_url())
-    assert await chain.configured() is True
+    assert (await chain.keyring()).configured is True
     assert fakes.calls_to() == []
 
 

@@ -63,6 +63,19 @@ class AnswerRejected(FigraniumError):
     code = "ANSWER_REJECTED"
 
 
+@dataclass(frozen=True)
+class KeyRing:
+    """What is configured at one moment: each provider's entries and model."""
+
+    entries: dict[Provider, list[StoredEntry]]
+    models: dict[Provider, str]
+
+    @property
+    def configured(self) -> bool:
+        """Whether any provider has a key or endpoint (so ``ask`` would not raise NoAiKeys)."""
+        return any(self.entries.values())
+
+
 # Gets the raw model text; returns the cleaned accepted answer or raises AnswerRejected.
 Accept = Callable[[str], Awaitable[str]]
 
@@ -83,27 +96,28 @@ class AiChain:
         # key digest → monotonic time it may be tried again; never the key itself.
         self._cooling: dict[str, float] = {}
 
-    async def configured(self) -> bool:
-        """Whether any provider has a key or endpoint (so ``ask`` would not raise NoAiKeys)."""
-        entries, _ = await keys.load_all(self._pool, self._box)
-        return any(entries.values())
-
-    async def ask(self, *, system: str, prompt: str, accept: Accept) -> AiAnswer:
+    async def keyring(self) -> KeyRing:
+        """The keys, endpoints and models saved now; read once per request, then asked."""
         entries, stored_models = await keys.load_all(self._pool, self._box)
-        if not any(entries.values()):
+        return KeyRing(entries, keys.models_from(stored_models))
+
+    async def ask(
+        self, *, system: str, prompt: str, accept: Accept, keyring: KeyRing | None = None
+    ) -> AiAnswer:
+        ring = keyring or await self.keyring()
+        if not ring.configured:
             raise NoAiKeys(
                 "no AI provider is configured: save a key with POST"
                 " /api/settings/{gemini,openai,claude}-api-key or an endpoint with"
                 " /api/settings/ollama-api-key"
             )
-        models = keys.models_from(stored_models)
         self._forget_cooled()
         reasons: list[str] = []
         for provider in PROVIDERS:
-            if not entries[provider]:
+            if not ring.entries[provider]:
                 continue
             outcome = await self._ask_provider(
-                provider, entries[provider], models[provider], system, prompt, accept
+                provider, ring.entries[provider], ring.models[provider], system, prompt, accept
             )
             if isinstance(outcome, AiAnswer):
                 return outcome

@@ -26,6 +26,7 @@ from figranium_gateway.ai.chain import (
     AiChain,
     AllProvidersFailed,
     AnswerRejected,
+    KeyRing,
     NoAiKeys,
 )
 from figranium_gateway.errors import ApiError, read_json_object
@@ -126,17 +127,25 @@ def _required_text(raw: dict[str, Any], name: str) -> str:
 _NO_KEYS = "no AI provider key is configured: add one with POST /api/settings/<provider>-api-key"
 
 
-async def _require_keys(chain: AiChain) -> None:
+async def _require_keys(chain: AiChain) -> KeyRing:
     """Refuse at once, before a runner is asked to prepare a page for nothing."""
-    if not await chain.configured():
+    keyring = await chain.keyring()
+    if not keyring.configured:
         raise ApiError(400, "NO_AI_KEYS", _NO_KEYS)
+    return keyring
 
 
 async def _ask(
-    chain: AiChain, system: str, prompt: str, accept: Accept, *, failed_status: int
+    chain: AiChain,
+    keyring: KeyRing,
+    system: str,
+    prompt: str,
+    accept: Accept,
+    *,
+    failed_status: int,
 ) -> AiAnswer:
     try:
-        return await chain.ask(system=system, prompt=prompt, accept=accept)
+        return await chain.ask(system=system, prompt=prompt, accept=accept, keyring=keyring)
     except NoAiKeys:
         raise ApiError(400, "NO_AI_KEYS", _NO_KEYS) from None
     except AllProvidersFailed as exc:
@@ -176,7 +185,7 @@ async def generate_selector(request: web.Request) -> web.Response:
             f"actionIndex: between 0 and {len(actions)} (the task has {len(actions)} actions)",
         )
     chain = app[AI]
-    await _require_keys(chain)
+    keyring = await _require_keys(chain)
     page = await _capture(request, task, index)
     soup = BeautifulSoup(page.html, "html.parser")
     matched: dict[str, int] = {}
@@ -194,7 +203,7 @@ async def generate_selector(request: web.Request) -> web.Response:
         f"The page is {page.url}. Its HTML (scripts and styles removed):\n\n{html}\n\n"
         f"Which CSS selector selects: {prompt}"
     )
-    answer = await _ask(chain, SELECTOR_SYSTEM, question, accept, failed_status=500)
+    answer = await _ask(chain, keyring, SELECTOR_SYSTEM, question, accept, failed_status=500)
     log.info("ai.selector_generated", provider=answer.provider, matches=matched[answer.text])
     out = SelectorAnswer(
         selector=answer.text, provider=answer.provider, matches=matched[answer.text]
@@ -245,7 +254,7 @@ async def generate_script(request: web.Request) -> web.Response:
     app = request.app
     description = _required_text(await read_json_object(request), "description")
     chain = app[AI]
-    await _require_keys(chain)
+    keyring = await _require_keys(chain)
     timeout = app[SETTINGS].ai_timeout_seconds
 
     async def accept(text: str) -> str:
@@ -257,7 +266,7 @@ async def generate_script(request: web.Request) -> web.Response:
             raise AnswerRejected(f"the script does not compile: {error}")
         return script
 
-    answer = await _ask(chain, SCRIPT_SYSTEM, description, accept, failed_status=502)
+    answer = await _ask(chain, keyring, SCRIPT_SYSTEM, description, accept, failed_status=502)
     log.info("ai.script_generated", provider=answer.provider, chars=len(answer.text))
     return web.json_response(
         ScriptAnswer(script=answer.text, provider=answer.provider).model_dump()
