@@ -3,6 +3,11 @@
 # Two stacks can run side by side: `make run PORT=11346 FIGRANIUM_DATA_DIR=./.data2`.
 # make hands command-line and environment variables to recipes by itself; an explicit `export`
 # would also hand an empty PORT to every other target whenever it is unset.
+#
+# `HEADFUL=true make run` (or `make run HEADFUL=true`) also starts one headful runner:
+# Chromium on a virtual display, watched through noVNC (README, "Headful mode"). Its Xvfb,
+# x11vnc and noVNC are installed when missing, then and by `make test` (the headful
+# integration tests need them), never by `make install` or `make lint`.
 
 UV ?= uv
 PYTHON ?= python3
@@ -23,10 +28,16 @@ install:
 	@bash scripts/ensure-ffmpeg.sh
 
 run: install
+	@case "$${HEADFUL:-}" in 1|[Tt][Rr][Uu][Ee]) bash scripts/ensure-headful.sh;; esac
 	$(VENV)/python -m figranium_devstack run
 
+# Test files run on PYTEST_WORKERS processes (most integration tests wait on services, not
+# on the CPU); each worker starts its own NATS, PostgreSQL and services. 0 runs them in one.
+PYTEST_WORKERS ?= 2
+
 test: install
-	$(VENV)/pytest $(PYTEST_ARGS)
+	@bash scripts/ensure-headful.sh
+	$(VENV)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/ruff check .

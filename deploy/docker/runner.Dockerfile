@@ -2,6 +2,8 @@
 # The runner: Debian's Chromium driven by Playwright; ops server (/metrics, /livez, /readyz)
 # on 9466. No database driver, no inbound API: runs arrive from NATS JetStream.
 # Build from the repository root:  docker build -f deploy/docker/runner.Dockerfile -t figranium-runner .
+# The headful runner is the stage "headful" of this file (the same build, plus Xvfb, x11vnc
+# and noVNC):  docker build -f deploy/docker/runner.Dockerfile --target headful -t figranium-runner-headful .
 
 # Builder and runtime use the same base, so the venv's interpreter link stays valid.
 FROM python:3.12-slim-bookworm AS builder
@@ -28,7 +30,7 @@ COPY services/runner services/runner
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable --package figranium-runner
 
-FROM python:3.12-slim-bookworm
+FROM python:3.12-slim-bookworm AS runner
 # Debian's Chromium rather than Playwright's download: security updates come with the
 # distribution, and the same binary is what `make install` prefers. Fonts so pages in Latin,
 # CJK and emoji render and screenshot correctly; ffmpeg (with libvpx-vp9) for run videos;
@@ -65,3 +67,27 @@ USER 10001:10001
 WORKDIR /home/figranium
 EXPOSE 9466
 ENTRYPOINT ["/usr/bin/tini", "--", "/app/.venv/bin/python", "-m", "figranium_runner"]
+
+# The headful runner: the same runner started with RUNNER_HEADFUL=true. It runs Xvfb (the
+# virtual display Chromium is headed on) and x11vnc (VNC, on 127.0.0.1 only) itself, and
+# serves Debian's noVNC client from /usr/share/novnc with its own ticket-checked websocket
+# on 54311 (websockify comes with novnc; it is not run). One run at a time, from its own
+# consumer, so KEDA's runner scaling never starts these.
+FROM runner AS headful
+USER root
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+       novnc \
+       websockify \
+       x11vnc \
+       xvfb \
+    && rm -rf /var/lib/apt/lists/*
+ENV RUNNER_HEADFUL=true \
+    RUNNER_CONCURRENCY=1 \
+    NOVNC_PORT=54311 \
+    NOVNC_WEB_DIR=/usr/share/novnc
+USER 10001:10001
+EXPOSE 54311
+
+# Last, so that a build without --target is the plain runner.
+FROM runner

@@ -5,8 +5,11 @@ parsed and validated against its schema (Kubernetes' own API schemas, the Compos
 Specification, a schema for the KEDA fields used), and cross-checked against the code: each
 variable set is a real setting, each service gets what it needs and nothing it must not
 have, probes hit the ops ports the services are told to listen on, grace periods outlast
-the runner's drain, selectors select, and the runner's network policy lets it reach NATS
-and the internet but not PostgreSQL.
+the runner's drain, selectors select, and the runners' network policies let them reach
+NATS and the internet but not PostgreSQL. The headful runner (the runner image's stage
+"headful", Deployment and compose service "runner-headful") gets the same checks as the
+runner, plus its viewer port, and stays off (0 replicas, a compose profile) and out of
+KEDA's scaling.
 """
 
 from __future__ import annotations
@@ -48,9 +51,15 @@ SCHEMAS = Path(__file__).parent / "schemas"
 KUBERNETES_VERSION = "1.30.0"
 
 SERVICES = ("gateway", "runner", "scheduler")
+HEADFUL = "runner-headful"
+# Every Deployment and compose service of ours: the services, and the runner once more as
+# the headful runner.
+WORKLOADS = (*SERVICES, HEADFUL)
+RUNNERS = ("runner", HEADFUL)
 METRICS_PORT_VARIABLE = {
     "gateway": "GATEWAY_METRICS_PORT",
     "runner": "RUNNER_METRICS_PORT",
+    HEADFUL: "RUNNER_METRICS_PORT",
     "scheduler": "SCHEDULER_METRICS_PORT",
 }
 ALIASES = frozenset(str(f.alias) for f in Settings.model_fields.values())
@@ -74,6 +83,7 @@ IMAGE_THIRD_PARTY = {
 REQUIRED = {
     "gateway": {"DATABASE_URL", "NATS_URL", "FIGRANIUM_MASTER_KEY", "FIGRANIUM_API_KEY"},
     "runner": {"NATS_URL", "CHROMIUM_PATH"},
+    HEADFUL: {"NATS_URL", "CHROMIUM_PATH", "RUNNER_HEADFUL", "NOVNC_PORT", "NOVNC_PUBLIC_URL"},
     "scheduler": {"DATABASE_URL", "NATS_URL", "FIGRANIUM_MASTER_KEY"},
 }
 SECRET_NAMES = {"DATABASE_URL", "FIGRANIUM_MASTER_KEY", "FIGRANIUM_API_KEY", "POSTGRES_PASSWORD"}
@@ -262,8 +272,13 @@ def test_the_expected_objects_are_there(objects: list[Obj]) -> None:
         ("ScaledObject", "runner"),
         ("NetworkPolicy", "runner"),
         ("NetworkPolicy", "postgresql"),
+        ("Deployment", HEADFUL),
+        ("Service", HEADFUL),
+        ("NetworkPolicy", HEADFUL),
     }
     assert expected <= present, expected - present
+    # At 0 or 1 replica a budget protects nothing (runner-headful.yaml says why).
+    assert ("PodDisruptionBudget", HEADFUL) not in present
     for obj in objects:
         if obj["kind"] != "Namespace":
             assert obj["metadata"]["namespace"] == "figranium", obj["metadata"]
@@ -276,13 +291,13 @@ def test_every_variable_is_a_setting(objects: list[Obj]) -> None:
     assert all(isinstance(v, str) for v in config["data"].values())
     keys = secret_keys(secret_example())
     assert keys <= ALIASES, keys - ALIASES
-    for service in SERVICES:
+    for service in WORKLOADS:
         names = {e["name"] for e in main_container(objects, service).get("env", [])}
         assert names <= ALIASES, (service, names - ALIASES)
 
 
 def test_each_service_gets_what_it_needs_and_no_more(objects: list[Obj]) -> None:
-    for service in SERVICES:
+    for service in WORKLOADS:
         env = service_env(objects, service)
         assert REQUIRED[service] <= set(env), (service, REQUIRED[service] - set(env))
         settings = settings_from(plain(env))  # every value parses as that setting
@@ -291,17 +306,21 @@ def test_each_service_gets_what_it_needs_and_no_more(objects: list[Obj]) -> None
         assert settings.auth == "on"
         for name in SECRET_NAMES & set(env):
             assert isinstance(env[name], SecretRef), f"{service}: {name} is not from a Secret"
+    for name in RUNNERS:
+        runner = service_env(objects, name)
+        assert "DATABASE_URL" not in runner, name
+        assert not [v for v in runner.values() if isinstance(v, SecretRef)], "runners get no secret"
+        assert runner["CHROMIUM_PATH"] == "/usr/bin/chromium"
+    assert not settings_from(plain(service_env(objects, "runner"))).runner_headful
     runner = service_env(objects, "runner")
-    assert "DATABASE_URL" not in runner
-    assert not [v for v in runner.values() if isinstance(v, SecretRef)], "runners get no secret"
-    assert runner["CHROMIUM_PATH"] == "/usr/bin/chromium"
     gateway, scheduler = service_env(objects, "gateway"), service_env(objects, "scheduler")
     assert gateway["FIGRANIUM_MASTER_KEY"] == scheduler["FIGRANIUM_MASTER_KEY"]
     assert gateway["DATABASE_URL"] == scheduler["DATABASE_URL"]
     assert settings_from(plain(gateway)).trust_forwarded_for  # behind the ingress controller
-    # The RUNS consumer is declared by gateways and runners: its limits must agree.
+    # The RUNS consumers are declared by gateways and runners: their limits must agree.
     for name in ("RUN_ACK_WAIT_SECONDS", "RUN_MAX_DELIVER"):
         assert gateway.get(name) == runner.get(name), name
+        assert gateway.get(name) == service_env(objects, HEADFUL).get(name), name
 
 
 def test_secret_template() -> None:
@@ -318,7 +337,7 @@ def test_secret_template() -> None:
 
 
 def test_probes_use_the_ops_ports(objects: list[Obj]) -> None:
-    for service in SERVICES:
+    for service in WORKLOADS:
         container = main_container(objects, service)
         port = int(plain(service_env(objects, service))[METRICS_PORT_VARIABLE[service]])
         liveness, readiness = container["livenessProbe"], container["readinessProbe"]
@@ -336,9 +355,10 @@ def test_probes_use_the_ops_ports(objects: list[Obj]) -> None:
 
 
 def test_grace_periods_outlast_the_drain(objects: list[Obj]) -> None:
-    runner = deployment(objects, "runner")["spec"]["template"]["spec"]
-    drain = settings_from(plain(service_env(objects, "runner"))).runner_drain_seconds
-    assert runner["terminationGracePeriodSeconds"] >= drain + 10
+    for name in RUNNERS:
+        runner = deployment(objects, name)["spec"]["template"]["spec"]
+        drain = settings_from(plain(service_env(objects, name))).runner_drain_seconds
+        assert runner["terminationGracePeriodSeconds"] >= drain + 10, name
     gateway = deployment(objects, "gateway")["spec"]["template"]["spec"]
     (container,) = gateway["containers"]
     command = container["lifecycle"]["preStop"]["exec"]["command"]
@@ -348,6 +368,8 @@ def test_grace_periods_outlast_the_drain(objects: list[Obj]) -> None:
     for service in SERVICES:
         strategy = deployment(objects, service)["spec"]["strategy"]
         assert strategy["rollingUpdate"]["maxUnavailable"] == 0, service
+    # One viewer address per headful runner: old and new pod must not overlap behind it.
+    assert deployment(objects, HEADFUL)["spec"]["strategy"] == {"type": "Recreate"}
 
 
 def test_selectors_select_their_own_deployment(objects: list[Obj]) -> None:
@@ -381,6 +403,11 @@ def test_selectors_select_their_own_deployment(objects: list[Obj]) -> None:
     for service in ("runner", "scheduler"):
         ports = kustomize.find(objects, "Service", service)["spec"]["ports"]
         assert [p["name"] for p in ports] == ["metrics"]
+    ports = kustomize.find(objects, "Service", HEADFUL)["spec"]["ports"]
+    assert {p["name"]: p["port"] for p in ports} == {
+        "novnc": settings_from(plain(service_env(objects, HEADFUL))).novnc_port,
+        "metrics": int(plain(service_env(objects, HEADFUL))["RUNNER_METRICS_PORT"]),
+    }
 
 
 def test_gateway_autoscaling_and_ingress(objects: list[Obj]) -> None:
@@ -416,7 +443,7 @@ def test_gateway_autoscaling_and_ingress(objects: list[Obj]) -> None:
 
 
 def test_pods_are_locked_down(objects: list[Obj]) -> None:
-    for service in SERVICES:
+    for service in WORKLOADS:
         pod = deployment(objects, service)["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["runAsUser"] >= 1000
@@ -434,14 +461,15 @@ def test_pods_are_locked_down(objects: list[Obj]) -> None:
             assert "/tmp" in mounts, f"{service}: a read-only root needs a writable /tmp"
         volumes = {v["name"]: v for v in pod.get("volumes", [])}
         assert all("emptyDir" in volumes[name] for name in mounts.values())
-    runner = main_container(objects, "runner")
-    assert quantity_bytes(runner["resources"]["limits"]["memory"]) >= 2**30
-    volumes = {
-        v["name"]: v for v in deployment(objects, "runner")["spec"]["template"]["spec"]["volumes"]
-    }
-    mounts = {m["mountPath"]: m["name"] for m in runner["volumeMounts"]}
-    assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
-    assert "/home/figranium" in mounts  # Chromium's caches under $HOME
+    for name in RUNNERS:
+        runner = main_container(objects, name)
+        assert quantity_bytes(runner["resources"]["limits"]["memory"]) >= 2**30
+        volumes = {
+            v["name"]: v for v in deployment(objects, name)["spec"]["template"]["spec"]["volumes"]
+        }
+        mounts = {m["mountPath"]: m["name"] for m in runner["volumeMounts"]}
+        assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
+        assert "/home/figranium" in mounts  # Chromium's caches under $HOME
 
 
 def test_runner_scaled_object(objects: list[Obj]) -> None:
@@ -476,6 +504,7 @@ def test_runner_scaled_object(objects: list[Obj]) -> None:
     meta = trigger["metadata"]
     assert meta["stream"] == topology.RUNS_STREAM
     assert meta["consumer"] == topology.RUNNERS_CONSUMER
+    assert meta["consumer"] != topology.HEADFUL_CONSUMER
     assert meta["account"] == "$G"  # no NATS accounts configured
     assert int(meta["lagThreshold"]) == env.runner_concurrency
     host, port = meta["natsServerMonitoringEndpoint"].rsplit(":", 1)
@@ -483,18 +512,46 @@ def test_runner_scaled_object(objects: list[Obj]) -> None:
     assert port == "8222"
 
 
-def _runner_pod(objects: list[Obj]) -> Pod:
-    return Pod(pod_labels(objects, "runner"), "figranium", "10.244.1.20")
+def test_headful_runner_is_off_and_apart(objects: list[Obj]) -> None:
+    headful = deployment(objects, HEADFUL)
+    assert headful["spec"]["replicas"] == 0, "started by hand: kubectl scale --replicas=1"
+    # Nothing scales it: KEDA reads the runners' consumer only (test_runner_scaled_object).
+    for obj in objects:
+        if obj["kind"] in ("ScaledObject", "HorizontalPodAutoscaler"):
+            assert obj["spec"]["scaleTargetRef"]["name"] != HEADFUL, kustomize.name_of(obj)
+    container = main_container(objects, HEADFUL)
+    settings = settings_from(plain(service_env(objects, HEADFUL)))
+    assert settings.runner_headful
+    assert settings.runner_concurrency == 1  # one display, one run
+    assert settings.novnc_port == default("novnc_port")
+    assert container_port(container, "novnc") == settings.novnc_port
+    # The placeholder fits `kubectl port-forward svc/runner-headful <port>`.
+    public = urlsplit(str(settings.novnc_public_url))
+    assert public.scheme in ("http", "https") and public.hostname
+    assert public.port == settings.novnc_port
+    # The same runner image, its headful stage.
+    name, _ = kustomize.split_image(container["image"])
+    assert name.endswith("runner-headful")
+    # Same Chromium settings as the runner, where they are not about being headful.
+    runner = plain(service_env(objects, "runner"))
+    for key, value in plain(service_env(objects, HEADFUL)).items():
+        if key in runner and key not in ("RUNNER_CONCURRENCY",):
+            assert runner[key] == value, key
 
 
-def test_runner_network_policy(objects: list[Obj]) -> None:
+def _runner_pod(objects: list[Obj], name: str = "runner") -> Pod:
+    return Pod(pod_labels(objects, name), "figranium", "10.244.1.20")
+
+
+@pytest.mark.parametrize("name", RUNNERS)
+def test_runner_network_policy(objects: list[Obj], name: str) -> None:
     policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
-    runner = _runner_pod(objects)
+    runner = _runner_pod(objects, name)
     nats = Pod({"app.kubernetes.io/name": "nats"}, "figranium", "10.244.2.5")
     dns = Pod({"k8s-app": "kube-dns"}, "kube-system", "10.244.0.10")
     postgres = Pod({"app.kubernetes.io/name": "postgresql"}, "figranium", "10.244.3.7")
     gateway = Pod(pod_labels(objects, "gateway"), "figranium", "10.244.1.30")
-    nats_port = urlsplit(settings_from(plain(service_env(objects, "runner"))).nats_url).port
+    nats_port = urlsplit(settings_from(plain(service_env(objects, name))).nats_url).port
 
     assert nats_port == 4222
     assert kustomize.egress_allowed(policies, runner, nats, 4222)
@@ -525,11 +582,30 @@ def test_runner_network_policy(objects: list[Obj]) -> None:
                     ip = ipaddress.ip_address(address)
                     if ip.version == network.version and ip in network:
                         assert any(ip in e for e in excluded), (address, peer)
-    # Prometheus may scrape the ops port, nothing else comes in.
+    # Prometheus may scrape the ops port; viewers reach a headful runner's noVNC port;
+    # nothing else comes in (no DevTools, no VNC: x11vnc stays on 127.0.0.1).
     monitoring = Pod({"app": "prometheus"}, "monitoring", "10.244.4.4")
-    port = int(plain(service_env(objects, "runner"))["RUNNER_METRICS_PORT"])
+    port = int(plain(service_env(objects, name))["RUNNER_METRICS_PORT"])
     assert kustomize.ingress_allowed(policies, runner, monitoring, port)
-    assert not kustomize.ingress_allowed(policies, runner, monitoring, 9222)
+    for closed in (9222, 5900):
+        assert not kustomize.ingress_allowed(policies, runner, monitoring, closed)
+        assert not kustomize.ingress_allowed(policies, runner, "203.0.113.7", closed)
+    novnc = default("novnc_port")
+    assert isinstance(novnc, int)
+    ingress_controller = Pod({"app": "ingress-nginx"}, "ingress-nginx", "10.244.6.6")
+    for viewer in (ingress_controller, "203.0.113.7"):
+        allowed = kustomize.ingress_allowed(policies, runner, viewer, novnc)
+        assert allowed is (name == HEADFUL), (name, viewer)
+
+
+def test_headful_runner_is_fenced_in_like_runners(objects: list[Obj]) -> None:
+    runner = kustomize.find(objects, "NetworkPolicy", "runner")["spec"]
+    headful = kustomize.find(objects, "NetworkPolicy", HEADFUL)["spec"]
+    assert headful["egress"] == runner["egress"]
+    assert headful["policyTypes"] == runner["policyTypes"] == ["Ingress", "Egress"]
+    # Each policy is its own runner's: the runner's does not select headful pods.
+    assert runner["podSelector"]["matchLabels"].items() <= pod_labels(objects, "runner").items()
+    assert not runner["podSelector"]["matchLabels"].items() <= pod_labels(objects, HEADFUL).items()
 
 
 def test_only_gateways_and_schedulers_reach_postgresql(objects: list[Obj]) -> None:
@@ -539,14 +615,15 @@ def test_only_gateways_and_schedulers_reach_postgresql(objects: list[Obj]) -> No
         client = Pod(pod_labels(objects, service), "figranium", "10.244.1.40")
         assert kustomize.ingress_allowed(policies, postgres, client, 5432), service
         assert kustomize.egress_allowed(policies, client, postgres, 5432), service
-    assert not kustomize.ingress_allowed(policies, postgres, _runner_pod(objects), 5432)
+    for name in RUNNERS:
+        assert not kustomize.ingress_allowed(policies, postgres, _runner_pod(objects, name), 5432)
     stranger = Pod({"app": "other"}, "default", "10.244.5.5")
     assert not kustomize.ingress_allowed(policies, postgres, stranger, 5432)
 
 
 def test_overlay_sets_images_replicas_and_host() -> None:
     base, overlay = list(_rendered("base")), list(_rendered("overlay"))
-    for service in SERVICES:
+    for service in WORKLOADS:
         name, tag = kustomize.split_image(main_container(overlay, service)["image"])
         assert name == f"registry.example.com/figranium/{service}"
         assert tag and tag != "latest"
@@ -647,7 +724,7 @@ def test_compose_matches_the_compose_specification() -> None:
 
 def test_compose_topology() -> None:
     services = compose(env_example())["services"]
-    assert set(services) == {"postgres", "nats", "gateway", "runner", "scheduler", "lb"}
+    assert set(services) == {"postgres", "nats", "gateway", *WORKLOADS, "lb"}
     lb_ports = [str(p) for p in services["lb"]["ports"]]
     assert lb_ports == ["11345:11345"]
     assert services["gateway"]["deploy"]["replicas"] >= 2
@@ -660,6 +737,23 @@ def test_compose_topology() -> None:
         assert dockerfile == DEPLOY / "docker" / f"{name}.Dockerfile"
         assert (COMPOSE_DIR / build["context"]).resolve() == REPO
     assert services["runner"]["deploy"]["replicas"] >= 1
+    # The headful runner only comes up with `--profile headful`, and everything else always.
+    for name, service in services.items():
+        assert service.get("profiles", []) == (["headful"] if name == HEADFUL else []), name
+    headful = services[HEADFUL]
+    build = headful["build"]
+    assert (COMPOSE_DIR / build["context"] / build["dockerfile"]).resolve() == (
+        DEPLOY / "docker" / "runner.Dockerfile"
+    )
+    assert build["target"] == "headful"
+    assert "headful" in dockerfile_stage_names("runner")
+    assert headful["image"] != services["runner"]["image"]
+    assert "container_name" not in headful
+    assert headful["deploy"]["replicas"] == 1
+    # The viewer's port is published (browsers reach it directly); the ops port is not.
+    novnc = settings_from(compose_env(headful)).novnc_port
+    assert [str(p) for p in headful["ports"]] == [f"{novnc}:{novnc}"]
+    assert set(headful["depends_on"]) == set(services["runner"]["depends_on"]) == {"nats"}
     for name, service in services.items():
         for dependency, condition in service.get("depends_on", {}).items():
             assert condition == {"condition": "service_healthy"}, (name, dependency)
@@ -692,13 +786,28 @@ def test_compose_environment() -> None:
     for name, service in services.items():
         env = compose_env(service)
         assert set(env) <= ALIASES | set(THIRD_PARTY), (name, set(env) - ALIASES - set(THIRD_PARTY))
-    envs = {name: compose_env(services[name]) for name in SERVICES}
-    for name in SERVICES:
+    envs = {name: compose_env(services[name]) for name in WORKLOADS}
+    for name in WORKLOADS:
         assert REQUIRED[name] <= set(envs[name]), (name, REQUIRED[name] - set(envs[name]))
         settings = settings_from(envs[name])
         assert not settings.allow_private_networks
         assert urlsplit(settings.nats_url).hostname == "nats"
-    assert not SECRET_NAMES & set(envs["runner"]), "runners get no secret and no DATABASE_URL"
+    for name in RUNNERS:
+        assert not SECRET_NAMES & set(envs[name]), "runners get no secret and no DATABASE_URL"
+    runner, headful = settings_from(envs["runner"]), settings_from(envs[HEADFUL])
+    assert not runner.runner_headful
+    assert headful.runner_headful and headful.runner_concurrency == 1
+    assert headful.novnc_port == default("novnc_port")
+    # Viewer links point at the published port on this host unless .env says otherwise.
+    public = urlsplit(str(headful.novnc_public_url))
+    assert public.port == headful.novnc_port
+    assert env_example()["NOVNC_PUBLIC_URL"] == headful.novnc_public_url
+    custom = {**env_example(), "NOVNC_PUBLIC_URL": "https://viewer.example.org"}
+    assert compose_env(compose(custom)["services"][HEADFUL])["NOVNC_PUBLIC_URL"] == (
+        "https://viewer.example.org"
+    )
+    for key in ("CHROMIUM_PATH", "RUNNER_DRAIN_SECONDS", "RUN_TIMEOUT_SECONDS", "LOG_FORMAT"):
+        assert envs[HEADFUL][key] == envs["runner"][key], key
     assert settings_from(envs["gateway"]).trust_forwarded_for
     for name in ("gateway", "scheduler"):
         database = urlsplit(envs[name]["DATABASE_URL"])
@@ -706,9 +815,11 @@ def test_compose_environment() -> None:
         assert database.password == env_example()["POSTGRES_PASSWORD"]
     assert envs["gateway"]["FIGRANIUM_MASTER_KEY"] == envs["scheduler"]["FIGRANIUM_MASTER_KEY"]
     for name in ("RUN_ACK_WAIT_SECONDS", "RUN_MAX_DELIVER"):
-        gateway, runner = settings_from(envs["gateway"]), settings_from(envs["runner"])
+        gateway = settings_from(envs["gateway"])
         field = name.lower()
-        assert getattr(gateway, field) == getattr(runner, field), name
+        for runner_name in RUNNERS:
+            value = getattr(settings_from(envs[runner_name]), field)
+            assert getattr(gateway, field) == value, (name, runner_name)
     # Secrets are required (compose stops with a message) and the example says how to make them.
     for name in ("POSTGRES_PASSWORD", "FIGRANIUM_MASTER_KEY", "FIGRANIUM_API_KEY"):
         assert env_example()[name] == "change-me"
@@ -719,7 +830,7 @@ def test_compose_environment() -> None:
 
 def test_compose_healthchecks_and_drain() -> None:
     services = compose(env_example())["services"]
-    for name in SERVICES:
+    for name in WORKLOADS:
         service = services[name]
         check = " ".join(service["healthcheck"]["test"])
         port = compose_env(service)[METRICS_PORT_VARIABLE[name]]
@@ -728,9 +839,10 @@ def test_compose_healthchecks_and_drain() -> None:
         timeout = re.search(r"timeout=(\d+)", check)
         assert timeout and int(timeout[1]) > ops.READINESS_TIMEOUT_SECONDS
         assert duration_seconds(service["healthcheck"]["timeout"]) > int(timeout[1])
-    runner = services["runner"]
-    drain = settings_from(compose_env(runner)).runner_drain_seconds
-    assert duration_seconds(runner["stop_grace_period"]) >= drain + 10
+    for name in RUNNERS:
+        runner = services[name]
+        drain = settings_from(compose_env(runner)).runner_drain_seconds
+        assert duration_seconds(runner["stop_grace_period"]) >= drain + 10, name
 
 
 def test_load_balancer_configuration() -> None:
@@ -781,6 +893,33 @@ def values(stage: list[Instruction], name: str) -> list[str]:
     return [i.value for i in stage if i.name == name]
 
 
+def _from(stage: list[Instruction]) -> tuple[str, str | None]:
+    """A stage's base and its own name: ``FROM base [AS name]``."""
+    base, *rest = values(stage, "FROM")[0].split()
+    return base, (rest[1] if len(rest) == 2 and rest[0].lower() == "as" else None)
+
+
+def dockerfile_stage_names(service: str) -> list[str]:
+    return [name for stage in dockerfile_stages(service) if (name := _from(stage)[1])]
+
+
+def image_stage(service: str, target: str | None = None) -> list[Instruction]:
+    """What one image is made of: a stage (the last one unless ``target`` names one) after
+    the stages it is built ``FROM``, as ``docker build [--target]`` builds it."""
+    stages = dockerfile_stages(service)
+    index = len(stages) - 1
+    if target is not None:
+        (index,) = [i for i, stage in enumerate(stages) if _from(stage)[1] == target]
+    chain: list[Instruction] = []
+    while True:
+        chain = stages[index] + chain
+        base = _from(stages[index])[0]
+        parents = [i for i in range(index) if _from(stages[i])[1] == base]
+        if not parents:
+            return chain
+        index = parents[-1]
+
+
 def image_pinned(reference: str) -> bool:
     _, tag = kustomize.split_image(reference)
     return bool(tag) and tag != "latest"
@@ -790,11 +929,12 @@ def image_pinned(reference: str) -> bool:
 def test_dockerfile(service: str) -> None:
     stages = dockerfile_stages(service)
     assert len(stages) >= 2, "multi-stage: a builder and a slim runtime"
-    builder, runtime = stages[0], stages[-1]
+    builder, runtime = stages[0], image_stage(service)
     assert values(builder, "FROM")[0].endswith(" AS builder")
+    names = dockerfile_stage_names(service)
     for stage in stages:
-        base = values(stage, "FROM")[0].split()[0]
-        assert image_pinned(base), base
+        base = _from(stage)[0]
+        assert base in names or image_pinned(base), base
     copies = [v for stage in stages for v in values(stage, "COPY")]
     for value in copies:
         source = re.match(r"--from=(\S+)", value)
@@ -823,9 +963,7 @@ def test_dockerfile(service: str) -> None:
 
     # The runtime: the venv from the builder, a non-root numeric user, this service's module.
     assert any(v.startswith("--from=builder /app/.venv") for v in values(runtime, "COPY"))
-    (user,) = values(runtime, "USER")
-    uid = user.split(":")[0]
-    assert uid.isdigit() and int(uid) >= 1000, "numeric, so Kubernetes can check runAsNonRoot"
+    check_runs_as_non_root(runtime)
     (entrypoint,) = values(runtime, "ENTRYPOINT")
     argv = json.loads(entrypoint)
     assert argv[argv.index("-m") + 1] == f"figranium_{service}"
@@ -846,15 +984,66 @@ def test_dockerfile(service: str) -> None:
 
     installs = " ".join(values(runtime, "RUN"))
     if service == "runner":
-        for package in ("chromium", "ffmpeg", "fonts-liberation", "fonts-noto-color-emoji"):
-            assert re.search(rf"\b{package}\b", installs), package
-        assert "fonts-noto-cjk" in installs
-        envs = " ".join(values(runtime, "ENV"))
-        assert re.search(r"\bCHROMIUM_PATH=/usr/bin/chromium\b", envs)
-        assert "ensure-ffmpeg.sh" in installs  # Playwright's ffmpeg path -> Debian's ffmpeg
+        check_runner_image(runtime)
+        # A build without --target is the plain runner, not the headful one.
+        for package in HEADFUL_PACKAGES:
+            assert not re.search(rf"\b{package}\b", installs), package
+        assert "RUNNER_HEADFUL" not in " ".join(values(runtime, "ENV"))
     else:
         text = (DEPLOY / "docker" / f"{service}.Dockerfile").read_text().lower()
         assert "chromium" not in text and "playwright" not in text
+
+
+HEADFUL_PACKAGES = ("xvfb", "x11vnc", "novnc")
+
+
+def check_runs_as_non_root(image: list[Instruction]) -> None:
+    user = values(image, "USER")[-1]  # the last one is the one the container runs as
+    uid = user.split(":")[0]
+    assert uid.isdigit() and int(uid) >= 1000, "numeric, so Kubernetes can check runAsNonRoot"
+
+
+def check_runner_image(image: list[Instruction]) -> None:
+    installs = " ".join(values(image, "RUN"))
+    for package in ("chromium", "ffmpeg", "fonts-liberation", "fonts-noto-color-emoji"):
+        assert re.search(rf"\b{package}\b", installs), package
+    assert "fonts-noto-cjk" in installs
+    envs = " ".join(values(image, "ENV"))
+    assert re.search(r"\bCHROMIUM_PATH=/usr/bin/chromium\b", envs)
+    assert "ensure-ffmpeg.sh" in installs  # Playwright's ffmpeg path -> Debian's ffmpeg
+    (entrypoint,) = values(image, "ENTRYPOINT")
+    argv = json.loads(entrypoint)
+    assert argv[:2] == ["/usr/bin/tini", "--"]  # reaps Chromium's (and Xvfb's) children
+    assert argv[argv.index("-m") + 1] == "figranium_runner"
+
+
+def test_headful_image() -> None:
+    """The runner image's stage "headful": the same build and runtime, plus the display."""
+    image = image_stage("runner", "headful")
+    assert _from(dockerfile_stages("runner")[0])[1] == "builder"
+    # Built on the runner stage, so one builder and one Chromium setup serve both images.
+    (headful,) = [s for s in dockerfile_stages("runner") if _from(s)[1] == "headful"]
+    assert _from(headful)[0] == "runner"
+    check_runner_image(image)
+    check_runs_as_non_root(image)
+    installs = " ".join(values(headful, "RUN"))
+    for package in (*HEADFUL_PACKAGES, "websockify"):
+        assert re.search(rf"\b{package}\b", installs), package
+    assert "--no-install-recommends" in installs
+    assert "rm -rf /var/lib/apt/lists" in installs
+    env = dict(
+        re.findall(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=(\S+)", " ".join(values(image, "ENV")))
+    )
+    settings = settings_from({k: v for k, v in env.items() if k in ALIASES})
+    assert settings.runner_headful
+    assert settings.novnc_port == default("novnc_port")
+    assert settings.novnc_web_dir == default("novnc_web_dir")  # where Debian's novnc puts it
+    exposed = {int(p) for v in values(image, "EXPOSE") for p in v.split()}
+    assert {settings.novnc_port, default("runner_metrics_port")} <= exposed
+    # What compose and the Kubernetes base run: this stage, as figranium-runner-headful.
+    objects = list(_rendered("base"))
+    name, _ = kustomize.split_image(main_container(objects, HEADFUL)["image"])
+    assert name == "figranium-runner-headful"
 
 
 def _dockerignored(path: str, patterns: list[str]) -> bool:

@@ -175,6 +175,10 @@ class Stack:
         service.wait_for_log("runner.ready", timeout=60)
         return service
 
+    def start_headful_runner(self, **env: str) -> Service:
+        """A headful runner: Chromium on a virtual display, its viewer on a free port."""
+        return self.start_runner(**{"RUNNER_HEADFUL": "true", "NOVNC_PORT": "0", **env})
+
     def close(self) -> None:
         for client in self.clients:
             client.close()

@@ -253,8 +253,11 @@ def test_proxies_saved_without_ids_get_stable_ones(
 
 
 def test_headful_status(api: httpx.Client) -> None:
+    """No headful runner on the shared stack (tests/integration/test_headful.py has one)."""
     assert api.get("/api/headful/status").json() == {
         "useNovnc": False,
         "novncPort": None,
         "isRunning": False,
+        "executionId": None,
+        "runners": [],
     }

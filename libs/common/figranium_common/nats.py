@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,10 @@ RUNS_STREAM = "RUNS"
 RUNS_SUBJECT_PREFIX = "figranium.runs.v1"
 RUNS_DEFAULT_SUBJECT = f"{RUNS_SUBJECT_PREFIX}.default"
 RUNNERS_CONSUMER = "runners"
+# Headful runs (a visible browser) go to headful runners only, through a consumer of their
+# own; the "runners" consumer stays on the default subject (KEDA scales runners on it).
+RUNS_HEADFUL_SUBJECT = f"{RUNS_SUBJECT_PREFIX}.headful"
+HEADFUL_CONSUMER = "headful-runners"
 
 EVENTS_STREAM = "RUN_EVENTS"
 EVENTS_SUBJECT_PREFIX = "figranium.events.v1"
@@ -38,7 +43,10 @@ INGESTER_CONSUMER = "ingester"
 # JetStream publishes an advisory when a run message exhausted its deliveries; keeping
 # those advisories in a stream makes "mark it crashed" durable even if no gateway is up.
 DEAD_STREAM = "RUN_DEAD"
-DEAD_SUBJECT = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{RUNS_STREAM}.{RUNNERS_CONSUMER}"
+_MAX_DELIVERIES_ADVISORY = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{RUNS_STREAM}"
+DEAD_SUBJECTS = [
+    f"{_MAX_DELIVERIES_ADVISORY}.{consumer}" for consumer in (RUNNERS_CONSUMER, HEADFUL_CONSUMER)
+]
 DEAD_CONSUMER = "dead-letters"
 
 NOTIFY_SUBJECT_PREFIX = "figranium.notify.v1.execution"
@@ -60,6 +68,21 @@ STOP_SUBJECT_PREFIX = "figranium.control.v1.stop"
 TOOLS_PAGE_SUBJECT = "figranium.tools.v1.page"
 TOOLS_SCRIPT_SUBJECT = "figranium.tools.v1.script"
 TOOLS_QUEUE = "figranium-runners"
+# Headful runners (figranium_common.headful), over core NATS: each announces its
+# HeadfulPresence every few seconds and whenever pinged (empty body); a viewer ticket is a
+# request/reply to one runner's own subject.
+HEADFUL_PRESENCE_SUBJECT = "figranium.headful.v1.presence"
+HEADFUL_PING_SUBJECT = "figranium.headful.v1.ping"
+HEADFUL_TICKET_SUBJECT_PREFIX = "figranium.headful.v1.ticket"
+
+
+def run_subject(task: Mapping[str, Any]) -> str:
+    """Where a run request for ``task`` is published: headful tasks to headful runners."""
+    return RUNS_HEADFUL_SUBJECT if task.get("mode") == "headful" else RUNS_DEFAULT_SUBJECT
+
+
+def headful_ticket_subject(runner_id: str) -> str:
+    return f"{HEADFUL_TICKET_SUBJECT_PREFIX}.{runner_id}"
 
 
 def stop_subject(execution_id: str) -> str:
@@ -171,19 +194,23 @@ async def declare_topology(js: JetStreamContext, limits: RunConsumerLimits) -> N
             duplicate_window=300,
         ),
     )
-    await _ensure_consumer(
-        js,
-        RUNS_STREAM,
-        ConsumerConfig(
-            durable_name=RUNNERS_CONSUMER,
-            filter_subject=RUNS_DEFAULT_SUBJECT,
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_wait=limits.ack_wait_seconds,
-            max_deliver=limits.max_deliver,
-            max_ack_pending=10_000,
-        ),
-    )
+    for durable, subject in (
+        (RUNNERS_CONSUMER, RUNS_DEFAULT_SUBJECT),
+        (HEADFUL_CONSUMER, RUNS_HEADFUL_SUBJECT),
+    ):
+        await _ensure_consumer(
+            js,
+            RUNS_STREAM,
+            ConsumerConfig(
+                durable_name=durable,
+                filter_subject=subject,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=limits.ack_wait_seconds,
+                max_deliver=limits.max_deliver,
+                max_ack_pending=10_000,
+            ),
+        )
     await _ensure_stream(
         js,
         StreamConfig(
@@ -210,7 +237,7 @@ async def declare_topology(js: JetStreamContext, limits: RunConsumerLimits) -> N
         js,
         StreamConfig(
             name=DEAD_STREAM,
-            subjects=[DEAD_SUBJECT],
+            subjects=DEAD_SUBJECTS,
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
         ),

@@ -78,7 +78,18 @@ class Settings(BaseSettings):
     gateway_metrics_port: int = Field(default=9465, ge=0, le=65535, alias="GATEWAY_METRICS_PORT")
     runner_metrics_port: int = Field(default=9466, ge=0, le=65535, alias="RUNNER_METRICS_PORT")
     runner_browser_max_contexts: int = Field(default=200, ge=1, alias="RUNNER_BROWSER_MAX_CONTEXTS")
-    scheduler_batch_size: int = Field(default=100, ge=1, le=10_000, alias="SCHEDULER_BATCH_SIZE")
+    # Headful runners: Chromium headed on a virtual display, watched through noVNC.
+    runner_headful: bool = Field(default=False, alias="RUNNER_HEADFUL")
+    novnc_port: int = Field(default=54311, ge=0, le=65535, alias="NOVNC_PORT")
+    novnc_public_url: str | None = Field(default=None, alias="NOVNC_PUBLIC_URL")
+    novnc_web_dir: str = Field(default="/usr/share/novnc", alias="NOVNC_WEB_DIR")
+    headful_screen: str = Field(
+        default="1280x800", pattern=r"^\d{3,4}x\d{3,4}$", alias="HEADFUL_SCREEN"
+    )
+    headful_ticket_ttl_seconds: float = Field(
+        default=60.0, gt=0, le=3600, alias="HEADFUL_TICKET_TTL_SECONDS"
+    )
+    scheduler_batch_size: int = Field(default=500, ge=1, le=10_000, alias="SCHEDULER_BATCH_SIZE")
     # How often each scheduler replica reports it is alive; a replica is counted as
     # running by GET /api/schedules/status/all for three of these.
     scheduler_heartbeat_seconds: float = Field(

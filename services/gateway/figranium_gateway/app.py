@@ -14,6 +14,7 @@ from aiohttp import web
 
 from figranium_common import db
 from figranium_common import nats as topology
+from figranium_common.headful import HeadfulRoster
 from figranium_common.ops import OpsServer
 from figranium_common.secretbox import SecretBox
 from figranium_common.settings import Settings
@@ -37,6 +38,7 @@ from figranium_gateway.routes import (
     docs,
     executions,
     generate,
+    headful,
     health,
     runs,
     schedules,
@@ -50,6 +52,7 @@ from figranium_gateway.state import (
     AUTH,
     BOX,
     CHANGES,
+    HEADFUL,
     JS,
     NC,
     POOL,
@@ -95,8 +98,11 @@ async def _nats(app: web.Application) -> AsyncIterator[None]:
     waiters = Waiters()
     await waiters.start(nc)
     await app[AUTH].listen(nc)
-    app[NC], app[JS], app[WAITERS] = nc, js, waiters
+    roster = HeadfulRoster()
+    await roster.start(nc)
+    app[NC], app[JS], app[WAITERS], app[HEADFUL] = nc, js, waiters, roster
     yield
+    await roster.stop()
     await app[AUTH].stop_listening()
     await waiters.stop()
     await topology.close(nc)
@@ -244,6 +250,7 @@ def create_app(settings: Settings) -> web.Application:
         captures,
         credentials,
         settings_routes,
+        headful,
         ai_settings,
         webhook_routes,
         docs,

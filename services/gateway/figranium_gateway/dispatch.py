@@ -12,7 +12,7 @@ from nats.js import JetStreamContext
 
 from figranium_common import queue
 from figranium_common.models import RunRequest
-from figranium_common.nats import RUNS_DEFAULT_SUBJECT
+from figranium_common.nats import run_subject
 from figranium_common.secretbox import SecretBox
 from figranium_gateway import store
 from figranium_gateway.waiters import Waiters
@@ -52,7 +52,7 @@ async def build_run_request(
 async def publish_run(js: JetStreamContext, request: RunRequest) -> None:
     # The execution id is the message id: a repeated publish is dropped by JetStream.
     await js.publish(
-        RUNS_DEFAULT_SUBJECT,
+        run_subject(request.task),
         request.model_dump_json().encode(),
         headers={"Nats-Msg-Id": request.execution_id},
         timeout=5,

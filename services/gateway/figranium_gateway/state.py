@@ -9,6 +9,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from figranium_common.db import Pool
+from figranium_common.headful import HeadfulRoster
 from figranium_common.secretbox import SecretBox
 from figranium_common.settings import Settings
 from figranium_gateway.ai.chain import AiChain
@@ -32,3 +33,4 @@ STARTED_AT = web.AppKey("started_at", float)
 # Set when shutdown begins, so background tasks failing on the way down stop nothing more.
 STOPPING = web.AppKey("stopping", asyncio.Event)
 CHANGES = web.AppKey("changes", ChangeFeed)
+HEADFUL = web.AppKey("headful_roster", HeadfulRoster)

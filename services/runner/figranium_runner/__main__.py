@@ -1,9 +1,14 @@
-"""``python -m figranium_runner``: a warm Chromium serving runs from JetStream."""
+"""``python -m figranium_runner``: a warm Chromium serving runs from JetStream.
+
+With ``RUNNER_HEADFUL=true`` the Chromium is headed on a virtual display watched through
+noVNC, and the runner takes headful runs only, one at a time (:mod:`figranium_runner.headful`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 
 import structlog
 from nats.aio.client import Client as NATS
@@ -12,10 +17,13 @@ from figranium_common import nats as topology
 from figranium_common.logging import configure_logging
 from figranium_common.ops import OpsServer
 from figranium_common.settings import Settings
+from figranium_runner import headful
 from figranium_runner.browser import BrowserHost
+from figranium_runner.headful.display import HeadfulError, VirtualDisplay
+from figranium_runner.headful.service import HeadfulService
 from figranium_runner.metrics import RunnerMetrics
 from figranium_runner.tools import ToolsService
-from figranium_runner.worker import Worker
+from figranium_runner.worker import Worker, runner_name
 
 log = structlog.get_logger("figranium_runner")
 
@@ -27,6 +35,12 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stopping.set)
 
     metrics = RunnerMetrics()
+    display: VirtualDisplay | None = None
+    if settings.runner_headful:
+        # The Chromium dies with its display; bring it back with the display.
+        display = VirtualDisplay(
+            settings.headful_screen, on_restart=lambda: browser.relaunch_if_down()
+        )
     browser = BrowserHost(
         settings.chromium_path,
         max_contexts=settings.runner_browser_max_contexts,
@@ -34,6 +48,7 @@ async def serve(settings: Settings) -> None:
         # is a leak, not a run.
         retire_grace_seconds=settings.run_timeout_seconds + 60,
         on_restart=metrics.browser_restarted,
+        screen=display,
     )
     connections: list[NATS] = []
 
@@ -42,6 +57,8 @@ async def serve(settings: Settings) -> None:
             return "draining"
         if not connections or not connections[0].is_connected:
             return "nats not connected"
+        if display is not None and (problem := display.problem()) is not None:
+            return problem
         if not browser.connected:
             return "browser not connected"
         return None
@@ -56,20 +73,26 @@ async def serve(settings: Settings) -> None:
         service="runner",
     )
     async with ops:
+        if display is not None:
+            await display.start()
         try:
-            await browser.start()
-        except Exception:
-            if stopping.is_set():  # stopped while starting: the driver may have been killed
-                log.info("runner.stopped_while_starting")
-                return
-            raise
-        nc = await topology.connect(settings.nats_url, name="figranium-runner")
-        connections.append(nc)
-        try:
-            await _work(settings, stopping, nc, browser, metrics)
+            try:
+                await browser.start()
+            except Exception:
+                if stopping.is_set():  # stopped while starting: the driver may have been killed
+                    log.info("runner.stopped_while_starting")
+                    return
+                raise
+            nc = await topology.connect(settings.nats_url, name="figranium-runner")
+            connections.append(nc)
+            try:
+                await _work(settings, stopping, nc, browser, metrics, display)
+            finally:
+                await browser.close()
+                await topology.close(nc)
         finally:
-            await browser.close()
-            await topology.close(nc)
+            if display is not None:
+                await display.close()
     log.info("runner.stopped")
 
 
@@ -79,6 +102,7 @@ async def _work(
     nc: NATS,
     browser: BrowserHost,
     metrics: RunnerMetrics,
+    display: VirtualDisplay | None,
 ) -> None:
     """Take runs until ``stopping``; then drain: finish within the bound, hand back the rest."""
     js = nc.jetstream()
@@ -89,6 +113,9 @@ async def _work(
             max_deliver=settings.run_max_deliver,
         ),
     )
+    if display is not None:
+        await _work_headful(settings, stopping, nc, browser, metrics, display)
+        return
     worker = Worker(settings, nc, js, browser, metrics)
     tools = ToolsService(settings, nc, browser)
     await tools.start(stopping)
@@ -103,10 +130,48 @@ async def _work(
         await tools.drain(0)  # a no-op after a clean stop
 
 
+async def _work_headful(
+    settings: Settings,
+    stopping: asyncio.Event,
+    nc: NATS,
+    browser: BrowserHost,
+    metrics: RunnerMetrics,
+    display: VirtualDisplay,
+) -> None:
+    """One visible session at a time, from the headful consumer only. The tools services
+    stay with headless runners: their pages would appear on the watched screen."""
+    service = HeadfulService(settings, nc, display, metrics, runner_id=runner_name())
+    worker = Worker(
+        settings,
+        nc,
+        nc.jetstream(),
+        browser,
+        metrics,
+        consumer=topology.HEADFUL_CONSUMER,
+        slots=1,
+        runner_id=service.runner_id,
+        observer=service,
+    )
+    await service.start()
+    try:
+        await worker.run(stopping)
+        log.info("runner.stopping", running=worker.busy)
+        await worker.drain(settings.runner_drain_seconds)
+    finally:
+        await service.close()
+
+
 def main() -> None:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format, service="runner")
-    asyncio.run(serve(settings))
+    if settings.runner_headful and (problem := headful.preflight(settings)) is not None:
+        log.error("runner.headful_unavailable", error=problem)
+        sys.exit(2)
+    try:
+        asyncio.run(serve(settings))
+    except HeadfulError as exc:
+        log.error("runner.headful_unavailable", error=exc.details)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -4,19 +4,23 @@ The Chromium is supervised: one that dies is replaced at once (runs on it fail a
 handed back by the worker), and one that has opened ``max_contexts`` contexts is replaced
 for new runs while the runs in flight finish on it, then closed. Long-lived Chromiums
 grow; recycling bounds the memory a runner needs.
+
+Given a :class:`Screen`, Chromium runs headed on that X display, its window filling the
+screen (a headful runner's virtual display, watched through noVNC); otherwise headless.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import tempfile
 import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import structlog
 from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
@@ -56,6 +60,17 @@ def find_chromium(configured: str | None) -> str | None:
 RestartReason = Literal["crash", "recycle"]
 
 
+class Screen(Protocol):
+    """An X display to show a headed Chromium on; read at every launch, since a display
+    that was restarted may have another number."""
+
+    @property
+    def display(self) -> str: ...  # ":1"
+
+    @property
+    def size(self) -> tuple[int, int]: ...  # width, height
+
+
 class BrowserCrashed(FigraniumError):
     """The Chromium under a run died: the run is not at fault and goes back to the queue."""
 
@@ -83,11 +98,13 @@ class BrowserHost:
         max_contexts: int = 0,
         retire_grace_seconds: float = 600.0,
         on_restart: Callable[[RestartReason], None] | None = None,
+        screen: Screen | None = None,
     ) -> None:
         """``max_contexts`` 0 never recycles. A recycled Chromium is closed when its last
         context closes, or after ``retire_grace_seconds`` at the latest (a context that is
-        never closed must not keep it alive for good)."""
+        never closed must not keep it alive for good). ``screen``: run headed on it."""
         self._executable = find_chromium(chromium_path)
+        self._screen = screen
         self._max_contexts = max_contexts
         self._retire_grace_seconds = retire_grace_seconds
         self._on_restart = on_restart
@@ -159,9 +176,19 @@ class BrowserHost:
 
     async def _launch(self) -> _Generation:
         assert self._playwright is not None, "BrowserHost.start() was not called"
-        browser = await self._playwright.chromium.launch(
-            executable_path=self._executable, headless=True, args=CHROMIUM_ARGS
-        )
+        if self._screen is None:
+            browser = await self._playwright.chromium.launch(
+                executable_path=self._executable, headless=True, args=CHROMIUM_ARGS
+            )
+        else:
+            # No window manager places the window: put it at the origin, screen-sized.
+            width, height = self._screen.size
+            browser = await self._playwright.chromium.launch(
+                executable_path=self._executable,
+                headless=False,
+                args=[*CHROMIUM_ARGS, "--window-position=0,0", f"--window-size={width},{height}"],
+                env={**os.environ, "DISPLAY": self._screen.display},
+            )
         generation = _Generation(browser)
         browser.on("disconnected", lambda _: self._disconnected(generation))
         log.info(
@@ -189,6 +216,12 @@ class BrowserHost:
             await self._ensure_browser()
         except Exception as exc:  # the next run's context tries again
             log.error("browser.relaunch_failed", error=repr(exc))
+
+    async def relaunch_if_down(self) -> None:
+        """Launch a Chromium now if none is up (after its display came back, say), rather
+        than with the next run; a failure is logged and left to the next run."""
+        if not self._closing and not self.connected:
+            await self._relaunch()
 
     def _retire(self, generation: _Generation) -> None:
         generation.retired = True
@@ -234,10 +267,15 @@ class BrowserHost:
         """
         generation = await self._generation()  # relaunches a Chromium that crashed
         settings: dict[str, Any] = {
-            "viewport": {"width": 1280, "height": 800},
             "bypass_csp": True,  # extraction scripts must run even under a strict CSP
             "accept_downloads": True,
         }
+        if self._screen is None or "viewport" in options:
+            settings["viewport"] = {"width": 1280, "height": 800}
+        else:
+            # Headed, the page fills the window; a fixed viewport would grow the window
+            # past the screen's edge.
+            settings["no_viewport"] = True
         if record_video_dir is not None and self.can_record:
             settings["record_video_dir"] = str(record_video_dir)
         settings.update(options)

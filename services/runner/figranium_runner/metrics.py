@@ -1,4 +1,4 @@
-"""The runner's Prometheus metrics: runs, slots and the Chromium's restarts."""
+"""The runner's Prometheus metrics: runs, slots, the Chromium's restarts, headful sessions."""
 
 from __future__ import annotations
 
@@ -46,6 +46,20 @@ class RunnerMetrics:
         )
         for reason in ("crash", "recycle"):
             self.browser_restarts.labels(reason=reason)  # exposed at 0 from the start
+        self.headful_session = Gauge(
+            "figranium_headful_session_active",
+            "1 while a headful session (a run on the visible browser) is active",
+            registry=self.registry,
+        )
+        self.viewer_connections = Counter(
+            "figranium_headful_viewer_connections",
+            "Viewer websocket connections to a headful runner: accepted, or refused for a"
+            " missing, unknown, used or expired ticket",
+            ["result"],
+            registry=self.registry,
+        )
+        for result in ("accepted", "refused"):
+            self.viewer_connections.labels(result=result)
 
     def watch_slots(self, total: int, busy: Callable[[], int]) -> None:
         """Read the slot gauges from ``busy`` at every scrape."""

@@ -17,7 +17,7 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from nats.aio.client import Client as NATS
@@ -143,6 +143,18 @@ class EventPublisher:
         )
 
 
+def runner_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class RunObserver(Protocol):
+    """Told when a run starts and ends here (a headful runner announces its session)."""
+
+    async def run_started(self, execution_id: str) -> None: ...
+
+    async def run_ended(self, execution_id: str) -> None: ...
+
+
 class Worker:
     def __init__(
         self,
@@ -151,15 +163,24 @@ class Worker:
         js: JetStreamContext,
         browser: BrowserHost,
         metrics: RunnerMetrics | None = None,
+        *,
+        consumer: str = RUNNERS_CONSUMER,
+        slots: int | None = None,
+        runner_id: str | None = None,
+        observer: RunObserver | None = None,
     ) -> None:
+        """``consumer``: the durable consumer runs are pulled from; ``slots``: how many run
+        at once (``RUNNER_CONCURRENCY`` by default)."""
         self._settings = settings
         self._nc = nc
         self._js = js
         self._browser = browser
-        self._slots = settings.runner_concurrency
+        self._consumer = consumer
+        self._slots = slots or settings.runner_concurrency
+        self._observer = observer
         self._active: set[asyncio.Task[None]] = set()
         self._rng = random.Random()
-        self.runner_id = f"{socket.gethostname()}-{os.getpid()}"
+        self.runner_id = runner_id or runner_name()
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._stop_requested: set[str] = set()
         self._browser_died: set[str] = set()  # runs cancelled because their Chromium died
@@ -172,9 +193,9 @@ class Worker:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Fetch while not stopping; then wait for in-flight runs (the caller bounds it)."""
-        sub = await self._js.pull_subscribe_bind(durable=RUNNERS_CONSUMER, stream=RUNS_STREAM)
+        sub = await self._js.pull_subscribe_bind(durable=self._consumer, stream=RUNS_STREAM)
         stops = await self._nc.subscribe(f"{STOP_SUBJECT_PREFIX}.*", cb=self._on_stop)
-        log.info("runner.ready", runner=self.runner_id, slots=self._slots)
+        log.info("runner.ready", runner=self.runner_id, slots=self._slots, consumer=self._consumer)
         while not stopping.is_set():
             free = self._slots - len(self._active)
             if free <= 0:
@@ -315,11 +336,15 @@ class Worker:
         current = asyncio.current_task()
         assert current is not None
         self._running[request.execution_id] = current
+        if self._observer is not None:
+            await self._observer.run_started(request.execution_id)
         try:
             await self._run_started(msg, request, task, attempt, events)
         finally:
             self._running.pop(request.execution_id, None)
             self._stop_requested.discard(request.execution_id)
+            if self._observer is not None:
+                await self._observer.run_ended(request.execution_id)
 
     async def _run_started(
         self,

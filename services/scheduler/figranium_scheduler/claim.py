@@ -19,10 +19,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from figranium_common import queue
-from figranium_common.changelog import record_change
+from figranium_common.changelog import record_changes
 from figranium_common.db import Pool
 from figranium_common.models import RunRequest
-from figranium_common.schedules import Timing, decide
+from figranium_common.schedules import Decision, Timing, decide
 from figranium_common.secretbox import SecretBox
 
 SOURCE = "scheduler"
@@ -60,73 +60,116 @@ def new_execution_id() -> str:
 
 
 async def claim_due(
-    pool: Pool, box: SecretBox, *, limit: int, grace: timedelta, timeout_seconds: float
+    pool: Pool,
+    box: SecretBox,
+    *,
+    limit: int,
+    grace: timedelta,
+    timeout_seconds: float,
+    headful_available: bool,
 ) -> Claimed:
-    """Claim up to ``limit`` due schedules and queue their executions, in one transaction."""
+    """Claim up to ``limit`` due schedules and queue their executions, in one transaction.
+
+    Headful tasks are skipped (reason ``no_headful_runner``) unless ``headful_available``:
+    queued, they would wait for a runner that may never come. Skipped or not, every
+    claimed schedule's ``next_run`` moves on.
+
+    Set-based: whatever the batch size, the claim is a fixed handful of statements (lock
+    the rows, move every ``next_run`` on, check overlaps, insert the executions, read the
+    saved browser states, log the changes), so 2,000 schedules due at once are queued in
+    a few batches rather than thousands of round trips.
+    """
     claimed = Claimed()
-    queued: list[str] = []
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(_CLAIM, (limit,))
         rows = list(await cur.fetchall())
         claimed.rows = len(rows)
+        if not rows:
+            return claimed
+        due: list[dict[str, Any]] = []
+        advanced: list[tuple[str, datetime]] = []
+        # One moment for the whole batch, so schedules alike (same timing, due time and
+        # policy: typically thousands due the same minute) share one cron computation.
+        now = max(row["now"] for row in rows)
+        decisions: dict[tuple[Timing, datetime, str], Decision] = {}
         for row in rows:
-            task_id: str = row["task_id"]
             timing = Timing(row["cron"], row["interval_minutes"], row["timezone"])
-            decision = decide(timing, row["next_run"], row["now"], row["misfire_policy"], grace)
-            await _advance(conn, task_id, decision.next_run)
-            if not decision.fire:
-                claimed.skipped.append((task_id, "missed"))
+            alike = (timing, row["next_run"], row["misfire_policy"])
+            decision = decisions.get(alike)
+            if decision is None:
+                decision = decide(timing, row["next_run"], now, row["misfire_policy"], grace)
+                decisions[alike] = decision
+            advanced.append((row["task_id"], decision.next_run))
+            if decision.fire:
+                due.append(row)
+            else:
+                claimed.skipped.append((row["task_id"], "missed"))
+        await _advance(conn, advanced)
+        running = await _still_running(
+            conn, [row["task_id"] for row in due if not row["allow_overlap"]]
+        )
+        new: list[queue.NewExecution] = []
+        for row in due:
+            if row["task_id"] in running:
+                claimed.skipped.append((row["task_id"], "overlap"))
                 continue
-            if not row["allow_overlap"] and await _still_running(conn, task_id):
-                claimed.skipped.append((task_id, "overlap"))
+            if row["body"].get("mode") == "headful" and not headful_available:
+                claimed.skipped.append((row["task_id"], "no_headful_runner"))
                 continue
-            task = {**row["body"], "id": task_id}
-            execution_id = new_execution_id()
-            await queue.insert_execution(
-                conn,
-                execution_id=execution_id,
-                task=task,
-                variables={},
-                source=SOURCE,
-                webhook_url=row["webhook_url"],
+            task = {**row["body"], "id": row["task_id"]}
+            new.append(
+                queue.NewExecution(new_execution_id(), task, SOURCE, webhook_url=row["webhook_url"])
             )
-            queued.append(execution_id)
+        await queue.insert_executions(conn, new)
+        states = await queue.load_browser_states(conn, box, [n.task["id"] for n in new])
+        by_task = {row["task_id"]: row for row in due}
+        for execution in new:
             request = await queue.gather_run_request(
                 conn,
                 box,
-                execution_id=execution_id,
-                task=task,
+                execution_id=execution.execution_id,
+                task=execution.task,
                 variables={},
                 source=SOURCE,
                 timeout_seconds=timeout_seconds,
+                browser_states=states,
             )
-            lateness = row["now"] - row["next_run"]
-            claimed.fired.append(
-                Fired(task_id, row["next_run"], int(lateness.total_seconds() * 1000), request)
-            )
+            row = by_task[execution.task["id"]]
+            lateness_ms = int((row["now"] - row["next_run"]).total_seconds() * 1000)
+            claimed.fired.append(Fired(row["task_id"], row["next_run"], lateness_ms, request))
         # Last, as changes.record_change asks: the lock is then held only until the commit.
-        for execution_id in queued:
-            await record_change(conn, execution_id, "queued")
+        await record_changes(conn, [n.execution_id for n in new], "queued")
     return claimed
 
 
-async def _advance(conn: Any, task_id: str, next_run: datetime) -> None:
-    await conn.execute("UPDATE schedules SET next_run = %s WHERE task_id = %s", (next_run, task_id))
+async def _advance(conn: Any, advanced: list[tuple[str, datetime]]) -> None:
+    task_ids = [task_id for task_id, _ in advanced]
+    next_runs = [next_run for _, next_run in advanced]
+    await conn.execute(
+        "UPDATE schedules s SET next_run = a.next_run"
+        " FROM unnest(%s::text[], %s::timestamptz[]) AS a (task_id, next_run)"
+        " WHERE s.task_id = a.task_id",
+        (task_ids, next_runs),
+    )
     # The task's copy, for clients reading GET /api/tasks; not a change of the task itself.
     await conn.execute(
-        "UPDATE tasks SET body = jsonb_set(body, '{schedule,nextRun}', to_jsonb(%s::bigint))"
-        " WHERE id = %s AND jsonb_typeof(body->'schedule') = 'object'",
-        (int(next_run.timestamp() * 1000), task_id),
+        "UPDATE tasks t SET body = jsonb_set(t.body, '{schedule,nextRun}', to_jsonb(a.ms))"
+        " FROM unnest(%s::text[], %s::bigint[]) AS a (task_id, ms)"
+        " WHERE t.id = a.task_id AND jsonb_typeof(t.body->'schedule') = 'object'",
+        (task_ids, [int(next_run.timestamp() * 1000) for next_run in next_runs]),
     )
 
 
-async def _still_running(conn: Any, task_id: str) -> bool:
+async def _still_running(conn: Any, task_ids: list[str]) -> set[str]:
+    """Which of these tasks have a scheduled execution that has not finished yet."""
+    if not task_ids:
+        return set()
     cur = await conn.execute(
-        "SELECT 1 FROM executions WHERE task_id = %s AND source = %s AND phase <> 'finished'"
-        " LIMIT 1",
-        (task_id, SOURCE),
+        "SELECT DISTINCT task_id FROM executions"
+        " WHERE task_id = ANY(%s) AND source = %s AND phase <> 'finished'",
+        (task_ids, SOURCE),
     )
-    return await cur.fetchone() is not None
+    return {row["task_id"] for row in await cur.fetchall()}
 
 
 # --- timing and liveness --------------------------------------------------------------

@@ -22,11 +22,11 @@ from nats.js import JetStreamContext
 from psycopg_pool import PoolTimeout
 
 from figranium_common.db import Pool
-from figranium_common.models import RunRequest
+from figranium_common.headful import HeadfulRoster
 from figranium_common.nats import (
     CHANGES_NOTIFY_SUBJECT,
-    RUNS_DEFAULT_SUBJECT,
     SCHEDULES_NOTIFY_SUBJECT,
+    run_subject,
     unsubscribe,
 )
 from figranium_common.secretbox import SecretBox
@@ -39,6 +39,8 @@ log = structlog.get_logger("figranium_scheduler")
 # Wake a little after the due time, so ``next_run <= now()`` holds when the claim runs.
 WAKE_MARGIN_SECONDS = 0.005
 RETRY_SECONDS = 1.0
+# Run requests awaiting their JetStream ack at once.
+PUBLISH_CONCURRENCY = 64
 _STORAGE_DOWN = (psycopg.OperationalError, PoolTimeout)
 
 
@@ -59,6 +61,8 @@ class Scheduler:
         self.fired = 0
         self.skipped = 0
         self.metrics = metrics or SchedulerMetrics()
+        # Headful tasks are only fired while a headful runner is live to take them.
+        self.headful = HeadfulRoster()
         self._wake = asyncio.Event()
 
     async def _on_notice(self, msg: Msg) -> None:
@@ -67,6 +71,7 @@ class Scheduler:
     async def run(self, stopping: asyncio.Event) -> None:
         """Fire schedules until ``stopping`` is set; a claim under way finishes first."""
         sub = await self.nc.subscribe(SCHEDULES_NOTIFY_SUBJECT, cb=self._on_notice)
+        await self.headful.start(self.nc)
         log.info("scheduler.started", replica=self.replica_id)
         try:
             async with asyncio.TaskGroup() as group:
@@ -74,6 +79,7 @@ class Scheduler:
                 group.create_task(self._fire_loop(stopping), name="fire-loop")
         finally:
             await unsubscribe(sub)
+            await self.headful.stop()
             with contextlib.suppress(*_STORAGE_DOWN):
                 await claim.goodbye(self.pool, self.replica_id)
 
@@ -92,52 +98,67 @@ class Scheduler:
             await _first_of(stopping, self._wake, timeout=delay)
 
     async def fire_due(self) -> None:
-        """Claim and fire everything due now, batch after batch."""
-        while True:
-            claimed = await claim.claim_due(
-                self.pool,
-                self.box,
-                limit=self.settings.scheduler_batch_size,
-                grace=timedelta(seconds=self.settings.scheduler_misfire_grace_seconds),
-                timeout_seconds=self.settings.run_timeout_seconds,
-            )
-            for task_id, reason in claimed.skipped:
-                self.skipped += 1
-                self.metrics.skipped.labels(reason=reason).inc()
-                log.info("schedule.skipped", task_id=task_id, reason=reason)
-            if claimed.fired:
-                await _ping_changes(self.nc)
-            for fired in claimed.fired:
-                self.fired += 1
-                self.metrics.fired.inc()
-                self.metrics.lateness.observe(fired.lateness_ms / 1000)
-                await self._publish(fired.request)
-                log.info(
-                    "schedule.fired",
-                    task_id=fired.task_id,
-                    execution_id=fired.request.execution_id,
-                    due=fired.due.isoformat(),
-                    lateness_ms=fired.lateness_ms,
-                )
-            if claimed.rows < self.settings.scheduler_batch_size:
-                return
+        """Claim and fire everything due now, batch after batch.
 
-    async def _publish(self, request: RunRequest) -> None:
+        Run requests are published concurrently (up to ``PUBLISH_CONCURRENCY`` awaiting
+        their JetStream acks at once) while the next batch is claimed; this returns when
+        every one of them is acknowledged or left to the sweeper.
+        """
+        slots = asyncio.Semaphore(PUBLISH_CONCURRENCY)
+        publishing: set[asyncio.Task[None]] = set()
         try:
-            await self.js.publish(
-                RUNS_DEFAULT_SUBJECT,
-                request.model_dump_json().encode(),
-                # The execution id is the message id: the sweeper's republish is dropped.
-                headers={"Nats-Msg-Id": request.execution_id},
-                timeout=5,
-            )
-        except Exception as exc:
-            # The execution is saved as queued: the gateway's sweeper publishes it later.
-            log.warning(
-                "schedule.publish_failed",
-                execution_id=request.execution_id,
-                error=str(exc) or type(exc).__name__,
-            )
+            while True:
+                claimed = await claim.claim_due(
+                    self.pool,
+                    self.box,
+                    limit=self.settings.scheduler_batch_size,
+                    grace=timedelta(seconds=self.settings.scheduler_misfire_grace_seconds),
+                    timeout_seconds=self.settings.run_timeout_seconds,
+                    headful_available=await self.headful.check_available(),
+                )
+                for task_id, reason in claimed.skipped:
+                    self.skipped += 1
+                    self.metrics.skipped.labels(reason=reason).inc()
+                    log.info("schedule.skipped", task_id=task_id, reason=reason)
+                if claimed.fired:
+                    await _ping_changes(self.nc)
+                for fired in claimed.fired:
+                    self.fired += 1
+                    self.metrics.fired.inc()
+                    self.metrics.lateness.observe(fired.lateness_ms / 1000)
+                    publishing.add(asyncio.create_task(self._publish(fired, slots)))
+                if claimed.rows < self.settings.scheduler_batch_size:
+                    return
+        finally:
+            # Even when a claim fails: what was claimed and committed still goes out.
+            await asyncio.gather(*publishing)
+
+    async def _publish(self, fired: claim.Fired, slots: asyncio.Semaphore) -> None:
+        request = fired.request
+        async with slots:
+            try:
+                await self.js.publish(
+                    run_subject(request.task),
+                    request.model_dump_json().encode(),
+                    # The execution id is the message id: the sweeper's republish is dropped.
+                    headers={"Nats-Msg-Id": request.execution_id},
+                    timeout=5,
+                )
+            except Exception as exc:
+                # The execution is saved as queued: the gateway's sweeper publishes it later.
+                log.warning(
+                    "schedule.publish_failed",
+                    execution_id=request.execution_id,
+                    error=str(exc) or type(exc).__name__,
+                )
+                return
+        log.info(
+            "schedule.fired",
+            task_id=fired.task_id,
+            execution_id=request.execution_id,
+            due=fired.due.isoformat(),
+            lateness_ms=fired.lateness_ms,
+        )
 
     async def _heartbeats(self, stopping: asyncio.Event) -> None:
         every = self.settings.scheduler_heartbeat_seconds

@@ -28,7 +28,9 @@ class SchedulerMetrics:
         )
         self.skipped = Counter(
             "figranium_schedules_skipped",
-            "Schedule slots skipped (missed while down, or the previous run still running)",
+            "Schedule slots skipped, by reason: missed (every scheduler was down), overlap"
+            " (the previous run still running), no_headful_runner (a headful task, and no"
+            " headful runner live)",
             ["reason"],
             registry=self.registry,
         )

@@ -1,4 +1,5 @@
-"""Claiming against a real PostgreSQL: once per slot, overlap, missed runs, intervals."""
+"""Claiming against a real PostgreSQL: once per slot, overlap, missed runs, intervals,
+headful tasks without a headful runner."""
 
 from __future__ import annotations
 
@@ -39,11 +40,12 @@ async def _schedule(
     interval: int | None = None,
     policy: str = "run_once",
     overlap: bool = False,
+    mode: str = "agent",
 ) -> None:
     async with pool.connection() as conn:
         await conn.execute(
             "INSERT INTO tasks (id, body) VALUES (%s, %s)",
-            (task_id, Jsonb({"name": task_id, "schedule": {"cron": cron}})),
+            (task_id, Jsonb({"name": task_id, "mode": mode, "schedule": {"cron": cron}})),
         )
         await conn.execute(
             "INSERT INTO schedules (task_id, cron, interval_minutes, next_run, enabled,"
@@ -53,8 +55,10 @@ async def _schedule(
         )
 
 
-async def _claim(pool: db.Pool, limit: int = 100) -> claim.Claimed:
-    return await claim.claim_due(pool, BOX, limit=limit, grace=GRACE, timeout_seconds=30)
+async def _claim(pool: db.Pool, limit: int = 100, headful: bool = True) -> claim.Claimed:
+    return await claim.claim_due(
+        pool, BOX, limit=limit, grace=GRACE, timeout_seconds=30, headful_available=headful
+    )
 
 
 async def _scalar(pool: db.Pool, query: str) -> object:
@@ -119,3 +123,19 @@ async def test_fixed_interval_keeps_its_phase(pool: db.Pool) -> None:
     # Due 2 minutes ago: the next slot is 7 minutes after that due time, 5 from now.
     left = await _scalar(pool, "SELECT extract(epoch FROM next_run - now())::float8 FROM schedules")
     assert isinstance(left, float) and 290 < left < 301
+
+
+async def test_headful_tasks_wait_for_a_headful_runner(pool: db.Pool) -> None:
+    await _schedule(pool, "plain", late="1 second")
+    await _schedule(pool, "visible", late="2 seconds", mode="headful")
+    claimed = await _claim(pool, headful=False)
+    assert [f.task_id for f in claimed.fired] == ["plain"]
+    assert claimed.skipped == [("visible", "no_headful_runner")]
+    assert await _scalar(pool, "SELECT count(*) FROM executions") == 1
+    assert await _scalar(pool, "SELECT bool_and(next_run > now()) FROM schedules") is True
+    async with pool.connection() as conn:
+        await conn.execute("UPDATE schedules SET next_run = now() - interval '1 second'")
+    again = await _claim(pool, headful=True)
+    assert [f.task_id for f in again.fired] == ["visible"]
+    assert again.fired[0].request.task["mode"] == "headful"
+    assert again.skipped == [("plain", "overlap")]  # its first run is still queued

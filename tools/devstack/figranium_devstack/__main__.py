@@ -5,7 +5,9 @@ import json
 import os
 import shlex
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 from honcho.manager import Manager
 
@@ -14,27 +16,97 @@ from figranium_devstack.ports import free_port, port_is_free
 from figranium_devstack.postgres import LocalPostgres
 
 SERVICES = ("gateway", "runner", "scheduler")
+# The settings' defaults (figranium_common.settings), which this tool does not import.
+RUNNER_METRICS_PORT = 9466
+NOVNC_PORT = 54311
 
 
-def _choose_ports(data_dir: Path, gateway_port: int) -> dict[str, int]:
-    """Reuse last run's ports when possible, so URLs stay stable across restarts."""
+class Service(NamedTuple):
+    """One process of the stack: its name in the output, its module, its environment."""
+
+    name: str
+    module: str
+    env: dict[str, str]
+
+
+def headful_requested(environ: Mapping[str, str]) -> bool:
+    """``HEADFUL=true`` (or ``1``): the same test as the Makefile's before `make run`."""
+    return environ.get("HEADFUL", "").lower() in ("true", "1")
+
+
+def _choose_ports(data_dir: Path, gateway_port: int, *, headful: bool = False) -> dict[str, int]:
+    """Reuse last run's ports when possible, so URLs stay stable across restarts.
+
+    With ``headful``, also the noVNC port: its default when free, so a second stack side by
+    side gets another one rather than a runner that cannot serve its viewer.
+    """
     state_file = data_dir / "devstack.json"
     try:
         saved = json.loads(state_file.read_text())
     except (FileNotFoundError, ValueError):
         saved = {}
+    if not isinstance(saved, dict):
+        saved = {}
     taken = {gateway_port}
     ports: dict[str, int] = {}
-    for name in ("postgres", "nats"):
-        port = saved.get(name) if isinstance(saved, dict) else None
-        if not isinstance(port, int) or port in taken or not port_is_free(port):
+    preferred = {"novnc": NOVNC_PORT} if headful else {}
+    for name in (*preferred, "postgres", "nats"):
+        candidates = [saved.get(name), preferred.get(name)]
+        usable = [p for p in candidates if isinstance(p, int) and p not in taken]
+        port = next((p for p in usable if port_is_free(p)), None)
+        if port is None:
             port = free_port()
             while port in taken:
                 port = free_port()
         ports[name] = port
         taken.add(port)
-    state_file.write_text(json.dumps(ports, indent=2) + "\n")
+    # A run without the headful runner keeps the noVNC port chosen for the next one with it.
+    state_file.write_text(json.dumps({**saved, **ports}, indent=2) + "\n")
     return ports
+
+
+def stack_services(
+    service_env: Mapping[str, str], *, headful: bool, novnc_port: int | None = None
+) -> list[Service]:
+    """The Figranium processes `make run` starts; with ``headful``, one headful runner too.
+
+    The headful runner is the runner with RUNNER_HEADFUL=true, one run at a time, and an
+    ops port of its own (the runner's + 1), so the two runners' /metrics do not collide.
+    NOVNC_PORT is the environment's when set, else ``novnc_port``.
+    """
+    env = dict(service_env)
+    services = [Service(name, f"figranium_{name}", env) for name in SERVICES]
+    if not headful:
+        return services
+    # A RUNNER_HEADFUL=true left in the environment would make both runners fight over
+    # the virtual display and the noVNC port.
+    services[SERVICES.index("runner")] = Service(
+        "runner", "figranium_runner", {**env, "RUNNER_HEADFUL": "false"}
+    )
+    runner_port = int(env.get("RUNNER_METRICS_PORT") or RUNNER_METRICS_PORT)
+    headful_env = {
+        **env,
+        "RUNNER_HEADFUL": "true",
+        "RUNNER_CONCURRENCY": "1",
+        # 0 (off) stays off for both runners.
+        "RUNNER_METRICS_PORT": str(runner_port + 1 if 0 < runner_port < 65535 else 0),
+    }
+    if not env.get("NOVNC_PORT"):
+        headful_env["NOVNC_PORT"] = str(NOVNC_PORT if novnc_port is None else novnc_port)
+    services.append(Service("runner-headful", "figranium_runner", headful_env))
+    return services
+
+
+def headful_note(gateway_port: int, novnc_port: str) -> str:
+    """How to watch the headful runner, printed when the stack starts."""
+    where = "a free port" if novnc_port == "0" else f"port {novnc_port}"
+    ticket = f"http://localhost:{gateway_port}/api/headful/ticket"
+    return (
+        f"Headful runner: watch its runs through noVNC, served on {where}.\n"
+        "  Get a single-use viewer link (KEY: FIGRANIUM_API_KEY, or the key the gateway\n"
+        '  printed on its first start), then open the "url" it answers in a browser:\n'
+        f'    curl -s -X POST -H "x-api-key: $KEY" {ticket}'
+    )
 
 
 def _shell(*argv: str) -> str:
@@ -46,7 +118,8 @@ def run() -> int:
     port = int(os.environ.get("PORT") or 11345)
     data_dir = Path(os.environ.get("FIGRANIUM_DATA_DIR") or ".data").resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    ports = _choose_ports(data_dir, port)
+    headful = headful_requested(os.environ)
+    ports = _choose_ports(data_dir, port, headful=headful and not os.environ.get("NOVNC_PORT"))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     manager = Manager()
 
@@ -75,12 +148,16 @@ def run() -> int:
         "PORT": str(port),
         "FIGRANIUM_DATA_DIR": str(data_dir),
     }
-    for service in SERVICES:
+    services = stack_services(service_env, headful=headful, novnc_port=ports.get("novnc"))
+    for service in services:
         manager.add_process(
-            service, _shell(sys.executable, "-m", f"figranium_{service}"), env=service_env
+            service.name, _shell(sys.executable, "-m", service.module), env=service.env
         )
 
     print(f"Figranium gateway will be at http://localhost:{port} (data in {data_dir})", flush=True)
+    for service in services:
+        if service.name == "runner-headful":
+            print(headful_note(port, service.env["NOVNC_PORT"]), flush=True)
     manager.loop()
     return int(manager.returncode or 0)
 

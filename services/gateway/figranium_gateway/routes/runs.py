@@ -19,6 +19,7 @@ from figranium_gateway.errors import ApiError, read_json_object
 from figranium_gateway.ingest import notify_finished
 from figranium_gateway.metrics import METRICS
 from figranium_gateway.openapi import ErrorBody, documented
+from figranium_gateway.routes.headful import require_headful
 from figranium_gateway.routes.tasks import validate_task
 from figranium_gateway.routes.webhooks import checked_webhook_url, webhook_url_type
 from figranium_gateway.state import BOX, JS, NC, POOL, SETTINGS, WAITERS
@@ -105,6 +106,8 @@ async def _run(request: web.Request, task: dict[str, Any], body: RunBody) -> web
         body.webhookUrl, allow_private=app[SETTINGS].allow_private_networks
     )
     await _check_task_url(task, app[SETTINGS])
+    if task.get("mode") == "headful":
+        await require_headful(app)
     if refused := await admission.queue_full(pool, app[SETTINGS].run_queue_limit):
         return refused
     execution_id = body.runId or dispatch.new_execution_id()
@@ -237,7 +240,7 @@ class AdHocBody(Task):
     async_: bool = Field(default=False, alias="async")
 
 
-def _ad_hoc(mode: Literal["agent", "scrape"]) -> Any:
+def _ad_hoc(mode: Literal["agent", "scrape", "headful"]) -> Any:
     async def handler(request: web.Request) -> web.Response:
         raw = {
             k: v for k, v in (await read_json_object(request)).items() if k not in ("apiKey", "key")
@@ -271,26 +274,17 @@ scrape = documented(
     body=AdHocBody,
     responses=_AD_HOC_RESPONSES,
 )(_ad_hoc("scrape"))
-routes.post("/agent")(agent)
-routes.post("/scrape")(scrape)
-
-
-@documented(
+headful = documented(
     "POST",
     "/headful",
-    "Run an unsaved task in a visible browser (needs a headful runner)",
+    "Run an unsaved task in a visible browser, on a headful runner (503 when none is live)",
     tag="runs",
     body=AdHocBody,
-    responses={400: ErrorBody, 503: ErrorBody},
-)
-@routes.post("/headful")
-async def headful(request: web.Request) -> web.Response:
-    validate_task({**await read_json_object(request), "mode": "headful"})
-    raise ApiError(
-        503,
-        "HEADFUL_UNAVAILABLE",
-        "no headful runner is connected; start one with RUNNER_HEADFUL=true",
-    )
+    responses=_AD_HOC_RESPONSES,
+)(_ad_hoc("headful"))
+routes.post("/agent")(agent)
+routes.post("/scrape")(scrape)
+routes.post("/headful")(headful)
 
 
 @documented(

@@ -1,4 +1,4 @@
-"""Settings: the API key, the selector finder mode, saved proxies, headful status."""
+"""Settings: the API key, the selector finder mode, saved proxies."""
 
 from __future__ import annotations
 
@@ -314,24 +314,3 @@ async def delete_proxy(request: web.Request) -> web.Response:
 
     saved = await settings_store.update_setting(request.app[POOL], PROXIES_SETTING, remove)
     return web.json_response(_listing(saved))
-
-
-# --- headful --------------------------------------------------------------------------
-
-
-class HeadfulStatus(BaseModel):
-    useNovnc: bool = False
-    novncPort: int | None = None
-    isRunning: bool = False
-
-
-@documented(
-    "GET",
-    "/api/headful/status",
-    "Headful browser status (no headful runners exist yet: always off)",
-    tag="headful",
-    responses={200: HeadfulStatus},
-)
-@routes.get("/api/headful/status")
-async def headful_status(request: web.Request) -> web.Response:
-    return web.json_response(HeadfulStatus().model_dump())

@@ -1,0 +1,171 @@
+"""Headful runners: their status, and viewer tickets for watching a session through noVNC.
+
+Nothing here is stored: the status comes from the runners' presence announcements (the
+gateway's :class:`HeadfulRoster`), and a ticket is minted by the runner itself, which
+alone checks it when the viewer connects.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import structlog
+from aiohttp import web
+from nats.errors import Error as NatsError
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from figranium_common.headful import HeadfulPresence, HeadfulTicketReply, HeadfulTicketRequest
+from figranium_common.nats import headful_ticket_subject
+from figranium_gateway.errors import ApiError, read_json_object
+from figranium_gateway.openapi import documented
+from figranium_gateway.state import HEADFUL, NC
+
+log = structlog.get_logger(__name__)
+routes = web.RouteTableDef()
+
+TAG = "headful"
+TICKET_REPLY_SECONDS = 2.0
+
+
+def _no_runner() -> ApiError:
+    return ApiError(
+        503,
+        "HEADFUL_UNAVAILABLE",
+        "no headful runner is connected; start one with RUNNER_HEADFUL=true",
+    )
+
+
+async def require_headful(app: web.Application) -> None:
+    """Refuse a headful run at once when no headful runner could take it (rather than
+    leave it queued for a runner that may never come)."""
+    if not await app[HEADFUL].check_available():
+        raise _no_runner()
+
+
+class HeadfulRunnerOut(BaseModel):
+    runnerId: str
+    novncPort: int
+    viewerUrl: str
+    isRunning: bool
+    executionId: str | None
+    startedAt: int | None
+
+
+class HeadfulStatus(BaseModel):
+    useNovnc: bool
+    novncPort: int | None
+    isRunning: bool
+    executionId: str | None
+    runners: list[HeadfulRunnerOut]
+
+
+def _active(runners: list[HeadfulPresence]) -> HeadfulPresence | None:
+    return next((runner for runner in runners if runner.is_running), None)
+
+
+@documented(
+    "GET",
+    "/api/headful/status",
+    "Headful runners and their sessions (useNovnc: at least one headful runner is live)",
+    tag=TAG,
+    responses={200: HeadfulStatus},
+)
+@routes.get("/api/headful/status")
+async def headful_status(request: web.Request) -> web.Response:
+    runners = request.app[HEADFUL].runners()
+    active = _active(runners)
+    shown = active or (runners[0] if runners else None)
+    status = HeadfulStatus(
+        useNovnc=bool(runners),
+        novncPort=shown.novnc_port if shown else None,
+        isRunning=active is not None,
+        executionId=active.execution_id if active else None,
+        runners=[
+            HeadfulRunnerOut(
+                runnerId=runner.runner_id,
+                novncPort=runner.novnc_port,
+                viewerUrl=runner.viewer_url,
+                isRunning=runner.is_running,
+                executionId=runner.execution_id,
+                startedAt=runner.started_at,
+            )
+            for runner in runners
+        ],
+    )
+    return web.json_response(status.model_dump())
+
+
+class TicketBody(BaseModel):
+    """Whose display to watch; with neither field, the runner with an active session, else
+    the first headful runner."""
+
+    model_config = ConfigDict(extra="allow")  # apiKey / key may authenticate in the body
+
+    executionId: str | None = None
+    runnerId: str | None = None
+
+
+class TicketOut(BaseModel):
+    ticket: str
+    expiresAt: int
+    runnerId: str
+    url: str  # the noVNC page, connecting with the ticket
+
+
+def _choose(runners: list[HeadfulPresence], body: TicketBody) -> HeadfulPresence:
+    if not runners:
+        raise _no_runner()
+    if body.executionId is None and body.runnerId is None:
+        return _active(runners) or runners[0]
+    for runner in runners:
+        if body.runnerId not in (None, runner.runner_id):
+            continue
+        if body.executionId not in (None, runner.execution_id):
+            continue
+        return runner
+    wanted = f"execution {body.executionId!r}" if body.executionId else f"runner {body.runnerId!r}"
+    raise ApiError(404, "HEADFUL_SESSION_NOT_FOUND", f"no live headful runner has {wanted}")
+
+
+def viewer_link(viewer_url: str, ticket: str) -> str:
+    path = quote(f"websockify?ticket={ticket}", safe="")
+    return f"{viewer_url}/vnc.html?autoconnect=true&resize=scale&path={path}"
+
+
+@documented(
+    "POST",
+    "/api/headful/ticket",
+    "A short-lived, single-use ticket to watch a headful runner's display through noVNC",
+    tag=TAG,
+    body=TicketBody,
+    responses={200: TicketOut, 400: None, 404: None, 503: None},
+)
+@routes.post("/api/headful/ticket")
+async def headful_ticket(request: web.Request) -> web.Response:
+    body = TicketBody.model_validate(await read_json_object(request))
+    runner = _choose(request.app[HEADFUL].runners(), body)
+    ask = HeadfulTicketRequest(execution_id=body.executionId or runner.execution_id)
+    try:
+        answer = await request.app[NC].request(
+            headful_ticket_subject(runner.runner_id),
+            ask.model_dump_json().encode(),
+            timeout=TICKET_REPLY_SECONDS,
+        )
+        reply = HeadfulTicketReply.model_validate_json(answer.data)
+    except (NatsError, TimeoutError, ValidationError) as exc:
+        log.warning(
+            "headful.ticket_failed", runner=runner.runner_id, error=str(exc) or type(exc).__name__
+        )
+        raise ApiError(
+            503,
+            "HEADFUL_UNAVAILABLE",
+            f"the headful runner {runner.runner_id!r} did not answer; try again",
+        ) from None
+    log.info("headful.ticket_issued", runner=reply.runner_id, execution_id=ask.execution_id)
+    out = TicketOut(
+        ticket=reply.ticket,
+        expiresAt=reply.expires_at,
+        runnerId=reply.runner_id,
+        url=viewer_link(reply.viewer_url, reply.ticket),
+    )
+    return web.json_response(out.model_dump())

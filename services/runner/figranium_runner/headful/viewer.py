@@ -1,0 +1,146 @@
+"""The viewer a headful runner serves: noVNC's client files and its ticket-checked websocket.
+
+noVNC, in a browser, speaks RFB over a websocket; x11vnc speaks it over TCP on 127.0.0.1.
+websockify usually sits between the two. Here the runner's own aiohttp server does that
+job: the ticket in the websocket URL is checked before the upgrade and consumed in the
+same process that minted it, so no state is shared between processes and there is one
+process fewer to supervise. A connection without a valid ticket gets a 401 and never
+reaches x11vnc.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+from aiohttp import WSMsgType, web
+
+from figranium_runner.headful.display import HeadfulError
+from figranium_runner.headful.tickets import TicketBook
+from figranium_runner.metrics import RunnerMetrics
+
+log = structlog.get_logger(__name__)
+
+CHUNK_BYTES = 64 * 1024
+# Pings find viewers that vanished without closing (a laptop lid shut), so their
+# connections to x11vnc do not stay open for good.
+HEARTBEAT_SECONDS = 30.0
+
+
+def _refusal(status: int, code: str, details: str) -> web.Response:
+    return web.json_response({"error": code, "details": details}, status=status)
+
+
+def viewer_app(
+    web_dir: Path,
+    tickets: TicketBook,
+    vnc_port: Callable[[], int],
+    metrics: RunnerMetrics,
+    session: Callable[[], str | None] = lambda: None,
+) -> web.Application:
+    """``vnc_port`` gives x11vnc's current port (0 while it is down); ``session`` the
+    execution on the screen, for the log."""
+
+    async def index(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("vnc.html")
+
+    async def websockify(request: web.Request) -> web.StreamResponse:
+        with structlog.contextvars.bound_contextvars(execution_id=session(), peer=request.remote):
+            return await _websockify(request)
+
+    async def _websockify(request: web.Request) -> web.StreamResponse:
+        refused = tickets.redeem(request.query.get("ticket", ""))
+        if refused is not None:
+            metrics.viewer_connections.labels(result="refused").inc()
+            log.warning("headful.viewer_refused", reason=refused)
+            return _refusal(401, "INVALID_TICKET", refused)
+        ws = web.WebSocketResponse(protocols=("binary",), heartbeat=HEARTBEAT_SECONDS)
+        if not ws.can_prepare(request).ok:
+            return _refusal(400, "NOT_A_WEBSOCKET", "connect with a websocket, as noVNC does")
+        port = vnc_port()
+        try:
+            if not port:
+                raise ConnectionRefusedError("x11vnc is not running")
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError as exc:
+            metrics.viewer_connections.labels(result="refused").inc()
+            log.error("headful.viewer_refused", reason=f"VNC server unreachable: {exc}")
+            return _refusal(503, "HEADFUL_UNAVAILABLE", "the display is restarting; try again")
+        metrics.viewer_connections.labels(result="accepted").inc()
+        try:
+            await ws.prepare(request)
+            log.info("headful.viewer_connected")
+            await _pipe(ws, reader, writer)
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            if ws.prepared:
+                await ws.close()
+            log.info("headful.viewer_closed")
+        return ws
+
+    app = web.Application()
+    # Before the static files: the static resource would claim every path under "/".
+    app.router.add_get("/", index)
+    app.router.add_get("/websockify", websockify)
+    app.router.add_static("/", web_dir, show_index=False, follow_symlinks=False)
+    return app
+
+
+async def _pipe(
+    ws: web.WebSocketResponse, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Bytes both ways until either side closes."""
+
+    async def to_vnc() -> None:
+        async for message in ws:
+            if message.type is WSMsgType.BINARY:
+                writer.write(message.data)
+                await writer.drain()
+
+    async def to_browser() -> None:
+        while data := await reader.read(CHUNK_BYTES):
+            await ws.send_bytes(data)
+
+    directions = [
+        asyncio.create_task(to_vnc(), name="viewer-to-vnc"),
+        asyncio.create_task(to_browser(), name="viewer-to-browser"),
+    ]
+    try:
+        await asyncio.wait(directions, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for direction in directions:
+            direction.cancel()
+        # Errors of a side that went away (a reset connection) end the pipe and no more.
+        await asyncio.gather(*directions, return_exceptions=True)
+
+
+class ViewerServer:
+    """Serves :func:`viewer_app` while started; port 0 takes a free port."""
+
+    def __init__(self, app: web.Application, *, host: str, port: int) -> None:
+        self._app = app
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        runner = web.AppRunner(self._app, access_log=None, handle_signals=False, shutdown_timeout=1)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self._host, self._port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise HeadfulError(f"the viewer cannot listen on port {self._port}: {exc}") from exc
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])
+
+    async def close(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()

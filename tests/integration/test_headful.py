@@ -1,0 +1,387 @@
+"""Headful mode through the whole stack: a visible run on a headful runner, watched through
+the runner's noVNC viewer by a real Chromium, and the viewer's ticket check."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+import nats
+import pytest
+from playwright.sync_api import sync_playwright
+
+from figranium_common.headful import HeadfulPresence
+from figranium_common.nats import (
+    DEAD_STREAM,
+    DEAD_SUBJECTS,
+    HEADFUL_CONSUMER,
+    HEADFUL_PRESENCE_SUBJECT,
+    RUNS_HEADFUL_SUBJECT,
+    RUNS_STREAM,
+)
+from figranium_devstack.natsserver import LocalNats
+from figranium_devstack.ports import free_port
+from figranium_devstack.postgres import LocalPostgres
+from figranium_runner.browser import find_chromium
+from tests.integration.stack import Service, Stack, fresh_database
+from tests.integration.test_bad_input import assert_error
+
+MAGENTA = "#ff00ff"
+
+# The page stays up until the test releases it: the run lasts as long as the test watches.
+_PAGE = f"""<!doctype html><html><head><title>Headful</title>
+<style>html, body {{ margin: 0; height: 100%; background: {MAGENTA}; }}</style></head>
+<body><script>
+setInterval(async () => {{
+  const answer = await fetch('/released');
+  if ((await answer.text()) === 'yes' && !document.getElementById('release')) {{
+    const mark = document.createElement('p');
+    mark.id = 'release';
+    mark.textContent = 'released';
+    document.body.appendChild(mark);
+  }}
+}}, 200);
+</script></body></html>"""
+
+# The share of pixels of (near) the page's colour, in a PNG given as base64, decoded by
+# the browser itself.
+_MAGENTA_SHARE_JS = """
+async (png) => {
+  const image = new Image();
+  image.src = 'data:image/png;base64,' + png;
+  await image.decode();
+  const canvas = document.createElement('canvas');
+  canvas.width = image.width;
+  canvas.height = image.height;
+  const context = canvas.getContext('2d');
+  context.drawImage(image, 0, 0);
+  const pixels = context.getImageData(0, 0, image.width, image.height).data;
+  let hits = 0;
+  for (let i = 0; i < pixels.length; i += 4) {
+    if (pixels[i] > 200 && pixels[i + 1] < 60 && pixels[i + 2] > 200) hits++;
+  }
+  return hits / (pixels.length / 4);
+}
+"""
+
+
+class _Page(BaseHTTPRequestHandler):
+    released: threading.Event
+
+    def do_GET(self) -> None:
+        if self.path == "/released":
+            body = b"yes" if self.released.is_set() else b"no"
+            kind = "text/plain"
+        else:
+            body, kind = _PAGE.encode(), "text/html; charset=utf-8"
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _Site:
+    def __init__(self) -> None:
+        self.released = threading.Event()
+        handler = type("Handler", (_Page,), {"released": self.released})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[_Site]:
+    served = _Site()
+    yield served
+    served.close()
+
+
+class _Headful:
+    def __init__(self, stack: Stack, api: httpx.Client, runner: Service) -> None:
+        self.stack, self.api, self.runner = stack, api, runner
+
+
+@pytest.fixture(scope="module")
+def headful(
+    tmp_path_factory: pytest.TempPathFactory, postgres: LocalPostgres
+) -> Iterator[_Headful]:
+    """A gateway and one headful runner, on their own NATS and database; no other runner."""
+    workdir = tmp_path_factory.mktemp("headful")
+    database_url = fresh_database(postgres, f"headful_{uuid.uuid4().hex[:12]}")
+    with LocalNats(workdir / "nats", free_port()) as nats_server:
+        stack = Stack(workdir, nats_server.url, database_url)
+        try:
+            _, api = stack.start_gateway()
+            runner = stack.start_headful_runner()
+            _wait_until(lambda: _status(api)["useNovnc"], 15, "the headful runner to be seen")
+            yield _Headful(stack, api, runner)
+        finally:
+            stack.close()
+
+
+def _wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _status(api: httpx.Client) -> dict[str, Any]:
+    response = api.get("/api/headful/status")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _execution(api: httpx.Client, execution_id: str) -> dict[str, Any]:
+    execution: dict[str, Any] = api.get(f"/api/executions/{execution_id}").json()["execution"]
+    return execution
+
+
+def _ticket(api: httpx.Client, **body: str) -> dict[str, Any]:
+    response = api.post("/api/headful/ticket", json=body)
+    assert response.status_code == 200, response.text
+    ticket: dict[str, Any] = response.json()
+    return ticket
+
+
+def test_a_headful_run_is_watched_through_novnc(headful: _Headful, site: _Site) -> None:
+    api = headful.api
+    task = {
+        "url": site.url,
+        "actions": [
+            {"type": "wait_selector", "selector": "#release", "value": 40},
+            {"type": "wait", "value": 1},
+        ],
+        "extractionScript": "return getComputedStyle(document.body).backgroundColor",
+        "async": True,
+    }
+    queued = api.post("/headful", json=task)
+    assert queued.status_code == 202, queued.text
+    execution_id = queued.json()["executionId"]
+
+    status = _wait_until(
+        lambda: (s := _status(api))["isRunning"] and s, 30, "the headful session to start"
+    )
+    assert status["executionId"] == execution_id
+    [runner] = status["runners"]
+    assert runner["isRunning"] and runner["executionId"] == execution_id
+    assert status["novncPort"] == runner["novncPort"] > 0
+    assert runner["viewerUrl"] == f"http://localhost:{runner['novncPort']}"
+
+    ticket = _ticket(api, executionId=execution_id)
+    assert ticket["runnerId"] == runner["runnerId"]
+    assert ticket["expiresAt"] > time.time() * 1000
+    assert ticket["url"] == (
+        f"{runner['viewerUrl']}/vnc.html?autoconnect=true&resize=scale"
+        f"&path=websockify%3Fticket%3D{ticket['ticket']}"
+    )
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=find_chromium(None), args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = browser.new_page()
+            page.goto(ticket["url"])
+            page.wait_for_function(
+                "document.documentElement.classList.contains('noVNC_connected')", timeout=20_000
+            )
+            # Connected, then the first frame: wait until the canvas shows the page.
+            page.wait_for_function(
+                """() => {
+                  const canvas = document.querySelector('#noVNC_container canvas');
+                  if (!canvas || !canvas.width) return false;
+                  const data = canvas.getContext('2d')
+                    .getImageData(0, 0, canvas.width, canvas.height).data;
+                  let hits = 0;
+                  for (let i = 0; i < data.length; i += 4)
+                    if (data[i] > 200 && data[i + 1] < 60 && data[i + 2] > 200) hits++;
+                  return hits / (data.length / 4) > 0.5;
+                }""",
+                timeout=20_000,
+            )
+            screenshot = page.screenshot()
+            share = page.evaluate(_MAGENTA_SHARE_JS, base64.b64encode(screenshot).decode())
+        finally:
+            browser.close()
+    # The noVNC page scales the 1280x800 screen into its 1280x720 viewport; Chromium's own
+    # tab strip and address bar take the rest.
+    assert share > 0.6, f"only {share:.0%} of the viewer shows the automated page"
+
+    site.released.set()
+    finished = _wait_until(
+        lambda: (e := _execution(api, execution_id))["phase"] == "finished" and e,
+        30,
+        "the run to finish",
+    )
+    assert finished["outcome"] == "success", finished
+    assert finished["mode"] == "headful"
+    assert finished["result"]["data"] == "rgb(255, 0, 255)"
+    _wait_until(lambda: not _status(api)["isRunning"], 10, "the session to end")
+    assert _status(api)["executionId"] is None
+
+
+async def test_the_viewer_refuses_connections_without_a_valid_ticket(headful: _Headful) -> None:
+    [runner] = _status(headful.api)["runners"]
+    base = f"http://127.0.0.1:{runner['novncPort']}"
+    used = _ticket(headful.api)["ticket"]
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"{base}/websockify?ticket={used}") as ws:
+            assert ws.protocol is None  # noVNC asks for no subprotocol
+            greeting = await ws.receive_bytes(timeout=10)
+            assert greeting.startswith(b"RFB ")  # x11vnc's own greeting, through the pipe
+        for query in ("", "?ticket=", "?ticket=bogus", f"?ticket={used}"):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await session.ws_connect(f"{base}/websockify{query}")
+            assert refused.value.status == 401, query
+        # Without an upgrade: the refusal is the usual error body.
+        async with session.get(f"{base}/websockify?ticket=bogus") as plain:
+            assert plain.status == 401
+            assert (await plain.json())["error"] == "INVALID_TICKET"
+        # The noVNC client files, read-only: no listing, nothing outside them.
+        async with session.get(f"{base}/", allow_redirects=False) as index:
+            assert index.status == 302 and index.headers["Location"] == "vnc.html"
+        async with session.get(f"{base}/vnc.html") as page:
+            assert page.status == 200 and "noVNC" in await page.text()
+        for path in ("/app/", "/..%2F..%2F..%2Fetc%2Fpasswd", "/app/..%2F..%2F..%2Fetc%2Fhosts"):
+            async with session.get(f"{base}{path}") as hidden:
+                assert hidden.status in (403, 404), path
+        async with session.post(f"{base}/vnc.html") as write:
+            assert write.status == 405
+
+
+def test_ticket_refusals(headful: _Headful) -> None:
+    api = headful.api
+    assert_error(
+        api.post("/api/headful/ticket", json={"executionId": "exec_none"}),
+        404,
+        "HEADFUL_SESSION_NOT_FOUND",
+    )
+    assert_error(
+        api.post("/api/headful/ticket", json={"runnerId": "nobody"}),
+        404,
+        "HEADFUL_SESSION_NOT_FOUND",
+    )
+    assert_error(api.post("/api/headful/ticket", json={"runnerId": 7}), 400, "INVALID_BODY")
+    assert_error(api.post("/api/headful/ticket", content=b"{nope"), 400, "INVALID_JSON")
+    anonymous = httpx.post(f"{api.base_url}/api/headful/ticket", json={}, timeout=30)
+    assert anonymous.status_code == 401
+
+
+def test_a_headful_runner_takes_no_default_runs(headful: _Headful, site: _Site) -> None:
+    api = headful.api
+    queued = api.post("/agent", json={"url": site.url, "async": True})
+    assert queued.status_code == 202, queued.text
+    execution_id = queued.json()["executionId"]
+    time.sleep(3)  # several fetches of the headful runner
+    assert _execution(api, execution_id)["phase"] == "queued"
+    assert not _status(api)["isRunning"]
+    assert api.post("/api/executions/stop", json={"runId": execution_id}).status_code == 200
+
+
+def _processes_with(needle: str) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if needle in text:
+            found.append(text)
+    return found
+
+
+def test_without_a_headful_runner_headful_runs_fail_fast(headful: _Headful, site: _Site) -> None:
+    """Last: stops the module's headful runner."""
+    api = headful.api
+    display = _display_of(headful.runner)
+    assert _processes_with(f"-display {display} ")
+    assert headful.runner.stop() == 0
+    assert not _processes_with(f"-display {display} "), "x11vnc outlived its runner"
+    # The runner's goodbye removes it at once, not after the expiry.
+    assert _status(api) == {
+        "useNovnc": False,
+        "novncPort": None,
+        "isRunning": False,
+        "executionId": None,
+        "runners": [],
+    }
+    before = len(api.get("/api/executions").json()["executions"])
+    started = time.monotonic()
+    assert_error(api.post("/headful", json={"url": site.url}), 503, "HEADFUL_UNAVAILABLE")
+    assert time.monotonic() - started < 2
+    api.post("/api/tasks", json={"id": "visible", "url": site.url, "mode": "headful"})
+    assert_error(api.post("/api/tasks/visible/api", json={}), 503, "HEADFUL_UNAVAILABLE")
+    assert len(api.get("/api/executions").json()["executions"]) == before
+    assert_error(api.post("/api/headful/ticket", json={}), 503, "HEADFUL_UNAVAILABLE")
+
+
+def _display_of(runner: Service) -> str:
+    for line in runner.log_text().splitlines():
+        if "headful.display_started" in line:
+            display: str = json.loads(line)["display"]
+            return display
+    raise AssertionError("the runner never logged its display")
+
+
+async def test_a_headful_run_nobody_finishes_is_marked_crashed(
+    headful: _Headful, site: _Site
+) -> None:
+    """After the module's runner stopped: a stand-in announces itself as a headful runner,
+    takes the run and hands it back until its deliveries are used up."""
+    api = headful.api
+    nc = await nats.connect(headful.stack.env["NATS_URL"])
+    try:
+        js = nc.jetstream()
+        consumer = await js.consumer_info(RUNS_STREAM, HEADFUL_CONSUMER)
+        assert consumer.config.filter_subject == RUNS_HEADFUL_SUBJECT
+        assert (await js.stream_info(DEAD_STREAM)).config.subjects == DEAD_SUBJECTS
+        stand_in = HeadfulPresence(runner_id="stand-in", novnc_port=1, viewer_url="http://x")
+        await nc.publish(HEADFUL_PRESENCE_SUBJECT, stand_in.model_dump_json().encode())
+        await nc.flush()
+        _wait_until(lambda: _status(api)["useNovnc"], 5, "the stand-in to be seen")
+
+        queued = api.post("/headful", json={"url": site.url, "async": True})
+        assert queued.status_code == 202, queued.text
+        execution_id = queued.json()["executionId"]
+        pulled = await js.pull_subscribe_bind(durable=HEADFUL_CONSUMER, stream=RUNS_STREAM)
+        for _ in range(int(headful.stack.env["RUN_MAX_DELIVER"])):
+            [message] = await pulled.fetch(1, timeout=10)
+            assert json.loads(message.data)["execution_id"] == execution_id
+            await message.nak()
+        # JetStream finds the deliveries used up when asked for the next message.
+        with pytest.raises(TimeoutError):
+            await pulled.fetch(1, timeout=2)
+        await pulled.unsubscribe()
+        await nc.publish(
+            HEADFUL_PRESENCE_SUBJECT,
+            stand_in.model_copy(update={"leaving": True}).model_dump_json().encode(),
+        )
+    finally:
+        await nc.close()
+    finished = _wait_until(
+        lambda: (e := _execution(api, execution_id))["phase"] == "finished" and e,
+        20,
+        "the dead run to be marked crashed",
+    )
+    assert finished["outcome"] == "crashed"
