@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 NOTES = (
-    "Shared development machine: other engineers' work (builds, test runs) ran at the same "
-    "time, so absolute figures are noisy and low; the ratios, measured interleaved or "
-    "back to back in one run, are the more meaningful numbers. The benchmark driver, its "
-    "raw-Playwright Chromium, the page server, the load generator, PostgreSQL, NATS and "
-    "every service all share the same CPUs."
+    "Everything shares the same CPUs: the benchmark driver, its raw-Playwright Chromium, the "
+    "page server, the load generator, PostgreSQL, NATS and every service. The load averages "
+    "at start and end show whether anything else ran at the same time; ratios, measured "
+    "interleaved or back to back in one run, are the more meaningful numbers."
 )
 
 

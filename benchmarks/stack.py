@@ -1,16 +1,13 @@
 """Private PostgreSQL and NATS, and the services as processes, all stopped at the end.
 
-The same shape as tests/integration/stack.py (which benchmarks must not import): each
-service is ``python -m figranium_<name>`` with its settings in environment variables.
+Each service is ``python -m figranium_<name>`` with its settings in environment variables
+(``figranium_devstack.service``, as the whole-stack tests start them).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -23,6 +20,7 @@ import psycopg
 from figranium_devstack.natsserver import LocalNats
 from figranium_devstack.ports import free_port
 from figranium_devstack.postgres import LocalPostgres
+from figranium_devstack.service import Service
 
 API_KEY = "bench-key-0123456789abcdef"
 
@@ -50,43 +48,6 @@ def tree_memory_mb(pid: int) -> dict[str, float]:
         "python_rss_mb": round(own_rss / mib, 1),
         "processes": len(procs),
     }
-
-
-class Service:
-    """One ``python -m figranium_<name>`` process with its output in a log file."""
-
-    def __init__(self, name: str, env: dict[str, str], log_path: Path) -> None:
-        self.name = name
-        self.log_path = log_path
-        self._log = log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", f"figranium_{name}"],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log_tail(self, chars: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    def check_alive(self) -> None:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"{self.name} exited ({self.proc.returncode}):\n{self.log_tail()}")
-
-    def stop(self, timeout: float = 30) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
 
 
 class BenchStack:

@@ -130,7 +130,7 @@ def headful(
         try:
             _, api = stack.start_gateway()
             runner = stack.start_headful_runner()
-            _wait_until(lambda: _status(api)["useNovnc"], 15, "the headful runner to be seen")
+            _wait_until(lambda: _status(api)["useNovnc"], 90, "the headful runner to be seen")
             yield _Headful(stack, api, runner)
         finally:
             stack.close()
@@ -180,7 +180,7 @@ def test_a_headful_run_is_watched_through_novnc(headful: _Headful, site: _Site) 
     execution_id = queued.json()["executionId"]
 
     status = _wait_until(
-        lambda: (s := _status(api))["isRunning"] and s, 30, "the headful session to start"
+        lambda: (s := _status(api))["isRunning"] and s, 90, "the headful session to start"
     )
     assert status["executionId"] == execution_id
     [runner] = status["runners"]
@@ -231,13 +231,13 @@ def test_a_headful_run_is_watched_through_novnc(headful: _Headful, site: _Site) 
     site.released.set()
     finished = _wait_until(
         lambda: (e := _execution(api, execution_id))["phase"] == "finished" and e,
-        30,
+        60,
         "the run to finish",
     )
     assert finished["outcome"] == "success", finished
     assert finished["mode"] == "headful"
     assert finished["result"]["data"] == "rgb(255, 0, 255)"
-    _wait_until(lambda: not _status(api)["isRunning"], 10, "the session to end")
+    _wait_until(lambda: not _status(api)["isRunning"], 30, "the session to end")
     assert _status(api)["executionId"] is None
 
 
@@ -329,7 +329,8 @@ def test_without_a_headful_runner_headful_runs_fail_fast(headful: _Headful, site
     before = len(api.get("/api/executions").json()["executions"])
     started = time.monotonic()
     assert_error(api.post("/headful", json={"url": site.url}), 503, "HEADFUL_UNAVAILABLE")
-    assert time.monotonic() - started < 2
+    # At once, not after a wait for a runner (bounded generously for a loaded machine).
+    assert time.monotonic() - started < 5
     api.post("/api/tasks", json={"id": "visible", "url": site.url, "mode": "headful"})
     assert_error(api.post("/api/tasks/visible/api", json={}), 503, "HEADFUL_UNAVAILABLE")
     assert len(api.get("/api/executions").json()["executions"]) == before
@@ -359,7 +360,7 @@ async def test_a_headful_run_nobody_finishes_is_marked_crashed(
         stand_in = HeadfulPresence(runner_id="stand-in", novnc_port=1, viewer_url="http://x")
         await nc.publish(HEADFUL_PRESENCE_SUBJECT, stand_in.model_dump_json().encode())
         await nc.flush()
-        _wait_until(lambda: _status(api)["useNovnc"], 5, "the stand-in to be seen")
+        _wait_until(lambda: _status(api)["useNovnc"], 20, "the stand-in to be seen")
 
         queued = api.post("/headful", json={"url": site.url, "async": True})
         assert queued.status_code == 202, queued.text
@@ -381,7 +382,7 @@ async def test_a_headful_run_nobody_finishes_is_marked_crashed(
         await nc.close()
     finished = _wait_until(
         lambda: (e := _execution(api, execution_id))["phase"] == "finished" and e,
-        20,
+        60,
         "the dead run to be marked crashed",
     )
     assert finished["outcome"] == "crashed"

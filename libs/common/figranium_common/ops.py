@@ -60,6 +60,22 @@ def ops_app(registry: CollectorRegistry, ready: ReadinessCheck) -> web.Applicati
     return app
 
 
+async def start_site(app: web.Application, host: str, port: int) -> web.AppRunner:
+    """Serve ``app`` on ``host:port`` (0: a free port); OSError when it cannot listen.
+
+    For small side servers (probes, metrics, a viewer): their requests are quick, so no
+    reason to hold up the service's exit for one.
+    """
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    return runner
+
+
 class OpsServer:
     """Serves :func:`ops_app` on ``host:port`` while entered; port 0 serves nothing.
 
@@ -89,16 +105,11 @@ class OpsServer:
     async def start(self) -> None:
         if self._port == 0 or self._runner is not None:
             return
-        # A probe or a scrape is quick: no reason to hold up the service's exit for one.
-        runner = web.AppRunner(self._app, access_log=None, handle_signals=False, shutdown_timeout=1)
-        await runner.setup()
         try:
-            await web.TCPSite(runner, self._host, self._port).start()
+            self._runner = await start_site(self._app, self._host, self._port)
         except OSError as exc:
-            await runner.cleanup()
             log.warning("ops.unavailable", service=self._service, port=self._port, error=str(exc))
             return
-        self._runner = runner
         log.info("ops.serving", service=self._service, port=self._port)
 
     async def close(self) -> None:

@@ -21,6 +21,7 @@ from figranium_common.blocks import BlockMap, BlockStructureError, build_blocks
 from figranium_common.errors import FigraniumError, InvalidUrlError
 from figranium_common.http import safe_request
 from figranium_common.models import Action, RunResult, Task, now_ms
+from figranium_common.settings import Settings
 from figranium_common.urls import check_url
 from figranium_runner import conditions
 from figranium_runner.actions import HANDLERS, ActionFailed, StopRun
@@ -548,31 +549,68 @@ async def _open_start(state: RunState, task: Task) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What the runner's settings allow a run: private addresses, action timeouts, loops."""
+
+    allow_private: bool
+    default_timeout_ms: int
+    max_loop_iterations: int = 1000
+    allow_metadata: bool = False  # ALLOW_METADATA_ADDRESS; meaningful with allow_private
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            allow_private=settings.allow_private_networks,
+            default_timeout_ms=settings.action_timeout_ms,
+            max_loop_iterations=settings.max_loop_iterations,
+            allow_metadata=settings.allow_metadata_address,
+        )
+
+
+def _first_state(
+    page: Page,
+    task: Task,
+    overrides: dict[str, Any],
+    *,
+    execution_id: str,
+    limits: Limits,
+    emit: LogSink,
+    subtasks: dict[str, dict[str, Any]] | None,
+) -> RunState:
+    return RunState(
+        execution_id=execution_id,
+        page=page,
+        variables=initial_variables(task.variables, overrides),
+        allow_private=limits.allow_private,
+        allow_metadata=limits.allow_metadata,
+        default_timeout_ms=limits.default_timeout_ms,
+        emit=emit,
+        max_loop_iterations=limits.max_loop_iterations,
+        subtasks=subtasks or {},
+        human_typing=task.humanTyping,
+    )
+
+
 async def execute(
     page: Page,
     task: Task,
     overrides: dict[str, Any],
     *,
     execution_id: str,
-    allow_private: bool,
-    default_timeout_ms: int,
+    limits: Limits,
     emit: LogSink,
-    max_loop_iterations: int = 1000,
     subtasks: dict[str, dict[str, Any]] | None = None,
-    allow_metadata: bool = False,
 ) -> tuple[RunResult, list[Capture]]:
     """Run the whole task in ``page``; returns its result and the captures to store."""
-    state = RunState(
+    state = _first_state(
+        page,
+        task,
+        overrides,
         execution_id=execution_id,
-        page=page,
-        variables=initial_variables(task.variables, overrides),
-        allow_private=allow_private,
-        allow_metadata=allow_metadata,
-        default_timeout_ms=default_timeout_ms,
+        limits=limits,
         emit=emit,
-        max_loop_iterations=max_loop_iterations,
-        subtasks=subtasks or {},
-        human_typing=task.humanTyping,
+        subtasks=subtasks,
     )
     result = await _run_task(state, task)
     return result, state.captures
@@ -584,27 +622,15 @@ async def run_until(
     overrides: dict[str, Any],
     *,
     stop_before: int,
-    allow_private: bool,
-    default_timeout_ms: int,
+    limits: Limits,
     emit: LogSink,
-    max_loop_iterations: int = 1000,
     subtasks: dict[str, dict[str, Any]] | None = None,
-    allow_metadata: bool = False,
 ) -> None:
     """Open the start page and run the actions before ``stop_before``, as a run would;
     no extraction, nothing kept. Raises FigraniumError or PlaywrightError on the first
     failure (a refused URL, a failed action), where a run would log it and go on."""
-    state = RunState(
-        execution_id="tools",
-        page=page,
-        variables=initial_variables(task.variables, overrides),
-        allow_private=allow_private,
-        allow_metadata=allow_metadata,
-        default_timeout_ms=default_timeout_ms,
-        emit=emit,
-        max_loop_iterations=max_loop_iterations,
-        subtasks=subtasks or {},
-        human_typing=task.humanTyping,
+    state = _first_state(
+        page, task, overrides, execution_id="tools", limits=limits, emit=emit, subtasks=subtasks
     )
     interpreter = Interpreter(state, task.actions, stop_before=stop_before, fail_fast=True)
     if not await _open_start(state, task):

@@ -37,7 +37,7 @@ from figranium_common.nats import TOOLS_PAGE_SUBJECT, TOOLS_QUEUE, TOOLS_SCRIPT_
 from figranium_common.settings import Settings
 from figranium_runner import identity
 from figranium_runner.browser import BrowserHost
-from figranium_runner.engine import EXTRACTION_PARAMETERS, run_until
+from figranium_runner.engine import EXTRACTION_PARAMETERS, Limits, run_until
 from figranium_runner.guard import install_navigation_guard
 from figranium_runner.worker import open_context
 
@@ -283,11 +283,8 @@ class ToolsService:
                 task,
                 request.variables,
                 stop_before=request.action_index,
-                allow_private=self._settings.allow_private_networks,
-                allow_metadata=self._settings.allow_metadata_address,
-                default_timeout_ms=self._settings.action_timeout_ms,
+                limits=Limits.from_settings(self._settings),
                 emit=_ignore,
-                max_loop_iterations=self._settings.max_loop_iterations,
                 subtasks=request.subtasks,
             )
             try:

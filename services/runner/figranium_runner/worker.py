@@ -9,10 +9,12 @@ publishes no result and is handed back with a nak, so another delivery starts at
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import os
 import random
+import shutil
 import socket
 import tempfile
 import time
@@ -50,7 +52,7 @@ from figranium_common.nats import (
 from figranium_common.settings import Settings
 from figranium_runner import identity, output
 from figranium_runner.browser import BrowserCrashed, BrowserHost
-from figranium_runner.engine import Capture, execute
+from figranium_runner.engine import Capture, Limits, execute
 from figranium_runner.guard import install_navigation_guard
 from figranium_runner.metrics import RunnerMetrics
 
@@ -59,6 +61,37 @@ log = structlog.get_logger(__name__)
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+# A run records its video into a folder of its own, named after the runner's pid.
+VIDEO_DIR_PREFIX = "figranium-video-"
+
+
+def new_video_dir() -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(prefix=f"{VIDEO_DIR_PREFIX}{os.getpid()}-")
+
+
+def remove_orphaned_video_dirs(parent: Path | None = None) -> int:
+    """Remove the video folders of runners that are gone (a SIGKILL leaves its folders
+    behind); returns how many. Folders of live processes are left alone."""
+    removed = 0
+    for path in Path(parent or tempfile.gettempdir()).glob(f"{VIDEO_DIR_PREFIX}*-*"):
+        pid = path.name.removeprefix(VIDEO_DIR_PREFIX).split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 async def open_context(
@@ -81,13 +114,20 @@ async def open_context(
 
 
 class EventPublisher:
-    """Publishes one execution attempt's events, each with a de-duplication id."""
+    """Publishes one execution attempt's events, each with a de-duplication id.
+
+    Log lines do not hold up the run: they are published in order by a background task,
+    and the result waits until every line before it is out, so the ingester still sees
+    the events of an attempt in sequence.
+    """
 
     def __init__(self, js: JetStreamContext, execution_id: str, attempt: int) -> None:
         self._js = js
         self._execution_id = execution_id
         self._attempt = attempt
         self._seq = 0
+        self._lines: collections.deque[LogEvent] = collections.deque()
+        self._sender: asyncio.Task[None] | None = None
 
     async def _publish(self, event: StartedEvent | LogEvent | ResultEvent) -> None:
         await self._js.publish(
@@ -113,17 +153,30 @@ class EventPublisher:
         )
 
     async def log(self, line: str) -> None:
-        try:
-            await self._publish(
-                LogEvent(
-                    execution_id=self._execution_id,
-                    attempt=self._attempt,
-                    seq=self._next(),
-                    line=line,
-                )
+        self._lines.append(
+            LogEvent(
+                execution_id=self._execution_id,
+                attempt=self._attempt,
+                seq=self._next(),
+                line=line,
             )
-        except Exception as exc:  # a lost log line must not fail the run
-            log.warning("run.log_publish_failed", error=str(exc))
+        )
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_lines(), name="run-log-sender")
+
+    async def _send_lines(self) -> None:
+        while self._lines:
+            event = self._lines.popleft()
+            try:
+                await self._publish(event)
+            except Exception as exc:  # a lost log line must not fail the run
+                log.warning("run.log_publish_failed", error=str(exc) or type(exc).__name__)
+
+    async def flush(self) -> None:
+        """Wait until every log line so far is published (or given up on)."""
+        while self._sender is not None and not self._sender.done():
+            # Shielded: a run cancelled while waiting leaves its lines going out.
+            await asyncio.shield(self._sender)
 
     async def result(
         self,
@@ -131,6 +184,7 @@ class EventPublisher:
         duration_ms: int,
         storage_state: dict[str, Any] | None = None,
     ) -> None:
+        await self.flush()
         await self._publish(
             ResultEvent(
                 execution_id=self._execution_id,
@@ -195,6 +249,8 @@ class Worker:
         """Fetch while not stopping; then wait for in-flight runs (the caller bounds it)."""
         sub = await self._js.pull_subscribe_bind(durable=self._consumer, stream=RUNS_STREAM)
         stops = await self._nc.subscribe(f"{STOP_SUBJECT_PREFIX}.*", cb=self._on_stop)
+        if removed := await asyncio.to_thread(remove_orphaned_video_dirs):
+            log.info("runner.orphaned_video_dirs_removed", count=removed)
         log.info("runner.ready", runner=self.runner_id, slots=self._slots, consumer=self._consumer)
         while not stopping.is_set():
             free = self._slots - len(self._active)
@@ -366,12 +422,12 @@ class Worker:
             log.info("run.identity", **identity.describe(options))
         if task.mode == "scrape":
             options["java_script_enabled"] = False  # a scrape shows the fetched HTML as it is
-        video_dir = tempfile.TemporaryDirectory(prefix="figranium-video-")
+        videos = new_video_dir()
         try:
             context = await self._open_context(
                 request,
                 task,
-                None if task.disableRecording else Path(video_dir.name),
+                None if task.disableRecording else Path(videos.name),
                 options,
             )
             watcher = asyncio.create_task(
@@ -396,11 +452,8 @@ class Worker:
                             task,
                             request.variables,
                             execution_id=request.execution_id,
-                            allow_private=self._settings.allow_private_networks,
-                            allow_metadata=self._settings.allow_metadata_address,
-                            default_timeout_ms=self._settings.action_timeout_ms,
+                            limits=Limits.from_settings(self._settings),
                             emit=events.log,
-                            max_loop_iterations=self._settings.max_loop_iterations,
                             subtasks=request.subtasks,
                         )
                 except TimeoutError:
@@ -434,7 +487,7 @@ class Worker:
                         await context.close()  # also finishes writing the video
             recording = await self._recording(request.execution_id, video)
         finally:
-            video_dir.cleanup()
+            videos.cleanup()
         if recording is not None:
             captures.append(recording)
         await self._upload(captures)

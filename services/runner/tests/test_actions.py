@@ -11,7 +11,7 @@ from playwright.async_api import BrowserContext
 
 from figranium_common.models import RunResult, Task
 from figranium_runner.browser import BrowserHost
-from figranium_runner.engine import Capture, execute
+from figranium_runner.engine import Capture, Limits, execute
 from services.runner.tests.site import serve
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -63,11 +63,13 @@ async def run(
         Task.model_validate(task),
         variables or {},
         execution_id="exec_t",
-        allow_private=allow_private,
-        default_timeout_ms=2000,
+        limits=Limits(
+            allow_private=allow_private,
+            default_timeout_ms=2000,
+            max_loop_iterations=max_loop_iterations,
+        ),
         emit=emit,
         subtasks=subtasks,
-        max_loop_iterations=max_loop_iterations,
     )
     assert [line for line in lines if not line.startswith("[")] == [
         line for line in result.logs if not line.startswith("[")

@@ -18,6 +18,7 @@ from pathlib import Path
 import structlog
 from aiohttp import WSMsgType, web
 
+from figranium_common.ops import start_site
 from figranium_runner.headful.display import HeadfulError
 from figranium_runner.headful.tickets import TicketBook
 from figranium_runner.metrics import RunnerMetrics
@@ -130,12 +131,9 @@ class ViewerServer:
         self.port = 0
 
     async def start(self) -> None:
-        runner = web.AppRunner(self._app, access_log=None, handle_signals=False, shutdown_timeout=1)
-        await runner.setup()
         try:
-            await web.TCPSite(runner, self._host, self._port).start()
+            runner = await start_site(self._app, self._host, self._port)
         except OSError as exc:
-            await runner.cleanup()
             raise HeadfulError(f"the viewer cannot listen on port {self._port}: {exc}") from exc
         self._runner = runner
         self.port = int(runner.addresses[0][1])
