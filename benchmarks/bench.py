@@ -30,13 +30,14 @@ from typing import Any
 
 import aiohttp
 import nats
+import psutil
 import psycopg
 from playwright.async_api import Browser, async_playwright
 from psycopg.types.json import Jsonb
 
 from benchmarks.machine import git_commit, load_average, machine_info
 from benchmarks.page import ITEMS
-from benchmarks.stack import API_KEY, BenchStack, Service, tree_memory_mb
+from benchmarks.stack import API_KEY, BenchStack, Service, own_cpu_s, tree_cpu_s, tree_memory_mb
 from figranium_common.nats import RUNS_DEFAULT_SUBJECT, SCHEDULES_NOTIFY_SUBJECT
 from figranium_common.settings import Settings
 from figranium_devstack.ports import free_port
@@ -311,18 +312,53 @@ async def throughput(bench: Bench) -> None:
         # Warm-up: one batch as wide as the slots, each side, not counted.
         await platform_batch(bench, "bench_throughput", concurrency)
         await raw_batch(bench, concurrency, concurrency)
+        before = platform_cpu(bench)
         platform = await platform_batch(bench, "bench_throughput", n)
+        platform["cpu_ms_per_run"] = cpu_per_run(before, platform_cpu(bench), n)
+        before = raw_cpu()
         raw = await raw_batch(bench, n, concurrency)
+        raw["cpu_ms_per_run"] = cpu_per_run(before, raw_cpu(), n)
         out[f"c{concurrency}"] = {"platform": platform, "raw": raw}
         bench.results[f"throughput_ratio_c{concurrency}"] = ratio(
             platform["runs_per_min"], raw["runs_per_min"]
         )
     out["platform"] = (
-        "async submissions (202), one runner at RUNNER_CONCURRENCY=c;"
-        " wall = last finishedAt - first submission"
+        "async submissions (202), one runner at RUNNER_CONCURRENCY=c (one Chromium for the"
+        " whole batch, no recycling); wall = last finishedAt - first submission"
     )
     out["raw"] = "asyncio.Semaphore(c), fresh context per run, same Chromium and flags"
+    out["cpu"] = (
+        "CPU ms per run (user + system, process trees) while the batch ran: on the platform"
+        " side the runner's Python and its Chromium (with Playwright's driver), the gateway,"
+        " PostgreSQL and NATS; on the raw side Playwright's driver and its Chromium"
+    )
     bench.results["throughput"] = out
+
+
+def platform_cpu(bench: Bench) -> dict[str, float]:
+    runner = bench.runner
+    assert runner is not None and bench.gateway is not None
+    stack = bench.stack
+    runner_python = own_cpu_s(runner.pid)
+    return {
+        "runner_python": runner_python,
+        "runner_chromium": tree_cpu_s(runner.pid) - runner_python,
+        "gateway": tree_cpu_s(bench.gateway.pid),
+        "postgres": tree_cpu_s(None if stack.postgres is None else stack.postgres.pid),
+        "nats": tree_cpu_s(None if stack.nats is None else stack.nats.pid),
+    }
+
+
+def raw_cpu() -> dict[str, float]:
+    # The raw side's Playwright driver (node) and the Chromium under it; not the services.
+    drivers = [c for c in psutil.Process().children() if "node" in c.name()]
+    return {"chromium": sum(tree_cpu_s(driver.pid) for driver in drivers)}
+
+
+def cpu_per_run(before: dict[str, float], after: dict[str, float], runs: int) -> dict[str, float]:
+    spent = {key: round((after[key] - before[key]) / runs * 1000, 1) for key in after}
+    spent["total"] = round(sum(spent.values()), 1)
+    return spent
 
 
 # --- 5. memory ----------------------------------------------------------------------------
@@ -738,6 +774,19 @@ def table(results: dict[str, Any]) -> str:
                         ">= 0.90",
                     )
                 )
+                cpu = {
+                    side: thr[f"c{c}"][side].get("cpu_ms_per_run") for side in ("platform", "raw")
+                }
+                if cpu["platform"] and cpu["raw"]:
+                    rows.append(
+                        (
+                            f"CPU per run c{c} (ms)",
+                            fmt(cpu["platform"]["total"]),
+                            fmt(cpu["raw"]["total"]),
+                            f"chromium {fmt(cpu['platform']['runner_chromium'])}",
+                            "",
+                        )
+                    )
     for endpoint, by_size in (results.get("gateway_rps") or {}).items():
         for size, row in by_size.items():
             label = f"{endpoint} @{size}" if size != "-" else endpoint

@@ -50,6 +50,33 @@ def tree_memory_mb(pid: int) -> dict[str, float]:
     }
 
 
+def tree_cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) a process and its descendants have used so far,
+    including descendants that already exited and were waited for (Chromium's renderers)."""
+    if pid is None:
+        return 0.0
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            times = proc.cpu_times()
+            total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def own_cpu_s(pid: int) -> float:
+    """CPU seconds one process has used so far, without its children."""
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    return float(times.user + times.system)
+
+
 class BenchStack:
     """PostgreSQL, NATS and the services of one benchmark run, under ``workdir``."""
 
@@ -119,6 +146,9 @@ class BenchStack:
             "SCHEDULER_METRICS_PORT": "0",
             # The gateway benchmark inserts old executions: retention must not delete them.
             "RETENTION_DAYS": "0",
+            # One Chromium for a whole batch, as on the raw side: a recycled Chromium's
+            # processes leave the runner's process tree, and their CPU with them.
+            "RUNNER_BROWSER_MAX_CONTEXTS": "100000",
             **extra,
         }
 

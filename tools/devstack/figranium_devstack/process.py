@@ -56,6 +56,11 @@ class ServerProcess:
                 raise RuntimeError(f"{self.name} not ready after {timeout:g}s\n{self.log_tail()}")
             time.sleep(0.1)
 
+    @property
+    def pid(self) -> int | None:
+        """The process's id while it has been started."""
+        return None if self._proc is None else self._proc.pid
+
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.send_signal(self.stop_signal)
