@@ -1,0 +1,98 @@
+"""The runner's action engine against the raw Playwright script, in one process.
+
+    python -m benchmarks.engine_cpu [--runs N] [--rounds N]
+
+Both drive the same Chromium, one run at a time, on the benchmark's page: ``raw`` is the
+raw script of ``make bench``, ``engine`` is ``figranium_runner.engine.execute`` on the
+same task with the navigation guard installed, as a runner does it, and ``unguarded`` the
+same without the guard. Printed: CPU ms per run (this process, Playwright's driver and
+Chromium, not the page server) for each round, rounds interleaved, and their medians. It
+tells the engine's own cost apart from everything else a platform run pays (messaging,
+the services' CPU), which ``make bench`` measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+from collections.abc import Awaitable, Callable
+
+import psutil
+from playwright.async_api import Browser, async_playwright
+
+from benchmarks.bench import CONTEXT_OPTIONS, bench_task, page_server, raw_run
+from benchmarks.stack import own_cpu_s, tree_cpu_s
+from figranium_common.models import Task
+from figranium_runner.browser import CHROMIUM_ARGS, find_chromium
+from figranium_runner.engine import Limits, execute
+from figranium_runner.guard import install_navigation_guard
+
+
+async def _ignore(line: str) -> None:
+    pass
+
+
+async def engine_run(browser: Browser, url: str, *, guard: bool) -> None:
+    context = await browser.new_context(**CONTEXT_OPTIONS)
+    try:
+        if guard:
+            await install_navigation_guard(context, allow_private=True)
+        page = await context.new_page()
+        task = Task.model_validate(bench_task("engine_cpu", url))
+        limits = Limits(allow_private=True, default_timeout_ms=30_000)
+        result, _ = await execute(
+            page, task, {}, execution_id="engine_cpu", limits=limits, emit=_ignore
+        )
+    finally:
+        await context.close()
+    if result.outcome != "success":
+        raise RuntimeError(f"engine run failed: {result.error}")
+
+
+def _cpu_s() -> float:
+    """This process and Playwright's driver with its Chromium; not the page server."""
+    me = psutil.Process()
+    drivers = [child for child in me.children() if "node" in child.name()]
+    return own_cpu_s(me.pid) + sum(tree_cpu_s(driver.pid) for driver in drivers)
+
+
+async def measure(port: int, runs: int, rounds: int) -> dict[str, list[float]]:
+    url = f"http://127.0.0.1:{port}/"
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=find_chromium(None), args=CHROMIUM_ARGS
+        )
+        kinds: dict[str, Callable[[], Awaitable[None]]] = {
+            "raw": lambda: raw_run(browser, url),
+            "engine": lambda: engine_run(browser, url, guard=True),
+            "unguarded": lambda: engine_run(browser, url, guard=False),
+        }
+        for run in kinds.values():  # warm-up
+            for _ in range(3):
+                await run()
+        spent: dict[str, list[float]] = {kind: [] for kind in kinds}
+        for _ in range(rounds):
+            for kind, run in kinds.items():
+                before = _cpu_s()
+                for _ in range(runs):
+                    await run()
+                spent[kind].append((_cpu_s() - before) / runs * 1000)
+        await browser.close()
+    return spent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.engine_cpu")
+    parser.add_argument("--runs", type=int, default=15, help="runs per round and kind")
+    parser.add_argument("--rounds", type=int, default=4)
+    args = parser.parse_args()
+    with page_server() as port:
+        spent = asyncio.run(measure(port, args.runs, args.rounds))
+    for kind, rounds in spent.items():
+        each = ", ".join(f"{value:.0f}" for value in rounds)
+        print(f"{kind:10s} CPU ms per run: {each}; median {statistics.median(rounds):.0f}")
+
+
+if __name__ == "__main__":
+    main()
