@@ -153,6 +153,7 @@ class ToolsService:
 
     def __init__(self, settings: Settings, nc: NATS, browser: BrowserHost) -> None:
         self._settings = settings
+        self._limits = Limits.from_settings(settings)
         self._nc = nc
         self._browser = browser
         self._rng = random.Random()
@@ -283,7 +284,7 @@ class ToolsService:
                 task,
                 request.variables,
                 stop_before=request.action_index,
-                limits=Limits.from_settings(self._settings),
+                limits=self._limits,
                 emit=_ignore,
                 subtasks=request.subtasks,
             )

@@ -226,6 +226,7 @@ class Worker:
         """``consumer``: the durable consumer runs are pulled from; ``slots``: how many run
         at once (``RUNNER_CONCURRENCY`` by default)."""
         self._settings = settings
+        self._limits = Limits.from_settings(settings)
         self._nc = nc
         self._js = js
         self._browser = browser
@@ -452,7 +453,7 @@ class Worker:
                             task,
                             request.variables,
                             execution_id=request.execution_id,
-                            limits=Limits.from_settings(self._settings),
+                            limits=self._limits,
                             emit=events.log,
                             subtasks=request.subtasks,
                         )
