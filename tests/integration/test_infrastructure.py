@@ -13,7 +13,7 @@ from nats.js.api import RetentionPolicy
 
 from figranium_common import db
 from figranium_common import nats as topology
-from figranium_common.models import ResultEvent, RunResult
+from figranium_common.models import LogEvent, ResultEvent, RunResult, StartedEvent
 from figranium_devstack.natsserver import LocalNats
 from figranium_devstack.postgres import LocalPostgres
 from tests.integration.stack import Stack, fresh_database
@@ -154,3 +154,71 @@ def test_runner_runs_two_at_once_with_two_slots(isolated: Stack) -> None:
     )
     for thread, _ in calls:
         thread.join(60)
+
+
+async def test_a_burst_of_events_is_stored_once_in_order_and_bad_ones_are_dropped(
+    stack: tuple[Stack, httpx.Client], nats_server: LocalNats
+) -> None:
+    shared, api = stack
+    database_url = shared.env["DATABASE_URL"]
+    execution_id = f"exec_burst_{time.monotonic_ns()}"
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO executions (id, task_id, source, phase, task_snapshot)"
+            " VALUES (%s, 'burst', 'api', 'queued', '{}'::jsonb)",
+            (execution_id,),
+        )
+    lines = [f"line {i}" for i in range(1, 31)]
+    events: list[str | bytes] = [
+        StartedEvent(execution_id=execution_id, attempt=1, seq=0, runner_id="r").model_dump_json()
+    ]
+    events += [
+        LogEvent(execution_id=execution_id, attempt=1, seq=i, line=line).model_dump_json()
+        for i, line in enumerate(lines, start=1)
+    ]
+    # A redelivered line (same key, another message id) and a message that is no event.
+    events.insert(10, events[5])
+    events.insert(20, b'{"type": "log", "execution_id": 7}')
+    events.append(
+        ResultEvent(
+            execution_id=execution_id,
+            attempt=1,
+            seq=len(lines) + 1,
+            result=RunResult(outcome="success"),
+            duration_ms=5,
+        ).model_dump_json()
+    )
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        # Published at once, so the ingester gets them in batches of several.
+        await asyncio.gather(
+            *(
+                js.publish(
+                    topology.event_subject(execution_id),
+                    data if isinstance(data, bytes) else data.encode(),
+                    headers={"Nats-Msg-Id": f"burst-{execution_id}-{n}"},
+                )
+                for n, data in enumerate(events)
+            )
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            info = await js.consumer_info(topology.EVENTS_STREAM, topology.INGESTER_CONSUMER)
+            if not info.num_pending and not info.num_ack_pending:
+                break
+            assert time.monotonic() < deadline, "ingester did not consume the burst"
+            await asyncio.sleep(0.2)
+    finally:
+        await nc.close()
+
+    execution = api.get(f"/api/executions/{execution_id}").json()["execution"]
+    assert execution["phase"] == "finished" and execution["outcome"] == "success"
+    assert execution["logs"] == lines
+    with psycopg.connect(database_url) as conn:
+        changes = conn.execute(
+            "SELECT payload->>'line' FROM execution_changes"
+            " WHERE execution_id = %s AND kind = 'log' ORDER BY id",
+            (execution_id,),
+        ).fetchall()
+    assert [row[0] for row in changes] == lines

@@ -31,7 +31,12 @@ async def record_changes(
     conn: Any, execution_ids: list[str], kind: str, extra: dict[str, Any] | None = None
 ) -> None:
     """``record_change`` for many executions in one statement, logged in the given order."""
-    if not execution_ids:
+    await record_each(conn, kind, [(execution_id, extra or {}) for execution_id in execution_ids])
+
+
+async def record_each(conn: Any, kind: str, changes: list[tuple[str, dict[str, Any]]]) -> None:
+    """Log one change per (execution id, extra payload), in the given order."""
+    if not changes:
         return
     await conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGES_LOCK_ID,))
     await conn.execute(
@@ -40,11 +45,11 @@ async def record_changes(
         " jsonb_build_object('executionId', e.id, 'taskId', e.task_id, 'phase', e.phase)"
         " || jsonb_strip_nulls(jsonb_build_object("
         "'outcome', e.outcome, 'status', e.status, 'durationMs', e.duration_ms))"
-        " || %s"
-        " FROM unnest(%s::text[]) WITH ORDINALITY AS wanted (id, n)"
+        " || wanted.extra"
+        " FROM unnest(%s::text[], %s::jsonb[]) WITH ORDINALITY AS wanted (id, extra, n)"
         " JOIN executions e ON e.id = wanted.id"
         " ORDER BY wanted.n",
-        (kind, Jsonb(extra or {}), execution_ids),
+        (kind, [change[0] for change in changes], [Jsonb(change[1]) for change in changes]),
     )
 
 

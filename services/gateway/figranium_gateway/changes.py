@@ -31,7 +31,12 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from psycopg_pool import PoolTimeout
 
-from figranium_common.changelog import CHANGES_LOCK_ID, record_change, record_deleted
+from figranium_common.changelog import (
+    CHANGES_LOCK_ID,
+    record_change,
+    record_deleted,
+    record_each,
+)
 from figranium_common.db import Pool
 from figranium_common.nats import CHANGES_NOTIFY_SUBJECT, unsubscribe
 
@@ -44,6 +49,7 @@ __all__ = [
     "notify",
     "record_change",
     "record_deleted",
+    "record_each",
 ]
 
 POLL_SECONDS = 1.0
@@ -147,6 +153,10 @@ class ChangeFeed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ping.wait(), POLL_SECONDS)
             self._ping.clear()
+            if self.open_streams == 0:
+                # Nobody to tell: no query per change (a run makes a dozen of them). A stream
+                # that opens reads the log itself first and pokes the feed.
+                continue
             try:
                 latest = await latest_change_id(pool)
             except (psycopg.OperationalError, PoolTimeout) as exc:
@@ -156,6 +166,13 @@ class ChangeFeed:
             if latest != self.latest:
                 self.latest = latest
                 self._wake()
+
+    def stream_opened(self) -> None:
+        self.open_streams += 1
+        self._ping.set()  # the feed is not kept current while no stream is open
+
+    def stream_closed(self) -> None:
+        self.open_streams -= 1
 
     async def wait(self, after: int, timeout: float) -> None:
         """Return once a change past ``after`` may exist, at shutdown, or after ``timeout``."""

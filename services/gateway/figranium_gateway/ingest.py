@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
@@ -18,6 +18,7 @@ from figranium_common.models import (
     ExecutionNotice,
     LogEvent,
     ResultEvent,
+    RunEvent,
     RunEventEnvelope,
     RunRequest,
     RunResult,
@@ -31,8 +32,8 @@ from figranium_common.nats import (
     INGESTER_CONSUMER,
     RUNS_STREAM,
     notify_subject,
-    unsubscribe,
 )
+from figranium_common.pull import PullStream
 from figranium_common.queue import seal_browser_state
 from figranium_common.secretbox import SecretBox
 from figranium_gateway import changes, schedule_store, store
@@ -46,54 +47,113 @@ async def notify_finished(nc: NATS, execution_id: str) -> None:
     await nc.publish(notify_subject(execution_id), notice.model_dump_json().encode())
 
 
-async def apply_event(
-    pool: store.Pool,
-    nc: NATS,
-    box: SecretBox,
-    raw: bytes,
-    metrics: GatewayMetrics | None = None,
-) -> None:
-    """Write one run event; redelivered events are no-ops thanks to the event keys."""
-    event = RunEventEnvelope.model_validate_json(b'{"event":' + raw + b"}").event
+def parse_event(raw: bytes) -> tuple[RunEvent, dict[str, Any]]:
+    """The event and its payload as published, from one parse of the JSON."""
     payload = json.loads(raw)
-    bound = structlog.contextvars.bound_contextvars(execution_id=event.execution_id)
-    with bound:
-        if isinstance(event, StartedEvent):
-            if await store.record_started(
-                pool, event.execution_id, event.attempt, event.seq, event.at, payload
-            ):
-                log.info("execution.started", attempt=event.attempt, runner=event.runner_id)
-                await changes.notify(nc)
-        elif isinstance(event, LogEvent):
-            if await store.record_log(pool, event.execution_id, event.attempt, event.seq, payload):
-                await changes.notify(nc)
-        elif isinstance(event, ResultEvent):
-            # Cookies may be session credentials: kept once, as the task's state, not in
-            # every execution's event history.
-            payload.pop("storage_state", None)
-            if await store.record_result(
-                pool,
-                event.execution_id,
-                event.attempt,
-                event.seq,
-                event.result,
-                event.duration_ms,
-                event.at,
-                payload,
-                storage_state=seal_browser_state(box, event.storage_state),
-            ):
-                log.info(
-                    "execution.finished",
-                    outcome=event.result.outcome,
-                    duration_ms=event.duration_ms,
-                    attempt=event.attempt,
-                )
-                if metrics is not None:
-                    metrics.runs_finished.labels(outcome=event.result.outcome).inc()
-                    metrics.run_duration.observe(event.duration_ms / 1000)
-                await changes.notify(nc)
-                await schedule_store.record_scheduled_result(pool, event.execution_id)
-            await notify_finished(nc, event.execution_id)
+    if not isinstance(payload, dict):
+        raise ValueError("a run event is a JSON object")
+    return RunEventEnvelope.model_validate({"event": payload}).event, payload
+
+
+class EventIngester:
+    """Stores run events from ``RUN_EVENTS``; redelivered events change nothing (event keys).
+
+    A batch of messages is stored in order: consecutive log lines in one transaction
+    (a run sends a line per action, so under load most events are lines), the other
+    events each in their own. Each message is acknowledged once its transaction
+    committed, and replicas are pinged once per batch.
+    """
+
+    def __init__(
+        self, pool: store.Pool, nc: NATS, box: SecretBox, metrics: GatewayMetrics | None = None
+    ) -> None:
+        self._pool = pool
+        self._nc = nc
+        self._box = box
+        self._metrics = metrics
+
+    async def apply(self, messages: list[Msg]) -> None:
+        changed = False
+        lines: list[tuple[Msg, LogEvent, dict[str, Any]]] = []
+        for msg in messages:
+            try:
+                event, payload = parse_event(msg.data)
+            except (ValidationError, ValueError) as exc:
+                log.error("ingest.bad_message", stream=EVENTS_STREAM, error=str(exc))
+                await msg.term()
+                continue
+            if isinstance(event, LogEvent):
+                lines.append((msg, event, payload))
+                continue
+            changed |= await self._store_lines(lines)
+            lines = []
+            changed |= await settle(msg, EVENTS_STREAM, self._store(event, payload))
+        changed |= await self._store_lines(lines)
+        if changed:
+            await changes.notify(self._nc)
+
+    async def _store_lines(self, lines: list[tuple[Msg, LogEvent, dict[str, Any]]]) -> bool:
+        if not lines:
+            return False
+        try:
+            stored = await store.record_logs(self._pool, [(e, p) for _, e, p in lines])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Database down, for instance: leave them for redelivery.
+            log.warning("ingest.retry_later", stream=EVENTS_STREAM, error=str(exc))
+            for msg, _, _ in lines:
+                await msg.nak(delay=2)
+            return False
+        for msg, _, _ in lines:
+            await msg.ack()
+        return stored > 0
+
+    async def _store(self, event: RunEvent, payload: dict[str, Any]) -> bool:
+        """Store one started or result event; whether it was new."""
+        with structlog.contextvars.bound_contextvars(execution_id=event.execution_id):
+            if isinstance(event, StartedEvent):
+                return await self._started(event, payload)
+            if isinstance(event, ResultEvent):
+                return await self._finished(event, payload)
+            return False
+
+    async def _started(self, event: StartedEvent, payload: dict[str, Any]) -> bool:
+        if not await store.record_started(
+            self._pool, event.execution_id, event.attempt, event.seq, event.at, payload
+        ):
+            return False
+        log.info("execution.started", attempt=event.attempt, runner=event.runner_id)
+        return True
+
+    async def _finished(self, event: ResultEvent, payload: dict[str, Any]) -> bool:
+        # Cookies may be session credentials: kept once, as the task's state, not in
+        # every execution's event history.
+        payload.pop("storage_state", None)
+        stored = await store.record_result(
+            self._pool,
+            event.execution_id,
+            event.attempt,
+            event.seq,
+            event.result,
+            event.duration_ms,
+            event.at,
+            payload,
+            storage_state=seal_browser_state(self._box, event.storage_state),
+        )
+        if stored:
+            log.info(
+                "execution.finished",
+                outcome=event.result.outcome,
+                duration_ms=event.duration_ms,
+                attempt=event.attempt,
+            )
+            if self._metrics is not None:
+                self._metrics.runs_finished.labels(outcome=event.result.outcome).inc()
+                self._metrics.run_duration.observe(event.duration_ms / 1000)
+            await schedule_store.record_scheduled_result(self._pool, event.execution_id)
+        await notify_finished(self._nc, event.execution_id)
+        return stored
 
 
 async def mark_crashed(
@@ -102,8 +162,10 @@ async def mark_crashed(
     js: JetStreamContext,
     raw: bytes,
     metrics: GatewayMetrics | None = None,
-) -> None:
-    """A run message used up its deliveries: finish its execution as ``crashed``."""
+) -> bool:
+    """A run message used up its deliveries: finish its execution as ``crashed``.
+
+    Whether this marked it (False: it had finished, or the message is gone)."""
     advisory = json.loads(raw)
     seq = int(advisory["stream_seq"])
     deliveries = int(advisory.get("deliveries", 0))
@@ -111,7 +173,7 @@ async def mark_crashed(
         stored = await js.get_msg(RUNS_STREAM, seq)
     except Exception as exc:  # already deleted: nothing left to mark
         log.warning("dead_letter.message_gone", stream_seq=seq, error=str(exc))
-        return
+        return False
     request = RunRequest.model_validate_json(stored.data or b"{}")
     result = RunResult(
         outcome="crashed",
@@ -120,7 +182,10 @@ async def mark_crashed(
     now = now_ms()
     duration = max(0, now - request.requested_at)
     crash = {"type": "result", "crashed": True}
-    if await store.record_result(pool, request.execution_id, 0, 0, result, duration, now, crash):
+    marked = await store.record_result(
+        pool, request.execution_id, 0, 0, result, duration, now, crash
+    )
+    if marked:
         log.error("execution.crashed", execution_id=request.execution_id, deliveries=deliveries)
         if metrics is not None:
             metrics.runs_finished.labels(outcome="crashed").inc()
@@ -132,53 +197,49 @@ async def mark_crashed(
         await js.delete_msg(RUNS_STREAM, seq)
     except Exception as exc:
         log.warning("dead_letter.delete_failed", stream_seq=seq, error=str(exc))
+    return marked
 
 
 async def consume(
-    js: JetStreamContext,
+    nc: NATS,
     stream: str,
     durable: str,
-    handle: object,
+    handle: Callable[[list[Msg]], Awaitable[None]],
     *,
     batch: int = 64,
 ) -> None:
-    """Fetch-and-handle loop; a message that cannot be parsed is logged and terminated."""
-    sub = await js.pull_subscribe_bind(durable=durable, stream=stream)
-    assert callable(handle)
-    try:
+    """Hand the consumer's messages to ``handle`` as they arrive, up to ``batch`` at a time."""
+    async with PullStream(nc, stream, durable) as pulled:
         while True:
             try:
-                messages: list[Msg] = await sub.fetch(batch=batch, timeout=1)
-            except (NatsTimeoutError, TimeoutError):  # nats-py raises either
-                continue
+                messages = await pulled.take(batch, timeout=5, min_request=batch // 2)
             except NatsError as exc:
                 # Disconnected or reconnecting: the client reconnects by itself; a NATS restart
                 # must not take this service down with it.
-                log.warning("nats.fetch_failed", error=str(exc) or type(exc).__name__)
+                log.warning("nats.pull_failed", error=str(exc) or type(exc).__name__)
                 await asyncio.sleep(1)
                 continue
-            for msg in messages:
-                await _handle_one(msg, stream, handle)
-    finally:
-        # An open pull subscription would hold up the connection's drain at shutdown.
-        await unsubscribe(sub)
+            if messages:
+                await handle(messages)
 
 
-async def _handle_one(msg: Msg, stream: str, handle: Any) -> None:
+async def settle(msg: Msg, stream: str, work: Awaitable[bool]) -> bool:
+    """Run ``work`` for ``msg`` and ack it; a message that cannot be parsed is logged and
+    terminated, one that failed otherwise (database down) is left for redelivery."""
     try:
-        await handle(msg.data)
+        changed = await work
     except (ValidationError, ValueError, KeyError) as exc:
         log.error("ingest.bad_message", stream=stream, error=str(exc))
         await msg.term()
-        return
+        return False
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        # Database down, for instance: leave it for redelivery.
         log.warning("ingest.retry_later", stream=stream, error=str(exc))
         await msg.nak(delay=2)
-        return
+        return False
     await msg.ack()
+    return changed
 
 
 async def run_ingester(
@@ -188,12 +249,12 @@ async def run_ingester(
     box: SecretBox,
     metrics: GatewayMetrics | None = None,
 ) -> None:
-    async def on_event(raw: bytes) -> None:
-        await apply_event(pool, nc, box, raw, metrics)
+    ingester = EventIngester(pool, nc, box, metrics)
 
-    async def on_dead(raw: bytes) -> None:
-        await mark_crashed(pool, nc, js, raw, metrics)
+    async def on_dead(messages: list[Msg]) -> None:
+        for msg in messages:
+            await settle(msg, DEAD_STREAM, mark_crashed(pool, nc, js, msg.data, metrics))
 
     async with asyncio.TaskGroup() as group:
-        group.create_task(consume(js, EVENTS_STREAM, INGESTER_CONSUMER, on_event))
-        group.create_task(consume(js, DEAD_STREAM, DEAD_CONSUMER, on_dead, batch=16))
+        group.create_task(consume(nc, EVENTS_STREAM, INGESTER_CONSUMER, ingester.apply))
+        group.create_task(consume(nc, DEAD_STREAM, DEAD_CONSUMER, on_dead, batch=16))

@@ -9,7 +9,7 @@ from psycopg.types.json import Jsonb
 
 from figranium_common import queue
 from figranium_common.db import Pool
-from figranium_common.models import RunResult, epoch_ms
+from figranium_common.models import LogEvent, RunResult, epoch_ms
 from figranium_gateway import changes
 
 __all__ = ["Pool"]
@@ -217,16 +217,42 @@ async def record_started(
         return True
 
 
-async def record_log(
-    pool: Pool, execution_id: str, attempt: int, seq: int, payload: dict[str, Any]
-) -> bool:
+async def record_logs(pool: Pool, lines: list[tuple[LogEvent, dict[str, Any]]]) -> int:
+    """Store log events (each with its payload as published) in one transaction.
+
+    Redelivered lines and lines of executions deleted meanwhile are skipped; returns how
+    many were new.
+    """
+    if not lines:
+        return 0
     async with pool.connection() as conn, conn.transaction():
-        if not await _insert_event(conn, execution_id, attempt, seq, "log", payload):
-            return False
-        await changes.record_change(
-            conn, execution_id, "log", changes.log_extra(payload, attempt, seq)
+        cur = await conn.execute(
+            "INSERT INTO execution_events (execution_id, attempt, seq, type, payload)"
+            " SELECT v.execution_id, v.attempt, v.seq, 'log', v.payload"
+            " FROM unnest(%s::text[], %s::int[], %s::int[], %s::jsonb[])"
+            "  AS v (execution_id, attempt, seq, payload)"
+            " WHERE EXISTS (SELECT 1 FROM executions e WHERE e.id = v.execution_id)"
+            " ON CONFLICT DO NOTHING"
+            " RETURNING execution_id, attempt, seq",
+            (
+                [event.execution_id for event, _ in lines],
+                [event.attempt for event, _ in lines],
+                [event.seq for event, _ in lines],
+                [Jsonb(payload) for _, payload in lines],
+            ),
         )
-        return True
+        stored = {(row["execution_id"], row["attempt"], row["seq"]) for row in await cur.fetchall()}
+        new = len(stored)
+        logged = []
+        for event, payload in lines:
+            key = (event.execution_id, event.attempt, event.seq)
+            if key in stored:  # once, also when the batch holds the line twice
+                stored.remove(key)
+                logged.append(
+                    (event.execution_id, changes.log_extra(payload, event.attempt, event.seq))
+                )
+        await changes.record_each(conn, "log", logged)
+        return new
 
 
 async def record_result(

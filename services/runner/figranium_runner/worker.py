@@ -25,7 +25,6 @@ import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from playwright.async_api import BrowserContext, Video
 from playwright.async_api import Error as PlaywrightError
@@ -49,6 +48,7 @@ from figranium_common.nats import (
     stops_store,
     unsubscribe,
 )
+from figranium_common.pull import PullStream
 from figranium_common.settings import Settings
 from figranium_runner import identity, output
 from figranium_runner.browser import BrowserCrashed, BrowserHost
@@ -247,17 +247,27 @@ class Worker:
         return len(self._active)
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Fetch while not stopping; then wait for in-flight runs (the caller bounds it)."""
-        sub = await self._js.pull_subscribe_bind(durable=self._consumer, stream=RUNS_STREAM)
+        """Take runs while not stopping; then wait for in-flight runs (the caller bounds it)."""
         stops = await self._nc.subscribe(f"{STOP_SUBJECT_PREFIX}.*", cb=self._on_stop)
         if removed := await asyncio.to_thread(remove_orphaned_video_dirs):
             log.info("runner.orphaned_video_dirs_removed", count=removed)
-        log.info("runner.ready", runner=self.runner_id, slots=self._slots, consumer=self._consumer)
+        async with PullStream(self._nc, RUNS_STREAM, self._consumer) as pulled:
+            log.info(
+                "runner.ready", runner=self.runner_id, slots=self._slots, consumer=self._consumer
+            )
+            # A stop must end a wait for runs at once: a drain's bound starts at the signal.
+            stopped = asyncio.ensure_future(stopping.wait())
+            stopped.add_done_callback(lambda _: pulled.wake())
+            try:
+                await self._take_runs(pulled, stopping)
+            finally:
+                stopped.cancel()
+        await unsubscribe(stops)
+
+    async def _take_runs(self, pulled: PullStream, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             free = self._slots - len(self._active)
             if free <= 0:
-                # Also woken by the stop: a drain's bound must start at the signal, not
-                # when a run happens to finish.
                 stop = asyncio.ensure_future(stopping.wait())
                 try:
                     await asyncio.wait({*self._active, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -265,21 +275,19 @@ class Worker:
                     stop.cancel()
                 continue
             try:
-                messages = await sub.fetch(batch=free, timeout=1)
-            except (NatsTimeoutError, TimeoutError):  # nats-py raises either
-                continue
+                messages = await pulled.take(free, timeout=5)
             except NatsError as exc:
                 # Disconnected or reconnecting: the client reconnects by itself; a NATS restart
                 # must not take this service down with it.
-                log.warning("nats.fetch_failed", error=str(exc) or type(exc).__name__)
+                log.warning("nats.pull_failed", error=str(exc) or type(exc).__name__)
                 await asyncio.sleep(1)
                 continue
             for msg in messages:
                 task = asyncio.create_task(self._handle(msg), name="run")
                 self._active.add(task)
                 task.add_done_callback(self._active.discard)
-        await unsubscribe(sub)
-        await unsubscribe(stops)
+                # A slot that frees up asks for the next run at once, not when take times out.
+                task.add_done_callback(lambda _: pulled.wake())
 
     async def drain(self, bound_seconds: float) -> None:
         """Let running runs finish within the bound, then cancel and hand them back."""

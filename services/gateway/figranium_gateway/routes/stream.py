@@ -97,7 +97,7 @@ async def stream_changes(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    feed.open_streams += 1
+    feed.stream_opened()
     log.info("stream.opened", after=last, open_streams=feed.open_streams)
     try:
         await response.write(f"retry: {RETRY_MS}\n\n".encode())
@@ -131,7 +131,7 @@ async def stream_changes(request: web.Request) -> web.StreamResponse:
     except ConnectionResetError:
         pass  # the client left while we wrote
     finally:
-        feed.open_streams -= 1
+        feed.stream_closed()
         log.info("stream.closed", after=last, open_streams=feed.open_streams)
     if not _gone(request):
         # At shutdown: end the chunked body cleanly, so the client reconnects elsewhere.
