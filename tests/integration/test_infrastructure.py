@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -172,13 +173,29 @@ async def test_a_burst_of_events_is_stored_once_in_order_and_bad_ones_are_droppe
     events: list[str | bytes] = [
         StartedEvent(execution_id=execution_id, attempt=1, seq=0, runner_id="r").model_dump_json()
     ]
+    # Lines 1-10 one per event, as earlier runners send them; 11-30 ten per event.
     events += [
-        LogEvent(execution_id=execution_id, attempt=1, seq=i, line=line).model_dump_json()
-        for i, line in enumerate(lines, start=1)
+        json.dumps(
+            {
+                "type": "log",
+                "execution_id": execution_id,
+                "attempt": 1,
+                "seq": i,
+                "line": lines[i - 1],
+            }
+        )
+        for i in range(1, 11)
     ]
-    # A redelivered line (same key, another message id) and a message that is no event.
-    events.insert(10, events[5])
-    events.insert(20, b'{"type": "log", "execution_id": 7}')
+    events += [
+        LogEvent(
+            execution_id=execution_id, attempt=1, seq=i, lines=lines[i - 1 : i + 9]
+        ).model_dump_json()
+        for i in (11, 21)
+    ]
+    # Redelivered lines (same keys, other message ids) and a message that is no event.
+    events.insert(8, events[5])
+    events.append(events[-1])
+    events.insert(12, b'{"type": "log", "execution_id": 7}')
     events.append(
         ResultEvent(
             execution_id=execution_id,

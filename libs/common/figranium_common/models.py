@@ -10,7 +10,7 @@ import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ACTION_TYPES: frozenset[str] = frozenset(
     {
@@ -262,8 +262,25 @@ class StartedEvent(_Event):
 
 
 class LogEvent(_Event):
+    """Log lines of a run that were said close together; line i has sequence ``seq + i``.
+
+    One event per line is accepted too (``line``), as runners of earlier releases send it.
+    """
+
     type: Literal["log"] = "log"
-    line: str
+    lines: list[str] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_line(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "lines" not in data and "line" in data:
+            data = {**data, "lines": [data["line"]]}
+        return data
+
+    def each(self) -> list[dict[str, Any]]:
+        """One stored payload per line, as runners of earlier releases published them."""
+        first = self.model_dump(mode="json", exclude={"lines"})
+        return [{**first, "seq": self.seq + i, "line": line} for i, line in enumerate(self.lines)]
 
 
 class ResultEvent(_Event):

@@ -74,7 +74,7 @@ class EventIngester:
 
     async def apply(self, messages: list[Msg]) -> None:
         changed = False
-        lines: list[tuple[Msg, LogEvent, dict[str, Any]]] = []
+        lines: list[tuple[Msg, LogEvent]] = []
         for msg in messages:
             try:
                 event, payload = parse_event(msg.data)
@@ -83,7 +83,7 @@ class EventIngester:
                 await msg.term()
                 continue
             if isinstance(event, LogEvent):
-                lines.append((msg, event, payload))
+                lines.append((msg, event))
                 continue
             changed |= await self._store_lines(lines)
             lines = []
@@ -92,20 +92,21 @@ class EventIngester:
         if changed:
             await changes.notify(self._nc)
 
-    async def _store_lines(self, lines: list[tuple[Msg, LogEvent, dict[str, Any]]]) -> bool:
+    async def _store_lines(self, lines: list[tuple[Msg, LogEvent]]) -> bool:
         if not lines:
             return False
+        payloads = [payload for _, event in lines for payload in event.each()]
         try:
-            stored = await store.record_logs(self._pool, [(e, p) for _, e, p in lines])
+            stored = await store.record_logs(self._pool, payloads)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             # Database down, for instance: leave them for redelivery.
             log.warning("ingest.retry_later", stream=EVENTS_STREAM, error=str(exc))
-            for msg, _, _ in lines:
+            for msg, _ in lines:
                 await msg.nak(delay=2)
             return False
-        for msg, _, _ in lines:
+        for msg, _ in lines:
             await msg.ack()
         return stored > 0
 

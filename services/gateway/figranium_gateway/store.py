@@ -9,7 +9,7 @@ from psycopg.types.json import Jsonb
 
 from figranium_common import queue
 from figranium_common.db import Pool
-from figranium_common.models import LogEvent, RunResult, epoch_ms
+from figranium_common.models import RunResult, epoch_ms
 from figranium_gateway import changes
 
 __all__ = ["Pool"]
@@ -217,14 +217,15 @@ async def record_started(
         return True
 
 
-async def record_logs(pool: Pool, lines: list[tuple[LogEvent, dict[str, Any]]]) -> int:
-    """Store log events (each with its payload as published) in one transaction.
+async def record_logs(pool: Pool, lines: list[dict[str, Any]]) -> int:
+    """Store log lines (payloads of :meth:`LogEvent.each`) in one transaction.
 
     Redelivered lines and lines of executions deleted meanwhile are skipped; returns how
     many were new.
     """
     if not lines:
         return 0
+    keys = [(line["execution_id"], int(line["attempt"]), int(line["seq"])) for line in lines]
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
             "INSERT INTO execution_events (execution_id, attempt, seq, type, payload)"
@@ -235,22 +236,19 @@ async def record_logs(pool: Pool, lines: list[tuple[LogEvent, dict[str, Any]]]) 
             " ON CONFLICT DO NOTHING"
             " RETURNING execution_id, attempt, seq",
             (
-                [event.execution_id for event, _ in lines],
-                [event.attempt for event, _ in lines],
-                [event.seq for event, _ in lines],
-                [Jsonb(payload) for _, payload in lines],
+                [key[0] for key in keys],
+                [key[1] for key in keys],
+                [key[2] for key in keys],
+                [Jsonb(line) for line in lines],
             ),
         )
         stored = {(row["execution_id"], row["attempt"], row["seq"]) for row in await cur.fetchall()}
         new = len(stored)
         logged = []
-        for event, payload in lines:
-            key = (event.execution_id, event.attempt, event.seq)
+        for key, line in zip(keys, lines, strict=True):
             if key in stored:  # once, also when the batch holds the line twice
                 stored.remove(key)
-                logged.append(
-                    (event.execution_id, changes.log_extra(payload, event.attempt, event.seq))
-                )
+                logged.append((key[0], changes.log_extra(line, key[1], key[2])))
         await changes.record_each(conn, "log", logged)
         return new
 

@@ -113,20 +113,37 @@ async def open_context(
     return await browser.new_context(record_video_dir=video_dir, **options)
 
 
+# Lines said within this long of each other go out as one event: a short run then sends
+# one or two log events instead of one per action, each of which is a NATS round trip and
+# a database commit. A live watcher sees a line at most this much later.
+LOG_LINGER_SECONDS = 0.25
+_MAX_LINES_PER_EVENT = 200
+_MAX_CHARS_PER_EVENT = 256 * 1024
+
+
 class EventPublisher:
     """Publishes one execution attempt's events, each with a de-duplication id.
 
-    Log lines do not hold up the run: they are published in order by a background task,
-    and the result waits until every line before it is out, so the ingester still sees
-    the events of an attempt in sequence.
+    Log lines do not hold up the run: a background task publishes them in order, those
+    that came together in one event, and the result waits until every line before it is
+    out, so the ingester still sees the events of an attempt in sequence.
     """
 
-    def __init__(self, js: JetStreamContext, execution_id: str, attempt: int) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        execution_id: str,
+        attempt: int,
+        *,
+        linger_seconds: float = LOG_LINGER_SECONDS,
+    ) -> None:
         self._js = js
         self._execution_id = execution_id
         self._attempt = attempt
+        self._linger = linger_seconds
         self._seq = 0
-        self._lines: collections.deque[LogEvent] = collections.deque()
+        self._lines: collections.deque[tuple[int, str]] = collections.deque()
+        self._flushing = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
 
     async def _publish(self, event: StartedEvent | LogEvent | ResultEvent) -> None:
@@ -153,27 +170,41 @@ class EventPublisher:
         )
 
     async def log(self, line: str) -> None:
-        self._lines.append(
-            LogEvent(
-                execution_id=self._execution_id,
-                attempt=self._attempt,
-                seq=self._next(),
-                line=line,
-            )
-        )
+        self._lines.append((self._next(), line))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send_lines(), name="run-log-sender")
 
     async def _send_lines(self) -> None:
         while self._lines:
-            event = self._lines.popleft()
+            if not self._flushing.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._flushing.wait(), self._linger)
+            lines = self._take_lines()
+            event = LogEvent(
+                execution_id=self._execution_id,
+                attempt=self._attempt,
+                seq=lines[0][0],
+                lines=[line for _, line in lines],
+            )
             try:
                 await self._publish(event)
             except Exception as exc:  # a lost log line must not fail the run
                 log.warning("run.log_publish_failed", error=str(exc) or type(exc).__name__)
 
+    def _take_lines(self) -> list[tuple[int, str]]:
+        """The oldest waiting lines that fit in one event (their seqs are consecutive)."""
+        taken = [self._lines.popleft()]
+        chars = len(taken[0][1])
+        while self._lines and len(taken) < _MAX_LINES_PER_EVENT:
+            chars += len(self._lines[0][1])
+            if chars > _MAX_CHARS_PER_EVENT:
+                break
+            taken.append(self._lines.popleft())
+        return taken
+
     async def flush(self) -> None:
-        """Wait until every log line so far is published (or given up on)."""
+        """Publish every log line so far now (or give up on it), without the linger."""
+        self._flushing.set()
         while self._sender is not None and not self._sender.done():
             # Shielded: a run cancelled while waiting leaves its lines going out.
             await asyncio.shield(self._sender)

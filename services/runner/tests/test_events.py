@@ -1,0 +1,71 @@
+"""EventPublisher: log lines said together go out as one event, in order, before the result."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from figranium_common.models import RunResult
+from figranium_runner.worker import EventPublisher
+
+
+class Recorder:
+    """Stands in for the JetStream context: keeps what was published, and when."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[float, dict[str, Any], str]] = []
+
+    async def publish(
+        self, subject: str, payload: bytes, headers: dict[str, str], timeout: float
+    ) -> None:
+        await asyncio.sleep(0.001)
+        self.published.append((time.monotonic(), json.loads(payload), headers["Nats-Msg-Id"]))
+
+
+def _publisher(recorder: Recorder, linger: float) -> EventPublisher:
+    return EventPublisher(recorder, "exec_1", 1, linger_seconds=linger)  # type: ignore[arg-type]
+
+
+async def test_lines_said_together_are_one_event_and_the_result_does_not_wait() -> None:
+    recorder = Recorder()
+    events = _publisher(recorder, linger=30)
+    await events.started("runner-1")
+    for i in range(5):
+        await events.log(f"line {i}")
+    started = time.monotonic()
+    await events.result(RunResult(outcome="success"), 10)
+    assert time.monotonic() - started < 5  # the flush cut the 30 s linger short
+    kinds = [(event["type"], event["seq"]) for _, event, _ in recorder.published]
+    assert kinds == [("started", 0), ("log", 1), ("result", 6)]
+    log_event = recorder.published[1][1]
+    assert log_event["lines"] == [f"line {i}" for i in range(5)]
+    # Message ids stay unique per attempt: the first line's seq.
+    assert [msg_id for _, _, msg_id in recorder.published] == [
+        "exec_1:1:0",
+        "exec_1:1:1",
+        "exec_1:1:6",
+    ]
+
+
+async def test_lines_apart_are_separate_events_sent_within_the_linger() -> None:
+    recorder = Recorder()
+    events = _publisher(recorder, linger=0.05)
+    await events.log("first")
+    await asyncio.sleep(0.4)
+    await events.log("second")
+    await events.flush()
+    assert [event["lines"] for _, event, _ in recorder.published] == [["first"], ["second"]]
+    assert [event["seq"] for _, event, _ in recorder.published] == [0, 1]
+
+
+async def test_many_lines_are_split_into_events_of_consecutive_seqs() -> None:
+    recorder = Recorder()
+    events = _publisher(recorder, linger=30)
+    for i in range(450):
+        await events.log(f"line {i}")
+    await events.flush()
+    sizes = [len(event["lines"]) for _, event, _ in recorder.published]
+    assert sizes == [200, 200, 50]
+    assert [event["seq"] for _, event, _ in recorder.published] == [0, 200, 400]
