@@ -45,6 +45,20 @@ def test_unknown_and_missing_tickets() -> None:
     assert book.redeem(ticket) is None  # wrong guesses do not burn the real one
 
 
+def test_checking_a_ticket_does_not_use_it() -> None:
+    clock = Clock()
+    book = TicketBook(60, clock=clock)
+    ticket, _ = book.mint()
+    assert book.check("") == "no ticket was given"
+    assert book.check("bogus") == "the ticket is unknown or was already used"
+    assert book.check(ticket) is None
+    assert book.redeem(ticket) is None
+    assert book.check(ticket) == "the ticket is unknown or was already used"
+    expiring, _ = book.mint()
+    clock.now += 60
+    assert book.check(expiring) == "the ticket expired"
+
+
 def test_tickets_expire_and_are_purged() -> None:
     clock = Clock()
     book = TicketBook(60, clock=clock)
@@ -91,6 +105,10 @@ async def test_viewer_checks_the_ticket_before_the_upgrade(tmp_path: Path, vnc: 
     app = viewer_app(_web_dir(tmp_path), book, lambda: vnc, metrics)
     async with TestClient(TestServer(app)) as client:
         ticket, _ = book.mint()
+        # A plain GET is no websocket: refused, and the ticket is still good afterwards.
+        plain = await client.get(f"/websockify?ticket={ticket}")
+        assert plain.status == 400
+        assert (await plain.json())["error"] == "NOT_A_WEBSOCKET"
         ws = await client.ws_connect(f"/websockify?ticket={ticket}", protocols=("binary",))
         assert ws.protocol == "binary"
         assert await ws.receive_bytes(timeout=5) == b"RFB 003.008\n"

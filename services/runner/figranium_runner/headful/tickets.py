@@ -30,14 +30,20 @@ class TicketBook:
         self._expiry[ticket] = self._clock() + self._ttl_seconds
         return ticket, now_ms() + int(self._ttl_seconds * 1000)
 
+    def check(self, ticket: str) -> str | None:
+        """Why ``ticket`` would be refused, or None when it is valid; it stays unused."""
+        return self._refusal(ticket, self._expiry.get(ticket) if ticket else None)
+
     def redeem(self, ticket: str) -> str | None:
         """Use ``ticket`` up: None when it was valid, else why it is refused."""
-        if not ticket:
-            return "no ticket was given"
         # A lookup by the whole token: nothing about a valid ticket is learnt from a
         # wrong one by timing.
-        deadline = self._expiry.pop(ticket, None)
+        return self._refusal(ticket, self._expiry.pop(ticket, None) if ticket else None)
+
+    def _refusal(self, ticket: str, deadline: float | None) -> str | None:
         self._purge()
+        if not ticket:
+            return "no ticket was given"
         if deadline is None:
             return "the ticket is unknown or was already used"
         if deadline <= self._clock():

@@ -53,14 +53,17 @@ def viewer_app(
             return await _websockify(request)
 
     async def _websockify(request: web.Request) -> web.StreamResponse:
-        refused = tickets.redeem(request.query.get("ticket", ""))
+        ticket = request.query.get("ticket", "")
+        ws = web.WebSocketResponse(protocols=("binary",), heartbeat=HEARTBEAT_SECONDS)
+        # A request that cannot become a websocket is refused without spending its ticket.
+        refused = tickets.check(ticket)
+        if refused is None and not ws.can_prepare(request).ok:
+            return _refusal(400, "NOT_A_WEBSOCKET", "connect with a websocket, as noVNC does")
+        refused = refused or tickets.redeem(ticket)
         if refused is not None:
             metrics.viewer_connections.labels(result="refused").inc()
             log.warning("headful.viewer_refused", reason=refused)
             return _refusal(401, "INVALID_TICKET", refused)
-        ws = web.WebSocketResponse(protocols=("binary",), heartbeat=HEARTBEAT_SECONDS)
-        if not ws.can_prepare(request).ok:
-            return _refusal(400, "NOT_A_WEBSOCKET", "connect with a websocket, as noVNC does")
         port = vnc_port()
         try:
             if not port:
