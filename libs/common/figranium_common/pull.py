@@ -129,9 +129,11 @@ class PullStream:
             if self._ready or now >= deadline:
                 break
             # Woken by a message, by the end of a request (to ask again), or by wake().
-            wait = deadline - now
+            # Also when a request nobody answered is to be forgotten (the server restarted).
+            wakeups = [deadline, *(request.forget_at for request in self._requests.values())]
             if self._backoff_until > now:
-                wait = min(wait, self._backoff_until - now)
+                wakeups.append(self._backoff_until)
+            wait = max(0.0, min(wakeups) - now)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=wait)
         self._woken = False

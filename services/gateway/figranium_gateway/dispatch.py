@@ -67,9 +67,12 @@ async def wait_finished(
     deadline = asyncio.get_running_loop().time() + timeout
     try:
         while True:
-            execution = await store.get_execution(pool, execution_id)
-            if execution is None or execution["phase"] == "finished":
-                return execution
+            # The phase alone until it is finished: the whole execution is read once.
+            phase = await store.execution_phase(pool, execution_id)
+            if phase is None:
+                return None
+            if phase == "finished":
+                return await store.get_execution(pool, execution_id)
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 return None

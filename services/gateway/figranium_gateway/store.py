@@ -104,6 +104,13 @@ async def create_execution(
         return created
 
 
+async def execution_phase(pool: Pool, execution_id: str) -> str | None:
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT phase FROM executions WHERE id = %s", (execution_id,))
+        row = await cur.fetchone()
+    return None if row is None else str(row["phase"])
+
+
 async def get_execution(pool: Pool, execution_id: str) -> dict[str, Any] | None:
     async with pool.connection() as conn:
         cur = await conn.execute(
