@@ -36,7 +36,7 @@ from figranium_common.nats import (
 from figranium_common.pull import PullStream
 from figranium_common.queue import seal_browser_state
 from figranium_common.secretbox import SecretBox
-from figranium_gateway import changes, schedule_store, store
+from figranium_gateway import changes, store
 from figranium_gateway.metrics import GatewayMetrics
 
 log = structlog.get_logger(__name__)
@@ -152,7 +152,6 @@ class EventIngester:
             if self._metrics is not None:
                 self._metrics.runs_finished.labels(outcome=event.result.outcome).inc()
                 self._metrics.run_duration.observe(event.duration_ms / 1000)
-            await schedule_store.record_scheduled_result(self._pool, event.execution_id)
         await notify_finished(self._nc, event.execution_id)
         return stored
 
@@ -192,7 +191,6 @@ async def mark_crashed(
             metrics.runs_finished.labels(outcome="crashed").inc()
             metrics.run_duration.observe(duration / 1000)
         await changes.notify(nc)
-        await schedule_store.record_scheduled_result(pool, request.execution_id)
     await notify_finished(nc, request.execution_id)
     try:
         await js.delete_msg(RUNS_STREAM, seq)

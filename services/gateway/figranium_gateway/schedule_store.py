@@ -145,39 +145,39 @@ async def scheduled_overview(pool: Pool, alive_within_s: float) -> dict[str, Any
     return {"replicas": 0 if alive is None else int(alive["n"]), "rows": rows}
 
 
-async def record_scheduled_result(pool: Pool, execution_id: str) -> bool:
+async def record_scheduled_result(conn: Any, execution_id: str) -> bool:
     """Copy a finished scheduled execution into its schedule's ``lastRun*`` fields.
 
-    Runs after the result was stored; a result of an execution that the scheduler did not
-    start, or of a task whose schedule was deleted since, changes nothing.
+    Called in the transaction that stored the result, after it; a result of an execution
+    that the scheduler did not start, or of a task whose schedule was deleted since,
+    changes nothing.
     """
-    async with pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(
-            "UPDATE schedules s SET last_run = COALESCE(e.started_at, e.created_at),"
-            " last_run_status = e.outcome, last_run_duration_ms = e.duration_ms"
-            " FROM executions e"
-            " WHERE e.id = %s AND e.source = 'scheduler' AND e.phase = 'finished'"
-            " AND s.task_id = e.task_id"
-            " AND (s.last_run IS NULL OR s.last_run <= COALESCE(e.started_at, e.created_at))"
-            " RETURNING s.task_id, s.last_run, s.last_run_status, s.last_run_duration_ms",
-            (execution_id,),
-        )
-        row = await cur.fetchone()
-        if row is None:
-            return False
-        # Not a new version of the task and no new updated_at: the task did not change.
-        await conn.execute(
-            "UPDATE tasks SET body = jsonb_set(body, '{schedule}', body->'schedule' || %s)"
-            " WHERE id = %s AND jsonb_typeof(body->'schedule') = 'object'",
-            (
-                Jsonb(
-                    {
-                        "lastRun": epoch_ms(row["last_run"]),
-                        "lastRunStatus": row["last_run_status"],
-                        "lastRunDurationMs": row["last_run_duration_ms"],
-                    }
-                ),
-                row["task_id"],
+    cur = await conn.execute(
+        "UPDATE schedules s SET last_run = COALESCE(e.started_at, e.created_at),"
+        " last_run_status = e.outcome, last_run_duration_ms = e.duration_ms"
+        " FROM executions e"
+        " WHERE e.id = %s AND e.source = 'scheduler' AND e.phase = 'finished'"
+        " AND s.task_id = e.task_id"
+        " AND (s.last_run IS NULL OR s.last_run <= COALESCE(e.started_at, e.created_at))"
+        " RETURNING s.task_id, s.last_run, s.last_run_status, s.last_run_duration_ms",
+        (execution_id,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return False
+    # Not a new version of the task and no new updated_at: the task did not change.
+    await conn.execute(
+        "UPDATE tasks SET body = jsonb_set(body, '{schedule}', body->'schedule' || %s)"
+        " WHERE id = %s AND jsonb_typeof(body->'schedule') = 'object'",
+        (
+            Jsonb(
+                {
+                    "lastRun": epoch_ms(row["last_run"]),
+                    "lastRunStatus": row["last_run_status"],
+                    "lastRunDurationMs": row["last_run_duration_ms"],
+                }
             ),
-        )
-        return True
+            row["task_id"],
+        ),
+    )
+    return True

@@ -10,7 +10,7 @@ from psycopg.types.json import Jsonb
 from figranium_common import queue
 from figranium_common.db import Pool
 from figranium_common.models import RunResult, epoch_ms
-from figranium_gateway import changes
+from figranium_gateway import changes, schedule_store
 
 __all__ = ["Pool"]
 
@@ -275,7 +275,8 @@ async def record_result(
 
     Times come from the runner's events, so ``startedAt`` and ``finishedAt`` share a clock.
     A ``storage_state`` becomes the task's saved browser state in the same transaction, so
-    a redelivered result can neither lose it nor apply it twice.
+    a redelivered result can neither lose it nor apply it twice; so does a scheduled run's
+    outcome in its schedule's ``lastRun*`` fields.
     """
     async with pool.connection() as conn, conn.transaction():
         if not await _insert_event(conn, execution_id, attempt, seq, "result", payload):
@@ -297,6 +298,7 @@ async def record_result(
                 execution_id,
             ),
         )
+        await schedule_store.record_scheduled_result(conn, execution_id)
         await _queue_webhook(conn, execution_id)
         await changes.record_change(conn, execution_id, "finished", {"attempt": attempt})
         return True
