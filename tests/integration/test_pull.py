@@ -10,6 +10,7 @@ from pathlib import Path
 import nats
 import pytest
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
@@ -40,6 +41,14 @@ async def jetstream(tmp_path: Path) -> AsyncIterator[tuple[NATS, JetStreamContex
 async def _publish(js: JetStreamContext, count: int) -> None:
     for i in range(count):
         await js.publish("pulltest.job", str(i).encode())
+
+
+async def _woken_while_waiting(pulled: PullStream, limit: int) -> list[Msg]:
+    """What a take that was woken while it waited (its pull request still open) gave."""
+    waiting = asyncio.create_task(pulled.take(limit, timeout=30))
+    await asyncio.sleep(0.2)
+    pulled.wake()
+    return await asyncio.wait_for(waiting, 5)
 
 
 async def _delivered(js: JetStreamContext) -> int:
@@ -89,10 +98,7 @@ async def test_wake_ends_a_wait_and_a_new_limit_is_asked_for(
 ) -> None:
     nc, js = jetstream
     async with PullStream(nc, STREAM, DURABLE) as pulled:
-        waiting = asyncio.create_task(pulled.take(1, timeout=30))
-        await asyncio.sleep(0.2)
-        pulled.wake()
-        assert await asyncio.wait_for(waiting, 5) == []
+        assert await _woken_while_waiting(pulled, 1) == []
         await _publish(js, 3)
         # One message is still asked for by the first request; the new limit adds two.
         got: list[bytes] = []
@@ -107,10 +113,7 @@ async def test_messages_not_taken_are_handed_back_at_close(
 ) -> None:
     nc, js = jetstream
     async with PullStream(nc, STREAM, DURABLE) as pulled:
-        waiting = asyncio.create_task(pulled.take(2, timeout=30))
-        await asyncio.sleep(0.2)
-        pulled.wake()
-        await waiting
+        await _woken_while_waiting(pulled, 2)  # leaves a request for two open
         await _publish(js, 2)
         await asyncio.sleep(0.5)  # delivered to the stream's inbox, not taken
     # Handed back with a nak: another consumer instance gets them at once, not after the
