@@ -87,7 +87,7 @@ class EventIngester:
                 continue
             changed |= await self._store_lines(lines)
             lines = []
-            changed |= await settle(msg, EVENTS_STREAM, self._store(event, payload))
+            changed |= await settle([msg], EVENTS_STREAM, self._store(event, payload))
         changed |= await self._store_lines(lines)
         if changed:
             await changes.notify(self._nc)
@@ -96,19 +96,10 @@ class EventIngester:
         if not lines:
             return False
         payloads = [payload for _, event in lines for payload in event.each()]
-        try:
-            stored = await store.record_logs(self._pool, payloads)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # Database down, for instance: leave them for redelivery.
-            log.warning("ingest.retry_later", stream=EVENTS_STREAM, error=str(exc))
-            for msg, _ in lines:
-                await msg.nak(delay=2)
-            return False
-        for msg, _ in lines:
-            await msg.ack()
-        return stored > 0
+        return await settle([msg for msg, _ in lines], EVENTS_STREAM, self._store_logs(payloads))
+
+    async def _store_logs(self, payloads: list[dict[str, Any]]) -> bool:
+        return await store.record_logs(self._pool, payloads) > 0
 
     async def _store(self, event: RunEvent, payload: dict[str, Any]) -> bool:
         """Store one started or result event; whether it was new."""
@@ -222,22 +213,26 @@ async def consume(
                 await handle(messages)
 
 
-async def settle(msg: Msg, stream: str, work: Awaitable[bool]) -> bool:
-    """Run ``work`` for ``msg`` and ack it; a message that cannot be parsed is logged and
-    terminated, one that failed otherwise (database down) is left for redelivery."""
+async def settle(messages: list[Msg], stream: str, work: Awaitable[bool]) -> bool:
+    """Run ``work`` for ``messages`` and ack them; messages that cannot be parsed are logged
+    and terminated, ones whose work failed otherwise (database down) are left for
+    redelivery."""
     try:
         changed = await work
     except (ValidationError, ValueError, KeyError) as exc:
         log.error("ingest.bad_message", stream=stream, error=str(exc))
-        await msg.term()
+        for msg in messages:
+            await msg.term()
         return False
     except asyncio.CancelledError:
         raise
     except Exception as exc:
         log.warning("ingest.retry_later", stream=stream, error=str(exc))
-        await msg.nak(delay=2)
+        for msg in messages:
+            await msg.nak(delay=2)
         return False
-    await msg.ack()
+    for msg in messages:
+        await msg.ack()
     return changed
 
 
@@ -252,7 +247,7 @@ async def run_ingester(
 
     async def on_dead(messages: list[Msg]) -> None:
         for msg in messages:
-            await settle(msg, DEAD_STREAM, mark_crashed(pool, nc, js, msg.data, metrics))
+            await settle([msg], DEAD_STREAM, mark_crashed(pool, nc, js, msg.data, metrics))
 
     async with asyncio.TaskGroup() as group:
         group.create_task(consume(nc, EVENTS_STREAM, INGESTER_CONSUMER, ingester.apply))
