@@ -41,7 +41,7 @@ from benchmarks.stack import API_KEY, BenchStack, Service, own_cpu_s, tree_cpu_s
 from figranium_common.nats import RUNS_DEFAULT_SUBJECT, SCHEDULES_NOTIFY_SUBJECT
 from figranium_common.settings import Settings
 from figranium_devstack.ports import free_port
-from figranium_runner.browser import CHROMIUM_ARGS, find_chromium
+from figranium_runner.browser import CHROMIUM_ARGS, find_headless_chromium
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -713,7 +713,9 @@ async def scheduler(bench: Bench) -> None:
 
 
 async def run(plan: Plan, only: list[str], stack: BenchStack, page_port: int) -> dict[str, Any]:
-    chromium = find_chromium(os.environ.get("CHROMIUM_PATH"))
+    chromium = find_headless_chromium(
+        os.environ.get("CHROMIUM_HEADLESS_PATH"), os.environ.get("CHROMIUM_PATH")
+    )
     results: dict[str, Any] = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "git": git_commit(REPO),

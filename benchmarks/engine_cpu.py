@@ -24,7 +24,7 @@ from playwright.async_api import Browser, async_playwright
 from benchmarks.bench import CONTEXT_OPTIONS, bench_task, page_server, raw_run
 from benchmarks.stack import own_cpu_s, tree_cpu_s
 from figranium_common.models import Task
-from figranium_runner.browser import CHROMIUM_ARGS, find_chromium
+from figranium_runner.browser import CHROMIUM_ARGS, find_headless_chromium
 from figranium_runner.engine import Limits, execute
 from figranium_runner.guard import install_navigation_guard
 
@@ -61,7 +61,7 @@ async def measure(port: int, runs: int, rounds: int) -> dict[str, list[float]]:
     url = f"http://127.0.0.1:{port}/"
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
-            executable_path=find_chromium(None), args=CHROMIUM_ARGS
+            executable_path=find_headless_chromium(None, None), args=CHROMIUM_ARGS
         )
         kinds: dict[str, Callable[[], Awaitable[None]]] = {
             "raw": lambda: raw_run(browser, url),

@@ -82,7 +82,7 @@ IMAGE_THIRD_PARTY = {
 }
 REQUIRED = {
     "gateway": {"DATABASE_URL", "NATS_URL", "FIGRANIUM_MASTER_KEY", "FIGRANIUM_API_KEY"},
-    "runner": {"NATS_URL", "CHROMIUM_PATH"},
+    "runner": {"NATS_URL", "CHROMIUM_PATH", "CHROMIUM_HEADLESS_PATH"},
     HEADFUL: {"NATS_URL", "CHROMIUM_PATH", "RUNNER_HEADFUL", "NOVNC_PORT", "NOVNC_PUBLIC_URL"},
     "scheduler": {"DATABASE_URL", "NATS_URL", "FIGRANIUM_MASTER_KEY"},
 }
@@ -1005,11 +1005,13 @@ def check_runs_as_non_root(image: list[Instruction]) -> None:
 
 def check_runner_image(image: list[Instruction]) -> None:
     installs = " ".join(values(image, "RUN"))
-    for package in ("chromium", "ffmpeg", "fonts-liberation", "fonts-noto-color-emoji"):
+    packages = ("chromium", "chromium-headless-shell", "ffmpeg", "fonts-liberation")
+    for package in (*packages, "fonts-noto-color-emoji"):
         assert re.search(rf"\b{package}\b", installs), package
     assert "fonts-noto-cjk" in installs
     envs = " ".join(values(image, "ENV"))
     assert re.search(r"\bCHROMIUM_PATH=/usr/bin/chromium\b", envs)
+    assert re.search(r"\bCHROMIUM_HEADLESS_PATH=/usr/bin/chromium-headless-shell\b", envs)
     assert "ensure-ffmpeg.sh" in installs  # Playwright's ffmpeg path -> Debian's ffmpeg
     (entrypoint,) = values(image, "ENTRYPOINT")
     argv = json.loads(entrypoint)

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     # private networks allowed, unless this is true too.
     allow_metadata_address: bool = Field(default=False, alias="ALLOW_METADATA_ADDRESS")
     chromium_path: str | None = Field(default=None, alias="CHROMIUM_PATH")
+    # Headless runs: default the system's chromium-headless-shell, else CHROMIUM_PATH's.
+    chromium_headless_path: str | None = Field(default=None, alias="CHROMIUM_HEADLESS_PATH")
     runner_concurrency: int = Field(default=2, ge=1, le=64, alias="RUNNER_CONCURRENCY")
     run_timeout_seconds: float = Field(default=300.0, gt=0, alias="RUN_TIMEOUT_SECONDS")
     run_ack_wait_seconds: float = Field(default=30.0, ge=1, alias="RUN_ACK_WAIT_SECONDS")

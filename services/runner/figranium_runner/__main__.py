@@ -43,6 +43,7 @@ async def serve(settings: Settings) -> None:
         )
     browser = BrowserHost(
         settings.chromium_path,
+        headless_path=settings.chromium_headless_path,
         max_contexts=settings.runner_browser_max_contexts,
         # Runs end by their timeout; past it a context still open on a recycled Chromium
         # is a leak, not a run.
