@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import nats
 import psycopg
+import pytest
 from nats.js.api import RetentionPolicy
 
 from figranium_common import db
@@ -239,3 +240,42 @@ async def test_a_burst_of_events_is_stored_once_in_order_and_bad_ones_are_droppe
             (execution_id,),
         ).fetchall()
     assert [row[0] for row in changes] == lines
+
+
+async def test_pool_checks_only_connections_idle_a_while(
+    postgres: LocalPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection taken again at once is not checked; one idle past the window is, and a
+    broken one is then replaced instead of being handed out."""
+    checks: list[int] = []
+    real_check = db.AsyncConnectionPool.check_connection
+
+    async def counting_check(conn: db.Connection) -> None:
+        checks.append(conn.info.backend_pid)
+        await real_check(conn)
+
+    monkeypatch.setattr(db.AsyncConnectionPool, "check_connection", staticmethod(counting_check))
+    monkeypatch.setattr(db, "CHECK_AFTER_IDLE_SECONDS", 0.5)
+    pool = await db.open_pool(fresh_database(postgres, "idle_check"), min_size=1, max_size=1)
+    try:
+        async with pool.connection() as conn:
+            first = conn.info.backend_pid
+        checks.clear()
+        for _ in range(5):
+            async with pool.connection() as conn:
+                assert conn.info.backend_pid == first
+        assert checks == []  # back in the pool a moment ago: no round trip for a check
+        await asyncio.sleep(0.6)
+        async with pool.connection() as conn:
+            await conn.execute("SELECT 1")
+        assert checks == [first]
+        # The server drops the connection while it is idle in the pool.
+        async with await psycopg.AsyncConnection.connect(postgres.url, autocommit=True) as admin:
+            await admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+        await asyncio.sleep(0.6)
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT 1 AS one")
+            assert (await cur.fetchone()) == {"one": 1}
+            assert conn.info.backend_pid != first
+    finally:
+        await pool.close()

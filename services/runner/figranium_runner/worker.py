@@ -26,6 +26,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from nats.js.object_store import ObjectStore
 from playwright.async_api import BrowserContext, Video
 from playwright.async_api import Error as PlaywrightError
 from pydantic import ValidationError
@@ -272,6 +273,7 @@ class Worker:
         self._browser_died: set[str] = set()  # runs cancelled because their Chromium died
         self._metrics = metrics or RunnerMetrics()
         self._metrics.watch_slots(self._slots, lambda: len(self._active))
+        self._captures: ObjectStore | None = None  # looked up once, not once per run
 
     @property
     def busy(self) -> int:
@@ -608,6 +610,16 @@ class Worker:
     async def _upload(self, captures: list[Capture]) -> None:
         if not captures:
             return
-        bucket = await captures_store(self._js)
         for capture in captures:
-            await bucket.put(capture.name, capture.data)
+            try:
+                await (await self._captures_bucket()).put(capture.name, capture.data)
+            except NatsError:
+                # Looked up (or created) again, once: the bucket may be gone with a NATS
+                # server that lost its store.
+                self._captures = None
+                await (await self._captures_bucket()).put(capture.name, capture.data)
+
+    async def _captures_bucket(self) -> ObjectStore:
+        if self._captures is None:
+            self._captures = await captures_store(self._js)
+        return self._captures
