@@ -223,7 +223,12 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_nats)
     app.cleanup_ctx.append(
-        _watched("ingester", lambda: run_ingester(app[POOL], app[NC], app[JS], app[BOX], metrics))
+        _watched(
+            "ingester",
+            lambda: run_ingester(
+                app[POOL], app[NC], app[JS], app[BOX], metrics, app[WAITERS].finished
+            ),
+        )
     )
     app.cleanup_ctx.append(_watched("sweeper", lambda: sweep_queued(app)))
     app.cleanup_ctx.append(

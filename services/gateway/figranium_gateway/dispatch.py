@@ -62,17 +62,18 @@ async def publish_run(js: JetStreamContext, request: RunRequest) -> None:
 async def wait_finished(
     pool: store.Pool, waiters: Waiters, execution_id: str, timeout: float
 ) -> dict[str, Any] | None:
-    """The finished execution, or None when it did not finish within ``timeout``."""
+    """The finished run's ``store.run_outcome``, or None when it did not finish within
+    ``timeout``."""
     event = waiters.register(execution_id)
     deadline = asyncio.get_running_loop().time() + timeout
     try:
         while True:
-            # The phase alone until it is finished: the whole execution is read once.
-            phase = await store.execution_phase(pool, execution_id)
-            if phase is None:
+            execution = await store.run_outcome(pool, execution_id)
+            if execution is None:
                 return None
-            if phase == "finished":
-                return await store.get_execution(pool, execution_id)
+            if execution["phase"] == "finished":
+                return execution
+            event.clear()
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 return None

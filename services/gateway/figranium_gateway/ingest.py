@@ -65,12 +65,20 @@ class EventIngester:
     """
 
     def __init__(
-        self, pool: store.Pool, nc: NATS, box: SecretBox, metrics: GatewayMetrics | None = None
+        self,
+        pool: store.Pool,
+        nc: NATS,
+        box: SecretBox,
+        metrics: GatewayMetrics | None = None,
+        on_finished: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_finished(execution_id)``: told when a result was stored, before the
+        notice to every replica goes out (this replica's waiting callers)."""
         self._pool = pool
         self._nc = nc
         self._box = box
         self._metrics = metrics
+        self._on_finished = on_finished
 
     async def apply(self, messages: list[Msg]) -> None:
         changed = False
@@ -143,6 +151,8 @@ class EventIngester:
             if self._metrics is not None:
                 self._metrics.runs_finished.labels(outcome=event.result.outcome).inc()
                 self._metrics.run_duration.observe(event.duration_ms / 1000)
+        if self._on_finished is not None:
+            self._on_finished(event.execution_id)
         await notify_finished(self._nc, event.execution_id)
         return stored
 
@@ -242,8 +252,9 @@ async def run_ingester(
     js: JetStreamContext,
     box: SecretBox,
     metrics: GatewayMetrics | None = None,
+    on_finished: Callable[[str], None] | None = None,
 ) -> None:
-    ingester = EventIngester(pool, nc, box, metrics)
+    ingester = EventIngester(pool, nc, box, metrics, on_finished)
 
     async def on_dead(messages: list[Msg]) -> None:
         for msg in messages:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+from collections.abc import AsyncIterator
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -104,11 +106,19 @@ async def create_execution(
         return created
 
 
-async def execution_phase(pool: Pool, execution_id: str) -> str | None:
+async def run_outcome(pool: Pool, execution_id: str) -> dict[str, Any] | None:
+    """What a synchronous run answers: ``id``, ``phase``, ``outcome``, ``status`` and, once
+    finished, ``result``; None when there is no such execution. One small row until the
+    run has finished."""
     async with pool.connection() as conn:
-        cur = await conn.execute("SELECT phase FROM executions WHERE id = %s", (execution_id,))
+        cur = await conn.execute(
+            "SELECT id, phase, outcome, status,"
+            " CASE WHEN phase = 'finished' THEN result END AS result"
+            " FROM executions WHERE id = %s",
+            (execution_id,),
+        )
         row = await cur.fetchone()
-    return None if row is None else str(row["phase"])
+    return None if row is None else dict(row)
 
 
 async def get_execution(pool: Pool, execution_id: str) -> dict[str, Any] | None:
@@ -203,6 +213,17 @@ async def stale_queued(
 
 # --- run events (the ingester) --------------------------------------------------------
 
+
+@contextlib.asynccontextmanager
+async def _pipelined(pool: Pool) -> AsyncIterator[Any]:
+    """A transaction in pipeline mode: statements go out without waiting for each other,
+    and the server is waited for only where a result is read and at the commit. Storing
+    a result is eight statements; pipelined they take three round trips instead of eight.
+    An error surfaces at the next read or the commit and rolls the transaction back."""
+    async with pool.connection() as conn, conn.pipeline(), conn.transaction():
+        yield conn
+
+
 STATUS_BY_OUTCOME = {"success": 200, "stopped": 200, "error": 422, "anti_bot": 422, "crashed": 500}
 
 
@@ -210,7 +231,7 @@ async def record_started(
     pool: Pool, execution_id: str, attempt: int, seq: int, at_ms: int, payload: dict[str, Any]
 ) -> bool:
     """Store a started event; returns False when it was already stored (a redelivery)."""
-    async with pool.connection() as conn, conn.transaction():
+    async with _pipelined(pool) as conn:
         if not await _insert_event(conn, execution_id, attempt, seq, "started", payload):
             return False
         await conn.execute(
@@ -233,7 +254,7 @@ async def record_logs(pool: Pool, lines: list[dict[str, Any]]) -> int:
     if not lines:
         return 0
     keys = [(line["execution_id"], int(line["attempt"]), int(line["seq"])) for line in lines]
-    async with pool.connection() as conn, conn.transaction():
+    async with _pipelined(pool) as conn:
         cur = await conn.execute(
             "INSERT INTO execution_events (execution_id, attempt, seq, type, payload)"
             " SELECT v.execution_id, v.attempt, v.seq, 'log', v.payload"
@@ -278,7 +299,7 @@ async def record_result(
     a redelivered result can neither lose it nor apply it twice; so does a scheduled run's
     outcome in its schedule's ``lastRun*`` fields.
     """
-    async with pool.connection() as conn, conn.transaction():
+    async with _pipelined(pool) as conn:
         if not await _insert_event(conn, execution_id, attempt, seq, "result", payload):
             return False
         if storage_state is not None:
@@ -343,7 +364,7 @@ async def _insert_event(
     cur = await conn.execute(
         "INSERT INTO execution_events (execution_id, attempt, seq, type, payload)"
         " SELECT %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM executions WHERE id = %s)"
-        " ON CONFLICT DO NOTHING",
+        " ON CONFLICT DO NOTHING RETURNING 1",
         (execution_id, attempt, seq, kind, Jsonb(payload), execution_id),
     )
-    return bool(cur.rowcount == 1)
+    return await cur.fetchone() is not None  # read: in a pipeline, this waits for it

@@ -41,8 +41,13 @@ class Waiters:
             log.warning("waiters.bad_notice", subject=msg.subject)
             return
         if notice.phase == "finished":
-            for event in self._events.get(notice.execution_id, []):
-                event.set()
+            self.finished(notice.execution_id)
+
+    def finished(self, execution_id: str) -> None:
+        """Wake the callers waiting for ``execution_id``: called for the notices, and by
+        this replica's ingester at once, without the round trip through NATS."""
+        for event in self._events.get(execution_id, []):
+            event.set()
 
     def register(self, execution_id: str) -> asyncio.Event:
         event = asyncio.Event()

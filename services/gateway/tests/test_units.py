@@ -12,6 +12,7 @@ from figranium_gateway.errors import ApiError, error_middleware, read_json_objec
 from figranium_gateway.routes.executions import _limit
 from figranium_gateway.routes.runs import run_answer as _run_answer
 from figranium_gateway.throttle import AuthThrottle
+from figranium_gateway.waiters import Waiters
 
 
 def test_key_matching() -> None:
@@ -94,3 +95,15 @@ def test_auth_throttle_slows_then_locks_and_forgets() -> None:
     # Failures older than the window no longer count.
     assert [throttle.failed("c", now=t) for t in (0.0, 1.0, 2.0)] == [0.0, 0.0, 0.25]
     assert throttle.failed("c", now=200.0) == 0.0
+
+
+async def test_waiters_woken_for_their_execution_only() -> None:
+    """The ingester wakes this replica's callers itself, without waiting for the notice."""
+    waiters = Waiters()
+    mine, other = waiters.register("exec_1"), waiters.register("exec_2")
+    waiters.finished("exec_1")
+    assert mine.is_set() and not other.is_set()
+    waiters.unregister("exec_1", mine)
+    waiters.finished("exec_1")  # nobody waits any more: nothing to do, nothing raised
+    waiters.unregister("exec_2", other)
+    assert not waiters._events

@@ -68,6 +68,12 @@ def _first_line(exc: BaseException) -> str:
 VIDEO_DIR_PREFIX = "figranium-video-"
 
 
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """Done callback of a task nobody awaits: its exception is not logged as unretrieved."""
+    if not task.cancelled():
+        task.exception()
+
+
 def new_video_dir() -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix=f"{VIDEO_DIR_PREFIX}{os.getpid()}-")
 
@@ -465,6 +471,7 @@ class Worker:
         if task.mode == "scrape":
             options["java_script_enabled"] = False  # a scrape shows the fetched HTML as it is
         videos = new_video_dir()
+        uploading: asyncio.Task[None] | None = None
         try:
             context = await self._open_context(
                 request,
@@ -516,6 +523,8 @@ class Worker:
                 # only the browser can tell the two apart.
                 if result.outcome == "error" and await self._browser.lost(context):
                     raise BrowserCrashed("the browser crashed during the run")
+                # The screenshots are in hand: stored while the context closes.
+                uploading = asyncio.create_task(self._upload(captures), name="captures-upload")
             except PlaywrightError as exc:
                 if await self._browser.lost(context):
                     raise BrowserCrashed("the browser crashed during the run") from exc
@@ -528,11 +537,17 @@ class Worker:
                     with contextlib.suppress(Exception):
                         await context.close()  # also finishes writing the video
             recording = await self._recording(request.execution_id, video)
+        except BaseException:
+            if uploading is not None:  # the run goes back or fails: nothing to wait for
+                uploading.cancel()
+                uploading.add_done_callback(_retrieved)
+            raise
         finally:
             videos.cleanup()
+        if uploading is not None:
+            await uploading
         if recording is not None:
-            captures.append(recording)
-        await self._upload(captures)
+            await self._upload([recording])
         result = await output.deliver(
             result,
             request.output,
