@@ -174,7 +174,8 @@ async def test_a_burst_of_events_is_stored_once_in_order_and_bad_ones_are_droppe
     events: list[str | bytes] = [
         StartedEvent(execution_id=execution_id, attempt=1, seq=0, runner_id="r").model_dump_json()
     ]
-    # Lines 1-10 one per event, as earlier runners send them; 11-30 ten per event.
+    # Lines 1-10 one per event, as earlier runners send them; 11-20 in one event; 21-30
+    # said last, riding in the result.
     events += [
         json.dumps(
             {
@@ -191,7 +192,7 @@ async def test_a_burst_of_events_is_stored_once_in_order_and_bad_ones_are_droppe
         LogEvent(
             execution_id=execution_id, attempt=1, seq=i, lines=lines[i - 1 : i + 9]
         ).model_dump_json()
-        for i in (11, 21)
+        for i in (11,)
     ]
     # Redelivered lines (same keys, other message ids) and a message that is no event.
     events.insert(8, events[5])
@@ -204,6 +205,7 @@ async def test_a_burst_of_events_is_stored_once_in_order_and_bad_ones_are_droppe
             seq=len(lines) + 1,
             result=RunResult(outcome="success"),
             duration_ms=5,
+            lines=lines[20:],
         ).model_dump_json()
     )
     nc = await nats.connect(nats_server.url)
@@ -239,7 +241,19 @@ async def test_a_burst_of_events_is_stored_once_in_order_and_bad_ones_are_droppe
             " WHERE execution_id = %s AND kind = 'log' ORDER BY id",
             (execution_id,),
         ).fetchall()
+        finished_after = conn.execute(
+            "SELECT count(*) FROM execution_changes WHERE execution_id = %s AND kind = 'log'"
+            " AND id > (SELECT id FROM execution_changes"
+            "  WHERE execution_id = %s AND kind = 'finished')",
+            (execution_id, execution_id),
+        ).fetchone()
+        stored_result = conn.execute(
+            "SELECT payload FROM execution_events WHERE execution_id = %s AND type = 'result'",
+            (execution_id,),
+        ).fetchone()
     assert [row[0] for row in changes] == lines
+    assert finished_after == (0,)  # every line is logged before the run is finished
+    assert stored_result is not None and "lines" not in stored_result[0]
 
 
 async def test_pool_checks_only_connections_idle_a_while(

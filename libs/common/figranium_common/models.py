@@ -284,12 +284,36 @@ class LogEvent(_Event):
 
 
 class ResultEvent(_Event):
+    """A run's result, with the log lines said last that had not gone out yet (``lines``:
+    line i has sequence ``seq - len(lines) + i``), so they are stored with the result in
+    one transaction rather than in one of their own just before it."""
+
     type: Literal["result"] = "result"
     result: RunResult
     duration_ms: int = Field(ge=0)
     # The browser state at the end of the run, to be kept for the task's next run; None
     # for stateless runs (the saved state is then left untouched).
     storage_state: dict[str, Any] | None = None
+    lines: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _lines_fit_before(self) -> ResultEvent:
+        if len(self.lines) > self.seq:
+            raise ValueError("a result's lines must have sequences from 0 on")
+        return self
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The lines as :meth:`LogEvent.each` stores them."""
+        if not self.lines:
+            return []
+        first = self.seq - len(self.lines)
+        return LogEvent(
+            execution_id=self.execution_id,
+            attempt=self.attempt,
+            seq=first,
+            at=self.at,
+            lines=self.lines,
+        ).each()
 
 
 RunEvent = Annotated[StartedEvent | LogEvent | ResultEvent, Field(discriminator="type")]

@@ -130,6 +130,7 @@ class EventIngester:
         # Cookies may be session credentials: kept once, as the task's state, not in
         # every execution's event history.
         payload.pop("storage_state", None)
+        payload.pop("lines", None)  # stored as lines of their own, as a log event's are
         stored = await store.record_result(
             self._pool,
             event.execution_id,
@@ -140,6 +141,7 @@ class EventIngester:
             event.at,
             payload,
             storage_state=seal_browser_state(self._box, event.storage_state),
+            lines=event.log_lines(),
         )
         if stored:
             log.info(

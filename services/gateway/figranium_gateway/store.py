@@ -253,32 +253,38 @@ async def record_logs(pool: Pool, lines: list[dict[str, Any]]) -> int:
     """
     if not lines:
         return 0
-    keys = [(line["execution_id"], int(line["attempt"]), int(line["seq"])) for line in lines]
     async with _pipelined(pool) as conn:
-        cur = await conn.execute(
-            "INSERT INTO execution_events (execution_id, attempt, seq, type, payload)"
-            " SELECT v.execution_id, v.attempt, v.seq, 'log', v.payload"
-            " FROM unnest(%s::text[], %s::int[], %s::int[], %s::jsonb[])"
-            "  AS v (execution_id, attempt, seq, payload)"
-            " WHERE EXISTS (SELECT 1 FROM executions e WHERE e.id = v.execution_id)"
-            " ON CONFLICT DO NOTHING"
-            " RETURNING execution_id, attempt, seq",
-            (
-                [key[0] for key in keys],
-                [key[1] for key in keys],
-                [key[2] for key in keys],
-                [Jsonb(line) for line in lines],
-            ),
-        )
-        stored = {(row["execution_id"], row["attempt"], row["seq"]) for row in await cur.fetchall()}
-        new = len(stored)
-        logged = []
-        for key, line in zip(keys, lines, strict=True):
-            if key in stored:  # once, also when the batch holds the line twice
-                stored.remove(key)
-                logged.append((key[0], changes.log_extra(line, key[1], key[2])))
-        await changes.record_each(conn, "log", logged)
-        return new
+        return await _insert_lines(conn, lines)
+
+
+async def _insert_lines(conn: Any, lines: list[dict[str, Any]]) -> int:
+    if not lines:
+        return 0
+    keys = [(line["execution_id"], int(line["attempt"]), int(line["seq"])) for line in lines]
+    cur = await conn.execute(
+        "INSERT INTO execution_events (execution_id, attempt, seq, type, payload)"
+        " SELECT v.execution_id, v.attempt, v.seq, 'log', v.payload"
+        " FROM unnest(%s::text[], %s::int[], %s::int[], %s::jsonb[])"
+        "  AS v (execution_id, attempt, seq, payload)"
+        " WHERE EXISTS (SELECT 1 FROM executions e WHERE e.id = v.execution_id)"
+        " ON CONFLICT DO NOTHING"
+        " RETURNING execution_id, attempt, seq",
+        (
+            [key[0] for key in keys],
+            [key[1] for key in keys],
+            [key[2] for key in keys],
+            [Jsonb(line) for line in lines],
+        ),
+    )
+    stored = {(row["execution_id"], row["attempt"], row["seq"]) for row in await cur.fetchall()}
+    new = len(stored)
+    logged = []
+    for key, line in zip(keys, lines, strict=True):
+        if key in stored:  # once, also when the batch holds the line twice
+            stored.remove(key)
+            logged.append((key[0], changes.log_extra(line, key[1], key[2])))
+    await changes.record_each(conn, "log", logged)
+    return new
 
 
 async def record_result(
@@ -291,8 +297,12 @@ async def record_result(
     finished_at_ms: int,
     payload: dict[str, Any],
     storage_state: str | None = None,
+    lines: list[dict[str, Any]] | None = None,
 ) -> bool:
     """Finish an execution with its first result; later results change nothing.
+
+    ``lines`` (payloads of :meth:`ResultEvent.log_lines`) are stored first, in the same
+    transaction, as :func:`record_logs` would.
 
     Times come from the runner's events, so ``startedAt`` and ``finishedAt`` share a clock.
     A ``storage_state`` becomes the task's saved browser state in the same transaction, so
@@ -300,6 +310,7 @@ async def record_result(
     outcome in its schedule's ``lastRun*`` fields.
     """
     async with _pipelined(pool) as conn:
+        await _insert_lines(conn, lines or [])
         if not await _insert_event(conn, execution_id, attempt, seq, "result", payload):
             return False
         if storage_state is not None:

@@ -68,6 +68,11 @@ def _first_line(exc: BaseException) -> str:
 VIDEO_DIR_PREFIX = "figranium-video-"
 
 
+async def _close(context: BrowserContext) -> None:
+    with contextlib.suppress(Exception):
+        await context.close()
+
+
 def _retrieved(task: asyncio.Task[Any]) -> None:
     """Done callback of a task nobody awaits: its exception is not logged as unretrieved."""
     if not task.cancelled():
@@ -125,6 +130,10 @@ async def open_context(
 # a database commit. A live watcher sees a line at most this much later.
 LOG_LINGER_SECONDS = 0.25
 _MAX_LINES_PER_EVENT = 200
+# The lines still waiting when the run ends ride in its result event, up to this much: the
+# result has to fit in one NATS message with its data.
+_MAX_LINES_IN_RESULT = 50
+_MAX_CHARS_IN_RESULT = 16 * 1024
 _MAX_CHARS_PER_EVENT = 256 * 1024
 
 
@@ -151,6 +160,7 @@ class EventPublisher:
         self._seq = 0
         self._lines: collections.deque[tuple[int, str]] = collections.deque()
         self._flushing = asyncio.Event()
+        self._finishing = False  # the result takes the lines still waiting
         self._sender: asyncio.Task[None] | None = None
 
     async def _publish(self, event: StartedEvent | LogEvent | ResultEvent) -> None:
@@ -186,17 +196,21 @@ class EventPublisher:
             if not self._flushing.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._flushing.wait(), self._linger)
-            lines = self._take_lines()
-            event = LogEvent(
-                execution_id=self._execution_id,
-                attempt=self._attempt,
-                seq=lines[0][0],
-                lines=[line for _, line in lines],
-            )
-            try:
-                await self._publish(event)
-            except Exception as exc:  # a lost log line must not fail the run
-                log.warning("run.log_publish_failed", error=str(exc) or type(exc).__name__)
+            if self._finishing:
+                return
+            await self._send_event(self._take_lines())
+
+    async def _send_event(self, lines: list[tuple[int, str]]) -> None:
+        event = LogEvent(
+            execution_id=self._execution_id,
+            attempt=self._attempt,
+            seq=lines[0][0],
+            lines=[line for _, line in lines],
+        )
+        try:
+            await self._publish(event)
+        except Exception as exc:  # a lost log line must not fail the run
+            log.warning("run.log_publish_failed", error=str(exc) or type(exc).__name__)
 
     def _take_lines(self) -> list[tuple[int, str]]:
         """The oldest waiting lines that fit in one event (their seqs are consecutive)."""
@@ -210,7 +224,8 @@ class EventPublisher:
         return taken
 
     async def flush(self) -> None:
-        """Publish every log line so far now (or give up on it), without the linger."""
+        """Publish every log line so far now (or give up on it), without the linger; once
+        the result is on its way, only the lines already being published."""
         self._flushing.set()
         while self._sender is not None and not self._sender.done():
             # Shielded: a run cancelled while waiting leaves its lines going out.
@@ -222,7 +237,13 @@ class EventPublisher:
         duration_ms: int,
         storage_state: dict[str, Any] | None = None,
     ) -> None:
+        # Lines already on their way go out first; the last ones ride in the result.
+        self._finishing = True
         await self.flush()
+        while len(self._lines) > _MAX_LINES_IN_RESULT or (
+            sum(len(line) for _, line in self._lines) > _MAX_CHARS_IN_RESULT
+        ):
+            await self._send_event(self._take_lines())  # too many to ride along
         await self._publish(
             ResultEvent(
                 execution_id=self._execution_id,
@@ -231,8 +252,10 @@ class EventPublisher:
                 result=result,
                 duration_ms=duration_ms,
                 storage_state=storage_state,
+                lines=[line for _, line in self._lines],
             )
         )
+        self._lines.clear()
 
 
 def runner_name() -> str:
@@ -472,6 +495,8 @@ class Worker:
             options["java_script_enabled"] = False  # a scrape shows the fetched HTML as it is
         videos = new_video_dir()
         uploading: asyncio.Task[None] | None = None
+        closing: asyncio.Task[None] | None = None
+        ran = False  # to the end of the run, without an exception
         try:
             context = await self._open_context(
                 request,
@@ -525,6 +550,7 @@ class Worker:
                     raise BrowserCrashed("the browser crashed during the run")
                 # The screenshots are in hand: stored while the context closes.
                 uploading = asyncio.create_task(self._upload(captures), name="captures-upload")
+                ran = True
             except PlaywrightError as exc:
                 if await self._browser.lost(context):
                     raise BrowserCrashed("the browser crashed during the run") from exc
@@ -534,8 +560,11 @@ class Worker:
                 if request.execution_id not in self._browser_died:  # else nothing to save
                     if not task.statelessExecution:
                         end_state = await self._end_state(context)
-                    with contextlib.suppress(Exception):
-                        await context.close()  # also finishes writing the video
+                    closing = asyncio.create_task(_close(context), name="context-close")
+                    # Closing finishes the video. Without one, and unless the run failed,
+                    # the context closes while the result goes out.
+                    if video is not None or not ran:
+                        await closing
             recording = await self._recording(request.execution_id, video)
         except BaseException:
             if uploading is not None:  # the run goes back or fails: nothing to wait for
@@ -544,29 +573,33 @@ class Worker:
             raise
         finally:
             videos.cleanup()
-        if uploading is not None:
-            await uploading
-        if recording is not None:
-            await self._upload([recording])
-        result = await output.deliver(
-            result,
-            request.output,
-            allow_private=self._settings.allow_private_networks,
-            emit=events.log,
-        )
-        duration_ms = int((time.monotonic() - started) * 1000)
-        finishing = asyncio.create_task(
-            self._finish(msg, events, result, duration_ms, end_state), name="run-finish"
-        )
         try:
-            await asyncio.shield(finishing)
-        except asyncio.CancelledError:
-            # Drained or stopped while the result was being published: it may be stored
-            # already, so finish with the ack rather than hand the run back to run twice.
-            await finishing
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
+            if uploading is not None:
+                await uploading
+            if recording is not None:
+                await self._upload([recording])
+            result = await output.deliver(
+                result,
+                request.output,
+                allow_private=self._settings.allow_private_networks,
+                emit=events.log,
+            )
+            duration_ms = int((time.monotonic() - started) * 1000)
+            finishing = asyncio.create_task(
+                self._finish(msg, events, result, duration_ms, end_state), name="run-finish"
+            )
+            try:
+                await asyncio.shield(finishing)
+            except asyncio.CancelledError:
+                # Drained or stopped while the result was being published: it may be stored
+                # already, so finish with the ack rather than hand the run back to run twice.
+                await finishing
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
+        finally:
+            if closing is not None:
+                await asyncio.shield(closing)  # the slot is free once its context is closed
 
     async def _finish(
         self,

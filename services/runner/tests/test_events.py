@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from figranium_common.models import RunResult
+from figranium_common.models import ResultEvent, RunResult
 from figranium_runner.worker import EventPublisher
 
 
@@ -28,7 +28,7 @@ def _publisher(recorder: Recorder, linger: float) -> EventPublisher:
     return EventPublisher(recorder, "exec_1", 1, linger_seconds=linger)  # type: ignore[arg-type]
 
 
-async def test_lines_said_together_are_one_event_and_the_result_does_not_wait() -> None:
+async def test_lines_said_last_ride_in_the_result_which_does_not_wait() -> None:
     recorder = Recorder()
     events = _publisher(recorder, linger=30)
     await events.started("runner-1")
@@ -36,17 +36,31 @@ async def test_lines_said_together_are_one_event_and_the_result_does_not_wait() 
         await events.log(f"line {i}")
     started = time.monotonic()
     await events.result(RunResult(outcome="success"), 10)
-    assert time.monotonic() - started < 5  # the flush cut the 30 s linger short
+    assert time.monotonic() - started < 5  # the result cut the 30 s linger short
     kinds = [(event["type"], event["seq"]) for _, event, _ in recorder.published]
-    assert kinds == [("started", 0), ("log", 1), ("result", 6)]
-    log_event = recorder.published[1][1]
-    assert log_event["lines"] == [f"line {i}" for i in range(5)]
-    # Message ids stay unique per attempt: the first line's seq.
-    assert [msg_id for _, _, msg_id in recorder.published] == [
-        "exec_1:1:0",
-        "exec_1:1:1",
-        "exec_1:1:6",
+    assert kinds == [("started", 0), ("result", 6)]
+    result = ResultEvent.model_validate(recorder.published[1][1])
+    assert result.lines == [f"line {i}" for i in range(5)]
+    assert [(line["seq"], line["line"]) for line in result.log_lines()] == [
+        (i + 1, f"line {i}") for i in range(5)
     ]
+    # Message ids stay unique per attempt.
+    assert [msg_id for _, _, msg_id in recorder.published] == ["exec_1:1:0", "exec_1:1:6"]
+
+
+async def test_lines_on_their_way_go_first_and_many_lines_do_not_ride_along() -> None:
+    recorder = Recorder()
+    events = _publisher(recorder, linger=0.01)
+    await events.log("early")
+    await asyncio.sleep(0.2)  # sent on its own after the linger
+    for i in range(120):
+        await events.log(f"late {i}")
+    await events.result(RunResult(outcome="success"), 10)
+    published = [event for _, event, _ in recorder.published]
+    assert [event["type"] for event in published] == ["log", "log", "result"]
+    assert published[0]["lines"] == ["early"]
+    assert published[1]["lines"] == [f"late {i}" for i in range(120)]
+    assert published[2]["lines"] == [] and published[2]["seq"] == 121
 
 
 async def test_lines_apart_are_separate_events_sent_within_the_linger() -> None:
