@@ -26,6 +26,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 from playwright.async_api import BrowserContext, Video
 from playwright.async_api import Error as PlaywrightError
@@ -302,7 +303,9 @@ class Worker:
         self._browser_died: set[str] = set()  # runs cancelled because their Chromium died
         self._metrics = metrics or RunnerMetrics()
         self._metrics.watch_slots(self._slots, lambda: len(self._active))
-        self._captures: ObjectStore | None = None  # looked up once, not once per run
+        # Looked up once, not once per run: each lookup is a request to NATS.
+        self._captures: ObjectStore | None = None
+        self._stops: KeyValue | None = None
 
     @property
     def busy(self) -> int:
@@ -448,7 +451,9 @@ class Worker:
     async def _stop_was_requested(self, execution_id: str) -> bool:
         """A stop that arrived before this runner took the run (kept in the KV bucket)."""
         try:
-            await (await stops_store(self._js)).get(execution_id)
+            if self._stops is None:
+                self._stops = await stops_store(self._js)
+            await self._stops.get(execution_id)
         except Exception:  # KeyNotFoundError, or the bucket is unreachable: run it
             return False
         return True
@@ -481,7 +486,9 @@ class Worker:
         attempt: int,
         events: EventPublisher,
     ) -> None:
-        await events.started(self.runner_id)
+        # Goes out while the context opens; awaited before the run says anything.
+        announcing = asyncio.create_task(events.started(self.runner_id), name="run-started")
+        announcing.add_done_callback(_retrieved)
         self._metrics.runs_started.inc()
         log.info("run.started", mode=task.mode)
         started = time.monotonic()
@@ -519,6 +526,7 @@ class Worker:
                 page = await context.new_page()
                 video = page.video
                 await identity.emulate(page, options)
+                await announcing
                 try:
                     async with asyncio.timeout(request.timeout_seconds):
                         result, captures = await execute(
