@@ -42,7 +42,14 @@ from figranium_gateway.metrics import GatewayMetrics
 log = structlog.get_logger(__name__)
 
 
-async def notify_finished(nc: NATS, execution_id: str) -> None:
+async def notify_finished(
+    nc: NATS, execution_id: str, wake: Callable[[str], None] | None = None
+) -> None:
+    """Tell every replica that ``execution_id`` finished; ``wake`` (this replica's
+    ``Waiters.finished``) wakes the callers waiting here at once, without the round trip
+    through NATS."""
+    if wake is not None:
+        wake(execution_id)
     notice = ExecutionNotice(execution_id=execution_id, phase="finished")
     await nc.publish(notify_subject(execution_id), notice.model_dump_json().encode())
 
@@ -72,8 +79,7 @@ class EventIngester:
         metrics: GatewayMetrics | None = None,
         on_finished: Callable[[str], None] | None = None,
     ) -> None:
-        """``on_finished(execution_id)``: told when a result was stored, before the
-        notice to every replica goes out (this replica's waiting callers)."""
+        """``on_finished``: this replica's ``Waiters.finished`` (see ``notify_finished``)."""
         self._pool = pool
         self._nc = nc
         self._box = box
@@ -153,9 +159,7 @@ class EventIngester:
             if self._metrics is not None:
                 self._metrics.runs_finished.labels(outcome=event.result.outcome).inc()
                 self._metrics.run_duration.observe(event.duration_ms / 1000)
-        if self._on_finished is not None:
-            self._on_finished(event.execution_id)
-        await notify_finished(self._nc, event.execution_id)
+        await notify_finished(self._nc, event.execution_id, self._on_finished)
         return stored
 
 
@@ -165,6 +169,7 @@ async def mark_crashed(
     js: JetStreamContext,
     raw: bytes,
     metrics: GatewayMetrics | None = None,
+    on_finished: Callable[[str], None] | None = None,
 ) -> bool:
     """A run message used up its deliveries: finish its execution as ``crashed``.
 
@@ -194,7 +199,7 @@ async def mark_crashed(
             metrics.runs_finished.labels(outcome="crashed").inc()
             metrics.run_duration.observe(duration / 1000)
         await changes.notify(nc)
-    await notify_finished(nc, request.execution_id)
+    await notify_finished(nc, request.execution_id, on_finished)
     try:
         await js.delete_msg(RUNS_STREAM, seq)
     except Exception as exc:
@@ -260,7 +265,8 @@ async def run_ingester(
 
     async def on_dead(messages: list[Msg]) -> None:
         for msg in messages:
-            await settle([msg], DEAD_STREAM, mark_crashed(pool, nc, js, msg.data, metrics))
+            crashed = mark_crashed(pool, nc, js, msg.data, metrics, on_finished)
+            await settle([msg], DEAD_STREAM, crashed)
 
     async with asyncio.TaskGroup() as group:
         group.create_task(consume(nc, EVENTS_STREAM, INGESTER_CONSUMER, ingester.apply))

@@ -258,8 +258,6 @@ async def record_logs(pool: Pool, lines: list[dict[str, Any]]) -> int:
 
 
 async def _insert_lines(conn: Any, lines: list[dict[str, Any]]) -> int:
-    if not lines:
-        return 0
     keys = [(line["execution_id"], int(line["attempt"]), int(line["seq"])) for line in lines]
     cur = await conn.execute(
         "INSERT INTO execution_events (execution_id, attempt, seq, type, payload)"
@@ -310,7 +308,8 @@ async def record_result(
     outcome in its schedule's ``lastRun*`` fields.
     """
     async with _pipelined(pool) as conn:
-        await _insert_lines(conn, lines or [])
+        if lines:
+            await _insert_lines(conn, lines)
         if not await _insert_event(conn, execution_id, attempt, seq, "result", payload):
             return False
         if storage_state is not None:

@@ -314,7 +314,7 @@ async def stop_execution(request: web.Request) -> web.Response:
             await store.record_result(
                 app[POOL], run_id, 0, 0, result, 0, now_ms(), {"type": "result", "stopped": True}
             )
-            await notify_finished(app[NC], run_id)
+            await notify_finished(app[NC], run_id, app[WAITERS].finished)
             await changes.notify(app[NC])
         log.info("run.stop_requested", execution_id=run_id, phase=execution["phase"])
     current = await store.get_execution(app[POOL], run_id)
