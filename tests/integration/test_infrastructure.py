@@ -293,3 +293,65 @@ async def test_pool_checks_only_connections_idle_a_while(
             assert conn.info.backend_pid != first
     finally:
         await pool.close()
+
+
+async def test_a_result_that_overtakes_the_lines_before_it_waits_for_them(
+    stack: tuple[Stack, httpx.Client], nats_server: LocalNats
+) -> None:
+    """With several replicas the event just ahead of a result may be with another one: the
+    result waits once for it, so the change feed logs the lines before ``finished``; a line
+    that never comes does not hold the result back for good."""
+    shared, _ = stack
+    database_url = shared.env["DATABASE_URL"]
+    overtaken, lost = (f"exec_overtake_{n}_{time.monotonic_ns()}" for n in (1, 2))
+    with psycopg.connect(database_url) as conn:
+        for execution_id in (overtaken, lost):
+            conn.execute(
+                "INSERT INTO executions (id, task_id, source, phase, task_snapshot)"
+                " VALUES (%s, 'overtake', 'api', 'queued', '{}'::jsonb)",
+                (execution_id,),
+            )
+
+    def result(execution_id: str) -> bytes:
+        return (
+            ResultEvent(
+                execution_id=execution_id,
+                attempt=1,
+                seq=3,
+                result=RunResult(outcome="success"),
+                duration_ms=5,
+                lines=["last"],
+            )
+            .model_dump_json()
+            .encode()
+        )
+
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        for execution_id in (overtaken, lost):
+            subject = topology.event_subject(execution_id)
+            started = StartedEvent(execution_id=execution_id, attempt=1, seq=0, runner_id="r")
+            await js.publish(subject, started.model_dump_json().encode())
+            await js.publish(subject, result(execution_id))
+        await asyncio.sleep(0.05)
+        line = LogEvent(execution_id=overtaken, attempt=1, seq=1, lines=["first"])
+        await js.publish(topology.event_subject(overtaken), line.model_dump_json().encode())
+
+    finally:
+        await nc.close()
+
+    def kinds(execution_id: str) -> list[tuple[str, str | None]]:
+        with psycopg.connect(database_url) as conn:
+            rows = conn.execute(
+                "SELECT kind, payload->>'line' FROM execution_changes"
+                " WHERE execution_id = %s AND kind IN ('log', 'finished') ORDER BY id",
+                (execution_id,),
+            ).fetchall()
+        return [(row[0], row[1]) for row in rows]
+
+    wait_until(
+        lambda: len(kinds(overtaken)) == 3 and len(kinds(lost)) == 2, 10, "both results stored"
+    )
+    assert kinds(overtaken) == [("log", "first"), ("log", "last"), ("finished", None)]
+    assert kinds(lost) == [("log", "last"), ("finished", None)]

@@ -41,6 +41,9 @@ from figranium_gateway.metrics import GatewayMetrics
 
 log = structlog.get_logger(__name__)
 
+# A result that overtook the event before it waits this long, once, for it to be stored.
+RESULT_WAIT_SECONDS = 0.2
+
 
 async def notify_finished(
     nc: NATS, execution_id: str, wake: Callable[[str], None] | None = None
@@ -101,10 +104,30 @@ class EventIngester:
                 continue
             changed |= await self._store_lines(lines)
             lines = []
+            if isinstance(event, ResultEvent) and await self._ahead(msg, event):
+                await msg.nak(delay=RESULT_WAIT_SECONDS)
+                continue
             changed |= await settle([msg], EVENTS_STREAM, self._store(event, payload))
         changed |= await self._store_lines(lines)
         if changed:
             await changes.notify(self._nc)
+
+    async def _ahead(self, msg: Msg, event: ResultEvent) -> bool:
+        """Whether a result came before the event the runner published just ahead of it.
+
+        With several replicas, that event (the run's last log lines in flight, or its
+        started event) may be with another one: storing the result first would put
+        ``finished`` before those lines in the change feed. It then waits once, briefly; a
+        redelivered result is stored whatever is missing (a runner may have lost a line).
+        """
+        before = event.seq - len(event.lines) - 1
+        if before < 0 or msg.metadata.num_delivered > 1:
+            return False
+        try:
+            present = await store.has_event(self._pool, event.execution_id, event.attempt, before)
+        except Exception:  # database down: storing the result fails and naks it as usual
+            return False
+        return not present
 
     async def _store_lines(self, lines: list[tuple[Msg, LogEvent]]) -> bool:
         if not lines:

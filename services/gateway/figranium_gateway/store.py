@@ -366,6 +366,15 @@ async def _save_browser_state(conn: Any, execution_id: str, state: str) -> None:
     )
 
 
+async def has_event(pool: Pool, execution_id: str, attempt: int, seq: int) -> bool:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT 1 FROM execution_events WHERE execution_id = %s AND attempt = %s AND seq = %s",
+            (execution_id, attempt, seq),
+        )
+        return await cur.fetchone() is not None
+
+
 async def _insert_event(
     conn: Any, execution_id: str, attempt: int, seq: int, kind: str, payload: dict[str, Any]
 ) -> bool:
