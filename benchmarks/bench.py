@@ -347,8 +347,9 @@ async def throughput(bench: Bench) -> None:
     out["raw"] = "asyncio.Semaphore(c), fresh context per run, same Chromium and flags"
     out["cpu"] = (
         "CPU ms per run (user + system, process trees) while the batch ran: on the platform"
-        " side the runner's Python and its Chromium (with Playwright's driver), the gateway,"
-        " PostgreSQL and NATS; on the raw side Playwright's driver and its Chromium"
+        " side the runner's Python, its Playwright driver (node) and the Chromium under it, the"
+        " gateway, PostgreSQL, NATS and the client submitting the runs (this process); on the"
+        " raw side the script (this process), its Playwright driver and its Chromium"
     )
     bench.results["throughput"] = out
 
@@ -357,20 +358,29 @@ def platform_cpu(bench: Bench) -> dict[str, float]:
     runner = bench.runner
     assert runner is not None and bench.gateway is not None
     stack = bench.stack
-    runner_python = own_cpu_s(runner.pid)
     return {
-        "runner_python": runner_python,
-        "runner_chromium": tree_cpu_s(runner.pid) - runner_python,
+        "client": own_cpu_s(os.getpid()),
+        "runner_python": own_cpu_s(runner.pid),
+        **driver_cpu(runner.pid),
         "gateway": tree_cpu_s(bench.gateway.pid),
         "postgres": tree_cpu_s(None if stack.postgres is None else stack.postgres.pid),
         "nats": tree_cpu_s(None if stack.nats is None else stack.nats.pid),
     }
 
 
+def driver_cpu(pid: int) -> dict[str, float]:
+    """CPU of the Playwright drivers (node) under ``pid``, apart from their Chromiums."""
+    try:
+        drivers = [c for c in psutil.Process(pid).children() if "node" in c.name()]
+    except psutil.NoSuchProcess:
+        drivers = []
+    driver = sum(own_cpu_s(d.pid) for d in drivers)
+    return {"driver": driver, "chromium": sum(tree_cpu_s(d.pid) for d in drivers) - driver}
+
+
 def raw_cpu() -> dict[str, float]:
-    # The raw side's Playwright driver (node) and the Chromium under it; not the services.
-    drivers = [c for c in psutil.Process().children() if "node" in c.name()]
-    return {"chromium": sum(tree_cpu_s(driver.pid) for driver in drivers)}
+    # The script (this process), its Playwright driver (node) and the Chromium under it.
+    return {"client": own_cpu_s(os.getpid()), **driver_cpu(os.getpid())}
 
 
 def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
@@ -818,8 +828,10 @@ def table(results: dict[str, Any]) -> str:
                             f"CPU per run c{c} (ms)",
                             fmt(cpu["platform"]["total"]),
                             fmt(cpu["raw"]["total"]),
-                            f"chromium {fmt(cpu['platform']['runner_chromium'])}",
-                            "",
+                            f"chromium {fmt(cpu['platform']['chromium'])}"
+                            f" / {fmt(cpu['raw']['chromium'])}",
+                            f"driver {fmt(cpu['platform']['driver'])}"
+                            f" / {fmt(cpu['raw']['driver'])}",
                         )
                     )
     for endpoint, by_size in (results.get("gateway_rps") or {}).items():

@@ -355,3 +355,103 @@ async def test_a_result_that_overtakes_the_lines_before_it_waits_for_them(
     )
     assert kinds(overtaken) == [("log", "first"), ("log", "last"), ("finished", None)]
     assert kinds(lost) == [("log", "last"), ("finished", None)]
+
+
+async def test_a_start_is_stored_with_its_lines_or_from_the_result_it_rides_in(
+    stack: tuple[Stack, httpx.Client], nats_server: LocalNats
+) -> None:
+    """A run announces its start with its first lines, or, ending sooner, in its result:
+    either way the execution, its event history and the change feed read as if each had
+    been an event of its own."""
+    shared, api = stack
+    database_url = shared.env["DATABASE_URL"]
+    announced, riding = (f"exec_start_{n}_{time.monotonic_ns()}" for n in (1, 2))
+    with psycopg.connect(database_url) as conn:
+        for execution_id in (announced, riding):
+            conn.execute(
+                "INSERT INTO executions (id, task_id, source, phase, task_snapshot)"
+                " VALUES (%s, 'starts', 'api', 'queued', '{}'::jsonb)",
+                (execution_id,),
+            )
+    began = 1_700_000_000_000
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        first = StartedEvent(
+            execution_id=announced, attempt=1, seq=0, at=began, runner_id="r1", lines=["a", "b"]
+        )
+        await js.publish(topology.event_subject(announced), first.model_dump_json().encode())
+        wait_until(
+            lambda: (
+                api.get(f"/api/executions/{announced}").json()["execution"]["phase"] == "running"
+            ),
+            10,
+            "the announced start stored",
+        )
+        for execution_id, seq, lines, start in (
+            (announced, 4, ["c"], None),
+            (
+                riding,
+                3,
+                ["x", "y"],
+                StartedEvent(execution_id=riding, attempt=1, seq=0, at=began, runner_id="r2"),
+            ),
+        ):
+            result = ResultEvent(
+                execution_id=execution_id,
+                attempt=1,
+                seq=seq,
+                at=began + 500,
+                result=RunResult(outcome="success"),
+                duration_ms=500,
+                lines=lines,
+                started=start,
+            )
+            await js.publish(
+                topology.event_subject(execution_id), result.model_dump_json().encode()
+            )
+    finally:
+        await nc.close()
+
+    def history(execution_id: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        with psycopg.connect(database_url) as conn:
+            events = conn.execute(
+                "SELECT seq, type, payload->>'line', payload->>'runner_id',"
+                " payload ? 'lines', payload ? 'started'"
+                " FROM execution_events WHERE execution_id = %s ORDER BY seq",
+                (execution_id,),
+            ).fetchall()
+            feed = conn.execute(
+                "SELECT kind, payload->>'line' FROM execution_changes"
+                " WHERE execution_id = %s AND kind <> 'queued' ORDER BY id",
+                (execution_id,),
+            ).fetchall()
+        return [tuple(row) for row in events], [tuple(row) for row in feed]
+
+    wait_until(
+        lambda: all(
+            api.get(f"/api/executions/{e}").json()["execution"]["phase"] == "finished"
+            for e in (announced, riding)
+        ),
+        10,
+        "both results stored",
+    )
+    events, feed = history(announced)
+    assert events == [
+        (0, "started", None, "r1", False, False),
+        (1, "log", "a", None, False, False),
+        (2, "log", "b", None, False, False),
+        (3, "log", "c", None, False, False),
+        (4, "result", None, None, False, False),
+    ]
+    assert feed == [("started", None), ("log", "a"), ("log", "b"), ("log", "c"), ("finished", None)]
+    events, feed = history(riding)
+    assert events == [
+        (0, "started", None, "r2", False, False),
+        (1, "log", "x", None, False, False),
+        (2, "log", "y", None, False, False),
+        (3, "result", None, None, False, False),
+    ]
+    assert feed == [("started", None), ("log", "x"), ("log", "y"), ("finished", None)]
+    execution = api.get(f"/api/executions/{riding}").json()["execution"]
+    assert (execution["startedAt"], execution["finishedAt"]) == (began, began + 500)

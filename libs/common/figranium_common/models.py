@@ -257,8 +257,20 @@ class _Event(BaseModel):
 
 
 class StartedEvent(_Event):
+    """A runner started an attempt, with the log lines said in its first moments (``lines``:
+    line i has sequence ``seq + 1 + i``), so a run's start costs one event, not two."""
+
     type: Literal["started"] = "started"
     runner_id: str
+    lines: list[str] = Field(default_factory=list)
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The lines as :meth:`LogEvent.each` stores them."""
+        return _lines_from(self, self.seq + 1, self.lines)
+
+    def bare(self) -> dict[str, Any]:
+        """The event as stored: its lines are stored as lines of their own."""
+        return self.model_dump(mode="json", exclude={"lines"})
 
 
 class LogEvent(_Event):
@@ -295,25 +307,33 @@ class ResultEvent(_Event):
     # for stateless runs (the saved state is then left untouched).
     storage_state: dict[str, Any] | None = None
     lines: list[str] = Field(default_factory=list)
+    # A run that ended before its start was announced: the result stands for its started
+    # event too (sequence 0, from ``started_at``).
+    started: StartedEvent | None = None
 
     @model_validator(mode="after")
     def _lines_fit_before(self) -> ResultEvent:
-        if len(self.lines) > self.seq:
-            raise ValueError("a result's lines must have sequences from 0 on")
+        if len(self.lines) > self.seq - (self.started is not None):
+            raise ValueError("a result's lines must have sequences from 0 on, after its start")
+        if self.started is not None and self.started.seq != 0:
+            raise ValueError("a start riding in a result has sequence 0")
         return self
 
     def log_lines(self) -> list[dict[str, Any]]:
         """The lines as :meth:`LogEvent.each` stores them."""
-        if not self.lines:
-            return []
-        first = self.seq - len(self.lines)
-        return LogEvent(
-            execution_id=self.execution_id,
-            attempt=self.attempt,
-            seq=first,
-            at=self.at,
-            lines=self.lines,
-        ).each()
+        return _lines_from(self, self.seq - len(self.lines), self.lines)
+
+
+def _lines_from(event: _Event, first: int, lines: list[str]) -> list[dict[str, Any]]:
+    if not lines:
+        return []
+    return LogEvent(
+        execution_id=event.execution_id,
+        attempt=event.attempt,
+        seq=first,
+        at=event.at,
+        lines=lines,
+    ).each()
 
 
 RunEvent = Annotated[StartedEvent | LogEvent | ResultEvent, Field(discriminator="type")]

@@ -54,6 +54,36 @@ def test_run_events_round_trip_through_the_envelope() -> None:
         assert parsed == event
 
 
+def test_a_start_carries_its_first_lines_and_may_ride_in_a_result() -> None:
+    started = StartedEvent(execution_id="e", attempt=1, seq=0, runner_id="r", lines=["a", "b"])
+    assert [(line["seq"], line["line"]) for line in started.log_lines()] == [(1, "a"), (2, "b")]
+    assert "lines" not in started.bare()
+    bare = StartedEvent(execution_id="e", attempt=1, seq=0, runner_id="r")
+    result = ResultEvent(
+        execution_id="e",
+        attempt=1,
+        seq=3,
+        result=RunResult(outcome="success"),
+        duration_ms=5,
+        lines=["x", "y"],
+        started=bare,
+    )
+    raw = result.model_dump_json().encode()
+    assert RunEventEnvelope.model_validate_json(b'{"event":' + raw + b"}").event == result
+    assert [line["seq"] for line in result.log_lines()] == [1, 2]
+    for seq, lines, start in ((2, ["x", "y"], bare), (3, [], bare.model_copy(update={"seq": 1}))):
+        with pytest.raises(ValidationError):
+            ResultEvent(
+                execution_id="e",
+                attempt=1,
+                seq=seq,
+                result=RunResult(outcome="success"),
+                duration_ms=5,
+                lines=lines,
+                started=start,
+            )
+
+
 def test_migrations_are_numbered_and_unique() -> None:
     files = migration_files()
     assert files, "no migrations bundled"

@@ -121,7 +121,7 @@ class EventIngester:
         redelivered result is stored whatever is missing (a runner may have lost a line).
         """
         before = event.seq - len(event.lines) - 1
-        if before < 0 or msg.metadata.num_delivered > 1:
+        if before < 0 or event.started is not None or msg.metadata.num_delivered > 1:
             return False
         try:
             present = await store.has_event(self._pool, event.execution_id, event.attempt, before)
@@ -142,15 +142,13 @@ class EventIngester:
         """Store one started or result event; whether it was new."""
         with structlog.contextvars.bound_contextvars(execution_id=event.execution_id):
             if isinstance(event, StartedEvent):
-                return await self._started(event, payload)
+                return await self._started(event)
             if isinstance(event, ResultEvent):
                 return await self._finished(event, payload)
             return False
 
-    async def _started(self, event: StartedEvent, payload: dict[str, Any]) -> bool:
-        if not await store.record_started(
-            self._pool, event.execution_id, event.attempt, event.seq, event.at, payload
-        ):
+    async def _started(self, event: StartedEvent) -> bool:
+        if not await store.record_started(self._pool, event):
             return False
         log.info("execution.started", attempt=event.attempt, runner=event.runner_id)
         return True
@@ -160,6 +158,7 @@ class EventIngester:
         # every execution's event history.
         payload.pop("storage_state", None)
         payload.pop("lines", None)  # stored as lines of their own, as a log event's are
+        payload.pop("started", None)  # stored as the started event it stands for
         stored = await store.record_result(
             self._pool,
             event.execution_id,
@@ -171,8 +170,11 @@ class EventIngester:
             payload,
             storage_state=seal_browser_state(self._box, event.storage_state),
             lines=event.log_lines(),
+            started=event.started,
         )
         if stored:
+            if event.started is not None:
+                log.info("execution.started", attempt=event.attempt, runner=event.started.runner_id)
             log.info(
                 "execution.finished",
                 outcome=event.result.outcome,

@@ -11,7 +11,7 @@ from psycopg.types.json import Jsonb
 
 from figranium_common import queue
 from figranium_common.db import Pool
-from figranium_common.models import RunResult, epoch_ms
+from figranium_common.models import RunResult, StartedEvent, epoch_ms
 from figranium_gateway import changes, schedule_store
 
 __all__ = ["Pool"]
@@ -227,22 +227,28 @@ async def _pipelined(pool: Pool) -> AsyncIterator[Any]:
 STATUS_BY_OUTCOME = {"success": 200, "stopped": 200, "error": 422, "anti_bot": 422, "crashed": 500}
 
 
-async def record_started(
-    pool: Pool, execution_id: str, attempt: int, seq: int, at_ms: int, payload: dict[str, Any]
-) -> bool:
-    """Store a started event; returns False when it was already stored (a redelivery)."""
+async def record_started(pool: Pool, event: StartedEvent) -> bool:
+    """Store a started event and the lines that came with it; returns False when it was
+    already stored (a redelivery)."""
     async with _pipelined(pool) as conn:
-        if not await _insert_event(conn, execution_id, attempt, seq, "started", payload):
-            return False
-        await conn.execute(
-            "UPDATE executions SET phase = 'running',"
-            " started_at = COALESCE(started_at, to_timestamp(%s / 1000.0)),"
-            " attempts = GREATEST(attempts, %s)"
-            " WHERE id = %s AND phase <> 'finished'",
-            (at_ms, attempt, execution_id),
-        )
-        await changes.record_change(conn, execution_id, "started", {"attempt": attempt})
-        return True
+        return await _record_started(conn, event)
+
+
+async def _record_started(conn: Any, event: StartedEvent) -> bool:
+    execution_id, attempt = event.execution_id, event.attempt
+    if not await _insert_event(conn, execution_id, attempt, event.seq, "started", event.bare()):
+        return False
+    await conn.execute(
+        "UPDATE executions SET phase = 'running',"
+        " started_at = COALESCE(started_at, to_timestamp(%s / 1000.0)),"
+        " attempts = GREATEST(attempts, %s)"
+        " WHERE id = %s AND phase <> 'finished'",
+        (event.at, attempt, execution_id),
+    )
+    await changes.record_change(conn, execution_id, "started", {"attempt": attempt})
+    if lines := event.log_lines():
+        await _insert_lines(conn, lines)
+    return True
 
 
 async def record_logs(pool: Pool, lines: list[dict[str, Any]]) -> int:
@@ -296,11 +302,13 @@ async def record_result(
     payload: dict[str, Any],
     storage_state: str | None = None,
     lines: list[dict[str, Any]] | None = None,
+    started: StartedEvent | None = None,
 ) -> bool:
     """Finish an execution with its first result; later results change nothing.
 
-    ``lines`` (payloads of :meth:`ResultEvent.log_lines`) are stored first, in the same
-    transaction, as :func:`record_logs` would.
+    ``started`` (a start the result stands for) and then ``lines`` (payloads of
+    :meth:`ResultEvent.log_lines`) are stored first, in the same transaction, as
+    :func:`record_started` and :func:`record_logs` would.
 
     Times come from the runner's events, so ``startedAt`` and ``finishedAt`` share a clock.
     A ``storage_state`` becomes the task's saved browser state in the same transaction, so
@@ -308,6 +316,8 @@ async def record_result(
     outcome in its schedule's ``lastRun*`` fields.
     """
     async with _pipelined(pool) as conn:
+        if started is not None:
+            await _record_started(conn, started)
         if lines:
             await _insert_lines(conn, lines)
         if not await _insert_event(conn, execution_id, attempt, seq, "result", payload):

@@ -127,9 +127,10 @@ async def open_context(
 
 
 # Lines said within this long of each other go out as one event: a short run then sends
-# one or two log events instead of one per action, each of which is a NATS round trip and
-# a database commit. A live watcher sees a line at most this much later.
-LOG_LINGER_SECONDS = 0.25
+# one or two events instead of one per action, each of which is a NATS round trip and a
+# database commit. The start waits as long, with the first lines, and a run that ends
+# sooner announces it in its result. A live watcher sees a line at most this much later.
+LOG_LINGER_SECONDS = 0.5
 _MAX_LINES_PER_EVENT = 200
 # The lines still waiting when the run ends ride in its result event, up to this much: the
 # result has to fit in one NATS message with its data.
@@ -141,9 +142,10 @@ _MAX_CHARS_PER_EVENT = 256 * 1024
 class EventPublisher:
     """Publishes one execution attempt's events, each with a de-duplication id.
 
-    Log lines do not hold up the run: a background task publishes them in order, those
-    that came together in one event, and the result waits until every line before it is
-    out, so the ingester still sees the events of an attempt in sequence.
+    Neither the start nor the log lines hold up the run: a background task publishes them
+    in order, those that came together in one event, and the result waits until every
+    event before it is out, so the ingester still sees the events of an attempt in
+    sequence.
     """
 
     def __init__(
@@ -159,9 +161,10 @@ class EventPublisher:
         self._attempt = attempt
         self._linger = linger_seconds
         self._seq = 0
+        self._start: StartedEvent | None = None  # said, not published yet
         self._lines: collections.deque[tuple[int, str]] = collections.deque()
         self._flushing = asyncio.Event()
-        self._finishing = False  # the result takes the lines still waiting
+        self._finishing = False  # the result takes what is still waiting
         self._sender: asyncio.Task[None] | None = None
 
     async def _publish(self, event: StartedEvent | LogEvent | ResultEvent) -> None:
@@ -178,28 +181,48 @@ class EventPublisher:
         return seq
 
     async def started(self, runner_id: str) -> None:
-        await self._publish(
-            StartedEvent(
-                execution_id=self._execution_id,
-                attempt=self._attempt,
-                seq=self._next(),
-                runner_id=runner_id,
-            )
+        """The attempt started here; it is announced with the lines of the first linger."""
+        self._start = StartedEvent(
+            execution_id=self._execution_id,
+            attempt=self._attempt,
+            seq=self._next(),
+            runner_id=runner_id,
         )
+        self._send_soon()
 
     async def log(self, line: str) -> None:
         self._lines.append((self._next(), line))
+        self._send_soon()
+
+    def _send_soon(self) -> None:
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send_lines(), name="run-log-sender")
 
     async def _send_lines(self) -> None:
-        while self._lines:
+        while self._lines or self._start is not None:
             if not self._flushing.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._flushing.wait(), self._linger)
             if self._finishing:
                 return
-            await self._send_event(self._take_lines())
+            if self._start is None:
+                await self._send_event(self._take_lines())
+            elif not await self._announce():
+                return  # tried again with the next line, or the result carries it
+
+    async def _announce(self) -> bool:
+        """Publish the start with the lines waiting behind it; whether it went out (if
+        not, its lines wait again)."""
+        assert self._start is not None
+        lines = self._take_lines() if self._lines else []
+        try:
+            await self._publish(self._start.model_copy(update={"lines": [x for _, x in lines]}))
+        except Exception as exc:
+            log.warning("run.start_publish_failed", error=str(exc) or type(exc).__name__)
+            self._lines.extendleft(reversed(lines))
+            return False
+        self._start = None
+        return True
 
     async def _send_event(self, lines: list[tuple[int, str]]) -> None:
         event = LogEvent(
@@ -224,9 +247,14 @@ class EventPublisher:
             taken.append(self._lines.popleft())
         return taken
 
+    def _too_many_to_ride(self) -> bool:
+        return len(self._lines) > _MAX_LINES_IN_RESULT or (
+            sum(len(line) for _, line in self._lines) > _MAX_CHARS_IN_RESULT
+        )
+
     async def flush(self) -> None:
-        """Publish every log line so far now (or give up on it), without the linger; once
-        the result is on its way, only the lines already being published."""
+        """Publish the start and every log line so far now (or give up on them), without
+        the linger; once the result is on its way, only what is already being published."""
         self._flushing.set()
         while self._sender is not None and not self._sender.done():
             # Shielded: a run cancelled while waiting leaves its lines going out.
@@ -238,13 +266,13 @@ class EventPublisher:
         duration_ms: int,
         storage_state: dict[str, Any] | None = None,
     ) -> None:
-        # Lines already on their way go out first; the last ones ride in the result.
+        # What is already on its way goes out first; the last lines, and the start if it
+        # is still waiting, ride in the result.
         self._finishing = True
         await self.flush()
-        while len(self._lines) > _MAX_LINES_IN_RESULT or (
-            sum(len(line) for _, line in self._lines) > _MAX_CHARS_IN_RESULT
-        ):
-            await self._send_event(self._take_lines())  # too many to ride along
+        while self._too_many_to_ride():
+            if self._start is None or not await self._announce():
+                await self._send_event(self._take_lines())
         await self._publish(
             ResultEvent(
                 execution_id=self._execution_id,
@@ -254,8 +282,10 @@ class EventPublisher:
                 duration_ms=duration_ms,
                 storage_state=storage_state,
                 lines=[line for _, line in self._lines],
+                started=self._start,
             )
         )
+        self._start = None
         self._lines.clear()
 
 
@@ -486,9 +516,7 @@ class Worker:
         attempt: int,
         events: EventPublisher,
     ) -> None:
-        # Goes out while the context opens; awaited before the run says anything.
-        announcing = asyncio.create_task(events.started(self.runner_id), name="run-started")
-        announcing.add_done_callback(_retrieved)
+        await events.started(self.runner_id)
         self._metrics.runs_started.inc()
         log.info("run.started", mode=task.mode)
         started = time.monotonic()
@@ -526,7 +554,6 @@ class Worker:
                 page = await context.new_page()
                 video = page.video
                 await identity.emulate(page, options)
-                await announcing
                 try:
                     async with asyncio.timeout(request.timeout_seconds):
                         result, captures = await execute(

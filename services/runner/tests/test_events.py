@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from figranium_common.models import ResultEvent, RunResult
+from figranium_common.models import ResultEvent, RunResult, StartedEvent
 from figranium_runner.worker import EventPublisher
 
 
@@ -16,11 +16,15 @@ class Recorder:
 
     def __init__(self) -> None:
         self.published: list[tuple[float, dict[str, Any], str]] = []
+        self.failures = 0  # how many publishes fail before they work again
 
     async def publish(
         self, subject: str, payload: bytes, headers: dict[str, str], timeout: float
     ) -> None:
         await asyncio.sleep(0.001)
+        if self.failures:
+            self.failures -= 1
+            raise TimeoutError
         self.published.append((time.monotonic(), json.loads(payload), headers["Nats-Msg-Id"]))
 
 
@@ -37,15 +41,88 @@ async def test_lines_said_last_ride_in_the_result_which_does_not_wait() -> None:
     started = time.monotonic()
     await events.result(RunResult(outcome="success"), 10)
     assert time.monotonic() - started < 5  # the result cut the 30 s linger short
+    # One event: the start, which had not gone out yet, rides along too.
     kinds = [(event["type"], event["seq"]) for _, event, _ in recorder.published]
-    assert kinds == [("started", 0), ("result", 6)]
-    result = ResultEvent.model_validate(recorder.published[1][1])
+    assert kinds == [("result", 6)]
+    result = ResultEvent.model_validate(recorder.published[0][1])
+    assert result.started is not None and result.started.runner_id == "runner-1"
+    assert result.started.seq == 0
     assert result.lines == [f"line {i}" for i in range(5)]
     assert [(line["seq"], line["line"]) for line in result.log_lines()] == [
         (i + 1, f"line {i}") for i in range(5)
     ]
+    assert [msg_id for _, _, msg_id in recorder.published] == ["exec_1:1:6"]
+
+
+async def test_the_start_goes_out_after_the_linger_with_the_first_lines() -> None:
+    recorder = Recorder()
+    events = _publisher(recorder, linger=0.05)
+    await events.started("runner-1")
+    await events.log("first")
+    await asyncio.sleep(0.3)
+    await events.log("second")
+    await events.result(RunResult(outcome="success"), 10)
+    published = [event for _, event, _ in recorder.published]
+    assert [(event["type"], event["seq"]) for event in published] == [
+        ("started", 0),
+        ("result", 3),
+    ]
+    started = StartedEvent.model_validate(published[0])
+    assert [(line["seq"], line["line"]) for line in started.log_lines()] == [(1, "first")]
+    result = ResultEvent.model_validate(published[1])
+    assert result.started is None and result.lines == ["second"]
     # Message ids stay unique per attempt.
-    assert [msg_id for _, _, msg_id in recorder.published] == ["exec_1:1:0", "exec_1:1:6"]
+    assert [msg_id for _, _, msg_id in recorder.published] == ["exec_1:1:0", "exec_1:1:3"]
+
+
+async def test_a_start_that_cannot_be_published_keeps_its_lines_for_the_result() -> None:
+    recorder = Recorder()
+    recorder.failures = 1
+    events = _publisher(recorder, linger=0.01)
+    await events.started("runner-1")
+    await events.log("first")
+    await asyncio.sleep(0.2)  # the announcement failed meanwhile
+    assert recorder.published == []
+    await events.log("second")  # tried again with the next line
+    await asyncio.sleep(0.2)
+    await events.log("third")
+    recorder.failures = 1
+    await asyncio.sleep(0.2)  # the lines have gone out, and then a line was lost
+    await events.result(RunResult(outcome="success"), 10)
+    published = [event for _, event, _ in recorder.published]
+    assert [event["type"] for event in published] == ["started", "result"]
+    assert StartedEvent.model_validate(published[0]).lines == ["first", "second"]
+    assert ResultEvent.model_validate(published[1]).seq == 4
+
+
+async def test_a_run_that_ends_before_its_start_could_go_out_announces_it_in_its_result() -> None:
+    recorder = Recorder()
+    recorder.failures = 1
+    events = _publisher(recorder, linger=0.01)
+    await events.started("runner-1")
+    await events.log("first")
+    await asyncio.sleep(0.2)  # the announcement failed meanwhile
+    await events.result(RunResult(outcome="success"), 10)
+    published = [event for _, event, _ in recorder.published]
+    assert [event["type"] for event in published] == ["result"]
+    result = ResultEvent.model_validate(published[0])
+    assert result.started is not None and result.lines == ["first"]
+
+
+async def test_a_start_still_waiting_goes_out_before_lines_too_many_to_ride() -> None:
+    recorder = Recorder()
+    events = _publisher(recorder, linger=30)
+    await events.started("runner-1")
+    for i in range(120):
+        await events.log(f"line {i}")
+    await events.result(RunResult(outcome="success"), 10)
+    published = [event for _, event, _ in recorder.published]
+    assert [(event["type"], event["seq"]) for event in published] == [
+        ("started", 0),
+        ("result", 121),
+    ]
+    assert len(published[0]["lines"]) == 120
+    assert published[1]["lines"] == [] and published[1]["started"] is None
 
 
 async def test_lines_on_their_way_go_first_and_many_lines_do_not_ride_along() -> None:
