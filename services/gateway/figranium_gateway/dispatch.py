@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from typing import Any
@@ -15,7 +16,7 @@ from figranium_common.models import RunRequest
 from figranium_common.nats import run_subject
 from figranium_common.secretbox import SecretBox
 from figranium_gateway import store
-from figranium_gateway.waiters import Waiters
+from figranium_gateway.waiters import Waiter
 
 log = structlog.get_logger(__name__)
 
@@ -60,26 +61,24 @@ async def publish_run(js: JetStreamContext, request: RunRequest) -> None:
 
 
 async def wait_finished(
-    pool: store.Pool, waiters: Waiters, execution_id: str, timeout: float
+    pool: store.Pool, waiter: Waiter, execution_id: str, timeout: float
 ) -> dict[str, Any] | None:
     """The finished run's ``store.run_outcome``, or None when it did not finish within
-    ``timeout``."""
-    event = waiters.register(execution_id)
-    deadline = asyncio.get_running_loop().time() + timeout
-    try:
-        while True:
-            execution = await store.run_outcome(pool, execution_id)
-            if execution is None:
-                return None
-            if execution["phase"] == "finished":
-                return execution
-            event.clear()
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                return None
-            try:
-                await asyncio.wait_for(event.wait(), timeout=min(POLL_SECONDS, remaining))
-            except TimeoutError:
-                continue
-    finally:
-        waiters.unregister(execution_id, event)
+    ``timeout`` (or was deleted meanwhile). ``waiter`` was entered before the publish: until
+    it is woken, the database is only asked every ``POLL_SECONDS``, for a missed notice."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        remaining = deadline - loop.time()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                waiter.done.wait(), timeout=max(0.0, min(POLL_SECONDS, remaining))
+            )
+        if waiter.outcome is not None:
+            return waiter.outcome
+        waiter.done.clear()
+        execution = await store.run_outcome(pool, execution_id)
+        if execution is None or execution["phase"] == "finished":
+            return execution
+        if loop.time() >= deadline:
+            return None

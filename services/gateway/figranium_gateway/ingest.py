@@ -41,18 +41,25 @@ from figranium_gateway.metrics import GatewayMetrics
 
 log = structlog.get_logger(__name__)
 
+# This replica's Waiters.finished: wakes the callers waiting for an execution.
+Wake = Callable[[str, dict[str, Any] | None], None]
+
 # A result that overtook the event before it waits this long, once, for it to be stored.
 RESULT_WAIT_SECONDS = 0.2
 
 
 async def notify_finished(
-    nc: NATS, execution_id: str, wake: Callable[[str], None] | None = None
+    nc: NATS,
+    execution_id: str,
+    wake: Wake | None = None,
+    outcome: dict[str, Any] | None = None,
 ) -> None:
     """Tell every replica that ``execution_id`` finished; ``wake`` (this replica's
     ``Waiters.finished``) wakes the callers waiting here at once, without the round trip
-    through NATS."""
+    through NATS, and hands them ``outcome`` (as ``store.run_outcome`` reads it) when the
+    caller has it."""
     if wake is not None:
-        wake(execution_id)
+        wake(execution_id, outcome)
     notice = ExecutionNotice(execution_id=execution_id, phase="finished")
     await nc.publish(notify_subject(execution_id), notice.model_dump_json().encode())
 
@@ -80,7 +87,7 @@ class EventIngester:
         nc: NATS,
         box: SecretBox,
         metrics: GatewayMetrics | None = None,
-        on_finished: Callable[[str], None] | None = None,
+        on_finished: Wake | None = None,
     ) -> None:
         """``on_finished``: this replica's ``Waiters.finished`` (see ``notify_finished``)."""
         self._pool = pool
@@ -159,7 +166,7 @@ class EventIngester:
         payload.pop("storage_state", None)
         payload.pop("lines", None)  # stored as lines of their own, as a log event's are
         payload.pop("started", None)  # stored as the started event it stands for
-        stored = await store.record_result(
+        recorded = await store.record_result(
             self._pool,
             event.execution_id,
             event.attempt,
@@ -172,7 +179,7 @@ class EventIngester:
             lines=event.log_lines(),
             started=event.started,
         )
-        if stored:
+        if recorded is not None:
             if event.started is not None:
                 log.info("execution.started", attempt=event.attempt, runner=event.started.runner_id)
             log.info(
@@ -184,8 +191,9 @@ class EventIngester:
             if self._metrics is not None:
                 self._metrics.runs_finished.labels(outcome=event.result.outcome).inc()
                 self._metrics.run_duration.observe(event.duration_ms / 1000)
-        await notify_finished(self._nc, event.execution_id, self._on_finished)
-        return stored
+        outcome = None if recorded is None else recorded.outcome
+        await notify_finished(self._nc, event.execution_id, self._on_finished, outcome)
+        return recorded is not None
 
 
 async def mark_crashed(
@@ -194,7 +202,7 @@ async def mark_crashed(
     js: JetStreamContext,
     raw: bytes,
     metrics: GatewayMetrics | None = None,
-    on_finished: Callable[[str], None] | None = None,
+    on_finished: Wake | None = None,
 ) -> bool:
     """A run message used up its deliveries: finish its execution as ``crashed``.
 
@@ -215,10 +223,10 @@ async def mark_crashed(
     now = now_ms()
     duration = max(0, now - request.requested_at)
     crash = {"type": "result", "crashed": True}
-    marked = await store.record_result(
+    recorded = await store.record_result(
         pool, request.execution_id, 0, 0, result, duration, now, crash
     )
-    if marked:
+    if marked := recorded is not None:
         log.error("execution.crashed", execution_id=request.execution_id, deliveries=deliveries)
         if metrics is not None:
             metrics.runs_finished.labels(outcome="crashed").inc()
@@ -284,7 +292,7 @@ async def run_ingester(
     js: JetStreamContext,
     box: SecretBox,
     metrics: GatewayMetrics | None = None,
-    on_finished: Callable[[str], None] | None = None,
+    on_finished: Wake | None = None,
 ) -> None:
     ingester = EventIngester(pool, nc, box, metrics, on_finished)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -106,16 +107,26 @@ async def create_execution(
         return created
 
 
+# What a synchronous run answers, once finished; ``result`` only then (a small row before).
+_OUTCOME_COLUMNS = (
+    "id, phase, outcome, status, CASE WHEN phase = 'finished' THEN result END AS result"
+)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A result stored. ``outcome``, as :func:`run_outcome` reads it, when it finished the
+    execution; None when something else had finished it (a stop while it was queued)."""
+
+    outcome: dict[str, Any] | None
+
+
 async def run_outcome(pool: Pool, execution_id: str) -> dict[str, Any] | None:
     """What a synchronous run answers: ``id``, ``phase``, ``outcome``, ``status`` and, once
-    finished, ``result``; None when there is no such execution. One small row until the
-    run has finished."""
+    finished, ``result``; None when there is no such execution."""
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT id, phase, outcome, status,"
-            " CASE WHEN phase = 'finished' THEN result END AS result"
-            " FROM executions WHERE id = %s",
-            (execution_id,),
+            f"SELECT {_OUTCOME_COLUMNS} FROM executions WHERE id = %s", (execution_id,)
         )
         row = await cur.fetchone()
     return None if row is None else dict(row)
@@ -303,8 +314,8 @@ async def record_result(
     storage_state: str | None = None,
     lines: list[dict[str, Any]] | None = None,
     started: StartedEvent | None = None,
-) -> bool:
-    """Finish an execution with its first result; later results change nothing.
+) -> Recorded | None:
+    """Finish an execution with its first result; later results change nothing (None).
 
     ``started`` (a start the result stands for) and then ``lines`` (payloads of
     :meth:`ResultEvent.log_lines`) are stored first, in the same transaction, as
@@ -321,14 +332,15 @@ async def record_result(
         if lines:
             await _insert_lines(conn, lines)
         if not await _insert_event(conn, execution_id, attempt, seq, "result", payload):
-            return False
+            return None
         if storage_state is not None:
             await _save_browser_state(conn, execution_id, storage_state)
-        await conn.execute(
+        finishing = await conn.execute(
             "UPDATE executions SET phase = 'finished', outcome = %s, status = %s,"
             " result = %s, finished_at = to_timestamp(%s / 1000.0), duration_ms = %s,"
             " attempts = GREATEST(attempts, %s)"
-            " WHERE id = %s AND phase <> 'finished'",
+            " WHERE id = %s AND phase <> 'finished'"
+            f" RETURNING {_OUTCOME_COLUMNS}",
             (
                 result.outcome,
                 STATUS_BY_OUTCOME.get(result.outcome, 500),
@@ -342,7 +354,8 @@ async def record_result(
         await schedule_store.record_scheduled_result(conn, execution_id)
         await _queue_webhook(conn, execution_id)
         await changes.record_change(conn, execution_id, "finished", {"attempt": attempt})
-        return True
+        row = await finishing.fetchone()  # read last: the statements above are on their way
+        return Recorded(None if row is None else dict(row))
 
 
 async def _queue_webhook(conn: Any, execution_id: str) -> None:

@@ -1,14 +1,18 @@
 """Synchronous run callers wait here for their execution to finish.
 
 Any gateway replica may ingest the result; it then sends a core-NATS notice that every
-replica hears. The notice is only a wake-up call: the outcome is always read back from
-PostgreSQL, and a slow poll covers a notice that was missed.
+replica hears. The notice is only a wake-up call: the outcome is read back from
+PostgreSQL, and a slow poll covers a notice that was missed. The replica that stored the
+result hands its callers the outcome it stored, without reading it back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
 
 import structlog
 from nats.aio.client import Client as NATS
@@ -21,9 +25,18 @@ from figranium_common.nats import NOTIFY_SUBJECT_PREFIX, unsubscribe
 log = structlog.get_logger(__name__)
 
 
+class Waiter:
+    """One caller's wait for an execution: ``done`` is set when it finished, ``outcome``
+    is what was stored when this replica stored it (else None: read it back)."""
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+        self.outcome: dict[str, Any] | None = None
+
+
 class Waiters:
     def __init__(self) -> None:
-        self._events: dict[str, list[asyncio.Event]] = defaultdict(list)
+        self._waiting: dict[str, list[Waiter]] = defaultdict(list)
         self._sub: Subscription | None = None
 
     async def start(self, nc: NATS) -> None:
@@ -43,22 +56,26 @@ class Waiters:
         if notice.phase == "finished":
             self.finished(notice.execution_id)
 
-    def finished(self, execution_id: str) -> None:
+    def finished(self, execution_id: str, outcome: dict[str, Any] | None = None) -> None:
         """Wake the callers waiting for ``execution_id``: called for the notices, and by
-        this replica's ingester at once, without the round trip through NATS."""
-        for event in self._events.get(execution_id, []):
-            event.set()
+        this replica's ingester at once, with the ``outcome`` it stored, without the round
+        trip through NATS."""
+        for waiter in self._waiting.get(execution_id, []):
+            if outcome is not None:
+                waiter.outcome = outcome
+            waiter.done.set()
 
-    def register(self, execution_id: str) -> asyncio.Event:
-        event = asyncio.Event()
-        self._events[execution_id].append(event)
-        return event
-
-    def unregister(self, execution_id: str, event: asyncio.Event) -> None:
-        events = self._events.get(execution_id)
-        if events is None:
-            return
-        if event in events:
-            events.remove(event)
-        if not events:
-            del self._events[execution_id]
+    @contextlib.contextmanager
+    def waiting(self, execution_id: str) -> Iterator[Waiter]:
+        """A wait for ``execution_id``: enter it before the run is published, so that not
+        even a run that finishes at once is missed."""
+        waiter = Waiter()
+        self._waiting[execution_id].append(waiter)
+        try:
+            yield waiter
+        finally:
+            waiters = self._waiting.get(execution_id)
+            if waiters is not None:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._waiting[execution_id]

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from figranium_gateway import dispatch
 from figranium_gateway.api_key import as_digest, key_digest
 from figranium_gateway.auth import key_matches
 from figranium_gateway.errors import ApiError, error_middleware, read_json_object
@@ -98,12 +100,28 @@ def test_auth_throttle_slows_then_locks_and_forgets() -> None:
 
 
 async def test_waiters_woken_for_their_execution_only() -> None:
-    """The ingester wakes this replica's callers itself, without waiting for the notice."""
+    """The ingester wakes this replica's callers itself, without waiting for the notice,
+    and hands them the outcome it stored; a notice from elsewhere only wakes them."""
     waiters = Waiters()
-    mine, other = waiters.register("exec_1"), waiters.register("exec_2")
-    waiters.finished("exec_1")
-    assert mine.is_set() and not other.is_set()
-    waiters.unregister("exec_1", mine)
+    outcome = {"id": "exec_1", "phase": "finished", "outcome": "success"}
+    with waiters.waiting("exec_1") as mine, waiters.waiting("exec_2") as other:
+        waiters.finished("exec_1", outcome)
+        assert mine.done.is_set() and mine.outcome == outcome
+        assert not other.done.is_set()
+        waiters.finished("exec_2")
+        assert other.done.is_set() and other.outcome is None
     waiters.finished("exec_1")  # nobody waits any more: nothing to do, nothing raised
-    waiters.unregister("exec_2", other)
-    assert not waiters._events
+    assert not waiters._waiting
+
+
+async def test_a_sync_caller_handed_the_outcome_does_not_read_it_back() -> None:
+    class NoDatabase:
+        def connection(self) -> None:
+            raise AssertionError("the outcome was read back")
+
+    waiters = Waiters()
+    outcome = {"id": "exec_1", "phase": "finished", "outcome": "success", "status": 200}
+    with waiters.waiting("exec_1") as waiter:
+        asyncio.get_running_loop().call_later(0.05, waiters.finished, "exec_1", outcome)
+        answer = await dispatch.wait_finished(NoDatabase(), waiter, "exec_1", 5)  # type: ignore[arg-type]
+    assert answer == outcome

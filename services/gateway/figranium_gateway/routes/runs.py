@@ -125,7 +125,10 @@ async def _run(request: web.Request, task: dict[str, Any], body: RunBody) -> web
         raise ApiError(409, "RUN_ID_TAKEN", f"an execution {execution_id!r} already exists")
     await changes.notify(app[NC])
     timeout = app[SETTINGS].run_timeout_seconds
-    with structlog.contextvars.bound_contextvars(execution_id=execution_id, task_id=task.get("id")):
+    with (
+        structlog.contextvars.bound_contextvars(execution_id=execution_id, task_id=task.get("id")),
+        app[WAITERS].waiting(execution_id) as waiter,
+    ):
         run = await dispatch.build_run_request(
             pool,
             app[BOX],
@@ -156,7 +159,7 @@ async def _run(request: web.Request, task: dict[str, Any], body: RunBody) -> web
             )
         # A little longer than the run may take, so the runner's own timeout answers first.
         wait = timeout + min(15.0, timeout)
-        execution = await dispatch.wait_finished(pool, app[WAITERS], execution_id, wait)
+        execution = await dispatch.wait_finished(pool, waiter, execution_id, wait)
     if execution is None:
         raise ApiError(
             504,
