@@ -224,14 +224,16 @@ async def test_a_key_that_times_out_hands_over_to_the_next(
     fakes.script(provider, slow, stall(10))
     fakes.script(provider, quick, answer("#fast"))
 
+    # Long enough for a quick answer on a loaded machine (an SDK's first call builds its
+    # client), far shorter than the stall.
     started = time.monotonic()
     with capture_logs() as logs:
-        got = await _ask(_chain(pool, fakes, AI_TIMEOUT_SECONDS=0.5))
+        got = await _ask(_chain(pool, fakes, AI_TIMEOUT_SECONDS=2))
 
     assert got == AiAnswer(text="#fast", provider=provider, key_index=1)
-    assert time.monotonic() - started < 4
+    assert time.monotonic() - started < 8
     [failed] = [entry for entry in logs if entry["event"] == "ai.key_failed"]
-    assert failed["reason"] == "timed out after 0.5s"
+    assert failed["reason"] == "timed out after 2s"
 
 
 async def test_a_rejected_answer_hands_over_to_the_next_provider_not_the_next_key(
