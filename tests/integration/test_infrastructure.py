@@ -66,6 +66,17 @@ async def test_topology_declaration_is_idempotent(nats_server: LocalNats) -> Non
         await nc.close()
 
 
+def queued_executions(database_url: str, task_id: str, *execution_ids: str) -> None:
+    """Executions saved as queued, as a run call leaves them, for events published by hand."""
+    with psycopg.connect(database_url) as conn:
+        for execution_id in execution_ids:
+            conn.execute(
+                "INSERT INTO executions (id, task_id, source, phase, task_snapshot)"
+                " VALUES (%s, %s, 'api', 'queued', '{}'::jsonb)",
+                (execution_id, task_id),
+            )
+
+
 def _result_payloads(database_url: str, execution_id: str) -> list[Any]:
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
@@ -164,12 +175,7 @@ async def test_a_burst_of_events_is_stored_once_in_order_and_bad_ones_are_droppe
     shared, api = stack
     database_url = shared.env["DATABASE_URL"]
     execution_id = f"exec_burst_{time.monotonic_ns()}"
-    with psycopg.connect(database_url) as conn:
-        conn.execute(
-            "INSERT INTO executions (id, task_id, source, phase, task_snapshot)"
-            " VALUES (%s, 'burst', 'api', 'queued', '{}'::jsonb)",
-            (execution_id,),
-        )
+    queued_executions(database_url, "burst", execution_id)
     lines = [f"line {i}" for i in range(1, 31)]
     events: list[str | bytes] = [
         StartedEvent(execution_id=execution_id, attempt=1, seq=0, runner_id="r").model_dump_json()
@@ -304,13 +310,7 @@ async def test_a_result_that_overtakes_the_lines_before_it_waits_for_them(
     shared, _ = stack
     database_url = shared.env["DATABASE_URL"]
     overtaken, lost = (f"exec_overtake_{n}_{time.monotonic_ns()}" for n in (1, 2))
-    with psycopg.connect(database_url) as conn:
-        for execution_id in (overtaken, lost):
-            conn.execute(
-                "INSERT INTO executions (id, task_id, source, phase, task_snapshot)"
-                " VALUES (%s, 'overtake', 'api', 'queued', '{}'::jsonb)",
-                (execution_id,),
-            )
+    queued_executions(database_url, "overtake", overtaken, lost)
 
     def result(execution_id: str) -> bytes:
         return (
@@ -366,13 +366,7 @@ async def test_a_start_is_stored_with_its_lines_or_from_the_result_it_rides_in(
     shared, api = stack
     database_url = shared.env["DATABASE_URL"]
     announced, riding = (f"exec_start_{n}_{time.monotonic_ns()}" for n in (1, 2))
-    with psycopg.connect(database_url) as conn:
-        for execution_id in (announced, riding):
-            conn.execute(
-                "INSERT INTO executions (id, task_id, source, phase, task_snapshot)"
-                " VALUES (%s, 'starts', 'api', 'queued', '{}'::jsonb)",
-                (execution_id,),
-            )
+    queued_executions(database_url, "starts", announced, riding)
     began = 1_700_000_000_000
     nc = await nats.connect(nats_server.url)
     try:

@@ -308,7 +308,7 @@ class ResultEvent(_Event):
     storage_state: dict[str, Any] | None = None
     lines: list[str] = Field(default_factory=list)
     # A run that ended before its start was announced: the result stands for its started
-    # event too (sequence 0, from ``started_at``).
+    # event too (sequence 0; its lines, if any, are this event's ``lines``).
     started: StartedEvent | None = None
 
     @model_validator(mode="after")

@@ -226,7 +226,8 @@ async def mark_crashed(
     recorded = await store.record_result(
         pool, request.execution_id, 0, 0, result, duration, now, crash
     )
-    if marked := recorded is not None:
+    marked = recorded is not None
+    if marked:
         log.error("execution.crashed", execution_id=request.execution_id, deliveries=deliveries)
         if metrics is not None:
             metrics.runs_finished.labels(outcome="crashed").inc()
