@@ -14,6 +14,7 @@ import statistics
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -215,6 +216,17 @@ def _one_runner(faulty: Faulty) -> None:
         faulty.start_runner()
 
 
+_REFUSALS = {(429, "QUEUE_FULL"), (503, "SERVER_BUSY")}
+
+
+def _kept(answer: httpx.Response) -> bool:
+    """A run call that saved its run: queued (202), or saved while the queue was out of
+    reach (503 QUEUE_UNAVAILABLE names the execution, which is published again shortly)."""
+    if answer.status_code == 202:
+        return True
+    return answer.status_code == 503 and answer.json().get("error") == "QUEUE_UNAVAILABLE"
+
+
 def test_flood_drains_with_nothing_dropped(
     steady: Faulty, site: str, record_property: Callable[[str, object], None]
 ) -> None:
@@ -239,23 +251,32 @@ def test_flood_drains_with_nothing_dropped(
         with ThreadPoolExecutor(workers) as pool:
             answers = list(pool.map(call, range(FLOOD)))
         submitted = time.monotonic() - started
-        accepted = [str(a.json()["executionId"]) for a in answers if a.status_code == 202]
+        accepted = [str(a.json()["executionId"]) for a in answers if _kept(a)]
         steady.wait_drained(accepted)
     drained = time.monotonic() - started
-    refused = [a for a in answers if a.status_code != 202]
+    refused = [a for a in answers if not _kept(a)]
+    codes = Counter(f"{a.status_code} {a.json().get('error', '')}".strip() for a in answers)
     # Reported, not asserted: printed in the figures section at the end of the run.
     record_property(
         "figures",
         f"flood of {FLOOD} at a queue limit of {FLOOD_LIMIT}: {len(accepted)} accepted,"
-        f" {len(refused)} refused, submitted in {submitted:.1f} s, accepted runs drained in"
-        f" {drained:.1f} s; {probe.report()}",
+        f" {len(refused)} refused ({', '.join(f'{n} {c}' for c, n in sorted(codes.items()))}),"
+        f" submitted in {submitted:.1f} s, accepted runs drained in {drained:.1f} s;"
+        f" {probe.report()}",
     )
     # The queue filled (the runner frees room while the flood lasts, so more than the
-    # limit may get in over the whole flood), and the rest was refused as it should be.
+    # limit may get in over the whole flood), and the rest was refused as it should be:
+    # the queue full, or, on a machine too loaded for the burst, every database connection
+    # busy; either way with a time to come back.
     assert len(accepted) >= FLOOD_LIMIT
     assert refused, "a flood ten times the queue limit must meet a full queue"
-    assert {a.status_code for a in refused} == {429}
-    assert {a.json()["error"] for a in refused} == {"QUEUE_FULL"}
+    other = [
+        (a.status_code, a.text[:300])
+        for a in refused
+        if (a.status_code, a.json().get("error")) not in _REFUSALS
+    ]
+    assert not other, f"refused otherwise than with QUEUE_FULL or SERVER_BUSY: {other[:5]}"
+    assert any(a.status_code == 429 for a in refused)
     assert all(int(a.headers["Retry-After"]) > 0 for a in refused)
     # Refused calls saved nothing; every accepted one finished exactly once.
     assert steady.execution_ids() - before == set(accepted)

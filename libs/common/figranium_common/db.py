@@ -37,15 +37,31 @@ class _IdleCheck:
     def __init__(self, idle_seconds: float) -> None:
         self._idle_seconds = idle_seconds
         self._returned: weakref.WeakKeyDictionary[Connection, float] = weakref.WeakKeyDictionary()
+        # Handed out and not back yet; a connection that broke meanwhile is discarded by
+        # the pool, and leaves this set with its last reference.
+        self.in_use: weakref.WeakSet[Connection] = weakref.WeakSet()
 
     async def check(self, conn: Connection) -> None:
+        # Called on every checkout, the connection's way out of the pool.
         returned = self._returned.pop(conn, None)
-        if returned is not None and time.monotonic() - returned < self._idle_seconds:
-            return
-        await AsyncConnectionPool.check_connection(conn)
+        if returned is None or time.monotonic() - returned >= self._idle_seconds:
+            await AsyncConnectionPool.check_connection(conn)
+        self.in_use.add(conn)
 
     async def returned(self, conn: Connection) -> None:
+        self.in_use.discard(conn)
         self._returned[conn] = time.monotonic()
+
+
+_CHECKS: weakref.WeakKeyDictionary[Pool, _IdleCheck] = weakref.WeakKeyDictionary()
+
+
+def all_in_use(pool: Pool) -> bool:
+    """Whether every connection the pool may open is open and handed out: a request that
+    timed out waiting met a busy pool, not a database it cannot reach (whose connections
+    are being opened again, not in use)."""
+    check = _CHECKS.get(pool)
+    return check is not None and len(check.in_use) >= pool.max_size
 
 
 async def open_pool(url: str, *, min_size: int = 1, max_size: int = 10, wait: float = 60.0) -> Pool:
@@ -67,6 +83,7 @@ async def open_pool(url: str, *, min_size: int = 1, max_size: int = 10, wait: fl
         timeout=5,  # a request waits this long for a connection, then gets a clear 503
         name="figranium",
     )
+    _CHECKS[pool] = idle_check
     await pool.open(wait=True, timeout=wait)
     return pool
 

@@ -19,31 +19,30 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from figranium_common.db import Pool
+from figranium_common.db import Connection
 from figranium_gateway.errors import error_response
 
 # How long a refused client should wait: about the time runners need to free some room.
 RETRY_AFTER_SECONDS = 5
 
 
-async def unfinished_runs(pool: Pool, limit: int) -> int:
+async def unfinished_runs(conn: Connection, limit: int) -> int:
     """How many executions are queued or running, counted up to ``limit``."""
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT count(*) AS n FROM"
-            " (SELECT 1 FROM executions WHERE phase <> 'finished' LIMIT %s) AS unfinished",
-            (limit,),
-        )
-        row = await cur.fetchone()
+    cur = await conn.execute(
+        "SELECT count(*) AS n FROM"
+        " (SELECT 1 FROM executions WHERE phase <> 'finished' LIMIT %s) AS unfinished",
+        (limit,),
+    )
+    row = await cur.fetchone()
     return 0 if row is None else int(row["n"])
 
 
-async def queue_full(pool: Pool, limit: int) -> web.Response | None:
+async def queue_full(conn: Connection, limit: int) -> web.Response | None:
     """The 429 answer when ``limit`` runs are unfinished already; None when there is room
     (or when ``limit`` is 0, no limit)."""
     if limit <= 0:
         return None
-    if await unfinished_runs(pool, limit) < limit:
+    if await unfinished_runs(conn, limit) < limit:
         return None
     response = error_response(
         429,

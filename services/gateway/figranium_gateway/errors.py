@@ -12,9 +12,14 @@ from aiohttp import web
 from psycopg_pool import PoolTimeout
 from pydantic import ValidationError
 
+from figranium_common.db import all_in_use
 from figranium_common.errors import FigraniumError
+from figranium_gateway.state import POOL
 
 log = structlog.get_logger(__name__)
+
+# How long a caller refused because every database connection was busy should wait.
+BUSY_RETRY_AFTER_SECONDS = 1
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -97,7 +102,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             code = exc.reason.upper().replace(" ", "_")
             return error_response(exc.status, code, exc.text or exc.reason)
         raise
-    except (psycopg.OperationalError, PoolTimeout) as exc:
+    except PoolTimeout as exc:
+        if not all_in_use(request.app[POOL]):
+            log.warning("http.storage_unavailable", path=request.path, error=str(exc))
+            return error_response(503, "STORAGE_UNAVAILABLE", "the database is not reachable")
+        # Overloaded, not down: nothing was done, and the same call soon will likely pass.
+        log.warning("http.busy", path=request.path, error=str(exc))
+        response = error_response(
+            503, "SERVER_BUSY", "every database connection is in use; try again shortly"
+        )
+        response.headers["Retry-After"] = str(BUSY_RETRY_AFTER_SECONDS)
+        return response
+    except psycopg.OperationalError as exc:
         log.warning("http.storage_unavailable", path=request.path, error=str(exc))
         return error_response(503, "STORAGE_UNAVAILABLE", "the database is not reachable")
     except Exception:

@@ -11,7 +11,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from figranium_common import queue
-from figranium_common.db import Pool
+from figranium_common.db import Connection, Pool
 from figranium_common.models import RunResult, StartedEvent, epoch_ms
 from figranium_gateway import changes, schedule_store
 
@@ -80,7 +80,7 @@ def _execution_out(row: dict[str, Any], *, detail: bool) -> dict[str, Any]:
 
 
 async def create_execution(
-    pool: Pool,
+    conn: Connection,
     *,
     execution_id: str,
     task: dict[str, Any],
@@ -90,8 +90,9 @@ async def create_execution(
     path: str,
     webhook_url: str | None = None,
 ) -> bool:
-    """Insert a queued execution; False when the id is already taken."""
-    async with pool.connection() as conn, conn.transaction():
+    """Insert a queued execution, in a transaction of its own on ``conn``; False when the
+    id is already taken."""
+    async with conn.transaction():
         created = await queue.insert_execution(
             conn,
             execution_id=execution_id,

@@ -130,7 +130,7 @@ async def open_context(
 # one or two events instead of one per action, each of which is a NATS round trip and a
 # database commit. The start waits as long, with the first lines, and a run that ends
 # sooner announces it in its result. A live watcher sees a line at most this much later.
-LOG_LINGER_SECONDS = 0.5
+LOG_LINGER_SECONDS = 1.0
 _MAX_LINES_PER_EVENT = 200
 # The lines still waiting when the run ends ride in its result event, up to this much: the
 # result has to fit in one NATS message with its data.
@@ -528,7 +528,8 @@ class Worker:
             log.info("run.identity", **identity.describe(options))
         if task.mode == "scrape":
             options["java_script_enabled"] = False  # a scrape shows the fetched HTML as it is
-        videos = new_video_dir()
+        # A folder for the video only when there is one to record.
+        videos = None if task.disableRecording else new_video_dir()
         uploading: asyncio.Task[None] | None = None
         closing: asyncio.Task[None] | None = None
         ran = False  # to the end of the run, without an exception
@@ -536,7 +537,7 @@ class Worker:
             context = await self._open_context(
                 request,
                 task,
-                None if task.disableRecording else Path(videos.name),
+                None if videos is None else Path(videos.name),
                 options,
             )
             watcher = asyncio.create_task(
@@ -607,7 +608,8 @@ class Worker:
                 uploading.add_done_callback(_retrieved)
             raise
         finally:
-            videos.cleanup()
+            if videos is not None:
+                videos.cleanup()
         try:
             if uploading is not None:
                 await uploading

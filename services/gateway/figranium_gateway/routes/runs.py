@@ -9,6 +9,7 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from figranium_common import queue
 from figranium_common.errors import InvalidUrlError
 from figranium_common.models import RunResult, Task, now_ms
 from figranium_common.nats import stop_subject, stops_store
@@ -108,36 +109,39 @@ async def _run(request: web.Request, task: dict[str, Any], body: RunBody) -> web
     await _check_task_url(task, app[SETTINGS])
     if task.get("mode") == "headful":
         await require_headful(app)
-    if refused := await admission.queue_full(pool, app[SETTINGS].run_queue_limit):
-        return refused
     execution_id = body.runId or dispatch.new_execution_id()
-    created = await store.create_execution(
-        pool,
-        execution_id=execution_id,
-        task=task,
-        variables=body.variables,
-        source="api",
-        method=request.method,
-        path=request.path,
-        webhook_url=webhook_url,
-    )
-    if not created:
-        raise ApiError(409, "RUN_ID_TAKEN", f"an execution {execution_id!r} already exists")
-    await changes.notify(app[NC])
     timeout = app[SETTINGS].run_timeout_seconds
     with (
         structlog.contextvars.bound_contextvars(execution_id=execution_id, task_id=task.get("id")),
         app[WAITERS].waiting(execution_id) as waiter,
     ):
-        run = await dispatch.build_run_request(
-            pool,
-            app[BOX],
-            execution_id=execution_id,
-            task=task,
-            variables=body.variables,
-            source="api",
-            timeout_seconds=timeout,
-        )
+        # One connection from admission to the run request: once the execution is saved,
+        # nothing waits for the pool again before the publish.
+        async with pool.connection() as conn:
+            if refused := await admission.queue_full(conn, app[SETTINGS].run_queue_limit):
+                return refused
+            created = await store.create_execution(
+                conn,
+                execution_id=execution_id,
+                task=task,
+                variables=body.variables,
+                source="api",
+                method=request.method,
+                path=request.path,
+                webhook_url=webhook_url,
+            )
+            if not created:
+                raise ApiError(409, "RUN_ID_TAKEN", f"an execution {execution_id!r} already exists")
+            run = await queue.gather_run_request(
+                conn,
+                app[BOX],
+                execution_id=execution_id,
+                task=task,
+                variables=body.variables,
+                source="api",
+                timeout_seconds=timeout,
+            )
+        await changes.notify(app[NC])
         try:
             await dispatch.publish_run(app[JS], run)
         except Exception as exc:
