@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import nats
@@ -16,14 +20,25 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
+    Header,
     KeyValueConfig,
+    ObjectInfo,
+    ObjectMetaOptions,
     RetentionPolicy,
     StorageType,
     StreamConfig,
 )
 from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
-from nats.js.kv import KeyValue
-from nats.js.object_store import ObjectStore
+from nats.js.kv import MSG_ROLLUP_SUBJECT, KeyValue
+from nats.js.object_store import (
+    OBJ_CHUNKS_PRE_TEMPLATE,
+    OBJ_DEFAULT_CHUNK_SIZE,
+    OBJ_DIGEST_TEMPLATE,
+    OBJ_META_PRE_TEMPLATE,
+    OBJ_STREAM_TEMPLATE,
+    ObjectStore,
+)
+from nats.nuid import NUID
 
 log = structlog.get_logger(__name__)
 
@@ -268,3 +283,57 @@ async def captures_store(js: JetStreamContext) -> ObjectStore:
         return await js.object_store(CAPTURES_BUCKET)
     except NotFoundError:
         return await js.create_object_store(CAPTURES_BUCKET)
+
+
+_NUID = NUID()
+
+
+async def put_new_object(js: JetStreamContext, bucket: str, name: str, data: bytes) -> None:
+    """Store ``data`` as object ``name`` of the object store ``bucket``, in the layout
+    nats-py's ``ObjectStore.put`` writes and its ``get`` reads, for a name not in use (a
+    name in use gets the new object, and the chunks of the old one stay behind).
+
+    ``put`` first looks the name up, to delete an object it replaces (one round trip),
+    then publishes chunk after chunk and the meta message, each after the last one's ack.
+    Here the chunks and the meta go out together and their acks are awaited at once: one
+    round trip. They still arrive in order, on one connection, so the meta is stored after
+    its chunks. An object that cannot be stored whole is removed, chunks and meta.
+    """
+    nuid = _NUID.next().decode()
+    chunks_subject = OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=bucket, obj=nuid)
+    meta_subject = OBJ_META_PRE_TEMPLATE.format(
+        bucket=bucket, obj=base64.urlsafe_b64encode(name.encode()).decode()
+    )
+    view = memoryview(data)
+    chunks = [
+        view[i : i + OBJ_DEFAULT_CHUNK_SIZE] for i in range(0, len(data), OBJ_DEFAULT_CHUNK_SIZE)
+    ]
+    info = ObjectInfo(
+        name=name,
+        bucket=bucket,
+        nuid=nuid,
+        size=len(data),
+        chunks=len(chunks),
+        mtime=datetime.now(UTC).isoformat(),
+        digest=OBJ_DIGEST_TEMPLATE.format(
+            digest=base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
+        ),
+        options=ObjectMetaOptions(max_chunk_size=OBJ_DEFAULT_CHUNK_SIZE),
+    )
+    publishes = [js.publish(chunks_subject, bytes(chunk)) for chunk in chunks]
+    publishes.append(
+        js.publish(
+            meta_subject,
+            json.dumps(info.as_dict()).encode(),
+            headers={Header.ROLLUP: MSG_ROLLUP_SUBJECT},
+        )
+    )
+    outcomes = await asyncio.gather(*publishes, return_exceptions=True)
+    failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+    if failed is None:
+        return
+    stream = OBJ_STREAM_TEMPLATE.format(bucket=bucket)
+    for subject in (meta_subject, chunks_subject):
+        with contextlib.suppress(Exception):
+            await js.purge_stream(stream, subject=subject)
+    raise failed

@@ -75,11 +75,12 @@ async def insert_execution(
     method: str | None = None,
     path: str | None = None,
     webhook_url: str | None = None,
-) -> bool:
-    """Insert a queued execution; False when the id is already taken."""
+) -> Any:
+    """Insert a queued execution; returns the statement's cursor, whose one row says it was
+    inserted (none: the id is taken). In a pipeline, reading it waits for the server, so a
+    caller sends its other statements first."""
     new = NewExecution(execution_id, task, source, variables, method, path, webhook_url)
-    cur = await conn.execute(_INSERT_EXECUTION, new.params())
-    return bool(cur.rowcount == 1)
+    return await conn.execute(_INSERT_EXECUTION + " RETURNING id", new.params())
 
 
 async def insert_executions(conn: Any, executions: list[NewExecution]) -> None:

@@ -91,21 +91,29 @@ async def create_execution(
     webhook_url: str | None = None,
 ) -> bool:
     """Insert a queued execution, in a transaction of its own on ``conn``; False when the
-    id is already taken."""
-    async with conn.transaction():
-        created = await queue.insert_execution(
-            conn,
-            execution_id=execution_id,
-            task=task,
-            variables=variables,
-            source=source,
-            method=method,
-            path=path,
-            webhook_url=webhook_url,
-        )
-        if created:
+    id is already taken.
+
+    Pipelined, and its change logged before the insert is known to have happened: one
+    round trip and the commit instead of five. A taken id rolls it all back.
+    """
+    try:
+        async with conn.pipeline(), conn.transaction():
+            inserted = await queue.insert_execution(
+                conn,
+                execution_id=execution_id,
+                task=task,
+                variables=variables,
+                source=source,
+                method=method,
+                path=path,
+                webhook_url=webhook_url,
+            )
             await changes.record_change(conn, execution_id, "queued")
-        return created
+            if await inserted.fetchone() is None:
+                raise _Redelivered  # not ours to log: roll the change back
+    except _Redelivered:
+        return False
+    return True
 
 
 # What a synchronous run answers, once finished; ``result`` only then (a small row before).
@@ -229,11 +237,35 @@ async def stale_queued(
 @contextlib.asynccontextmanager
 async def _pipelined(pool: Pool) -> AsyncIterator[Any]:
     """A transaction in pipeline mode: statements go out without waiting for each other,
-    and the server is waited for only where a result is read and at the commit. Storing
-    a result is eight statements; pipelined they take three round trips instead of eight.
-    An error surfaces at the next read or the commit and rolls the transaction back."""
+    and the server is waited for only where a result is read and at the commit. An error
+    surfaces at the next read or the commit and rolls the transaction back."""
     async with pool.connection() as conn, conn.pipeline(), conn.transaction():
         yield conn
+
+
+class _Redelivered(Exception):
+    """A row a transaction took to be new was there already: it is rolled back (and, for
+    the events, done again step by step)."""
+
+
+class _Expected:
+    """The events' transactions are written for the usual case, every event new: they send
+    all their statements at once, and their reads come last, in one round trip with the
+    commit. What they took for new is checked then; an event that had been stored already
+    (a redelivery) rolls the transaction back, and it is done again step by step, reading
+    as it goes, as the redelivered event needs."""
+
+    def __init__(self) -> None:
+        self._checks: list[tuple[Any, int]] = []
+
+    def rows(self, cursor: Any, count: int) -> None:
+        """``cursor`` must return ``count`` rows."""
+        self._checks.append((cursor, count))
+
+    async def verify(self) -> None:
+        for cursor, count in self._checks:
+            if len(await cursor.fetchall()) != count:
+                raise _Redelivered
 
 
 STATUS_BY_OUTCOME = {"success": 200, "stopped": 200, "error": 422, "anti_bot": 422, "crashed": 500}
@@ -242,13 +274,27 @@ STATUS_BY_OUTCOME = {"success": 200, "stopped": 200, "error": 422, "anti_bot": 4
 async def record_started(pool: Pool, event: StartedEvent) -> bool:
     """Store a started event and the lines that came with it; returns False when it was
     already stored (a redelivery)."""
-    async with _pipelined(pool) as conn:
-        return await _record_started(conn, event)
+    try:
+        async with _pipelined(pool) as conn:
+            expected = _Expected()
+            await _record_started(conn, event, expected)
+            await expected.verify()
+            return True
+    except _Redelivered:
+        async with _pipelined(pool) as conn:
+            return await _record_started(conn, event)
 
 
-async def _record_started(conn: Any, event: StartedEvent) -> bool:
+async def _record_started(
+    conn: Any, event: StartedEvent, expected: _Expected | None = None
+) -> bool:
+    """With ``expected``, the event is taken to be new and that is checked later; without,
+    it is read here whether it was."""
     execution_id, attempt = event.execution_id, event.attempt
-    if not await _insert_event(conn, execution_id, attempt, event.seq, "started", event.bare()):
+    inserted = await _insert_event(conn, execution_id, attempt, event.seq, "started", event.bare())
+    if expected is not None:
+        expected.rows(inserted, 1)
+    elif await inserted.fetchone() is None:
         return False
     await conn.execute(
         "UPDATE executions SET phase = 'running',"
@@ -259,7 +305,7 @@ async def _record_started(conn: Any, event: StartedEvent) -> bool:
     )
     await changes.record_change(conn, execution_id, "started", {"attempt": attempt})
     if lines := event.log_lines():
-        await _insert_lines(conn, lines)
+        await _insert_lines(conn, lines, expected)
     return True
 
 
@@ -271,11 +317,22 @@ async def record_logs(pool: Pool, lines: list[dict[str, Any]]) -> int:
     """
     if not lines:
         return 0
-    async with _pipelined(pool) as conn:
-        return await _insert_lines(conn, lines)
+    try:
+        async with _pipelined(pool) as conn:
+            expected = _Expected()
+            new = await _insert_lines(conn, lines, expected)
+            await expected.verify()
+            return new
+    except _Redelivered:
+        async with _pipelined(pool) as conn:
+            return await _insert_lines(conn, lines)
 
 
-async def _insert_lines(conn: Any, lines: list[dict[str, Any]]) -> int:
+async def _insert_lines(
+    conn: Any, lines: list[dict[str, Any]], expected: _Expected | None = None
+) -> int:
+    """Insert the lines and log a change for each new one; how many were new. With
+    ``expected``, all of them are taken to be new, and that is checked later."""
     keys = [(line["execution_id"], int(line["attempt"]), int(line["seq"])) for line in lines]
     cur = await conn.execute(
         "INSERT INTO execution_events (execution_id, attempt, seq, type, payload)"
@@ -292,7 +349,11 @@ async def _insert_lines(conn: Any, lines: list[dict[str, Any]]) -> int:
             [Jsonb(line) for line in lines],
         ),
     )
-    stored = {(row["execution_id"], row["attempt"], row["seq"]) for row in await cur.fetchall()}
+    if expected is not None:
+        expected.rows(cur, len(lines))  # a batch holding a line twice is done step by step
+        stored = set(keys)
+    else:
+        stored = {(row["execution_id"], row["attempt"], row["seq"]) for row in await cur.fetchall()}
     new = len(stored)
     logged = []
     for key, line in zip(keys, lines, strict=True):
@@ -327,36 +388,68 @@ async def record_result(
     a redelivered result can neither lose it nor apply it twice; so does a scheduled run's
     outcome in its schedule's ``lastRun*`` fields.
     """
+    result_row = Jsonb(result.model_dump(mode="json", exclude_none=True))
+    finish = (execution_id, attempt, seq, result.outcome, result_row, duration_ms, finished_at_ms)
+    try:
+        async with _pipelined(pool) as conn:
+            expected = _Expected()
+            if started is not None:
+                await _record_started(conn, started, expected)
+            if lines:
+                await _insert_lines(conn, lines, expected)
+            inserted = await _insert_event(conn, execution_id, attempt, seq, "result", payload)
+            expected.rows(inserted, 1)
+            return await _finish(conn, finish, storage_state, expected)
+    except _Redelivered:
+        pass
     async with _pipelined(pool) as conn:
         if started is not None:
             await _record_started(conn, started)
         if lines:
             await _insert_lines(conn, lines)
-        if not await _insert_event(conn, execution_id, attempt, seq, "result", payload):
+        inserted = await _insert_event(conn, execution_id, attempt, seq, "result", payload)
+        if await inserted.fetchone() is None:
             return None
-        if storage_state is not None:
-            await _save_browser_state(conn, execution_id, storage_state)
-        finishing = await conn.execute(
-            "UPDATE executions SET phase = 'finished', outcome = %s, status = %s,"
-            " result = %s, finished_at = to_timestamp(%s / 1000.0), duration_ms = %s,"
-            " attempts = GREATEST(attempts, %s)"
-            " WHERE id = %s AND phase <> 'finished'"
-            f" RETURNING {_OUTCOME_COLUMNS}",
-            (
-                result.outcome,
-                STATUS_BY_OUTCOME.get(result.outcome, 500),
-                Jsonb(result.model_dump(mode="json", exclude_none=True)),
-                finished_at_ms,
-                duration_ms,
-                attempt,
-                execution_id,
-            ),
-        )
+        return await _finish(conn, finish, storage_state)
+
+
+async def _finish(
+    conn: Any,
+    finish: tuple[str, int, int, str, Jsonb, int, int],
+    storage_state: str | None,
+    expected: _Expected | None = None,
+) -> Recorded:
+    """The rest of storing a new result: the execution finished, its saved state, webhook
+    and change; ``expected`` is checked before anything is read."""
+    execution_id, attempt, _seq, outcome, result_row, duration_ms, finished_at_ms = finish
+    if storage_state is not None:
+        await _save_browser_state(conn, execution_id, storage_state)
+    finishing = await conn.execute(
+        "UPDATE executions SET phase = 'finished', outcome = %s, status = %s,"
+        " result = %s, finished_at = to_timestamp(%s / 1000.0), duration_ms = %s,"
+        " attempts = GREATEST(attempts, %s)"
+        " WHERE id = %s AND phase <> 'finished'"
+        f" RETURNING {_OUTCOME_COLUMNS}, source",
+        (
+            outcome,
+            STATUS_BY_OUTCOME.get(outcome, 500),
+            result_row,
+            finished_at_ms,
+            duration_ms,
+            attempt,
+            execution_id,
+        ),
+    )
+    await _queue_webhook(conn, execution_id)
+    await changes.record_change(conn, execution_id, "finished", {"attempt": attempt})
+    if expected is not None:
+        await expected.verify()  # the one wait for the server before the commit
+    row = await finishing.fetchone()
+    # Only a scheduled run has a schedule to tell (and an execution something else finished
+    # may be one).
+    if row is None or row.pop("source") == "scheduler":
         await schedule_store.record_scheduled_result(conn, execution_id)
-        await _queue_webhook(conn, execution_id)
-        await changes.record_change(conn, execution_id, "finished", {"attempt": attempt})
-        row = await finishing.fetchone()  # read last: the statements above are on their way
-        return Recorded(None if row is None else dict(row))
+    return Recorded(None if row is None else dict(row))
 
 
 async def _queue_webhook(conn: Any, execution_id: str) -> None:
@@ -401,13 +494,14 @@ async def has_event(pool: Pool, execution_id: str, attempt: int, seq: int) -> bo
 
 async def _insert_event(
     conn: Any, execution_id: str, attempt: int, seq: int, kind: str, payload: dict[str, Any]
-) -> bool:
+) -> Any:
+    """The insert's cursor: one row if the event is new. In a pipeline, reading it waits
+    for the server."""
     # Inserting through SELECT skips events of executions deleted meanwhile; ON CONFLICT
     # covers both a redelivered event and a second result for the same execution.
-    cur = await conn.execute(
+    return await conn.execute(
         "INSERT INTO execution_events (execution_id, attempt, seq, type, payload)"
         " SELECT %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM executions WHERE id = %s)"
         " ON CONFLICT DO NOTHING RETURNING 1",
         (execution_id, attempt, seq, kind, Jsonb(payload), execution_id),
     )
-    return await cur.fetchone() is not None  # read: in a pipeline, this waits for it

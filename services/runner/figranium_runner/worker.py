@@ -42,11 +42,13 @@ from figranium_common.models import (
     now_ms,
 )
 from figranium_common.nats import (
+    CAPTURES_BUCKET,
     RUNNERS_CONSUMER,
     RUNS_STREAM,
     STOP_SUBJECT_PREFIX,
     captures_store,
     event_subject,
+    put_new_object,
     stops_store,
     unsubscribe,
 )
@@ -697,12 +699,16 @@ class Worker:
             return
         for capture in captures:
             try:
-                await (await self._captures_bucket()).put(capture.name, capture.data)
+                await self._put_capture(capture)
             except NatsError:
                 # Looked up (or created) again, once: the bucket may be gone with a NATS
                 # server that lost its store.
                 self._captures = None
-                await (await self._captures_bucket()).put(capture.name, capture.data)
+                await self._put_capture(capture)
+
+    async def _put_capture(self, capture: Capture) -> None:
+        await self._captures_bucket()  # it exists
+        await put_new_object(self._js, CAPTURES_BUCKET, capture.name, capture.data)
 
     async def _captures_bucket(self) -> ObjectStore:
         if self._captures is None:
