@@ -1,0 +1,153 @@
+"""Storing run events, new and redelivered, against a real PostgreSQL: each event and each
+change is stored once, whether its transaction went through at once or step by step."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from figranium_common import db
+from figranium_common.models import LogEvent, RunResult, StartedEvent
+from figranium_devstack.ports import free_port
+from figranium_devstack.postgres import LocalPostgres
+from figranium_gateway import store
+
+BEGAN = 1_700_000_000_000
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
+    with LocalPostgres(tmp_path_factory.mktemp("pg") / "pg", free_port(), fast=True) as server:
+        yield server
+
+
+@pytest.fixture
+async def pool(postgres: LocalPostgres) -> AsyncIterator[db.Pool]:
+    opened = await db.open_pool(postgres.url, max_size=2)
+    try:
+        await db.apply_migrations(opened)
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def _queued(pool: db.Pool, execution_id: str) -> bool:
+    async with pool.connection() as conn:
+        return await store.create_execution(
+            conn,
+            execution_id=execution_id,
+            task={"id": "t", "name": "t"},
+            variables={},
+            source="api",
+            method="POST",
+            path="/api/tasks/t/api",
+        )
+
+
+def _lines(execution_id: str, first: int, *lines: str) -> list[dict[str, Any]]:
+    return LogEvent(
+        execution_id=execution_id, attempt=1, seq=first, at=BEGAN, lines=list(lines)
+    ).each()
+
+
+async def _history(pool: db.Pool, execution_id: str) -> tuple[list[Any], list[Any]]:
+    async with pool.connection() as conn:
+        events = await conn.execute(
+            "SELECT seq, type FROM execution_events WHERE execution_id = %s ORDER BY seq",
+            (execution_id,),
+        )
+        feed = await conn.execute(
+            "SELECT kind, payload->>'line' AS line, payload->>'phase' AS phase"
+            " FROM execution_changes WHERE execution_id = %s ORDER BY id",
+            (execution_id,),
+        )
+        return (
+            [(r["seq"], r["type"]) for r in await events.fetchall()],
+            [(r["kind"], r["line"], r["phase"]) for r in await feed.fetchall()],
+        )
+
+
+async def test_a_taken_id_is_refused_and_logs_nothing(pool: db.Pool) -> None:
+    assert await _queued(pool, "exec_taken")
+    assert not await _queued(pool, "exec_taken")
+    _, feed = await _history(pool, "exec_taken")
+    assert feed == [("queued", None, "queued")]
+
+
+async def test_redelivered_starts_lines_and_results_are_stored_and_logged_once(
+    pool: db.Pool,
+) -> None:
+    execution_id = "exec_redelivered"
+    assert await _queued(pool, execution_id)
+    start = StartedEvent(
+        execution_id=execution_id, attempt=1, seq=0, at=BEGAN, runner_id="r1", lines=["a", "b"]
+    )
+    assert await store.record_started(pool, start)
+    assert not await store.record_started(pool, start)  # redelivered
+    assert await store.record_logs(pool, _lines(execution_id, 3, "c")) == 1
+    assert await store.record_logs(pool, _lines(execution_id, 3, "c")) == 0
+    # One line stored before, one new: only the new one is stored and logged.
+    assert await store.record_logs(pool, _lines(execution_id, 3, "c", "d")) == 1
+
+    def finish(seq: int) -> Any:
+        return store.record_result(
+            pool,
+            execution_id,
+            1,
+            seq,
+            RunResult(outcome="success", data=[1, 2]),
+            500,
+            BEGAN + 500,
+            {"type": "result"},
+            lines=_lines(execution_id, 5, "e"),
+            started=start,  # a start that rides in the result, stored already
+        )
+
+    recorded = await finish(6)
+    assert recorded is not None and recorded.outcome is not None
+    assert recorded.outcome["phase"] == "finished"
+    assert recorded.outcome["status"] == 200
+    assert recorded.outcome["result"]["data"] == [1, 2]
+    assert "source" not in recorded.outcome
+    assert await finish(6) is None  # the same result again
+    assert await finish(7) is None  # a second result
+
+    events, feed = await _history(pool, execution_id)
+    assert events == [
+        (0, "started"),
+        (1, "log"),
+        (2, "log"),
+        (3, "log"),
+        (4, "log"),
+        (5, "log"),
+        (6, "result"),
+    ]
+    assert feed == [
+        ("queued", None, "queued"),
+        ("started", None, "running"),
+        ("log", "a", "running"),
+        ("log", "b", "running"),
+        ("log", "c", "running"),
+        ("log", "d", "running"),
+        ("log", "e", "running"),
+        ("finished", None, "finished"),
+    ]
+
+
+async def test_a_result_for_a_deleted_execution_stores_nothing(pool: db.Pool) -> None:
+    recorded = await store.record_result(
+        pool,
+        "exec_gone",
+        1,
+        3,
+        RunResult(outcome="success"),
+        1,
+        BEGAN,
+        {"type": "result"},
+        lines=_lines("exec_gone", 1, "x", "y"),
+    )
+    assert recorded is None
+    events, feed = await _history(pool, "exec_gone")
+    assert events == [] and feed == []
