@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from psycopg.types.json import Jsonb
 
@@ -243,6 +243,9 @@ async def _pipelined(pool: Pool) -> AsyncIterator[Any]:
         yield conn
 
 
+T = TypeVar("T")
+
+
 class _Redelivered(Exception):
     """A row a transaction took to be new was there already: it is rolled back (and, for
     the events, done again step by step)."""
@@ -268,21 +271,28 @@ class _Expected:
                 raise _Redelivered
 
 
+async def _at_once(pool: Pool, work: Callable[[Any, _Expected | None], Awaitable[T]]) -> T:
+    """``work(conn, expected)`` in one pipelined transaction taking every event to be new,
+    checked before the commit; if one was not, ``work(conn, None)`` again in another,
+    step by step."""
+    try:
+        async with _pipelined(pool) as conn:
+            expected = _Expected()
+            done = await work(conn, expected)
+            await expected.verify()
+            return done
+    except _Redelivered:
+        async with _pipelined(pool) as conn:
+            return await work(conn, None)
+
+
 STATUS_BY_OUTCOME = {"success": 200, "stopped": 200, "error": 422, "anti_bot": 422, "crashed": 500}
 
 
 async def record_started(pool: Pool, event: StartedEvent) -> bool:
     """Store a started event and the lines that came with it; returns False when it was
     already stored (a redelivery)."""
-    try:
-        async with _pipelined(pool) as conn:
-            expected = _Expected()
-            await _record_started(conn, event, expected)
-            await expected.verify()
-            return True
-    except _Redelivered:
-        async with _pipelined(pool) as conn:
-            return await _record_started(conn, event)
+    return await _at_once(pool, lambda conn, expected: _record_started(conn, event, expected))
 
 
 async def _record_started(
@@ -317,15 +327,7 @@ async def record_logs(pool: Pool, lines: list[dict[str, Any]]) -> int:
     """
     if not lines:
         return 0
-    try:
-        async with _pipelined(pool) as conn:
-            expected = _Expected()
-            new = await _insert_lines(conn, lines, expected)
-            await expected.verify()
-            return new
-    except _Redelivered:
-        async with _pipelined(pool) as conn:
-            return await _insert_lines(conn, lines)
+    return await _at_once(pool, lambda conn, expected: _insert_lines(conn, lines, expected))
 
 
 async def _insert_lines(
@@ -389,39 +391,29 @@ async def record_result(
     outcome in its schedule's ``lastRun*`` fields.
     """
     result_row = Jsonb(result.model_dump(mode="json", exclude_none=True))
-    finish = (execution_id, attempt, seq, result.outcome, result_row, duration_ms, finished_at_ms)
-    try:
-        async with _pipelined(pool) as conn:
-            expected = _Expected()
-            if started is not None:
-                await _record_started(conn, started, expected)
-            if lines:
-                await _insert_lines(conn, lines, expected)
-            inserted = await _insert_event(conn, execution_id, attempt, seq, "result", payload)
-            expected.rows(inserted, 1)
-            return await _finish(conn, finish, storage_state, expected)
-    except _Redelivered:
-        pass
-    async with _pipelined(pool) as conn:
+    finish = (execution_id, attempt, result.outcome, result_row, duration_ms, finished_at_ms)
+
+    async def store_result(conn: Any, expected: _Expected | None) -> Recorded | None:
         if started is not None:
-            await _record_started(conn, started)
+            await _record_started(conn, started, expected)
         if lines:
-            await _insert_lines(conn, lines)
+            await _insert_lines(conn, lines, expected)
         inserted = await _insert_event(conn, execution_id, attempt, seq, "result", payload)
-        if await inserted.fetchone() is None:
+        if expected is not None:
+            expected.rows(inserted, 1)
+        elif await inserted.fetchone() is None:
             return None
         return await _finish(conn, finish, storage_state)
 
+    return await _at_once(pool, store_result)
+
 
 async def _finish(
-    conn: Any,
-    finish: tuple[str, int, int, str, Jsonb, int, int],
-    storage_state: str | None,
-    expected: _Expected | None = None,
+    conn: Any, finish: tuple[str, int, str, Jsonb, int, int], storage_state: str | None
 ) -> Recorded:
     """The rest of storing a new result: the execution finished, its saved state, webhook
-    and change; ``expected`` is checked before anything is read."""
-    execution_id, attempt, _seq, outcome, result_row, duration_ms, finished_at_ms = finish
+    and change, and a scheduled run's schedule."""
+    execution_id, attempt, outcome, result_row, duration_ms, finished_at_ms = finish
     if storage_state is not None:
         await _save_browser_state(conn, execution_id, storage_state)
     finishing = await conn.execute(
@@ -442,9 +434,7 @@ async def _finish(
     )
     await _queue_webhook(conn, execution_id)
     await changes.record_change(conn, execution_id, "finished", {"attempt": attempt})
-    if expected is not None:
-        await expected.verify()  # the one wait for the server before the commit
-    row = await finishing.fetchone()
+    row = await finishing.fetchone()  # the one wait for the server before the commit
     # Only a scheduled run has a schedule to tell (and an execution something else finished
     # may be one).
     if row is None or row.pop("source") == "scheduler":

@@ -28,12 +28,6 @@ OPENAI_KEYS = ("sk-openai-key-one-3333", "sk-openai-key-two-4444")
 CLAUDE_KEYS = ("sk-ant-claude-key-one-5555",)
 
 
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
-    with LocalPostgres(tmp_path_factory.mktemp("pg") / "pg", free_port(), fast=True) as server:
-        yield server
-
-
 @pytest.fixture
 async def pool(postgres: LocalPostgres) -> AsyncIterator[db.Pool]:
     opened = await db.open_pool(postgres.url, max_size=2)

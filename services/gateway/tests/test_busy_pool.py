@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -16,12 +16,6 @@ from figranium_devstack.ports import free_port
 from figranium_devstack.postgres import LocalPostgres
 from figranium_gateway.errors import error_middleware
 from figranium_gateway.state import POOL
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
-    with LocalPostgres(tmp_path_factory.mktemp("pg") / "pg", free_port(), fast=True) as server:
-        yield server
 
 
 @pytest.fixture

@@ -3,24 +3,17 @@ change is stored once, whether its transaction went through at once or step by s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from figranium_common import db
 from figranium_common.models import LogEvent, RunResult, StartedEvent
-from figranium_devstack.ports import free_port
 from figranium_devstack.postgres import LocalPostgres
 from figranium_gateway import store
 
 BEGAN = 1_700_000_000_000
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
-    with LocalPostgres(tmp_path_factory.mktemp("pg") / "pg", free_port(), fast=True) as server:
-        yield server
 
 
 @pytest.fixture

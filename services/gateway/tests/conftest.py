@@ -1,0 +1,16 @@
+"""A PostgreSQL per test module, for the gateway's tests against a real database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from figranium_devstack.ports import free_port
+from figranium_devstack.postgres import LocalPostgres
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
+    with LocalPostgres(tmp_path_factory.mktemp("pg") / "pg", free_port(), fast=True) as server:
+        yield server
