@@ -103,10 +103,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             return error_response(exc.status, code, exc.text or exc.reason)
         raise
     except PoolTimeout as exc:
-        if not all_in_use(request.app[POOL]):
+        pool = request.app.get(POOL)
+        if pool is None or not all_in_use(pool):
             log.warning("http.storage_unavailable", path=request.path, error=str(exc))
             return error_response(503, "STORAGE_UNAVAILABLE", "the database is not reachable")
-        # Overloaded, not down: nothing was done, and the same call soon will likely pass.
+        # Overloaded, not down: the same call a moment later will likely pass.
         log.warning("http.busy", path=request.path, error=str(exc))
         response = error_response(
             503, "SERVER_BUSY", "every database connection is in use; try again shortly"
