@@ -304,10 +304,8 @@ async def put_new_object(js: JetStreamContext, bucket: str, name: str, data: byt
     meta_subject = OBJ_META_PRE_TEMPLATE.format(
         bucket=bucket, obj=base64.urlsafe_b64encode(name.encode()).decode()
     )
-    view = memoryview(data)
-    chunks = [
-        view[i : i + OBJ_DEFAULT_CHUNK_SIZE] for i in range(0, len(data), OBJ_DEFAULT_CHUNK_SIZE)
-    ]
+    step = OBJ_DEFAULT_CHUNK_SIZE
+    chunks = [data[i : i + step] for i in range(0, len(data), step)]
     info = ObjectInfo(
         name=name,
         bucket=bucket,
@@ -318,9 +316,9 @@ async def put_new_object(js: JetStreamContext, bucket: str, name: str, data: byt
         digest=OBJ_DIGEST_TEMPLATE.format(
             digest=base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
         ),
-        options=ObjectMetaOptions(max_chunk_size=OBJ_DEFAULT_CHUNK_SIZE),
+        options=ObjectMetaOptions(max_chunk_size=step),
     )
-    publishes = [js.publish(chunks_subject, bytes(chunk)) for chunk in chunks]
+    publishes = [js.publish(chunks_subject, chunk) for chunk in chunks]
     publishes.append(
         js.publish(
             meta_subject,

@@ -110,8 +110,8 @@ async def create_execution(
             )
             await changes.record_change(conn, execution_id, "queued")
             if await inserted.fetchone() is None:
-                raise _Redelivered  # not ours to log: roll the change back
-    except _Redelivered:
+                raise _AlreadyStored  # not ours to log: roll the change back
+    except _AlreadyStored:
         return False
     return True
 
@@ -246,9 +246,9 @@ async def _pipelined(pool: Pool) -> AsyncIterator[Any]:
 T = TypeVar("T")
 
 
-class _Redelivered(Exception):
-    """A row a transaction took to be new was there already: it is rolled back (and, for
-    the events, done again step by step)."""
+class _AlreadyStored(Exception):
+    """A row a transaction took to be new was there already (a redelivered event, a taken
+    execution id): the transaction is rolled back."""
 
 
 class _Expected:
@@ -268,7 +268,16 @@ class _Expected:
     async def verify(self) -> None:
         for cursor, count in self._checks:
             if len(await cursor.fetchall()) != count:
-                raise _Redelivered
+                raise _AlreadyStored
+
+
+async def _inserted(cursor: Any, expected: _Expected | None) -> bool:
+    """Whether an insert's one row came back: read here, or, with ``expected``, taken for
+    granted and checked before the commit."""
+    if expected is not None:
+        expected.rows(cursor, 1)
+        return True
+    return await cursor.fetchone() is not None
 
 
 async def _at_once(pool: Pool, work: Callable[[Any, _Expected | None], Awaitable[T]]) -> T:
@@ -281,7 +290,7 @@ async def _at_once(pool: Pool, work: Callable[[Any, _Expected | None], Awaitable
             done = await work(conn, expected)
             await expected.verify()
             return done
-    except _Redelivered:
+    except _AlreadyStored:
         async with _pipelined(pool) as conn:
             return await work(conn, None)
 
@@ -302,9 +311,7 @@ async def _record_started(
     it is read here whether it was."""
     execution_id, attempt = event.execution_id, event.attempt
     inserted = await _insert_event(conn, execution_id, attempt, event.seq, "started", event.bare())
-    if expected is not None:
-        expected.rows(inserted, 1)
-    elif await inserted.fetchone() is None:
+    if not await _inserted(inserted, expected):
         return False
     await conn.execute(
         "UPDATE executions SET phase = 'running',"
@@ -391,7 +398,6 @@ async def record_result(
     outcome in its schedule's ``lastRun*`` fields.
     """
     result_row = Jsonb(result.model_dump(mode="json", exclude_none=True))
-    finish = (execution_id, attempt, result.outcome, result_row, duration_ms, finished_at_ms)
 
     async def store_result(conn: Any, expected: _Expected | None) -> Recorded | None:
         if started is not None:
@@ -399,47 +405,36 @@ async def record_result(
         if lines:
             await _insert_lines(conn, lines, expected)
         inserted = await _insert_event(conn, execution_id, attempt, seq, "result", payload)
-        if expected is not None:
-            expected.rows(inserted, 1)
-        elif await inserted.fetchone() is None:
+        if not await _inserted(inserted, expected):
             return None
-        return await _finish(conn, finish, storage_state)
+        if storage_state is not None:
+            await _save_browser_state(conn, execution_id, storage_state)
+        finishing = await conn.execute(
+            "UPDATE executions SET phase = 'finished', outcome = %s, status = %s,"
+            " result = %s, finished_at = to_timestamp(%s / 1000.0), duration_ms = %s,"
+            " attempts = GREATEST(attempts, %s)"
+            " WHERE id = %s AND phase <> 'finished'"
+            f" RETURNING {_OUTCOME_COLUMNS}, source",
+            (
+                result.outcome,
+                STATUS_BY_OUTCOME.get(result.outcome, 500),
+                result_row,
+                finished_at_ms,
+                duration_ms,
+                attempt,
+                execution_id,
+            ),
+        )
+        await _queue_webhook(conn, execution_id)
+        await changes.record_change(conn, execution_id, "finished", {"attempt": attempt})
+        row = await finishing.fetchone()  # the one wait for the server before the commit
+        # Only a scheduled run has a schedule to tell (and an execution something else
+        # finished may be one).
+        if row is None or row.pop("source") == "scheduler":
+            await schedule_store.record_scheduled_result(conn, execution_id)
+        return Recorded(None if row is None else dict(row))
 
     return await _at_once(pool, store_result)
-
-
-async def _finish(
-    conn: Any, finish: tuple[str, int, str, Jsonb, int, int], storage_state: str | None
-) -> Recorded:
-    """The rest of storing a new result: the execution finished, its saved state, webhook
-    and change, and a scheduled run's schedule."""
-    execution_id, attempt, outcome, result_row, duration_ms, finished_at_ms = finish
-    if storage_state is not None:
-        await _save_browser_state(conn, execution_id, storage_state)
-    finishing = await conn.execute(
-        "UPDATE executions SET phase = 'finished', outcome = %s, status = %s,"
-        " result = %s, finished_at = to_timestamp(%s / 1000.0), duration_ms = %s,"
-        " attempts = GREATEST(attempts, %s)"
-        " WHERE id = %s AND phase <> 'finished'"
-        f" RETURNING {_OUTCOME_COLUMNS}, source",
-        (
-            outcome,
-            STATUS_BY_OUTCOME.get(outcome, 500),
-            result_row,
-            finished_at_ms,
-            duration_ms,
-            attempt,
-            execution_id,
-        ),
-    )
-    await _queue_webhook(conn, execution_id)
-    await changes.record_change(conn, execution_id, "finished", {"attempt": attempt})
-    row = await finishing.fetchone()  # the one wait for the server before the commit
-    # Only a scheduled run has a schedule to tell (and an execution something else finished
-    # may be one).
-    if row is None or row.pop("source") == "scheduler":
-        await schedule_store.record_scheduled_result(conn, execution_id)
-    return Recorded(None if row is None else dict(row))
 
 
 async def _queue_webhook(conn: Any, execution_id: str) -> None:

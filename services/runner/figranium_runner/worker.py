@@ -27,7 +27,6 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
-from nats.js.object_store import ObjectStore
 from playwright.async_api import BrowserContext, Video
 from playwright.async_api import Error as PlaywrightError
 from pydantic import ValidationError
@@ -336,7 +335,7 @@ class Worker:
         self._metrics = metrics or RunnerMetrics()
         self._metrics.watch_slots(self._slots, lambda: len(self._active))
         # Looked up once, not once per run: each lookup is a request to NATS.
-        self._captures: ObjectStore | None = None
+        self._captures_ready = False  # the object store exists
         self._stops: KeyValue | None = None
 
     @property
@@ -703,14 +702,11 @@ class Worker:
             except NatsError:
                 # Looked up (or created) again, once: the bucket may be gone with a NATS
                 # server that lost its store.
-                self._captures = None
+                self._captures_ready = False
                 await self._put_capture(capture)
 
     async def _put_capture(self, capture: Capture) -> None:
-        await self._captures_bucket()  # it exists
+        if not self._captures_ready:
+            await captures_store(self._js)  # looked up, or created
+            self._captures_ready = True
         await put_new_object(self._js, CAPTURES_BUCKET, capture.name, capture.data)
-
-    async def _captures_bucket(self) -> ObjectStore:
-        if self._captures is None:
-            self._captures = await captures_store(self._js)
-        return self._captures
