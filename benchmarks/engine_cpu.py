@@ -4,8 +4,9 @@
 
 Both drive the same Chromium, one run at a time, on the benchmark's page: ``raw`` is the
 raw script of ``make bench``, ``engine`` is ``figranium_runner.engine.execute`` on the
-same task with the navigation guard installed, as a runner does it, and ``unguarded`` the
-same without the guard. Printed: CPU ms per run (this process, Playwright's driver and
+same task in a context opened as a runner opens it (behind its egress proxy), ``guarded``
+the same with the navigation guard a context with a task's proxy gets instead, and
+``unchecked`` with neither. Printed: CPU ms per run (this process, Playwright's driver and
 Chromium, not the page server) for each round, rounds interleaved, and their medians. It
 tells the engine's own cost apart from everything else a platform run pays (messaging,
 the services' CPU), which ``make bench`` measures.
@@ -25,6 +26,7 @@ from benchmarks.bench import CONTEXT_OPTIONS, bench_task, page_server, raw_run
 from benchmarks.stack import own_cpu_s, tree_cpu_s
 from figranium_common.models import Task
 from figranium_runner.browser import CHROMIUM_ARGS, find_headless_chromium
+from figranium_runner.egress import EgressPolicy, EgressProxy
 from figranium_runner.engine import Limits, execute
 from figranium_runner.guard import install_navigation_guard
 
@@ -33,10 +35,14 @@ async def _ignore(line: str) -> None:
     pass
 
 
-async def engine_run(browser: Browser, url: str, *, guard: bool) -> None:
-    context = await browser.new_context(**CONTEXT_OPTIONS)
+async def engine_run(browser: Browser, url: str, *, check: str) -> None:
+    proxy = await EgressProxy.start(EgressPolicy(allow_private=True)) if check == "egress" else None
+    options = (
+        CONTEXT_OPTIONS if proxy is None else {**CONTEXT_OPTIONS, "proxy": proxy.browser_proxy}
+    )
+    context = await browser.new_context(**options)
     try:
-        if guard:
+        if check == "guard":
             await install_navigation_guard(context, allow_private=True)
         page = await context.new_page()
         task = Task.model_validate(bench_task("engine_cpu", url))
@@ -46,6 +52,8 @@ async def engine_run(browser: Browser, url: str, *, guard: bool) -> None:
         )
     finally:
         await context.close()
+        if proxy is not None:
+            await proxy.close()
     if result.outcome != "success":
         raise RuntimeError(f"engine run failed: {result.error}")
 
@@ -65,8 +73,9 @@ async def measure(port: int, runs: int, rounds: int) -> dict[str, list[float]]:
         )
         kinds: dict[str, Callable[[], Awaitable[None]]] = {
             "raw": lambda: raw_run(browser, url),
-            "engine": lambda: engine_run(browser, url, guard=True),
-            "unguarded": lambda: engine_run(browser, url, guard=False),
+            "engine": lambda: engine_run(browser, url, check="egress"),
+            "guarded": lambda: engine_run(browser, url, check="guard"),
+            "unchecked": lambda: engine_run(browser, url, check="none"),
         }
         for run in kinds.values():  # warm-up
             for _ in range(3):

@@ -37,8 +37,8 @@ from figranium_common.nats import TOOLS_PAGE_SUBJECT, TOOLS_QUEUE, TOOLS_SCRIPT_
 from figranium_common.settings import Settings
 from figranium_runner import identity
 from figranium_runner.browser import BrowserHost
+from figranium_runner.egress import EgressPolicy
 from figranium_runner.engine import EXTRACTION_PARAMETERS, Limits, run_until
-from figranium_runner.guard import install_navigation_guard
 from figranium_runner.worker import open_context
 
 log = structlog.get_logger(__name__)
@@ -154,6 +154,13 @@ class ToolsService:
     def __init__(self, settings: Settings, nc: NATS, browser: BrowserHost) -> None:
         self._settings = settings
         self._limits = Limits.from_settings(settings)
+        self._egress = EgressPolicy(
+            allow_private=settings.allow_private_networks,
+            allow_metadata=settings.allow_metadata_address,
+            on_block=lambda target, reason: log.warning(
+                "tools.connection_blocked", target=target, reason=reason
+            ),
+        )
         self._nc = nc
         self._browser = browser
         self._rng = random.Random()
@@ -267,16 +274,8 @@ class ToolsService:
         if task.mode == "scrape":
             options["java_script_enabled"] = False  # as a run shows it
         state = None if task.statelessExecution else request.storage_state
-        context = await open_context(self._browser, options, state)
+        context = await open_context(self._browser, options, state, self._egress)
         try:
-            await install_navigation_guard(
-                context,
-                allow_private=self._settings.allow_private_networks,
-                allow_metadata=self._settings.allow_metadata_address,
-                on_block=lambda url, reason: log.warning(
-                    "tools.navigation_blocked", url=url, reason=reason
-                ),
-            )
             page = await context.new_page()
             await identity.emulate(page, options)
             await run_until(

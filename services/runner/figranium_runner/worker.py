@@ -55,6 +55,7 @@ from figranium_common.pull import PullStream
 from figranium_common.settings import Settings
 from figranium_runner import identity, output
 from figranium_runner.browser import BrowserCrashed, BrowserHost
+from figranium_runner.egress import EgressPolicy, EgressProxy
 from figranium_runner.engine import Capture, Limits, execute
 from figranium_runner.guard import install_navigation_guard
 from figranium_runner.metrics import RunnerMetrics
@@ -112,9 +113,48 @@ async def open_context(
     browser: BrowserHost,
     options: dict[str, Any],
     storage_state: dict[str, Any] | None,
+    policy: EgressPolicy,
     video_dir: Path | None = None,
 ) -> BrowserContext:
-    """A run's browser context, with the saved browser state when Playwright accepts it."""
+    """A run's browser context, with the saved browser state when Playwright accepts it.
+
+    What it reaches stays inside the URL policy: its connections go through an egress proxy
+    of its own (egress.py) or, when the task gives it a proxy, its page navigations are
+    checked as they are made (guard.py).
+    """
+    egress: EgressProxy | None = None
+    if "proxy" not in options:
+        egress = await EgressProxy.start(policy)
+        options = {**options, "proxy": egress.browser_proxy}
+    try:
+        context = await _new_context(browser, options, storage_state, video_dir)
+    except BaseException:
+        if egress is not None:
+            await egress.close()
+        raise
+    if egress is not None:
+        context.on("close", lambda _: egress.close_soon())
+        return context
+    try:
+        await install_navigation_guard(
+            context,
+            allow_private=policy.allow_private,
+            allow_metadata=policy.allow_metadata,
+            on_block=policy.on_block,
+        )
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await context.close()
+        raise
+    return context
+
+
+async def _new_context(
+    browser: BrowserHost,
+    options: dict[str, Any],
+    storage_state: dict[str, Any] | None,
+    video_dir: Path | None,
+) -> BrowserContext:
     if storage_state is not None:
         try:
             return await browser.new_context(
@@ -320,6 +360,13 @@ class Worker:
         at once (``RUNNER_CONCURRENCY`` by default)."""
         self._settings = settings
         self._limits = Limits.from_settings(settings)
+        self._egress = EgressPolicy(
+            allow_private=settings.allow_private_networks,
+            allow_metadata=settings.allow_metadata_address,
+            on_block=lambda target, reason: log.warning(
+                "run.connection_blocked", target=target, reason=reason
+            ),
+        )
         self._nc = nc
         self._js = js
         self._browser = browser
@@ -545,14 +592,6 @@ class Worker:
                 self._watch_browser(context, request.execution_id), name="browser-watch"
             )
             try:
-                await install_navigation_guard(
-                    context,
-                    allow_private=self._settings.allow_private_networks,
-                    allow_metadata=self._settings.allow_metadata_address,
-                    on_block=lambda url, reason: log.warning(
-                        "run.navigation_blocked", url=url, reason=reason
-                    ),
-                )
                 page = await context.new_page()
                 video = page.video
                 await identity.emulate(page, options)
@@ -661,7 +700,7 @@ class Worker:
         options: dict[str, Any],
     ) -> BrowserContext:
         state = None if task.statelessExecution else request.storage_state
-        return await open_context(self._browser, options, state, video_dir)
+        return await open_context(self._browser, options, state, self._egress, video_dir)
 
     async def _end_state(self, context: BrowserContext) -> dict[str, Any] | None:
         """Cookies and local storage to keep for the task's next run; None keeps the old."""

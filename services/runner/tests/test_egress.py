@@ -1,0 +1,267 @@
+"""A run's context behind its egress proxy, in a real Chromium against a site served here."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from playwright.async_api import BrowserContext
+from playwright.async_api import Error as PlaywrightError
+
+from figranium_runner import egress, worker
+from figranium_runner.browser import BrowserHost
+from figranium_runner.egress import EgressPolicy, EgressProxy
+from figranium_runner.worker import open_context
+from services.runner.tests.navigation_site import METADATA, Blocks, Site
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+METADATA_TARGET = "169.254.169.254:80"
+REFUSED = "ERR_SOCKS_CONNECTION_FAILED"
+
+Opener = Callable[..., Awaitable[tuple[BrowserContext, Blocks]]]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def host() -> AsyncIterator[BrowserHost]:
+    browser = BrowserHost(None)
+    await browser.start()
+    yield browser
+    await browser.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def opened(host: BrowserHost, site: Site) -> AsyncIterator[Opener]:
+    """Opens contexts as a run does (worker.open_context); closes them afterwards."""
+    site.seen.clear()
+    contexts: list[BrowserContext] = []
+
+    async def open_one(
+        *, allow_private: bool, options: dict[str, Any] | None = None
+    ) -> tuple[BrowserContext, Blocks]:
+        blocks = Blocks()
+        policy = EgressPolicy(allow_private=allow_private, on_block=blocks)
+        context = await open_context(host, options or {}, None, policy)
+        contexts.append(context)
+        return context, blocks
+
+    yield open_one
+    for context in contexts:
+        await context.close()
+
+
+async def test_pages_redirects_and_their_cookies_load(opened: Opener, site: Site) -> None:
+    context, blocks = await opened(allow_private=True)
+    page = await context.new_page()
+    await page.goto(f"{site.base}/")
+    assert await page.title() == "Home"
+    await page.goto(f"{site.base}/r1")
+    assert page.url == f"{site.base}/final"
+    assert await page.text_content("#cookie") == "hop=1"
+    assert site.seen == ["GET /", "GET /r1", "GET /r2", "GET /final"]
+    assert blocks.calls == []
+
+
+async def test_a_redirect_to_the_metadata_address_never_connects(
+    opened: Opener, site: Site
+) -> None:
+    context, blocks = await opened(allow_private=True)
+    page = await context.new_page()
+    with pytest.raises(PlaywrightError, match=REFUSED):
+        await page.goto(f"{site.base}/to-metadata")
+    assert [target for target, _ in blocks.calls] == [METADATA_TARGET]
+    assert "blocked address" in blocks.calls[0][1]
+    assert "cloud metadata endpoint" in blocks.calls[0][1]
+
+
+async def test_a_link_and_an_iframe_to_the_metadata_address_are_refused(
+    opened: Opener, site: Site
+) -> None:
+    context, blocks = await opened(allow_private=True)
+    page = await context.new_page()
+    await page.goto(f"{site.base}/frame")
+    await blocks.wait()
+    assert await page.title() == "Framed"
+    blocks.calls.clear()
+    await page.goto(f"{site.base}/")
+    await page.click("#meta", no_wait_after=True)
+    await blocks.wait()
+    assert [target for target, _ in blocks.calls] == [METADATA_TARGET]
+    assert page.url == f"{site.base}/"
+
+
+async def test_sub_resources_are_checked_too(opened: Opener, site: Site) -> None:
+    context, blocks = await opened(allow_private=True)
+    page = await context.new_page()
+    await page.goto(f"{site.base}/resources")
+    await page.wait_for_function("document.body.dataset.meta === 'failed'")
+    await page.wait_for_function("document.title === 'fetched'")  # its own fetch went out
+    assert await page.evaluate("document.getElementById('own').naturalWidth") == 1
+    assert await page.evaluate("document.getElementById('meta').naturalWidth") == 0
+    assert {target for target, _ in blocks.calls} == {METADATA_TARGET}
+    assert {"GET /pixel.gif", "GET /data.txt"} <= set(site.seen)
+
+
+async def test_private_addresses_are_refused_unless_allowed(opened: Opener, site: Site) -> None:
+    context, blocks = await opened(allow_private=False)
+    page = await context.new_page()
+    with pytest.raises(PlaywrightError, match=REFUSED):
+        await page.goto(f"{site.base}/")
+    page = await context.new_page()  # the first shows Chromium's error page
+    await page.evaluate(f"setTimeout(() => location.href = '{site.base}/x')")
+    await blocks.wait(2)
+    await asyncio.sleep(0.3)  # time for a request that should not come
+    port = site.base.rsplit(":", 1)[1]
+    assert [target for target, _ in blocks.calls] == [f"127.0.0.1:{port}"] * 2
+    assert "loopback" in blocks.calls[0][1]
+    assert site.seen == []
+
+
+async def test_localhost_by_name_is_refused(opened: Opener) -> None:
+    context, blocks = await opened(allow_private=False)
+    page = await context.new_page()
+    with pytest.raises(PlaywrightError, match=REFUSED):
+        await page.goto("http://localhost:8088/")
+    assert blocks.calls == [("localhost:8088", "host 'localhost' is a private address (localhost)")]
+
+
+@pytest.mark.parametrize(("status", "method", "body"), [(307, "POST", "a=307"), (303, "GET", "")])
+async def test_forms_redirects_and_downloads_work_as_in_a_browser(
+    opened: Opener, site: Site, status: int, method: str, body: str
+) -> None:
+    context, _ = await opened(allow_private=True)
+    page = await context.new_page()
+    await page.goto(f"{site.base}/form")
+    async with page.expect_navigation(url=f"{site.base}/echo"):
+        await page.click(f"#send{status}")
+    assert await page.text_content("#method") == method
+    assert await page.text_content("#body") == body
+    await page.goto(f"{site.base}/form")
+    async with page.expect_download() as downloading:
+        await page.click("#dl")
+    saved = Path(await (await downloading.value).path())
+    assert await asyncio.to_thread(saved.read_text) == "a,b\n1,2\n"
+    await page.goto(f"{site.base}/gzip")
+    assert await page.text_content("#z") == "unzipped fine"
+
+
+async def test_unreachable_hosts_fail_without_a_block(opened: Opener) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    context, blocks = await opened(allow_private=True)
+    page = await context.new_page()
+    with pytest.raises(PlaywrightError, match=REFUSED):
+        await page.goto("http://no-such-host.invalid/")
+    with pytest.raises(PlaywrightError, match=REFUSED):
+        await page.goto(f"http://127.0.0.1:{port}/")
+    assert blocks.calls == []
+
+
+async def test_the_proxy_closes_with_its_context(
+    host: BrowserHost, site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[EgressProxy] = []
+
+    class Recorded(EgressProxy):
+        @classmethod
+        async def start(cls, policy: EgressPolicy) -> EgressProxy:
+            proxy = await super().start(policy)
+            started.append(proxy)
+            return proxy
+
+    monkeypatch.setattr(worker, "EgressProxy", Recorded)
+    context = await open_context(host, {}, None, EgressPolicy(allow_private=True))
+    page = await context.new_page()
+    await page.goto(f"{site.base}/")
+    (proxy,) = started
+    port = proxy.port
+    await context.close()
+
+    async with asyncio.timeout(10):
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except ConnectionRefusedError:
+                break
+            writer.close()
+            await asyncio.sleep(0.05)
+
+
+async def test_a_context_with_the_tasks_proxy_gets_the_navigation_guard(opened: Opener) -> None:
+    # Nothing listens on the task's proxy: only the guard can answer before a connection.
+    context, blocks = await opened(
+        allow_private=True, options={"proxy": {"server": "http://127.0.0.1:9"}}
+    )
+    page = await context.new_page()
+    with pytest.raises(PlaywrightError, match="ERR_BLOCKED_BY_CLIENT"):
+        await page.goto(METADATA)
+    assert [url for url, _ in blocks.calls] == [METADATA]
+
+
+# --- the SOCKS5 conversation itself ------------------------------------------------------
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def proxy() -> AsyncIterator[EgressProxy]:
+    started = await EgressProxy.start(EgressPolicy(allow_private=True))
+    yield started
+    await started.close()
+
+
+async def _exchange(port: int, *messages: bytes, expect: int) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for message in messages:
+            writer.write(message)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(expect), timeout=10)
+    finally:
+        writer.close()
+
+
+async def test_a_client_without_the_no_auth_method_is_turned_away(proxy: EgressProxy) -> None:
+    assert await _exchange(proxy.port, b"\x05\x01\x02", expect=2) == b"\x05\xff"
+
+
+async def test_commands_other_than_connect_are_refused(proxy: EgressProxy) -> None:
+    bind = b"\x05\x02\x00\x01\x7f\x00\x00\x01\x1f\x90"
+    answer = await _exchange(proxy.port, b"\x05\x01\x00", bind, expect=12)
+    assert answer[:2] == b"\x05\x00"  # no authentication
+    assert answer[2:4] == b"\x05\x07"  # command not supported
+
+
+async def test_a_connect_reaches_the_checked_address(proxy: EgressProxy, site: Site) -> None:
+    port = int(site.base.rsplit(":", 1)[1])
+    name = b"localhost"
+    connect = b"\x05\x01\x00\x03" + bytes((len(name),)) + name + port.to_bytes(2, "big")
+    request = b"GET /data.txt HTTP/1.0\r\nHost: localhost\r\n\r\n"
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        writer.write(b"\x05\x01\x00" + connect)
+        assert await reader.readexactly(2) == b"\x05\x00"
+        reply = await reader.readexactly(4)
+        assert reply[:2] == b"\x05\x00"
+        await reader.readexactly(4 + 2 if reply[3] == 1 else 16 + 2)
+        writer.write(request)
+        response = await asyncio.wait_for(reader.read(), timeout=10)
+    finally:
+        writer.close()
+    assert response.startswith(b"HTTP/1.0 200")
+    assert response.endswith(b"fetched")
+
+
+async def test_a_client_that_says_nothing_is_dropped(
+    proxy: EgressProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(egress, "HANDSHAKE_TIMEOUT_S", 0.2)
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        assert await asyncio.wait_for(reader.read(), timeout=10) == b""
+    finally:
+        writer.close()
