@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -47,6 +48,7 @@ _ADDRESS_TYPE_NOT_SUPPORTED = 8
 HANDSHAKE_TIMEOUT_S = 10.0  # a client that opens a connection and says nothing
 CONNECT_TIMEOUT_S = 30.0  # per address, as a browser would wait for a TCP connect
 _CHUNK = 256 * 1024
+_HOST = re.compile(r"[A-Za-z0-9._\-]+|[0-9A-Fa-f:.]+")
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,10 @@ class EgressProxy:
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         """The checked connection, answered to the browser; None if refused (and answered)."""
         policy = self._policy
+        if not _HOST.fullmatch(host):  # the check reads the host inside a URL
+            self._blocked(repr(host), "not a host name")
+            await _reply(writer, _NOT_ALLOWED)
+            return None
         literal = f"[{host}]" if ":" in host else host
         try:
             addresses = await check_url(
@@ -187,8 +193,9 @@ async def _read_request(
         host = str(ipaddress.IPv6Address(await reader.readexactly(16)))
     elif kind == _NAME:
         (length,) = await reader.readexactly(1)
-        name = await reader.readexactly(length)
-        host = name.decode("ascii", errors="replace")  # check_url refuses what is not a name
+        host = (await reader.readexactly(length)).decode("ascii", errors="replace")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
     else:
         await _reply(writer, _ADDRESS_TYPE_NOT_SUPPORTED)
         return None

@@ -130,6 +130,25 @@ async def test_localhost_by_name_is_refused(opened: Opener) -> None:
     assert blocks.calls == [("localhost:8088", "host 'localhost' is a private address (localhost)")]
 
 
+@pytest.mark.parametrize(
+    ("url", "target"),
+    [
+        ("http://[::1]:8080/", "[::1]:8080"),
+        ("http://[::ffff:127.0.0.1]/", "[::ffff:7f00:1]:80"),
+        ("http://0x7f.1/", "127.0.0.1:80"),
+        ("http://shop.localhost/", "shop.localhost:80"),
+    ],
+)
+async def test_other_spellings_of_loopback_are_refused(
+    opened: Opener, url: str, target: str
+) -> None:
+    context, blocks = await opened(allow_private=False)
+    page = await context.new_page()
+    with pytest.raises(PlaywrightError, match=REFUSED):
+        await page.goto(url)
+    assert [called for called, _ in blocks.calls] == [target]
+
+
 @pytest.mark.parametrize(("status", "method", "body"), [(307, "POST", "a=307"), (303, "GET", "")])
 async def test_forms_redirects_and_downloads_work_as_in_a_browser(
     opened: Opener, site: Site, status: int, method: str, body: str
@@ -234,6 +253,13 @@ async def test_commands_other_than_connect_are_refused(proxy: EgressProxy) -> No
     answer = await _exchange(proxy.port, b"\x05\x01\x00", bind, expect=12)
     assert answer[:2] == b"\x05\x00"  # no authentication
     assert answer[2:4] == b"\x05\x07"  # command not supported
+
+
+@pytest.mark.parametrize("name", [b"example.com@127.0.0.1", b"127.0.0.1/x", b"a b"])
+async def test_a_name_that_is_not_a_host_is_refused(proxy: EgressProxy, name: bytes) -> None:
+    connect = b"\x05\x01\x00\x03" + bytes((len(name),)) + name + (80).to_bytes(2, "big")
+    answer = await _exchange(proxy.port, b"\x05\x01\x00", connect, expect=12)
+    assert answer[2:4] == b"\x05\x02"  # not allowed by ruleset
 
 
 async def test_a_connect_reaches_the_checked_address(proxy: EgressProxy, site: Site) -> None:
