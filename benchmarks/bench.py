@@ -245,17 +245,21 @@ async def platform_batch(bench: Bench, task_id: str, n: int) -> dict[str, Any]:
     await asyncio.gather(*(submit() for _ in range(n)))
     submitted = time.time()
     # Watched in PostgreSQL, not through the API: the raw side has no observer either, so
-    # the watching must cost the platform next to nothing.
+    # the watching must cost the platform next to nothing. One connection for the whole
+    # batch: a new one per look would have PostgreSQL start a backend process each time.
     deadline = time.monotonic() + 600 + n * 5
-    while True:
-        await asyncio.sleep(0.5)
-        done, ok, last = await asyncio.to_thread(_finished, bench.stack.database_url, ids)
-        if done == n:
-            break
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{n - done} of {n} runs never finished")
-        if bench.runner is not None:
-            bench.runner.check_alive()
+    async with await psycopg.AsyncConnection.connect(
+        bench.stack.database_url, autocommit=True
+    ) as conn:
+        while True:
+            await asyncio.sleep(0.5)
+            done, ok, last = await _finished(conn, ids)
+            if done == n:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{n - done} of {n} runs never finished")
+            if bench.runner is not None:
+                bench.runner.check_alive()
     # The last finishing time as PostgreSQL stored it, not when our poll happened to look.
     wall = last - started
     return {
@@ -267,15 +271,15 @@ async def platform_batch(bench: Bench, task_id: str, n: int) -> dict[str, Any]:
     }
 
 
-def _finished(database_url: str, ids: list[str]) -> tuple[int, int, float]:
+async def _finished(conn: psycopg.AsyncConnection[Any], ids: list[str]) -> tuple[int, int, float]:
     """How many of ``ids`` finished, how many succeeded, and the last finishing time."""
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "SELECT count(*), count(*) FILTER (WHERE outcome = 'success'),"
-            " EXTRACT(EPOCH FROM max(finished_at))::float8"
-            " FROM executions WHERE id = ANY(%s) AND phase = 'finished'",
-            (ids,),
-        ).fetchone()
+    cursor = await conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE outcome = 'success'),"
+        " EXTRACT(EPOCH FROM max(finished_at))::float8"
+        " FROM executions WHERE id = ANY(%s) AND phase = 'finished'",
+        (ids,),
+    )
+    row = await cursor.fetchone()
     assert row is not None
     return int(row[0]), int(row[1]), float(row[2] or 0.0)
 
