@@ -4,6 +4,7 @@ supervised Chromium (replaced after a crash, recycled after its maximum contexts
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import time
 from typing import Any
@@ -163,6 +164,38 @@ def test_metrics_and_probes_follow_runs(isolated: Stack, site: str) -> None:
     assert runner_ops.value("figranium_runner_slots", state="busy") == 0
     assert {"figranium_browser_restarts_total"} <= runner_ops.names()
 
+    assert runner.stop(signal.SIGTERM, timeout=30) == 0
+    assert gateway.stop(signal.SIGTERM, timeout=30) == 0
+
+
+def test_a_refused_browser_connection_is_logged_with_its_run_and_counted(
+    isolated: Stack, site: str
+) -> None:
+    gateway, client, _ = start_gateway(isolated)
+    runner, runner_ops = start_runner(isolated)
+    probe = (
+        "return fetch('http://169.254.169.254/latest/meta-data/')"
+        ".then(() => 'reached', () => 'refused')"
+    )
+    task = {
+        **quick_task(site, "probe"),
+        "actions": [{"type": "javascript", "value": probe}],
+        "extractionScript": "return null",
+    }
+    assert client.post("/api/tasks", json=task).status_code == 200
+    answer = client.post("/api/tasks/probe/api", json={})
+    assert answer.status_code == 200, answer.text
+    execution_id = answer.json()["executionId"]
+
+    assert runner_ops.value("figranium_runner_connections_blocked_total") == 1
+    (line,) = [
+        json.loads(text)
+        for text in runner.log_text().splitlines()
+        if "run.connection_blocked" in text
+    ]
+    assert line["execution_id"] == execution_id
+    assert line["target"] == "169.254.169.254:80"
+    assert "cloud metadata endpoint" in line["reason"]
     assert runner.stop(signal.SIGTERM, timeout=30) == 0
     assert gateway.stop(signal.SIGTERM, timeout=30) == 0
 

@@ -46,6 +46,11 @@ class RunnerMetrics:
         )
         for reason in ("crash", "recycle"):
             self.browser_restarts.labels(reason=reason)  # exposed at 0 from the start
+        self.connections_blocked = Counter(
+            "figranium_runner_connections_blocked",
+            "Browser connections the egress proxy refused under the URL policy",
+            registry=self.registry,
+        )
         self.headful_session = Gauge(
             "figranium_headful_session_active",
             "1 while a headful session (a run on the visible browser) is active",

@@ -363,9 +363,7 @@ class Worker:
         self._egress = EgressPolicy(
             allow_private=settings.allow_private_networks,
             allow_metadata=settings.allow_metadata_address,
-            on_block=lambda target, reason: log.warning(
-                "run.connection_blocked", target=target, reason=reason
-            ),
+            on_block=self._connection_blocked,
         )
         self._nc = nc
         self._js = js
@@ -481,6 +479,10 @@ class Worker:
             finally:
                 heartbeat.cancel()
                 self._browser_died.discard(request.execution_id)
+
+    def _connection_blocked(self, target: str, reason: str) -> None:
+        self._metrics.connections_blocked.inc()
+        log.warning("run.connection_blocked", target=target, reason=reason)
 
     async def _browser_crashed(self, msg: Msg, error: str) -> None:
         # Not the run's fault: another attempt on a new Chromium, here or elsewhere.
