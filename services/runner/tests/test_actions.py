@@ -28,14 +28,6 @@ def base(site: tuple[str, list[str]]) -> str:
     return site[0]
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def host() -> AsyncIterator[BrowserHost]:
-    browser = BrowserHost(None)
-    await browser.start()
-    yield browser
-    await browser.close()
-
-
 @pytest_asyncio.fixture(loop_scope="module")
 async def context(host: BrowserHost) -> AsyncIterator[BrowserContext]:
     ctx = await host.new_context()

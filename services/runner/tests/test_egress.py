@@ -27,14 +27,6 @@ REFUSED = "ERR_SOCKS_CONNECTION_FAILED"
 Opener = Callable[..., Awaitable[tuple[BrowserContext, Blocks]]]
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def host() -> AsyncIterator[BrowserHost]:
-    browser = BrowserHost(None)
-    await browser.start()
-    yield browser
-    await browser.close()
-
-
 @pytest_asyncio.fixture(loop_scope="module")
 async def opened(host: BrowserHost, site: Site) -> AsyncIterator[Opener]:
     """Opens contexts as a run does (worker.open_context); closes them afterwards."""

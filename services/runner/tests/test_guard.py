@@ -19,14 +19,6 @@ from services.runner.tests.navigation_site import METADATA, Blocks, Site
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def host() -> AsyncIterator[BrowserHost]:
-    browser = BrowserHost(None)
-    await browser.start()
-    yield browser
-    await browser.close()
-
-
 @pytest_asyncio.fixture(loop_scope="module")
 async def context(host: BrowserHost, site: Site) -> AsyncIterator[BrowserContext]:
     site.seen.clear()

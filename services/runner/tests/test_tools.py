@@ -48,14 +48,6 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def host() -> AsyncIterator[BrowserHost]:
-    browser = BrowserHost(None)
-    await browser.start()
-    yield browser
-    await browser.close()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def nc(nats_url: str) -> AsyncIterator[NATS]:
     client = await nats.connect(nats_url)
     yield client
