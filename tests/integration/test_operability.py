@@ -196,6 +196,11 @@ def test_a_refused_browser_connection_is_logged_with_its_run_and_counted(
     assert line["execution_id"] == execution_id
     assert line["target"] == "169.254.169.254:80"
     assert "cloud metadata endpoint" in line["reason"]
+    # The run's own log says so too.
+    logs = execution(client, execution_id)["logs"]
+    assert any(
+        entry.startswith("[BLOCKED] Connection to 169.254.169.254:80 refused") for entry in logs
+    ), logs
     assert runner.stop(signal.SIGTERM, timeout=30) == 0
     assert gateway.stop(signal.SIGTERM, timeout=30) == 0
 

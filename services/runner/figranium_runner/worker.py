@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -234,6 +235,13 @@ class EventPublisher:
     async def log(self, line: str) -> None:
         self._lines.append((self._next(), line))
         self._send_soon()
+
+    def note(self, line: str) -> None:
+        """A line from outside the action engine, such as a refused connection; dropped
+        once the result is on its way."""
+        if not self._finishing:
+            self._lines.append((self._next(), line))
+            self._send_soon()
 
     def _send_soon(self) -> None:
         if self._sender is None or self._sender.done():
@@ -480,9 +488,13 @@ class Worker:
                 heartbeat.cancel()
                 self._browser_died.discard(request.execution_id)
 
-    def _connection_blocked(self, target: str, reason: str) -> None:
+    def _connection_blocked(
+        self, target: str, reason: str, events: EventPublisher | None = None
+    ) -> None:
         self._metrics.connections_blocked.inc()
         log.warning("run.connection_blocked", target=target, reason=reason)
+        if events is not None:  # the run's own log says why a request of its page failed
+            events.note(f"[BLOCKED] Connection to {target} refused: {reason}")
 
     async def _browser_crashed(self, msg: Msg, error: str) -> None:
         # Not the run's fault: another attempt on a new Chromium, here or elsewhere.
@@ -584,11 +596,16 @@ class Worker:
         closing: asyncio.Task[None] | None = None
         ran = False  # to the end of the run, without an exception
         try:
+            policy = dataclasses.replace(
+                self._egress,
+                on_block=lambda target, reason: self._connection_blocked(target, reason, events),
+            )
             context = await self._open_context(
                 request,
                 task,
                 None if videos is None else Path(videos.name),
                 options,
+                policy,
             )
             watcher = asyncio.create_task(
                 self._watch_browser(context, request.execution_id), name="browser-watch"
@@ -700,9 +717,10 @@ class Worker:
         task: Task,
         video_dir: Path | None,
         options: dict[str, Any],
+        policy: EgressPolicy,
     ) -> BrowserContext:
         state = None if task.statelessExecution else request.storage_state
-        return await open_context(self._browser, options, state, self._egress, video_dir)
+        return await open_context(self._browser, options, state, policy, video_dir)
 
     async def _end_state(self, context: BrowserContext) -> dict[str, Any] | None:
         """Cookies and local storage to keep for the task's next run; None keeps the old."""

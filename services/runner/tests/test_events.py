@@ -160,3 +160,19 @@ async def test_many_lines_are_split_into_events_of_consecutive_seqs() -> None:
     sizes = [len(event["lines"]) for _, event, _ in recorder.published]
     assert sizes == [200, 200, 50]
     assert [event["seq"] for _, event, _ in recorder.published] == [0, 200, 400]
+
+
+async def test_a_note_joins_the_lines_until_the_result_is_on_its_way() -> None:
+    recorder = Recorder()
+    events = _publisher(recorder, linger=30)
+    await events.started("runner-1")
+    await events.log("action 1")
+    events.note("[BLOCKED] Connection to 169.254.169.254:80 refused: metadata")
+    await events.result(RunResult(outcome="success"), 10)
+    events.note("[BLOCKED] after the result")  # a connection refused while closing
+    await asyncio.sleep(0.05)
+    (result,) = [ResultEvent.model_validate(event) for _, event, _ in recorder.published]
+    assert result.lines == [
+        "action 1",
+        "[BLOCKED] Connection to 169.254.169.254:80 refused: metadata",
+    ]
