@@ -19,6 +19,7 @@ import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -173,6 +174,7 @@ async def _new_context(
 # database commit. The start waits as long, with the first lines, and a run that ends
 # sooner announces it in its result. A live watcher sees a line at most this much later.
 LOG_LINGER_SECONDS = 1.0
+MAX_BLOCKED_LINES = 20  # refused connections listed in a run's log
 _MAX_LINES_PER_EVENT = 200
 # The lines still waiting when the run ends ride in its result event, up to this much: the
 # result has to fit in one NATS message with its data.
@@ -488,13 +490,25 @@ class Worker:
                 heartbeat.cancel()
                 self._browser_died.discard(request.execution_id)
 
-    def _connection_blocked(
-        self, target: str, reason: str, events: EventPublisher | None = None
-    ) -> None:
+    def _connection_blocked(self, target: str, reason: str) -> None:
         self._metrics.connections_blocked.inc()
         log.warning("run.connection_blocked", target=target, reason=reason)
-        if events is not None:  # the run's own log says why a request of its page failed
-            events.note(f"[BLOCKED] Connection to {target} refused: {reason}")
+
+    def _blocked_for(self, events: EventPublisher) -> Callable[[str, str], None]:
+        """on_block for one run: its own log also says why a request of its page failed,
+        for the first few refusals (a page may retry without end)."""
+        noted = 0
+
+        def on_block(target: str, reason: str) -> None:
+            nonlocal noted
+            self._connection_blocked(target, reason)
+            noted += 1
+            if noted <= MAX_BLOCKED_LINES:
+                events.note(f"[BLOCKED] Connection to {target} refused: {reason}")
+            elif noted == MAX_BLOCKED_LINES + 1:
+                events.note("[BLOCKED] More connections were refused; the runner's log has each")
+
+        return on_block
 
     async def _browser_crashed(self, msg: Msg, error: str) -> None:
         # Not the run's fault: another attempt on a new Chromium, here or elsewhere.
@@ -596,10 +610,7 @@ class Worker:
         closing: asyncio.Task[None] | None = None
         ran = False  # to the end of the run, without an exception
         try:
-            policy = dataclasses.replace(
-                self._egress,
-                on_block=lambda target, reason: self._connection_blocked(target, reason, events),
-            )
+            policy = dataclasses.replace(self._egress, on_block=self._blocked_for(events))
             context = await self._open_context(
                 request,
                 task,
