@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import structlog
 
 from figranium_common.errors import InvalidUrlError
+from figranium_common.settings import Settings
 from figranium_common.urls import IPAddress, check_url
 
 log = structlog.get_logger(__name__)
@@ -38,7 +39,6 @@ _CONNECT = 1
 _IPV4, _NAME, _IPV6 = 1, 3, 4
 # RFC 1928 section 6 replies.
 _SUCCEEDED = 0
-_GENERAL_FAILURE = 1
 _NOT_ALLOWED = 2
 _HOST_UNREACHABLE = 4
 _CONNECTION_REFUSED = 5
@@ -58,6 +58,16 @@ class EgressPolicy:
     allow_private: bool
     allow_metadata: bool = False
     on_block: Callable[[str, str], None] | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, on_block: Callable[[str, str], None] | None = None
+    ) -> EgressPolicy:
+        return cls(
+            allow_private=settings.allow_private_networks,
+            allow_metadata=settings.allow_metadata_address,
+            on_block=on_block,
+        )
 
 
 class EgressProxy:
@@ -162,7 +172,7 @@ class EgressProxy:
         return None
 
     def _blocked(self, target: str, reason: str) -> None:
-        log.info("egress.blocked", target=target, reason=reason)
+        log.debug("egress.blocked", target=target, reason=reason)  # on_block tells the run
         if self._policy.on_block is not None:
             try:
                 self._policy.on_block(target, reason)
@@ -186,7 +196,6 @@ async def _read_request(
     version, command, _, kind = await reader.readexactly(4)
     if version != _VERSION:
         return None
-    host: str | None = None
     if kind == _IPV4:
         host = str(ipaddress.IPv4Address(await reader.readexactly(4)))
     elif kind == _IPV6:

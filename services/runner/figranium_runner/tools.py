@@ -154,9 +154,8 @@ class ToolsService:
     def __init__(self, settings: Settings, nc: NATS, browser: BrowserHost) -> None:
         self._settings = settings
         self._limits = Limits.from_settings(settings)
-        self._egress = EgressPolicy(
-            allow_private=settings.allow_private_networks,
-            allow_metadata=settings.allow_metadata_address,
+        self._egress = EgressPolicy.from_settings(
+            settings,
             on_block=lambda target, reason: log.warning(
                 "tools.connection_blocked", target=target, reason=reason
             ),

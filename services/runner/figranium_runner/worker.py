@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import dataclasses
 import json
 import os
 import random
@@ -370,11 +369,6 @@ class Worker:
         at once (``RUNNER_CONCURRENCY`` by default)."""
         self._settings = settings
         self._limits = Limits.from_settings(settings)
-        self._egress = EgressPolicy(
-            allow_private=settings.allow_private_networks,
-            allow_metadata=settings.allow_metadata_address,
-            on_block=self._connection_blocked,
-        )
         self._nc = nc
         self._js = js
         self._browser = browser
@@ -490,10 +484,6 @@ class Worker:
                 heartbeat.cancel()
                 self._browser_died.discard(request.execution_id)
 
-    def _connection_blocked(self, target: str, reason: str) -> None:
-        self._metrics.connections_blocked.inc()
-        log.warning("run.connection_blocked", target=target, reason=reason)
-
     def _blocked_for(self, events: EventPublisher) -> Callable[[str, str], None]:
         """on_block for one run: its own log also says why a request of its page failed,
         for the first few refusals (a page may retry without end)."""
@@ -501,7 +491,8 @@ class Worker:
 
         def on_block(target: str, reason: str) -> None:
             nonlocal noted
-            self._connection_blocked(target, reason)
+            self._metrics.connections_blocked.inc()
+            log.warning("run.connection_blocked", target=target, reason=reason)
             noted += 1
             if noted <= MAX_BLOCKED_LINES:
                 events.note(f"[BLOCKED] Connection to {target} refused: {reason}")
@@ -610,7 +601,7 @@ class Worker:
         closing: asyncio.Task[None] | None = None
         ran = False  # to the end of the run, without an exception
         try:
-            policy = dataclasses.replace(self._egress, on_block=self._blocked_for(events))
+            policy = EgressPolicy.from_settings(self._settings, on_block=self._blocked_for(events))
             context = await self._open_context(
                 request,
                 task,

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from playwright.async_api import Page
+
 METADATA = "http://169.254.169.254/latest/meta-data/"
 _PIXEL = bytes.fromhex(
     "47494638396101000100800000ffffff00000021f90401000000002c00000000010001000002024401003b"
@@ -156,3 +158,12 @@ class Blocks:
                 if len(self.calls) >= count:
                     return
                 await self.event.wait()
+
+
+async def post_form(page: Page, base: str, status: int) -> tuple[str | None, str | None]:
+    """Send the site's form that is answered with ``status`` (303 or 307); the method and
+    body the page at the end of the redirect received."""
+    await page.goto(f"{base}/form")
+    async with page.expect_navigation(url=f"{base}/echo"):
+        await page.click(f"#send{status}")
+    return await page.text_content("#method"), await page.text_content("#body")

@@ -17,7 +17,7 @@ from figranium_runner import egress, worker
 from figranium_runner.browser import BrowserHost
 from figranium_runner.egress import EgressPolicy, EgressProxy
 from figranium_runner.worker import open_context
-from services.runner.tests.navigation_site import METADATA, Blocks, Site
+from services.runner.tests.navigation_site import METADATA, Blocks, Site, post_form
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -147,11 +147,7 @@ async def test_forms_redirects_and_downloads_work_as_in_a_browser(
 ) -> None:
     context, _ = await opened(allow_private=True)
     page = await context.new_page()
-    await page.goto(f"{site.base}/form")
-    async with page.expect_navigation(url=f"{site.base}/echo"):
-        await page.click(f"#send{status}")
-    assert await page.text_content("#method") == method
-    assert await page.text_content("#body") == body
+    assert await post_form(page, site.base, status) == (method, body)
     await page.goto(f"{site.base}/form")
     async with page.expect_download() as downloading:
         await page.click("#dl")

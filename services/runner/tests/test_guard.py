@@ -14,7 +14,7 @@ from playwright.async_api import Error as PlaywrightError
 
 from figranium_runner.browser import BrowserHost
 from figranium_runner.guard import install_navigation_guard
-from services.runner.tests.navigation_site import METADATA, Blocks, Site
+from services.runner.tests.navigation_site import METADATA, Blocks, Site, post_form
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -135,11 +135,7 @@ async def test_a_posted_form_is_redirected_like_a_browser_would(
 ) -> None:
     await _guard(context, allow_private=True)
     page = await context.new_page()
-    await page.goto(f"{site.base}/form")
-    async with page.expect_navigation(url=f"{site.base}/echo"):
-        await page.click(f"#send{status}")
-    assert await page.text_content("#method") == method
-    assert await page.text_content("#body") == body
+    assert await post_form(page, site.base, status) == (method, body)
     assert site.seen[-2:] == [f"POST /post{status}", f"{method} /echo"]
 
 
