@@ -28,6 +28,7 @@ from figranium_common.nats import RUNNERS_CONSUMER, RUNS_DEFAULT_SUBJECT, RUNS_S
 from figranium_devstack.natsserver import LocalNats
 from figranium_devstack.ports import free_port
 from figranium_devstack.postgres import LocalPostgres
+from figranium_runner.worker import LOG_LINGER_SECONDS
 from tests.integration.faults import (
     DRAIN_TIMEOUT,
     IN_FLIGHT,
@@ -91,7 +92,9 @@ def steady(tmp_path_factory: pytest.TempPathFactory, postgres: LocalPostgres) ->
 
 
 def test_runners_killed_twice_lose_and_repeat_nothing(steady: Faulty, site: str) -> None:
-    save_task(steady.client, runs_task(site, "kills", 0.5))
+    # Longer than a runner waits before it announces a start: a shorter run shows as
+    # running only in its result, and there would be no run "under way" to wait for.
+    save_task(steady.client, runs_task(site, "kills", LOG_LINGER_SECONDS + 0.5))
     before = steady.execution_ids()
     accepted = queue_runs(steady.client, "kills", IN_FLIGHT)
 
