@@ -1,13 +1,15 @@
 """The runner's action engine against the raw Playwright script, in one process.
 
-    python -m benchmarks.engine_cpu [--runs N] [--rounds N]
+    python -m benchmarks.engine_cpu [--runs N] [--rounds N] [--concurrency C]
 
 Both drive the same Chromium, one run at a time, on the benchmark's page: ``raw`` is the
 raw script of ``make bench``, ``engine`` is ``figranium_runner.engine.execute`` on the
 same task in a context opened as a runner opens it (behind its egress proxy), ``guarded``
 the same with the navigation guard a context with a task's proxy gets instead, and
 ``unchecked`` with neither. Printed: CPU ms per run (this process, Playwright's driver and
-Chromium, not the page server) for each round, rounds interleaved, and their medians. It
+Chromium, not the page server) for each round, rounds interleaved, and their medians, with
+the median split between them. ``--concurrency`` runs that many at once, as a runner's
+slots do. It
 tells the engine's own cost apart from everything else a platform run pays (messaging,
 the services' CPU), which ``make bench`` measures.
 """
@@ -58,14 +60,31 @@ async def engine_run(browser: Browser, url: str, *, check: str) -> None:
         raise RuntimeError(f"engine run failed: {result.error}")
 
 
-def _cpu_s() -> float:
-    """This process and Playwright's driver with its Chromium; not the page server."""
+def _cpu_s() -> dict[str, float]:
+    """This process, Playwright's driver and its Chromium; not the page server."""
     me = psutil.Process()
     drivers = [child for child in me.children() if "node" in child.name()]
-    return own_cpu_s(me.pid) + sum(tree_cpu_s(driver.pid) for driver in drivers)
+    driver = sum(own_cpu_s(d.pid) for d in drivers)
+    return {
+        "python": own_cpu_s(me.pid),
+        "driver": driver,
+        "chromium": sum(tree_cpu_s(d.pid) for d in drivers) - driver,
+    }
 
 
-async def measure(port: int, runs: int, rounds: int) -> dict[str, list[float]]:
+async def _batch(run: Callable[[], Awaitable[None]], runs: int, concurrency: int) -> None:
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        async with slots:
+            await run()
+
+    await asyncio.gather(*(one() for _ in range(runs)))
+
+
+async def measure(
+    port: int, runs: int, rounds: int, concurrency: int = 1
+) -> dict[str, list[dict[str, float]]]:
     url = f"http://127.0.0.1:{port}/"
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
@@ -78,15 +97,14 @@ async def measure(port: int, runs: int, rounds: int) -> dict[str, list[float]]:
             "unchecked": lambda: engine_run(browser, url, check="none"),
         }
         for run in kinds.values():  # warm-up
-            for _ in range(3):
-                await run()
-        spent: dict[str, list[float]] = {kind: [] for kind in kinds}
+            await _batch(run, max(3, concurrency), concurrency)
+        spent: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
         for _ in range(rounds):
             for kind, run in kinds.items():
                 before = _cpu_s()
-                for _ in range(runs):
-                    await run()
-                spent[kind].append((_cpu_s() - before) / runs * 1000)
+                await _batch(run, runs, concurrency)
+                after = _cpu_s()
+                spent[kind].append({k: (after[k] - before[k]) / runs * 1000 for k in after})
         await browser.close()
     return spent
 
@@ -95,12 +113,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.engine_cpu")
     parser.add_argument("--runs", type=int, default=15, help="runs per round and kind")
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, default=1, help="runs at once")
     args = parser.parse_args()
     with page_server() as port:
-        spent = asyncio.run(measure(port, args.runs, args.rounds))
+        spent = asyncio.run(measure(port, args.runs, args.rounds, args.concurrency))
     for kind, rounds in spent.items():
-        each = ", ".join(f"{value:.0f}" for value in rounds)
-        print(f"{kind:10s} CPU ms per run: {each}; median {statistics.median(rounds):.0f}")
+        totals = [sum(parts.values()) for parts in rounds]
+        each = ", ".join(f"{value:.0f}" for value in totals)
+        split = " / ".join(
+            f"{part} {statistics.median(parts[part] for parts in rounds):.1f}" for part in rounds[0]
+        )
+        print(
+            f"{kind:10s} CPU ms per run: {each}; median {statistics.median(totals):.0f} ({split})"
+        )
 
 
 if __name__ == "__main__":

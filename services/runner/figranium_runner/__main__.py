@@ -16,6 +16,7 @@ from nats.aio.client import Client as NATS
 from figranium_common import nats as topology
 from figranium_common.logging import configure_logging
 from figranium_common.ops import OpsServer
+from figranium_common.runtime import tune_gc
 from figranium_common.settings import Settings
 from figranium_runner import headful
 from figranium_runner.browser import BrowserHost
@@ -165,6 +166,7 @@ async def _work_headful(
 def main() -> None:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format, service="runner")
+    tune_gc()
     if settings.runner_headful and (problem := headful.preflight(settings)) is not None:
         log.error("runner.headful_unavailable", error=problem)
         sys.exit(2)

@@ -15,6 +15,7 @@ from figranium_common import db
 from figranium_common import nats as topology
 from figranium_common.logging import configure_logging
 from figranium_common.ops import OpsServer
+from figranium_common.runtime import tune_gc
 from figranium_common.settings import Settings
 from figranium_scheduler.loop import Scheduler
 from figranium_scheduler.metrics import SchedulerMetrics
@@ -84,6 +85,7 @@ async def _main(settings: Settings) -> None:
 def main() -> None:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format, service="scheduler")
+    tune_gc()
     asyncio.run(_main(settings))
 
 
