@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     gateway_metrics_port: int = Field(default=9465, ge=0, le=65535, alias="GATEWAY_METRICS_PORT")
     runner_metrics_port: int = Field(default=9466, ge=0, le=65535, alias="RUNNER_METRICS_PORT")
     runner_browser_max_contexts: int = Field(default=200, ge=1, alias="RUNNER_BROWSER_MAX_CONTEXTS")
+    # The nice value a runner gives its Chromium (all its processes), so that browser work
+    # yields the CPU to services sharing the machine. 0 leaves Chromium as Playwright starts it.
+    runner_browser_nice: int = Field(default=0, ge=0, le=19, alias="RUNNER_BROWSER_NICE")
     # Headful runners: Chromium headed on a virtual display, watched through noVNC.
     runner_headful: bool = Field(default=False, alias="RUNNER_HEADFUL")
     novnc_port: int = Field(default=54311, ge=0, le=65535, alias="NOVNC_PORT")

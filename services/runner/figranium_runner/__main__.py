@@ -51,6 +51,7 @@ async def serve(settings: Settings) -> None:
         retire_grace_seconds=settings.run_timeout_seconds + 60,
         on_restart=metrics.browser_restarted,
         screen=display,
+        nice=settings.runner_browser_nice,
     )
     connections: list[NATS] = []
 

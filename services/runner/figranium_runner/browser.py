@@ -27,6 +27,7 @@ from playwright.async_api import Browser, BrowserContext, Playwright, async_play
 from playwright.async_api import Error as PlaywrightError
 
 from figranium_common.errors import FigraniumError
+from figranium_runner.priority import lower_browser_priority
 
 log = structlog.get_logger(__name__)
 
@@ -130,17 +131,20 @@ class BrowserHost:
         retire_grace_seconds: float = 600.0,
         on_restart: Callable[[RestartReason], None] | None = None,
         screen: Screen | None = None,
+        nice: int = 0,
     ) -> None:
         """``max_contexts`` 0 never recycles. A recycled Chromium is closed when its last
         context closes, or after ``retire_grace_seconds`` at the latest (a context that is
         never closed must not keep it alive for good). ``screen``: run headed on it, with
-        ``chromium_path``'s browser; headless runs take :func:`find_headless_chromium`'s."""
+        ``chromium_path``'s browser; headless runs take :func:`find_headless_chromium`'s.
+        ``nice``: the CPU priority each Chromium launched gets (priority.py); 0 keeps it."""
         self._executable = (
             find_chromium(chromium_path)
             if screen is not None
             else find_headless_chromium(headless_path, chromium_path)
         )
         self._screen = screen
+        self._nice = nice
         self._max_contexts = max_contexts
         self._retire_grace_seconds = retire_grace_seconds
         self._on_restart = on_restart
@@ -227,10 +231,13 @@ class BrowserHost:
             )
         generation = _Generation(browser)
         browser.on("disconnected", lambda _: self._disconnected(generation))
+        lowered = await asyncio.to_thread(lower_browser_priority, self._nice) if self._nice else 0
         log.info(
             "browser.launched",
             executable=self._executable or "playwright-bundled",
             version=browser.version,
+            nice=self._nice,
+            processes_lowered=lowered,
         )
         return generation
 

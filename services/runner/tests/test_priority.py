@@ -1,0 +1,124 @@
+"""The Chromiums a runner launches run at a lower CPU priority than the runner itself."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from figranium_runner.browser import BrowserHost
+from figranium_runner.priority import autogroup_nice, browser_sessions, lower_browser_priority
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+
+
+def _stat(proc: Path, pid: int, comm: str, ppid: int, session: int) -> None:
+    (proc / str(pid)).mkdir()
+    (proc / str(pid) / "stat").write_text(f"{pid} ({comm}) S {ppid} {pid} {session} 0 -1 0\n")
+
+
+def test_browser_sessions_are_the_sessions_started_below_the_root(tmp_path: Path) -> None:
+    proc = tmp_path
+    _stat(proc, 1, "init", 0, 1)
+    _stat(proc, 10, "python", 1, 1)  # the runner
+    _stat(proc, 11, "node", 10, 1)  # Playwright's driver, in the runner's session
+    _stat(proc, 12, "chrome (headless) x", 11, 12)  # a browser, detached
+    _stat(proc, 13, "chrome_zygote", 12, 12)
+    _stat(proc, 14, "chrome_renderer", 13, 12)
+    _stat(proc, 20, "other", 1, 20)  # someone else's session
+    (proc / "self").mkdir()  # not a process
+    sessions = browser_sessions(10, proc)
+    assert {leader: sorted(members) for leader, members in sessions.items()} == {12: [12, 13, 14]}
+    assert browser_sessions(20, proc) == {}
+
+
+@pytest.fixture
+def detached_tree() -> Iterator[tuple[int, int]]:
+    """A child in this session whose own child leads a new session with one more process:
+    the shape of Playwright's driver and a browser it launched. Yields (child, leader)."""
+    script = (
+        "import subprocess, sys, time\n"
+        "leader = subprocess.Popen([sys.executable, '-c', "
+        '\'import subprocess, sys, time; subprocess.Popen(["sleep", "60"]); time.sleep(60)\'],'
+        " start_new_session=True)\n"
+        "print(leader.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    leader = int(child.stdout.readline())
+    deadline = time.monotonic() + 10
+    while len(browser_sessions(os.getpid()).get(leader, [])) < 2:
+        assert time.monotonic() < deadline, "the detached session never got its second process"
+        time.sleep(0.05)
+    try:
+        yield child.pid, leader
+    finally:
+        for pid in browser_sessions(os.getpid()).get(leader, []):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        child.kill()
+        child.wait()
+        child.stdout.close()
+
+
+def test_the_detached_sessions_are_lowered_and_nothing_else(
+    detached_tree: tuple[int, int],
+) -> None:
+    child, leader = detached_tree
+    members = browser_sessions(os.getpid())[leader]
+    assert lower_browser_priority(7) == len(members) == 2
+    assert all(_thread_nices(pid) == {7} for pid in members)
+    assert _thread_nices(child) == {0}  # the driver's place: left alone
+    assert os.getpriority(os.PRIO_PROCESS, os.getpid()) == 0
+    if autogroup_nice(leader) is not None:
+        assert autogroup_nice(leader) == 7
+    assert lower_browser_priority(5) == 0  # only ever lowers
+    assert lower_browser_priority(0) == 0
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+
+
+def _thread_nices(pid: int) -> set[int]:
+    tasks = Path(f"/proc/{pid}/task").iterdir()
+    return {os.getpriority(os.PRIO_PROCESS, int(task.name)) for task in tasks}
+
+
+@pytest.mark.asyncio
+async def test_a_launched_chromium_and_the_renderers_it_starts_later_are_lowered() -> None:
+    browser = BrowserHost(None, nice=9)
+    await browser.start()
+    try:
+        sessions = browser_sessions(os.getpid())
+        assert sessions, "no Chromium session below this process"
+        leader = next(iter(sessions))
+        # The browser and the zygotes that start the renderers.
+        zygotes = [pid for pid in sessions[leader] if "--type=zygote" in _cmdline(pid)]
+        assert len(zygotes) >= 1
+        for pid in [leader, *zygotes]:
+            assert _thread_nices(pid) == {9}
+        context = await browser.new_context()
+        page = await context.new_page()  # a renderer started after the launch
+        await page.set_content("<p>hi</p>")
+        after = browser_sessions(os.getpid())
+        assert set(after) == {leader}  # the renderer is in the lowered session
+        renderers = [pid for pid in after[leader] if "--type=renderer" in _cmdline(pid)]
+        assert renderers
+        # The session's own value ranks Chromium against other sessions when autogroups
+        # are on, whatever Chromium does with its threads' values (as root it raises some).
+        assert autogroup_nice(leader) in (None, 9)
+        if autogroup_nice(leader) is None:
+            assert all(min(_thread_nices(pid)) >= 9 for pid in renderers)
+        await context.close()
+    finally:
+        await browser.close()
+    assert os.getpriority(os.PRIO_PROCESS, os.getpid()) == 0
