@@ -27,7 +27,7 @@ from playwright.async_api import Browser, BrowserContext, Playwright, async_play
 from playwright.async_api import Error as PlaywrightError
 
 from figranium_common.errors import FigraniumError
-from figranium_runner.priority import lower_browser_priority
+from figranium_runner.priority import lower_browser_priority, session_leaders
 
 log = structlog.get_logger(__name__)
 
@@ -216,6 +216,8 @@ class BrowserHost:
 
     async def _launch(self) -> _Generation:
         assert self._playwright is not None, "BrowserHost.start() was not called"
+        # The sessions there already (another Chromium, a virtual display) keep theirs.
+        others = await asyncio.to_thread(session_leaders) if self._nice else set()
         if self._screen is None:
             browser = await self._playwright.chromium.launch(
                 executable_path=self._executable, headless=True, args=CHROMIUM_ARGS
@@ -231,7 +233,9 @@ class BrowserHost:
             )
         generation = _Generation(browser)
         browser.on("disconnected", lambda _: self._disconnected(generation))
-        lowered = await asyncio.to_thread(lower_browser_priority, self._nice) if self._nice else 0
+        lowered = 0
+        if self._nice:
+            lowered = await asyncio.to_thread(lower_browser_priority, self._nice, skip=others)
         log.info(
             "browser.launched",
             executable=self._executable or "playwright-bundled",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 PROC = Path("/proc")
@@ -67,10 +68,22 @@ def _autogroups_on(proc: Path) -> bool:
         return False
 
 
-def lower_browser_priority(nice: int, root: int | None = None, proc: Path = PROC) -> int:
-    """Give every browser session below ``root`` (this process) the nice value ``nice``,
-    where theirs is lower; how many processes were lowered. Only ever lowers: raising a
-    priority back would need privileges, and a process a moment from exiting is skipped.
+def session_leaders(root: int | None = None, proc: Path = PROC) -> set[int]:
+    """The leaders of the sessions below ``root`` (this process) now."""
+    return set(browser_sessions(os.getpid() if root is None else root, proc))
+
+
+def lower_browser_priority(
+    nice: int,
+    root: int | None = None,
+    proc: Path = PROC,
+    *,
+    skip: Collection[int] = (),
+) -> int:
+    """Give every session below ``root`` (this process) but those led by ``skip`` (the
+    ones there before the browser was launched) the nice value ``nice``, where theirs is
+    lower; how many processes were lowered. Only ever lowers: raising a priority back
+    would need privileges, and a process a moment from exiting is skipped.
 
     A nice value belongs to a thread, and a child process inherits the one of the thread
     that started it (Chromium starts its helpers from threads of its own), so every thread
@@ -81,6 +94,8 @@ def lower_browser_priority(nice: int, root: int | None = None, proc: Path = PROC
     lowered = 0
     autogroups = _autogroups_on(proc)
     for leader, members in browser_sessions(os.getpid() if root is None else root, proc).items():
+        if leader in skip:
+            continue
         if autogroups:
             with contextlib.suppress(OSError):
                 (proc / str(leader) / "autogroup").write_text(str(nice))

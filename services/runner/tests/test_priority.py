@@ -14,7 +14,12 @@ from pathlib import Path
 import pytest
 
 from figranium_runner.browser import BrowserHost
-from figranium_runner.priority import autogroup_nice, browser_sessions, lower_browser_priority
+from figranium_runner.priority import (
+    autogroup_nice,
+    browser_sessions,
+    lower_browser_priority,
+    session_leaders,
+)
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 
@@ -40,9 +45,11 @@ def test_browser_sessions_are_the_sessions_started_below_the_root(tmp_path: Path
 
 
 @pytest.fixture
-def detached_tree() -> Iterator[tuple[int, int]]:
+def detached_tree() -> Iterator[tuple[int, int, set[int]]]:
     """A child in this session whose own child leads a new session with one more process:
-    the shape of Playwright's driver and a browser it launched. Yields (child, leader)."""
+    the shape of Playwright's driver and a browser it launched. Yields the child, the new
+    session's leader, and the sessions that were there before (other tests' browsers)."""
+    before = session_leaders()
     script = (
         "import subprocess, sys, time\n"
         "leader = subprocess.Popen([sys.executable, '-c', "
@@ -59,7 +66,7 @@ def detached_tree() -> Iterator[tuple[int, int]]:
         assert time.monotonic() < deadline, "the detached session never got its second process"
         time.sleep(0.05)
     try:
-        yield child.pid, leader
+        yield child.pid, leader, before
     finally:
         for pid in browser_sessions(os.getpid()).get(leader, []):
             with contextlib.suppress(ProcessLookupError):
@@ -69,18 +76,19 @@ def detached_tree() -> Iterator[tuple[int, int]]:
         child.stdout.close()
 
 
-def test_the_detached_sessions_are_lowered_and_nothing_else(
-    detached_tree: tuple[int, int],
+def test_the_new_detached_session_is_lowered_and_nothing_else(
+    detached_tree: tuple[int, int, set[int]],
 ) -> None:
-    child, leader = detached_tree
+    child, leader, before = detached_tree
     members = browser_sessions(os.getpid())[leader]
-    assert lower_browser_priority(7) == len(members) == 2
+    # Only these two: the sessions there before (other tests' browsers) are left alone.
+    assert lower_browser_priority(7, skip=before) == len(members) == 2
     assert all(_thread_nices(pid) == {7} for pid in members)
     assert _thread_nices(child) == {0}  # the driver's place: left alone
     assert os.getpriority(os.PRIO_PROCESS, os.getpid()) == 0
     if autogroup_nice(leader) is not None:
         assert autogroup_nice(leader) == 7
-    assert lower_browser_priority(5) == 0  # only ever lowers
+    assert lower_browser_priority(5, skip=before) == 0  # only ever lowers
     assert lower_browser_priority(0) == 0
 
 
@@ -95,11 +103,16 @@ def _thread_nices(pid: int) -> set[int]:
 
 @pytest.mark.asyncio
 async def test_a_launched_chromium_and_the_renderers_it_starts_later_are_lowered() -> None:
+    before = session_leaders()  # other tests' browsers, if any
     browser = BrowserHost(None, nice=9)
     await browser.start()
     try:
-        sessions = browser_sessions(os.getpid())
-        assert sessions, "no Chromium session below this process"
+        sessions = {
+            leader: members
+            for leader, members in browser_sessions(os.getpid()).items()
+            if leader not in before
+        }
+        assert len(sessions) == 1, "not one new Chromium session below this process"
         leader = next(iter(sessions))
         # The browser and the zygotes that start the renderers.
         zygotes = [pid for pid in sessions[leader] if "--type=zygote" in _cmdline(pid)]
@@ -110,7 +123,7 @@ async def test_a_launched_chromium_and_the_renderers_it_starts_later_are_lowered
         page = await context.new_page()  # a renderer started after the launch
         await page.set_content("<p>hi</p>")
         after = browser_sessions(os.getpid())
-        assert set(after) == {leader}  # the renderer is in the lowered session
+        assert set(after) - before == {leader}  # the renderer is in the lowered session
         renderers = [pid for pid in after[leader] if "--type=renderer" in _cmdline(pid)]
         assert renderers
         # The session's own value ranks Chromium against other sessions when autogroups
