@@ -107,6 +107,17 @@ class Bench:
 # --- statistics -----------------------------------------------------------------------
 
 
+def settings_from_environment(given: dict[str, str]) -> dict[str, str]:
+    """The service settings in this process's environment that reach the services as they
+    are (``given``: what the stack passes them), not set by the stack itself."""
+    aliases = {str(field.alias) for field in Settings.model_fields.values()}
+    return {
+        name: value
+        for name in sorted(aliases)
+        if (value := os.environ.get(name)) is not None and given.get(name) == value
+    }
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     position = (len(ordered) - 1) * q
@@ -734,6 +745,9 @@ async def run(plan: Plan, only: list[str], stack: BenchStack, page_port: int) ->
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "git": git_commit(REPO),
         "options": {"quick": plan.quick, "only": only, "runs": plan.runs},
+        # Service settings given to this run through the environment (the stack passes
+        # the environment on), which change what the figures measure.
+        "settings_from_environment": settings_from_environment(stack.env()),
         "machine": machine_info(chromium),
     }
     for key in (
