@@ -70,7 +70,7 @@ def _autogroups_on(proc: Path) -> bool:
 
 def session_leaders(root: int | None = None, proc: Path = PROC) -> set[int]:
     """The leaders of the sessions below ``root`` (this process) now."""
-    return set(browser_sessions(os.getpid() if root is None else root, proc))
+    return set(browser_sessions(root or os.getpid(), proc))
 
 
 def lower_browser_priority(
@@ -93,14 +93,16 @@ def lower_browser_priority(
         return 0
     lowered = 0
     autogroups = _autogroups_on(proc)
-    for leader, members in browser_sessions(os.getpid() if root is None else root, proc).items():
+    for leader, members in browser_sessions(root or os.getpid(), proc).items():
         if leader in skip:
             continue
         if autogroups:
             with contextlib.suppress(OSError):
                 (proc / str(leader) / "autogroup").write_text(str(nice))
         for pid in members:
-            lowered += any([_lower(tid, nice) for tid in _threads(proc, pid)])
+            # Every thread is tried: the count is of processes with any thread lowered.
+            if [tid for tid in _threads(proc, pid) if _lower(tid, nice)]:
+                lowered += 1
     return lowered
 
 
@@ -119,12 +121,3 @@ def _lower(tid: int, nice: int) -> bool:
     except OSError:
         return False  # exited meanwhile
     return True
-
-
-def autogroup_nice(pid: int, proc: Path = PROC) -> int | None:
-    """The nice value of ``pid``'s autogroup, or None without autogroups."""
-    try:
-        text = (proc / str(pid) / "autogroup").read_text()  # "/autogroup-42 nice 10"
-    except OSError:
-        return None
-    return int(text.split()[-1]) if _autogroups_on(proc) else None

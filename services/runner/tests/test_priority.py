@@ -14,12 +14,7 @@ from pathlib import Path
 import pytest
 
 from figranium_runner.browser import BrowserHost
-from figranium_runner.priority import (
-    autogroup_nice,
-    browser_sessions,
-    lower_browser_priority,
-    session_leaders,
-)
+from figranium_runner.priority import browser_sessions, lower_browser_priority, session_leaders
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 
@@ -90,6 +85,14 @@ def test_the_new_detached_session_is_lowered_and_nothing_else(
         assert autogroup_nice(leader) == 7
     assert lower_browser_priority(5, skip=before) == 0  # only ever lowers
     assert lower_browser_priority(0) == 0
+
+
+def autogroup_nice(pid: int) -> int | None:
+    """The nice value of ``pid``'s autogroup, or None where the kernel applies none."""
+    if Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() != "1":
+        return None
+    text = Path(f"/proc/{pid}/autogroup").read_text()  # "/autogroup-42 nice 10"
+    return int(text.split()[-1])
 
 
 def _cmdline(pid: int) -> str:
