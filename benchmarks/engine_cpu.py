@@ -1,6 +1,6 @@
 """The runner's action engine against the raw Playwright script, in one process.
 
-    python -m benchmarks.engine_cpu [--runs N] [--rounds N] [--concurrency C]
+    python -m benchmarks.engine_cpu [--runs N] [--rounds N] [--concurrency C] [--kinds K,...]
 
 Both drive the same Chromium, one run at a time, on the benchmark's page: ``raw`` is the
 raw script of ``make bench``, ``engine`` is ``figranium_runner.engine.execute`` on the
@@ -82,8 +82,11 @@ async def _batch(run: Callable[[], Awaitable[None]], runs: int, concurrency: int
     await asyncio.gather(*(one() for _ in range(runs)))
 
 
+KINDS = ("raw", "engine", "guarded", "unchecked")
+
+
 async def measure(
-    port: int, runs: int, rounds: int, concurrency: int = 1
+    port: int, runs: int, rounds: int, concurrency: int = 1, only: tuple[str, ...] = KINDS
 ) -> dict[str, list[dict[str, float]]]:
     url = f"http://127.0.0.1:{port}/"
     async with async_playwright() as playwright:
@@ -96,6 +99,7 @@ async def measure(
             "guarded": lambda: engine_run(browser, url, check="guard"),
             "unchecked": lambda: engine_run(browser, url, check="none"),
         }
+        kinds = {kind: run for kind, run in kinds.items() if kind in only}
         for run in kinds.values():  # warm-up
             await _batch(run, max(3, concurrency), concurrency)
         spent: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
@@ -114,9 +118,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15, help="runs per round and kind")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=1, help="runs at once")
+    parser.add_argument(
+        "--kinds", default=",".join(KINDS), help=f"comma-separated: {','.join(KINDS)}"
+    )
     args = parser.parse_args()
+    only = tuple(kind.strip() for kind in args.kinds.split(",") if kind.strip())
+    if unknown := set(only) - set(KINDS):
+        parser.error(f"unknown kinds: {', '.join(sorted(unknown))}")
     with page_server() as port:
-        spent = asyncio.run(measure(port, args.runs, args.rounds, args.concurrency))
+        spent = asyncio.run(measure(port, args.runs, args.rounds, args.concurrency, only))
     for kind, rounds in spent.items():
         totals = [sum(parts.values()) for parts in rounds]
         each = ", ".join(f"{value:.0f}" for value in totals)

@@ -14,6 +14,12 @@ CHANGES_LOCK_ID = 0x46_49_47_43  # "FIGC"
 
 # --- writing (inside the caller's transaction) ----------------------------------------
 
+# Every insert into the log takes the lock first, in the same statement: a row's id is
+# drawn from the sequence as the row is formed, from rows joined with ``held``, so after
+# the lock (which is held to the commit, so ids become visible in the order they were
+# drawn). One statement instead of two: each is a round trip to the server.
+_LOCKED = "WITH held AS MATERIALIZED (SELECT pg_advisory_xact_lock(%s)) "
+
 
 async def record_change(
     conn: Any, execution_id: str, kind: str, extra: dict[str, Any] | None = None
@@ -38,18 +44,23 @@ async def record_each(conn: Any, kind: str, changes: list[tuple[str, dict[str, A
     """Log one change per (execution id, extra payload), in the given order."""
     if not changes:
         return
-    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGES_LOCK_ID,))
     await conn.execute(
-        "INSERT INTO execution_changes (execution_id, kind, payload)"
+        _LOCKED + "INSERT INTO execution_changes (execution_id, kind, payload)"
         " SELECT e.id, %s,"
         " jsonb_build_object('executionId', e.id, 'taskId', e.task_id, 'phase', e.phase)"
         " || jsonb_strip_nulls(jsonb_build_object("
         "'outcome', e.outcome, 'status', e.status, 'durationMs', e.duration_ms))"
         " || wanted.extra"
-        " FROM unnest(%s::text[], %s::jsonb[]) WITH ORDINALITY AS wanted (id, extra, n)"
+        " FROM held CROSS JOIN unnest(%s::text[], %s::jsonb[])"
+        "  WITH ORDINALITY AS wanted (id, extra, n)"
         " JOIN executions e ON e.id = wanted.id"
         " ORDER BY wanted.n",
-        (kind, [change[0] for change in changes], [Jsonb(change[1]) for change in changes]),
+        (
+            CHANGES_LOCK_ID,
+            kind,
+            [change[0] for change in changes],
+            [Jsonb(change[1]) for change in changes],
+        ),
     )
 
 
@@ -57,12 +68,12 @@ async def record_deleted(conn: Any, deleted: list[dict[str, Any]]) -> None:
     """Log deleted executions (rows with ``id`` and ``task_id``); call last in the transaction."""
     if not deleted:
         return
-    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGES_LOCK_ID,))
     await conn.execute(
-        "INSERT INTO execution_changes (execution_id, kind, payload)"
+        _LOCKED + "INSERT INTO execution_changes (execution_id, kind, payload)"
         " SELECT d.id, 'deleted',"
         " jsonb_build_object('executionId', d.id, 'taskId', d.task_id, 'phase', 'deleted')"
-        " FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS d (id, task_id, n)"
+        " FROM held CROSS JOIN unnest(%s::text[], %s::text[])"
+        "  WITH ORDINALITY AS d (id, task_id, n)"
         " ORDER BY d.n",
-        ([row["id"] for row in deleted], [row["task_id"] for row in deleted]),
+        (CHANGES_LOCK_ID, [row["id"] for row in deleted], [row["task_id"] for row in deleted]),
     )

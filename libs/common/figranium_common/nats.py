@@ -28,7 +28,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError
 from nats.js.kv import MSG_ROLLUP_SUBJECT, KeyValue
 from nats.js.object_store import (
     OBJ_CHUNKS_PRE_TEMPLATE,
@@ -77,6 +77,7 @@ CAPTURES_BUCKET = "captures"
 # Stop requests: a key per execution id, so a runner that picks the run up later skips it,
 # and a core-NATS subject that interrupts a runner already running it.
 STOPS_BUCKET = "stops"
+STOPS_STREAM = f"KV_{STOPS_BUCKET}"  # the stream under the bucket
 STOP_SUBJECT_PREFIX = "figranium.control.v1.stop"
 # Core-NATS request/reply services every runner answers, one runner per request (a queue
 # group): PageCaptureRequest and ScriptCheckRequest (figranium_common.models).
@@ -272,10 +273,18 @@ async def declare_topology(js: JetStreamContext, limits: RunConsumerLimits) -> N
 
 
 async def stops_store(js: JetStreamContext) -> KeyValue:
+    """The bucket of stops asked for runs that had not started. A runner looks each run up
+    in it: with direct gets allowed, the server answers a lookup with the entry itself
+    rather than through its JetStream API (a JSON reply with the value in base64)."""
     try:
-        return await js.key_value(STOPS_BUCKET)
-    except (NotFoundError, BucketNotFoundError):
-        return await js.create_key_value(KeyValueConfig(bucket=STOPS_BUCKET, ttl=24 * 3600))
+        stream = await js.stream_info(STOPS_STREAM)
+    except NotFoundError:
+        config = KeyValueConfig(bucket=STOPS_BUCKET, ttl=24 * 3600, direct=True)
+        return await js.create_key_value(config)
+    if not stream.config.allow_direct:  # made by an older release: allow them now
+        stream.config.allow_direct = True
+        await js.update_stream(stream.config)
+    return await js.key_value(STOPS_BUCKET)
 
 
 async def captures_store(js: JetStreamContext) -> ObjectStore:

@@ -28,10 +28,20 @@ def credential_purpose(credential_id: str) -> str:
     return f"credential:{credential_id}"
 
 
-_INSERT_EXECUTION = (
+_EXECUTION_COLUMNS = (
     "INSERT INTO executions (id, task_id, task_name, mode, source, url, method, path,"
     " phase, task_snapshot, variables, webhook_url)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'queued', %s, %s, %s)"
+)
+_INSERT_EXECUTION = (
+    _EXECUTION_COLUMNS + " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'queued', %s, %s, %s)"
+    " ON CONFLICT (id) DO NOTHING"
+)
+# The same, only while fewer than a limit of executions are unfinished (counted up to the
+# limit, through the partial index executions_unfinished, so the cost stays bounded).
+_INSERT_EXECUTION_BELOW = (
+    _EXECUTION_COLUMNS + " SELECT %s, %s, %s, %s, %s, %s, %s, %s, 'queued', %s, %s, %s"
+    " WHERE (SELECT count(*) FROM"
+    " (SELECT 1 FROM executions WHERE phase <> 'finished' LIMIT %s) AS unfinished) < %s"
     " ON CONFLICT (id) DO NOTHING"
 )
 
@@ -75,11 +85,18 @@ async def insert_execution(
     method: str | None = None,
     path: str | None = None,
     webhook_url: str | None = None,
+    unfinished_below: int = 0,
 ) -> Any:
     """Insert a queued execution; returns the statement's cursor, whose one row says it was
-    inserted (none: the id is taken). In a pipeline, reading it waits for the server, so a
+    inserted (none: the id is taken, or ``unfinished_below`` executions, when not 0, are
+    queued or running already). In a pipeline, reading it waits for the server, so a
     caller sends its other statements first."""
     new = NewExecution(execution_id, task, source, variables, method, path, webhook_url)
+    if unfinished_below > 0:
+        return await conn.execute(
+            _INSERT_EXECUTION_BELOW + " RETURNING id",
+            (*new.params(), unfinished_below, unfinished_below),
+        )
     return await conn.execute(_INSERT_EXECUTION + " RETURNING id", new.params())
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -46,6 +47,8 @@ Wake = Callable[[str, dict[str, Any] | None], None]
 
 # A result that overtook the event before it waits this long, once, for it to be stored.
 RESULT_WAIT_SECONDS = 0.2
+# Runs whose last stored event this replica remembers (the oldest are forgotten first).
+REMEMBERED_RUNS = 10_000
 
 
 async def notify_finished(
@@ -95,6 +98,17 @@ class EventIngester:
         self._box = box
         self._metrics = metrics
         self._on_finished = on_finished
+        # (execution id, attempt) -> the last sequence number of the latest event of that
+        # attempt stored here; a result whose event before it is known here needs no lookup.
+        self._stored: collections.OrderedDict[tuple[str, int], int] = collections.OrderedDict()
+
+    def _remember(self, execution_id: str, attempt: int, last_seq: int) -> None:
+        key = (execution_id, attempt)
+        if self._stored.get(key, -1) < last_seq:
+            self._stored[key] = last_seq
+        self._stored.move_to_end(key)
+        while len(self._stored) > REMEMBERED_RUNS:
+            self._stored.popitem(last=False)
 
     async def apply(self, messages: list[Msg]) -> None:
         changed = False
@@ -130,6 +144,10 @@ class EventIngester:
         before = event.seq - len(event.lines) - 1
         if before < 0 or event.started is not None or msg.metadata.num_delivered > 1:
             return False
+        # Stored here: the event ending at ``before`` is the one just ahead of the result
+        # (a stored event cannot end later: the result's own lines come next).
+        if self._stored.get((event.execution_id, event.attempt), -1) >= before:
+            return False
         try:
             present = await store.has_event(self._pool, event.execution_id, event.attempt, before)
         except Exception:  # database down: storing the result fails and naks it as usual
@@ -143,7 +161,10 @@ class EventIngester:
         return await settle([msg for msg, _ in lines], EVENTS_STREAM, self._store_logs(payloads))
 
     async def _store_logs(self, payloads: list[dict[str, Any]]) -> bool:
-        return await store.record_logs(self._pool, payloads) > 0
+        new = await store.record_logs(self._pool, payloads)
+        for payload in payloads:  # stored now, whether new or stored before
+            self._remember(payload["execution_id"], int(payload["attempt"]), int(payload["seq"]))
+        return new > 0
 
     async def _store(self, event: RunEvent, payload: dict[str, Any]) -> bool:
         """Store one started or result event; whether it was new."""
@@ -155,7 +176,9 @@ class EventIngester:
             return False
 
     async def _started(self, event: StartedEvent) -> bool:
-        if not await store.record_started(self._pool, event):
+        new = await store.record_started(self._pool, event)
+        self._remember(event.execution_id, event.attempt, event.seq + len(event.lines))
+        if not new:
             return False
         log.info("execution.started", attempt=event.attempt, runner=event.runner_id)
         return True
@@ -191,6 +214,7 @@ class EventIngester:
             if self._metrics is not None:
                 self._metrics.runs_finished.labels(outcome=event.result.outcome).inc()
                 self._metrics.run_duration.observe(event.duration_ms / 1000)
+        self._stored.pop((event.execution_id, event.attempt), None)
         outcome = None if recorded is None else recorded.outcome
         await notify_finished(self._nc, event.execution_id, self._on_finished, outcome)
         return recorded is not None

@@ -79,6 +79,10 @@ def _execution_out(row: dict[str, Any], *, detail: bool) -> dict[str, Any]:
     return out
 
 
+class QueueFull(Exception):
+    """As many executions as the queue limit allows are queued or running already."""
+
+
 async def create_execution(
     conn: Connection,
     *,
@@ -89,12 +93,15 @@ async def create_execution(
     method: str,
     path: str,
     webhook_url: str | None = None,
+    queue_limit: int = 0,
 ) -> bool:
     """Insert a queued execution, in a transaction of its own on ``conn``; False when the
-    id is already taken.
+    id is already taken. With a ``queue_limit`` (0: none), raises :class:`QueueFull`
+    instead of inserting when that many executions are unfinished.
 
     Pipelined, and its change logged before the insert is known to have happened: one
-    round trip and the commit instead of five. A taken id rolls it all back.
+    round trip and the commit instead of five. A taken id, or a full queue, rolls it all
+    back; only then is the id looked up, to tell the two apart.
     """
     try:
         async with conn.pipeline(), conn.transaction():
@@ -107,13 +114,21 @@ async def create_execution(
                 method=method,
                 path=path,
                 webhook_url=webhook_url,
+                unfinished_below=queue_limit,
             )
             await changes.record_change(conn, execution_id, "queued")
             if await inserted.fetchone() is None:
                 raise _AlreadyStored  # not ours to log: roll the change back
     except _AlreadyStored:
+        if queue_limit > 0 and not await _execution_exists(conn, execution_id):
+            raise QueueFull from None
         return False
     return True
+
+
+async def _execution_exists(conn: Connection, execution_id: str) -> bool:
+    cur = await conn.execute("SELECT 1 FROM executions WHERE id = %s", (execution_id,))
+    return await cur.fetchone() is not None
 
 
 # What a synchronous run answers, once finished; ``result`` only then (a small row before).

@@ -3,15 +3,17 @@ change is stored once, whether its transaction went through at once or step by s
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import psycopg
 import pytest
 
 from figranium_common import db
 from figranium_common.models import LogEvent, RunResult, StartedEvent
 from figranium_devstack.postgres import LocalPostgres
-from figranium_gateway import store
+from figranium_gateway import changes, store
 
 BEGAN = 1_700_000_000_000
 
@@ -144,3 +146,63 @@ async def test_a_result_for_a_deleted_execution_stores_nothing(pool: db.Pool) ->
     assert recorded is None
     events, feed = await _history(pool, "exec_gone")
     assert events == [] and feed == []
+
+
+async def test_a_change_draws_its_id_only_once_it_holds_the_lock(pool: db.Pool) -> None:
+    # Were the id drawn before the wait for the lock, a writer waiting behind another
+    # would commit an id smaller than ones drawn meanwhile by others: a reader that had
+    # gone past those would never see it.
+    assert await _queued(pool, "exec_lock_order")
+    async with pool.connection() as first, pool.connection() as second:
+        await first.execute("BEGIN")
+        await changes.record_change(first, "exec_lock_order", "log", {"line": "first"})
+
+        async def write_second() -> None:
+            async with second.transaction():
+                await changes.record_change(second, "exec_lock_order", "log", {"line": "second"})
+
+        waiting = asyncio.create_task(write_second())
+        await asyncio.sleep(0.5)
+        assert not waiting.done(), "the second writer waits for the first one's commit"
+        async with await psycopg.AsyncConnection.connect(pool.conninfo, autocommit=True) as other:
+            cur = await other.execute("SELECT nextval('execution_changes_id_seq')")
+            drawn_meanwhile = (await cur.fetchone())[0]
+        await first.execute("COMMIT")
+        await asyncio.wait_for(waiting, 10)
+        cur = await first.execute(
+            "SELECT id FROM execution_changes"
+            " WHERE execution_id = %s AND payload->>'line' = 'second'",
+            ("exec_lock_order",),
+        )
+        row = await cur.fetchone()
+        assert row is not None and row["id"] > drawn_meanwhile
+
+
+async def test_the_queue_limit_refuses_new_executions_not_taken_ids(pool: db.Pool) -> None:
+    async def create(execution_id: str, limit: int) -> bool:
+        async with pool.connection() as conn:
+            return await store.create_execution(
+                conn,
+                execution_id=execution_id,
+                task={"id": "t", "name": "t"},
+                variables={},
+                source="api",
+                method="POST",
+                path="/api/tasks/t/api",
+                queue_limit=limit,
+            )
+
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) AS n FROM executions WHERE phase <> 'finished'")
+        row = await cur.fetchone()
+        assert row is not None
+        unfinished = int(row["n"])
+    limit = unfinished + 2
+    assert await create("exec_limit_1", limit)
+    assert await create("exec_limit_2", limit)
+    with pytest.raises(store.QueueFull):
+        await create("exec_limit_3", limit)
+    assert not await create("exec_limit_1", limit)  # a taken id is told as such
+    assert await create("exec_limit_3", 0)  # no limit
+    _, feed = await _history(pool, "exec_limit_3")
+    assert feed == [("queued", None, "queued")]  # the refused attempt logged nothing

@@ -118,18 +118,21 @@ async def _run(request: web.Request, task: dict[str, Any], body: RunBody) -> web
         # One connection from admission to the run request: once the execution is saved,
         # nothing waits for the pool again before the publish.
         async with pool.connection() as conn:
-            if refused := await admission.queue_full(conn, app[SETTINGS].run_queue_limit):
-                return refused
-            created = await store.create_execution(
-                conn,
-                execution_id=execution_id,
-                task=task,
-                variables=body.variables,
-                source="api",
-                method=request.method,
-                path=request.path,
-                webhook_url=webhook_url,
-            )
+            limit = app[SETTINGS].run_queue_limit
+            try:
+                created = await store.create_execution(
+                    conn,
+                    execution_id=execution_id,
+                    task=task,
+                    variables=body.variables,
+                    source="api",
+                    method=request.method,
+                    path=request.path,
+                    webhook_url=webhook_url,
+                    queue_limit=limit,
+                )
+            except store.QueueFull:
+                return admission.queue_full(limit)
             if not created:
                 raise ApiError(409, "RUN_ID_TAKEN", f"an execution {execution_id!r} already exists")
             run = await queue.gather_run_request(
