@@ -279,3 +279,71 @@ async def test_a_client_that_says_nothing_is_dropped(
         assert await asyncio.wait_for(reader.read(), timeout=10) == b""
     finally:
         writer.close()
+
+
+async def _tunnel(
+    proxy: EgressProxy, port: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(b"\x05\x01\x00" + b"\x05\x01\x00\x01\x7f\x00\x00\x01" + port.to_bytes(2, "big"))
+    assert await reader.readexactly(2) == b"\x05\x00"
+    reply = await reader.readexactly(10)
+    assert reply[:2] == b"\x05\x00"
+    return reader, writer
+
+
+async def test_a_tunnel_carries_bulk_both_ways_with_back_pressure_and_half_closes(
+    proxy: EgressProxy,
+) -> None:
+    # A server that reads everything until the client's end of file, then answers with as
+    # much again, reversed, and closes: the tunnel must pass the half-close on, keep the
+    # other direction open, and hold bytes back while a side reads slowly.
+    size = 8 * 1024 * 1024
+    payload = bytes(range(256)) * (size // 256)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received = await reader.read()
+        writer.write(received[::-1])
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await _tunnel(proxy, port)
+        writer.write(payload)
+        await writer.drain()
+        writer.write_eof()
+        await asyncio.sleep(0.5)  # the answer piles up while nobody reads it
+        chunks = []
+        async with asyncio.timeout(30):
+            while chunk := await reader.read(64 * 1024):
+                chunks.append(chunk)
+                await asyncio.sleep(0)  # a slow reader
+        writer.close()
+        assert b"".join(chunks) == payload[::-1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_bytes_sent_before_the_answer_are_passed_on(proxy: EgressProxy) -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(await reader.readexactly(5))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        connect = b"\x05\x01\x00\x01\x7f\x00\x00\x01" + port.to_bytes(2, "big")
+        writer.write(b"\x05\x01\x00" + connect + b"early")  # all at once, without waiting
+        async with asyncio.timeout(10):
+            assert await reader.readexactly(2) == b"\x05\x00"
+            assert (await reader.readexactly(10))[:2] == b"\x05\x00"
+            assert await reader.read() == b"early"
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
