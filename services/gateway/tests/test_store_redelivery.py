@@ -1,19 +1,25 @@
-"""Storing run events, new and redelivered, against a real PostgreSQL: each event and each
-change is stored once, whether its transaction went through at once or step by step."""
+"""Storing run events, new and redelivered, against a real PostgreSQL (and, for the
+ingester, a real NATS): each event and each change is stored once, whether its transaction
+went through at once or step by step."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
 import pytest
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import StreamConfig
 
 from figranium_common import db
-from figranium_common.models import LogEvent, RunResult, StartedEvent
+from figranium_common.models import LogEvent, ResultEvent, RunResult, StartedEvent
+from figranium_common.secretbox import SecretBox
 from figranium_devstack.postgres import LocalPostgres
-from figranium_gateway import changes, store
+from figranium_gateway import changes, ingest, store
 
 BEGAN = 1_700_000_000_000
 
@@ -28,7 +34,7 @@ async def pool(postgres: LocalPostgres) -> AsyncIterator[db.Pool]:
         await opened.close()
 
 
-async def _queued(pool: db.Pool, execution_id: str) -> bool:
+async def _queued(pool: db.Pool, execution_id: str, queue_limit: int = 0) -> bool:
     async with pool.connection() as conn:
         return await store.create_execution(
             conn,
@@ -38,6 +44,7 @@ async def _queued(pool: db.Pool, execution_id: str) -> bool:
             source="api",
             method="POST",
             path="/api/tasks/t/api",
+            queue_limit=queue_limit,
         )
 
 
@@ -179,30 +186,141 @@ async def test_a_change_draws_its_id_only_once_it_holds_the_lock(pool: db.Pool) 
 
 
 async def test_the_queue_limit_refuses_new_executions_not_taken_ids(pool: db.Pool) -> None:
-    async def create(execution_id: str, limit: int) -> bool:
-        async with pool.connection() as conn:
-            return await store.create_execution(
-                conn,
-                execution_id=execution_id,
-                task={"id": "t", "name": "t"},
-                variables={},
-                source="api",
-                method="POST",
-                path="/api/tasks/t/api",
-                queue_limit=limit,
-            )
-
     async with pool.connection() as conn:
         cur = await conn.execute("SELECT count(*) AS n FROM executions WHERE phase <> 'finished'")
         row = await cur.fetchone()
         assert row is not None
         unfinished = int(row["n"])
     limit = unfinished + 2
-    assert await create("exec_limit_1", limit)
-    assert await create("exec_limit_2", limit)
+    assert await _queued(pool, "exec_limit_1", limit)
+    assert await _queued(pool, "exec_limit_2", limit)
     with pytest.raises(store.QueueFull):
-        await create("exec_limit_3", limit)
-    assert not await create("exec_limit_1", limit)  # a taken id is told as such
-    assert await create("exec_limit_3", 0)  # no limit
+        await _queued(pool, "exec_limit_3", limit)
+    assert not await _queued(pool, "exec_limit_1", limit)  # a taken id is told as such
+    assert await _queued(pool, "exec_limit_3")  # no limit
     _, feed = await _history(pool, "exec_limit_3")
     assert feed == [("queued", None, "queued")]  # the refused attempt logged nothing
+
+
+# --- the ingester: a result after the event before it, through real NATS ----------------
+# No lookup when this replica stored that event, a lookup when another may have, and a
+# short wait when nobody has yet.
+
+
+class Events:
+    """Events published to a stream of the test's own, pulled back as JetStream messages."""
+
+    def __init__(self, nats_client: NATS, name: str) -> None:
+        self._js = nats_client.jetstream()
+        self._name = name
+        self._sub: Any = None
+
+    async def open(self) -> None:
+        await self._js.add_stream(StreamConfig(name=self._name, subjects=[f"{self._name}.>"]))
+        self._sub = await self._js.pull_subscribe(f"{self._name}.>", durable="ingester")
+
+    async def send(self, *events: StartedEvent | LogEvent | ResultEvent) -> None:
+        for event in events:
+            await self._js.publish(f"{self._name}.e", event.model_dump_json().encode())
+
+    async def pull(self, n: int, timeout: float = 5) -> list[Msg]:
+        return list(await self._sub.fetch(n, timeout=timeout))
+
+
+def _started(execution_id: str, *lines: str) -> StartedEvent:
+    return StartedEvent(
+        execution_id=execution_id, attempt=1, seq=0, at=BEGAN, runner_id="r", lines=list(lines)
+    )
+
+
+def _result(execution_id: str, seq: int) -> ResultEvent:
+    return ResultEvent(
+        execution_id=execution_id,
+        attempt=1,
+        seq=seq,
+        at=BEGAN + 1000,
+        result=RunResult(outcome="success"),
+        duration_ms=1000,
+        lines=["last line"],
+    )
+
+
+async def _phase(pool: db.Pool, execution_id: str) -> str:
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT phase FROM executions WHERE id = %s", (execution_id,))
+        row = await cur.fetchone()
+        assert row is not None
+        return str(row["phase"])
+
+
+@pytest.fixture
+def lookups(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """The ``has_event`` lookups the ingester makes, still made."""
+    made: list[tuple[str, int]] = []
+    real = store.has_event
+
+    async def counted(pool: db.Pool, execution_id: str, attempt: int, seq: int) -> bool:
+        made.append((execution_id, seq))
+        return await real(pool, execution_id, attempt, seq)
+
+    monkeypatch.setattr(store, "has_event", counted)
+    return made
+
+
+def _ingester(pool: db.Pool, nats_client: NATS) -> ingest.EventIngester:
+    return ingest.EventIngester(pool, nats_client, SecretBox(secrets.token_bytes(32)))
+
+
+async def test_a_result_after_an_event_stored_here_is_stored_without_a_lookup(
+    pool: db.Pool, nats_client: NATS, lookups: list[tuple[str, int]]
+) -> None:
+    events = Events(nats_client, "HERE")
+    await events.open()
+    assert await _queued(pool, "exec_here")
+    ingester = _ingester(pool, nats_client)
+    # started (seq 0) with lines 1-2, a log event with 3-4, then the result (5, line 5 ahead).
+    await events.send(_started("exec_here", "one", "two"))
+    await ingester.apply(await events.pull(1))
+    await events.send(
+        LogEvent(execution_id="exec_here", attempt=1, seq=3, at=BEGAN, lines=["3", "4"])
+    )
+    await ingester.apply(await events.pull(1))
+    await events.send(_result("exec_here", 6))
+    await ingester.apply(await events.pull(1))
+    assert await _phase(pool, "exec_here") == "finished"
+    assert lookups == []
+
+
+async def test_a_result_after_an_event_stored_elsewhere_is_looked_up_then_stored(
+    pool: db.Pool, nats_client: NATS, lookups: list[tuple[str, int]]
+) -> None:
+    events = Events(nats_client, "ELSEWHERE")
+    await events.open()
+    assert await _queued(pool, "exec_elsewhere")
+    await store.record_started(pool, _started("exec_elsewhere", "one"))  # another replica
+    await events.send(_result("exec_elsewhere", 3))
+    await _ingester(pool, nats_client).apply(await events.pull(1))
+    assert lookups == [("exec_elsewhere", 1)]
+    assert await _phase(pool, "exec_elsewhere") == "finished"
+
+
+async def test_a_result_ahead_of_its_event_waits_for_it_once(
+    pool: db.Pool, nats_client: NATS, lookups: list[tuple[str, int]]
+) -> None:
+    events = Events(nats_client, "AHEAD")
+    await events.open()
+    assert await _queued(pool, "exec_ahead")
+    ingester = _ingester(pool, nats_client)
+    await events.send(_result("exec_ahead", 3))
+    await ingester.apply(await events.pull(1))
+    assert lookups == [("exec_ahead", 1)]
+    assert await _phase(pool, "exec_ahead") == "queued"  # handed back for a moment
+    await events.send(_started("exec_ahead", "one"))
+    # The started event, and the result again once RESULT_WAIT_SECONDS have passed.
+    pulled: list[Msg] = []
+    while len(pulled) < 2:
+        pulled += await events.pull(2 - len(pulled), timeout=ingest.RESULT_WAIT_SECONDS + 5)
+    assert sorted(m.metadata.num_delivered for m in pulled) == [1, 2]
+    await ingester.apply(pulled)
+    assert await _phase(pool, "exec_ahead") == "finished"
+    assert lookups == [("exec_ahead", 1)]  # a redelivered result is stored as it is

@@ -1,0 +1,29 @@
+"""Fixtures shared by the test suites of every package."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+
+from figranium_devstack.natsserver import LocalNats
+from figranium_devstack.ports import free_port
+
+
+@pytest.fixture(scope="module")
+def module_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNats]:
+    """A NATS server with JetStream for the test module, on a free port."""
+    with LocalNats(tmp_path_factory.mktemp("nats") / "nats", free_port()) as started:
+        yield started
+
+
+@pytest.fixture
+async def nats_client(module_nats: LocalNats) -> AsyncIterator[NATS]:
+    """A connection to the module's NATS server, for one test."""
+    client = await nats.connect(module_nats.url)
+    try:
+        yield client
+    finally:
+        await client.close()
