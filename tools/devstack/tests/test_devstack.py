@@ -11,7 +11,7 @@ import psycopg
 
 from figranium_devstack.__main__ import _choose_ports
 from figranium_devstack.natsserver import LocalNats
-from figranium_devstack.ports import free_port
+from figranium_devstack.ports import ephemeral_range, free_port
 from figranium_devstack.postgres import LocalPostgres
 
 
@@ -53,12 +53,21 @@ async def test_nats_with_jetstream(tmp_path: Path) -> None:
             await client.close()
 
 
-def test_free_port_returns_distinct_usable_ports() -> None:
+def test_free_port_returns_distinct_usable_ports_outside_the_outgoing_range() -> None:
     ports = {free_port() for _ in range(5)}
     assert len(ports) == 5
+    low, high = ephemeral_range()
     for port in ports:
+        assert not low <= port <= high  # no outgoing connection can take it meanwhile
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", port))
+
+
+def test_the_outgoing_range_is_read_or_defaults(tmp_path: Path) -> None:
+    given = tmp_path / "range"
+    given.write_text("40000\t50000\n")
+    assert ephemeral_range(given) == (40000, 50000)
+    assert ephemeral_range(tmp_path / "missing") == (32768, 60999)
 
 
 def test_postgres_cli_stops_on_sigterm_despite_idle_client(tmp_path: Path) -> None:
