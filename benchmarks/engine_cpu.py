@@ -9,9 +9,9 @@ the same with the navigation guard a context with a task's proxy gets instead, a
 ``unchecked`` with neither. Printed: CPU ms per run (this process, Playwright's driver and
 Chromium, not the page server) for each round, rounds interleaved, and their medians, with
 the median split between them. ``--concurrency`` runs that many at once, as a runner's
-slots do. It
-tells the engine's own cost apart from everything else a platform run pays (messaging,
-the services' CPU), which ``make bench`` measures.
+slots do; ``--kinds`` measures only some of them. It tells the engine's own cost apart from
+everything else a platform run pays (messaging, the services' CPU), which ``make bench``
+measures.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 from nats.js.kv import MSG_ROLLUP_SUBJECT, KeyValue
 from nats.js.object_store import (
     OBJ_CHUNKS_PRE_TEMPLATE,
@@ -199,7 +199,8 @@ async def _ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerCo
 
 
 async def declare_topology(js: JetStreamContext, limits: RunConsumerLimits) -> None:
-    """Create streams, durable consumers and the captures bucket; safe to call concurrently."""
+    """Create streams, durable consumers and the buckets, or bring those of an older release
+    up to date; safe to call concurrently."""
     await _ensure_stream(
         js,
         StreamConfig(
@@ -270,6 +271,7 @@ async def declare_topology(js: JetStreamContext, limits: RunConsumerLimits) -> N
     )
     await captures_store(js)
     await stops_store(js)
+    await _allow_direct_stops(js)
 
 
 async def stops_store(js: JetStreamContext) -> KeyValue:
@@ -277,14 +279,18 @@ async def stops_store(js: JetStreamContext) -> KeyValue:
     in it: with direct gets allowed, the server answers a lookup with the entry itself
     rather than through its JetStream API (a JSON reply with the value in base64)."""
     try:
-        stream = await js.stream_info(STOPS_STREAM)
-    except NotFoundError:
+        return await js.key_value(STOPS_BUCKET)
+    except (NotFoundError, BucketNotFoundError):
         config = KeyValueConfig(bucket=STOPS_BUCKET, ttl=24 * 3600, direct=True)
         return await js.create_key_value(config)
-    if not stream.config.allow_direct:  # made by an older release: allow them now
+
+
+async def _allow_direct_stops(js: JetStreamContext) -> None:
+    """A stops bucket made by an older release, without direct gets: allow them now."""
+    stream = await js.stream_info(STOPS_STREAM)
+    if not stream.config.allow_direct:
         stream.config.allow_direct = True
         await js.update_stream(stream.config)
-    return await js.key_value(STOPS_BUCKET)
 
 
 async def captures_store(js: JetStreamContext) -> ObjectStore:

@@ -32,14 +32,12 @@ _EXECUTION_COLUMNS = (
     "INSERT INTO executions (id, task_id, task_name, mode, source, url, method, path,"
     " phase, task_snapshot, variables, webhook_url)"
 )
-_INSERT_EXECUTION = (
-    _EXECUTION_COLUMNS + " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'queued', %s, %s, %s)"
-    " ON CONFLICT (id) DO NOTHING"
-)
+_EXECUTION_VALUES = "%s, %s, %s, %s, %s, %s, %s, %s, 'queued', %s, %s, %s"  # NewExecution.params
+_INSERT_EXECUTION = f"{_EXECUTION_COLUMNS} VALUES ({_EXECUTION_VALUES}) ON CONFLICT (id) DO NOTHING"
 # The same, only while fewer than a limit of executions are unfinished (counted up to the
 # limit, through the partial index executions_unfinished, so the cost stays bounded).
 _INSERT_EXECUTION_BELOW = (
-    _EXECUTION_COLUMNS + " SELECT %s, %s, %s, %s, %s, %s, %s, %s, 'queued', %s, %s, %s"
+    f"{_EXECUTION_COLUMNS} SELECT {_EXECUTION_VALUES}"
     " WHERE (SELECT count(*) FROM"
     " (SELECT 1 FROM executions WHERE phase <> 'finished' LIMIT %s) AS unfinished) < %s"
     " ON CONFLICT (id) DO NOTHING"

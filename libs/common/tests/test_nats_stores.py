@@ -1,6 +1,6 @@
 """The NATS stores the services share: objects stored by put_new_object, read back with
 nats-py's own object store client; the stops bucket, made with direct gets allowed, and an
-older one brought up to date."""
+older one brought up to date where the topology is declared."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from figranium_common.nats import (
     CAPTURES_BUCKET,
     STOPS_BUCKET,
     STOPS_STREAM,
+    RunConsumerLimits,
     captures_store,
+    declare_topology,
     put_new_object,
     stops_store,
 )
@@ -86,6 +88,7 @@ async def test_a_bucket_of_an_older_release_keeps_its_stops_and_allows_direct_ge
     older = await js.create_key_value(KeyValueConfig(bucket=STOPS_BUCKET, ttl=3600))
     await older.put("exec_before", b"stop")
     assert not (await js.stream_info(STOPS_STREAM)).config.allow_direct
+    await declare_topology(js, RunConsumerLimits(ack_wait_seconds=30, max_deliver=3))
     stops = await stops_store(js)
     assert (await stops.get("exec_before")).value == b"stop"
     await _looked_up_directly(nats_client)
