@@ -28,7 +28,6 @@ from figranium_common.nats import RUNNERS_CONSUMER, RUNS_DEFAULT_SUBJECT, RUNS_S
 from figranium_devstack.natsserver import LocalNats
 from figranium_devstack.ports import free_port
 from figranium_devstack.postgres import LocalPostgres
-from figranium_runner.worker import LOG_LINGER_SECONDS
 from tests.integration.faults import (
     DRAIN_TIMEOUT,
     IN_FLIGHT,
@@ -50,6 +49,8 @@ from tests.integration.test_resilience import wait_until
 FLOOD = 1000
 FLOOD_LIMIT = 100
 QUEUE_LIMIT = 20
+# How long the runners here wait before they announce a start (RUN_LOG_LINGER_SECONDS).
+LINGER_SECONDS = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +68,7 @@ def steady(tmp_path_factory: pytest.TempPathFactory, postgres: LocalPostgres) ->
             RUNNER_CONCURRENCY="4",
             RUN_ACK_WAIT_SECONDS="6",
             RUN_MAX_DELIVER="5",
+            RUN_LOG_LINGER_SECONDS=str(LINGER_SECONDS),
         )
         try:
             gateway, client = stack.start_gateway()
@@ -94,7 +96,7 @@ def steady(tmp_path_factory: pytest.TempPathFactory, postgres: LocalPostgres) ->
 def test_runners_killed_twice_lose_and_repeat_nothing(steady: Faulty, site: str) -> None:
     # Longer than a runner waits before it announces a start: a shorter run shows as
     # running only in its result, and there would be no run "under way" to wait for.
-    save_task(steady.client, runs_task(site, "kills", LOG_LINGER_SECONDS + 0.5))
+    save_task(steady.client, runs_task(site, "kills", LINGER_SECONDS + 0.5))
     before = steady.execution_ids()
     accepted = queue_runs(steady.client, "kills", IN_FLIGHT)
 

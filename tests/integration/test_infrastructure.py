@@ -155,7 +155,7 @@ def test_runner_takes_no_more_runs_than_it_has_slots(isolated: Stack) -> None:
 def test_runner_runs_two_at_once_with_two_slots(isolated: Stack) -> None:
     _, client = isolated.start_gateway()
     isolated.start_runner(RUNNER_CONCURRENCY="2")
-    client.post("/api/tasks", json={**SLOW_TASK, "actions": [{"type": "wait", "value": 3}]})
+    client.post("/api/tasks", json={**SLOW_TASK, "actions": [{"type": "wait", "value": 5}]})
     calls = [run_in_background(client, "slow") for _ in range(2)]
     wait_until(
         lambda: (

@@ -201,7 +201,8 @@ def test_scheduler_starts_and_stops_cleanly(isolated: Stack) -> None:
 def test_runner_drains_on_sigterm(isolated: Stack) -> None:
     _, client = isolated.start_gateway()
     runner = isolated.start_runner()
-    client.post("/api/tasks", json={**SLOW_TASK, "actions": [{"type": "wait", "value": 2}]})
+    # Longer than the 2 s a runner waits before it announces the start.
+    client.post("/api/tasks", json={**SLOW_TASK, "actions": [{"type": "wait", "value": 4}]})
     thread, answer = run_in_background(client, "slow")
     wait_until(
         lambda: (e := _execution(client)) is not None and e["phase"] == "running",

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     # (queued or running); 0 accepts every call.
     run_queue_limit: int = Field(default=10_000, ge=0, alias="RUN_QUEUE_LIMIT")
     runner_drain_seconds: float = Field(default=25.0, ge=0, alias="RUNNER_DRAIN_SECONDS")
+    # A run's log lines said within this long go out as one event, its start with the first
+    # of them; a run that ends sooner sends one event in all. Live lines are this much late.
+    run_log_linger_seconds: float = Field(default=2.0, ge=0, le=30, alias="RUN_LOG_LINGER_SECONDS")
     max_loop_iterations: int = Field(default=1000, ge=1, alias="RUNNER_MAX_LOOP_ITERATIONS")
     action_timeout_ms: int = Field(default=10_000, ge=100, alias="ACTION_TIMEOUT_MS")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

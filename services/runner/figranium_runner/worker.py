@@ -168,11 +168,6 @@ async def _new_context(
     return await browser.new_context(record_video_dir=video_dir, **options)
 
 
-# Lines said within this long of each other go out as one event: a short run then sends
-# one or two events instead of one per action, each of which is a NATS round trip and a
-# database commit. The start waits as long, with the first lines, and a run that ends
-# sooner announces it in its result. A live watcher sees a line at most this much later.
-LOG_LINGER_SECONDS = 1.0
 MAX_BLOCKED_LINES = 20  # refused connections listed in a run's log
 _MAX_LINES_PER_EVENT = 200
 # The lines still waiting when the run ends ride in its result event, up to this much: the
@@ -184,6 +179,12 @@ _MAX_CHARS_PER_EVENT = 256 * 1024
 
 class EventPublisher:
     """Publishes one execution attempt's events, each with a de-duplication id.
+
+    Lines said within ``linger_seconds`` of each other go out as one event
+    (``RUN_LOG_LINGER_SECONDS``): a short run then sends one or two events instead of one
+    per action, each of which is a NATS round trip and a database commit. The start waits
+    as long, with the first lines, and a run that ends sooner announces it in its result.
+    A live watcher sees a line at most this much later.
 
     Neither the start nor the log lines hold up the run: a background task publishes them
     in order, those that came together in one event, and the result waits until every
@@ -197,7 +198,7 @@ class EventPublisher:
         execution_id: str,
         attempt: int,
         *,
-        linger_seconds: float = LOG_LINGER_SECONDS,
+        linger_seconds: float,
     ) -> None:
         self._js = js
         self._execution_id = execution_id
@@ -522,9 +523,14 @@ class Worker:
             await msg.nak()
         log.warning("run.handed_back", reason=reason)
 
+    def _events(self, execution_id: str, attempt: int) -> EventPublisher:
+        return EventPublisher(
+            self._js, execution_id, attempt, linger_seconds=self._settings.run_log_linger_seconds
+        )
+
     async def _refuse(self, msg: Msg, request: RunRequest, attempt: int, error: str) -> None:
         """Finish a run that cannot start with an error result, so it is not left queued."""
-        events = EventPublisher(self._js, request.execution_id, attempt)
+        events = self._events(request.execution_id, attempt)
         with contextlib.suppress(Exception):
             await events.result(RunResult(outcome="error", error=error), 0)
             await msg.ack()
@@ -556,7 +562,7 @@ class Worker:
         return True
 
     async def _run(self, msg: Msg, request: RunRequest, task: Task, attempt: int) -> None:
-        events = EventPublisher(self._js, request.execution_id, attempt)
+        events = self._events(request.execution_id, attempt)
         if await self._stop_was_requested(request.execution_id):
             await events.result(RunResult(outcome="stopped", error="stopped before it started"), 0)
             await msg.ack()
