@@ -73,12 +73,28 @@ class Plan:
     schedules: int
     memory_slots: int
     memory_wait_s: float
+    throughput_repeats: int
 
     @classmethod
-    def make(cls, quick: bool, runs: int | None) -> Plan:
+    def make(cls, quick: bool, runs: int | None, repeats: int | None = None) -> Plan:
         if quick:
-            return cls(True, runs or 16, 2, 5, 3, 32, [1000], [1000, 10000], 200, 4, 12)
-        return cls(False, runs or 200, 10, 60, 10, 32, [1000], [1000, 10000, 100000], 2000, 4, 20)
+            return cls(
+                True, runs or 16, 2, 5, 3, 32, [1000], [1000, 10000], 200, 4, 12, repeats or 1
+            )
+        return cls(
+            False,
+            runs or 200,
+            10,
+            60,
+            10,
+            32,
+            [1000],
+            [1000, 10000, 100000],
+            2000,
+            4,
+            20,
+            repeats or 3,
+        )
 
 
 @dataclass
@@ -324,13 +340,35 @@ async def raw_batch(bench: Bench, n: int, concurrency: int) -> dict[str, Any]:
 THROUGHPUT_ROUNDS = 4
 
 
-async def throughput(bench: Bench) -> None:
+async def throughput_repeat(
+    bench: Bench, concurrency: int, batches: dict[str, list[dict[str, Any]]]
+) -> None:
+    """One measurement of ``plan.runs`` runs per side, in alternating batches, appended to
+    ``batches``."""
     n = bench.plan.runs
     rounds = THROUGHPUT_ROUNDS if n >= 4 * THROUGHPUT_ROUNDS else 1
+    for i in range(rounds):
+        size = n // rounds + (1 if i < n % rounds else 0)
+        for side in ("platform", "raw") if i % 2 == 0 else ("raw", "platform"):
+            if side == "platform":
+                before = platform_cpu(bench)
+                batch = await platform_batch(bench, "bench_throughput", size)
+                batch["cpu_s"] = delta(before, platform_cpu(bench))
+            else:
+                before = raw_cpu()
+                batch = await raw_batch(bench, size, concurrency)
+                batch["cpu_s"] = delta(before, raw_cpu())
+            batches[side].append(batch)
+
+
+async def throughput(bench: Bench) -> None:
+    n, repeats = bench.plan.runs, bench.plan.throughput_repeats
     await save_task(bench, bench_task("bench_throughput", bench.page_url))
     out: dict[str, Any] = {
-        "what": f"{n} runs of the 5-step task per side, in {rounds} alternating batches;"
-        " runs/min = runs / summed batch wall time"
+        "what": f"{repeats} x {n} runs of the 5-step task per side, each {n} in"
+        f" {THROUGHPUT_ROUNDS if n >= 4 * THROUGHPUT_ROUNDS else 1} alternating batches;"
+        " runs/min = runs / summed batch wall time over all of them; repeat_ratios: the ratio"
+        " of each repeat; pair_ratios: of each platform batch to the raw batch next to it"
     }
     for concurrency in (4, 8):
         await asyncio.to_thread(bench.restart_runner, concurrency)
@@ -338,20 +376,25 @@ async def throughput(bench: Bench) -> None:
         await platform_batch(bench, "bench_throughput", concurrency)
         await raw_batch(bench, concurrency, concurrency)
         batches: dict[str, list[dict[str, Any]]] = {"platform": [], "raw": []}
-        for i in range(rounds):
-            size = n // rounds + (1 if i < n % rounds else 0)
-            for side in ("platform", "raw") if i % 2 == 0 else ("raw", "platform"):
-                if side == "platform":
-                    before = platform_cpu(bench)
-                    batch = await platform_batch(bench, "bench_throughput", size)
-                    batch["cpu_s"] = delta(before, platform_cpu(bench))
-                else:
-                    before = raw_cpu()
-                    batch = await raw_batch(bench, size, concurrency)
-                    batch["cpu_s"] = delta(before, raw_cpu())
-                batches[side].append(batch)
+        repeat_ratios: list[float] = []
+        for _ in range(repeats):
+            done = len(batches["raw"])
+            await throughput_repeat(bench, concurrency, batches)
+            one = {side: combined(found[done:]) for side, found in batches.items()}
+            repeat_ratios.append(
+                ratio(one["platform"]["runs_per_min"], one["raw"]["runs_per_min"]) or 0.0
+            )
         platform, raw = combined(batches["platform"]), combined(batches["raw"])
-        out[f"c{concurrency}"] = {"platform": platform, "raw": raw}
+        pairs = [
+            p["runs_per_min"] / r["runs_per_min"]
+            for p, r in zip(batches["platform"], batches["raw"], strict=True)
+        ]
+        out[f"c{concurrency}"] = {
+            "platform": platform,
+            "raw": raw,
+            "repeat_ratios": repeat_ratios,
+            "pair_ratios": summary(pairs, 3),
+        }
         bench.results[f"throughput_ratio_c{concurrency}"] = ratio(
             platform["runs_per_min"], raw["runs_per_min"]
         )
@@ -837,6 +880,17 @@ def table(results: dict[str, Any]) -> str:
                         ">= 0.90",
                     )
                 )
+                if spread := thr[f"c{c}"].get("pair_ratios"):
+                    repeats = ", ".join(str(x) for x in thr[f"c{c}"]["repeat_ratios"])
+                    rows.append(
+                        (
+                            f"throughput c{c} spread",
+                            f"repeats {repeats}",
+                            "",
+                            f"pairs median {spread['median']}",
+                            f"min {spread['min']} p90 {spread['p90']}",
+                        )
+                    )
                 cpu = {
                     side: thr[f"c{c}"][side].get("cpu_ms_per_run") for side in ("platform", "raw")
                 }
@@ -927,6 +981,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--runs", type=int, default=None, help="runs per throughput batch (default 200)"
     )
     parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="throughput measurements per concurrency, each of --runs runs (default 3)",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         default=None,
@@ -940,6 +1000,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
     if args.runs is not None and not 1 <= args.runs <= 900:
         parser.error("--runs must be between 1 and 900")
+    if args.repeats is not None and not 1 <= args.repeats <= 20:
+        parser.error("--repeats must be between 1 and 20")
     return args
 
 
@@ -977,7 +1039,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    plan = Plan.make(args.quick, args.runs)
+    plan = Plan.make(args.quick, args.runs, args.repeats)
     output = args.output or RESULTS / ("quick.json" if args.quick else "latest.json")
     workdir = Path(tempfile.mkdtemp(prefix="figranium-bench-"))
     keep = args.keep
