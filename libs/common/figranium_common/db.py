@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import time
 import weakref
@@ -86,6 +88,81 @@ async def open_pool(url: str, *, min_size: int = 1, max_size: int = 10, wait: fl
     _CHECKS[pool] = idle_check
     await pool.open(wait=True, timeout=wait)
     return pool
+
+
+class DatabaseProbe:
+    """Whether PostgreSQL answers ``SELECT 1`` within ``timeout``: health and readiness.
+
+    Asked through the pool, so that an answer also says the pool can hand out a working
+    connection (after a database restart the pool reconnects on its own schedule, and a
+    replica is healthy only once it has). Except while the pool is queueing requests:
+    then it is busy, not broken, and a check taken from it would wait behind every
+    request queued for a connection (a gateway under a burst of run calls answered
+    its health check hundreds of milliseconds late, and a readiness probe could take a
+    replica out of service for being busy). The database is then asked on a connection
+    of the probe's own, opened when first needed and again after any failure; checks that
+    arrive while such a question is under way share its answer.
+    """
+
+    def __init__(self, pool: Pool, url: str, timeout: float) -> None:
+        self._pool = pool
+        self._url = url
+        self._timeout = timeout
+        self._conn: AsyncConnection[tuple[object, ...]] | None = None
+        self._asking: asyncio.Task[str | None] | None = None
+
+    async def error(self) -> str | None:
+        """Why the database did not answer; None when it did."""
+        if not self._pool_is_queueing():
+            return await self._through_pool()
+        if self._asking is None:
+            self._asking = asyncio.create_task(self._ask_directly(), name="database-probe")
+            self._asking.add_done_callback(self._asked)
+        # Shielded: a caller that goes away leaves the question to the others waiting on it.
+        return await asyncio.shield(self._asking)
+
+    def _pool_is_queueing(self) -> bool:
+        """Whether a connection asked for now would wait: every one the pool may open is
+        handed out, or other requests are waiting already (the pool grows one connection
+        at a time)."""
+        return all_in_use(self._pool) or self._pool.get_stats().get("requests_waiting", 0) > 0
+
+    async def _through_pool(self) -> str | None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with self._pool.connection(timeout=self._timeout) as conn:
+                    await conn.execute("SELECT 1")
+        except Exception as exc:
+            return str(exc) or type(exc).__name__
+        return None
+
+    def _asked(self, asking: asyncio.Task[str | None]) -> None:
+        if self._asking is asking:
+            self._asking = None
+
+    async def _ask_directly(self) -> str | None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                if self._conn is None or self._conn.closed:
+                    self._conn = await AsyncConnection.connect(self._url, autocommit=True)
+                await self._conn.execute("SELECT 1")
+        except Exception as exc:
+            # Broken, or in an unknown state after a timeout: opened afresh next time.
+            await self._discard()
+            return str(exc) or type(exc).__name__
+        return None
+
+    async def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def close(self) -> None:
+        if self._asking is not None:
+            self._asking.cancel()
+            await asyncio.wait({self._asking})
+        await self._discard()
 
 
 def migration_files() -> list[tuple[int, str, str]]:

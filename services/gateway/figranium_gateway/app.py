@@ -27,7 +27,6 @@ from figranium_gateway.ingest import run_ingester
 from figranium_gateway.metrics import (
     METRICS,
     GatewayMetrics,
-    database_error,
     http_middleware,
     refresh_queue_pending,
 )
@@ -52,6 +51,7 @@ from figranium_gateway.state import (
     AUTH,
     BOX,
     CHANGES,
+    DATABASE_PROBE,
     HEADFUL,
     JS,
     NC,
@@ -81,7 +81,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     if sealed := await settings_store.seal_proxy_passwords(pool, app[BOX]):
         log.info("settings.proxy_passwords_sealed", count=sealed)
     app[AUTH] = await api_key_cache(settings, pool)
+    app[DATABASE_PROBE] = probe = db.DatabaseProbe(
+        pool, settings.database_url, settings.health_db_timeout_seconds
+    )
     yield
+    await probe.close()
     await pool.close(timeout=2)
 
 
@@ -115,12 +119,12 @@ async def _ops(app: web.Application) -> AsyncIterator[None]:
     async def readiness() -> str | None:
         if app[STOPPING].is_set():
             return "stopping"
-        pool, nc = app.get(POOL), app.get(NC)
-        if pool is None or nc is None:
+        probe, nc = app.get(DATABASE_PROBE), app.get(NC)
+        if probe is None or nc is None:
             return "starting"
         if not nc.is_connected:
             return "nats not connected"
-        error = await database_error(pool, settings.health_db_timeout_seconds)
+        error = await probe.error()
         return None if error is None else f"database: {error}"
 
     ops = OpsServer(

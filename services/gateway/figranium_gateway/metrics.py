@@ -11,7 +11,6 @@ from aiohttp.typedefs import Middleware
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
-from figranium_common.db import Pool
 from figranium_common.nats import RUNNERS_CONSUMER, RUNS_STREAM
 from figranium_gateway.errors import Handler
 
@@ -108,20 +107,6 @@ def http_middleware(metrics: GatewayMetrics) -> Middleware:
             metrics.http_duration.labels(method, route).observe(time.perf_counter() - started)
 
     return observe
-
-
-async def database_error(pool: Pool, timeout: float) -> str | None:
-    """Why PostgreSQL does not answer ``SELECT 1`` within ``timeout``; None when it does.
-
-    The same check as ``GET /api/health``.
-    """
-    try:
-        async with asyncio.timeout(timeout):
-            async with pool.connection(timeout=timeout) as conn:
-                await conn.execute("SELECT 1")
-    except Exception as exc:
-        return str(exc) or type(exc).__name__
-    return None
 
 
 async def refresh_queue_pending(js: JetStreamContext, gauge: Gauge) -> None:

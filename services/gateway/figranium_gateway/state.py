@@ -8,7 +8,7 @@ from aiohttp import web
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from figranium_common.db import Pool
+from figranium_common.db import DatabaseProbe, Pool
 from figranium_common.headful import HeadfulRoster
 from figranium_common.secretbox import SecretBox
 from figranium_common.settings import Settings
@@ -20,6 +20,8 @@ from figranium_gateway.waiters import Waiters
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", Pool)
+# Health and readiness: PostgreSQL asked on a connection of its own, not from POOL.
+DATABASE_PROBE = web.AppKey("database_probe", DatabaseProbe)
 NC = web.AppKey("nats", NATS)
 JS = web.AppKey("jetstream", JetStreamContext)
 BOX = web.AppKey("secret_box", SecretBox)

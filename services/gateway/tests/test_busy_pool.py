@@ -94,3 +94,82 @@ async def test_a_database_gone_is_storage_unavailable_not_busy(tmp_path: Path) -
                 assert "Retry-After" not in response.headers
         finally:
             await pool.close()
+
+
+# --- the health and readiness probe -------------------------------------------------------
+
+
+async def _backends(conn: db.Connection) -> int:
+    cur = await conn.execute(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend'"
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row["n"])
+
+
+async def _take_all(pool: db.Pool, held: AsyncExitStack) -> list[db.Connection]:
+    return [await held.enter_async_context(pool.connection()) for _ in range(pool.max_size)]
+
+
+async def test_the_probe_answers_while_every_pool_connection_is_taken(
+    pool: db.Pool, postgres: LocalPostgres
+) -> None:
+    probe = db.DatabaseProbe(pool, postgres.url, timeout=1.0)
+    try:
+        assert await probe.error() is None  # through the pool
+        async with AsyncExitStack() as held:
+            await _take_all(pool, held)
+            # Through the pool, the check would wait for a connection until its timeout.
+            assert await probe.error() is None
+    finally:
+        await probe.close()
+
+
+async def test_checks_at_once_share_one_connection_and_one_answer(
+    pool: db.Pool, postgres: LocalPostgres
+) -> None:
+    probe = db.DatabaseProbe(pool, postgres.url, timeout=2.0)
+    async with AsyncExitStack() as held:
+        conn, *_ = await _take_all(pool, held)
+        before = await _backends(conn)
+        try:
+            first = asyncio.create_task(probe.error())
+            others = [asyncio.create_task(probe.error()) for _ in range(20)]
+            await asyncio.sleep(0)
+            first.cancel()  # a caller that goes away takes the answer from no one else
+            assert await asyncio.gather(*others) == [None] * 20
+            assert await probe.error() is None
+            assert await _backends(conn) == before + 1
+        finally:
+            await probe.close()
+        assert await _backends(conn) == before
+
+
+async def test_the_probe_follows_the_database_through_a_restart(tmp_path: Path) -> None:
+    with LocalPostgres(tmp_path / "pg", free_port(), fast=True) as server:
+        pool = await db.open_pool(server.url, max_size=2)
+        probe = db.DatabaseProbe(pool, server.url, timeout=2.0)
+        try:
+            assert await probe.error() is None
+            async with AsyncExitStack() as held:
+                await _take_all(pool, held)
+                assert await probe.error() is None  # on the probe's own connection
+                await asyncio.to_thread(server.stop)
+                assert await probe.error() is not None
+            assert await probe.error() is not None  # through the pool
+            await asyncio.to_thread(server.start)
+            await asyncio.to_thread(server.wait_ready)
+            # Healthy once the pool has reconnected, on its own schedule.
+            for _ in range(100):
+                if await probe.error() is None:
+                    break
+                await asyncio.sleep(0.2)
+            async with pool.connection(timeout=0.5) as conn:
+                await conn.execute("SELECT 1")
+            async with AsyncExitStack() as held:
+                await _take_all(pool, held)
+                assert await probe.error() is None  # its own connection, opened again
+        finally:
+            await probe.close()
+            await pool.close()

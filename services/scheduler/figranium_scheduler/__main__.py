@@ -29,14 +29,15 @@ READY_DB_TIMEOUT_SECONDS = 2.0
 
 async def serve(settings: Settings, stopping: asyncio.Event) -> None:
     metrics = SchedulerMetrics()
-    pools: list[db.Pool] = []
+    probes: list[db.DatabaseProbe] = []  # one, once the database is migrated and NATS connected
 
     async def readiness() -> str | None:
         if stopping.is_set():
             return "stopping"
-        if not pools:
+        if not probes:
             return "starting"
-        return await _database_error(pools[0])
+        error = await probes[0].error()
+        return None if error is None else f"database: {error}"
 
     ops = OpsServer(
         metrics.registry,
@@ -53,25 +54,19 @@ async def serve(settings: Settings, stopping: asyncio.Event) -> None:
             await db.apply_migrations(pool)
             nc = await topology.connect(settings.nats_url, name="figranium-scheduler")
             try:
-                pools.append(pool)
+                probes.append(
+                    db.DatabaseProbe(pool, settings.database_url, READY_DB_TIMEOUT_SECONDS)
+                )
                 log.info("scheduler.ready")
                 await Scheduler(pool, nc, settings, metrics).run(stopping)
                 log.info("scheduler.stopping")
             finally:
                 await topology.close(nc)
         finally:
+            for probe in probes:
+                await probe.close()
             await pool.close(timeout=2)
     log.info("scheduler.stopped")
-
-
-async def _database_error(pool: db.Pool) -> str | None:
-    try:
-        async with asyncio.timeout(READY_DB_TIMEOUT_SECONDS):
-            async with pool.connection(timeout=READY_DB_TIMEOUT_SECONDS) as conn:
-                await conn.execute("SELECT 1")
-    except Exception as exc:
-        return f"database: {str(exc) or type(exc).__name__}"
-    return None
 
 
 async def _main(settings: Settings) -> None:

@@ -9,9 +9,8 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from figranium_gateway.metrics import database_error
 from figranium_gateway.openapi import documented
-from figranium_gateway.state import NC, POOL, SETTINGS, STARTED_AT
+from figranium_gateway.state import DATABASE_PROBE, NC, STARTED_AT
 
 routes = web.RouteTableDef()
 
@@ -43,7 +42,7 @@ class HealthBody(BaseModel):
 )
 async def health(request: web.Request) -> web.Response:
     app = request.app
-    storage_error = await database_error(app[POOL], app[SETTINGS].health_db_timeout_seconds)
+    storage_error = await app[DATABASE_PROBE].error()
     body = HealthBody(
         status="ok" if storage_error is None else "degraded",
         uptime=round(time.monotonic() - app[STARTED_AT], 3),
