@@ -20,7 +20,8 @@ from figranium_gateway.waiters import Waiters
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", Pool)
-# Health and readiness: PostgreSQL asked on a connection of its own, not from POOL.
+# Health and readiness: PostgreSQL asked through POOL, or on a connection of its own
+# while POOL is queueing requests.
 DATABASE_PROBE = web.AppKey("database_probe", DatabaseProbe)
 NC = web.AppKey("nats", NATS)
 JS = web.AppKey("jetstream", JetStreamContext)
