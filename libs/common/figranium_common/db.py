@@ -90,6 +90,10 @@ async def open_pool(url: str, *, min_size: int = 1, max_size: int = 10, wait: fl
     return pool
 
 
+# How the probe's own connection shows in pg_stat_activity.
+PROBE_APPLICATION_NAME = "figranium-probe"
+
+
 class DatabaseProbe:
     """Whether PostgreSQL answers ``SELECT 1`` within ``timeout``: health and readiness.
 
@@ -144,7 +148,9 @@ class DatabaseProbe:
         try:
             async with asyncio.timeout(self._timeout):
                 if self._conn is None or self._conn.closed:
-                    self._conn = await AsyncConnection.connect(self._url, autocommit=True)
+                    self._conn = await AsyncConnection.connect(
+                        self._url, autocommit=True, application_name=PROBE_APPLICATION_NAME
+                    )
                 await self._conn.execute("SELECT 1")
         except Exception as exc:
             # Broken, or in an unknown state after a timeout: opened afresh next time.
