@@ -1,7 +1,7 @@
 """Run the benchmarks and write ``benchmarks/results/latest.json``.
 
     python -m benchmarks [--quick] [--only overhead,throughput,memory,gateway,scheduler]
-                         [--runs N] [--output PATH]
+                         [--runs N] [--repeats N] [--output PATH]
 
 Everything is started here and stopped at the end (also on Ctrl-C or an error): a private
 PostgreSQL and NATS under a temporary directory, the page the runs open, the services as
@@ -73,28 +73,13 @@ class Plan:
     schedules: int
     memory_slots: int
     memory_wait_s: float
-    throughput_repeats: int
+    throughput_repeats: int = 3
 
     @classmethod
-    def make(cls, quick: bool, runs: int | None, repeats: int | None = None) -> Plan:
+    def make(cls, quick: bool, runs: int | None) -> Plan:
         if quick:
-            return cls(
-                True, runs or 16, 2, 5, 3, 32, [1000], [1000, 10000], 200, 4, 12, repeats or 1
-            )
-        return cls(
-            False,
-            runs or 200,
-            10,
-            60,
-            10,
-            32,
-            [1000],
-            [1000, 10000, 100000],
-            2000,
-            4,
-            20,
-            repeats or 3,
-        )
+            return cls(True, runs or 16, 2, 5, 3, 32, [1000], [1000, 10000], 200, 4, 12, 1)
+        return cls(False, runs or 200, 10, 60, 10, 32, [1000], [1000, 10000, 100000], 2000, 4, 20)
 
 
 @dataclass
@@ -340,13 +325,17 @@ async def raw_batch(bench: Bench, n: int, concurrency: int) -> dict[str, Any]:
 THROUGHPUT_ROUNDS = 4
 
 
+def batches_per_repeat(runs: int) -> int:
+    return THROUGHPUT_ROUNDS if runs >= 4 * THROUGHPUT_ROUNDS else 1
+
+
 async def throughput_repeat(
     bench: Bench, concurrency: int, batches: dict[str, list[dict[str, Any]]]
 ) -> None:
     """One measurement of ``plan.runs`` runs per side, in alternating batches, appended to
     ``batches``."""
     n = bench.plan.runs
-    rounds = THROUGHPUT_ROUNDS if n >= 4 * THROUGHPUT_ROUNDS else 1
+    rounds = batches_per_repeat(n)
     for i in range(rounds):
         size = n // rounds + (1 if i < n % rounds else 0)
         for side in ("platform", "raw") if i % 2 == 0 else ("raw", "platform"):
@@ -366,7 +355,7 @@ async def throughput(bench: Bench) -> None:
     await save_task(bench, bench_task("bench_throughput", bench.page_url))
     out: dict[str, Any] = {
         "what": f"{repeats} x {n} runs of the 5-step task per side, each {n} in"
-        f" {THROUGHPUT_ROUNDS if n >= 4 * THROUGHPUT_ROUNDS else 1} alternating batches;"
+        f" {batches_per_repeat(n)} alternating batches;"
         " runs/min = runs / summed batch wall time over all of them; repeat_ratios: the ratio"
         " of each repeat; pair_ratios: of each platform batch to the raw batch next to it"
     }
@@ -1039,7 +1028,9 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    plan = Plan.make(args.quick, args.runs, args.repeats)
+    plan = Plan.make(args.quick, args.runs)
+    if args.repeats is not None:
+        plan.throughput_repeats = args.repeats
     output = args.output or RESULTS / ("quick.json" if args.quick else "latest.json")
     workdir = Path(tempfile.mkdtemp(prefix="figranium-bench-"))
     keep = args.keep
