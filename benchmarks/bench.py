@@ -329,11 +329,9 @@ def batches_per_repeat(runs: int) -> int:
     return THROUGHPUT_ROUNDS if runs >= 4 * THROUGHPUT_ROUNDS else 1
 
 
-async def throughput_repeat(
-    bench: Bench, concurrency: int, batches: dict[str, list[dict[str, Any]]]
-) -> None:
-    """One measurement of ``plan.runs`` runs per side, in alternating batches, appended to
-    ``batches``."""
+async def throughput_repeat(bench: Bench, concurrency: int) -> dict[str, list[dict[str, Any]]]:
+    """One measurement of ``plan.runs`` runs per side, in alternating batches."""
+    batches: dict[str, list[dict[str, Any]]] = {"platform": [], "raw": []}
     n = bench.plan.runs
     rounds = batches_per_repeat(n)
     for i in range(rounds):
@@ -348,6 +346,7 @@ async def throughput_repeat(
                 batch = await raw_batch(bench, size, concurrency)
                 batch["cpu_s"] = delta(before, raw_cpu())
             batches[side].append(batch)
+    return batches
 
 
 async def throughput(bench: Bench) -> None:
@@ -367,9 +366,10 @@ async def throughput(bench: Bench) -> None:
         batches: dict[str, list[dict[str, Any]]] = {"platform": [], "raw": []}
         repeat_ratios: list[float] = []
         for _ in range(repeats):
-            done = len(batches["raw"])
-            await throughput_repeat(bench, concurrency, batches)
-            one = {side: combined(found[done:]) for side, found in batches.items()}
+            repeat = await throughput_repeat(bench, concurrency)
+            for side, found in repeat.items():
+                batches[side].extend(found)
+            one = {side: combined(found) for side, found in repeat.items()}
             repeat_ratios.append(
                 ratio(one["platform"]["runs_per_min"], one["raw"]["runs_per_min"]) or 0.0
             )
