@@ -29,14 +29,14 @@ READY_DB_TIMEOUT_SECONDS = 2.0
 
 async def serve(settings: Settings, stopping: asyncio.Event) -> None:
     metrics = SchedulerMetrics()
-    probes: list[db.DatabaseProbe] = []  # one, once the database is migrated and NATS connected
+    probe: db.DatabaseProbe | None = None  # once the database is migrated and NATS connected
 
     async def readiness() -> str | None:
         if stopping.is_set():
             return "stopping"
-        if not probes:
+        if probe is None:
             return "starting"
-        error = await probes[0].error()
+        error = await probe.error()
         return None if error is None else f"database: {error}"
 
     ops = OpsServer(
@@ -54,16 +54,14 @@ async def serve(settings: Settings, stopping: asyncio.Event) -> None:
             await db.apply_migrations(pool)
             nc = await topology.connect(settings.nats_url, name="figranium-scheduler")
             try:
-                probes.append(
-                    db.DatabaseProbe(pool, settings.database_url, READY_DB_TIMEOUT_SECONDS)
-                )
+                probe = db.DatabaseProbe(pool, settings.database_url, READY_DB_TIMEOUT_SECONDS)
                 log.info("scheduler.ready")
                 await Scheduler(pool, nc, settings, metrics).run(stopping)
                 log.info("scheduler.stopping")
             finally:
                 await topology.close(nc)
         finally:
-            for probe in probes:
+            if probe is not None:
                 await probe.close()
             await pool.close(timeout=2)
     log.info("scheduler.stopped")
