@@ -12,6 +12,9 @@ from psycopg.types.json import Jsonb
 CHANGES_LOCK_ID = 0x46_49_47_43  # "FIGC"
 
 
+_KINDS = frozenset({"queued", "started", "log", "finished", "deleted"})  # the table's CHECK
+
+
 # --- writing (inside the caller's transaction) ----------------------------------------
 
 # Every insert into the log takes the lock first, in the same statement: a row's id is
@@ -19,6 +22,38 @@ CHANGES_LOCK_ID = 0x46_49_47_43  # "FIGC"
 # the lock (which is held to the commit, so ids become visible in the order they were
 # drawn). One statement instead of two: each is a round trip to the server.
 _LOCKED = "WITH held AS MATERIALIZED (SELECT pg_advisory_xact_lock(%s)) "
+
+
+def row_payload(alias: str) -> str:
+    """SQL for a change's payload as read from the executions row (or a ``RETURNING`` of
+    it) named ``alias``: its id, task, phase and, once known, outcome, status and duration."""
+    e = alias
+    return (
+        f"(jsonb_build_object('executionId', {e}.id, 'taskId', {e}.task_id, 'phase', {e}.phase)"
+        f" || jsonb_strip_nulls(jsonb_build_object('outcome', {e}.outcome,"
+        f" 'status', {e}.status, 'durationMs', {e}.duration_ms)))"
+    )
+
+
+def logged_insert(insert: str, kind: str) -> str:
+    """One statement: ``insert`` (an ``INSERT INTO executions`` without ``RETURNING``) and,
+    for the row it inserts, if any, a ``kind`` change. Its parameters are the lock's, then
+    the insert's; it returns the inserted row's id.
+
+    The lock comes first in the parameters, not in the order of work: the change's id is
+    drawn as its row is formed from the lock's row, so after the lock, as in
+    :func:`record_each`; both are held to the statement's commit. One statement in
+    autocommit needs no transaction block, pipeline or second round trip.
+    """
+    if kind not in _KINDS:
+        raise ValueError(f"unknown change kind {kind!r}")
+    return (
+        "WITH held AS MATERIALIZED (SELECT pg_advisory_xact_lock(%s)),"
+        f" inserted AS ({insert} RETURNING id, task_id, phase, outcome, status, duration_ms),"
+        " logged AS (INSERT INTO execution_changes (execution_id, kind, payload)"
+        f" SELECT i.id, '{kind}', {row_payload('i')} FROM held CROSS JOIN inserted i)"
+        " SELECT id FROM inserted"
+    )
 
 
 async def record_change(
@@ -46,20 +81,18 @@ async def record_each(conn: Any, kind: str, changes: list[tuple[str, dict[str, A
         return
     await conn.execute(
         _LOCKED + "INSERT INTO execution_changes (execution_id, kind, payload)"
-        " SELECT e.id, %s,"
-        " jsonb_build_object('executionId', e.id, 'taskId', e.task_id, 'phase', e.phase)"
-        " || jsonb_strip_nulls(jsonb_build_object("
-        "'outcome', e.outcome, 'status', e.status, 'durationMs', e.duration_ms))"
-        " || wanted.extra"
-        " FROM held CROSS JOIN unnest(%s::text[], %s::jsonb[])"
+        f" SELECT e.id, %s, {row_payload('e')} || wanted.extra"
+        " FROM held CROSS JOIN ROWS FROM (unnest(%s::text[]), jsonb_array_elements(%s::jsonb))"
         "  WITH ORDINALITY AS wanted (id, extra, n)"
         " JOIN executions e ON e.id = wanted.id"
         " ORDER BY wanted.n",
+        # The extras as one JSON array, not a jsonb[]: an array's elements are quoted and
+        # escaped one by one on the way out, which costs more than the statement itself.
         (
             CHANGES_LOCK_ID,
             kind,
             [change[0] for change in changes],
-            [Jsonb(change[1]) for change in changes],
+            Jsonb([change[1] for change in changes]),
         ),
     )
 

@@ -2,7 +2,8 @@
 with everything the runner needs (runners never read the database).
 
 Both work on the caller's connection, so the scheduler can do it inside its claim
-transaction; the caller logs the ``queued`` change (``changelog.record_change``) last.
+transaction. ``insert_execution`` logs the ``queued`` change itself, in the same statement;
+after ``insert_executions``, the caller logs them (``changelog.record_changes``) last.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
+from figranium_common.changelog import CHANGES_LOCK_ID, logged_insert
 from figranium_common.models import OutputTarget, ProxyConfig, RunRequest
 from figranium_common.runs import PROXIES_SETTING, reachable_tasks
 from figranium_common.secretbox import SecretBox
@@ -42,6 +44,8 @@ _INSERT_EXECUTION_BELOW = (
     " (SELECT 1 FROM executions WHERE phase <> 'finished' LIMIT %s) AS unfinished) < %s"
     " ON CONFLICT (id) DO NOTHING"
 )
+_INSERT_LOGGED = logged_insert(_INSERT_EXECUTION, "queued")
+_INSERT_LOGGED_BELOW = logged_insert(_INSERT_EXECUTION_BELOW, "queued")
 
 
 @dataclass(frozen=True)
@@ -85,17 +89,18 @@ async def insert_execution(
     webhook_url: str | None = None,
     unfinished_below: int = 0,
 ) -> Any:
-    """Insert a queued execution; returns the statement's cursor, whose one row says it was
-    inserted (none: the id is taken, or ``unfinished_below`` executions, when not 0, are
-    queued or running already). In a pipeline, reading it waits for the server, so a
-    caller sends its other statements first."""
+    """Insert a queued execution and log its ``queued`` change, in one statement; returns
+    its cursor, whose one row says it was inserted (none: the id is taken, or
+    ``unfinished_below`` executions, when not 0, are queued or running already, and
+    nothing was written). On an autocommit connection the statement is its own
+    transaction."""
     new = NewExecution(execution_id, task, source, variables, method, path, webhook_url)
     if unfinished_below > 0:
         return await conn.execute(
-            _INSERT_EXECUTION_BELOW + " RETURNING id",
-            (*new.params(), unfinished_below, unfinished_below),
+            _INSERT_LOGGED_BELOW,
+            (CHANGES_LOCK_ID, *new.params(), unfinished_below, unfinished_below),
         )
-    return await conn.execute(_INSERT_EXECUTION + " RETURNING id", new.params())
+    return await conn.execute(_INSERT_LOGGED, (CHANGES_LOCK_ID, *new.params()))
 
 
 async def insert_executions(conn: Any, executions: list[NewExecution]) -> None:

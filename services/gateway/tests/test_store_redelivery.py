@@ -185,6 +185,34 @@ async def test_a_change_draws_its_id_only_once_it_holds_the_lock(pool: db.Pool) 
         assert row is not None and row["id"] > drawn_meanwhile
 
 
+async def test_a_queued_execution_draws_its_change_id_only_once_it_holds_the_lock(
+    pool: db.Pool,
+) -> None:
+    # The run call inserts the execution and its change in one statement: the change's
+    # id must still come after the lock, as a separate record_change's does.
+    assert await _queued(pool, "exec_lock_holder")
+    async with pool.connection() as first:
+        await first.execute("BEGIN")
+        await changes.record_change(first, "exec_lock_holder", "log", {"line": "first"})
+        waiting = asyncio.create_task(_queued(pool, "exec_queued_behind"))
+        await asyncio.sleep(0.5)
+        assert not waiting.done(), "the insert waits for the first writer's commit"
+        async with await psycopg.AsyncConnection.connect(pool.conninfo, autocommit=True) as other:
+            cur = await other.execute("SELECT nextval('execution_changes_id_seq')")
+            drawn_meanwhile = (await cur.fetchone())[0]
+        await first.execute("COMMIT")
+        assert await asyncio.wait_for(waiting, 10)
+        cur = await first.execute(
+            "SELECT id, kind, payload FROM execution_changes WHERE execution_id = %s",
+            ("exec_queued_behind",),
+        )
+        rows = await cur.fetchall()
+    assert [(row["kind"], row["payload"]) for row in rows] == [
+        ("queued", {"executionId": "exec_queued_behind", "taskId": "t", "phase": "queued"})
+    ]
+    assert rows[0]["id"] > drawn_meanwhile
+
+
 async def test_the_queue_limit_refuses_new_executions_not_taken_ids(pool: db.Pool) -> None:
     async with pool.connection() as conn:
         cur = await conn.execute("SELECT count(*) AS n FROM executions WHERE phase <> 'finished'")
