@@ -138,7 +138,7 @@ def run() -> int:
         nats = LocalNats(data_dir / "nats", ports["nats"])
         nats.prepare()
         nats_url = nats.url
-        manager.add_process("nats", _shell(*nats.command()), env=env)
+        manager.add_process("nats", _shell(*nats.command()), env=LocalNats.environment(env))
 
     service_env = {
         "LOG_FORMAT": "console",

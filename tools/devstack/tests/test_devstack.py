@@ -53,6 +53,15 @@ async def test_nats_with_jetstream(tmp_path: Path) -> None:
             await client.close()
 
 
+def test_nats_runs_on_one_go_processor_unless_told_otherwise(tmp_path: Path) -> None:
+    assert LocalNats.environment({"PATH": "/bin"}) == {"PATH": "/bin", "GOMAXPROCS": "1"}
+    assert LocalNats.environment({"GOMAXPROCS": "4"})["GOMAXPROCS"] == "4"
+    with LocalNats(tmp_path / "nats", free_port()) as server:
+        assert server.pid is not None
+        environ = Path(f"/proc/{server.pid}/environ").read_bytes().split(b"\0")
+    assert f"GOMAXPROCS={os.environ.get('GOMAXPROCS') or 1}".encode() in environ
+
+
 def test_free_port_returns_distinct_usable_ports_outside_the_outgoing_range() -> None:
     ports = {free_port() for _ in range(5)}
     assert len(ports) == 5
