@@ -73,7 +73,7 @@ class Plan:
     schedules: int
     memory_slots: int
     memory_wait_s: float
-    throughput_repeats: int = 3
+    throughput_repeats: int = 5
 
     @classmethod
     def make(cls, quick: bool, runs: int | None) -> Plan:
@@ -973,7 +973,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--repeats",
         type=int,
         default=None,
-        help="throughput measurements per concurrency, each of --runs runs (default 3)",
+        help="throughput measurements per concurrency, each of --runs runs (default 5)",
     )
     parser.add_argument(
         "--output",
