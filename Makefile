@@ -44,7 +44,7 @@ lint: install
 	$(VENV)/ruff format --check .
 	$(VENV)/mypy $(MYPY_TARGETS)
 
-# Measured figures, not tests: a private stack, eight to nine minutes, written to
+# Measured figures, not tests: a private stack, eleven to twelve minutes, written to
 # benchmarks/results/latest.json. `make bench BENCH_ARGS="--quick"` for a smoke check.
 bench: install
 	$(VENV)/python -m benchmarks $(BENCH_ARGS)
