@@ -344,26 +344,31 @@ async def record_logs(pool: Pool, lines: list[dict[str, Any]]) -> int:
     return await _at_once(pool, lambda conn, expected: _insert_lines(conn, lines, expected))
 
 
+# The ids again as ``= ANY``, so executions are looked up by index, not scanned (as
+# changelog's RECORD_EACH explains).
+INSERT_LINES = (
+    "INSERT INTO execution_events (execution_id, attempt, seq, type, payload)"
+    " SELECT v.execution_id, v.attempt, v.seq, 'log', v.payload"
+    " FROM ROWS FROM (unnest(%s::text[]), unnest(%s::int[]), unnest(%s::int[]),"
+    "  jsonb_array_elements(%s::jsonb)) AS v (execution_id, attempt, seq, payload)"
+    " WHERE EXISTS (SELECT 1 FROM executions e WHERE e.id = v.execution_id"
+    "  AND e.id = ANY(%s::text[]))"
+    " ON CONFLICT DO NOTHING"
+    " RETURNING execution_id, attempt, seq"
+)
+
+
 async def _insert_lines(
     conn: Any, lines: list[dict[str, Any]], expected: _Expected | None = None
 ) -> int:
     """Insert the lines and log a change for each new one; how many were new. With
     ``expected``, all of them are taken to be new, and that is checked later."""
     keys = [(line["execution_id"], int(line["attempt"]), int(line["seq"])) for line in lines]
+    ids = [key[0] for key in keys]
     cur = await conn.execute(
-        "INSERT INTO execution_events (execution_id, attempt, seq, type, payload)"
-        " SELECT v.execution_id, v.attempt, v.seq, 'log', v.payload"
-        " FROM ROWS FROM (unnest(%s::text[]), unnest(%s::int[]), unnest(%s::int[]),"
-        "  jsonb_array_elements(%s::jsonb)) AS v (execution_id, attempt, seq, payload)"
-        " WHERE EXISTS (SELECT 1 FROM executions e WHERE e.id = v.execution_id)"
-        " ON CONFLICT DO NOTHING"
-        " RETURNING execution_id, attempt, seq",
-        (
-            [key[0] for key in keys],
-            [key[1] for key in keys],
-            [key[2] for key in keys],
-            Jsonb(lines),  # one JSON array: cheaper to send than a jsonb[] (see changelog)
-        ),
+        INSERT_LINES,
+        # The lines as one JSON array: cheaper to send than a jsonb[] (see changelog).
+        (ids, [key[1] for key in keys], [key[2] for key in keys], Jsonb(lines), ids),
     )
     if expected is not None:
         expected.rows(cur, len(lines))  # a batch holding a line twice is done step by step

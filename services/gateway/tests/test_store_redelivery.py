@@ -15,7 +15,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import StreamConfig
 
-from figranium_common import db
+from figranium_common import changelog, db
 from figranium_common.models import LogEvent, ResultEvent, RunResult, StartedEvent
 from figranium_common.secretbox import SecretBox
 from figranium_devstack.postgres import LocalPostgres
@@ -352,3 +352,33 @@ async def test_a_result_ahead_of_its_event_waits_for_it_once(
     await ingester.apply(pulled)
     assert await _phase(pool, "exec_ahead") == "finished"
     assert lookups == [("exec_ahead", 1)]  # a redelivered result is stored as it is
+
+
+# --- plans: an event looks its execution up by index, however the table is sized --------
+
+
+def _generic(sql: str) -> str:
+    """``sql`` with psycopg's ``%s`` as ``$1``, ``$2``...: what EXPLAIN (GENERIC_PLAN) takes."""
+    parts = sql.split("%s")
+    return parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], start=1))
+
+
+@pytest.mark.parametrize(
+    "statement", [changelog.RECORD_EACH, store.INSERT_LINES], ids=["change_log", "log_lines"]
+)
+async def test_events_look_executions_up_by_index_not_by_scanning_them(
+    pool: db.Pool, statement: str
+) -> None:
+    # A set-returning function is planned as 100 rows: joined to the executions by id
+    # alone, a generic plan scanned the whole table at a few thousand rows.
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO executions (id, task_id, phase, source, mode, task_snapshot, variables)"
+            " SELECT 'exec_plan_' || g, 't', 'finished', 'api', 'agent', '{}', '{}'"
+            " FROM generate_series(1, 5000) g ON CONFLICT DO NOTHING"
+        )
+        await conn.execute("ANALYZE executions")
+        cur = await conn.execute(f"EXPLAIN (GENERIC_PLAN) {_generic(statement)}")
+        plan = "\n".join(row["QUERY PLAN"] for row in await cur.fetchall())
+    assert "executions_pkey" in plan, plan
+    assert "Seq Scan on executions" not in plan, plan
