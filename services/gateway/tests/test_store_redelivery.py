@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import psycopg
@@ -155,34 +155,49 @@ async def test_a_result_for_a_deleted_execution_stores_nothing(pool: db.Pool) ->
     assert events == [] and feed == []
 
 
+async def _drawn_while_locked(pool: db.Pool, holder: str, write: Awaitable[Any]) -> int:
+    """Hold the change-log lock (a change of ``holder``) while ``write`` runs, check that it
+    waits, draw a change id meanwhile and return it once ``write`` has committed."""
+    async with pool.connection() as first:
+        await first.execute("BEGIN")
+        await changes.record_change(first, holder, "log", {"line": "first"})
+        waiting = asyncio.ensure_future(write)
+        await asyncio.sleep(0.5)
+        assert not waiting.done(), "the writer waits for the first one's commit"
+        async with await psycopg.AsyncConnection.connect(pool.conninfo, autocommit=True) as other:
+            cur = await other.execute("SELECT nextval('execution_changes_id_seq')")
+            drawn_meanwhile = int((await cur.fetchone())[0])
+        await first.execute("COMMIT")
+        await asyncio.wait_for(waiting, 10)
+    return drawn_meanwhile
+
+
+async def _changes_of(pool: db.Pool, execution_id: str) -> list[dict[str, Any]]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, kind, payload FROM execution_changes WHERE execution_id = %s ORDER BY id",
+            (execution_id,),
+        )
+        return list(await cur.fetchall())
+
+
 async def test_a_change_draws_its_id_only_once_it_holds_the_lock(pool: db.Pool) -> None:
     # Were the id drawn before the wait for the lock, a writer waiting behind another
     # would commit an id smaller than ones drawn meanwhile by others: a reader that had
     # gone past those would never see it.
     assert await _queued(pool, "exec_lock_order")
-    async with pool.connection() as first, pool.connection() as second:
-        await first.execute("BEGIN")
-        await changes.record_change(first, "exec_lock_order", "log", {"line": "first"})
 
-        async def write_second() -> None:
-            async with second.transaction():
-                await changes.record_change(second, "exec_lock_order", "log", {"line": "second"})
+    async def write_second() -> None:
+        async with pool.connection() as second, second.transaction():
+            await changes.record_change(second, "exec_lock_order", "log", {"line": "second"})
 
-        waiting = asyncio.create_task(write_second())
-        await asyncio.sleep(0.5)
-        assert not waiting.done(), "the second writer waits for the first one's commit"
-        async with await psycopg.AsyncConnection.connect(pool.conninfo, autocommit=True) as other:
-            cur = await other.execute("SELECT nextval('execution_changes_id_seq')")
-            drawn_meanwhile = (await cur.fetchone())[0]
-        await first.execute("COMMIT")
-        await asyncio.wait_for(waiting, 10)
-        cur = await first.execute(
-            "SELECT id FROM execution_changes"
-            " WHERE execution_id = %s AND payload->>'line' = 'second'",
-            ("exec_lock_order",),
-        )
-        row = await cur.fetchone()
-        assert row is not None and row["id"] > drawn_meanwhile
+    drawn_meanwhile = await _drawn_while_locked(pool, "exec_lock_order", write_second())
+    second = [
+        c
+        for c in await _changes_of(pool, "exec_lock_order")
+        if c["payload"].get("line") == "second"
+    ]
+    assert len(second) == 1 and second[0]["id"] > drawn_meanwhile
 
 
 async def test_a_queued_execution_draws_its_change_id_only_once_it_holds_the_lock(
@@ -191,22 +206,10 @@ async def test_a_queued_execution_draws_its_change_id_only_once_it_holds_the_loc
     # The run call inserts the execution and its change in one statement: the change's
     # id must still come after the lock, as a separate record_change's does.
     assert await _queued(pool, "exec_lock_holder")
-    async with pool.connection() as first:
-        await first.execute("BEGIN")
-        await changes.record_change(first, "exec_lock_holder", "log", {"line": "first"})
-        waiting = asyncio.create_task(_queued(pool, "exec_queued_behind"))
-        await asyncio.sleep(0.5)
-        assert not waiting.done(), "the insert waits for the first writer's commit"
-        async with await psycopg.AsyncConnection.connect(pool.conninfo, autocommit=True) as other:
-            cur = await other.execute("SELECT nextval('execution_changes_id_seq')")
-            drawn_meanwhile = (await cur.fetchone())[0]
-        await first.execute("COMMIT")
-        assert await asyncio.wait_for(waiting, 10)
-        cur = await first.execute(
-            "SELECT id, kind, payload FROM execution_changes WHERE execution_id = %s",
-            ("exec_queued_behind",),
-        )
-        rows = await cur.fetchall()
+    drawn_meanwhile = await _drawn_while_locked(
+        pool, "exec_lock_holder", _queued(pool, "exec_queued_behind")
+    )
+    rows = await _changes_of(pool, "exec_queued_behind")
     assert [(row["kind"], row["payload"]) for row in rows] == [
         ("queued", {"executionId": "exec_queued_behind", "taskId": "t", "phase": "queued"})
     ]
