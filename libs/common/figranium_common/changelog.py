@@ -12,9 +12,6 @@ from psycopg.types.json import Jsonb
 CHANGES_LOCK_ID = 0x46_49_47_43  # "FIGC"
 
 
-_KINDS = frozenset({"queued", "started", "log", "finished", "deleted"})  # the table's CHECK
-
-
 # --- writing (inside the caller's transaction) ----------------------------------------
 
 # Every insert into the log takes the lock first, in the same statement: a row's id is
@@ -35,23 +32,21 @@ def row_payload(alias: str) -> str:
     )
 
 
-def logged_insert(insert: str, kind: str) -> str:
+def logged_insert(insert: str) -> str:
     """One statement: ``insert`` (an ``INSERT INTO executions`` without ``RETURNING``) and,
-    for the row it inserts, if any, a ``kind`` change. Its parameters are the lock's, then
-    the insert's; it returns the inserted row's id.
+    for the row it inserts, if any, a change. Its parameters are the lock's and the
+    change's kind, then the insert's; it returns the inserted row's id.
 
     The lock comes first in the parameters, not in the order of work: the change's id is
     drawn as its row is formed from the lock's row, so after the lock, as in
     :func:`record_each`; both are held to the statement's commit. One statement in
     autocommit needs no transaction block, pipeline or second round trip.
     """
-    if kind not in _KINDS:
-        raise ValueError(f"unknown change kind {kind!r}")
     return (
-        "WITH held AS MATERIALIZED (SELECT pg_advisory_xact_lock(%s)),"
+        "WITH held AS MATERIALIZED (SELECT pg_advisory_xact_lock(%s), %s::text AS kind),"
         f" inserted AS ({insert} RETURNING id, task_id, phase, outcome, status, duration_ms),"
         " logged AS (INSERT INTO execution_changes (execution_id, kind, payload)"
-        f" SELECT i.id, '{kind}', {row_payload('i')} FROM held CROSS JOIN inserted i)"
+        f" SELECT i.id, held.kind, {row_payload('i')} FROM held CROSS JOIN inserted i)"
         " SELECT id FROM inserted"
     )
 

@@ -44,8 +44,8 @@ _INSERT_EXECUTION_BELOW = (
     " (SELECT 1 FROM executions WHERE phase <> 'finished' LIMIT %s) AS unfinished) < %s"
     " ON CONFLICT (id) DO NOTHING"
 )
-_INSERT_LOGGED = logged_insert(_INSERT_EXECUTION, "queued")
-_INSERT_LOGGED_BELOW = logged_insert(_INSERT_EXECUTION_BELOW, "queued")
+_INSERT_LOGGED = logged_insert(_INSERT_EXECUTION)
+_INSERT_LOGGED_BELOW = logged_insert(_INSERT_EXECUTION_BELOW)
 
 
 @dataclass(frozen=True)
@@ -77,30 +77,18 @@ class NewExecution:
         )
 
 
-async def insert_execution(
-    conn: Any,
-    *,
-    execution_id: str,
-    task: dict[str, Any],
-    variables: dict[str, Any],
-    source: str,
-    method: str | None = None,
-    path: str | None = None,
-    webhook_url: str | None = None,
-    unfinished_below: int = 0,
-) -> Any:
+async def insert_execution(conn: Any, new: NewExecution, unfinished_below: int = 0) -> Any:
     """Insert a queued execution and log its ``queued`` change, in one statement; returns
     its cursor, whose one row says it was inserted (none: the id is taken, or
     ``unfinished_below`` executions, when not 0, are queued or running already, and
     nothing was written). On an autocommit connection the statement is its own
     transaction."""
-    new = NewExecution(execution_id, task, source, variables, method, path, webhook_url)
     if unfinished_below > 0:
         return await conn.execute(
             _INSERT_LOGGED_BELOW,
-            (CHANGES_LOCK_ID, *new.params(), unfinished_below, unfinished_below),
+            (CHANGES_LOCK_ID, "queued", *new.params(), unfinished_below, unfinished_below),
         )
-    return await conn.execute(_INSERT_LOGGED, (CHANGES_LOCK_ID, *new.params()))
+    return await conn.execute(_INSERT_LOGGED, (CHANGES_LOCK_ID, "queued", *new.params()))
 
 
 async def insert_executions(conn: Any, executions: list[NewExecution]) -> None:
@@ -113,19 +101,17 @@ async def insert_executions(conn: Any, executions: list[NewExecution]) -> None:
 async def gather_run_request(
     conn: Any,
     box: SecretBox,
+    new: NewExecution,
     *,
-    execution_id: str,
-    task: dict[str, Any],
-    variables: dict[str, Any],
-    source: str,
     timeout_seconds: float,
     browser_states: Mapping[str, dict[str, Any]] | None = None,
 ) -> RunRequest:
-    """The run request for a queued execution.
+    """The run request for the queued execution ``new``.
 
     ``browser_states`` is what ``load_browser_states`` returned for a batch of tasks that
     includes this one; without it the task's saved state is read here.
     """
+    task = new.task
     if browser_states is None:
         storage_state = await _storage_state(conn, box, task)
     else:
@@ -133,10 +119,10 @@ async def gather_run_request(
         wanted = isinstance(task_id, str) and not task.get("statelessExecution")
         storage_state = browser_states.get(str(task_id)) if wanted else None
     return RunRequest(
-        execution_id=execution_id,
+        execution_id=new.execution_id,
         task=task,
-        variables=variables,
-        source=source,
+        variables=new.variables,
+        source=new.source,
         timeout_seconds=timeout_seconds,
         storage_state=storage_state,
         proxies=await _proxies(conn, box, task),

@@ -39,15 +39,8 @@ async def build_run_request(
 ) -> RunRequest:
     """Everything the runner needs, gathered here because runners never read the database."""
     async with pool.connection() as conn:
-        return await queue.gather_run_request(
-            conn,
-            box,
-            execution_id=execution_id,
-            task=task,
-            variables=variables,
-            source=source,
-            timeout_seconds=timeout_seconds,
-        )
+        new = queue.NewExecution(execution_id, task, source, variables)
+        return await queue.gather_run_request(conn, box, new, timeout_seconds=timeout_seconds)
 
 
 async def publish_run(js: JetStreamContext, request: RunRequest) -> None:

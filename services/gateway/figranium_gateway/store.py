@@ -84,36 +84,18 @@ class QueueFull(Exception):
 
 
 async def create_execution(
-    conn: Connection,
-    *,
-    execution_id: str,
-    task: dict[str, Any],
-    variables: dict[str, Any],
-    source: str,
-    method: str,
-    path: str,
-    webhook_url: str | None = None,
-    queue_limit: int = 0,
+    conn: Connection, new: queue.NewExecution, *, queue_limit: int = 0
 ) -> bool:
-    """Insert a queued execution, with its change logged, in one statement on the
-    autocommit ``conn``; False when the id is already taken. With a ``queue_limit`` (0:
-    none), raises :class:`QueueFull` instead of inserting when that many executions are
-    unfinished. Only when nothing was inserted is the id looked up, to tell the two apart.
+    """Insert the queued execution ``new``, with its change logged, in one statement on
+    the autocommit ``conn``; False when the id is already taken. With a ``queue_limit``
+    (0: none), raises :class:`QueueFull` instead of inserting when that many executions
+    are unfinished. Only when nothing was inserted is the id looked up, to tell the two
+    apart.
     """
-    inserted = await queue.insert_execution(
-        conn,
-        execution_id=execution_id,
-        task=task,
-        variables=variables,
-        source=source,
-        method=method,
-        path=path,
-        webhook_url=webhook_url,
-        unfinished_below=queue_limit,
-    )
+    inserted = await queue.insert_execution(conn, new, unfinished_below=queue_limit)
     if await inserted.fetchone() is not None:
         return True
-    if queue_limit > 0 and not await _execution_exists(conn, execution_id):
+    if queue_limit > 0 and not await _execution_exists(conn, new.execution_id):
         raise QueueFull
     return False
 

@@ -15,7 +15,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import StreamConfig
 
-from figranium_common import changelog, db
+from figranium_common import changelog, db, queue
 from figranium_common.models import LogEvent, ResultEvent, RunResult, StartedEvent
 from figranium_common.secretbox import SecretBox
 from figranium_devstack.postgres import LocalPostgres
@@ -36,16 +36,10 @@ async def pool(postgres: LocalPostgres) -> AsyncIterator[db.Pool]:
 
 async def _queued(pool: db.Pool, execution_id: str, queue_limit: int = 0) -> bool:
     async with pool.connection() as conn:
-        return await store.create_execution(
-            conn,
-            execution_id=execution_id,
-            task={"id": "t", "name": "t"},
-            variables={},
-            source="api",
-            method="POST",
-            path="/api/tasks/t/api",
-            queue_limit=queue_limit,
+        new = queue.NewExecution(
+            execution_id, {"id": "t", "name": "t"}, "api", method="POST", path="/api/tasks/t/api"
         )
+        return await store.create_execution(conn, new, queue_limit=queue_limit)
 
 
 def _lines(execution_id: str, first: int, *lines: str) -> list[dict[str, Any]]:
@@ -54,21 +48,27 @@ def _lines(execution_id: str, first: int, *lines: str) -> list[dict[str, Any]]:
     ).each()
 
 
+async def _changes_of(pool: db.Pool, execution_id: str) -> list[dict[str, Any]]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, kind, payload FROM execution_changes WHERE execution_id = %s ORDER BY id",
+            (execution_id,),
+        )
+        return list(await cur.fetchall())
+
+
 async def _history(pool: db.Pool, execution_id: str) -> tuple[list[Any], list[Any]]:
     async with pool.connection() as conn:
         events = await conn.execute(
             "SELECT seq, type FROM execution_events WHERE execution_id = %s ORDER BY seq",
             (execution_id,),
         )
-        feed = await conn.execute(
-            "SELECT kind, payload->>'line' AS line, payload->>'phase' AS phase"
-            " FROM execution_changes WHERE execution_id = %s ORDER BY id",
-            (execution_id,),
-        )
-        return (
-            [(r["seq"], r["type"]) for r in await events.fetchall()],
-            [(r["kind"], r["line"], r["phase"]) for r in await feed.fetchall()],
-        )
+        stored = [(r["seq"], r["type"]) for r in await events.fetchall()]
+    feed = [
+        (c["kind"], c["payload"].get("line"), c["payload"].get("phase"))
+        for c in await _changes_of(pool, execution_id)
+    ]
+    return stored, feed
 
 
 async def test_a_taken_id_is_refused_and_logs_nothing(pool: db.Pool) -> None:
@@ -170,15 +170,6 @@ async def _drawn_while_locked(pool: db.Pool, holder: str, write: Awaitable[Any])
         await first.execute("COMMIT")
         await asyncio.wait_for(waiting, 10)
     return drawn_meanwhile
-
-
-async def _changes_of(pool: db.Pool, execution_id: str) -> list[dict[str, Any]]:
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT id, kind, payload FROM execution_changes WHERE execution_id = %s ORDER BY id",
-            (execution_id,),
-        )
-        return list(await cur.fetchall())
 
 
 async def test_a_change_draws_its_id_only_once_it_holds_the_lock(pool: db.Pool) -> None:

@@ -125,14 +125,7 @@ async def claim_due(
         by_task = {row["task_id"]: row for row in due}
         for execution in new:
             request = await queue.gather_run_request(
-                conn,
-                box,
-                execution_id=execution.execution_id,
-                task=execution.task,
-                variables={},
-                source=SOURCE,
-                timeout_seconds=timeout_seconds,
-                browser_states=states,
+                conn, box, execution, timeout_seconds=timeout_seconds, browser_states=states
             )
             row = by_task[execution.task["id"]]
             lateness_ms = int((row["now"] - row["next_run"]).total_seconds() * 1000)

@@ -117,33 +117,18 @@ async def _run(request: web.Request, task: dict[str, Any], body: RunBody) -> web
     ):
         # One connection from admission to the run request: once the execution is saved,
         # nothing waits for the pool again before the publish.
+        new = queue.NewExecution(
+            execution_id, task, "api", body.variables, request.method, request.path, webhook_url
+        )
         async with pool.connection() as conn:
             limit = app[SETTINGS].run_queue_limit
             try:
-                created = await store.create_execution(
-                    conn,
-                    execution_id=execution_id,
-                    task=task,
-                    variables=body.variables,
-                    source="api",
-                    method=request.method,
-                    path=request.path,
-                    webhook_url=webhook_url,
-                    queue_limit=limit,
-                )
+                created = await store.create_execution(conn, new, queue_limit=limit)
             except store.QueueFull:
                 return admission.queue_full(limit)
             if not created:
                 raise ApiError(409, "RUN_ID_TAKEN", f"an execution {execution_id!r} already exists")
-            run = await queue.gather_run_request(
-                conn,
-                app[BOX],
-                execution_id=execution_id,
-                task=task,
-                variables=body.variables,
-                source="api",
-                timeout_seconds=timeout,
-            )
+            run = await queue.gather_run_request(conn, app[BOX], new, timeout_seconds=timeout)
         await changes.notify(app[NC])
         try:
             await dispatch.publish_run(app[JS], run)
