@@ -1,0 +1,47 @@
+"""`make bench` end to end, shortened (`--quick`): every figure the issue asks for is
+measured and written. Timings are not asserted; benchmarks are not tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FIGURES = (
+    "run_overhead_ratio",
+    "throughput_ratio_c4",
+    "throughput_ratio_c8",
+    "gateway_rps",
+    "schedule_lateness_p99_s",
+    "runner_rss_idle_mb",
+    "runner_rss_per_slot_mb",
+    "gateway_rss_idle_mb",
+    "gateway_rss_load_mb",
+)
+
+
+@pytest.mark.timeout(600)
+def test_a_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
+    output = tmp_path / "quick.json"
+    argv = [sys.executable, "-m", "benchmarks", "--quick", "--runs", "8", "--output", str(output)]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=570)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "throughput c8 (runs/min)" in done.stdout  # the printed table
+    results = json.loads(output.read_text())
+    missing = [name for name in FIGURES if results.get(name) is None]
+    assert not missing, f"not measured: {missing}"
+    assert results["run_overhead_ratio"] > 0
+    assert results["throughput_ratio_c4"] > 0
+    assert results["throughput_ratio_c8"] > 0
+    rps = results["gateway_rps"]
+    assert rps["health"]["-"]["rps"] > 0
+    assert rps["tasks_list"]["1000"]["rps"] > 0
+    assert {"1000", "10000"} <= set(rps["executions_limit50"])
+    for size in ("1000", "10000"):
+        assert rps["executions_limit50"][size]["errors"] == 0
+    assert results["machine"]["cpu_count"] >= 1
+    assert results["git"]["commit"]
