@@ -769,6 +769,21 @@ async def scheduler(bench: Bench) -> None:
 # --- the run ------------------------------------------------------------------------------
 
 
+# The headline figures of latest.json, present in every run (None when their phase was
+# left out with --only).
+FIGURES = (
+    "run_overhead_ratio",
+    "throughput_ratio_c4",
+    "throughput_ratio_c8",
+    "gateway_rps",
+    "schedule_lateness_p99_s",
+    "runner_rss_idle_mb",
+    "runner_rss_per_slot_mb",
+    "gateway_rss_idle_mb",
+    "gateway_rss_load_mb",
+)
+
+
 async def run(plan: Plan, only: list[str], stack: BenchStack, page_port: int) -> dict[str, Any]:
     chromium = find_headless_chromium(
         os.environ.get("CHROMIUM_HEADLESS_PATH"), os.environ.get("CHROMIUM_PATH")
@@ -782,17 +797,7 @@ async def run(plan: Plan, only: list[str], stack: BenchStack, page_port: int) ->
         "settings_from_environment": settings_from_environment(stack.env()),
         "machine": machine_info(chromium),
     }
-    for key in (
-        "run_overhead_ratio",
-        "throughput_ratio_c4",
-        "throughput_ratio_c8",
-        "gateway_rps",
-        "schedule_lateness_p99_s",
-        "runner_rss_idle_mb",
-        "runner_rss_per_slot_mb",
-        "gateway_rss_idle_mb",
-        "gateway_rss_load_mb",
-    ):
+    for key in FIGURES:
         results[key] = None
     bench_gateway = await asyncio.to_thread(stack.start_gateway)
     async with (
