@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
 
-from playwright.async_api import Page
+import regex
 
 from figranium_common.models import Action
+from figranium_runner.bounds import LimitExceeded
+from figranium_runner.isolated import IsolatedWorld
 from figranium_runner.variables import lookup, substitute
 
 _VAR_REF = re.compile(r"^\{\$([\w.]+)\}$")
-_REGEX_LIMIT = 1000  # characters of pattern and subject: no catastrophic backtracking budget
+_PATTERN_LIMIT = 1000  # characters of a `matches` pattern
+# JavaScript's named backreference; the `regex` package spells it (?P=name).
+_JS_NAMED_BACKREF = re.compile(r"(?<!\\)((?:\\\\)*)\\k<([A-Za-z_][A-Za-z0-9_]*)>")
 
 # The expression sees the helpers Figranium documents: exists(sel), text(sel), url(), vars,
-# block (with block.output) and html.
+# block (with block.output) and html. It runs in an isolated world (see isolated.py): it
+# sees the page's DOM, and the page sees neither it nor the variables.
 _CONDITION_JS = """
 ({ expression, vars, blockOutput }) => {
   const exists = (selector) => !!selector && !!document.querySelector(selector);
@@ -40,7 +46,7 @@ def parse_value(text: str) -> Any:
         return stripped.lower() == "true"
     try:
         return json.loads(stripped)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: `[[[[…` nested past the stack
         return text
 
 
@@ -93,7 +99,32 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def structured(action: Action, variables: dict[str, Any]) -> bool:
+def _js_pattern(pattern: str) -> str:
+    """A JavaScript pattern in the `regex` package's syntax, which differs in little else."""
+    return _JS_NAMED_BACKREF.sub(r"\1(?P=\2)", pattern)
+
+
+async def _matches(subject: str, pattern: str, timeout_ms: int) -> bool:
+    if len(pattern) > _PATTERN_LIMIT:
+        return False
+    try:
+        compiled = regex.compile(_js_pattern(pattern))
+    except regex.error:
+        return False
+    # Off the event loop, in a thread (the `regex` package lets go of the GIL while it
+    # matches a str), with a deadline: a pattern that backtracks for ever must stall
+    # neither this run nor the runner's other runs, heartbeats and probes.
+    try:
+        found = await asyncio.to_thread(compiled.search, subject, timeout=timeout_ms / 1000)
+    except TimeoutError:
+        shown = pattern if len(pattern) <= 80 else pattern[:77] + "..."
+        raise LimitExceeded(
+            f"the pattern {shown!r} ran longer than RUNNER_REGEX_TIMEOUT_MS ({timeout_ms} ms)"
+        ) from None
+    return found is not None
+
+
+async def structured(action: Action, variables: dict[str, Any], regex_timeout_ms: int) -> bool:
     kind = action.conditionVarType or "string"
     op = action.conditionOp or ("is_true" if kind == "boolean" else "equals")
     left = _operand(action.conditionVar or "", variables)
@@ -128,12 +159,7 @@ def structured(action: Action, variables: dict[str, Any]) -> bool:
     if op == "ends_with":
         return a_text.endswith(b_text)
     if op == "matches":
-        if len(b_text) > _REGEX_LIMIT or len(a_text) > 100 * _REGEX_LIMIT:
-            return False
-        try:
-            return re.search(b_text, a_text) is not None
-        except re.error:
-            return False
+        return await _matches(a_text, b_text, regex_timeout_ms)
     return a_text == b_text
 
 
@@ -149,16 +175,18 @@ def has_structured(action: Action) -> bool:
     )
 
 
-async def evaluate(action: Action, page: Page, variables: dict[str, Any]) -> bool:
+async def evaluate(
+    action: Action, world: IsolatedWorld, variables: dict[str, Any], regex_timeout_ms: int
+) -> bool:
     if has_structured(action):
-        return structured(action, variables)
+        return await structured(action, variables, regex_timeout_ms)
     expression = substitute(str(action.value or ""), variables)
     if not expression.strip():
         return False
     block = variables.get("block")
     output = block.get("output") if isinstance(block, dict) else None
     return bool(
-        await page.evaluate(
+        await world.evaluate(
             _CONDITION_JS,
             {"expression": expression, "vars": variables, "blockOutput": output},
         )

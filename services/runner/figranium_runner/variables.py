@@ -4,12 +4,30 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 from figranium_common.models import Variable
+from figranium_runner.bounds import too_large
 
 _PLACEHOLDER = re.compile(r"\{\$([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\}")
+
+# RUNNER_MAX_VARIABLE_BYTES for the run this task belongs to (None: no run, no bound). A
+# context variable, because substitution happens everywhere and each run is its own task.
+_TEXT_LIMIT: ContextVar[int | None] = ContextVar("substitution_limit", default=None)
+
+
+@contextmanager
+def text_limit(limit: int) -> Iterator[None]:
+    """Bound what ``substitute`` may produce while the run inside runs."""
+    token = _TEXT_LIMIT.set(limit)
+    try:
+        yield
+    finally:
+        _TEXT_LIMIT.reset(token)
 
 
 def coerce(declared: str, value: Any) -> Any:
@@ -26,7 +44,7 @@ def coerce(declared: str, value: Any) -> Any:
             return True
         if lowered in ("false", "0", "no", "off", ""):
             return False
-    if declared == "string" and not isinstance(value, str) and value is not None:
+    if declared in ("string", "secret") and not isinstance(value, str) and value is not None:
         return value if isinstance(value, dict | list) else _text(value)
     return value
 
@@ -37,6 +55,11 @@ def initial_variables(declared: dict[str, Variable], overrides: dict[str, Any]) 
     for name, value in overrides.items():
         values[name] = coerce(declared[name].type, value) if name in declared else value
     return values
+
+
+def secret_values(declared: dict[str, Variable], values: dict[str, Any]) -> set[str]:
+    """The values of the variables declared secret, as text is substituted with them."""
+    return {_text(values.get(name)) for name, var in declared.items() if var.type == "secret"}
 
 
 def _text(value: Any) -> str:
@@ -67,7 +90,22 @@ def lookup(variables: dict[str, Any], path: str) -> Any:
 
 def substitute(text: str, variables: dict[str, Any]) -> str:
     """Replace every ``{$path}``; objects become JSON, unknown names the empty string."""
-    return _PLACEHOLDER.sub(lambda m: _text(lookup(variables, m.group(1))), text)
+    limit = _TEXT_LIMIT.get()
+    if limit is None:
+        return _PLACEHOLDER.sub(lambda m: _text(lookup(variables, m.group(1))), text)
+    # A text naming one big variable a thousand times would be a thousand times its size:
+    # stop at the first replacement that takes it past the limit, not after building it.
+    grown = len(text)
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal grown
+        value = _text(lookup(variables, match.group(1)))
+        grown += len(value) - len(match.group(0))
+        if grown > limit:
+            raise too_large("the text after {$…} substitution", limit)
+        return value
+
+    return _PLACEHOLDER.sub(replace, text)
 
 
 def substitute_all(value: Any, variables: dict[str, Any]) -> Any:
