@@ -113,3 +113,42 @@ def test_clear_screenshots_keeps_videos_and_downloads(isolated: Stack) -> None:
     assert response.json() == {"success": True, "removed": 2}
     assert capture_names(nats_url) == {"exec_1_agent_3.webm", "exec_1_download_report.csv"}
     assert client.get("/api/data/screenshots").json() == {"screenshots": []}
+
+
+def test_only_images_and_videos_are_served_inline(
+    api: httpx.Client, stack: tuple[Stack, httpx.Client]
+) -> None:
+    """A page's download served from the API's origin must never run as a page or script."""
+    run_id = f"exec_inert_{uuid.uuid4().hex[:8]}"
+    inline = {
+        f"{run_id}_agent_1.png": "image/png",
+        f"{run_id}_agent_2.JPG": "image/jpeg",
+        f"{run_id}_agent_3.jpeg": "image/jpeg",
+        f"{run_id}_agent_4.webm": "video/webm",
+    }
+    attached = [
+        f"{run_id}_download_r.html",
+        f"{run_id}_download_r.htm",
+        f"{run_id}_download_r.svg",
+        f"{run_id}_download_r.xhtml",
+        f"{run_id}_download_r.xml",
+        f"{run_id}_download_x.js",
+        f"{run_id}_download_report.csv",
+        f"{run_id}_download_no-suffix",
+    ]
+    put_captures(stack[0].env["NATS_URL"], [*inline, *attached])
+    for name, content_type in inline.items():
+        response = api.get(f"/captures/{name}")
+        assert response.status_code == 200, name
+        assert response.headers["content-type"] == content_type, name
+        assert response.headers["x-content-type-options"] == "nosniff", name
+        assert "content-disposition" not in response.headers, name
+    for name in attached:
+        response = api.get(f"/captures/{name}")
+        assert response.status_code == 200, name
+        assert response.content == b"capture bytes"
+        assert response.headers["content-type"] == "application/octet-stream", name
+        assert response.headers["x-content-type-options"] == "nosniff", name
+        assert response.headers["content-disposition"] == (
+            f"attachment; filename=\"{name}\"; filename*=UTF-8''{name}"
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -12,6 +13,7 @@ import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from openapi_spec_validator import validate
+from playwright.sync_api import sync_playwright
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err
 from schemathesis.specs.openapi.checks import (
@@ -24,6 +26,7 @@ from figranium_common.settings import Settings
 from figranium_gateway import auth
 from figranium_gateway.app import create_app
 from figranium_gateway.routes import docs
+from figranium_runner.browser import find_chromium
 from tests.integration.stack import API_KEY
 
 # The run endpoints start browser runs; the stream never ends; settings changes (a new API
@@ -92,21 +95,69 @@ def test_docs_are_served_without_a_cdn(api: httpx.Client) -> None:
     page = api.get("/api/docs")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
-    assert "SwaggerUIBundle" in page.text
     assert "http://" not in page.text and "https://" not in page.text
+    assert "SwaggerUIBundle" in api.get("/api/docs/static/docs-init.js").text
     for name, kind in [
         ("swagger-ui-bundle.js", "text/javascript"),
         ("swagger-ui.css", "text/css"),
         ("favicon-32x32.png", "image/png"),
+        ("docs-init.js", "text/javascript"),
+        ("docs.css", "text/css"),
     ]:
         assert f"docs/static/{name}" in page.text
         static = api.get(f"/api/docs/static/{name}")
         assert static.status_code == 200, name
         assert static.headers["content-type"].startswith(kind)
-        assert len(static.content) > 100
+        assert len(static.content) > 10
     missing = api.get("/api/docs/static/..%2F..%2Fopenapi.py")
     assert missing.status_code == 404
     assert missing.json()["error"] == "NOT_FOUND"
+
+
+def test_docs_page_runs_under_a_strict_policy(api: httpx.Client) -> None:
+    """The page's own script is a file, so its policy forbids inline script and eval."""
+    page = api.get("/api/docs")
+    policy = {
+        directive.split()[0]: directive.split()[1:]
+        for directive in page.headers["content-security-policy"].split(";")
+        if directive.strip()
+    }
+    assert policy["default-src"] == ["'self'"]
+    assert policy["script-src"] == ["'self'"]
+    assert policy["object-src"] == ["'none'"]
+    assert policy["base-uri"] == ["'none'"]
+    assert policy["frame-ancestors"] == ["'none'"]
+    assert "unsafe" not in page.headers["content-security-policy"]
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    scripts = re.findall(r"<script\b[^>]*>", page.text)
+    assert scripts and all(" src=" in tag for tag in scripts)
+    assert '<script src="docs/static/docs-init.js"></script>' in page.text
+    assert "<style" not in page.text and " style=" not in page.text
+
+    # And Swagger UI still works under it: Chromium shows the document, no violations.
+    violations: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=find_chromium(None), args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            tab = browser.new_page()
+            tab.on(
+                "console",
+                lambda message: (
+                    violations.append(message.text)
+                    if "Content Security Policy" in message.text
+                    else None
+                ),
+            )
+            tab.goto(f"{api.base_url}/api/docs")
+            tab.wait_for_selector(".swagger-ui .info .title", timeout=20_000)
+            assert "Figranium" in tab.inner_text(".swagger-ui .info .title")
+            assert tab.locator(".opblock").count() > 10
+        finally:
+            browser.close()
+    assert violations == []
 
 
 def test_docs_answer_without_a_key(api: httpx.Client) -> None:

@@ -36,7 +36,7 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
 def test_health_follows_postgres(tmp_path: Path, nats_server: Any) -> None:
     database = LocalPostgres(tmp_path / "pg", free_port(), fast=True)
     with database:
-        stack = Stack(tmp_path, nats_server.url, database.url)
+        stack = Stack(tmp_path, nats_server, database.url)
         try:
             _, client = stack.start_gateway()
             assert client.get("/api/health").status_code == 200
@@ -47,9 +47,11 @@ def test_health_follows_postgres(tmp_path: Path, nats_server: Any) -> None:
             assert time.monotonic() - stopped_at < 5
             assert response.status_code == 503
             body = response.json()
+            # Figranium's words, never the driver's text (it names hosts, ports, users).
+            assert set(body) == {"status", "uptime", "storage", "version", "storage_error"}
             assert body["status"] == "degraded"
             assert body["storage"] == "postgres"
-            assert body["storage_error"]
+            assert body["storage_error"] == "Database unreachable"
             unavailable = client.get("/api/tasks")
             assert unavailable.status_code == 503
             assert unavailable.json()["error"] == "STORAGE_UNAVAILABLE"

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import mimetypes
 import re
-from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from aiohttp import web
@@ -15,13 +13,12 @@ from figranium_common.nats import captures_store
 from figranium_gateway.errors import ApiError
 from figranium_gateway.openapi import documented
 from figranium_gateway.retention import parse_mtime
+from figranium_gateway.served_files import file_headers
 from figranium_gateway.state import JS
 
 routes = web.RouteTableDef()
 
 _CAPTURE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,255}$")
-# Not left to mimetypes alone: it also reads the host's mime.types, which may lack .webm.
-_CONTENT_TYPES = {".png": "image/png", ".webm": "video/webm"}
 
 
 def _checked_name(name: str) -> str:
@@ -34,7 +31,7 @@ def _checked_name(name: str) -> str:
 @documented(
     "GET",
     "/captures/{name}",
-    "A capture's file",
+    "A capture's file: PNG, JPEG and WebM inline, anything else as an attachment",
     tag="captures",
     responses={200: None, 400: None, 404: None},
     content_types={200: "application/octet-stream"},
@@ -47,12 +44,7 @@ async def get_capture(request: web.Request) -> web.Response:
         found = await bucket.get(name)
     except (ObjectNotFoundError, NotFoundError):
         raise ApiError(404, "CAPTURE_NOT_FOUND", f"no capture {name!r}") from None
-    content_type = (
-        _CONTENT_TYPES.get(PurePosixPath(name).suffix.lower())
-        or mimetypes.guess_type(name)[0]
-        or "application/octet-stream"
-    )
-    return web.Response(body=found.data or b"", content_type=content_type)
+    return web.Response(body=found.data or b"", headers=file_headers(name))
 
 
 def _kind(name: str) -> str:

@@ -27,12 +27,20 @@ STATIC_FILES: dict[str, str] = {
     "favicon-32x32.png": "image/png",
     "favicon-16x16.png": "image/png",
 }
+# The gateway's own files for the page (its start-up script and style), in static/.
+OWN_FILES: dict[str, str] = {"docs-init.js": "text/javascript", "docs.css": "text/css"}
 # Reachable without an API key (auth.py's PUBLIC_PATHS should include these).
 PUBLIC_PATHS = frozenset(
-    {"/api/openapi.json", "/api/docs", *(f"/api/docs/static/{name}" for name in STATIC_FILES)}
+    {
+        "/api/openapi.json",
+        "/api/docs",
+        *(f"/api/docs/static/{name}" for name in (*STATIC_FILES, *OWN_FILES)),
+    }
 )
+_OWN_DIR = Path(__file__).resolve().parent.parent / "static"
 
 # Relative URLs, so the page also works behind a reverse proxy that adds a path prefix.
+# No inline script or style: the Content-Security-Policy (served_files) forbids them.
 _PAGE = """<!doctype html>
 <html lang="en">
 <head>
@@ -41,21 +49,12 @@ _PAGE = """<!doctype html>
   <title>Figranium API</title>
   <link rel="stylesheet" href="docs/static/swagger-ui.css">
   <link rel="icon" type="image/png" href="docs/static/favicon-32x32.png" sizes="32x32">
-  <style>body { margin: 0; }</style>
+  <link rel="stylesheet" href="docs/static/docs.css">
 </head>
 <body>
   <div id="swagger-ui"></div>
   <script src="docs/static/swagger-ui-bundle.js"></script>
-  <script>
-    window.ui = SwaggerUIBundle({
-      url: "openapi.json",
-      dom_id: "#swagger-ui",
-      deepLinking: true,
-      persistAuthorization: true,
-      displayRequestDuration: true,
-      validatorUrl: null
-    });
-  </script>
+  <script src="docs/static/docs-init.js"></script>
 </body>
 </html>
 """
@@ -123,10 +122,11 @@ async def docs_page(request: web.Request) -> web.Response:
 )
 async def docs_static(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
-    folder = _static_dir()
-    if name not in STATIC_FILES or folder is None or not (folder / name).is_file():
+    folder = _OWN_DIR if name in OWN_FILES else _static_dir()
+    content_type = OWN_FILES.get(name) or STATIC_FILES.get(name)
+    if content_type is None or folder is None or not (folder / name).is_file():
         raise ApiError(404, "NOT_FOUND", f"no documentation file {name!r}")
     return web.FileResponse(
         folder / name,
-        headers={"Content-Type": STATIC_FILES[name], "Cache-Control": "public, max-age=86400"},
+        headers={"Content-Type": content_type, "Cache-Control": "public, max-age=86400"},
     )

@@ -1,16 +1,21 @@
-"""``GET /api/health``: no auth, 503 as soon as PostgreSQL cannot answer."""
+"""``GET /api/health``: no auth, 503 as soon as PostgreSQL cannot answer.
+
+Anyone can ask, so the answer keeps Figranium's shape and says nothing a caller without
+the key should learn: never the driver's error text (host names, user names, addresses).
+The reason is on the ops port's ``/readyz``.
+"""
 
 from __future__ import annotations
 
 import time
 from importlib import metadata
-from typing import Literal
+from typing import Final, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field
 
 from figranium_gateway.openapi import documented
-from figranium_gateway.state import DATABASE_PROBE, NC, STARTED_AT
+from figranium_gateway.state import DATABASE_PROBE, STARTED_AT
 
 routes = web.RouteTableDef()
 
@@ -18,16 +23,18 @@ routes = web.RouteTableDef()
 VERSION = metadata.version("figranium-gateway")
 
 
+STORAGE_ERROR: Final = "Database unreachable"
+
+
 class HealthBody(BaseModel):
-    """The gateway's view of its dependencies; ``storage_error`` only when degraded."""
+    """Figranium's health answer; ``storage_error`` only when degraded."""
 
     status: Literal["ok", "degraded"]
     uptime: float = Field(description="seconds since the gateway started")
     storage: Literal["postgres"] = "postgres"
     version: str = Field(description="the gateway's release")
-    nats: Literal["connected", "disconnected"]
-    storage_error: str | None = Field(
-        default=None, description="why PostgreSQL did not answer (503 only)"
+    storage_error: Literal["Database unreachable"] | None = Field(
+        default=None, description="set when PostgreSQL did not answer (503 only)"
     )
 
 
@@ -46,9 +53,8 @@ async def health(request: web.Request) -> web.Response:
     body = HealthBody(
         status="ok" if storage_error is None else "degraded",
         uptime=round(time.monotonic() - app[STARTED_AT], 3),
-        nats="connected" if app[NC].is_connected else "disconnected",
         version=VERSION,
-        storage_error=storage_error,
+        storage_error=None if storage_error is None else STORAGE_ERROR,
     )
     return web.json_response(
         body.model_dump(exclude_none=True), status=200 if storage_error is None else 503
