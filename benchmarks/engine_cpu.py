@@ -5,7 +5,7 @@
 Both drive the same Chromium, one run at a time, on the benchmark's page: ``raw`` is the
 raw script of ``make bench``, ``engine`` is ``figranium_runner.engine.execute`` on the
 same task in a context opened as a runner opens it (behind its egress proxy), ``guarded``
-the same with the navigation guard a context with a task's proxy gets instead, and
+the same with the navigation guard (guard.py, which runs no longer use) instead, and
 ``unchecked`` with neither. Printed: CPU ms per run (this process, Playwright's driver and
 Chromium, not the page server) for each round, rounds interleaved, and their medians, with
 the median split between them. ``--concurrency`` runs that many at once, as a runner's

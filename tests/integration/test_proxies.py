@@ -123,3 +123,35 @@ def test_passwords_stored_in_clear_earlier_are_sealed_at_start(isolated: Stack) 
     assert row is not None and "old-secret" not in row[0] and "enc:v1:" in row[0]
     listed = client.get("/api/settings/proxies").json()["proxies"]
     assert [(p["id"], p["hasPassword"]) for p in listed] == [("proxy_old", True)]
+
+
+def test_a_proxy_is_checked_again_for_each_run(
+    isolated: Stack, proxy: tuple[str, list[tuple[str, str | None]]]
+) -> None:
+    # Saved while the gateway allowed it; by run time the runner's policy refuses its
+    # address, as it would a name whose DNS answer changed after it was saved.
+    address, seen = proxy
+    _, api = isolated.start_gateway(ALLOW_PRIVATE_NETWORKS="true")
+    isolated.start_runner(ALLOW_PRIVATE_NETWORKS="false")
+    added = api.post("/api/settings/proxies", json={"server": address})
+    assert added.status_code == 200, added.text
+    saved = api.post(
+        "/api/tasks",
+        json={
+            "id": "moved-proxy",
+            "url": f"{address}/never-fetched",
+            "rotateProxies": True,
+            "extractionScript": "return document.title",
+        },
+    )
+    assert saved.status_code == 200, saved.text
+
+    run = api.post("/api/tasks/moved-proxy/api", json={})
+    assert run.status_code == 422, run.text
+    body = run.json()
+    assert body["outcome"] == "error", body
+    assert f"the proxy {address} is refused" in body["details"], body
+    assert "loopback" in body["details"], body
+    assert seen == []  # nothing went to the proxy
+    execution = api.get(f"/api/executions/{body['executionId']}").json()["execution"]
+    assert execution["outcome"] == "error"

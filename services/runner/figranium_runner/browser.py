@@ -38,7 +38,13 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # Every context's traffic goes through its egress proxy (egress.py), which carries TCP
+    # only: QUIC would be UDP straight out, and so would WebRTC's STUN and media unless
+    # UDP that cannot go through the proxy is turned off. The headless shell reads the
+    # first WebRTC switch, the full browser the second (checked with Chromium 156).
     "--disable-quic",
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+    "--webrtc-ip-handling-policy=disable_non_proxied_udp",
     "--no-first-run",
 ]
 # How long asking a Chromium that may have died can take before it counts as dead.

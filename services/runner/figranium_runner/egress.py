@@ -8,9 +8,17 @@ with :func:`check_url`'s rules, and connects to exactly the addresses it checked
 second, different DNS answer is never used. A refused connection gets SOCKS reply 2 (not
 allowed by ruleset), which Chromium shows as ``net::ERR_SOCKS_CONNECTION_FAILED``.
 
-Compared with checking navigations in Playwright's request routing (``guard.py``, still used
-for contexts that go out through a proxy of the task's), nothing passes through the driver:
-Chromium fetches as it normally would, and the check costs one local hop per connection.
+Compared with checking navigations in Playwright's request routing (``guard.py``), nothing
+passes through the driver: Chromium fetches as it normally would, and the check costs one
+local hop per connection.
+
+A task's own proxy (``rotateProxies``) becomes this proxy's :class:`Upstream` rather than
+Chromium's proxy: Chromium would resolve the proxy's host at every connection, so a DNS
+answer that changed after the proxy was saved could point it at 169.254.169.254 or 10.x.
+:func:`pin_upstream` resolves the host once per run and checks every answer with the same
+rules; each allowed connection is then tunnelled through the proxy at those addresses
+(HTTP CONNECT for http and https proxies, SOCKS5 for socks5 ones), to the destination
+address this proxy checked.
 
 Each context gets a listener of its own, so a refusal is told to the run that caused it; the
 listener closes, cutting its tunnels, when the context closes.
@@ -19,16 +27,20 @@ listener closes, cutting its tunnels, when the context closes.
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+import ssl
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
 
 import structlog
 
 from figranium_common.errors import InvalidUrlError
 from figranium_common.settings import Settings
-from figranium_common.urls import IPAddress, check_url
+from figranium_common.urls import IPAddress, check_url, parse_url
 
 log = structlog.get_logger(__name__)
 
@@ -42,13 +54,18 @@ _SUCCEEDED = 0
 _NOT_ALLOWED = 2
 _HOST_UNREACHABLE = 4
 _CONNECTION_REFUSED = 5
+_GENERAL_FAILURE = 1
 _COMMAND_NOT_SUPPORTED = 7
 _ADDRESS_TYPE_NOT_SUPPORTED = 8
+_USERNAME_PASSWORD = 2  # RFC 1929
 
 HANDSHAKE_TIMEOUT_S = 10.0  # a client that opens a connection and says nothing
 CONNECT_TIMEOUT_S = 30.0  # per address, as a browser would wait for a TCP connect
 _CHUNK = 256 * 1024
 _HOST = re.compile(r"[A-Za-z0-9._\-]+|[0-9A-Fa-f:.]+")
+_MAX_PROXY_ANSWER = 16 * 1024  # an HTTP proxy's answer to CONNECT, headers included
+# Playwright's reading of a proxy server without a port.
+_PROXY_PORTS = {"http": 80, "https": 443, "socks5": 1080}
 
 
 @dataclass(frozen=True)
@@ -70,18 +87,90 @@ class EgressPolicy:
         )
 
 
-class EgressProxy:
-    """One context's SOCKS5 proxy. Start it, give :attr:`browser_proxy` to the context."""
+@dataclass(frozen=True)
+class Upstream:
+    """A task's proxy, pinned: its host was resolved once and every answer was checked."""
 
-    def __init__(self, policy: EgressPolicy) -> None:
+    scheme: Literal["http", "https", "socks5"]
+    host: str  # as read from the server URL; names the proxy and is its TLS server name
+    port: int
+    addresses: tuple[IPAddress, ...]  # the checked answers, the only ones connected to
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def named(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+class UpstreamError(Exception):
+    """The task's proxy failed a tunnel; ``code`` is the SOCKS reply the browser gets."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+async def pin_upstream(proxy: Mapping[str, str | None], policy: EgressPolicy) -> Upstream:
+    """Resolve and check the host of Playwright's ``proxy`` option once, for one run.
+
+    Raises InvalidUrlError, naming the proxy, when the server is malformed, its host does
+    not resolve, or any answer is an address check_url refuses.
+    """
+    server = (proxy.get("server") or "").strip()
+    scheme, sep, rest = server.partition("://")
+    if not sep:
+        scheme, rest = "http", server  # Playwright reads "host:port" as an HTTP proxy
+    scheme = scheme.lower()
+    rest = rest.rstrip("/")
+    if scheme not in _PROXY_PORTS:
+        raise InvalidUrlError(f"the proxy {scheme}://... is not an http, https or socks5 proxy")
+    if "@" in rest:
+        # The saved server never carries them (they have fields of their own); this keeps
+        # them out of every message below.
+        raise InvalidUrlError(f"the proxy {scheme}://... has credentials in its server URL")
+    named = f"{scheme}://{rest}"
+    try:
+        explicit_port = urlsplit(named).port
+        # The same reading and rules as every other URL, on the text Chromium was given.
+        target = parse_url(f"http://{rest}")
+        addresses = await check_url(
+            f"http://{rest}",
+            allow_private=policy.allow_private,
+            allow_metadata=policy.allow_metadata,
+        )
+    except ValueError as exc:
+        raise InvalidUrlError(f"the proxy {named!r} is not valid: {exc}") from None
+    except InvalidUrlError as exc:
+        raise InvalidUrlError(f"the proxy {named} is refused: {exc.details}") from None
+    return Upstream(
+        scheme,  # type: ignore[arg-type]  # one of _PROXY_PORTS', checked above
+        target.host,
+        explicit_port or _PROXY_PORTS[scheme],
+        tuple(addresses),
+        proxy.get("username"),
+        proxy.get("password"),
+    )
+
+
+class EgressProxy:
+    """One context's SOCKS5 proxy. Start it, give :attr:`browser_proxy` to the context.
+
+    With an ``upstream``, every allowed connection goes out through that proxy.
+    """
+
+    def __init__(self, policy: EgressPolicy, upstream: Upstream | None = None) -> None:
         self._policy = policy
+        self._upstream = upstream
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
         self._closing: asyncio.Task[None] | None = None
 
     @classmethod
-    async def start(cls, policy: EgressPolicy) -> EgressProxy:
-        proxy = cls(policy)
+    async def start(cls, policy: EgressPolicy, upstream: Upstream | None = None) -> EgressProxy:
+        proxy = cls(policy, upstream)
         proxy._server = await asyncio.start_server(proxy._serve, "127.0.0.1", 0)
         return proxy
 
@@ -160,10 +249,21 @@ class EgressProxy:
         for address in addresses:
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                    connected = await asyncio.open_connection(str(address), port)
+                    if self._upstream is None:
+                        connected = await asyncio.open_connection(str(address), port)
+                    else:
+                        connected = await _through(self._upstream, address, port)
+            except UpstreamError as exc:
+                log.info(
+                    "egress.upstream_failed",
+                    proxy=self._upstream.named if self._upstream else None,
+                    target=f"{literal}:{port}",
+                    reason=exc.reason,
+                )
+                failure = exc.code
             except ConnectionRefusedError:
                 failure = _CONNECTION_REFUSED
-            except (OSError, TimeoutError):
+            except (OSError, TimeoutError, asyncio.IncompleteReadError):
                 pass
             else:
                 await _reply(writer, _SUCCEEDED, _local_address(connected[1]))
@@ -178,6 +278,112 @@ class EgressProxy:
                 self._policy.on_block(target, reason)
             except Exception:
                 log.exception("egress.on_block_failed")
+
+
+async def _through(
+    upstream: Upstream, address: IPAddress, port: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A tunnel to address:port through the task's proxy, at one of its pinned addresses.
+
+    The destination is given as the address checked here, never as a name: the proxy
+    resolving it again could get another answer.
+    """
+    connected: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+    error: OSError | None = None
+    for proxy_address in upstream.addresses:
+        try:
+            if upstream.scheme == "https":
+                connected = await asyncio.open_connection(
+                    str(proxy_address),
+                    upstream.port,
+                    ssl=ssl.create_default_context(),
+                    server_hostname=upstream.host,
+                )
+            else:
+                connected = await asyncio.open_connection(str(proxy_address), upstream.port)
+            break
+        except OSError as exc:
+            error = exc
+    if connected is None:
+        raise UpstreamError(_GENERAL_FAILURE, f"cannot connect to the proxy: {error}")
+    reader, writer = connected
+    try:
+        if upstream.scheme == "socks5":
+            await _socks5_connect(upstream, reader, writer, address, port)
+        else:
+            await _http_connect(upstream, reader, writer, address, port)
+    except BaseException:
+        writer.transport.abort()
+        raise
+    return connected
+
+
+async def _http_connect(
+    upstream: Upstream,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    address: IPAddress,
+    port: int,
+) -> None:
+    authority = f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+    lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+    if upstream.username is not None or upstream.password is not None:
+        pair = f"{upstream.username or ''}:{upstream.password or ''}".encode()
+        lines.append(f"Proxy-Authorization: Basic {base64.b64encode(pair).decode('ascii')}")
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    await writer.drain()
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.LimitOverrunError:
+        raise UpstreamError(_GENERAL_FAILURE, "the proxy's answer is too long") from None
+    if len(head) > _MAX_PROXY_ANSWER:
+        raise UpstreamError(_GENERAL_FAILURE, "the proxy's answer is too long")
+    status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+    fields = status_line.split(" ", 2)
+    status = fields[1] if len(fields) > 1 else ""
+    if not (status.isdigit() and 200 <= int(status) < 300):
+        code = _CONNECTION_REFUSED if status in ("502", "503", "504") else _GENERAL_FAILURE
+        raise UpstreamError(code, f"the proxy answered {status_line[:200]!r}")
+
+
+async def _socks5_connect(
+    upstream: Upstream,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    address: IPAddress,
+    port: int,
+) -> None:
+    with_password = upstream.username is not None or upstream.password is not None
+    methods = bytes((_NO_AUTH, _USERNAME_PASSWORD)) if with_password else bytes((_NO_AUTH,))
+    writer.write(bytes((_VERSION, len(methods))) + methods)
+    version, method = await reader.readexactly(2)
+    if version != _VERSION or method not in methods:
+        raise UpstreamError(_GENERAL_FAILURE, "the proxy accepts none of our methods")
+    if method == _USERNAME_PASSWORD:
+        user = (upstream.username or "").encode()
+        secret = (upstream.password or "").encode()
+        if len(user) > 255 or len(secret) > 255:
+            raise UpstreamError(_GENERAL_FAILURE, "the proxy's credentials are too long")
+        writer.write(bytes((1, len(user))) + user + bytes((len(secret),)) + secret)
+        _, status = await reader.readexactly(2)
+        if status != 0:
+            raise UpstreamError(_GENERAL_FAILURE, "the proxy refused the credentials")
+    kind = _IPV6 if address.version == 6 else _IPV4
+    writer.write(bytes((_VERSION, _CONNECT, 0, kind)) + address.packed + port.to_bytes(2, "big"))
+    version, code, _, bound = await reader.readexactly(4)
+    if version != _VERSION:
+        raise UpstreamError(_GENERAL_FAILURE, "the proxy does not speak SOCKS5")
+    if bound == _IPV4:
+        await reader.readexactly(4 + 2)
+    elif bound == _IPV6:
+        await reader.readexactly(16 + 2)
+    elif bound == _NAME:
+        (length,) = await reader.readexactly(1)
+        await reader.readexactly(length + 2)
+    else:
+        raise UpstreamError(_GENERAL_FAILURE, "the proxy's answer is malformed")
+    if code != _SUCCEEDED:
+        raise UpstreamError(code if code <= 8 else _GENERAL_FAILURE, f"the proxy answered {code}")
 
 
 async def _read_request(

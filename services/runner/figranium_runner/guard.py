@@ -1,7 +1,8 @@
 """Keeps a context's page navigations, every redirect hop included, inside the URL policy.
 
-For contexts that go out through one of the task's proxies; every other context has an
-egress proxy of its own (egress.py), which checks all its connections.
+Runs no longer use it: every context has an egress proxy of its own (egress.py), which
+checks all its connections, a task's own proxy included. The engine benchmark still
+compares the two.
 
 Playwright never hands redirect follow-ups to route handlers: its driver continues by itself any
 request that has a redirectedFrom, whether the 3xx came from the network or from our own
@@ -21,7 +22,7 @@ So the guard follows a main-frame navigation's redirects itself, checking each h
 Not covered: sub-resources (fetch, XHR, images, WebSockets) and redirects of sub-frame
 navigations (the first URL of a sub-frame navigation is checked). Playwright's fetch also
 resolves the host again after check_url did, so DNS rebinding in that moment is not excluded.
-egress.py, which every context without a proxy of its task's uses instead, closes all three.
+egress.py, which every run's context uses instead, closes all three.
 """
 
 from __future__ import annotations

@@ -177,8 +177,10 @@ async def test_the_proxy_closes_with_its_context(
 
     class Recorded(EgressProxy):
         @classmethod
-        async def start(cls, policy: EgressPolicy) -> EgressProxy:
-            proxy = await super().start(policy)
+        async def start(
+            cls, policy: EgressPolicy, upstream: egress.Upstream | None = None
+        ) -> EgressProxy:
+            proxy = await super().start(policy, upstream)
             started.append(proxy)
             return proxy
 
@@ -200,15 +202,15 @@ async def test_the_proxy_closes_with_its_context(
             await asyncio.sleep(0.05)
 
 
-async def test_a_context_with_the_tasks_proxy_gets_the_navigation_guard(opened: Opener) -> None:
-    # Nothing listens on the task's proxy: only the guard can answer before a connection.
+async def test_a_context_with_the_tasks_proxy_keeps_its_egress_proxy(opened: Opener) -> None:
+    # Nothing listens on the task's proxy: only the egress proxy can answer for it.
     context, blocks = await opened(
         allow_private=True, options={"proxy": {"server": "http://127.0.0.1:9"}}
     )
     page = await context.new_page()
-    with pytest.raises(PlaywrightError, match="ERR_BLOCKED_BY_CLIENT"):
+    with pytest.raises(PlaywrightError, match=REFUSED):
         await page.goto(METADATA)
-    assert [url for url, _ in blocks.calls] == [METADATA]
+    assert [target for target, _ in blocks.calls] == [METADATA_TARGET]
 
 
 # --- the SOCKS5 conversation itself ------------------------------------------------------
