@@ -8,6 +8,8 @@ from typing import Any
 
 import structlog
 
+from figranium_common.redact import redact_log_event
+
 
 def configure_logging(level: str = "INFO", fmt: str = "auto", service: str = "") -> None:
     """JSON lines when not on a terminal (or when asked), a readable console otherwise.
@@ -20,6 +22,8 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", service: str = "")
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        # A URL logged anywhere (a NATS server, a proxy, a page) never shows its password.
+        redact_log_event,
     ]
     if service:
         shared.insert(0, _add_service(service))

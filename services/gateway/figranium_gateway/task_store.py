@@ -9,6 +9,7 @@ from psycopg.types.json import Jsonb
 
 from figranium_common.db import Pool
 from figranium_common.models import epoch_ms, now_ms
+from figranium_common.redact import keep_masked_secrets
 
 MAX_VERSIONS = 30
 
@@ -58,6 +59,7 @@ async def save_task(
         cur = await conn.execute("SELECT body FROM tasks WHERE id = %s FOR UPDATE", (task_id,))
         previous = await cur.fetchone()
         body = _keep_schedule(body, previous["body"] if previous else {})
+        body = keep_masked_secrets(body, previous["body"] if previous else None)
         if snapshot and previous is not None:
             await _snapshot(conn, task_id, previous["body"])
         cur = await conn.execute(
@@ -110,6 +112,7 @@ async def update_task(
         if row is None:
             return None
         body = _keep_schedule(change(dict(row["body"])), row["body"])
+        body = keep_masked_secrets(body, row["body"])
         await _snapshot(conn, task_id, row["body"])
         cur = await conn.execute(
             "UPDATE tasks SET body = %s, updated_at = now() WHERE id = %s"

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from figranium_common.blocks import BlockStructureError, build_blocks
 from figranium_common.models import Task, now_ms
+from figranium_common.redact import mask_task
 from figranium_gateway import task_store
 from figranium_gateway.errors import ApiError, read_json_object
 from figranium_gateway.openapi import ErrorBody, documented
@@ -141,7 +142,8 @@ def _without_credentials(body: dict[str, Any]) -> dict[str, Any]:
 @documented("GET", "/api/tasks", "All tasks", tag="tasks", responses={200: None})
 @routes.get("/api/tasks")
 async def list_tasks(request: web.Request) -> web.Response:
-    return web.json_response(await task_store.list_tasks(request.app[POOL]))
+    tasks = await task_store.list_tasks(request.app[POOL])
+    return web.json_response([mask_task(task) for task in tasks])
 
 
 @documented("GET", "/api/tasks/list", "Task summaries", tag="tasks", responses={200: TaskList})
@@ -164,7 +166,7 @@ async def get_task(request: web.Request) -> web.Response:
     task = await task_store.get_task(request.app[POOL], _task_id(request))
     if task is None:
         raise _missing(_task_id(request))
-    return web.json_response(task)
+    return web.json_response(mask_task(task))
 
 
 @documented(
@@ -192,7 +194,7 @@ async def save_task(request: web.Request) -> web.Response:
         pool, task_id, stored, snapshot=_truthy(request.query.get("version"))
     )
     log.info("task.saved", task_id=task_id)
-    return web.json_response(saved)
+    return web.json_response(mask_task(saved))
 
 
 @documented(
@@ -217,7 +219,7 @@ async def patch_task(request: web.Request) -> web.Response:
     if updated is None:
         raise _missing(_task_id(request))
     answer = {"id": updated["id"], "updatedAt": updated["updatedAt"], "status": "success"}
-    return web.json_response({**answer, "task": updated})
+    return web.json_response({**answer, "task": mask_task(updated)})
 
 
 @documented(
@@ -248,7 +250,7 @@ async def touch_task(request: web.Request) -> web.Response:
     task = await task_store.touch_task(request.app[POOL], _task_id(request))
     if task is None:
         raise _missing(_task_id(request))
-    return web.json_response(task)
+    return web.json_response(mask_task(task))
 
 
 async def _existing(request: web.Request) -> dict[str, Any]:
@@ -310,7 +312,7 @@ async def get_version(request: web.Request) -> web.Response:
     if version is None:
         raise ApiError(404, "VERSION_NOT_FOUND", f"task {task['id']!r} has no {version_id!r}")
     metadata = {"id": version["id"], "timestamp": version["timestamp"]}
-    return web.json_response({"snapshot": version["snapshot"], "metadata": metadata})
+    return web.json_response({"snapshot": mask_task(version["snapshot"]), "metadata": metadata})
 
 
 @documented(
@@ -359,4 +361,4 @@ async def rollback(request: web.Request) -> web.Response:
     if restored is None:
         raise _missing(task["id"])
     log.info("task.rolled_back", task_id=task["id"], version=version_id)
-    return web.json_response(restored)
+    return web.json_response(mask_task(restored))
