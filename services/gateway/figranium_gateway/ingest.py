@@ -13,8 +13,10 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
+from figranium_common import transit
 from figranium_common.models import (
     ExecutionNotice,
     LogEvent,
@@ -33,10 +35,11 @@ from figranium_common.nats import (
     INGESTER_CONSUMER,
     RUNS_STREAM,
     notify_subject,
+    results_store,
 )
 from figranium_common.pull import PullStream
 from figranium_common.queue import seal_browser_state
-from figranium_common.secretbox import SecretBox
+from figranium_common.secretbox import SecretBox, SecretError
 from figranium_gateway import changes, store
 from figranium_gateway.metrics import GatewayMetrics
 
@@ -47,6 +50,8 @@ Wake = Callable[[str, dict[str, Any] | None], None]
 
 # A result that overtook the event before it waits this long, once, for it to be stored.
 RESULT_WAIT_SECONDS = 0.2
+# Longest wait for a large result to be read back from the results bucket.
+RESULT_OBJECT_READ_SECONDS = 60.0
 # Runs whose last stored event this replica remembers (the oldest are forgotten first).
 REMEMBERED_RUNS = 10_000
 
@@ -91,11 +96,16 @@ class EventIngester:
         box: SecretBox,
         metrics: GatewayMetrics | None = None,
         on_finished: Wake | None = None,
+        *,
+        preview_bytes: int | None = None,
     ) -> None:
-        """``on_finished``: this replica's ``Waiters.finished`` (see ``notify_finished``)."""
+        """``on_finished``: this replica's ``Waiters.finished`` (see ``notify_finished``);
+        ``preview_bytes``: RESULT_PREVIEW_BYTES (None: results are kept as they are)."""
         self._pool = pool
         self._nc = nc
+        self._preview_bytes = preview_bytes
         self._box = box
+        self._transit = transit.derived_transit_box(box)
         self._metrics = metrics
         self._on_finished = on_finished
         # (execution id, attempt) -> the last sequence number of the latest event of that
@@ -125,6 +135,12 @@ class EventIngester:
                 continue
             changed |= await self._store_lines(lines)
             lines = []
+            if isinstance(event, ResultEvent) and event.result_object is not None:
+                whole = await self._whole(event, payload)
+                if whole is None:
+                    await msg.nak(delay=2)
+                    continue
+                event, payload = whole
             if isinstance(event, ResultEvent) and await self._ahead(msg, event):
                 await msg.nak(delay=RESULT_WAIT_SECONDS)
                 continue
@@ -132,6 +148,39 @@ class EventIngester:
         changed |= await self._store_lines(lines)
         if changed:
             await changes.notify(self._nc)
+
+    async def _whole(
+        self, event: ResultEvent, payload: dict[str, Any]
+    ) -> tuple[ResultEvent, dict[str, Any]] | None:
+        """The whole event a stand-in refers to, from the results bucket; the stand-in
+        itself when the object is gone (stored already by a delivery whose ack was lost,
+        or lost with the NATS store); None to try again later (NATS unreachable)."""
+        assert event.result_object is not None
+        try:
+            bucket = await results_store(self._nc.jetstream(), create=False)
+            # Bounded: a read that stalls must not hold up every other run's events.
+            stored = await asyncio.wait_for(
+                bucket.get(event.result_object), RESULT_OBJECT_READ_SECONDS
+            )
+        except NotFoundError:
+            log.warning("ingest.result_object_missing", object=event.result_object)
+            return event, payload
+        except Exception as exc:
+            log.warning("ingest.result_object_unavailable", error=str(exc) or type(exc).__name__)
+            return None
+        try:
+            whole, whole_payload = parse_event(stored.data or b"")
+        except (ValidationError, ValueError) as exc:
+            log.error("ingest.bad_result_object", object=event.result_object, error=str(exc))
+            return event, payload
+        same = (event.execution_id, event.attempt, event.seq)
+        if not isinstance(whole, ResultEvent) or (
+            (whole.execution_id, whole.attempt, whole.seq) != same
+        ):
+            log.error("ingest.bad_result_object", object=event.result_object, error="mismatch")
+            return event, payload
+        whole_payload["result_object"] = event.result_object  # deleted once stored
+        return whole.model_copy(update={"result_object": event.result_object}), whole_payload
 
     async def _ahead(self, msg: Msg, event: ResultEvent) -> bool:
         """Whether a result came before the event the runner published just ahead of it.
@@ -175,6 +224,15 @@ class EventIngester:
                 return await self._finished(event, payload)
             return False
 
+    def _end_state(self, event: ResultEvent) -> dict[str, Any] | None:
+        """The browser state the runner sent back (sealed under the transit key); one
+        that does not open is dropped, keeping the task's saved state."""
+        try:
+            return transit.result_state(self._transit, event)
+        except SecretError as exc:
+            log.warning("execution.state_unreadable", error=exc.details)
+            return None
+
     async def _started(self, event: StartedEvent) -> bool:
         new = await store.record_started(self._pool, event)
         self._remember(event.execution_id, event.attempt, event.seq + len(event.lines))
@@ -187,8 +245,10 @@ class EventIngester:
         # Cookies may be session credentials: kept once, as the task's state, not in
         # every execution's event history.
         payload.pop("storage_state", None)
+        payload.pop("sealed_storage_state", None)
         payload.pop("lines", None)  # stored as lines of their own, as a log event's are
         payload.pop("started", None)  # stored as the started event it stands for
+        result_object = payload.pop("result_object", None)
         recorded = await store.record_result(
             self._pool,
             event.execution_id,
@@ -198,10 +258,14 @@ class EventIngester:
             event.duration_ms,
             event.at,
             payload,
-            storage_state=seal_browser_state(self._box, event.storage_state),
+            storage_state=seal_browser_state(self._box, self._end_state(event)),
             lines=event.log_lines(),
             started=event.started,
+            preview_bytes=self._preview_bytes,
         )
+        if result_object is not None:
+            # Stored (or stored before): the bucket need not keep it until its TTL.
+            await self._forget(result_object)
         if recorded is not None:
             if event.started is not None:
                 log.info("execution.started", attempt=event.attempt, runner=event.started.runner_id)
@@ -218,6 +282,13 @@ class EventIngester:
         outcome = None if recorded is None else recorded.outcome
         await notify_finished(self._nc, event.execution_id, self._on_finished, outcome)
         return recorded is not None
+
+    async def _forget(self, name: str) -> None:
+        try:
+            bucket = await results_store(self._nc.jetstream(), create=False)
+            await bucket.delete(name)
+        except Exception as exc:  # gone already, or NATS away: the bucket's TTL clears it
+            log.info("ingest.result_object_kept", object=name, error=str(exc) or type(exc).__name__)
 
 
 async def mark_crashed(
@@ -318,8 +389,10 @@ async def run_ingester(
     box: SecretBox,
     metrics: GatewayMetrics | None = None,
     on_finished: Wake | None = None,
+    *,
+    preview_bytes: int | None = None,
 ) -> None:
-    ingester = EventIngester(pool, nc, box, metrics, on_finished)
+    ingester = EventIngester(pool, nc, box, metrics, on_finished, preview_bytes=preview_bytes)
 
     async def on_dead(messages: list[Msg]) -> None:
         for msg in messages:

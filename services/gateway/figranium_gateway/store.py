@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -106,8 +107,13 @@ async def _execution_exists(conn: Connection, execution_id: str) -> bool:
 
 
 # What a synchronous run answers, once finished; ``result`` only then (a small row before).
+# The whole result: the one kept apart when the execution's own is a preview.
+_FULL_RESULT = (
+    "COALESCE((SELECT r.result FROM execution_results r"
+    " WHERE r.execution_id = executions.id), executions.result)"
+)
 _OUTCOME_COLUMNS = (
-    "id, phase, outcome, status, CASE WHEN phase = 'finished' THEN result END AS result"
+    f"id, phase, outcome, status, CASE WHEN phase = 'finished' THEN {_FULL_RESULT} END AS result"
 )
 
 
@@ -379,8 +385,12 @@ async def record_result(
     storage_state: str | None = None,
     lines: list[dict[str, Any]] | None = None,
     started: StartedEvent | None = None,
+    preview_bytes: int | None = None,
 ) -> Recorded | None:
     """Finish an execution with its first result; later results change nothing (None).
+
+    A result larger than ``preview_bytes`` (RESULT_PREVIEW_BYTES) is kept whole in
+    ``execution_results``, and the execution's own is a preview (:func:`result_preview`).
 
     ``started`` (a start the result stands for) and then ``lines`` (payloads of
     :meth:`ResultEvent.log_lines`) are stored first, in the same transaction, as
@@ -391,7 +401,11 @@ async def record_result(
     a redelivered result can neither lose it nor apply it twice; so does a scheduled run's
     outcome in its schedule's ``lastRun*`` fields.
     """
-    result_row = Jsonb(result.model_dump(mode="json", exclude_none=True))
+    whole = result.model_dump(mode="json", exclude_none=True)
+    preview = None if preview_bytes is None else result_preview(whole, preview_bytes)
+    result_row = Jsonb(whole if preview is None else preview)
+    if preview is not None and "result" in payload:
+        payload = {**payload, "result": preview}  # the event history need not hold it twice
 
     async def store_result(conn: Any, expected: _Expected | None) -> Recorded | None:
         if started is not None:
@@ -403,6 +417,13 @@ async def record_result(
             return None
         if storage_state is not None:
             await _save_browser_state(conn, execution_id, storage_state)
+        if preview is not None:
+            await conn.execute(
+                "INSERT INTO execution_results (execution_id, result)"
+                " SELECT id, %s FROM executions WHERE id = %s AND phase <> 'finished'"
+                " ON CONFLICT (execution_id) DO NOTHING",
+                (Jsonb(whole), execution_id),
+            )
         finishing = await conn.execute(
             "UPDATE executions SET phase = 'finished', outcome = %s, status = %s,"
             " result = %s, finished_at = to_timestamp(%s / 1000.0), duration_ms = %s,"
@@ -439,7 +460,8 @@ async def _queue_webhook(conn: Any, execution_id: str) -> None:
         "INSERT INTO webhook_deliveries (id, execution_id, url, payload)"
         " SELECT %s, e.id, e.webhook_url, jsonb_build_object("
         "'executionId', e.id, 'taskId', e.task_id, 'status', e.status, 'outcome', e.outcome,"
-        " 'durationMs', e.duration_ms, 'result', e.result)"
+        " 'durationMs', e.duration_ms, 'result', COALESCE((SELECT r.result"
+        " FROM execution_results r WHERE r.execution_id = e.id), e.result))"
         " FROM executions e"
         " WHERE e.id = %s AND e.phase = 'finished' AND e.webhook_url IS NOT NULL"
         " ON CONFLICT (execution_id) DO NOTHING",
@@ -460,6 +482,43 @@ async def _save_browser_state(conn: Any, execution_id: str, state: str) -> None:
         " ON CONFLICT (task_id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()",
         (Jsonb(state), execution_id),
     )
+
+
+# What a preview keeps of each log line, and of the run's error.
+_PREVIEW_LINES = 20
+_PREVIEW_CHARS = 2048
+
+
+def result_preview(result: dict[str, Any], limit: int) -> dict[str, Any] | None:
+    """None when ``result`` (as stored) is at most ``limit`` bytes of JSON; else what the
+    execution keeps of it: its outcome, URLs, error and first log lines, with
+    ``hasFullResult`` (as Figranium's bounded execution history)."""
+    if len(json.dumps(result, separators=(",", ":")).encode()) <= limit:
+        return None
+    preview: dict[str, Any] = {
+        key: result[key] for key in ("outcome", "final_url", "screenshot_url") if key in result
+    }
+    if isinstance(result.get("error"), str):
+        preview["error"] = result["error"][:_PREVIEW_CHARS]
+    if isinstance(result.get("logs"), list):
+        preview["logs"] = [str(line)[:_PREVIEW_CHARS] for line in result["logs"][:_PREVIEW_LINES]]
+    preview.update(truncated=True, hasFullResult=True)
+    if len(json.dumps(preview).encode()) > limit:
+        preview = {"outcome": result.get("outcome"), "truncated": True, "hasFullResult": True}
+    return preview
+
+
+async def full_result(pool: Pool, execution_id: str) -> tuple[bool, dict[str, Any] | None]:
+    """Whether the execution exists, and its whole result (None until it finished)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            f"SELECT phase, {_FULL_RESULT} AS result FROM executions WHERE id = %s",
+            (execution_id,),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        return False, None
+    return True, row["result"] if row["phase"] == "finished" else None
 
 
 async def has_event(pool: Pool, execution_id: str, attempt: int, seq: int) -> bool:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from figranium_common.errors import FigraniumError
 from figranium_common.http import safe_request
 from figranium_common.models import Action
+from figranium_common.redact import SECRET_MASK
+from figranium_runner.bounds import json_size, too_large
 from figranium_runner.conditions import parse_value, var_name
 from figranium_runner.variables import lookup, substitute
 
@@ -87,7 +89,7 @@ def _seconds(raw: str, default: float) -> float:
 
 def _store(state: RunState, action: Action, value: Any) -> None:
     if action.varName:
-        state.variables[var_name(substitute(action.varName, state.variables))] = value
+        state.store(var_name(substitute(action.varName, state.variables)), value)
 
 
 async def navigate(state: RunState, action: Action) -> tuple[str, Any]:
@@ -120,13 +122,41 @@ async def _type_text(state: RunState, text: str) -> None:
         await asyncio.sleep(random.uniform(0.04, 0.16))
 
 
+# Whether an element takes a password: by its type, or by the autocomplete hint sites give
+# password fields drawn without one. The focused element is looked for inside shadow roots.
+_IS_PASSWORD_JS = """
+(el) => {
+  if (el === null) {
+    el = document.activeElement;
+    while (el && el.shadowRoot && el.shadowRoot.activeElement) el = el.shadowRoot.activeElement;
+  }
+  if (!el || !el.getAttribute) return false;
+  const type = (el.getAttribute('type') || '').toLowerCase();
+  const hint = (el.getAttribute('autocomplete') || '').toLowerCase().split(/\\s+/);
+  return type === 'password' || hint.includes('current-password') || hint.includes('new-password');
+}
+"""
+
+
+def _secret_typing(state: RunState, text: str, is_password: bool) -> str:
+    """What a line or an output shows of ``text``: the mask for a password, which from
+    now on is hidden in every line and in the result too."""
+    if not is_password:
+        return text
+    state.redactor.add(text)
+    return SECRET_MASK
+
+
 async def type_text(state: RunState, action: Action) -> tuple[str, Any]:
     selector = _selector(state, action, required=False)
     text = _text(state, action.value)
     if not selector:
+        focused_password = await state.page.evaluate(_IS_PASSWORD_JS, None)
+        shown = _secret_typing(state, text, bool(focused_password))
         await _type_text(state, text)
-        return f"Typing (global): {text}", text
+        return f"Typing (global): {shown}", shown
     target = state.page.locator(selector).first
+    shown = _secret_typing(state, text, bool(await target.evaluate(_IS_PASSWORD_JS)))
     if action.typeMode == "append":
         await target.click()
         await target.press("End")
@@ -137,7 +167,7 @@ async def type_text(state: RunState, action: Action) -> tuple[str, Any]:
         await _type_text(state, text)
     else:
         await target.fill(text)
-    return f"Typing into {selector}: {text}", text
+    return f"Typing into {selector}: {shown}", shown
 
 
 async def hover(state: RunState, action: Action) -> tuple[str, Any]:
@@ -223,7 +253,7 @@ async def scroll(state: RunState, action: Action) -> tuple[str, Any]:
     except ValueError:
         raise ActionFailed("scroll needs pixels in value and a duration (ms) in key") from None
     selector = _selector(state, action, required=False)
-    found = await state.page.evaluate(
+    found = await state.world.evaluate(
         _SCROLL_JS, {"selector": selector or None, "y": pixels, "duration": max(0, duration)}
     )
     if not found:
@@ -266,14 +296,18 @@ async (code) => {
 
 async def get_content(state: RunState, action: Action) -> tuple[str, Any]:
     selector = _selector(state, action, required=False)
-    content = await state.page.evaluate(
-        """(selector) => {
-          if (!selector) return document.body ? document.body.innerText : '';
-          const el = document.querySelector(selector);
-          return el ? el.innerText : null;
+    limit = state.bounds.max_variable_bytes
+    # Measured in the page, so that megabytes of text never leave the browser to be refused.
+    content = await state.world.evaluate(
+        """({ selector, maxChars }) => {
+          const el = selector ? document.querySelector(selector) : document.body;
+          const text = el ? el.innerText : (selector ? null : '');
+          return text !== null && text.length > maxChars ? { tooLong: text.length } : text;
         }""",
-        selector or None,
+        {"selector": selector or None, "maxChars": limit},
     )
+    if isinstance(content, dict):
+        raise too_large("the text of " + (selector or "the page"), limit)
     _store(state, action, content)
     return f"Getting content: {selector or '(full page)'}", content
 
@@ -304,6 +338,14 @@ def _merge_sources(state: RunState, raw: Any) -> list[Any]:
 
 async def merge(state: RunState, action: Action) -> tuple[str, Any]:
     sources = _merge_sources(state, action.value)
+    # Measured before merging: `merge "{$a},{$a}"` in a loop doubles a list each round, and
+    # the merged list would be built whole before storing it could refuse it.
+    limit = state.bounds.max_variable_bytes
+    budget = limit
+    for source in sources:
+        budget -= json_size(source, budget)
+        if budget < 0:
+            raise too_large("the merged value", limit)
     merged: Any
     if sources and all(isinstance(s, list) for s in sources):
         merged = [item for s in sources for item in s]

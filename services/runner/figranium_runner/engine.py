@@ -8,9 +8,13 @@ import csv
 import io
 import json
 import mimetypes
+import os
+import re
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -21,11 +25,20 @@ from figranium_common.blocks import BlockMap, BlockStructureError, build_blocks
 from figranium_common.errors import FigraniumError, InvalidUrlError
 from figranium_common.http import safe_request
 from figranium_common.models import Action, RunResult, Task, now_ms
+from figranium_common.redact import Redactor
 from figranium_common.settings import Settings
 from figranium_common.urls import check_url
 from figranium_runner import conditions
 from figranium_runner.actions import HANDLERS, ActionFailed, StopRun
-from figranium_runner.variables import initial_variables, lookup, substitute
+from figranium_runner.bounds import Bounds, LimitExceeded, LogBudget, VariableBudget, too_large
+from figranium_runner.isolated import IsolatedWorld
+from figranium_runner.variables import (
+    initial_variables,
+    lookup,
+    secret_values,
+    substitute,
+    text_limit,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -39,9 +52,11 @@ MAX_START_DEPTH = 5
 # must fail there as it fails here.
 EXTRACTION_PARAMETERS = ("data", "$$data", "window", "document", "DOMParser", "console")
 _EXTRACTION_JS = """
-async ({ script, shadow }) => {
+async ({ script, shadow, maxLines, maxChars }) => {
   const logs = [];
-  const push = (...args) => logs.push(args.map(String).join(' '));
+  const push = (...args) => {
+    if (logs.length < maxLines) logs.push(args.map(String).join(' ').slice(0, maxChars));
+  };
   const consoleProxy = { log: push, info: push, debug: push, warn: push, error: push };
   const shadowQueryAll = (selector, root = document) => {
     const found = [];
@@ -76,11 +91,21 @@ async ({ script, shadow }) => {
 }
 """.replace("__PARAMETERS__", ", ".join(json.dumps(name) for name in EXTRACTION_PARAMETERS))
 
+# At most `most` elements, and null once their text and HTML pass `maxChars` in all: the
+# outerHTML of every element of a deeply nested page adds up to its size squared.
 _FOREACH_ELEMENTS_JS = """
-(selector) => [...document.querySelectorAll(selector)].map((el) => ({
-  text: (el.innerText || el.textContent || '').trim(),
-  html: el.outerHTML,
-}))
+({ selector, most, maxChars }) => {
+  const items = [];
+  let chars = 0;
+  for (const el of document.querySelectorAll(selector)) {
+    if (items.length >= most) break;
+    const item = { text: (el.innerText || el.textContent || '').trim(), html: el.outerHTML };
+    chars += item.text.length + item.html.length;
+    if (chars > maxChars) return null;
+    items.push(item);
+  }
+  return items;
+}
 """
 
 
@@ -96,11 +121,19 @@ class _StopBefore(Exception):
     """Unwinds from the action a partial run stops at (``Interpreter.stop_before``)."""
 
 
+# Downloads wait on disk under this name until they are stored in the captures bucket.
+DOWNLOAD_FILE_PREFIX = "figranium-download-"
+
+
 @dataclass
 class Capture:
+    """A file to store in the captures bucket: ``data`` in memory, or a file at ``path``
+    (a download: streamed from disk, and removed once stored)."""
+
     name: str
     data: bytes
     content_type: str = "image/png"
+    path: Path | None = None
 
 
 @dataclass
@@ -113,8 +146,13 @@ class RunState:
     emit: LogSink
     max_loop_iterations: int = 1000
     allow_metadata: bool = False  # ALLOW_METADATA_ADDRESS; meaningful with allow_private
+    max_download_bytes: int = 100 * 1024 * 1024  # MAX_DOWNLOAD_BYTES
     subtasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     human_typing: bool = False
+    # Secret variables and text typed into password fields, hidden in every line said and
+    # in the result; a subtask shares its parent's, so neither shows the other's secrets.
+    redactor: Redactor = field(default_factory=Redactor)
+    neutralise_csv: bool = True  # CSV_NEUTRALISE_FORMULAS
     depth: int = 0
     logs: list[str] = field(default_factory=list)
     captures: list[Capture] = field(default_factory=list)
@@ -125,13 +163,33 @@ class RunState:
     in_error_handler: bool = False
     failed_actions: int = 0
 
+    bounds: Bounds = field(default_factory=Bounds)
+    log_budget: LogBudget | None = None  # shared with started tasks; made from bounds
+    variable_budget: VariableBudget = field(init=False)
+    world: IsolatedWorld = field(init=False)  # the page's isolated world, for our scripts
+
+    def __post_init__(self) -> None:
+        if self.log_budget is None:
+            self.log_budget = LogBudget(self.bounds)
+        self.variable_budget = VariableBudget(self.bounds, {})
+        self.world = IsolatedWorld(self.page)
+
     @property
     def action_timeout_s(self) -> float:
         return self.default_timeout_ms / 1000
 
-    async def say(self, line: str) -> None:
-        self.logs.append(line)
-        await self.emit(line)
+    async def say(self, line: str, *, always: bool = False) -> None:
+        assert self.log_budget is not None
+        admitted = self.log_budget.admit(self.redactor.text(line), always=always)
+        if admitted is None:
+            return
+        self.logs.append(admitted)
+        await self.emit(admitted)
+
+    def store(self, name: str, value: Any) -> None:
+        """Set a variable; LimitExceeded past RUNNER_MAX_VARIABLE(S)_BYTES."""
+        self.variable_budget.admit(name, value)
+        self.variables[name] = value
 
     async def goto(self, url: str) -> None:
         await check_url(url, allow_private=self.allow_private, allow_metadata=self.allow_metadata)
@@ -145,6 +203,7 @@ class RunState:
 
     def set_output(self, value: Any) -> None:
         if value is not None:
+            self.variable_budget.admit("block.output", value)
             self.variables["block"] = {"output": value}
 
     def track_downloads(self, page: Page) -> None:
@@ -158,17 +217,32 @@ class RunState:
 
     async def _save_download(self, download: Download) -> None:
         original = download.suggested_filename or "download"
+        kept: Path | None = None
         try:
-            path = await download.path()
-            data = path.read_bytes()
+            size = (await download.path()).stat().st_size
+            if size > self.max_download_bytes:
+                await download.delete()
+                await self.say(
+                    f"[DOWNLOAD ERROR] {original}: {size} bytes exceeds MAX_DOWNLOAD_BYTES"
+                    f" ({self.max_download_bytes}); dropped"
+                )
+                return
+            # A copy of our own, on disk: Playwright removes its file when the context
+            # closes, which may be while the captures are still being stored.
+            fd, raw = tempfile.mkstemp(prefix=DOWNLOAD_FILE_PREFIX)
+            os.close(fd)
+            kept = Path(raw)
+            await download.save_as(kept)
         except (PlaywrightError, OSError) as exc:
+            if kept is not None:
+                kept.unlink(missing_ok=True)
             await self.say(f"[DOWNLOAD ERROR] {original}: {_first_line(exc)}")
             return
         name = f"{self.execution_id}_download_{now_ms()}_{_safe_label(original, 80)}"
         kind = mimetypes.guess_type(original)[0] or "application/octet-stream"
-        self.captures.append(Capture(name, data, kind))
+        self.captures.append(Capture(name, b"", kind, path=kept))
         self.downloads.append(
-            {"name": original, "url": download.url, "path": f"/captures/{name}", "size": len(data)}
+            {"name": original, "url": download.url, "path": f"/captures/{name}", "size": size}
         )
         await self.say(f"[DOWNLOAD] Saved: {original}")
 
@@ -311,12 +385,23 @@ class Interpreter:
         state = self.state
         selector = substitute(action.selector or "", state.variables)
         if selector:
+            limit = state.bounds.max_variable_bytes
             try:
-                items: list[Any] = await state.page.evaluate(_FOREACH_ELEMENTS_JS, selector)
+                found: list[Any] | None = await state.world.evaluate(
+                    _FOREACH_ELEMENTS_JS,
+                    {
+                        "selector": selector,
+                        "most": state.max_loop_iterations + 1,
+                        "maxChars": limit,
+                    },
+                )
             except PlaywrightError as exc:
                 await self._failed(index, action, _first_line(exc), 0)
                 return None
-            return items
+            if found is None:
+                await self._limit_failed(index, action, too_large("the matched elements", limit))
+                return None
+            return found
         reference = action.varName or (action.value if isinstance(action.value, str) else "")
         source: Any = action.value if isinstance(action.value, list) else None
         if reference:
@@ -331,14 +416,32 @@ class Interpreter:
         return list(source) if isinstance(source, list) else []
 
     async def _condition(self, index: int, action: Action) -> bool | None:
+        state = self.state
         started = time.monotonic()
         try:
-            truth = await conditions.evaluate(action, self.state.page, self.state.variables)
+            truth = await conditions.evaluate(
+                action, state.world, state.variables, state.bounds.regex_timeout_ms
+            )
         except PlaywrightError as exc:
             await self._failed(index, action, f"condition: {_first_line(exc)}", started)
             return None
+        except LimitExceeded as exc:
+            await self._limit_failed(index, action, exc, started, prefix="condition: ")
+            return None
         self.state.set_output(truth)
         return truth
+
+    async def _limit_failed(
+        self,
+        index: int,
+        action: Action,
+        exc: LimitExceeded,
+        started: float = 0,
+        *,
+        prefix: str = "",
+    ) -> None:
+        await self.state.say(f"[ERROR] action {index + 1} ({action.type}): {exc.details}")
+        await self._failed(index, action, prefix + exc.details, started)
 
     async def _step(self, index: int, action: Action) -> None:
         state = self.state
@@ -349,15 +452,21 @@ class Interpreter:
                 description, output = await self._start(action)
             else:
                 description, output = await HANDLERS[action.type](state, action)
+            state.set_output(output)
         except (PlaywrightError, ActionFailed, InvalidUrlError) as exc:
             await self._failed(index, action, _first_line(exc), started)
+            return
+        except LimitExceeded as exc:
+            await self._limit_failed(index, action, exc, started)
             return
         except FigraniumError as exc:
             if isinstance(exc, StopRun | LoopLimitExceeded):
                 raise
             await self._failed(index, action, exc.details, started)
             return
-        state.set_output(output)
+        except RecursionError:  # a value nested deeper than any page or API needs
+            await self._failed(index, action, "a value is nested too deeply", started)
+            return
         elapsed = int((time.monotonic() - started) * 1000)
         await state.say(f"{description} (#{index + 1} {action.type}, ok, {elapsed} ms)")
 
@@ -371,7 +480,11 @@ class Interpreter:
             f"FAILED action {action.type}: {message} (#{index + 1} {action.type}, failed,"
             f" {elapsed} ms)"
         )
-        state.variables["error"] = {"message": message, "action": index + 1, "type": action.type}
+        state.variables["error"] = {
+            "message": message[: state.bounds.max_log_line_chars],  # a page's error can be huge
+            "action": index + 1,
+            "type": action.type,
+        }
         if self.fail_fast:
             raise ActionFailed(f"action {index + 1} ({action.type}) failed: {message}")
         if state.error_handler is not None and not state.in_error_handler:
@@ -388,22 +501,27 @@ class Interpreter:
         if body is None:
             raise ActionFailed(f"start: task {task_id!r} does not exist or was not supplied")
         child_task = Task.model_validate(body)
+        variables = {**initial_variables(child_task.variables, {}), **_plain(state.variables)}
+        for secret in secret_values(child_task.variables, variables):
+            state.redactor.add(secret)
         page = await state.page.context.new_page()
         try:
             child = RunState(
                 execution_id=state.execution_id,
                 page=page,
-                variables={
-                    **initial_variables(child_task.variables, {}),
-                    **_plain(state.variables),
-                },
+                variables=variables,
                 allow_private=state.allow_private,
                 allow_metadata=state.allow_metadata,
                 default_timeout_ms=state.default_timeout_ms,
                 emit=lambda line: state.emit(f"[{task_id}] {line}"),
                 max_loop_iterations=state.max_loop_iterations,
+                bounds=state.bounds,
+                log_budget=state.log_budget,
+                max_download_bytes=state.max_download_bytes,
                 subtasks=state.subtasks,
                 human_typing=child_task.humanTyping,
+                redactor=state.redactor,
+                neutralise_csv=state.neutralise_csv,
                 depth=state.depth + 1,
             )
             result = await _run_task(child, child_task)
@@ -421,26 +539,40 @@ def _plain(variables: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in variables.items() if k not in ("block", "loop", "error")}
 
 
-def _as_csv(data: Any) -> str:
+def _as_csv(data: Any, *, neutralise: bool = True) -> str:
     rows = data if isinstance(data, list) else [data]
     out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+
+    def cell(value: Any) -> Any:
+        text = json.dumps(value) if isinstance(value, dict | list) else value
+        return _neutralised(text) if neutralise else text
+
     if rows and all(isinstance(r, dict) for r in rows):
         columns: list[str] = []
         for row in rows:
             columns.extend(k for k in row if k not in columns)
-        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
+        writer.writerow([cell(c) for c in columns])
         for row in rows:
-            writer.writerow({k: _cell(v) for k, v in row.items()})
+            writer.writerow([cell(row.get(c, "")) for c in columns])
     else:
-        plain = csv.writer(out, lineterminator="\n")
         for row in rows:
-            plain.writerow([_cell(v) for v in row] if isinstance(row, list) else [_cell(row)])
+            writer.writerow([cell(v) for v in row] if isinstance(row, list) else [cell(row)])
     return out.getvalue()
 
 
-def _cell(value: Any) -> Any:
-    return json.dumps(value) if isinstance(value, dict | list) else value
+# OWASP's CSV injection list: a spreadsheet reads a cell starting with one of these as a
+# formula (tab and CR are how a leading one slips past a trim).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A text that is a plain number is read as that number, never as a formula: kept as it is.
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def _neutralised(value: Any) -> Any:
+    text = isinstance(value, str)
+    if text and value.startswith(_FORMULA_STARTS) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 async def _extract(state: RunState, task: Task) -> Any:
@@ -449,14 +581,22 @@ async def _extract(state: RunState, task: Task) -> Any:
         return None
     try:
         outcome = await state.page.evaluate(
-            _EXTRACTION_JS, {"script": script, "shadow": task.includeShadowDom}
+            _EXTRACTION_JS,
+            {
+                "script": script,
+                "shadow": task.includeShadowDom,
+                "maxLines": state.bounds.max_log_lines,
+                "maxChars": state.bounds.max_log_line_chars,
+            },
         )
     except PlaywrightError as exc:
         raise ActionFailed(f"Extraction script error: {_first_line(exc)}") from None
     for line in outcome.get("logs", []):
         await state.say(f"[extraction] {line}")
     data = outcome.get("result")
-    return _as_csv(data) if task.extractionFormat == "csv" else data
+    if task.extractionFormat == "csv":
+        return _as_csv(data, neutralise=state.neutralise_csv)
+    return data
 
 
 async def _load_scraped(state: RunState, url: str) -> None:
@@ -512,7 +652,7 @@ async def _run_task(state: RunState, task: Task) -> RunResult:
         error = _first_line(exc)
     if error:
         outcome = "error"
-        await state.say(f"Run failed: {error}")
+        await state.say(f"Run failed: {error}", always=True)
     screenshot_url: str | None = None
     with contextlib.suppress(PlaywrightError):
         screenshot_url = await state.screenshot(None, full_page=False)
@@ -520,15 +660,16 @@ async def _run_task(state: RunState, task: Task) -> RunResult:
     if task.includeHtml:
         with contextlib.suppress(PlaywrightError):
             html = await state.page.content()
+    hide = state.redactor
     return RunResult(
         outcome="error" if outcome == "error" else "success",
-        final_url=state.page.url,
-        data=data,
+        final_url=hide.text(state.page.url),
+        data=hide.value(data),
         logs=state.logs,
         screenshot_url=screenshot_url,
-        error=error,
-        html=html,
-        downloads=state.downloads,
+        error=None if error is None else hide.text(error),
+        html=None if html is None else hide.text(html),
+        downloads=hide.value(state.downloads),
     )
 
 
@@ -557,14 +698,26 @@ class Limits:
     default_timeout_ms: int
     max_loop_iterations: int = 1000
     allow_metadata: bool = False  # ALLOW_METADATA_ADDRESS; meaningful with allow_private
+    max_download_bytes: int = 100 * 1024 * 1024  # MAX_DOWNLOAD_BYTES
+    neutralise_csv: bool = True  # CSV_NEUTRALISE_FORMULAS
+    bounds: Bounds = field(default_factory=Bounds)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
         return cls(
+            bounds=Bounds(
+                regex_timeout_ms=settings.regex_timeout_ms,
+                max_variable_bytes=settings.max_variable_bytes,
+                max_variables_bytes=settings.max_variables_bytes,
+                max_log_lines=settings.max_log_lines,
+                max_log_line_chars=settings.max_log_line_chars,
+            ),
+            neutralise_csv=settings.csv_neutralise_formulas,
             allow_private=settings.allow_private_networks,
             default_timeout_ms=settings.action_timeout_ms,
             max_loop_iterations=settings.max_loop_iterations,
             allow_metadata=settings.allow_metadata_address,
+            max_download_bytes=settings.max_download_bytes,
         )
 
 
@@ -578,17 +731,22 @@ def _first_state(
     emit: LogSink,
     subtasks: dict[str, dict[str, Any]] | None,
 ) -> RunState:
+    variables = initial_variables(task.variables, overrides)
     return RunState(
         execution_id=execution_id,
         page=page,
-        variables=initial_variables(task.variables, overrides),
+        variables=variables,
         allow_private=limits.allow_private,
         allow_metadata=limits.allow_metadata,
         default_timeout_ms=limits.default_timeout_ms,
         emit=emit,
         max_loop_iterations=limits.max_loop_iterations,
+        max_download_bytes=limits.max_download_bytes,
         subtasks=subtasks or {},
         human_typing=task.humanTyping,
+        redactor=Redactor(secret_values(task.variables, variables)),
+        neutralise_csv=limits.neutralise_csv,
+        bounds=limits.bounds,
     )
 
 
@@ -612,7 +770,14 @@ async def execute(
         emit=emit,
         subtasks=subtasks,
     )
-    result = await _run_task(state, task)
+    try:
+        with text_limit(limits.bounds.max_variable_bytes):
+            result = await _run_task(state, task)
+    except BaseException:  # timed out or cancelled: nobody stores the downloads kept
+        for capture in state.captures:
+            if capture.path is not None:
+                capture.path.unlink(missing_ok=True)
+        raise
     return result, state.captures
 
 
@@ -633,7 +798,8 @@ async def run_until(
         page, task, overrides, execution_id="tools", limits=limits, emit=emit, subtasks=subtasks
     )
     interpreter = Interpreter(state, task.actions, stop_before=stop_before, fail_fast=True)
-    if not await _open_start(state, task):
-        return
-    with contextlib.suppress(_StopBefore, StopRun):
-        await interpreter.run()
+    with text_limit(limits.bounds.max_variable_bytes):
+        if not await _open_start(state, task):
+            return
+        with contextlib.suppress(_StopBefore, StopRun):
+            await interpreter.run()

@@ -43,6 +43,7 @@ async def run(
     allow_private: bool = True,
     subtasks: dict[str, dict[str, Any]] | None = None,
     max_loop_iterations: int = 1000,
+    max_download_bytes: int = 100 * 1024 * 1024,
 ) -> tuple[RunResult, list[Capture]]:
     lines: list[str] = []
 
@@ -59,6 +60,7 @@ async def run(
             allow_private=allow_private,
             default_timeout_ms=2000,
             max_loop_iterations=max_loop_iterations,
+            max_download_bytes=max_download_bytes,
         ),
         emit=emit,
         subtasks=subtasks,
@@ -240,8 +242,33 @@ async def test_wait_downloads(context: BrowserContext, base: str) -> None:
     )
     assert [d["name"] for d in result.downloads] == ["file.csv"]
     download = next(c for c in captures if "_download_" in c.name)
-    assert download.data == b"a,b\n1,2\n"
+    # Kept on disk, to be streamed into the captures bucket, not read into memory.
+    assert download.path is not None and download.path.read_bytes() == b"a,b\n1,2\n"
+    download.path.unlink()
     assert result.downloads[0]["path"] == f"/captures/{download.name}"
+    assert result.downloads[0]["size"] == 8
+
+
+async def test_a_download_over_max_download_bytes_is_dropped_and_the_run_goes_on(
+    context: BrowserContext, base: str
+) -> None:
+    result, captures = await run(
+        context,
+        {
+            "url": f"{base}/form",
+            "actions": [
+                {"type": "click", "selector": "#dl"},
+                {"type": "wait_downloads", "value": 5},
+            ],
+            "extractionScript": "return document.title",
+        },
+        max_download_bytes=4,
+    )
+    assert result.outcome == "success" and result.data == "Form", result.error
+    assert result.downloads == []
+    assert not any("_download_" in c.name for c in captures)
+    dropped = [line for line in result.logs if line.startswith("[DOWNLOAD ERROR]")]
+    assert dropped == ["[DOWNLOAD ERROR] file.csv: 8 bytes exceeds MAX_DOWNLOAD_BYTES (4); dropped"]
 
 
 async def test_scroll_page_and_container(context: BrowserContext, base: str) -> None:

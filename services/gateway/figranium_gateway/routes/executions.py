@@ -7,6 +7,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from figranium_common.redact import mask_run_variables, mask_task
 from figranium_gateway import changes, retention, store
 from figranium_gateway.errors import ApiError
 from figranium_gateway.openapi import documented
@@ -150,7 +151,35 @@ async def get_execution(request: web.Request) -> web.Response:
     execution = await store.get_execution(request.app[POOL], execution_id)
     if execution is None:
         raise ApiError(404, "EXECUTION_NOT_FOUND", f"no execution {execution_id!r}")
+    # The stored snapshot keeps the secrets, so a run published again still has them.
+    snapshot = execution["taskSnapshot"]
+    execution["variables"] = mask_run_variables(snapshot, execution["variables"])
+    execution["taskSnapshot"] = mask_task(snapshot)
     return web.json_response({"execution": execution})
+
+
+class FullResult(BaseModel):
+    result: dict[str, Any]
+
+
+@documented(
+    "GET",
+    "/api/executions/{execution_id}/result",
+    "An execution's whole result, also when the execution shows a preview (hasFullResult)",
+    tag="executions",
+    responses={200: FullResult, 404: None},
+)
+@routes.get("/api/executions/{execution_id}/result")
+async def get_full_result(request: web.Request) -> web.Response:
+    execution_id = request.match_info["execution_id"]
+    found, result = await store.full_result(request.app[POOL], execution_id)
+    if not found:
+        raise ApiError(404, "EXECUTION_NOT_FOUND", f"no execution {execution_id!r}")
+    if result is None:
+        raise ApiError(
+            404, "FULL_RESULT_NOT_AVAILABLE", f"execution {execution_id!r} has not finished"
+        )
+    return web.json_response({"result": result})
 
 
 @documented(
