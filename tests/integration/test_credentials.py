@@ -169,6 +169,37 @@ def test_bad_updates_and_ids_are_refused(api: httpx.Client, baserow: BaserowFake
     assert baserow.received == []
 
 
+def test_a_new_origin_needs_the_token_again(api: httpx.Client, baserow: BaserowFake) -> None:
+    """A stored token never follows a changed base URL to another server by itself."""
+    created = _create(api, baserow)
+    path = f"/api/credentials/{created['id']}"
+    port = baserow.url.rsplit(":", 1)[1]
+    with BaserowFake(f"tok-{uuid.uuid4().hex}") as elsewhere:
+        for moved in (elsewhere.url, f"http://localhost:{port}", f"https://127.0.0.1:{port}"):
+            for token in (None, "", REDACTED):
+                config = {"baseUrl": moved} if token is None else {"baseUrl": moved, "token": token}
+                refused = api.put(path, json={"name": "moved", "config": config})
+                assert_error(refused, 400, "TOKEN_REQUIRED")
+        assert api.get("/api/credentials").json().count(created) == 1  # unchanged
+        assert _databases(api, created["id"]).status_code == 200
+        assert elsewhere.received == []
+
+        # The same origin (another path, a trailing slash) keeps the stored token.
+        for same in (f"{baserow.url}/base", f"{baserow.url}/"):
+            kept = api.put(path, json={"config": {"baseUrl": same, "token": REDACTED}})
+            assert kept.status_code == 200, kept.text
+        assert _databases(api, created["id"]).status_code == 200
+        assert baserow.requests_to("/applications/")[-1].authorization == f"Token {baserow.token}"
+
+        # With the token sent again, the move is made.
+        config = {"baseUrl": elsewhere.url, "token": elsewhere.token}
+        moved_answer = api.put(path, json={"config": config})
+        assert moved_answer.status_code == 200, moved_answer.text
+        assert moved_answer.json()["config"] == {"baseUrl": elsewhere.url, "token": REDACTED}
+        assert _databases(api, created["id"]).status_code == 200
+        assert {seen.authorization for seen in elsewhere.received} == {f"Token {elsewhere.token}"}
+
+
 @pytest.mark.parametrize("grouped", [False, True])
 def test_proxy_lists_databases_and_tables(api: httpx.Client, grouped: bool) -> None:
     with BaserowFake(f"tok-{uuid.uuid4().hex}", grouped=grouped) as fake:

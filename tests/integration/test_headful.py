@@ -3,8 +3,10 @@ the runner's noVNC viewer by a real Chromium, and the viewer's ticket check."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import struct
 import threading
 import time
 import uuid
@@ -74,13 +76,37 @@ async (png) => {
 """
 
 
+# Reports that it is listening, then every key and click it gets; the run ends once it
+# got a "b".
+_KEYS_PAGE = """<!doctype html><html><head><title>Keys</title></head>
+<body style="margin: 0; height: 100vh"><script>
+fetch('/typed?key=ready');
+document.addEventListener('mousedown', () => fetch('/typed?key=click'));
+document.addEventListener('keydown', async (event) => {
+  await fetch('/typed?key=' + encodeURIComponent(event.key));
+  if (event.key === 'b') {
+    const mark = document.createElement('p');
+    mark.id = 'typed-b';
+    mark.textContent = 'typed b';
+    document.body.appendChild(mark);
+  }
+});
+</script></body></html>"""
+
+
 class _Page(BaseHTTPRequestHandler):
     released: threading.Event
+    typed: list[str]
 
     def do_GET(self) -> None:
         if self.path == "/released":
             body = b"yes" if self.released.is_set() else b"no"
             kind = "text/plain"
+        elif self.path.startswith("/typed?key="):
+            self.typed.append(self.path.removeprefix("/typed?key="))
+            body, kind = b"", "text/plain"
+        elif self.path == "/keys":
+            body, kind = _KEYS_PAGE.encode(), "text/html; charset=utf-8"
         else:
             body, kind = _PAGE.encode(), "text/html; charset=utf-8"
         self.send_response(200)
@@ -96,7 +122,8 @@ class _Page(BaseHTTPRequestHandler):
 class _Site:
     def __init__(self) -> None:
         self.released = threading.Event()
-        handler = type("Handler", (_Page,), {"released": self.released})
+        self.typed: list[str] = []
+        handler = type("Handler", (_Page,), {"released": self.released, "typed": self.typed})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -126,7 +153,7 @@ def headful(
     workdir = tmp_path_factory.mktemp("headful")
     database_url = fresh_database(postgres, f"headful_{uuid.uuid4().hex[:12]}")
     with LocalNats(workdir / "nats", free_port()) as nats_server:
-        stack = Stack(workdir, nats_server.url, database_url)
+        stack = Stack(workdir, nats_server, database_url)
         try:
             _, api = stack.start_gateway()
             runner = stack.start_headful_runner()
@@ -241,16 +268,140 @@ def test_a_headful_run_is_watched_through_novnc(headful: _Headful, site: _Site) 
     assert _status(api)["executionId"] is None
 
 
+class _Rfb:
+    """Just enough of an RFB client, over the viewer's websocket, to send input."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self._buffer = b""
+
+    async def read(self, size: int) -> bytes:
+        while len(self._buffer) < size:
+            self._buffer += await self.ws.receive_bytes(timeout=20)
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    async def handshake(self) -> tuple[int, int]:
+        """Version 3.8, no security (the viewer's ticket is the check), shared; the size."""
+        assert (await self.read(12)).startswith(b"RFB ")
+        await self.ws.send_bytes(b"RFB 003.008\n")
+        (count,) = await self.read(1)
+        assert 1 in await self.read(count)
+        await self.ws.send_bytes(b"\x01")
+        assert await self.read(4) == b"\0\0\0\0"
+        await self.ws.send_bytes(b"\x01")
+        width, height = struct.unpack(">HH", await self.read(4))
+        await self.read(16)
+        (name_length,) = struct.unpack(">I", await self.read(4))
+        await self.read(name_length)
+        await self.ws.send_bytes(struct.pack(">BxH", 2, 1) + struct.pack(">i", 0))  # raw only
+        return width, height
+
+    async def click_and_type(self, x: int, y: int, keysym: int) -> None:
+        for buttons in (0, 1, 0):
+            await self.ws.send_bytes(struct.pack(">BBHH", 5, buttons, x, y))
+        for down in (1, 0):
+            await self.ws.send_bytes(struct.pack(">BBxxI", 4, down, keysym))
+
+    async def round_trip(self, width: int, height: int) -> None:
+        """Ask for a frame and wait for its header: x11vnc handles a client's messages in
+        order, so whatever was sent before has been acted on (or dropped) by now."""
+        await self.ws.send_bytes(struct.pack(">BBHHHH", 3, 0, 0, 0, width, height))
+        while True:
+            try:
+                (kind,) = await self.read(1)
+            except (TimeoutError, TypeError):
+                raise AssertionError("no framebuffer update") from None
+            if kind == 0:
+                return
+            # Bell (2) has no body; other server messages are not expected here.
+            assert kind == 2, kind
+
+
+def test_a_ticket_watches_its_own_session_and_controls_only_when_asked(
+    headful: _Headful, site: _Site
+) -> None:
+    api = headful.api
+    queued = api.post(
+        "/headful",
+        json={
+            "url": site.url + "keys",
+            "actions": [{"type": "wait_selector", "selector": "#typed-b", "value": 60}],
+            "async": True,
+        },
+    )
+    assert queued.status_code == 202, queued.text
+    execution_id = queued.json()["executionId"]
+    _wait_until(lambda: _status(api)["executionId"] == execution_id, 90, "the session to start")
+    _wait_until(lambda: "ready" in site.typed, 60, "the page to listen")
+    [runner] = _status(api)["runners"]
+    base = f"http://127.0.0.1:{runner['novncPort']}"
+    view = _ticket(api, executionId=execution_id)["ticket"]
+    late = _ticket(api, executionId=execution_id)["ticket"]
+    response = api.post("/api/headful/ticket", json={"executionId": execution_id, "control": True})
+    assert response.status_code == 200, response.text
+    control = response.json()["ticket"]
+
+    async def drive() -> None:
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"{base}/websockify?ticket={view}") as watcher:
+                assert watcher.protocol is None  # noVNC asks for no subprotocol
+                viewer = _Rfb(watcher)
+                width, height = await viewer.handshake()
+                # The view-only connection tries to click into the page and type "a"...
+                await viewer.click_and_type(width // 2, height // 2, ord("a"))
+                await viewer.round_trip(width, height)
+                # ...the control connection clicks and types "b".
+                async with session.ws_connect(f"{base}/websockify?ticket={control}") as driver:
+                    controller = _Rfb(driver)
+                    await controller.handshake()
+                    await controller.click_and_type(width // 2, height // 2, ord("b"))
+                    await controller.round_trip(width, height)
+                    await asyncio.to_thread(
+                        _wait_until,
+                        lambda: {"b", "click"} <= set(site.typed),
+                        30,
+                        "the click and the b",
+                    )
+                # The run ends on the "b": the session's viewers are cut off (after the rest
+                # of the frame asked for).
+                closing = await watcher.receive(timeout=60)
+                while closing.type is aiohttp.WSMsgType.BINARY:
+                    closing = await watcher.receive(timeout=60)
+                assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            # A ticket of the finished session opens nothing, though unused.
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await session.ws_connect(f"{base}/websockify?ticket={late}")
+            assert refused.value.status == 409
+            for used in (view, control):
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await session.ws_connect(f"{base}/websockify?ticket={used}")
+                assert refused.value.status == 401
+
+    asyncio.run(drive())
+    # Only the control connection's input reached the page.
+    assert sorted(site.typed) == ["b", "click", "ready"]
+    finished = _wait_until(
+        lambda: (e := _execution(api, execution_id))["phase"] == "finished" and e,
+        60,
+        "the run to finish",
+    )
+    assert finished["outcome"] == "success", finished
+    _wait_until(lambda: not _status(api)["isRunning"], 30, "the session to end")
+    # No session, no ticket.
+    assert_error(api.post("/api/headful/ticket", json={}), 404, "HEADFUL_SESSION_NOT_FOUND")
+    assert_error(
+        api.post("/api/headful/ticket", json={"executionId": execution_id}),
+        404,
+        "HEADFUL_SESSION_NOT_FOUND",
+    )
+
+
 async def test_the_viewer_refuses_connections_without_a_valid_ticket(headful: _Headful) -> None:
     [runner] = _status(headful.api)["runners"]
     base = f"http://127.0.0.1:{runner['novncPort']}"
-    used = _ticket(headful.api)["ticket"]
     async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(f"{base}/websockify?ticket={used}") as ws:
-            assert ws.protocol is None  # noVNC asks for no subprotocol
-            greeting = await ws.receive_bytes(timeout=10)
-            assert greeting.startswith(b"RFB ")  # x11vnc's own greeting, through the pipe
-        for query in ("", "?ticket=", "?ticket=bogus", f"?ticket={used}"):
+        for query in ("", "?ticket=", "?ticket=bogus"):
             with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
                 await session.ws_connect(f"{base}/websockify{query}")
             assert refused.value.status == 401, query

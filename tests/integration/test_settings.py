@@ -5,23 +5,20 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 
 from tests.integration.stack import Stack
+from tests.integration.test_first_start import read_secret_file
+
+CHOSEN = "chosen-key-0123456789abcdef"
 
 
-def _generated_key(log: str) -> str:
-    for line in log.splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if entry.get("event") == "auth.api_key_generated":
-            return str(entry["api_key"])
-    raise AssertionError("no generated key in the log")
+def _generated_key(stack: Stack) -> str:
+    return read_secret_file(Path(stack.env["FIGRANIUM_DATA_DIR"]) / "api-key")
 
 
 def _status(client: httpx.Client, key: str) -> int:
@@ -42,8 +39,8 @@ def _eventually(check: object, timeout: float) -> float:
 def replicas(isolated: Stack) -> tuple[Stack, httpx.Client, httpx.Client, str]:
     """Two gateways sharing a stored (not environment) key."""
     isolated.env = {k: v for k, v in isolated.env.items() if k != "FIGRANIUM_API_KEY"}
-    first, a = isolated.start_gateway()
-    key = _generated_key(first.log_text())
+    _, a = isolated.start_gateway()
+    key = _generated_key(isolated)
     _, b = isolated.start_gateway()
     for client in (a, b):
         client.headers.pop("x-api-key")
@@ -57,22 +54,22 @@ def test_new_key_replaces_the_old_one_on_every_replica(
     assert _status(a, old) == 200 and _status(b, old) == 200
 
     response = a.post(
-        "/api/settings/api-key", headers={"x-api-key": old}, json={"apiKey": "  chosen-key-1  "}
+        "/api/settings/api-key", headers={"x-api-key": old}, json={"apiKey": f"  {CHOSEN}  "}
     )
     assert response.status_code == 200, response.text
-    assert response.json() == {"apiKey": "chosen-key-1"}
+    assert response.json() == {"apiKey": CHOSEN}
     assert _status(a, old) == 401  # the replica that changed it: at once
-    assert _status(a, "chosen-key-1") == 200
+    assert _status(a, CHOSEN) == 200
     # The other replica hears the NATS notice; well within the 2 s fallback.
     assert _eventually(lambda: _status(b, old) == 401, timeout=1.5) < 1.5
-    assert _status(b, "chosen-key-1") == 200
+    assert _status(b, CHOSEN) == 200
 
     # {} generates one.
-    generated = b.post("/api/settings/api-key", headers={"x-api-key": "chosen-key-1"}, json={})
+    generated = b.post("/api/settings/api-key", headers={"x-api-key": CHOSEN}, json={})
     assert generated.status_code == 200, generated.text
     new = generated.json()["apiKey"]
     assert new.startswith("fig_") and len(new) > 32
-    _eventually(lambda: _status(a, new) == 200 and _status(a, "chosen-key-1") == 401, 3)
+    _eventually(lambda: _status(a, new) == 200 and _status(a, CHOSEN) == 401, 3)
 
 
 def test_replicas_agree_without_a_notice(
@@ -108,6 +105,17 @@ def test_body_key_rules(replicas: tuple[Stack, httpx.Client, httpx.Client, str])
     assert new != old and new.startswith("fig_")
     assert _status(a, old) == 401 and _status(a, new) == 200
 
+    # Set through the API, a key has at least 24 characters (one from the environment
+    # may be shorter, with a warning at start).
+    short = a.post("/api/settings/api-key", headers={"x-api-key": new}, json={"apiKey": "k" * 23})
+    assert short.status_code == 400
+    assert short.json()["error"] == "API_KEY_TOO_SHORT" and "24" in short.json()["details"]
+    assert _status(a, new) == 200
+    shortest = "k" * 24
+    ok = a.post("/api/settings/api-key", headers={"x-api-key": new}, json={"apiKey": shortest})
+    assert ok.json() == {"apiKey": shortest}
+    new = shortest
+
     # Exactly 512 characters is accepted.
     longest = "k" * 512
     ok = a.post("/api/settings/api-key", headers={"x-api-key": new}, json={"apiKey": longest})
@@ -115,7 +123,10 @@ def test_body_key_rules(replicas: tuple[Stack, httpx.Client, httpx.Client, str])
     assert a.post("/api/settings/api-key", json={}).status_code == 401  # no key, no change
 
 
-def test_environment_key_wins(api: httpx.Client) -> None:
+def test_environment_key_wins(api: httpx.Client, stack: tuple[Stack, httpx.Client]) -> None:
+    # The test stacks' FIGRANIUM_API_KEY is shorter than 24 characters: it still works,
+    # with a warning at start.
+    assert "auth.api_key_short" in stack[0].services[0].log_text()
     response = api.post("/api/settings/api-key", json={"apiKey": "other"})
     assert response.status_code == 409
     assert response.json()["error"] == "API_KEY_FROM_ENVIRONMENT"
@@ -126,14 +137,16 @@ def test_environment_key_wins(api: httpx.Client) -> None:
 def test_key_can_be_set_while_auth_is_off(isolated: Stack) -> None:
     isolated.env = {k: v for k, v in isolated.env.items() if k != "FIGRANIUM_API_KEY"}
     _, client = isolated.start_gateway(FIGRANIUM_AUTH="off")
-    response = client.post("/api/settings/api-key", json={"apiKey": "stored-for-later"})
+    response = client.post("/api/settings/api-key", json={"apiKey": "stored-for-later-0123456789"})
     assert response.status_code == 200, response.text
-    assert response.json() == {"apiKey": "stored-for-later"}
+    assert response.json() == {"apiKey": "stored-for-later-0123456789"}
     assert httpx.get(f"{client.base_url}/api/tasks").status_code == 200  # still off
     with psycopg.connect(isolated.env["DATABASE_URL"]) as conn:
         row = conn.execute("SELECT value FROM settings WHERE key = 'api_key'").fetchone()
-    # Only a digest is stored: a database dump does not reveal the key.
-    assert row is not None and row[0].startswith("sha256:") and "stored-for-later" not in row[0]
+    # Only a digest keyed by the master key is stored: a database dump does not reveal the
+    # key, nor allow guesses to be tested offline.
+    assert row is not None and row[0].startswith("hmac-sha256:")
+    assert "stored-for-later" not in row[0]
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -20,6 +21,7 @@ from psycopg.rows import dict_row
 
 from tests.integration.stack import Stack
 from tests.integration.test_bad_input import assert_error
+from tests.integration.test_first_start import read_secret_file
 from tests.integration.test_resilience import wait_until
 
 PAYLOAD_FIELDS = {"executionId", "taskId", "status", "outcome", "durationMs", "result"}
@@ -87,14 +89,22 @@ def receiver() -> Iterator[Receiver]:
 
 
 def verify_signature(secret: str, header: str, body: bytes, tolerance: float = 300) -> bool:
-    """What a receiver does (as the README shows)."""
-    parts = dict(item.split("=", 1) for item in header.split(","))
-    timestamp = int(parts["t"])
+    """What a receiver does (as the README shows): any ``v1=`` made with its secret."""
+    pairs = [item.split("=", 1) for item in header.split(",")]
+    (timestamp,) = [int(value) for name, value in pairs if name == "t"]
     if abs(time.time() - timestamp) > tolerance:
         return False
     signed = f"{timestamp}.".encode() + body
     expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, parts["v1"])
+    return any(hmac.compare_digest(expected, value) for name, value in pairs if name == "v1")
+
+
+def _expected_header(header: str, body: bytes, *secrets: str) -> str:
+    """The signature header made at the same second with ``secrets``, in that order."""
+    timestamp = header.split(",", 1)[0].removeprefix("t=")
+    signed = f"{timestamp}.".encode() + body
+    macs = [hmac.new(s.encode(), signed, hashlib.sha256).hexdigest() for s in secrets]
+    return f"t={timestamp}" + "".join(f",v1={mac}" for mac in macs)
 
 
 def _execution(api: httpx.Client, execution_id: str) -> dict[str, Any]:
@@ -280,6 +290,37 @@ def test_pending_delivery_survives_a_gateway_restart(isolated: Stack) -> None:
         assert execution["webhook"]["attempts"] >= 2
     # The secret is made once per installation, not once per start.
     assert "webhooks.secret_generated" not in second.log_text()
+
+
+def test_rotated_secret_keeps_signing_for_the_overlap(isolated: Stack) -> None:
+    first, api = isolated.start_gateway(**FAST)
+    first.wait_for_log("webhooks.secret_generated")
+    original = read_secret_file(Path(isolated.env["FIGRANIUM_DATA_DIR"]) / "webhook-secret")
+    rotated = api.post("/api/settings/webhook-secret")
+    assert rotated.status_code == 200, rotated.text
+    new = rotated.json()["secret"]
+    status = api.get("/api/settings/webhook-secret").json()
+    # The default overlap: 24 hours.
+    assert status["previousValidUntil"] - status["createdAt"] == 86_400_000
+    with Receiver() as receiver:
+        _webhook_settled(api, _stopped_run(api, "overlap", receiver.url))
+        ((headers, body, _),) = receiver.requests
+    header = headers["X-Figranium-Signature"]
+    # Both secrets sign, the new one first: receivers on either secret accept it.
+    assert header == _expected_header(header, body, new, original)
+    assert verify_signature(new, header, body) and verify_signature(original, header, body)
+    assert first.stop() == 0
+
+    # With no overlap the secret it replaces stops signing at once.
+    _, api = isolated.start_gateway(WEBHOOK_SECRET_OVERLAP_SECONDS="0", **FAST)
+    newest = api.post("/api/settings/webhook-secret").json()["secret"]
+    assert api.get("/api/settings/webhook-secret").json()["previousValidUntil"] is None
+    with Receiver() as receiver:
+        _webhook_settled(api, _stopped_run(api, "no_overlap", receiver.url))
+        ((headers, body, _),) = receiver.requests
+    header = headers["X-Figranium-Signature"]
+    assert header == _expected_header(header, body, newest)
+    assert not verify_signature(new, header, body)
 
 
 def _execution_row(stack: Stack, execution_id: str) -> dict[str, Any]:

@@ -9,6 +9,9 @@ it stops. Nothing about it is stored: gateways and schedulers each keep a
 
 A viewer connection needs a ticket, minted by the runner itself on
 ``headful_ticket_subject(runner_id)`` (the gateway relays an authenticated API call).
+A ticket is bound to one execution: the runner mints it only while that execution is its
+session, and the viewer opens only while it still is. It watches unless it was asked
+for ``control``: keyboard and mouse reach the display only through a control ticket.
 """
 
 from __future__ import annotations
@@ -52,9 +55,18 @@ class HeadfulPresence(BaseModel):
 
 
 class HeadfulTicketRequest(BaseModel):
-    """Request/reply to one headful runner: a viewer ticket for its display."""
+    """Request/reply to one headful runner: a viewer ticket for its display, while it runs
+    ``execution_id``."""
 
-    execution_id: str | None = None
+    execution_id: str
+    control: bool = False  # keyboard and mouse too; else the viewer only watches
+
+
+class HeadfulTicketRefusal(BaseModel):
+    """The runner's answer when it is not running the execution the ticket was asked for."""
+
+    error: str
+    details: str
 
 
 class HeadfulTicketReply(BaseModel):

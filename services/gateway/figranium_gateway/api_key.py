@@ -1,8 +1,16 @@
 """The API key every gateway replica checks requests against, kept in step across replicas.
 
-Only a SHA-256 digest of the key is stored and held (``sha256:<hex>``): the key is shown
-once, when set or generated, and a database dump does not reveal it. A key stored in
-clear by an earlier version still works and is replaced by a digest when next set.
+The key itself is never stored: the ``settings`` row holds a keyed digest,
+``hmac-sha256:<hex>`` = HMAC-SHA256(K, SHA-256(key)), K derived from the master key
+(:meth:`SecretBox.subkey`). A database dump alone therefore allows no offline guessing of
+the key: that also takes the master key, which is not in the database.
+
+The inner SHA-256 is what makes migration exact. Earlier versions stored the bare digest
+``sha256:<hex>`` (and before that the key in clear); neither can be turned back into the
+key, but HMAC(K, <hex>) is precisely the new form of the same key, so :func:`migrate`
+re-keys an old row on the first start, without waiting for the key to be presented.
+The prefix of the stored value is the format marker. Once migrated, a gateway of an
+earlier version no longer accepts the key: upgrade all replicas together.
 
 A replica that changes the stored key updates its own copy at once and sends a core-NATS
 notice; the others reload the key from PostgreSQL when it arrives. A notice can be missed
@@ -14,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import time
 from typing import Literal
 
@@ -35,16 +44,42 @@ MAX_AGE_SECONDS = 2.0
 REFRESH_TIMEOUT_SECONDS = 1.0
 
 KeySource = Literal["off", "environment", "stored"]
-DIGEST_PREFIX = "sha256:"
+DIGEST_PREFIX = "hmac-sha256:"
+LEGACY_DIGEST_PREFIX = "sha256:"
+SUBKEY_PURPOSE = "figranium api key digest"
+# Keys set through the API are at least this long; FIGRANIUM_API_KEY may be shorter
+# (with a warning), so existing deployments keep working.
+MIN_API_KEY_LENGTH = 24
 
 
-def key_digest(key: str) -> str:
-    return DIGEST_PREFIX + hashlib.sha256(key.encode()).hexdigest()
+class KeyHasher:
+    """Turns keys, and stored values of every format, into the keyed digest."""
 
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
 
-def as_digest(stored: str) -> str:
-    """The digest of a stored key, whether stored as a digest or (formerly) in clear."""
-    return stored if stored.startswith(DIGEST_PREFIX) else key_digest(stored)
+    def _keyed(self, sha256_hex: str) -> str:
+        mac = hmac.new(self._secret, sha256_hex.encode(), hashlib.sha256)
+        return DIGEST_PREFIX + mac.hexdigest()
+
+    def digest(self, key: str) -> str:
+        return self._keyed(hashlib.sha256(key.encode()).hexdigest())
+
+    def from_stored(self, stored: str) -> str:
+        """The digest of a stored value, whatever format an earlier version wrote it in."""
+        if stored.startswith(DIGEST_PREFIX):
+            return stored
+        if stored.startswith(LEGACY_DIGEST_PREFIX):
+            return self._keyed(stored[len(LEGACY_DIGEST_PREFIX) :])
+        return self.digest(stored)  # stored in clear by the oldest versions
+
+    def matches(self, expected_digest: str, candidates: list[str]) -> bool:
+        wanted = expected_digest.encode()
+        matched = False
+        for candidate in candidates:
+            # compare_digest on every candidate: no early exit that would leak which matched
+            matched |= hmac.compare_digest(wanted, self.digest(candidate).encode())
+        return matched
 
 
 class ApiKeyCache:
@@ -55,11 +90,13 @@ class ApiKeyCache:
         pool: Pool,
         source: KeySource,
         digest: str | None,
+        hasher: KeyHasher,
         *,
         max_age: float = MAX_AGE_SECONDS,
     ) -> None:
         self._pool = pool
         self.source = source
+        self.hasher = hasher
         self._key = digest
         self._max_age = max_age
         self._checked_at = time.monotonic()
@@ -81,7 +118,7 @@ class ApiKeyCache:
     def changed_here(self, key: str) -> None:
         """This replica stored ``key``: use it now, without waiting for a re-read."""
         self._generation += 1
-        self._key = key_digest(key)
+        self._key = self.hasher.digest(key)
         self._checked_at = time.monotonic()
 
     async def _reload(self) -> None:
@@ -100,7 +137,7 @@ class ApiKeyCache:
         else:
             stored = None if row is None else row["value"]
             if generation == self._generation and isinstance(stored, str) and stored:
-                self._key = as_digest(stored)
+                self._key = self.hasher.from_stored(stored)
         finally:
             self._checked_at = time.monotonic()
 

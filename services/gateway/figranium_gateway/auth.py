@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
 import secrets
+from typing import Any
 
 import structlog
 from aiohttp import web
 
+from figranium_common.secretbox import SecretBox
 from figranium_common.settings import Settings
-from figranium_gateway import store
-from figranium_gateway.api_key import API_KEY_SETTING, ApiKeyCache, as_digest, key_digest
-from figranium_gateway.errors import Handler, error_response
+from figranium_gateway import settings_store, store
+from figranium_gateway.api_key import (
+    API_KEY_SETTING,
+    DIGEST_PREFIX,
+    MIN_API_KEY_LENGTH,
+    SUBKEY_PURPOSE,
+    ApiKeyCache,
+    KeyHasher,
+)
+from figranium_gateway.errors import ApiError, Handler, error_response, parse_json
 from figranium_gateway.routes import docs
+from figranium_gateway.secret_file import write_secret_file
 from figranium_gateway.state import AUTH, THROTTLE
 
 log = structlog.get_logger(__name__)
@@ -26,38 +34,72 @@ def generate_api_key() -> str:
     return "fig_" + secrets.token_urlsafe(32)
 
 
-async def api_key_cache(settings: Settings, pool: store.Pool) -> ApiKeyCache:
+API_KEY_FILE = "api-key"
+
+
+async def api_key_cache(settings: Settings, pool: store.Pool, box: SecretBox) -> ApiKeyCache:
     """The key as this replica checks it; only a stored key can change while running."""
-    digest = await resolve_api_key(settings, pool)
+    hasher = KeyHasher(box.subkey(SUBKEY_PURPOSE))
+    digest = await resolve_api_key(settings, pool, hasher)
     if digest is None:
-        return ApiKeyCache(pool, "off", None)
-    return ApiKeyCache(pool, "environment" if settings.api_key else "stored", digest)
+        return ApiKeyCache(pool, "off", None, hasher)
+    return ApiKeyCache(pool, "environment" if settings.api_key else "stored", digest, hasher)
 
 
-async def resolve_api_key(settings: Settings, pool: store.Pool) -> str | None:
+async def resolve_api_key(settings: Settings, pool: store.Pool, hasher: KeyHasher) -> str | None:
     """The digest of the key requests must carry, or None when authentication is off.
 
     Secure by default: with no key configured, the first start generates one, stores its
-    digest and prints it once; every later start (and every replica) reads the stored one.
+    digest and writes the key to a 0600 file in the data folder (never to the log); every
+    later start (and every replica) reads the stored digest.
     """
     if settings.auth == "off":
         log.warning("auth.disabled", reason="FIGRANIUM_AUTH=off: every request is accepted")
         return None
     if settings.api_key:
-        return key_digest(settings.api_key)
+        if len(settings.api_key) < MIN_API_KEY_LENGTH:
+            log.warning(
+                "auth.api_key_short",
+                length=len(settings.api_key),
+                note=f"FIGRANIUM_API_KEY should be at least {MIN_API_KEY_LENGTH} characters",
+            )
+        return hasher.digest(settings.api_key)
     generated = generate_api_key()
     stored, created = await store.setting_insert_if_absent(
-        pool, API_KEY_SETTING, key_digest(generated)
+        pool, API_KEY_SETTING, hasher.digest(generated)
     )
     if created:
+        path = write_secret_file(settings.data_dir / API_KEY_FILE, generated)
         log.warning(
             "auth.api_key_generated",
-            api_key=generated,
-            note="shown once; send it as x-api-key or Authorization: Bearer",
+            path=str(path),
+            note="the key is in this file (mode 0600); send it as x-api-key or"
+            " Authorization: Bearer",
         )
     if not isinstance(stored, str):
         raise RuntimeError("stored api_key setting is not a string")
-    return as_digest(stored)
+    if not stored.startswith(DIGEST_PREFIX):
+        stored = await migrate(pool, hasher)
+    return hasher.from_stored(stored)
+
+
+async def migrate(pool: store.Pool, hasher: KeyHasher) -> str:
+    """Re-key a stored value of an earlier format (bare SHA-256, or clear) in place.
+
+    Under the settings row's lock, and a no-op for a value already migrated, so replicas
+    starting together each run it harmlessly.
+    """
+
+    def rekey(current: Any) -> Any:
+        if isinstance(current, str) and current and not current.startswith(DIGEST_PREFIX):
+            return hasher.from_stored(current)
+        return current
+
+    migrated = await settings_store.update_setting(pool, API_KEY_SETTING, rekey)
+    if not isinstance(migrated, str):
+        raise RuntimeError("stored api_key setting is not a string")
+    log.info("auth.api_key_digest_migrated", format=DIGEST_PREFIX.rstrip(":"))
+    return migrated
 
 
 def header_keys(request: web.Request) -> list[str]:
@@ -68,38 +110,42 @@ def header_keys(request: web.Request) -> list[str]:
     return [k for k in keys if k]
 
 
-async def presented_keys(request: web.Request) -> list[str]:
-    keys = header_keys(request)
+def query_keys(request: web.Request) -> list[str]:
     # EventSource (the change stream) and <img src> cannot send headers. Access logs and
     # proxies may record URLs, so headers stay the better choice wherever they are possible.
-    for name in ("key", "apiKey"):
-        keys.extend(request.query.getall(name, []))
+    return [k for name in ("key", "apiKey") for k in request.query.getall(name, []) if k]
+
+
+async def body_keys(request: web.Request) -> list[str]:
+    """Keys in a JSON body; only read for a request that sent no key in a header."""
     # Any content type: `curl -d '{"apiKey": ...}'` sends form-urlencoded JSON.
-    if request.can_read_body and not request.content_type.startswith("multipart/"):
-        raw = await request.read()  # cached by aiohttp; handlers read it again
-        try:
-            body = json.loads(raw) if raw.strip() else None
-        except (ValueError, UnicodeDecodeError):
-            body = None
-        if isinstance(body, dict):
-            keys.extend(str(body.get(name, "")) for name in ("apiKey", "key"))
-    return [k for k in keys if k]
+    if not request.can_read_body or request.content_type.startswith("multipart/"):
+        return []
+    raw = await request.read()  # cached by aiohttp; handlers read it again
+    try:
+        body = parse_json(raw) if raw.strip() else None
+    except ApiError:  # malformed or nested too deeply: it carries no key
+        body = None
+    if not isinstance(body, dict):
+        return []
+    return [k for k in (str(body.get(name, "")) for name in ("apiKey", "key")) if k]
 
 
-def key_matches(expected_digest: str, candidates: list[str]) -> bool:
-    wanted = expected_digest.encode()
-    matched = False
-    for candidate in candidates:
-        # compare_digest on every candidate: no early exit that would leak which matched
-        matched |= hmac.compare_digest(wanted, key_digest(candidate).encode())
-    return matched
+async def presented_keys(request: web.Request) -> list[str]:
+    headers = header_keys(request)
+    if headers:
+        # A key in a header settles it: the body of a request not yet authenticated is
+        # never parsed for one.
+        return headers + query_keys(request)
+    return query_keys(request) + await body_keys(request)
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path in PUBLIC_PATHS or request.method == "OPTIONS":
         return await handler(request)
-    expected = await request.app[AUTH].current()
+    cache = request.app[AUTH]
+    expected = await cache.current()
     if expected is None:
         return await handler(request)
     throttle = request.app[THROTTLE]
@@ -107,7 +153,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     locked_for = throttle.retry_after(client)
     if locked_for:
         return _locked_out(locked_for)
-    if key_matches(expected, await presented_keys(request)):
+    if cache.hasher.matches(expected, await presented_keys(request)):
         return await handler(request)
     delay = throttle.failed(client)
     locked_for = throttle.retry_after(client)

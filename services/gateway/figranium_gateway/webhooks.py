@@ -17,7 +17,13 @@ Decisions worth knowing:
   since redirects are not followed (a webhook URL is where the result goes, not a hint).
   After ``webhook_max_attempts`` attempts a delivery is ``failed``.
 - The signing secret is read from the database (sealed with the SecretBox) for every
-  batch, so all replicas sign with the current one right after a rotation.
+  batch, so all replicas sign with the current one right after a rotation. A rotation
+  keeps the previous secret for ``webhook_secret_overlap_seconds``; until then every
+  delivery carries two signatures, ``t=…,v1=<new>,v1=<previous>``, so receivers can
+  switch secrets at their own pace. The new one comes first for receivers that read the
+  first ``v1``; the previous one last for those (like the README's earlier snippet) that
+  keep the last. Only one previous secret is kept: rotating again within the overlap
+  drops the oldest.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
@@ -45,12 +52,14 @@ from figranium_common.secretbox import SecretBox
 from figranium_common.settings import Settings
 from figranium_gateway import settings_store, store
 from figranium_gateway.metrics import GatewayMetrics
+from figranium_gateway.secret_file import write_secret_file
 
 log = structlog.get_logger(__name__)
 
 SECRET_SETTING = "webhook_secret"
 SECRET_PURPOSE = "webhook-secret"
 SECRET_PREFIX = "whsec_"
+SECRET_FILE = "webhook-secret"
 SIGNATURE_HEADER = "X-Figranium-Signature"
 DELIVERY_HEADER = "X-Figranium-Delivery"
 USER_AGENT = "Figranium-Webhooks/1"
@@ -77,23 +86,32 @@ def new_secret() -> str:
     return SECRET_PREFIX + secrets.token_urlsafe(32)
 
 
-def signature(secret: str, timestamp: int, body: bytes) -> str:
-    """The ``X-Figranium-Signature`` value: HMAC-SHA256 over ``"<t>.<raw body>"``."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"t={timestamp},v1={mac.hexdigest()}"
+def _mac(secret: str, timestamp: int, body: bytes) -> str:
+    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def signature(secret: str, timestamp: int, body: bytes, *previous: str) -> str:
+    """The ``X-Figranium-Signature`` value: HMAC-SHA256 over ``"<t>.<raw body>"``, one
+    ``v1=`` per secret, the current one first."""
+    macs = "".join(f",v1={_mac(key, timestamp, body)}" for key in (secret, *previous))
+    return f"t={timestamp}{macs}"
 
 
 def verify(secret: str, header: str, body: bytes, *, now: float, tolerance: float = 300) -> bool:
     """What a receiver does (the README shows the same): the tests use it too."""
-    parts = dict(item.split("=", 1) for item in header.split(",") if "=" in item)
+    pairs = [item.split("=", 1) for item in header.split(",") if "=" in item]
     try:
-        timestamp = int(parts["t"])
-    except (KeyError, ValueError):
+        (timestamp,) = [int(value) for name, value in pairs if name == "t"]
+    except ValueError:  # none, several, or not a number
         return False
     if abs(now - timestamp) > tolerance:
         return False
-    expected = signature(secret, timestamp, body).split("v1=", 1)[1]
-    return hmac.compare_digest(expected, parts.get("v1", ""))
+    expected = _mac(secret, timestamp, body)
+    matched = False
+    for name, value in pairs:
+        if name == "v1":
+            matched |= hmac.compare_digest(expected, value)
+    return matched
 
 
 def encode_payload(payload: dict[str, Any]) -> bytes:
@@ -162,41 +180,62 @@ def lease_seconds(settings: Settings) -> float:
 # --- the secret -------------------------------------------------------------------------
 
 
-async def ensure_secret(pool: Pool, box: SecretBox) -> None:
-    """Generate the signing secret on the first start; shown once, as the API key is."""
+async def ensure_secret(pool: Pool, box: SecretBox, data_dir: Path) -> None:
+    """Generate the signing secret on the first start, into a 0600 file as the API key."""
     secret = new_secret()
     value = {"secret": box.seal(secret, SECRET_PURPOSE), "createdAt": now_ms()}
     _, created = await store.setting_insert_if_absent(pool, SECRET_SETTING, value)
     if created:
+        path = write_secret_file(data_dir / SECRET_FILE, secret)
         log.warning(
             "webhooks.secret_generated",
-            webhook_secret=secret,
-            note="shown once; receivers verify X-Figranium-Signature with it."
-            " POST /api/settings/webhook-secret makes a new one",
+            path=str(path),
+            note="the secret is in this file (mode 0600); receivers verify"
+            " X-Figranium-Signature with it. POST /api/settings/webhook-secret makes a new one",
         )
 
 
-async def rotate_secret(pool: Pool, box: SecretBox) -> str:
-    """A new secret, used by every replica from its next batch on."""
+async def rotate_secret(pool: Pool, box: SecretBox, overlap_seconds: float) -> str:
+    """A new secret, used by every replica from its next batch on; the one it replaces
+    keeps signing too for ``overlap_seconds``."""
     secret = new_secret()
-    value = {"secret": box.seal(secret, SECRET_PURPOSE), "createdAt": now_ms()}
-    await settings_store.set_setting(pool, SECRET_SETTING, value)
-    log.warning("webhooks.secret_rotated")
+
+    def rotate(stored: Any) -> dict[str, Any]:
+        now = now_ms()
+        value: dict[str, Any] = {"secret": box.seal(secret, SECRET_PURPOSE), "createdAt": now}
+        previous = stored.get("secret") if isinstance(stored, dict) else None
+        if overlap_seconds > 0 and isinstance(previous, str) and previous:
+            # Still sealed: copied as stored, never opened here.
+            value["previous"] = previous
+            value["previousUntil"] = now + int(overlap_seconds * 1000)
+        return value
+
+    # Read and written under the row's lock: two rotations at once keep a consistent pair.
+    await settings_store.update_setting(pool, SECRET_SETTING, rotate)
+    log.warning("webhooks.secret_rotated", overlap_seconds=overlap_seconds)
     return secret
 
 
-async def secret_created_at(pool: Pool) -> int | None:
+async def secret_status(pool: Pool) -> tuple[int | None, int | None]:
+    """When the secret was made, and until when the previous one still signs (epoch ms)."""
     stored = await store.get_setting(pool, SECRET_SETTING)
     if not isinstance(stored, dict) or not stored.get("secret"):
-        return None
+        return None, None
     created = stored.get("createdAt")
-    return created if isinstance(created, int) else None
+    until = stored.get("previousUntil")
+    live = isinstance(until, int) and until > now_ms() and bool(stored.get("previous"))
+    return (created if isinstance(created, int) else None), (until if live else None)
 
 
-def _open_secret(box: SecretBox, stored: Any) -> str | None:
+def _open_secrets(box: SecretBox, stored: Any) -> list[str]:
+    """The secrets to sign with, the current one first; empty when there is none."""
     if not isinstance(stored, dict) or not isinstance(stored.get("secret"), str):
-        return None
-    return box.open(stored["secret"], SECRET_PURPOSE)
+        return []
+    keys = [box.open(stored["secret"], SECRET_PURPOSE)]
+    previous, until = stored.get("previous"), stored.get("previousUntil")
+    if isinstance(previous, str) and previous and isinstance(until, int) and until > now_ms():
+        keys.append(box.open(previous, SECRET_PURPOSE))
+    return keys
 
 
 # --- SQL ----------------------------------------------------------------------------------
@@ -265,10 +304,10 @@ class WebhookWorker:
                     free = CONCURRENCY - len(in_flight)
                     batch = await self._claim_logged(free) if free > 0 else None
                     if batch is not None:
-                        secret, due = batch
+                        keys, due = batch
                         for delivery in due:
                             task = asyncio.create_task(
-                                self._deliver(session, secret, delivery),
+                                self._deliver(session, keys, delivery),
                                 name=f"webhook-{delivery.id}",
                             )
                             in_flight.add(task)
@@ -285,14 +324,14 @@ class WebhookWorker:
                 await asyncio.gather(*in_flight, return_exceptions=True)
                 await self._release()
 
-    async def _claim_logged(self, limit: int) -> tuple[str, list[Due]] | None:
+    async def _claim_logged(self, limit: int) -> tuple[list[str], list[Due]] | None:
         try:
             return await self._claim(limit)
         except Exception as exc:  # database down: try again on the next poll
             log.warning("webhooks.claim_failed", error=str(exc) or type(exc).__name__)
             return None
 
-    async def _claim(self, limit: int) -> tuple[str, list[Due]] | None:
+    async def _claim(self, limit: int) -> tuple[list[str], list[Due]] | None:
         async with self._pool.connection() as conn:
             cur = await conn.execute(_CLAIM, (lease_seconds(self._settings), limit))
             due = [
@@ -305,15 +344,15 @@ class WebhookWorker:
             # Should this fail, the claims' leases run out and the deliveries wait no longer.
             cur = await conn.execute("SELECT value FROM settings WHERE key = %s", (SECRET_SETTING,))
             row = await cur.fetchone()
-        secret = _open_secret(self._box, None if row is None else row["value"])
-        if secret is None:
+        keys = _open_secrets(self._box, None if row is None else row["value"])
+        if not keys:
             log.error("webhooks.no_secret", setting=SECRET_SETTING, claimed=len(due))
             return None
         for delivery in due:
             self._claimed[delivery.id] = delivery.attempts
-        return secret, due
+        return keys, due
 
-    async def _deliver(self, session: aiohttp.ClientSession, secret: str, due: Due) -> None:
+    async def _deliver(self, session: aiohttp.ClientSession, keys: list[str], due: Due) -> None:
         number = due.attempts + 1
         with structlog.contextvars.bound_contextvars(
             execution_id=due.execution_id, delivery_id=due.id, attempt=number
@@ -323,7 +362,7 @@ class WebhookWorker:
                 "Content-Type": "application/json",
                 "User-Agent": USER_AGENT,
                 DELIVERY_HEADER: due.id,
-                SIGNATURE_HEADER: signature(secret, int(time.time()), body),
+                SIGNATURE_HEADER: signature(keys[0], int(time.time()), body, *keys[1:]),
             }
             started = time.monotonic()
             try:
@@ -409,5 +448,5 @@ async def run_webhooks(
     pool: Pool, box: SecretBox, settings: Settings, metrics: GatewayMetrics | None = None
 ) -> None:
     """The delivery worker of one gateway replica, until cancelled."""
-    await ensure_secret(pool, box)
+    await ensure_secret(pool, box, settings.data_dir)
     await WebhookWorker(pool, box, settings, metrics).run()

@@ -1,31 +1,61 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import stat
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from figranium_common.secretbox import SecretBox
 from figranium_gateway import dispatch
-from figranium_gateway.api_key import as_digest, key_digest
-from figranium_gateway.auth import key_matches
+from figranium_gateway.api_key import SUBKEY_PURPOSE, KeyHasher
 from figranium_gateway.errors import ApiError, error_middleware, read_json_object
 from figranium_gateway.routes.executions import _limit
 from figranium_gateway.routes.runs import run_answer as _run_answer
+from figranium_gateway.secret_file import write_secret_file
 from figranium_gateway.throttle import AuthThrottle
 from figranium_gateway.waiters import Waiters
 
 
+def _hasher(master: bytes = b"m" * 32) -> KeyHasher:
+    return KeyHasher(SecretBox(master).subkey(SUBKEY_PURPOSE))
+
+
 def test_key_matching() -> None:
-    expected = key_digest("secret")
-    assert expected.startswith("sha256:") and "secret" not in expected
-    assert key_matches(expected, ["", "nope", "secret"])
-    assert not key_matches(expected, [])
-    assert not key_matches(expected, ["secre", "secret ", expected])
+    hasher = _hasher()
+    expected = hasher.digest("secret")
+    assert expected.startswith("hmac-sha256:") and "secret" not in expected
+    assert hasher.matches(expected, ["", "nope", "secret"])
+    assert not hasher.matches(expected, [])
+    assert not hasher.matches(expected, ["secre", "secret ", expected])
     # A key stored in clear by an earlier version still matches.
-    assert key_matches(as_digest("secret"), ["secret"])
-    assert as_digest(expected) == expected
+    assert hasher.matches(hasher.from_stored("secret"), ["secret"])
+    assert hasher.from_stored(expected) == expected
+
+
+def test_stored_key_digest_is_keyed_by_the_master_key() -> None:
+    bare = hashlib.sha256(b"secret").hexdigest()
+    expected = _hasher().digest("secret")
+    # Not the bare SHA-256 a database dump could be searched against offline.
+    assert bare not in expected
+    # Another master key, another digest: the dump alone is not enough to test guesses.
+    assert _hasher(b"n" * 32).digest("secret") != expected
+    # The bare digest of an earlier version migrates to exactly the new digest of its key.
+    assert _hasher().from_stored("sha256:" + bare) == expected
+
+
+def test_secret_file_is_owner_only(tmp_path: Path) -> None:
+    target = tmp_path / "data" / "api-key"
+    target.parent.mkdir()
+    target.write_text("left over")
+    target.chmod(0o644)
+    assert write_secret_file(target, "fig_abc") == target
+    assert target.read_text() == "fig_abc\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
 
 
 def test_limit_parsing() -> None:

@@ -9,6 +9,8 @@ from aiohttp.test_utils import TestServer
 
 from figranium_common.errors import FigraniumError, InvalidUrlError, TooManyRedirects
 from figranium_common.http import safe_request
+from figranium_common.models import now_ms
+from figranium_common.secretbox import SecretBox
 from figranium_gateway import webhooks
 from figranium_gateway.webhooks import (
     backoff_seconds,
@@ -30,6 +32,35 @@ def test_signature_is_hmac_sha256_over_timestamp_and_body() -> None:
     assert not verify("whsec_x", header, body + b" ", now=1700000100)
     assert not verify("whsec_x", header, body, now=1700000000 + 301)  # too old: a replay
     assert not verify("whsec_x", "v1=abc", body, now=1700000000)
+
+
+def test_during_an_overlap_both_secrets_sign_the_new_one_first() -> None:
+    body = b"{}"
+    header = signature("whsec_new", 1700000000, body, "whsec_old")
+    new = hmac.new(b"whsec_new", b"1700000000." + body, hashlib.sha256).hexdigest()
+    old = hmac.new(b"whsec_old", b"1700000000." + body, hashlib.sha256).hexdigest()
+    assert header == f"t=1700000000,v1={new},v1={old}"
+    assert verify("whsec_new", header, body, now=1700000000)
+    assert verify("whsec_old", header, body, now=1700000000)
+    assert not verify("whsec_other", header, body, now=1700000000)
+    # Two timestamps make the header ambiguous: refused.
+    assert not verify("whsec_new", "t=1700000000," + header, body, now=1700000000)
+
+
+def test_the_previous_secret_signs_only_until_the_overlap_ends() -> None:
+    box = SecretBox(b"k" * 32)
+    sealed = {
+        "secret": box.seal("whsec_new", webhooks.SECRET_PURPOSE),
+        "previous": box.seal("whsec_old", webhooks.SECRET_PURPOSE),
+    }
+    later = now_ms() + 60_000
+    assert webhooks._open_secrets(box, {**sealed, "previousUntil": later}) == [
+        "whsec_new",
+        "whsec_old",
+    ]
+    assert webhooks._open_secrets(box, {**sealed, "previousUntil": now_ms() - 1}) == ["whsec_new"]
+    assert webhooks._open_secrets(box, {"secret": sealed["secret"]}) == ["whsec_new"]
+    assert webhooks._open_secrets(box, None) == []
 
 
 def test_secrets_are_new_and_prefixed() -> None:

@@ -40,6 +40,7 @@ MAX_BASEROW_ANSWER = 5 * 1024 * 1024
 # Tokens travel in a header: only what a header carries unchanged (no CR/LF injection).
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 _BASEROW_ID = re.compile(r"[0-9]{1,18}")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 # --- models ---------------------------------------------------------------------------
@@ -55,7 +56,8 @@ class CredentialConfigIn(BaseModel):
         default=None,
         max_length=4096,
         description="a Baserow database token; stored encrypted, never answered."
-        " On update, the redacted value (containing •) or an empty one keeps the stored token.",
+        " On update, the redacted value (containing •) or an empty one keeps the stored token,"
+        " unless baseUrl moves to another scheme, host or port (then the token is required).",
     )
 
 
@@ -172,6 +174,13 @@ def _checked_token(raw: str) -> str:
     return token
 
 
+def origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port (the default one spelled out) of a checked URL."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
+
+
 def _kept(token: str | None) -> bool:
     """An absent, empty or redacted token means: keep the stored one."""
     return token is None or not token.strip() or REDACTION_MARK in token
@@ -247,6 +256,19 @@ async def update_credential(request: web.Request) -> web.Response:
     if config.baseUrl is not None and config.baseUrl.strip():
         base_url = await _checked_base_url(request, config.baseUrl)
     token = None if _kept(config.token) else _checked_token(config.token or "")
+    if (
+        token is None
+        and base_url is not None
+        and current.has_token
+        and origin(base_url) != origin(current.base_url)
+    ):
+        # The stored token was given for one server; sending it to another must be the
+        # caller's explicit choice, or a changed URL would hand it to whoever runs that one.
+        raise ApiError(
+            400,
+            "TOKEN_REQUIRED",
+            "config.token: changing the base URL's scheme, host or port needs the token again",
+        )
     updated = await credential_store.update_credential(
         request.app[POOL], request.app[BOX], current.id, name=name, base_url=base_url, token=token
     )

@@ -2,7 +2,8 @@
 
 Nothing here is stored: the status comes from the runners' presence announcements (the
 gateway's :class:`HeadfulRoster`), and a ticket is minted by the runner itself, which
-alone checks it when the viewer connects.
+alone checks it when the viewer connects. A ticket is for one execution, the one the
+runner is running: none is minted for a runner without a session.
 """
 
 from __future__ import annotations
@@ -12,9 +13,14 @@ from urllib.parse import quote
 import structlog
 from aiohttp import web
 from nats.errors import Error as NatsError
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from figranium_common.headful import HeadfulPresence, HeadfulTicketReply, HeadfulTicketRequest
+from figranium_common.headful import (
+    HeadfulPresence,
+    HeadfulTicketRefusal,
+    HeadfulTicketReply,
+    HeadfulTicketRequest,
+)
 from figranium_common.nats import headful_ticket_subject
 from figranium_gateway.errors import ApiError, read_json_object
 from figranium_gateway.openapi import documented
@@ -96,13 +102,17 @@ async def headful_status(request: web.Request) -> web.Response:
 
 
 class TicketBody(BaseModel):
-    """Whose display to watch; with neither field, the runner with an active session, else
-    the first headful runner."""
+    """Which session to watch; with neither executionId nor runnerId, the active one. The
+    ticket is for that execution only."""
 
     model_config = ConfigDict(extra="allow")  # apiKey / key may authenticate in the body
 
     executionId: str | None = None
     runnerId: str | None = None
+    control: bool = Field(
+        default=False,
+        description="send keyboard and mouse input too; by default the viewer only watches",
+    )
 
 
 class TicketOut(BaseModel):
@@ -112,7 +122,22 @@ class TicketOut(BaseModel):
     url: str  # the noVNC page, connecting with the ticket
 
 
-def _choose(runners: list[HeadfulPresence], body: TicketBody) -> HeadfulPresence:
+def _no_session(details: str) -> ApiError:
+    return ApiError(404, "HEADFUL_SESSION_NOT_FOUND", details)
+
+
+def _choose(runners: list[HeadfulPresence], body: TicketBody) -> tuple[HeadfulPresence, str]:
+    """The runner to ask, and the execution the ticket is for."""
+    runner = _choose_runner(runners, body)
+    if runner.execution_id is None:
+        raise _no_session(
+            f"the headful runner {runner.runner_id!r} runs no session; a ticket is for one"
+            " execution, so start a headful run first"
+        )
+    return runner, runner.execution_id
+
+
+def _choose_runner(runners: list[HeadfulPresence], body: TicketBody) -> HeadfulPresence:
     if not runners:
         raise _no_runner()
     if body.executionId is None and body.runnerId is None:
@@ -124,7 +149,16 @@ def _choose(runners: list[HeadfulPresence], body: TicketBody) -> HeadfulPresence
             continue
         return runner
     wanted = f"execution {body.executionId!r}" if body.executionId else f"runner {body.runnerId!r}"
-    raise ApiError(404, "HEADFUL_SESSION_NOT_FOUND", f"no live headful runner has {wanted}")
+    raise _no_session(f"no live headful runner has {wanted}")
+
+
+def _reply(data: bytes) -> HeadfulTicketReply:
+    """The runner's ticket; its refusal (the session ended meanwhile) as a 404."""
+    try:
+        return HeadfulTicketReply.model_validate_json(data)
+    except ValidationError:
+        refusal = HeadfulTicketRefusal.model_validate_json(data)  # else: no valid answer
+    raise _no_session(refusal.details)
 
 
 def viewer_link(viewer_url: str, ticket: str) -> str:
@@ -135,7 +169,8 @@ def viewer_link(viewer_url: str, ticket: str) -> str:
 @documented(
     "POST",
     "/api/headful/ticket",
-    "A short-lived, single-use ticket to watch a headful runner's display through noVNC",
+    "A short-lived, single-use ticket to watch (or with control, drive) one headful session"
+    " through noVNC",
     tag=TAG,
     body=TicketBody,
     responses={200: TicketOut, 400: None, 404: None, 503: None},
@@ -143,15 +178,15 @@ def viewer_link(viewer_url: str, ticket: str) -> str:
 @routes.post("/api/headful/ticket")
 async def headful_ticket(request: web.Request) -> web.Response:
     body = TicketBody.model_validate(await read_json_object(request))
-    runner = _choose(request.app[HEADFUL].runners(), body)
-    ask = HeadfulTicketRequest(execution_id=body.executionId or runner.execution_id)
+    runner, execution_id = _choose(request.app[HEADFUL].runners(), body)
+    ask = HeadfulTicketRequest(execution_id=execution_id, control=body.control)
     try:
         answer = await request.app[NC].request(
             headful_ticket_subject(runner.runner_id),
             ask.model_dump_json().encode(),
             timeout=TICKET_REPLY_SECONDS,
         )
-        reply = HeadfulTicketReply.model_validate_json(answer.data)
+        reply = _reply(answer.data)
     except (NatsError, TimeoutError, ValidationError) as exc:
         log.warning(
             "headful.ticket_failed", runner=runner.runner_id, error=str(exc) or type(exc).__name__
@@ -161,7 +196,12 @@ async def headful_ticket(request: web.Request) -> web.Response:
             "HEADFUL_UNAVAILABLE",
             f"the headful runner {runner.runner_id!r} did not answer; try again",
         ) from None
-    log.info("headful.ticket_issued", runner=reply.runner_id, execution_id=ask.execution_id)
+    log.info(
+        "headful.ticket_issued",
+        runner=reply.runner_id,
+        execution_id=ask.execution_id,
+        control=ask.control,
+    )
     out = TicketOut(
         ticket=reply.ticket,
         expiresAt=reply.expires_at,

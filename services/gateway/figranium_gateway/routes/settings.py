@@ -18,8 +18,13 @@ from figranium_common.queue import PROXY_PASSWORD
 from figranium_common.runs import PROXIES_SETTING
 from figranium_common.urls import check_url
 from figranium_gateway import settings_store, store
-from figranium_gateway.api_key import API_KEY_SETTING, announce, key_digest
-from figranium_gateway.auth import generate_api_key, header_keys, key_matches
+from figranium_gateway.api_key import (
+    API_KEY_SETTING,
+    MIN_API_KEY_LENGTH,
+    ApiKeyCache,
+    announce,
+)
+from figranium_gateway.auth import generate_api_key, header_keys
 from figranium_gateway.errors import ApiError, read_json_object
 from figranium_gateway.openapi import documented
 from figranium_gateway.state import AUTH, BOX, NC, POOL, SETTINGS
@@ -43,7 +48,7 @@ class ApiKeyBody(BaseModel):
         default=None,
         description="the new key; taken only when the request authenticated another way"
         " (header or query), since a body apiKey is otherwise the credential itself."
-        " Empty or absent: a key is generated.",
+        " 24 to 512 visible ASCII characters. Empty or absent: a key is generated.",
     )
 
 
@@ -51,13 +56,14 @@ class ApiKeyOut(BaseModel):
     apiKey: str
 
 
-def _authenticated_outside_body(request: web.Request, current: str | None) -> bool:
+async def _authenticated_outside_body(request: web.Request, cache: ApiKeyCache) -> bool:
+    current = await cache.current()
     if current is None:  # authentication is off: the body's key cannot be a credential
         return True
     presented = header_keys(request)
     for name in ("key", "apiKey"):
         presented.extend(request.query.getall(name, []))
-    return key_matches(current, presented)
+    return cache.hasher.matches(current, presented)
 
 
 @documented(
@@ -88,10 +94,16 @@ async def set_api_key(request: web.Request) -> web.Response:
         raise ApiError(
             400, "INVALID_BODY", "apiKey: only visible ASCII characters (it is sent as a header)"
         )
-    if wanted and not _authenticated_outside_body(request, await cache.current()):
+    if wanted and not await _authenticated_outside_body(request, cache):
         wanted = ""  # the body's apiKey was the credential, not a new key
+    if wanted and len(wanted) < MIN_API_KEY_LENGTH:
+        raise ApiError(
+            400, "API_KEY_TOO_SHORT", f"apiKey is at least {MIN_API_KEY_LENGTH} characters"
+        )
     new_key = wanted or generate_api_key()
-    await settings_store.set_setting(request.app[POOL], API_KEY_SETTING, key_digest(new_key))
+    await settings_store.set_setting(
+        request.app[POOL], API_KEY_SETTING, cache.hasher.digest(new_key)
+    )
     if cache.source == "stored":
         cache.changed_here(new_key)
     await announce(request.app[NC], API_KEY_SETTING)

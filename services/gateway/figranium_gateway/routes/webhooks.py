@@ -12,7 +12,7 @@ from figranium_common.urls import check_url
 from figranium_gateway import webhooks
 from figranium_gateway.errors import ApiError
 from figranium_gateway.openapi import documented
-from figranium_gateway.state import BOX, POOL
+from figranium_gateway.state import BOX, POOL, SETTINGS
 
 routes = web.RouteTableDef()
 
@@ -48,6 +48,11 @@ async def checked_webhook_url(value: str | None, *, allow_private: bool) -> str 
 class WebhookSecretStatus(BaseModel):
     configured: bool
     createdAt: int | None = Field(default=None, description="when it was made, epoch ms")
+    previousValidUntil: int | None = Field(
+        default=None,
+        description="after a rotation, until when (epoch ms) deliveries are also signed with"
+        " the previous secret (a second v1=); null when they are not",
+    )
 
 
 class WebhookSecretOut(BaseModel):
@@ -66,23 +71,32 @@ class WebhookSecretOut(BaseModel):
 @routes.get("/api/settings/webhook-secret")
 async def webhook_secret_status(request: web.Request) -> web.Response:
     pool = request.app[POOL]
-    created_at = await webhooks.secret_created_at(pool)
+    created_at, previous_until = await webhooks.secret_status(pool)
     if created_at is None:
         # Normally made at start-up; a request arriving first makes it just the same.
-        await webhooks.ensure_secret(pool, request.app[BOX])
-        created_at = await webhooks.secret_created_at(pool)
-    out = WebhookSecretStatus(configured=created_at is not None, createdAt=created_at)
+        await webhooks.ensure_secret(pool, request.app[BOX], request.app[SETTINGS].data_dir)
+        created_at, previous_until = await webhooks.secret_status(pool)
+    out = WebhookSecretStatus(
+        configured=created_at is not None,
+        createdAt=created_at,
+        previousValidUntil=previous_until,
+    )
     return web.json_response(out.model_dump())
 
 
 @documented(
     "POST",
     "/api/settings/webhook-secret",
-    "Make a new webhook signing secret; every replica signs with it from its next delivery",
+    "Make a new webhook signing secret; every replica signs with it from its next delivery,"
+    " and with the previous one too for WEBHOOK_SECRET_OVERLAP_SECONDS",
     tag=TAG,
     responses={200: WebhookSecretOut},
 )
 @routes.post("/api/settings/webhook-secret")
 async def rotate_webhook_secret(request: web.Request) -> web.Response:
-    secret = await webhooks.rotate_secret(request.app[POOL], request.app[BOX])
+    secret = await webhooks.rotate_secret(
+        request.app[POOL],
+        request.app[BOX],
+        request.app[SETTINGS].webhook_secret_overlap_seconds,
+    )
     return web.json_response(WebhookSecretOut(secret=secret).model_dump())

@@ -1,10 +1,15 @@
 """The virtual display of a headful runner: Xvfb, and x11vnc sharing it on 127.0.0.1.
 
-Xvfb picks a free display number itself (``-displayfd``); x11vnc listens on a free
-loopback port that only the runner's viewer connects to. Both run in process groups of
-their own, so stopping them leaves nothing behind. A process that dies is logged and
-started again (Xvfb first: x11vnc cannot outlive its display); until then
-:meth:`VirtualDisplay.problem` says what is down, for readiness.
+Xvfb picks a free display number itself (``-displayfd``). Two x11vnc share it, each on a
+free loopback port that only the runner's viewer connects to: one with ``-viewonly``,
+for view-only tickets, which drops every keyboard, mouse and clipboard message of its
+clients in the server itself, and one that takes input, for control tickets. Separate
+servers rather than filtering RFB in the relay: there is no protocol parser to get
+wrong, and whatever extension a client speaks, the view-only server takes no input.
+
+All run in process groups of their own, so stopping them leaves nothing behind. A
+process that dies is logged and started again (Xvfb first: x11vnc cannot outlive its
+display); until then :meth:`VirtualDisplay.problem` says what is down, for readiness.
 """
 
 from __future__ import annotations
@@ -128,9 +133,11 @@ class VirtualDisplay:
         self._size = (width, height)
         self._on_restart = on_restart
         self._xvfb: _Child | None = None
-        self._vnc: _Child | None = None
+        self._vnc: _Child | None = None  # -viewonly
+        self._vnc_control: _Child | None = None
         self._display = ""
         self._vnc_port = 0
+        self._control_port = 0
         self._supervisor: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -144,12 +151,21 @@ class VirtualDisplay:
 
     @property
     def vnc_port(self) -> int:
-        """x11vnc's port on 127.0.0.1 (0 while it is down)."""
+        """The view-only x11vnc's port on 127.0.0.1 (0 while the display is down)."""
         return self._vnc_port if self.problem() is None else 0
 
+    @property
+    def control_port(self) -> int:
+        """The port of the x11vnc that takes input (0 while the display is down)."""
+        return self._control_port if self.problem() is None else 0
+
+    def port(self, control: bool) -> int:
+        return self.control_port if control else self.vnc_port
+
     def problem(self) -> str | None:
-        """What is down, for readiness; None when both run."""
-        for name, child in (("Xvfb", self._xvfb), ("x11vnc", self._vnc)):
+        """What is down, for readiness; None when all run."""
+        children = (("Xvfb", self._xvfb), ("x11vnc", self._vnc), ("x11vnc", self._vnc_control))
+        for name, child in children:
             if child is None or child.proc.returncode is not None:
                 return f"{name} is not running"
         return None
@@ -166,7 +182,7 @@ class VirtualDisplay:
         try:
             async with asyncio.timeout(START_TIMEOUT_SECONDS):
                 await self._start_xvfb()
-                await self._start_vnc()
+                await self._start_vncs()
         except TimeoutError:
             raise HeadfulError("the virtual display did not start in time") from None
         log.info(
@@ -174,6 +190,7 @@ class VirtualDisplay:
             display=self._display,
             screen="x".join(map(str, self._size)),
             vnc_port=self._vnc_port,
+            control_port=self._control_port,
         )
 
     async def _start_xvfb(self) -> None:
@@ -213,7 +230,11 @@ class VirtualDisplay:
             raise HeadfulError(f"Xvfb did not start: {' | '.join(child.tail) or 'no output'}")
         self._display = f":{number}"
 
-    async def _start_vnc(self) -> None:
+    async def _start_vncs(self) -> None:
+        self._vnc, self._vnc_port = await self._start_vnc(viewonly=True)
+        self._vnc_control, self._control_port = await self._start_vnc(viewonly=False)
+
+    async def _start_vnc(self, *, viewonly: bool) -> tuple[_Child, int]:
         port = _free_loopback_port()
         child = await _spawn(
             "x11vnc",
@@ -227,8 +248,8 @@ class VirtualDisplay:
             "-forever",
             "-shared",
             "-quiet",
+            *(["-viewonly"] if viewonly else []),
         )
-        self._vnc = child
         # x11vnc prints PORT=<port> once it listens.
         while (line := await child.readline()) is not None and not line.startswith("PORT="):
             child.tail.append(line)
@@ -236,11 +257,11 @@ class VirtualDisplay:
             await child.stop()
             raise HeadfulError(f"x11vnc did not start: {' | '.join(child.tail) or 'it exited'}")
         child.keep_output()
-        self._vnc_port = port
+        return child, port
 
     async def _supervise(self) -> None:
         while not self._closing:
-            children = [c for c in (self._xvfb, self._vnc) if c is not None]
+            children = [c for c in (self._xvfb, *self._vncs()) if c is not None]
             waits = {asyncio.ensure_future(c.proc.wait()): c for c in children}
             try:
                 done, _ = await asyncio.wait(set(waits), return_when=asyncio.FIRST_COMPLETED)
@@ -267,11 +288,15 @@ class VirtualDisplay:
                     await self._stop_children()
                     await self._start_both()
                 else:
-                    if self._vnc is not None:
-                        await self._vnc.stop()
+                    for vnc in self._vncs():
+                        await vnc.stop()
                     async with asyncio.timeout(START_TIMEOUT_SECONDS):
-                        await self._start_vnc()
-                    log.info("headful.vnc_restarted", vnc_port=self._vnc_port)
+                        await self._start_vncs()
+                    log.info(
+                        "headful.vnc_restarted",
+                        vnc_port=self._vnc_port,
+                        control_port=self._control_port,
+                    )
             except (HeadfulError, OSError, TimeoutError) as exc:
                 log.error("headful.restart_failed", error=str(exc) or type(exc).__name__)
                 xvfb_died = True  # start over from the display
@@ -280,8 +305,11 @@ class VirtualDisplay:
                 await self._on_restart()
             return
 
+    def _vncs(self) -> list[_Child]:
+        return [c for c in (self._vnc, self._vnc_control) if c is not None]
+
     async def _stop_children(self) -> None:
-        for child in (self._vnc, self._xvfb):
+        for child in (*self._vncs(), self._xvfb):
             if child is not None:
                 await child.stop()
 

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from figranium_common.headful import (
     HEARTBEAT_SECONDS,
     HeadfulPresence,
+    HeadfulTicketRefusal,
     HeadfulTicketReply,
     HeadfulTicketRequest,
 )
@@ -33,8 +34,8 @@ from figranium_common.nats import (
 )
 from figranium_common.settings import Settings
 from figranium_runner.headful.display import VirtualDisplay, watch
-from figranium_runner.headful.tickets import TicketBook
-from figranium_runner.headful.viewer import ViewerServer, viewer_app
+from figranium_runner.headful.tickets import Grant, TicketBook
+from figranium_runner.headful.viewer import Connections, ViewerServer, viewer_app
 from figranium_runner.metrics import RunnerMetrics
 
 log = structlog.get_logger(__name__)
@@ -55,12 +56,14 @@ class HeadfulService:
         self._nc = nc
         self._metrics = metrics
         self._tickets = TicketBook(settings.headful_ticket_ttl_seconds)
+        self._viewers = Connections()
         app = viewer_app(
             Path(settings.novnc_web_dir),
             self._tickets,
-            lambda: display.vnc_port,
+            display.port,
             metrics,
             lambda: self._execution_id,
+            self._viewers,
         )
         self._viewer = ViewerServer(app, host=settings.host, port=settings.novnc_port)
         self._subs: list[Subscription] = []
@@ -126,24 +129,37 @@ class HeadfulService:
         except ValidationError:
             log.warning("headful.bad_ticket_request")
             return
-        ticket, expires_at = self._tickets.mint()
-        reply = HeadfulTicketReply(
-            ticket=ticket,
-            expires_at=expires_at,
-            runner_id=self.runner_id,
-            viewer_url=self.viewer_url,
-        )
-        log.info(
-            "headful.ticket_minted",
-            execution_id=request.execution_id or self._execution_id,
-            expires_at=expires_at,
-        )
+        answer: HeadfulTicketReply | HeadfulTicketRefusal
+        if request.execution_id != self._execution_id:
+            # The gateway's view of the sessions may be a heartbeat old: this is the check.
+            answer = HeadfulTicketRefusal(
+                error="HEADFUL_SESSION_NOT_FOUND",
+                details=f"runner {self.runner_id!r} is not running {request.execution_id!r}",
+            )
+            log.info("headful.ticket_refused", execution_id=request.execution_id)
+        else:
+            grant = Grant(request.execution_id, control=request.control)
+            ticket, expires_at = self._tickets.mint(grant)
+            answer = HeadfulTicketReply(
+                ticket=ticket,
+                expires_at=expires_at,
+                runner_id=self.runner_id,
+                viewer_url=self.viewer_url,
+            )
+            log.info(
+                "headful.ticket_minted",
+                execution_id=request.execution_id,
+                control=request.control,
+                expires_at=expires_at,
+            )
         with contextlib.suppress(Exception):
-            await msg.respond(reply.model_dump_json().encode())
+            await msg.respond(answer.model_dump_json().encode())
 
     # The worker's RunObserver: with one slot, a run is the session.
 
     async def run_started(self, execution_id: str) -> None:
+        if self._execution_id is not None:  # a session that never said it ended
+            self._viewers.end(self._execution_id)
         self._execution_id, self._started_at = execution_id, now_ms()
         self._metrics.headful_session.set(1)
         log.info("headful.session_started", execution_id=execution_id)
@@ -154,6 +170,7 @@ class HeadfulService:
             return
         duration_ms = now_ms() - (self._started_at or now_ms())
         self._execution_id, self._started_at = None, None
+        self._viewers.end(execution_id)
         self._metrics.headful_session.set(0)
         log.info("headful.session_ended", execution_id=execution_id, duration_ms=duration_ms)
         await self._announce()

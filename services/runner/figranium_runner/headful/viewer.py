@@ -6,13 +6,19 @@ job: the ticket in the websocket URL is checked before the upgrade and consumed 
 same process that minted it, so no state is shared between processes and there is one
 process fewer to supervise. A connection without a valid ticket gets a 401 and never
 reaches x11vnc.
+
+A ticket is for one execution: it opens nothing while the display shows another (or
+none), and its connection is closed when that execution's session ends, so a viewer of
+one run never sees the next. A view-only ticket is piped to an x11vnc started with
+``-viewonly``, which ignores keyboard, mouse and clipboard input; only a control ticket
+reaches the x11vnc that takes input.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import structlog
@@ -20,7 +26,7 @@ from aiohttp import WSMsgType, web
 
 from figranium_common.ops import start_site
 from figranium_runner.headful.display import HeadfulError
-from figranium_runner.headful.tickets import TicketBook
+from figranium_runner.headful.tickets import Grant, TicketBook
 from figranium_runner.metrics import RunnerMetrics
 
 log = structlog.get_logger(__name__)
@@ -35,15 +41,42 @@ def _refusal(status: int, code: str, details: str) -> web.Response:
     return web.json_response({"error": code, "details": details}, status=status)
 
 
+class Connections:
+    """The open viewer connections, by the execution their ticket was for."""
+
+    def __init__(self) -> None:
+        self._ended: dict[str, set[asyncio.Event]] = {}
+
+    @contextlib.contextmanager
+    def opened(self, execution_id: str) -> Iterator[asyncio.Event]:
+        """An event set when ``execution_id``'s session ends, while the connection lasts."""
+        ended = asyncio.Event()
+        self._ended.setdefault(execution_id, set()).add(ended)
+        try:
+            yield ended
+        finally:
+            events = self._ended.get(execution_id, set())
+            events.discard(ended)
+            if not events:
+                self._ended.pop(execution_id, None)
+
+    def end(self, execution_id: str) -> None:
+        for ended in self._ended.pop(execution_id, set()):
+            ended.set()
+
+
 def viewer_app(
     web_dir: Path,
     tickets: TicketBook,
-    vnc_port: Callable[[], int],
+    vnc_port: Callable[[bool], int],
     metrics: RunnerMetrics,
     session: Callable[[], str | None] = lambda: None,
+    connections: Connections | None = None,
 ) -> web.Application:
-    """``vnc_port`` gives x11vnc's current port (0 while it is down); ``session`` the
-    execution on the screen, for the log."""
+    """``vnc_port(control)`` gives the port of the x11vnc taking input (control) or of the
+    view-only one (0 while it is down); ``session`` the execution on the screen, which a
+    ticket must be for; ``connections`` lets the session's end close its viewers."""
+    live = connections if connections is not None else Connections()
 
     async def index(request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound("vnc.html")
@@ -59,12 +92,29 @@ def viewer_app(
         refused = tickets.check(ticket)
         if refused is None and not ws.can_prepare(request).ok:
             return _refusal(400, "NOT_A_WEBSOCKET", "connect with a websocket, as noVNC does")
-        refused = refused or tickets.redeem(ticket)
-        if refused is not None:
+        grant: Grant | str = refused or tickets.redeem(ticket)
+        if isinstance(grant, str):
             metrics.viewer_connections.labels(result="refused").inc()
-            log.warning("headful.viewer_refused", reason=refused)
-            return _refusal(401, "INVALID_TICKET", refused)
-        port = vnc_port()
+            log.warning("headful.viewer_refused", reason=grant)
+            return _refusal(401, "INVALID_TICKET", grant)
+        if session() != grant.execution_id:
+            metrics.viewer_connections.labels(result="refused").inc()
+            log.warning(
+                "headful.viewer_refused", reason="session ended", ticket_for=grant.execution_id
+            )
+            return _refusal(
+                409,
+                "HEADFUL_SESSION_ENDED",
+                "the ticket was for an execution the display no longer shows",
+            )
+        # Registered before anything is awaited: a session ending from here on closes it.
+        with live.opened(grant.execution_id) as ended:
+            return await _relay(request, ws, grant, ended)
+
+    async def _relay(
+        request: web.Request, ws: web.WebSocketResponse, grant: Grant, ended: asyncio.Event
+    ) -> web.StreamResponse:
+        port = vnc_port(grant.control)
         try:
             if not port:
                 raise ConnectionRefusedError("x11vnc is not running")
@@ -76,8 +126,8 @@ def viewer_app(
         metrics.viewer_connections.labels(result="accepted").inc()
         try:
             await ws.prepare(request)
-            log.info("headful.viewer_connected")
-            await _pipe(ws, reader, writer)
+            log.info("headful.viewer_connected", control=grant.control)
+            await _pipe(ws, reader, writer, ended)
         finally:
             writer.close()
             with contextlib.suppress(OSError):
@@ -96,9 +146,12 @@ def viewer_app(
 
 
 async def _pipe(
-    ws: web.WebSocketResponse, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ws: web.WebSocketResponse,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    ended: asyncio.Event,
 ) -> None:
-    """Bytes both ways until either side closes."""
+    """Bytes both ways until either side closes or the session ends."""
 
     async def to_vnc() -> None:
         async for message in ws:
@@ -113,6 +166,7 @@ async def _pipe(
     directions = [
         asyncio.create_task(to_vnc(), name="viewer-to-vnc"),
         asyncio.create_task(to_browser(), name="viewer-to-browser"),
+        asyncio.create_task(ended.wait(), name="viewer-session-end"),
     ]
     try:
         await asyncio.wait(directions, return_when=asyncio.FIRST_COMPLETED)
