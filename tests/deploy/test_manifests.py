@@ -40,6 +40,7 @@ from dockerfile_parse import DockerfileParser
 from figranium_common import nats as topology
 from figranium_common import ops
 from figranium_common.settings import Settings
+from figranium_devstack import natsauth
 from tests.deploy import kustomize
 from tests.deploy.kustomize import Obj, Pod
 
@@ -68,6 +69,10 @@ THIRD_PARTY = {
     "POSTGRES_USER": "the postgres image",
     "POSTGRES_DB": "the postgres image",
     "POSTGRES_PASSWORD": "the postgres image (and DATABASE_URL, built from it by compose)",
+    **{
+        f"NATS_{role.upper()}_PASSWORD": "nats.conf (and that service's NATS_PASSWORD)"
+        for role in natsauth.ROLES
+    },
 }
 IMAGE_THIRD_PARTY = {
     "PATH": "the shell",
@@ -80,12 +85,15 @@ IMAGE_THIRD_PARTY = {
     "UV_PYTHON": "uv",
     "UV_PROJECT_ENVIRONMENT": "uv",
 }
+_NATS = {"NATS_URL", "NATS_USER", "NATS_PASSWORD"}
 REQUIRED = {
-    "gateway": {"DATABASE_URL", "NATS_URL", "FIGRANIUM_MASTER_KEY", "FIGRANIUM_API_KEY"},
-    "runner": {"NATS_URL", "CHROMIUM_PATH", "CHROMIUM_HEADLESS_PATH"},
-    HEADFUL: {"NATS_URL", "CHROMIUM_PATH", "RUNNER_HEADFUL", "NOVNC_PORT", "NOVNC_PUBLIC_URL"},
-    "scheduler": {"DATABASE_URL", "NATS_URL", "FIGRANIUM_MASTER_KEY"},
+    "gateway": {"DATABASE_URL", *_NATS, "FIGRANIUM_MASTER_KEY", "FIGRANIUM_API_KEY"},
+    "runner": {*_NATS, "CHROMIUM_PATH", "CHROMIUM_HEADLESS_PATH"},
+    HEADFUL: {*_NATS, "CHROMIUM_PATH", "RUNNER_HEADFUL", "NOVNC_PORT", "NOVNC_PUBLIC_URL"},
+    "scheduler": {"DATABASE_URL", *_NATS, "FIGRANIUM_MASTER_KEY"},
 }
+# Each workload's NATS user: the headful runner is a runner.
+NATS_ROLE = {"gateway": "gateway", "runner": "runner", HEADFUL: "runner", "scheduler": "scheduler"}
 SECRET_NAMES = {"DATABASE_URL", "FIGRANIUM_MASTER_KEY", "FIGRANIUM_API_KEY", "POSTGRES_PASSWORD"}
 PRIVATE_ADDRESSES = ("10.0.3.7", "172.20.1.2", "192.168.1.10", "169.254.169.254", "100.64.0.9")
 FALSE = {"false", "0", "no", "off", ""}
@@ -127,9 +135,10 @@ def secret_in(objects: list[Obj], name: str) -> Obj:
     found = [o for o in objects if o["kind"] == "Secret" and kustomize.name_of(o) == name]
     if found:
         return found[0]
-    template = secret_example()
-    assert kustomize.name_of(template) == name, f"no Secret {name!r}, not even the example"
-    return template
+    examples = kustomize.build(K8S / "secret-example")
+    templates = [o for o in examples if o["kind"] == "Secret" and kustomize.name_of(o) == name]
+    assert templates, f"no Secret {name!r}, not even the example"
+    return templates[0]
 
 
 def secret_keys(secret: Obj) -> set[str]:
@@ -309,7 +318,12 @@ def test_each_service_gets_what_it_needs_and_no_more(objects: list[Obj]) -> None
     for name in RUNNERS:
         runner = service_env(objects, name)
         assert "DATABASE_URL" not in runner, name
-        assert not [v for v in runner.values() if isinstance(v, SecretRef)], "runners get no secret"
+        secrets = {k: v for k, v in runner.items() if isinstance(v, SecretRef)}
+        assert secrets == {
+            "NATS_PASSWORD": SecretRef("figranium-nats", "NATS_RUNNER_PASSWORD"),
+            "FIGRANIUM_TRANSIT_KEY": SecretRef("figranium-secrets", "FIGRANIUM_TRANSIT_KEY"),
+        }
+        assert "FIGRANIUM_MASTER_KEY" not in runner, name
         assert runner["CHROMIUM_PATH"] == "/usr/bin/chromium"
     assert not settings_from(plain(service_env(objects, "runner"))).runner_headful
     runner = service_env(objects, "runner")
@@ -326,7 +340,12 @@ def test_each_service_gets_what_it_needs_and_no_more(objects: list[Obj]) -> None
 def test_secret_template() -> None:
     secret = secret_example()
     assert secret["type"] == "Opaque"
-    assert secret_keys(secret) == {"DATABASE_URL", "FIGRANIUM_MASTER_KEY", "FIGRANIUM_API_KEY"}
+    assert secret_keys(secret) == {
+        "DATABASE_URL",
+        "FIGRANIUM_MASTER_KEY",
+        "FIGRANIUM_API_KEY",
+        "FIGRANIUM_TRANSIT_KEY",
+    }
     text = (K8S / "secret-example" / "secret.example.yaml").read_text()
     assert "kubectl -n figranium create secret generic figranium-secrets" in text
     assert "openssl rand -base64 32" in text
@@ -637,9 +656,10 @@ def test_overlay_sets_images_replicas_and_host() -> None:
     assert kustomize.find(overlay, "Ingress", "gateway")["spec"]["rules"][0]["host"] == (
         "figranium.example.org"
     )
-    (secret,) = [o for o in overlay if o["kind"] == "Secret"]
-    assert kustomize.name_of(secret) == kustomize.name_of(secret_example())
+    secret = kustomize.find(overlay, "Secret", kustomize.name_of(secret_example()))
     assert secret["stringData"] == secret_example()["stringData"]
+    names = {kustomize.name_of(o) for o in overlay if o["kind"] == "Secret"}
+    assert names == {"figranium-secrets", "figranium-nats"}
     assert not [o for o in base if o["kind"] == "Secret"], "the base only refers to the Secret"
 
 
@@ -771,6 +791,8 @@ def test_compose_topology() -> None:
     assert {"postgres-data", "nats-data"} <= set(volumes)
     assert "pg_isready" in services["postgres"]["healthcheck"]["test"]
     assert "http://127.0.0.1:8222/healthz" in nats["healthcheck"]["test"]
+    config = command[command.index("-c") + 1]
+    assert dict(v.split(":", 2)[:2] for v in nats["volumes"])["./nats.conf"] == config
     mounted = services["lb"]["volumes"][0].split(":")[0]
     assert (COMPOSE_DIR / mounted).is_file()
 
@@ -794,6 +816,7 @@ def test_compose_environment() -> None:
         assert urlsplit(settings.nats_url).hostname == "nats"
     for name in RUNNERS:
         assert not SECRET_NAMES & set(envs[name]), "runners get no secret and no DATABASE_URL"
+        assert envs[name]["FIGRANIUM_TRANSIT_KEY"] == env_example()["FIGRANIUM_TRANSIT_KEY"]
     runner, headful = settings_from(envs["runner"]), settings_from(envs[HEADFUL])
     assert not runner.runner_headful
     assert headful.runner_headful and headful.runner_concurrency == 1
@@ -821,7 +844,9 @@ def test_compose_environment() -> None:
             value = getattr(settings_from(envs[runner_name]), field)
             assert getattr(gateway, field) == value, (name, runner_name)
     # Secrets are required (compose stops with a message) and the example says how to make them.
-    for name in ("POSTGRES_PASSWORD", "FIGRANIUM_MASTER_KEY", "FIGRANIUM_API_KEY"):
+    nats_passwords = [f"NATS_{role.upper()}_PASSWORD" for role in natsauth.ROLES]
+    required = ("POSTGRES_PASSWORD", "FIGRANIUM_MASTER_KEY", "FIGRANIUM_API_KEY")
+    for name in (*required, "FIGRANIUM_TRANSIT_KEY", *nats_passwords):
         assert env_example()[name] == "change-me"
         with pytest.raises(KeyError, match=name):
             compose({k: v for k, v in env_example().items() if k != name})
@@ -1209,3 +1234,50 @@ def test_image_installs_everything_the_service_imports(service: str) -> None:
 def test_runner_image_has_no_database_driver() -> None:
     closure = lock_closure("figranium-runner")
     assert not {"psycopg", "psycopg-binary", "psycopg-pool"} & closure
+
+
+# ======================================================================================
+# NATS users: compose's nats.conf and the Kubernetes NATS values
+# ======================================================================================
+
+
+def test_compose_nats_users_are_the_devstack_users() -> None:
+    """The same users and subjects as `make run`'s server, passwords from .env; each
+    service connects as its own user with its own password."""
+    text = (COMPOSE_DIR / "nats.conf").read_text()
+    assert text == natsauth.compose_config(), "run python -m figranium_devstack.natsauth"
+    services = compose(env_example())["services"]
+    raw = compose()["services"]
+    for role in natsauth.ROLES:
+        assert (
+            f"${{{natsauth.password_variable(role)}:?"
+            in raw["nats"]["environment"][natsauth.password_variable(role)]
+        )
+    for name in WORKLOADS:
+        env = compose_env(services[name])
+        assert env["NATS_USER"] == NATS_ROLE[name], name
+        variable = natsauth.password_variable(NATS_ROLE[name])
+        assert raw[name]["environment"]["NATS_PASSWORD"].startswith(f"${{{variable}:?"), name
+
+
+def test_kubernetes_nats_users_are_the_devstack_users(objects: list[Obj]) -> None:
+    text = (K8S / "nats-values.yaml").read_text()
+    assert text == natsauth.kubernetes_values(), "run python -m figranium_devstack.natsauth"
+    values = yaml.safe_load(text)
+    users = values["config"]["merge"]["authorization"]["users"]
+    assert [u["user"] for u in users] == list(natsauth.ROLES)
+    for user in users:
+        role = user["user"]
+        assert user["permissions"] == natsauth.PERMISSIONS[role], role
+        assert user["password"] == f"<< ${natsauth.password_variable(role)} >>"
+        ref = values["container"]["env"][natsauth.password_variable(role)]["valueFrom"][
+            "secretKeyRef"
+        ]
+        assert ref == {"name": "figranium-nats", "key": natsauth.password_variable(role)}
+    assert values["service"]["ports"]["monitor"]["enabled"]  # KEDA reads the backlog there
+    for name in WORKLOADS:
+        env = service_env(objects, name)
+        assert env["NATS_USER"] == NATS_ROLE[name], name
+        password = SecretRef("figranium-nats", natsauth.password_variable(NATS_ROLE[name]))
+        assert env["NATS_PASSWORD"] == password, name
+    assert "nats-values.yaml" in (DEPLOY / "README.md").read_text()

@@ -358,7 +358,7 @@ def stack_pointed_at(
     sends every AI call to ``fakes``."""
     database_url = fresh_database(postgres, f"ai_{uuid.uuid4().hex[:12]}")
     with LocalNats(workdir / "nats", free_port()) as nats_server:
-        stack = Stack(workdir, nats_server.url, database_url, **fakes.env)
+        stack = Stack(workdir, nats_server, database_url, **fakes.env)
         try:
             stack.start_gateway()
             if runner:

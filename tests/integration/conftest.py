@@ -67,7 +67,7 @@ def stack(
     workdir: Path, nats_server: LocalNats, postgres: LocalPostgres
 ) -> Iterator[tuple[Stack, httpx.Client]]:
     """The shared stack: one gateway and one runner."""
-    stack = Stack(workdir / "shared", nats_server.url, postgres.url)
+    stack = Stack(workdir / "shared", nats_server, postgres.url)
     (workdir / "shared").mkdir()
     try:
         _, client = stack.start_gateway()
@@ -87,7 +87,7 @@ def isolated(tmp_path: Path, postgres: LocalPostgres) -> Iterator[Stack]:
     """A stack with its own NATS server and database, for tests that kill or starve runners."""
     database_url = fresh_database(postgres, f"iso_{uuid.uuid4().hex[:12]}")
     with LocalNats(tmp_path / "nats", free_port()) as nats_server:
-        stack = Stack(tmp_path, nats_server.url, database_url)
+        stack = Stack(tmp_path, nats_server, database_url)
         try:
             yield stack
         finally:

@@ -12,6 +12,11 @@ import httpx
 import psycopg
 from psycopg import sql
 
+from figranium_common import transit
+from figranium_common.secretbox import SecretBox
+from figranium_common.settings import Settings
+from figranium_devstack import natsauth
+from figranium_devstack.natsserver import LocalNats
 from figranium_devstack.ports import free_port
 from figranium_devstack.postgres import LocalPostgres
 from figranium_devstack.service import Service
@@ -66,13 +71,18 @@ class PageHandler(BaseHTTPRequestHandler):
 
 
 class Stack:
-    """Starts services against one NATS and one PostgreSQL; stops them all at the end."""
+    """Starts services against one NATS and one PostgreSQL; stops them all at the end.
 
-    def __init__(self, workdir: Path, nats_url: str, database_url: str, **env: str) -> None:
+    Given the LocalNats itself, each service connects as its own NATS user (as in
+    production); ``env["NATS_URL"]`` is the admin's URL, for the tests' own connections.
+    """
+
+    def __init__(self, workdir: Path, nats: LocalNats | str, database_url: str, **env: str) -> None:
         self.workdir = workdir
+        self.nats = nats if isinstance(nats, LocalNats) else None
         self.env = {
             **os.environ,
-            "NATS_URL": nats_url,
+            "NATS_URL": nats if isinstance(nats, str) else nats.url,
             "DATABASE_URL": database_url,
             # Gateway and scheduler share the master key file created here.
             "FIGRANIUM_DATA_DIR": str(workdir),
@@ -103,9 +113,23 @@ class Stack:
     def start(self, name: str, **env: str) -> Service:
         self._count += 1
         log_path = self.workdir / f"{name}-{self._count}.log"
-        service = Service(name, {**self.env, **env}, log_path)
+        role = self.nats.service_env(name) if self.nats and name in natsauth.ROLES else {}
+        merged = {**self.env, **role, **env}
+        if name == "runner":
+            # As in production: the transit key, never the master key.
+            merged.setdefault("FIGRANIUM_TRANSIT_KEY", self.transit_key())
+            merged.pop("FIGRANIUM_MASTER_KEY", None)
+        service = Service(name, merged, log_path)
         self.services.append(service)
         return service
+
+    def master_box(self) -> SecretBox:
+        """The master key gateway and scheduler use (the key file is made if absent)."""
+        values = {k: v for k, v in self.env.items() if k.startswith("FIGRANIUM_")}
+        return SecretBox.from_settings(Settings.model_validate(values))
+
+    def transit_key(self) -> str:
+        return transit.transit_key_text(self.master_box())
 
     def start_gateway(self, **env: str) -> tuple[Service, httpx.Client]:
         port = free_port()

@@ -63,7 +63,7 @@ def steady(tmp_path_factory: pytest.TempPathFactory, postgres: LocalPostgres) ->
         # wait keep a heartbeat delayed by a loaded machine from making a run `crashed`.
         stack = Stack(
             workdir,
-            nats_server.url,
+            nats_server,
             database_url,
             RUNNER_CONCURRENCY="4",
             RUN_ACK_WAIT_SECONDS="6",

@@ -39,7 +39,7 @@ def fragile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Faulty, 
         LocalPostgres(workdir / "pg", free_port(), fast=True) as database,
         LocalNats(workdir / "nats", free_port()) as nats_server,
     ):
-        stack = Stack(workdir, nats_server.url, database.url, RUNNER_CONCURRENCY="4")
+        stack = Stack(workdir, nats_server, database.url, RUNNER_CONCURRENCY="4")
         try:
             gateway, client = stack.start_gateway()
             faulty = Faulty(stack, nats_server, gateway, client)

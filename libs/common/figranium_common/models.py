@@ -118,7 +118,8 @@ class Action(BaseModel):
 class Variable(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    type: Literal["string", "number", "boolean"] = "string"
+    # "secret": a string whose value runs see but logs, results and task reads never show.
+    type: Literal["string", "number", "boolean", "secret"] = "string"
     value: Any = None
 
 
@@ -216,6 +217,9 @@ class RunRequest(BaseModel):
     subtasks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # The task's ``output`` with its credential, for tasks that push their data somewhere.
     output: OutputTarget | None = None
+    # storage_state, proxies and output, sealed under the transit key (they are then
+    # empty above); figranium_common.transit.
+    sealed: str | None = None
 
 
 class PageCaptureRequest(BaseModel):
@@ -306,10 +310,15 @@ class ResultEvent(_Event):
     # The browser state at the end of the run, to be kept for the task's next run; None
     # for stateless runs (the saved state is then left untouched).
     storage_state: dict[str, Any] | None = None
+    # The same, sealed under the transit key (storage_state is then None).
+    sealed_storage_state: str | None = None
     lines: list[str] = Field(default_factory=list)
     # A run that ended before its start was announced: the result stands for its started
     # event too (sequence 0; its lines, if any, are this event's ``lines``).
     started: StartedEvent | None = None
+    # Set on an event too large for one NATS message: the whole event is this object of
+    # the "results" bucket, and this message is a stand-in with its outcome.
+    result_object: str | None = None
 
     @model_validator(mode="after")
     def _lines_fit_before(self) -> ResultEvent:

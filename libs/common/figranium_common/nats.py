@@ -7,14 +7,18 @@ import base64
 import contextlib
 import hashlib
 import json
+import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import nats
 import structlog
 from nats.aio.client import Client as NATS
+from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -24,11 +28,12 @@ from nats.js.api import (
     KeyValueConfig,
     ObjectInfo,
     ObjectMetaOptions,
+    ObjectStoreConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, BucketNotFoundError, NotFoundError
 from nats.js.kv import MSG_ROLLUP_SUBJECT, KeyValue
 from nats.js.object_store import (
     OBJ_CHUNKS_PRE_TEMPLATE,
@@ -39,6 +44,8 @@ from nats.js.object_store import (
     ObjectStore,
 )
 from nats.nuid import NUID
+
+from figranium_common.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +81,10 @@ CHANGES_NOTIFY_SUBJECT = "figranium.notify.v1.changes"
 # recomputes its wake-up time now instead of at its next timed poll.
 SCHEDULES_NOTIFY_SUBJECT = "figranium.notify.v1.schedules"
 CAPTURES_BUCKET = "captures"
+# Run results too large for one NATS message wait here, named by execution and attempt
+# (result_object_name), until a gateway stored them; the TTL clears what none took.
+RESULTS_BUCKET = "results"
+RESULTS_TTL_SECONDS = 7 * 24 * 3600
 # Stop requests: a key per execution id, so a runner that picks the run up later skips it,
 # and a core-NATS subject that interrupts a runner already running it.
 STOPS_BUCKET = "stops"
@@ -117,6 +128,8 @@ def notify_subject(execution_id: str) -> str:
 class RunConsumerLimits:
     ack_wait_seconds: float
     max_deliver: int
+    # RUN_EVENTS keeps events only until the ingester can be expected to have stored them.
+    events_max_age_seconds: float = 86_400.0
 
 
 async def _on_error(exc: Exception) -> None:
@@ -132,14 +145,55 @@ async def _on_reconnected() -> None:
     log.info("nats.reconnected")
 
 
-async def connect(url: str, *, name: str, wait_seconds: float = 60.0) -> NATS:
+@dataclass(frozen=True)
+class NatsAuth:
+    """How a service proves who it is to NATS, and whether the connection uses TLS."""
+
+    user: str | None = None
+    password: str | None = None
+    tls: ssl.SSLContext | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> NatsAuth:
+        return cls(settings.nats_user, settings.nats_password, tls_context(settings))
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """TLS when a CA or a client certificate is set; else None (a tls:// URL still gets
+    TLS with the system's CAs)."""
+    if settings.nats_tls_ca is None and settings.nats_tls_cert is None:
+        return None
+    context = ssl.create_default_context(
+        cafile=None if settings.nats_tls_ca is None else str(settings.nats_tls_ca)
+    )
+    if settings.nats_tls_cert is not None:
+        key = None if settings.nats_tls_key is None else str(settings.nats_tls_key)
+        context.load_cert_chain(str(settings.nats_tls_cert), key)
+    return context
+
+
+def redact_url(url: str) -> str:
+    """``url`` without the password it may carry, for logs."""
+    return re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", url)
+
+
+async def connect(
+    url: str, *, name: str, wait_seconds: float = 60.0, auth: NatsAuth | None = None
+) -> NATS:
     """Connect, retrying while the server is not up yet (services may start before it)."""
     deadline = asyncio.get_running_loop().time() + wait_seconds
+    auth = auth or NatsAuth()
+    credentials: dict[str, Any] = {}
+    if auth.user:
+        credentials = {"user": auth.user, "password": auth.password or ""}
+    if auth.tls is not None:
+        credentials["tls"] = auth.tls
     while True:
         try:
             return await nats.connect(
                 url,
                 name=name,
+                **credentials,
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=1,
@@ -152,7 +206,9 @@ async def connect(url: str, *, name: str, wait_seconds: float = 60.0) -> NATS:
         except Exception as exc:  # nats raises several unrelated types for "not reachable"
             if asyncio.get_running_loop().time() > deadline:
                 raise
-            log.info("nats.connect_retry", url=url, error=str(exc) or type(exc).__name__)
+            log.info(
+                "nats.connect_retry", url=redact_url(url), error=str(exc) or type(exc).__name__
+            )
             await asyncio.sleep(1)
 
 
@@ -198,9 +254,16 @@ async def _ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerCo
         )
 
 
-async def declare_topology(js: JetStreamContext, limits: RunConsumerLimits) -> None:
+async def declare_topology(
+    js: JetStreamContext,
+    limits: RunConsumerLimits,
+    *,
+    captures_max_bytes: int = 0,
+    results_max_bytes: int = 0,
+) -> None:
     """Create streams, durable consumers and the buckets, or bring those of an older release
-    up to date; safe to call concurrently."""
+    up to date; safe to call concurrently. ``*_max_bytes``: the object store buckets' sizes
+    (CAPTURES_MAX_BYTES, RESULTS_MAX_BYTES; 0: no limit)."""
     await _ensure_stream(
         js,
         StreamConfig(
@@ -235,7 +298,7 @@ async def declare_topology(js: JetStreamContext, limits: RunConsumerLimits) -> N
             subjects=[f"{EVENTS_SUBJECT_PREFIX}.>"],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
-            max_age=7 * 24 * 3600,
+            max_age=limits.events_max_age_seconds,
             duplicate_window=300,
         ),
     )
@@ -269,18 +332,30 @@ async def declare_topology(js: JetStreamContext, limits: RunConsumerLimits) -> N
             ack_wait=30,
         ),
     )
-    await captures_store(js)
+    await _ensure_object_store(
+        js, CAPTURES_BUCKET, max_bytes=captures_max_bytes, setting="CAPTURES_MAX_BYTES"
+    )
+    await _ensure_object_store(
+        js,
+        RESULTS_BUCKET,
+        max_bytes=results_max_bytes,
+        ttl=RESULTS_TTL_SECONDS,
+        setting="RESULTS_MAX_BYTES",
+    )
     await stops_store(js)
     await _allow_direct_stops(js)
 
 
-async def stops_store(js: JetStreamContext) -> KeyValue:
+async def stops_store(js: JetStreamContext, *, create: bool = True) -> KeyValue:
     """The bucket of stops asked for runs that had not started. A runner looks each run up
     in it: with direct gets allowed, the server answers a lookup with the entry itself
-    rather than through its JetStream API (a JSON reply with the value in base64)."""
+    rather than through its JetStream API (a JSON reply with the value in base64).
+    Without ``create`` (runners, who may not declare it), only looked up."""
     try:
         return await js.key_value(STOPS_BUCKET)
     except (NotFoundError, BucketNotFoundError):
+        if not create:
+            raise
         config = KeyValueConfig(bucket=STOPS_BUCKET, ttl=24 * 3600, direct=True)
         return await js.create_key_value(config)
 
@@ -293,11 +368,113 @@ async def _allow_direct_stops(js: JetStreamContext) -> None:
         await js.update_stream(stream.config)
 
 
-async def captures_store(js: JetStreamContext) -> ObjectStore:
+async def captures_store(js: JetStreamContext, *, create: bool = True) -> ObjectStore:
     try:
         return await js.object_store(CAPTURES_BUCKET)
     except NotFoundError:
+        if not create:
+            raise
         return await js.create_object_store(CAPTURES_BUCKET)
+
+
+async def bind_topology(
+    js: JetStreamContext, consumer: str, stopping: asyncio.Event | None = None
+) -> bool:
+    """Wait until the gateway, which owns the topology, has declared what a runner uses:
+    its consumer on RUNS and the two buckets. Runners may not declare them (their NATS
+    user is refused those requests). False when ``stopping`` is set first."""
+    waited = False
+    while stopping is None or not stopping.is_set():
+        try:
+            await js.consumer_info(RUNS_STREAM, consumer)
+            await js.stream_info(STOPS_STREAM)
+            await js.stream_info(OBJ_STREAM_TEMPLATE.format(bucket=CAPTURES_BUCKET))
+            if waited:
+                log.info("nats.topology_bound", consumer=consumer)
+            return True
+        except (NotFoundError, TimeoutError) as exc:
+            if not waited:
+                log.info(
+                    "nats.waiting_for_topology",
+                    consumer=consumer,
+                    error=str(exc) or type(exc).__name__,
+                )
+            waited = True
+        if stopping is None:
+            await asyncio.sleep(1)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=1)
+    return False
+
+
+async def results_store(js: JetStreamContext, *, create: bool = True) -> ObjectStore:
+    try:
+        return await js.object_store(RESULTS_BUCKET)
+    except NotFoundError:
+        if not create:
+            raise
+        config = ObjectStoreConfig(ttl=RESULTS_TTL_SECONDS)
+        return await js.create_object_store(RESULTS_BUCKET, config=config)
+
+
+def result_object_name(execution_id: str, attempt: int) -> str:
+    return f"{execution_id}.{attempt}"
+
+
+# JetStream reserves a bucket's maximum size up front; this answers a reservation larger
+# than the server's storage (its max_file_store) allows.
+_NO_STORAGE_CODE = 10047
+
+
+async def _ensure_object_store(
+    js: JetStreamContext, bucket: str, *, max_bytes: int, setting: str, ttl: float | None = None
+) -> None:
+    """Create the bucket with these limits, or set them on the one there (an older release
+    made it without, or the settings changed). ``setting`` names ``max_bytes``'s setting."""
+    limit = max_bytes or -1
+    try:
+        await js.create_object_store(bucket, config=ObjectStoreConfig(max_bytes=limit, ttl=ttl))
+        return
+    except BadRequestError:
+        pass  # there already, with other limits
+    except APIError as exc:
+        if exc.err_code == _NO_STORAGE_CODE:
+            raise RuntimeError(
+                f"{setting}={max_bytes} is more than the NATS server's JetStream storage"
+                f" allows for the {bucket!r} bucket: lower {setting} (or give NATS more)"
+            ) from exc
+        raise
+    info = await js.stream_info(OBJ_STREAM_TEMPLATE.format(bucket=bucket))
+    if info.config.max_bytes == limit and (ttl is None or info.config.max_age == ttl):
+        return
+    info.config.max_bytes = limit
+    if ttl is not None:
+        info.config.max_age = ttl
+    try:
+        await js.update_stream(info.config)
+    except APIError as exc:
+        # The bucket keeps working with its old limits; the services must still start.
+        log.error(
+            "nats.bucket_limit_not_set",
+            bucket=bucket,
+            setting=setting,
+            max_bytes=max_bytes,
+            error=exc.description or str(exc),
+        )
+
+
+# JetStream's answers to a message its stream has no room for (the bucket is full, or
+# the message exceeds the stream's limits): storing it again would fail the same way.
+_NO_ROOM_CODES = frozenset({10047, 10054, 10077})
+
+
+def is_no_room(exc: BaseException) -> bool:
+    """Whether a publish failed because the stream cannot take it, not for a transient
+    reason (NATS unreachable, a timeout): retrying will not help."""
+    return isinstance(exc, MaxPayloadError) or (
+        isinstance(exc, APIError) and exc.err_code in _NO_ROOM_CODES
+    )
 
 
 _NUID = NUID()
@@ -350,3 +527,59 @@ async def put_new_object(js: JetStreamContext, bucket: str, name: str, data: byt
         with contextlib.suppress(Exception):
             await js.purge_stream(stream, subject=subject)
     raise failed
+
+
+# Chunks of a file being stored that may await their acks at once: the file streams from
+# disk with this much of it in memory, not all of it.
+_FILE_CHUNKS_IN_FLIGHT = 16
+
+
+async def put_file_object(js: JetStreamContext, bucket: str, name: str, path: Path) -> int:
+    """As :func:`put_new_object`, for the file at ``path``, read chunk by chunk (a download
+    may be far larger than the memory a run should take); returns its size."""
+    nuid = _NUID.next().decode()
+    chunks_subject = OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=bucket, obj=nuid)
+    meta_subject = OBJ_META_PRE_TEMPLATE.format(
+        bucket=bucket, obj=base64.urlsafe_b64encode(name.encode()).decode()
+    )
+    step = OBJ_DEFAULT_CHUNK_SIZE
+    digest = hashlib.sha256()
+    size = count = 0
+    pending: list[asyncio.Future[Any]] = []
+    try:
+        with path.open("rb") as source:
+            while chunk := await asyncio.to_thread(source.read, step):
+                digest.update(chunk)
+                size += len(chunk)
+                count += 1
+                pending.append(asyncio.ensure_future(js.publish(chunks_subject, chunk)))
+                if len(pending) >= _FILE_CHUNKS_IN_FLIGHT:
+                    await asyncio.gather(*pending)
+                    pending = []
+            await asyncio.gather(*pending)
+        info = ObjectInfo(
+            name=name,
+            bucket=bucket,
+            nuid=nuid,
+            size=size,
+            chunks=count,
+            mtime=datetime.now(UTC).isoformat(),
+            digest=OBJ_DIGEST_TEMPLATE.format(
+                digest=base64.urlsafe_b64encode(digest.digest()).decode()
+            ),
+            options=ObjectMetaOptions(max_chunk_size=step),
+        )
+        await js.publish(
+            meta_subject,
+            json.dumps(info.as_dict()).encode(),
+            headers={Header.ROLLUP: MSG_ROLLUP_SUBJECT},
+        )
+    except BaseException:
+        for task in pending:
+            task.cancel()
+        stream = OBJ_STREAM_TEMPLATE.format(bucket=bucket)
+        for subject in (meta_subject, chunks_subject):
+            with contextlib.suppress(Exception):
+                await js.purge_stream(stream, subject=subject)
+        raise
+    return size

@@ -52,6 +52,14 @@ def _decode_key(text: str) -> bytes:
     return hkdf.derive(text.encode())
 
 
+def decode_key(text: str, setting: str) -> bytes:
+    """A key given in ``setting``: 32 bytes in base64, or a passphrase (stretched)."""
+    try:
+        return _decode_key(text)
+    except SecretError as exc:
+        raise SecretError(exc.details.replace("FIGRANIUM_MASTER_KEY", setting)) from None
+
+
 def new_key_text() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
 
@@ -77,6 +85,7 @@ class SecretBox:
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
             raise ValueError("the master key must be 32 bytes")
+        self._key = key
         self._aead = AESGCM(key)
 
     @classmethod
@@ -84,6 +93,12 @@ class SecretBox:
         if settings.master_key:
             return cls(_decode_key(settings.master_key))
         return cls(_key_from_file(settings.data_dir / KEY_FILE))
+
+    def subkey(self, purpose: str) -> bytes:
+        """A 32-byte key for ``purpose`` derived from the master key (HKDF): other uses,
+        such as keyed digests, never use the encryption key itself."""
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode())
+        return hkdf.derive(self._key)
 
     def seal(self, plaintext: str, purpose: str) -> str:
         nonce = secrets.token_bytes(_NONCE)

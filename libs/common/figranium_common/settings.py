@@ -23,10 +23,27 @@ class Settings(BaseSettings):
         default="postgresql://postgres@127.0.0.1:5432/postgres", alias="DATABASE_URL"
     )
     nats_url: str = Field(default="nats://127.0.0.1:4222", alias="NATS_URL")
+    # NATS refuses anonymous clients: each service connects as its own user (gateway,
+    # scheduler or runner), allowed only the subjects that service uses.
+    nats_user: str | None = Field(default=None, alias="NATS_USER")
+    nats_password: str | None = Field(default=None, alias="NATS_PASSWORD")
+    # TLS to NATS: the CA that signed the server's certificate (or the system's CAs with
+    # a tls:// URL), and a client certificate and key when the server asks for one.
+    nats_tls_ca: Path | None = Field(default=None, alias="NATS_TLS_CA")
+    nats_tls_cert: Path | None = Field(default=None, alias="NATS_TLS_CERT")
+    nats_tls_key: Path | None = Field(default=None, alias="NATS_TLS_KEY")
     data_dir: Path = Field(default=Path("./.data"), alias="FIGRANIUM_DATA_DIR")
     api_key: str | None = Field(default=None, alias="FIGRANIUM_API_KEY")
     # Encrypts secrets at rest; without it, master.key in the data folder (created once).
     master_key: str | None = Field(default=None, alias="FIGRANIUM_MASTER_KEY")
+    # Seals the secrets inside NATS messages (figranium_common.transit). Runners get this
+    # instead of the master key; gateways and schedulers derive it from the master key
+    # unless it is set (then all three must share it).
+    transit_key: str | None = Field(default=None, alias="FIGRANIUM_TRANSIT_KEY")
+    # How long the RUN_EVENTS stream keeps run events the ingester has not taken yet.
+    run_events_max_age_seconds: float = Field(
+        default=86_400.0, ge=3600, alias="RUN_EVENTS_MAX_AGE_SECONDS"
+    )
     auth: Literal["on", "off"] = Field(default="on", alias="FIGRANIUM_AUTH")
     # Wrong API keys from one client: delayed past the first, refused (429) past the second
     # number within the window, for the lockout time.
@@ -59,6 +76,19 @@ class Settings(BaseSettings):
     # of them; a run that ends sooner sends one event in all. Live lines are this much late.
     run_log_linger_seconds: float = Field(default=2.0, ge=0, le=30, alias="RUN_LOG_LINGER_SECONDS")
     max_loop_iterations: int = Field(default=1000, ge=1, alias="RUNNER_MAX_LOOP_ITERATIONS")
+    # CSV extraction output: text cells a spreadsheet would read as a formula get a "'".
+    csv_neutralise_formulas: bool = Field(default=True, alias="CSV_NEUTRALISE_FORMULAS")
+    # Bounds on the work a task or the pages it visits can make a runner do; past one, the
+    # action fails with an [ERROR] line naming the setting (results: MAX_RESULT_BYTES).
+    regex_timeout_ms: int = Field(default=250, ge=1, le=60_000, alias="RUNNER_REGEX_TIMEOUT_MS")
+    max_variable_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, alias="RUNNER_MAX_VARIABLE_BYTES"
+    )
+    max_variables_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, alias="RUNNER_MAX_VARIABLES_BYTES"
+    )
+    max_log_lines: int = Field(default=5000, ge=10, alias="RUNNER_MAX_LOG_LINES")
+    max_log_line_chars: int = Field(default=2000, ge=80, alias="RUNNER_MAX_LOG_LINE_CHARS")
     action_timeout_ms: int = Field(default=10_000, ge=100, alias="ACTION_TIMEOUT_MS")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", alias="LOG_LEVEL"
@@ -70,6 +100,21 @@ class Settings(BaseSettings):
     retention_interval_seconds: float = Field(
         default=3600.0, gt=0, alias="RETENTION_INTERVAL_SECONDS"
     )
+    # A run's result larger than NATS's payload limit goes through the "results" object
+    # store; one larger than this ends the run with RESULT_TOO_LARGE instead.
+    max_result_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, alias="MAX_RESULT_BYTES")
+    # The "results" object store bucket holds at most this much (0: no limit); results
+    # leave it once the gateway stored them.
+    results_max_bytes: int = Field(default=512 * 1024**2, ge=0, alias="RESULTS_MAX_BYTES")
+    # An execution's stored result beyond this size is kept whole apart and shown as a
+    # preview with hasFullResult (GET /api/executions/:id/result serves it whole).
+    result_preview_bytes: int = Field(default=256 * 1024, ge=1024, alias="RESULT_PREVIEW_BYTES")
+    # A downloaded file larger than this is dropped (the run goes on).
+    max_download_bytes: int = Field(default=100 * 1024 * 1024, ge=1, alias="MAX_DOWNLOAD_BYTES")
+    # The "captures" object store bucket holds at most this much (0: no limit); a capture
+    # that does not fit is dropped with a log line. JetStream reserves both buckets' sizes
+    # up front: together they must fit its storage (10 GiB in deploy/k8s).
+    captures_max_bytes: int = Field(default=4 * 1024**3, ge=0, alias="CAPTURES_MAX_BYTES")
     # The scheduler sleeps until the next due time, at most this long (a changed schedule
     # wakes it at once through NATS; the cap covers a missed notice).
     scheduler_max_sleep_seconds: float = Field(
@@ -114,6 +159,11 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(default=6, ge=1, le=50, alias="WEBHOOK_MAX_ATTEMPTS")
     webhook_backoff_seconds: float = Field(default=30.0, gt=0, alias="WEBHOOK_BACKOFF_SECONDS")
     webhook_poll_seconds: float = Field(default=1.0, gt=0, le=60, alias="WEBHOOK_POLL_SECONDS")
+    # After a rotation the previous webhook secret still signs deliveries this long, so
+    # receivers can be switched over without refusing any.
+    webhook_secret_overlap_seconds: float = Field(
+        default=86400.0, ge=0, alias="WEBHOOK_SECRET_OVERLAP_SECONDS"
+    )
     # AI providers (the gateway's selector and script generation): where each SDK sends its
     # requests (unset: the vendor's own API), one call's timeout, and how long a key that
     # got 429 is left out.

@@ -6,6 +6,7 @@ import structlog
 from aiohttp import web
 
 from figranium_common.logging import configure_logging
+from figranium_common.nats import redact_url
 from figranium_common.runtime import tune_gc
 from figranium_common.settings import Settings
 from figranium_gateway.app import create_app
@@ -16,7 +17,7 @@ def main() -> None:
     configure_logging(settings.log_level, settings.log_format, service="gateway")
     tune_gc()
     structlog.get_logger("figranium_gateway").info(
-        "gateway.starting", port=settings.port, nats=settings.nats_url
+        "gateway.starting", port=settings.port, nats=redact_url(settings.nats_url)
     )
     web.run_app(
         create_app(settings),

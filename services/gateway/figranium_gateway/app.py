@@ -46,6 +46,7 @@ from figranium_gateway.routes import (
 )
 from figranium_gateway.routes import settings as settings_routes
 from figranium_gateway.routes import webhooks as webhook_routes
+from figranium_gateway.served_files import secure_html
 from figranium_gateway.state import (
     AI,
     AUTH,
@@ -80,7 +81,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[AI] = AiChain(pool, app[BOX], settings)
     if sealed := await settings_store.seal_proxy_passwords(pool, app[BOX]):
         log.info("settings.proxy_passwords_sealed", count=sealed)
-    app[AUTH] = await api_key_cache(settings, pool)
+    app[AUTH] = await api_key_cache(settings, pool, app[BOX])
     app[DATABASE_PROBE] = probe = db.DatabaseProbe(
         pool, settings.database_url, settings.health_db_timeout_seconds
     )
@@ -91,13 +92,19 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 async def _nats(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    nc = await topology.connect(settings.nats_url, name="figranium-gateway")
+    nc = await topology.connect(
+        settings.nats_url, name="figranium-gateway", auth=topology.NatsAuth.from_settings(settings)
+    )
     js = nc.jetstream()
     await topology.declare_topology(
         js,
         topology.RunConsumerLimits(
-            ack_wait_seconds=settings.run_ack_wait_seconds, max_deliver=settings.run_max_deliver
+            ack_wait_seconds=settings.run_ack_wait_seconds,
+            max_deliver=settings.run_max_deliver,
+            events_max_age_seconds=settings.run_events_max_age_seconds,
         ),
+        captures_max_bytes=settings.captures_max_bytes,
+        results_max_bytes=settings.results_max_bytes,
     )
     waiters = Waiters()
     await waiters.start(nc)
@@ -201,7 +208,7 @@ async def sweep_queued(app: web.Application) -> None:
                     source=row["source"],
                     timeout_seconds=app[SETTINGS].run_timeout_seconds,
                 )
-                await dispatch.publish_run(app[JS], request)
+                await dispatch.publish_run(app[JS], request, app[BOX])
         except Exception as exc:
             log.warning("sweeper.failed", error=str(exc))
 
@@ -230,7 +237,13 @@ def create_app(settings: Settings) -> web.Application:
         _watched(
             "ingester",
             lambda: run_ingester(
-                app[POOL], app[NC], app[JS], app[BOX], metrics, app[WAITERS].finished
+                app[POOL],
+                app[NC],
+                app[JS],
+                app[BOX],
+                metrics,
+                app[WAITERS].finished,
+                preview_bytes=settings.result_preview_bytes,
             ),
         )
     )
@@ -247,6 +260,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_changes)
     app.cleanup_ctx.append(_watched("change-feed", lambda: app[CHANGES].run(app[POOL])))
     app.on_shutdown.append(_end_streams)
+    app.on_response_prepare.append(secure_html)
     # stream before executions: /api/executions/{execution_id} would match its path too.
     modules = (
         health,

@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 from nats.js import JetStreamContext
 
-from figranium_common import queue
+from figranium_common import queue, transit
 from figranium_common.models import RunRequest
 from figranium_common.nats import run_subject
 from figranium_common.secretbox import SecretBox
@@ -43,11 +43,14 @@ async def build_run_request(
         return await queue.gather_run_request(conn, box, new, timeout_seconds=timeout_seconds)
 
 
-async def publish_run(js: JetStreamContext, request: RunRequest) -> None:
+async def publish_run(js: JetStreamContext, request: RunRequest, box: SecretBox) -> None:
+    """Publish ``request`` with its secrets sealed under the transit key (derived from
+    ``box``'s master key), so the RUNS stream on disk holds none in clear."""
+    sealed = transit.seal_run_request(transit.derived_transit_box(box), request)
     # The execution id is the message id: a repeated publish is dropped by JetStream.
     await js.publish(
         run_subject(request.task),
-        request.model_dump_json().encode(),
+        sealed.model_dump_json().encode(),
         headers={"Nats-Msg-Id": request.execution_id},
         timeout=5,
     )

@@ -86,7 +86,11 @@ async def serve(settings: Settings) -> None:
                     log.info("runner.stopped_while_starting")
                     return
                 raise
-            nc = await topology.connect(settings.nats_url, name="figranium-runner")
+            nc = await topology.connect(
+                settings.nats_url,
+                name="figranium-runner",
+                auth=topology.NatsAuth.from_settings(settings),
+            )
             connections.append(nc)
             try:
                 await _work(settings, stopping, nc, browser, metrics, display)
@@ -109,13 +113,10 @@ async def _work(
 ) -> None:
     """Take runs until ``stopping``; then drain: finish within the bound, hand back the rest."""
     js = nc.jetstream()
-    await topology.declare_topology(
-        js,
-        topology.RunConsumerLimits(
-            ack_wait_seconds=settings.run_ack_wait_seconds,
-            max_deliver=settings.run_max_deliver,
-        ),
-    )
+    # The gateway declares the streams, consumers and buckets; a runner only binds to them.
+    consumer = topology.RUNNERS_CONSUMER if display is None else topology.HEADFUL_CONSUMER
+    if not await topology.bind_topology(js, consumer, stopping):
+        return
     if display is not None:
         await _work_headful(settings, stopping, nc, browser, metrics, display)
         return

@@ -32,6 +32,8 @@ from playwright.async_api import BrowserContext, Video
 from playwright.async_api import Error as PlaywrightError
 from pydantic import ValidationError
 
+from figranium_common import transit
+from figranium_common.errors import InvalidUrlError
 from figranium_common.models import (
     LogEvent,
     ResultEvent,
@@ -43,22 +45,27 @@ from figranium_common.models import (
 )
 from figranium_common.nats import (
     CAPTURES_BUCKET,
+    RESULTS_BUCKET,
     RUNNERS_CONSUMER,
     RUNS_STREAM,
     STOP_SUBJECT_PREFIX,
     captures_store,
     event_subject,
+    is_no_room,
+    put_file_object,
     put_new_object,
+    result_object_name,
+    results_store,
     stops_store,
     unsubscribe,
 )
 from figranium_common.pull import PullStream
+from figranium_common.secretbox import SecretBox, SecretError
 from figranium_common.settings import Settings
 from figranium_runner import identity, output
 from figranium_runner.browser import BrowserCrashed, BrowserHost
-from figranium_runner.egress import EgressPolicy, EgressProxy
+from figranium_runner.egress import EgressPolicy, EgressProxy, Upstream, pin_upstream
 from figranium_runner.engine import Capture, Limits, execute
-from figranium_runner.guard import install_navigation_guard
 from figranium_runner.metrics import RunnerMetrics
 
 log = structlog.get_logger(__name__)
@@ -116,37 +123,25 @@ async def open_context(
     storage_state: dict[str, Any] | None,
     policy: EgressPolicy,
     video_dir: Path | None = None,
+    upstream: Upstream | None = None,
 ) -> BrowserContext:
     """A run's browser context, with the saved browser state when Playwright accepts it.
 
     What it reaches stays inside the URL policy: its connections go through an egress proxy
-    of its own (egress.py) or, when the task gives it a proxy, its page navigations are
-    checked as they are made (guard.py).
+    of its own (egress.py), and from there through the task's proxy when ``options`` names
+    one. ``upstream`` is that proxy pinned already; otherwise it is pinned here, and a proxy
+    the policy refuses raises InvalidUrlError.
     """
-    egress: EgressProxy | None = None
-    if "proxy" not in options:
-        egress = await EgressProxy.start(policy)
-        options = {**options, "proxy": egress.browser_proxy}
+    if upstream is None and "proxy" in options:
+        upstream = await pin_upstream(options["proxy"], policy)
+    egress = await EgressProxy.start(policy, upstream)
+    options = {**options, "proxy": egress.browser_proxy}
     try:
         context = await _new_context(browser, options, storage_state, video_dir)
     except BaseException:
-        if egress is not None:
-            await egress.close()
+        await egress.close()
         raise
-    if egress is not None:
-        context.on("close", lambda _: egress.close_soon())
-        return context
-    try:
-        await install_navigation_guard(
-            context,
-            allow_private=policy.allow_private,
-            allow_metadata=policy.allow_metadata,
-            on_block=policy.on_block,
-        )
-    except BaseException:
-        with contextlib.suppress(Exception):
-            await context.close()
-        raise
+    context.on("close", lambda _: egress.close_soon())
     return context
 
 
@@ -175,6 +170,10 @@ _MAX_LINES_PER_EVENT = 200
 _MAX_LINES_IN_RESULT = 50
 _MAX_CHARS_IN_RESULT = 16 * 1024
 _MAX_CHARS_PER_EVENT = 256 * 1024
+# Room left in a NATS message for its headers (the de-duplication id).
+_HEADERS_ROOM = 4096
+# The error of a stand-in result keeps this much of the run's own error.
+_MAX_ERROR_CHARS = 2048
 
 
 class EventPublisher:
@@ -199,8 +198,14 @@ class EventPublisher:
         attempt: int,
         *,
         linger_seconds: float,
+        max_payload: int = 1024 * 1024,
+        max_result_bytes: int = 64 * 1024 * 1024,
     ) -> None:
+        """``max_payload``: the NATS server's message limit; a result event larger than it
+        goes through the results bucket, up to ``max_result_bytes`` (MAX_RESULT_BYTES)."""
         self._js = js
+        self._max_event_bytes = max_payload - _HEADERS_ROOM
+        self._max_result_bytes = max_result_bytes
         self._execution_id = execution_id
         self._attempt = attempt
         self._linger = linger_seconds
@@ -211,10 +216,16 @@ class EventPublisher:
         self._finishing = False  # the result takes what is still waiting
         self._sender: asyncio.Task[None] | None = None
 
-    async def _publish(self, event: StartedEvent | LogEvent | ResultEvent) -> None:
+    @property
+    def execution_id(self) -> str:
+        return self._execution_id
+
+    async def _publish(
+        self, event: StartedEvent | LogEvent | ResultEvent, body: bytes | None = None
+    ) -> None:
         await self._js.publish(
             event_subject(self._execution_id),
-            event.model_dump_json().encode(),
+            event.model_dump_json().encode() if body is None else body,
             headers={"Nats-Msg-Id": f"{self._execution_id}:{self._attempt}:{event.seq}"},
             timeout=10,
         )
@@ -316,6 +327,8 @@ class EventPublisher:
         result: RunResult,
         duration_ms: int,
         storage_state: dict[str, Any] | None = None,
+        *,
+        sealed_storage_state: str | None = None,
     ) -> None:
         # What is already on its way goes out first; the last lines, and the start if it
         # is still waiting, ride in the result.
@@ -324,20 +337,83 @@ class EventPublisher:
         while self._too_many_to_ride():
             if self._start is None or not await self._announce():
                 await self._send_event(self._take_lines())
-        await self._publish(
-            ResultEvent(
-                execution_id=self._execution_id,
-                attempt=self._attempt,
-                seq=self._next(),
-                result=result,
-                duration_ms=duration_ms,
-                storage_state=storage_state,
-                lines=[line for _, line in self._lines],
-                started=self._start,
-            )
+        event = ResultEvent(
+            execution_id=self._execution_id,
+            attempt=self._attempt,
+            seq=self._next(),
+            result=result,
+            duration_ms=duration_ms,
+            storage_state=storage_state,
+            sealed_storage_state=sealed_storage_state,
+            lines=[line for _, line in self._lines],
+            started=self._start,
         )
+        body = event.model_dump_json().encode()
+        if len(body) > self._max_event_bytes:
+            event = await self._stored_apart(event, body)
+            body = event.model_dump_json().encode()
+        await self._publish(event, body)
         self._start = None
         self._lines.clear()
+
+    async def _stored_apart(self, event: ResultEvent, body: bytes) -> ResultEvent:
+        """A stand-in for a result too large for one message: the whole event goes to the
+        results bucket. When it cannot (larger than MAX_RESULT_BYTES, or the bucket is
+        full), the run ends with an error instead: storing it would fail at every attempt,
+        and each attempt would repeat the run's side effects.
+
+        A transient failure (NATS unreachable) raises: the run is not acknowledged, and is
+        delivered again as any run whose result was not published."""
+        if len(body) > self._max_result_bytes:
+            return await self._failed(
+                event,
+                f"RESULT_TOO_LARGE: the run's result is {len(body)} bytes, more than"
+                f" MAX_RESULT_BYTES ({self._max_result_bytes})",
+            )
+        name = result_object_name(self._execution_id, self._attempt)
+        try:
+            await results_store(self._js, create=False)
+            await put_new_object(self._js, RESULTS_BUCKET, name, body)
+        except Exception as exc:
+            if not is_no_room(exc):
+                raise
+            return await self._failed(
+                event,
+                f"RESULT_TOO_LARGE: the results bucket has no room for the run's result"
+                f" ({len(body)} bytes; RESULTS_MAX_BYTES)",
+            )
+        log.info("run.result_stored_apart", bytes=len(body), object=name)
+        stand_in = self._stand_in(event, event.result.error)
+        return stand_in.model_copy(update={"result_object": name})
+
+    async def _failed(self, event: ResultEvent, error: str) -> ResultEvent:
+        log.error("run.result_too_large", error=error)
+        # The lines that would have ridden in the result go out on their own.
+        while self._lines:
+            if self._start is None or not await self._announce():
+                await self._send_event(self._take_lines())
+        stand_in = self._stand_in(event, error)
+        stand_in.result.outcome = "error"
+        return stand_in
+
+    def _stand_in(self, event: ResultEvent, error: str | None) -> ResultEvent:
+        """``event`` without what makes it large: no data, HTML, logs or browser state."""
+        result = event.result
+        return ResultEvent(
+            execution_id=event.execution_id,
+            attempt=event.attempt,
+            seq=event.seq,
+            at=event.at,
+            result=RunResult(
+                outcome=result.outcome,
+                final_url=result.final_url,
+                screenshot_url=result.screenshot_url,
+                error=None if error is None else error[:_MAX_ERROR_CHARS],
+            ),
+            duration_ms=event.duration_ms,
+            lines=[line for _, line in self._lines],
+            started=self._start,
+        )
 
 
 def runner_name() -> str:
@@ -369,6 +445,7 @@ class Worker:
         """``consumer``: the durable consumer runs are pulled from; ``slots``: how many run
         at once (``RUNNER_CONCURRENCY`` by default)."""
         self._settings = settings
+        self._transit_box: SecretBox | None = None
         self._limits = Limits.from_settings(settings)
         self._nc = nc
         self._js = js
@@ -455,6 +532,12 @@ class Worker:
             return
         attempt = msg.metadata.num_delivered or 1
         try:
+            # Sealed by gateway or scheduler; one queued in clear by an older release as is.
+            request = transit.open_run_request(self._transit(), request)
+        except SecretError as exc:
+            await self._refuse(msg, request, attempt, exc.details)
+            return
+        try:
             task = Task.model_validate(request.task)
         except ValidationError as exc:
             await self._refuse(msg, request, attempt, f"the task is not valid: {exc}")
@@ -523,9 +606,20 @@ class Worker:
             await msg.nak()
         log.warning("run.handed_back", reason=reason)
 
+    def _transit(self) -> SecretBox:
+        """The transit key's box, made at the first run that needs it."""
+        if self._transit_box is None:
+            self._transit_box = transit.transit_box(self._settings)
+        return self._transit_box
+
     def _events(self, execution_id: str, attempt: int) -> EventPublisher:
         return EventPublisher(
-            self._js, execution_id, attempt, linger_seconds=self._settings.run_log_linger_seconds
+            self._js,
+            execution_id,
+            attempt,
+            linger_seconds=self._settings.run_log_linger_seconds,
+            max_payload=int(self._nc.max_payload),
+            max_result_bytes=self._settings.max_result_bytes,
         )
 
     async def _refuse(self, msg: Msg, request: RunRequest, attempt: int, error: str) -> None:
@@ -555,7 +649,7 @@ class Worker:
         """A stop that arrived before this runner took the run (kept in the KV bucket)."""
         try:
             if self._stops is None:
-                self._stops = await stops_store(self._js)
+                self._stops = await stops_store(self._js, create=False)
             await self._stops.get(execution_id)
         except Exception:  # KeyNotFoundError, or the bucket is unreachable: run it
             return False
@@ -601,19 +695,32 @@ class Worker:
             log.info("run.identity", **identity.describe(options))
         if task.mode == "scrape":
             options["java_script_enabled"] = False  # a scrape shows the fetched HTML as it is
+        policy = EgressPolicy.from_settings(self._settings, on_block=self._blocked_for(events))
+        upstream: Upstream | None = None
+        if "proxy" in options:
+            try:
+                # Again for every run: the proxy's DNS answer may have changed since it was
+                # saved. A refusal is final, so the run ends here rather than going back.
+                upstream = await pin_upstream(options["proxy"], policy)
+            except InvalidUrlError as exc:
+                await events.log(f"Run failed: {exc.details}")
+                duration_ms = int((time.monotonic() - started) * 1000)
+                result = RunResult(outcome="error", error=f"{exc.code}: {exc.details}")
+                await self._finish(msg, events, result, duration_ms, None)
+                return
         # A folder for the video only when there is one to record.
         videos = None if task.disableRecording else new_video_dir()
         uploading: asyncio.Task[None] | None = None
         closing: asyncio.Task[None] | None = None
         ran = False  # to the end of the run, without an exception
         try:
-            policy = EgressPolicy.from_settings(self._settings, on_block=self._blocked_for(events))
             context = await self._open_context(
                 request,
                 task,
                 None if videos is None else Path(videos.name),
                 options,
                 policy,
+                upstream,
             )
             watcher = asyncio.create_task(
                 self._watch_browser(context, request.execution_id), name="browser-watch"
@@ -652,7 +759,9 @@ class Worker:
                 if result.outcome == "error" and await self._browser.lost(context):
                     raise BrowserCrashed("the browser crashed during the run")
                 # The screenshots are in hand: stored while the context closes.
-                uploading = asyncio.create_task(self._upload(captures), name="captures-upload")
+                uploading = asyncio.create_task(
+                    self._upload(captures, events), name="captures-upload"
+                )
                 ran = True
             except PlaywrightError as exc:
                 if await self._browser.lost(context):
@@ -673,6 +782,7 @@ class Worker:
             if uploading is not None:  # the run goes back or fails: nothing to wait for
                 uploading.cancel()
                 uploading.add_done_callback(_retrieved)
+            _discard_files(captures)
             raise
         finally:
             if videos is not None:
@@ -681,7 +791,7 @@ class Worker:
             if uploading is not None:
                 await uploading
             if recording is not None:
-                await self._upload([recording])
+                await self._upload([recording], events)
             result = await output.deliver(
                 result,
                 request.output,
@@ -713,7 +823,9 @@ class Worker:
         duration_ms: int,
         end_state: dict[str, Any] | None,
     ) -> None:
-        await events.result(result, duration_ms, end_state)
+        # Sealed under the transit key: the events stream on disk holds no cookies.
+        sealed = transit.seal_result_state(self._transit(), events.execution_id, end_state)
+        await events.result(result, duration_ms, sealed_storage_state=sealed)
         # The result is stored in the stream (its publish was acknowledged): the run is done
         # whatever happens to the ack. Not waiting for the server to confirm the ack saves a
         # round trip per run; an ack that is lost lets the run be delivered again, and the
@@ -730,9 +842,10 @@ class Worker:
         video_dir: Path | None,
         options: dict[str, Any],
         policy: EgressPolicy,
+        upstream: Upstream | None = None,
     ) -> BrowserContext:
         state = None if task.statelessExecution else request.storage_state
-        return await open_context(self._browser, options, state, policy, video_dir)
+        return await open_context(self._browser, options, state, policy, video_dir, upstream)
 
     async def _end_state(self, context: BrowserContext) -> dict[str, Any] | None:
         """Cookies and local storage to keep for the task's next run; None keeps the old."""
@@ -764,20 +877,49 @@ class Worker:
             return None
         return Capture(f"{execution_id}_agent_{now_ms()}.webm", data, "video/webm")
 
-    async def _upload(self, captures: list[Capture]) -> None:
-        if not captures:
-            return
-        for capture in captures:
-            try:
-                await self._put_capture(capture)
-            except NatsError:
-                # Looked up (or created) again, once: the bucket may be gone with a NATS
-                # server that lost its store.
-                self._captures_ready = False
-                await self._put_capture(capture)
+    async def _upload(self, captures: list[Capture], events: EventPublisher) -> None:
+        try:
+            for capture in captures:
+                try:
+                    await self._put_capture(capture)
+                except NatsError as exc:
+                    if is_no_room(exc):
+                        await self._dropped(capture, events)
+                        continue
+                    # Looked up again, once: the bucket may be gone with a NATS server
+                    # that lost its store (until a gateway declares it again).
+                    self._captures_ready = False
+                    try:
+                        await self._put_capture(capture)
+                    except NatsError as again:
+                        if not is_no_room(again):
+                            raise
+                        await self._dropped(capture, events)
+        finally:
+            _discard_files(captures)
+
+    async def _dropped(self, capture: Capture, events: EventPublisher) -> None:
+        # Not the run's fault, and storing it again would fail the same way: the run
+        # finishes without this file rather than run again.
+        log.error("run.capture_dropped", capture=capture.name, reason="CAPTURES_MAX_BYTES")
+        await events.log(
+            f"[CAPTURE ERROR] {capture.name} dropped: the captures bucket is full"
+            " (CAPTURES_MAX_BYTES)"
+        )
 
     async def _put_capture(self, capture: Capture) -> None:
         if not self._captures_ready:
-            await captures_store(self._js)  # looked up, or created
+            # Looked up only: the gateway declares it (runners may not).
+            await captures_store(self._js, create=False)
             self._captures_ready = True
-        await put_new_object(self._js, CAPTURES_BUCKET, capture.name, capture.data)
+        if capture.path is not None:
+            await put_file_object(self._js, CAPTURES_BUCKET, capture.name, capture.path)
+        else:
+            await put_new_object(self._js, CAPTURES_BUCKET, capture.name, capture.data)
+
+
+def _discard_files(captures: list[Capture]) -> None:
+    """Remove the files of captures kept on disk (downloads), stored or not."""
+    for capture in captures:
+        if capture.path is not None:
+            capture.path.unlink(missing_ok=True)

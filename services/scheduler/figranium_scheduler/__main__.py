@@ -52,7 +52,11 @@ async def serve(settings: Settings, stopping: asyncio.Event) -> None:
         pool = await db.open_pool(settings.database_url, max_size=3)
         try:
             await db.apply_migrations(pool)
-            nc = await topology.connect(settings.nats_url, name="figranium-scheduler")
+            nc = await topology.connect(
+                settings.nats_url,
+                name="figranium-scheduler",
+                auth=topology.NatsAuth.from_settings(settings),
+            )
             try:
                 probe = db.DatabaseProbe(pool, settings.database_url, READY_DB_TIMEOUT_SECONDS)
                 log.info("scheduler.ready")

@@ -21,6 +21,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from psycopg_pool import PoolTimeout
 
+from figranium_common import transit
 from figranium_common.db import Pool
 from figranium_common.headful import HeadfulRoster
 from figranium_common.nats import (
@@ -57,6 +58,7 @@ class Scheduler:
         self.js: JetStreamContext = nc.jetstream()
         self.settings = settings
         self.box = SecretBox.from_settings(settings)
+        self.transit = transit.derived_transit_box(self.box)
         self.replica_id = replica_name()
         self.fired = 0
         self.skipped = 0
@@ -139,7 +141,8 @@ class Scheduler:
             try:
                 await self.js.publish(
                     run_subject(request.task),
-                    request.model_dump_json().encode(),
+                    # Secrets sealed under the transit key: the stream on disk holds none.
+                    transit.seal_run_request(self.transit, request).model_dump_json().encode(),
                     # The execution id is the message id: the sweeper's republish is dropped.
                     headers={"Nats-Msg-Id": request.execution_id},
                     timeout=5,

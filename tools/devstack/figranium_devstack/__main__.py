@@ -97,14 +97,44 @@ def stack_services(
     return services
 
 
+def with_nats_user(service: Service, nats: LocalNats) -> Service:
+    """``service`` connecting to the private NATS as its own user (the headful runner as a
+    runner)."""
+    role = "runner" if service.module == "figranium_runner" else service.name
+    return service._replace(env={**service.env, **nats.service_env(role)})
+
+
+def derived_transit_key(service_env: Mapping[str, str]) -> str:
+    """The transit key gateway and scheduler derive from the master key (made now in the
+    data dir if it is not there yet), for the runners."""
+    # Imported here: only `run` needs the services' own code.
+    from figranium_common import transit
+    from figranium_common.secretbox import SecretBox
+    from figranium_common.settings import Settings
+
+    names = ("FIGRANIUM_DATA_DIR", "FIGRANIUM_MASTER_KEY")
+    values = {name: service_env[name] for name in names if service_env.get(name)}
+    return transit.transit_key_text(SecretBox.from_settings(Settings.model_validate(values)))
+
+
+def without_master_key(service: Service, transit_key: str) -> Service:
+    """A runner gets the transit key, which opens only what travels through NATS, and
+    never the master key; other services are left as they are."""
+    if service.module != "figranium_runner":
+        return service
+    env = {k: v for k, v in service.env.items() if k != "FIGRANIUM_MASTER_KEY"}
+    return service._replace(env={**env, "FIGRANIUM_TRANSIT_KEY": transit_key})
+
+
 def headful_note(gateway_port: int, novnc_port: str) -> str:
     """How to watch the headful runner, printed when the stack starts."""
     where = "a free port" if novnc_port == "0" else f"port {novnc_port}"
     ticket = f"http://localhost:{gateway_port}/api/headful/ticket"
     return (
         f"Headful runner: watch its runs through noVNC, served on {where}.\n"
-        "  Get a single-use viewer link (KEY: FIGRANIUM_API_KEY, or the key the gateway\n"
-        '  printed on its first start), then open the "url" it answers in a browser:\n'
+        "  While a headful run is on, get a single-use viewer link for it (KEY:\n"
+        "  FIGRANIUM_API_KEY, or the key the gateway wrote to api-key in the data folder on\n"
+        '  its first start), then open the "url" it answers in a browser:\n'
         f'    curl -s -X POST -H "x-api-key: $KEY" {ticket}'
     )
 
@@ -134,10 +164,12 @@ def run() -> int:
         manager.add_process("postgres", _shell(*argv), env=env)
 
     nats_url = os.environ.get("NATS_URL")
+    nats: LocalNats | None = None
     if not nats_url:
+        # Its users' passwords are made on the first start and kept, 0600, in the data dir.
         nats = LocalNats(data_dir / "nats", ports["nats"])
         nats.prepare()
-        nats_url = nats.url
+        nats_url = nats.address
         manager.add_process("nats", _shell(*nats.command()), env=LocalNats.environment(env))
 
     service_env = {
@@ -149,6 +181,10 @@ def run() -> int:
         "FIGRANIUM_DATA_DIR": str(data_dir),
     }
     services = stack_services(service_env, headful=headful, novnc_port=ports.get("novnc"))
+    if nats is not None:
+        services = [with_nats_user(service, nats) for service in services]
+    transit_key = os.environ.get("FIGRANIUM_TRANSIT_KEY") or derived_transit_key(service_env)
+    services = [without_master_key(service, transit_key) for service in services]
     for service in services:
         manager.add_process(
             service.name, _shell(sys.executable, "-m", service.module), env=service.env

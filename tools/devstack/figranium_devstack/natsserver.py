@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import socket
@@ -6,11 +7,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from figranium_devstack import natsauth
 from figranium_devstack.process import ServerProcess
+
+ADMIN = "admin"
 
 
 class LocalNats(ServerProcess):
-    """A private NATS server with JetStream, listening only on 127.0.0.1:port."""
+    """A private NATS server with JetStream, listening only on 127.0.0.1:port.
+
+    Anonymous clients are refused: each service has a user of its own (natsauth), with
+    passwords kept in ``<store>-users.json`` beside the store directory (0600, created once),
+    and an ``admin`` user allowed everything, for tools and tests.
+    """
 
     name = "nats-server"
 
@@ -18,10 +27,37 @@ class LocalNats(ServerProcess):
         self.store_dir = Path(store_dir).absolute()
         super().__init__(log_file or self.store_dir.parent / "nats.log")
         self.port = port
+        # Outside the store: a copy of the store directory must not hold the passwords.
+        self.users_file = self.store_dir.parent / f"{self.store_dir.name}-users.json"
+        self.config_file = self.store_dir.parent / f"{self.store_dir.name}.conf"
+        self.passwords = natsauth.load_or_create_passwords(
+            self.users_file, (*natsauth.ROLES, ADMIN)
+        )
+
+    @property
+    def address(self) -> str:
+        """The server's URL without credentials: what an anonymous client would use."""
+        return f"nats://127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        """The admin user's URL (credentials embedded): allowed every subject."""
+        return self.url_for(ADMIN)
+
+    def url_for(self, user: str) -> str:
+        return f"nats://{user}:{self.password_for(user)}@127.0.0.1:{self.port}"
+
+    def password_for(self, user: str) -> str:
+        return self.passwords[user]
+
+    def service_env(self, role: str) -> dict[str, str]:
+        """The settings a service of ``role`` (gateway, scheduler, runner) connects with."""
+        return {"NATS_URL": self.address, "NATS_USER": role, "NATS_PASSWORD": self.passwords[role]}
+
+    def config(self) -> str:
+        admin = f"    {{user: {ADMIN}, password: {json.dumps(self.password_for(ADMIN))}}},\n"
+        block = natsauth.authorization_block(self.passwords)
+        return block.replace("  users = [\n", "  users = [\n" + admin, 1)
 
     @staticmethod
     def binary() -> str:
@@ -35,8 +71,8 @@ class LocalNats(ServerProcess):
         return found
 
     def command(self) -> list[str]:
-        argv = [self.binary(), "-js", "-a", "127.0.0.1", "-p", str(self.port)]
-        return [*argv, "-sd", str(self.store_dir)]
+        argv = [self.binary(), "-c", str(self.config_file), "-js", "-a", "127.0.0.1"]
+        return [*argv, "-p", str(self.port), "-sd", str(self.store_dir)]
 
     @staticmethod
     def environment(base: Mapping[str, str]) -> dict[str, str]:
@@ -55,6 +91,9 @@ class LocalNats(ServerProcess):
 
     def prepare(self) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(self.config())
 
     def is_ready(self) -> bool:
         try:

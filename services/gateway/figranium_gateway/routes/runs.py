@@ -131,7 +131,7 @@ async def _run(request: web.Request, task: dict[str, Any], body: RunBody) -> web
             run = await queue.gather_run_request(conn, app[BOX], new, timeout_seconds=timeout)
         await changes.notify(app[NC])
         try:
-            await dispatch.publish_run(app[JS], run)
+            await dispatch.publish_run(app[JS], run, app[BOX])
         except Exception as exc:
             log.error("run.publish_failed", error=str(exc))
             raise ApiError(
