@@ -7,7 +7,6 @@ import base64
 import contextlib
 import hashlib
 import json
-import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from nats.js.object_store import (
 )
 from nats.nuid import NUID
 
+from figranium_common.redact import redact_url
 from figranium_common.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -172,15 +172,29 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def redact_url(url: str) -> str:
-    """``url`` without the password it may carry, for logs."""
-    return re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", url)
+def inbox_prefix(role: str) -> str:
+    """The reply subjects of ``role``'s connections: ``_INBOX_<role>.<id>``.
+
+    Each service may subscribe to its own prefix only (the NATS permissions in
+    tools/devstack/figranium_devstack/natsauth.py), so no service can read the replies
+    another one gets: JetStream API answers, pulled messages, objects read back.
+    """
+    return f"_INBOX_{role}"
 
 
 async def connect(
-    url: str, *, name: str, wait_seconds: float = 60.0, auth: NatsAuth | None = None
+    url: str,
+    *,
+    name: str,
+    wait_seconds: float = 60.0,
+    auth: NatsAuth | None = None,
+    role: str | None = None,
 ) -> NATS:
-    """Connect, retrying while the server is not up yet (services may start before it)."""
+    """Connect, retrying while the server is not up yet (services may start before it).
+
+    ``role`` (gateway, scheduler, runner) gives the connection that role's reply
+    subjects (:func:`inbox_prefix`); without it, NATS's shared ``_INBOX``.
+    """
     deadline = asyncio.get_running_loop().time() + wait_seconds
     auth = auth or NatsAuth()
     credentials: dict[str, Any] = {}
@@ -188,6 +202,8 @@ async def connect(
         credentials = {"user": auth.user, "password": auth.password or ""}
     if auth.tls is not None:
         credentials["tls"] = auth.tls
+    if role is not None:
+        credentials["inbox_prefix"] = inbox_prefix(role)
     while True:
         try:
             return await nats.connect(

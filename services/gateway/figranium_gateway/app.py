@@ -93,7 +93,10 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 async def _nats(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     nc = await topology.connect(
-        settings.nats_url, name="figranium-gateway", auth=topology.NatsAuth.from_settings(settings)
+        settings.nats_url,
+        name="figranium-gateway",
+        auth=topology.NatsAuth.from_settings(settings),
+        role="gateway",
     )
     js = nc.jetstream()
     await topology.declare_topology(

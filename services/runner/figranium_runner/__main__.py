@@ -90,6 +90,7 @@ async def serve(settings: Settings) -> None:
                 settings.nats_url,
                 name="figranium-runner",
                 auth=topology.NatsAuth.from_settings(settings),
+                role="runner",
             )
             connections.append(nc)
             try:

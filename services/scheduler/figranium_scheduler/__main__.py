@@ -56,6 +56,7 @@ async def serve(settings: Settings, stopping: asyncio.Event) -> None:
                 settings.nats_url,
                 name="figranium-scheduler",
                 auth=topology.NatsAuth.from_settings(settings),
+                role="scheduler",
             )
             try:
                 probe = db.DatabaseProbe(pool, settings.database_url, READY_DB_TIMEOUT_SECONDS)

@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from figranium_common.nats import inbox_prefix
+
 ROLES = ("gateway", "scheduler", "runner")
 # Run requests and the stops bucket hold what runners read; only the gateway manages the
 # streams under them.
@@ -39,7 +41,13 @@ PERMISSIONS: dict[str, dict[str, Any]] = {
                 "$O.results.>",
             ]
         },
-        "subscribe": {"allow": ["_INBOX.>", "figranium.notify.v1.>", "figranium.headful.v1.>"]},
+        "subscribe": {
+            "allow": [
+                f"{inbox_prefix('gateway')}.>",
+                "figranium.notify.v1.>",
+                "figranium.headful.v1.>",
+            ]
+        },
     },
     "scheduler": {
         "publish": {
@@ -50,7 +58,11 @@ PERMISSIONS: dict[str, dict[str, Any]] = {
             ]
         },
         "subscribe": {
-            "allow": ["_INBOX.>", "figranium.notify.v1.schedules", "figranium.headful.v1.presence"]
+            "allow": [
+                f"{inbox_prefix('scheduler')}.>",
+                "figranium.notify.v1.schedules",
+                "figranium.headful.v1.presence",
+            ]
         },
     },
     "runner": {
@@ -78,7 +90,7 @@ PERMISSIONS: dict[str, dict[str, Any]] = {
         },
         "subscribe": {
             "allow": [
-                "_INBOX.>",
+                f"{inbox_prefix('runner')}.>",
                 "figranium.control.v1.stop.*",
                 "figranium.tools.v1.page",
                 "figranium.tools.v1.script",

@@ -12,6 +12,7 @@ import pytest
 from nats.js.api import StreamConfig
 
 from figranium_common import transit
+from figranium_common.nats import inbox_prefix
 from figranium_common.secretbox import SecretBox
 from figranium_common.settings import Settings
 from figranium_devstack import natsauth
@@ -61,7 +62,9 @@ def test_passwords_are_kept_private_and_outside_the_store(tmp_path: Path) -> Non
     }
 
 
-async def test_a_runner_cannot_queue_runs_nor_declare_streams(tmp_path: Path) -> None:
+async def test_a_runner_cannot_queue_runs_declare_streams_nor_read_other_replies(
+    tmp_path: Path,
+) -> None:
     with LocalNats(tmp_path / "nats", free_port()) as server:
         admin = await nats.connect(server.url)
         admin_js = admin.jetstream()
@@ -77,17 +80,23 @@ async def test_a_runner_cannot_queue_runs_nor_declare_streams(tmp_path: Path) ->
             password=server.passwords["runner"],
             error_cb=on_error,
             allow_reconnect=False,
+            inbox_prefix=inbox_prefix("runner"),
         )
-        scheduler = await nats.connect(server.url_for("scheduler"))
+        scheduler = await nats.connect(
+            server.url_for("scheduler"), inbox_prefix=inbox_prefix("scheduler")
+        )
         try:
             js = runner.jetstream(timeout=1)
             with pytest.raises(nats.errors.TimeoutError):
                 await js.publish("figranium.runs.v1.default", b'{"executionId": "x"}')
             with pytest.raises(nats.errors.TimeoutError):
                 await js.add_stream(StreamConfig(name="MINE", subjects=["figranium.runs.v2.>"]))
+            # Nor read the replies the gateway gets (pulled messages, objects, API answers).
+            await runner.subscribe(f"{inbox_prefix('gateway')}.>")
             await runner.flush()
-            for _ in range(20):
-                if len(errors) >= 2:
+            # The server's refusals come before the flush's answer; their callbacks are tasks.
+            for _ in range(200):
+                if len(errors) >= 3:
                     break
                 await asyncio.sleep(0.05)
             violations = [
@@ -95,6 +104,7 @@ async def test_a_runner_cannot_queue_runs_nor_declare_streams(tmp_path: Path) ->
             ]
             assert any('"figranium.runs.v1.default"' in v for v in violations), errors
             assert any("$js.api.stream.create.mine" in v for v in violations), errors
+            assert any('subscription to "_inbox_gateway.>"' in v for v in violations), errors
             assert (await admin_js.stream_info("RUNS")).state.messages == 0
             # The scheduler may queue runs: the positive control.
             await scheduler.jetstream().publish("figranium.runs.v1.default", b"{}")
