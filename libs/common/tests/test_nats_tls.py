@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from figranium_common import nats as topology
+from figranium_common.redact import redact_url
 from figranium_common.settings import Settings
 from figranium_devstack.natsserver import LocalNats
 from figranium_devstack.ports import free_port
@@ -122,5 +123,5 @@ def test_no_tls_unless_asked() -> None:
 
 
 def test_urls_are_logged_without_their_password() -> None:
-    assert topology.redact_url("nats://runner:s3cret@nats:4222") == "nats://********@nats:4222"
-    assert topology.redact_url("nats://nats:4222") == "nats://nats:4222"
+    assert redact_url("nats://runner:s3cret@nats:4222") == "nats://********@nats:4222"
+    assert redact_url("nats://nats:4222") == "nats://nats:4222"

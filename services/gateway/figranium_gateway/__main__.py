@@ -6,7 +6,7 @@ import structlog
 from aiohttp import web
 
 from figranium_common.logging import configure_logging
-from figranium_common.nats import redact_url
+from figranium_common.redact import redact_url
 from figranium_common.runtime import tune_gc
 from figranium_common.settings import Settings
 from figranium_gateway.app import create_app

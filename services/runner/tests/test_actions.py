@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from playwright.async_api import BrowserContext
 
 from figranium_common.models import RunResult, Task
-from figranium_runner.browser import BrowserHost
 from figranium_runner.engine import Capture, Limits, execute
 from services.runner.tests.site import serve
 
@@ -26,13 +24,6 @@ def site() -> Iterator[tuple[str, list[str]]]:
 @pytest.fixture(scope="module")
 def base(site: tuple[str, list[str]]) -> str:
     return site[0]
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def context(host: BrowserHost) -> AsyncIterator[BrowserContext]:
-    ctx = await host.new_context()
-    yield ctx
-    await ctx.close()
 
 
 async def run(

@@ -4,39 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from playwright.async_api import BrowserContext
 
 from figranium_common.models import Action, RunResult, Task
 from figranium_runner.bounds import Bounds, LimitExceeded, LogBudget, json_size
-from figranium_runner.browser import BrowserHost
 from figranium_runner.conditions import structured
 from figranium_runner.engine import Limits, execute
 from figranium_runner.variables import substitute, text_limit
-from services.runner.tests.site import serve
 
 # The browser tests share the module's Chromium, on the module's event loop.
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 # Backtracks exponentially in Python's `re` and in the `regex` package alike.
 CATASTROPHIC = r"(a|aa)+$"
-
-
-@pytest.fixture(scope="module")
-def base() -> Iterator[str]:
-    with serve() as (url, _):
-        yield url
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def context(host: BrowserHost) -> AsyncIterator[BrowserContext]:
-    ctx = await host.new_context()
-    yield ctx
-    await ctx.close()
 
 
 async def run(

@@ -4,16 +4,14 @@ variables, and a hostile page that replaced every global it could sees none of t
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from playwright.async_api import BrowserContext
 
 from figranium_common.models import RunResult, Task
-from figranium_runner.browser import BrowserHost
 from figranium_runner.engine import Limits, execute
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -101,13 +99,6 @@ def hostile() -> Iterator[tuple[str, list[str]]]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def context(host: BrowserHost) -> AsyncIterator[BrowserContext]:
-    ctx = await host.new_context()
-    yield ctx
-    await ctx.close()
 
 
 async def run(context: BrowserContext, task: dict[str, Any]) -> tuple[RunResult, str]:

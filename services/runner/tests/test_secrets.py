@@ -6,18 +6,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from playwright.async_api import BrowserContext
 
 from figranium_common.models import RunResult, Task
 from figranium_common.redact import SECRET_MASK
-from figranium_runner.browser import BrowserHost
 from figranium_runner.engine import Limits, _as_csv, execute
-from services.runner.tests.site import serve
 
 in_browser = pytest.mark.asyncio(loop_scope="module")
 
@@ -25,19 +21,6 @@ LOGIN = """<!doctype html><html><body>
 <input id="user"><input id="pw" type="password"><input id="pin" autocomplete="current-password">
 <input id="shown">
 </body></html>"""
-
-
-@pytest.fixture(scope="module")
-def base() -> Iterator[str]:
-    with serve() as (url, _):
-        yield url
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def context(host: BrowserHost) -> AsyncIterator[BrowserContext]:
-    ctx = await host.new_context()
-    yield ctx
-    await ctx.close()
 
 
 async def run(

@@ -25,7 +25,6 @@ from figranium_devstack.natsserver import LocalNats
 from figranium_devstack.ports import free_port
 from figranium_runner.browser import BrowserHost
 from figranium_runner.tools import MAX_HTML_CHARS, ToolsService, bound_html
-from services.runner.tests.site import serve
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -33,12 +32,6 @@ ADD_CHERRY = [
     {"type": "type", "selector": "#q", "value": "cherry"},
     {"type": "click", "selector": "#add"},
 ]
-
-
-@pytest.fixture(scope="module")
-def base() -> Iterator[str]:
-    with serve() as (url, _):
-        yield url
 
 
 @pytest.fixture(scope="module")
