@@ -96,7 +96,12 @@ def autogroup_nice(pid: int) -> int | None:
 
 
 def _cmdline(pid: int) -> str:
-    return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    """The process's command line; empty once it has exited (Chromium starts and ends
+    short-lived helpers while the test lists its session)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
 
 
 def _thread_nices(pid: int) -> set[int]:
