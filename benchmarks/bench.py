@@ -38,8 +38,8 @@ from psycopg.types.json import Jsonb
 from benchmarks.machine import git_commit, load_average, machine_info
 from benchmarks.page import ITEMS
 from benchmarks.stack import API_KEY, BenchStack, Service, own_cpu_s, tree_cpu_s, tree_memory_mb
+from figranium_common.config import Config
 from figranium_common.nats import RUNS_DEFAULT_SUBJECT, SCHEDULES_NOTIFY_SUBJECT
-from figranium_common.settings import Settings
 from figranium_devstack.ports import free_port
 from figranium_runner.browser import CHROMIUM_ARGS, find_headless_chromium
 
@@ -111,7 +111,7 @@ class Bench:
 def settings_from_environment(given: dict[str, str]) -> dict[str, str]:
     """The service settings in this process's environment that reach the services as they
     are (``given``: what the stack passes them), not set by the stack itself."""
-    aliases = {str(field.alias) for field in Settings.model_fields.values()}
+    aliases = {str(field.alias) for field in Config.model_fields.values()}
     return {
         name: value
         for name in sorted(aliases)
@@ -762,7 +762,7 @@ async def scheduler(bench: Bench) -> None:
         "lateness_s": summary(late, 3) if late else None,
         "requested_at_lateness_s": summary(claim_late, 3) if claim_late else None,
         "last_published_after_due_s": round(max(late), 3) if late else None,
-        "batch_size": Settings.model_fields["scheduler_batch_size"].default,
+        "batch_size": Config.model_fields["scheduler_batch_size"].default,
     }
 
 

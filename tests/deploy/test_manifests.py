@@ -38,8 +38,8 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 from figranium_common import nats as topology
-from figranium_common import ops
-from figranium_common.settings import Settings
+from figranium_common import probes
+from figranium_common.config import Config
 from figranium_devstack import natsauth
 from tests.deploy import kustomize
 from tests.deploy.kustomize import Obj, Pod
@@ -63,7 +63,7 @@ METRICS_PORT_VARIABLE = {
     HEADFUL: "RUNNER_METRICS_PORT",
     "scheduler": "SCHEDULER_METRICS_PORT",
 }
-ALIASES = frozenset(str(f.alias) for f in Settings.model_fields.values())
+ALIASES = frozenset(str(f.alias) for f in Config.model_fields.values())
 # Variables set in deploy/ that are not Figranium settings, and who reads them.
 THIRD_PARTY = {
     "POSTGRES_USER": "the postgres image",
@@ -99,9 +99,9 @@ PRIVATE_ADDRESSES = ("10.0.3.7", "172.20.1.2", "192.168.1.10", "169.254.169.254"
 FALSE = {"false", "0", "no", "off", ""}
 
 
-def settings_from(values: dict[str, str]) -> Settings:
+def settings_from(values: dict[str, str]) -> Config:
     """Parse values as the services would, ignoring this process's environment."""
-    return Settings.model_validate(values)
+    return Config.model_validate(values)
 
 
 # ======================================================================================
@@ -219,7 +219,7 @@ def nginx_size(size: str) -> int:
 
 def default(setting: str) -> object:
     """A setting's default, whatever this process's environment says."""
-    return Settings.model_fields[setting].default
+    return Config.model_fields[setting].default
 
 
 def validate_kubernetes(obj: Obj) -> None:
@@ -309,10 +309,10 @@ def test_each_service_gets_what_it_needs_and_no_more(objects: list[Obj]) -> None
     for service in WORKLOADS:
         env = service_env(objects, service)
         assert REQUIRED[service] <= set(env), (service, REQUIRED[service] - set(env))
-        settings = settings_from(plain(env))  # every value parses as that setting
-        assert not settings.allow_private_networks, service
-        assert not settings.allow_metadata_address, service
-        assert settings.auth == "on"
+        config = settings_from(plain(env))  # every value parses as that setting
+        assert not config.allow_private_networks, service
+        assert not config.allow_metadata_address, service
+        assert config.auth == "on"
         for name in SECRET_NAMES & set(env):
             assert isinstance(env[name], SecretRef), f"{service}: {name} is not from a Secret"
     for name in RUNNERS:
@@ -365,7 +365,7 @@ def test_probes_use_the_ops_ports(objects: list[Obj]) -> None:
         assert container_port(container, liveness["httpGet"]["port"]) == port, service
         assert container_port(container, readiness["httpGet"]["port"]) == port, service
         # A hanging readiness check is answered 503 (with its reason) within this bound.
-        assert readiness["timeoutSeconds"] > ops.READINESS_TIMEOUT_SECONDS, service
+        assert readiness["timeoutSeconds"] > probes.READINESS_TIMEOUT_SECONDS, service
         annotations = deployment(objects, service)["spec"]["template"]["metadata"]["annotations"]
         assert annotations["prometheus.io/port"] == str(port)
     gateway = main_container(objects, "gateway")
@@ -539,15 +539,15 @@ def test_headful_runner_is_off_and_apart(objects: list[Obj]) -> None:
         if obj["kind"] in ("ScaledObject", "HorizontalPodAutoscaler"):
             assert obj["spec"]["scaleTargetRef"]["name"] != HEADFUL, kustomize.name_of(obj)
     container = main_container(objects, HEADFUL)
-    settings = settings_from(plain(service_env(objects, HEADFUL)))
-    assert settings.runner_headful
-    assert settings.runner_concurrency == 1  # one display, one run
-    assert settings.novnc_port == default("novnc_port")
-    assert container_port(container, "novnc") == settings.novnc_port
+    config = settings_from(plain(service_env(objects, HEADFUL)))
+    assert config.runner_headful
+    assert config.runner_concurrency == 1  # one display, one run
+    assert config.novnc_port == default("novnc_port")
+    assert container_port(container, "novnc") == config.novnc_port
     # The placeholder fits `kubectl port-forward svc/runner-headful <port>`.
-    public = urlsplit(str(settings.novnc_public_url))
+    public = urlsplit(str(config.novnc_public_url))
     assert public.scheme in ("http", "https") and public.hostname
-    assert public.port == settings.novnc_port
+    assert public.port == config.novnc_port
     # The same runner image, its headful stage.
     name, _ = kustomize.split_image(container["image"])
     assert name.endswith("runner-headful")
@@ -811,9 +811,9 @@ def test_compose_environment() -> None:
     envs = {name: compose_env(services[name]) for name in WORKLOADS}
     for name in WORKLOADS:
         assert REQUIRED[name] <= set(envs[name]), (name, REQUIRED[name] - set(envs[name]))
-        settings = settings_from(envs[name])
-        assert not settings.allow_private_networks
-        assert urlsplit(settings.nats_url).hostname == "nats"
+        config = settings_from(envs[name])
+        assert not config.allow_private_networks
+        assert urlsplit(config.nats_url).hostname == "nats"
     for name in RUNNERS:
         assert not SECRET_NAMES & set(envs[name]), "runners get no secret and no DATABASE_URL"
         assert envs[name]["FIGRANIUM_TRANSIT_KEY"] == env_example()["FIGRANIUM_TRANSIT_KEY"]
@@ -862,7 +862,7 @@ def test_compose_healthchecks_and_drain() -> None:
         assert f"http://127.0.0.1:{port}/readyz" in check, name
         assert "/app/.venv/bin/python" in check  # the slim images have no curl
         timeout = re.search(r"timeout=(\d+)", check)
-        assert timeout and int(timeout[1]) > ops.READINESS_TIMEOUT_SECONDS
+        assert timeout and int(timeout[1]) > probes.READINESS_TIMEOUT_SECONDS
         assert duration_seconds(service["healthcheck"]["timeout"]) > int(timeout[1])
     for name in RUNNERS:
         runner = services[name]
@@ -872,7 +872,7 @@ def test_compose_healthchecks_and_drain() -> None:
 
 def test_load_balancer_configuration() -> None:
     conf = re.sub(r"#.*", "", (COMPOSE_DIR / "nginx.conf").read_text())
-    settings = settings_from(compose_env(compose(env_example())["services"]["gateway"]))
+    config = settings_from(compose_env(compose(env_example())["services"]["gateway"]))
     assert re.search(r"listen\s+11345;", conf)
     assert re.search(r"server\s+gateway:11345\s+resolve;", conf)
     assert re.search(r"resolver\s+127\.0\.0\.11\b", conf)
@@ -886,9 +886,9 @@ def test_load_balancer_configuration() -> None:
     default = re.search(r"location / \{(?P<body>[^}]*)\}", conf)
     assert default
     timeout = re.search(r"proxy_read_timeout\s+(\S+);", default["body"])
-    assert timeout and duration_seconds(timeout[1]) > settings.run_timeout_seconds
+    assert timeout and duration_seconds(timeout[1]) > config.run_timeout_seconds
     size = re.search(r"client_max_body_size\s+(\S+);", conf)
-    assert size and nginx_size(size[1]) > settings.max_body_bytes
+    assert size and nginx_size(size[1]) > config.max_body_bytes
 
 
 # ======================================================================================
@@ -1061,12 +1061,12 @@ def test_headful_image() -> None:
     env = dict(
         re.findall(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=(\S+)", " ".join(values(image, "ENV")))
     )
-    settings = settings_from({k: v for k, v in env.items() if k in ALIASES})
-    assert settings.runner_headful
-    assert settings.novnc_port == default("novnc_port")
-    assert settings.novnc_web_dir == default("novnc_web_dir")  # where Debian's novnc puts it
+    config = settings_from({k: v for k, v in env.items() if k in ALIASES})
+    assert config.runner_headful
+    assert config.novnc_port == default("novnc_port")
+    assert config.novnc_web_dir == default("novnc_web_dir")  # where Debian's novnc puts it
     exposed = {int(p) for v in values(image, "EXPOSE") for p in v.split()}
-    assert {settings.novnc_port, default("runner_metrics_port")} <= exposed
+    assert {config.novnc_port, default("runner_metrics_port")} <= exposed
     # What compose and the Kubernetes base run: this stage, as figranium-runner-headful.
     objects = list(_rendered("base"))
     name, _ = kustomize.split_image(main_container(objects, HEADFUL)["image"])

@@ -13,8 +13,8 @@ import psycopg
 from psycopg import sql
 
 from figranium_common import transit
+from figranium_common.config import Config
 from figranium_common.secretbox import SecretBox
-from figranium_common.settings import Settings
 from figranium_devstack import natsauth
 from figranium_devstack.natsserver import LocalNats
 from figranium_devstack.ports import free_port
@@ -126,7 +126,7 @@ class Stack:
     def master_box(self) -> SecretBox:
         """The master key gateway and scheduler use (the key file is made if absent)."""
         values = {k: v for k, v in self.env.items() if k.startswith("FIGRANIUM_")}
-        return SecretBox.from_settings(Settings.model_validate(values))
+        return SecretBox.from_config(Config.model_validate(values))
 
     def transit_key(self) -> str:
         return transit.transit_key_text(self.master_box())

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 
 from figranium_common import db
+from figranium_common.config import Config
 from figranium_common.secretbox import SecretBox
-from figranium_common.settings import Settings
 from figranium_devstack.postgres import LocalPostgres
 from figranium_gateway.ai import AiAnswer, AiChain
 from tests.integration.ai_fakes import (
@@ -71,9 +71,7 @@ def _rows(stack: Stack) -> dict[str, str]:
 
 
 def _box(stack: Stack) -> SecretBox:
-    return SecretBox.from_settings(
-        Settings(FIGRANIUM_DATA_DIR=Path(stack.env["FIGRANIUM_DATA_DIR"]))
-    )
+    return SecretBox.from_config(Config(FIGRANIUM_DATA_DIR=Path(stack.env["FIGRANIUM_DATA_DIR"])))
 
 
 def _stored(stack: Stack, provider: str) -> list[str]:
@@ -137,10 +135,10 @@ async def test_the_chain_uses_the_keys_the_settings_routes_saved(
         "ALLOW_PRIVATE_NETWORKS": True,
         **fakes.env,
     }
-    settings = Settings(**values)
-    pool = await db.open_pool(settings.database_url, max_size=1)
+    config = Config(**values)
+    pool = await db.open_pool(config.database_url, max_size=1)
     try:
-        chain = AiChain(pool, SecretBox.from_settings(settings), settings)
+        chain = AiChain(pool, SecretBox.from_config(config), config)
 
         async def accept(text: str) -> str:
             return text

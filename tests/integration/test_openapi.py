@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from figranium_common.settings import Settings
+from figranium_common.config import Config
 from figranium_gateway import auth
 from figranium_gateway.app import create_app
 from figranium_gateway.routes import docs
@@ -171,7 +171,7 @@ def test_docs_answer_without_a_key(api: httpx.Client) -> None:
 
 def test_every_route_is_documented(api: httpx.Client) -> None:
     """Every (method, path) the aiohttp app serves is in the document, and nothing else."""
-    app = create_app(Settings())
+    app = create_app(Config())
     served = {
         (route.method, route.resource.canonical)
         for route in app.router.routes()

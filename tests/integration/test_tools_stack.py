@@ -7,7 +7,7 @@ import httpx
 import nats
 
 from figranium_common.models import PageCaptureRequest
-from figranium_gateway.tools import capture_page, check_script
+from figranium_gateway.runner_tools import capture_page, check_script
 from tests.integration.stack import Stack
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from figranium_common.http import SafeResponse
+from figranium_common.outbound_http import SafeResponse
 
 MAX_DETAILS = 300
 

@@ -44,8 +44,8 @@ from nats.js.object_store import (
 )
 from nats.nuid import NUID
 
+from figranium_common.config import Config
 from figranium_common.redact import redact_url
-from figranium_common.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -154,21 +154,21 @@ class NatsAuth:
     tls: ssl.SSLContext | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> NatsAuth:
-        return cls(settings.nats_user, settings.nats_password, tls_context(settings))
+    def from_config(cls, config: Config) -> NatsAuth:
+        return cls(config.nats_user, config.nats_password, tls_context(config))
 
 
-def tls_context(settings: Settings) -> ssl.SSLContext | None:
+def tls_context(config: Config) -> ssl.SSLContext | None:
     """TLS when a CA or a client certificate is set; else None (a tls:// URL still gets
     TLS with the system's CAs)."""
-    if settings.nats_tls_ca is None and settings.nats_tls_cert is None:
+    if config.nats_tls_ca is None and config.nats_tls_cert is None:
         return None
     context = ssl.create_default_context(
-        cafile=None if settings.nats_tls_ca is None else str(settings.nats_tls_ca)
+        cafile=None if config.nats_tls_ca is None else str(config.nats_tls_ca)
     )
-    if settings.nats_tls_cert is not None:
-        key = None if settings.nats_tls_key is None else str(settings.nats_tls_key)
-        context.load_cert_chain(str(settings.nats_tls_cert), key)
+    if config.nats_tls_cert is not None:
+        key = None if config.nats_tls_key is None else str(config.nats_tls_key)
+        context.load_cert_chain(str(config.nats_tls_cert), key)
     return context
 
 

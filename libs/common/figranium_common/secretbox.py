@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from figranium_common.config import Config
 from figranium_common.errors import FigraniumError
-from figranium_common.settings import Settings
 
 PREFIX = "enc:v1:"
 KEY_FILE = "master.key"
@@ -89,10 +89,10 @@ class SecretBox:
         self._aead = AESGCM(key)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SecretBox:
-        if settings.master_key:
-            return cls(_decode_key(settings.master_key))
-        return cls(_key_from_file(settings.data_dir / KEY_FILE))
+    def from_config(cls, config: Config) -> SecretBox:
+        if config.master_key:
+            return cls(_decode_key(config.master_key))
+        return cls(_key_from_file(config.data_dir / KEY_FILE))
 
     def subkey(self, purpose: str) -> bytes:
         """A 32-byte key for ``purpose`` derived from the master key (HKDF): other uses,

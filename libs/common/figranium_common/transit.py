@@ -17,19 +17,19 @@ import base64
 import json
 from typing import Any
 
+from figranium_common.config import Config
 from figranium_common.models import OutputTarget, ProxyConfig, ResultEvent, RunRequest
 from figranium_common.secretbox import SecretBox, SecretError, decode_key
-from figranium_common.settings import Settings
 
 TRANSIT_KEY_INFO = "figranium transit key"
 
 
-def transit_box(settings: Settings, master: SecretBox | None = None) -> SecretBox:
+def transit_box(config: Config, master: SecretBox | None = None) -> SecretBox:
     """The transit box: ``FIGRANIUM_TRANSIT_KEY``'s, else derived from the master key
     (``master``, or the settings' own)."""
-    if settings.transit_key:
-        return SecretBox(decode_key(settings.transit_key, "FIGRANIUM_TRANSIT_KEY"))
-    return derived_transit_box(master or SecretBox.from_settings(settings))
+    if config.transit_key:
+        return SecretBox(decode_key(config.transit_key, "FIGRANIUM_TRANSIT_KEY"))
+    return derived_transit_box(master or SecretBox.from_config(config))
 
 
 def derived_transit_box(master: SecretBox) -> SecretBox:
@@ -107,7 +107,7 @@ def result_state(box: SecretBox, event: ResultEvent) -> dict[str, Any] | None:
 def main() -> None:
     """Print the transit key derived from this environment's master key, for runners'
     FIGRANIUM_TRANSIT_KEY (compose's .env, the Kubernetes Secret)."""
-    print(transit_key_text(SecretBox.from_settings(Settings())))
+    print(transit_key_text(SecretBox.from_config(Config())))
 
 
 if __name__ == "__main__":

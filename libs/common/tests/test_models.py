@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from figranium_common.config import Config
 from figranium_common.db import migration_files
 from figranium_common.models import (
     Action,
@@ -12,7 +13,6 @@ from figranium_common.models import (
     StartedEvent,
     Task,
 )
-from figranium_common.settings import Settings
 
 
 def test_task_keeps_unknown_fields_and_only_given_ones() -> None:
@@ -94,14 +94,14 @@ def test_migrations_are_numbered_and_unique() -> None:
 def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("PORT", "FIGRANIUM_DATA_DIR", "ALLOW_PRIVATE_NETWORKS", "FIGRANIUM_API_KEY"):
         monkeypatch.delenv(name, raising=False)
-    settings = Settings()
-    assert settings.port == 11345
-    assert str(settings.data_dir) == ".data"
-    assert settings.allow_private_networks is False
-    assert settings.api_key is None
+    config = Config()
+    assert config.port == 11345
+    assert str(config.data_dir) == ".data"
+    assert config.allow_private_networks is False
+    assert config.api_key is None
 
 
 def test_settings_refuse_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PORT", "not-a-port")
     with pytest.raises(ValidationError):
-        Settings()
+        Config()

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from figranium_common import nats as topology
+from figranium_common.config import Config
 from figranium_common.redact import redact_url
-from figranium_common.settings import Settings
 from figranium_devstack.natsserver import LocalNats
 from figranium_devstack.ports import free_port
 
@@ -99,7 +99,7 @@ def tls_nats(tmp_path: Path) -> Iterator[tuple[int, Path]]:
 
 async def test_tls_with_the_ca_from_the_settings(tls_nats: tuple[int, Path]) -> None:
     port, ca = tls_nats
-    settings = Settings.model_validate(
+    config = Config.model_validate(
         {
             "NATS_URL": f"nats://127.0.0.1:{port}",
             "NATS_USER": "runner",
@@ -107,10 +107,10 @@ async def test_tls_with_the_ca_from_the_settings(tls_nats: tuple[int, Path]) -> 
             "NATS_TLS_CA": str(ca),
         }
     )
-    auth = topology.NatsAuth.from_settings(settings)
+    auth = topology.NatsAuth.from_config(config)
     assert auth.tls is not None
     # The server requires TLS: connecting at all means the handshake trusted that CA.
-    nc = await topology.connect(settings.nats_url, name="test", wait_seconds=0, auth=auth)
+    nc = await topology.connect(config.nats_url, name="test", wait_seconds=0, auth=auth)
     try:
         assert nc.is_connected
         await nc.flush()
@@ -119,7 +119,7 @@ async def test_tls_with_the_ca_from_the_settings(tls_nats: tuple[int, Path]) -> 
 
 
 def test_no_tls_unless_asked() -> None:
-    assert topology.NatsAuth.from_settings(Settings.model_validate({})).tls is None
+    assert topology.NatsAuth.from_config(Config.model_validate({})).tls is None
 
 
 def test_urls_are_logged_without_their_password() -> None:

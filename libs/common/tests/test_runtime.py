@@ -3,7 +3,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from figranium_common.runtime import GC_THRESHOLDS, tune_gc
+from figranium_common.gc_tuning import GC_THRESHOLDS, tune_gc
 
 
 @pytest.fixture

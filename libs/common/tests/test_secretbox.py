@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from figranium_common.config import Config
 from figranium_common.secretbox import KEY_FILE, SecretBox, SecretError, is_sealed
-from figranium_common.settings import Settings
 
 
 def test_seal_and_open_round_trip_with_fresh_nonces() -> None:
@@ -35,21 +35,21 @@ def test_values_stored_before_encryption_read_as_they_are() -> None:
 
 
 def test_key_file_is_created_once_and_reused(tmp_path: Path) -> None:
-    settings = Settings(FIGRANIUM_DATA_DIR=tmp_path / "data")  # type: ignore[call-arg]
-    sealed = SecretBox.from_settings(settings).seal("x", "p")
+    config = Config(FIGRANIUM_DATA_DIR=tmp_path / "data")  # type: ignore[call-arg]
+    sealed = SecretBox.from_config(config).seal("x", "p")
     key_file = tmp_path / "data" / KEY_FILE
     assert key_file.stat().st_mode & 0o777 == 0o600
-    assert SecretBox.from_settings(settings).open(sealed, "p") == "x"
+    assert SecretBox.from_config(config).open(sealed, "p") == "x"
 
 
 def test_master_key_from_the_environment(tmp_path: Path) -> None:
     raw = base64.urlsafe_b64encode(os.urandom(32)).decode()
-    as_base64 = Settings(FIGRANIUM_MASTER_KEY=raw, FIGRANIUM_DATA_DIR=tmp_path)  # type: ignore[call-arg]
-    sealed = SecretBox.from_settings(as_base64).seal("x", "p")
-    assert SecretBox.from_settings(as_base64).open(sealed, "p") == "x"
+    as_base64 = Config(FIGRANIUM_MASTER_KEY=raw, FIGRANIUM_DATA_DIR=tmp_path)  # type: ignore[call-arg]
+    sealed = SecretBox.from_config(as_base64).seal("x", "p")
+    assert SecretBox.from_config(as_base64).open(sealed, "p") == "x"
     assert not (tmp_path / KEY_FILE).exists()  # an environment key writes no file
 
-    phrase = Settings(FIGRANIUM_MASTER_KEY="a long passphrase of at least 32 chars")  # type: ignore[call-arg]
-    assert SecretBox.from_settings(phrase).open(SecretBox.from_settings(phrase).seal("y", "p"), "p")
+    phrase = Config(FIGRANIUM_MASTER_KEY="a long passphrase of at least 32 chars")  # type: ignore[call-arg]
+    assert SecretBox.from_config(phrase).open(SecretBox.from_config(phrase).seal("y", "p"), "p")
     with pytest.raises(SecretError, match="FIGRANIUM_MASTER_KEY"):
-        SecretBox.from_settings(Settings(FIGRANIUM_MASTER_KEY="short"))  # type: ignore[call-arg]
+        SecretBox.from_config(Config(FIGRANIUM_MASTER_KEY="short"))  # type: ignore[call-arg]

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from figranium_common import http
+from figranium_common import outbound_http
 from figranium_common.errors import FigraniumError, InvalidUrlError
-from figranium_common.urls import IPAddress, check_url, is_blocked_address, parse_url
+from figranium_common.outbound_urls import IPAddress, check_url, is_blocked_address, parse_url
 
 PUBLIC_V4 = "93.184.215.14"
 PUBLIC_V6 = "2606:4700::1111"
@@ -419,7 +419,7 @@ async def site() -> AsyncIterator[Site]:
 async def test_a_raw_backslash_url_is_refused_before_yarl_can_encode_it(site: Site) -> None:
     url = f"http://127.0.0.1:{site.port}\\@public.example/"
     with pytest.raises(InvalidUrlError, match="backslash"):
-        await http.safe_request("GET", url, allow_private=True)
+        await outbound_http.safe_request("GET", url, allow_private=True)
     assert site.seen == []
 
 
@@ -436,14 +436,14 @@ async def test_a_raw_backslash_url_is_refused_before_yarl_can_encode_it(site: Si
 async def test_a_redirect_to_a_disguised_target_is_refused(site: Site, to: str) -> None:
     url = f"http://127.0.0.1:{site.port}/redirect?to={to}"
     with pytest.raises(InvalidUrlError, match=r"redirect to .* refused"):
-        await http.safe_request("GET", url, allow_private=True)
+        await outbound_http.safe_request("GET", url, allow_private=True)
     assert site.seen == ["/redirect"]
 
 
 async def test_a_numeric_host_is_connected_to_as_the_address_it_was_read_as(site: Site) -> None:
     # aiohttp would hand "127.1" to the OS unresolved; safe_request connects to 127.0.0.1.
     to = f"http://2130706433:{site.port}/echo"
-    response = await http.safe_request(
+    response = await outbound_http.safe_request(
         "GET", f"http://127.1:{site.port}/redirect?to={to}", allow_private=True
     )
     assert response.json() == {"host": f"127.0.0.1:{site.port}", "path": "/echo"}
@@ -461,9 +461,9 @@ async def test_allow_metadata_reaches_every_hop(
         calls.append((url, allow_private, allow_metadata))
         return await check_url(url, allow_private=allow_private, allow_metadata=allow_metadata)
 
-    monkeypatch.setattr(http, "check_url", spy)
+    monkeypatch.setattr(outbound_http, "check_url", spy)
     base = f"http://127.0.0.1:{site.port}"
-    await http.safe_request(
+    await outbound_http.safe_request(
         "GET", f"{base}/redirect?to=/echo", allow_private=True, allow_metadata=True
     )
     assert calls == [(f"{base}/redirect?to=/echo", True, True), (f"{base}/echo", True, True)]
@@ -505,7 +505,7 @@ async def test_a_second_dns_answer_is_not_used_to_connect(
 
     monkeypatch.setattr(loop, "sock_connect", sock_connect)
     with pytest.raises(FigraniumError) as caught:
-        await http.safe_request(
+        await outbound_http.safe_request(
             "GET", f"http://rebinding.test:{site.port}/echo", allow_private=False
         )
     assert caught.value.code == "HTTP_ERROR"
@@ -526,7 +526,7 @@ async def test_a_second_dns_answer_is_not_used_with_private_networks_allowed(
     try:
         switching = SwitchingDns("127.0.0.1", "127.0.0.2")
         monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", switching.getaddrinfo)
-        response = await http.safe_request(
+        response = await outbound_http.safe_request(
             "GET", f"http://rebinding.test:{site.port}/echo", allow_private=True
         )
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from figranium_common import transit
+from figranium_common.config import Config
 from figranium_common.models import (
     OutputTarget,
     ProxyConfig,
@@ -13,7 +14,6 @@ from figranium_common.models import (
     RunResult,
 )
 from figranium_common.secretbox import SecretBox, SecretError, new_key_text
-from figranium_common.settings import Settings
 
 PASSWORD = "proxy-pass-7f3a"
 TOKEN = "baserow-token-91c2"
@@ -32,18 +32,18 @@ def _request() -> RunRequest:
     )
 
 
-def _settings(**values: str) -> Settings:
-    return Settings.model_validate(values)
+def _config(**values: str) -> Config:
+    return Config.model_validate(values)
 
 
 def test_a_sealed_run_request_holds_no_secret_and_opens_with_the_transit_key() -> None:
-    master = SecretBox.from_settings(_settings(FIGRANIUM_MASTER_KEY=new_key_text()))
+    master = SecretBox.from_config(_config(FIGRANIUM_MASTER_KEY=new_key_text()))
     wire = transit.seal_run_request(transit.derived_transit_box(master), _request())
     text = wire.model_dump_json()
     for secret in (PASSWORD, TOKEN, COOKIE):
         assert secret not in text
     # The runner, given only the transit key as FIGRANIUM_TRANSIT_KEY, opens it.
-    runner = _settings(FIGRANIUM_TRANSIT_KEY=transit.transit_key_text(master))
+    runner = _config(FIGRANIUM_TRANSIT_KEY=transit.transit_key_text(master))
     opened = transit.open_run_request(
         transit.transit_box(runner), RunRequest.model_validate_json(text)
     )
@@ -58,14 +58,14 @@ def test_a_sealed_run_request_holds_no_secret_and_opens_with_the_transit_key() -
 
 
 def test_a_request_queued_in_clear_by_an_older_release_is_accepted() -> None:
-    box = SecretBox.from_settings(_settings(FIGRANIUM_MASTER_KEY=new_key_text()))
+    box = SecretBox.from_config(_config(FIGRANIUM_MASTER_KEY=new_key_text()))
     old = _request()
     assert transit.open_run_request(box, old) == old
 
 
 def test_result_state_sealed_and_in_clear() -> None:
     box = transit.derived_transit_box(
-        SecretBox.from_settings(_settings(FIGRANIUM_MASTER_KEY=new_key_text()))
+        SecretBox.from_config(_config(FIGRANIUM_MASTER_KEY=new_key_text()))
     )
     state = {"cookies": [{"name": "sid", "value": COOKIE}]}
     event = ResultEvent(

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from figranium_common.errors import InvalidUrlError
-from figranium_common.urls import check_url
+from figranium_common.outbound_urls import check_url
 
 REFUSED = [
     "ftp://example.com/",

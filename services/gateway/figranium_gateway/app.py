@@ -14,10 +14,10 @@ from aiohttp import web
 
 from figranium_common import db
 from figranium_common import nats as topology
+from figranium_common.config import Config
 from figranium_common.headful import HeadfulRoster
-from figranium_common.ops import OpsServer
+from figranium_common.probes import ProbeServer
 from figranium_common.secretbox import SecretBox
-from figranium_common.settings import Settings
 from figranium_gateway import dispatch, retention, settings_store, store
 from figranium_gateway.ai import AiChain
 from figranium_gateway.auth import api_key_cache, auth_middleware
@@ -52,12 +52,12 @@ from figranium_gateway.state import (
     AUTH,
     BOX,
     CHANGES,
+    CONFIG,
     DATABASE_PROBE,
     HEADFUL,
     JS,
     NC,
     POOL,
-    SETTINGS,
     STARTED_AT,
     STOPPING,
     THROTTLE,
@@ -65,7 +65,7 @@ from figranium_gateway.state import (
 )
 from figranium_gateway.throttle import AuthThrottle
 from figranium_gateway.waiters import Waiters
-from figranium_gateway.webhooks import run_webhooks
+from figranium_gateway.webhook_delivery import run_webhooks
 
 log = structlog.get_logger(__name__)
 
@@ -73,17 +73,17 @@ SWEEP_EVERY_SECONDS = 15.0
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    pool = await db.open_pool(settings.database_url)
+    config = app[CONFIG]
+    pool = await db.open_pool(config.database_url)
     await db.apply_migrations(pool)
     app[POOL] = pool
-    app[BOX] = SecretBox.from_settings(settings)
-    app[AI] = AiChain(pool, app[BOX], settings)
+    app[BOX] = SecretBox.from_config(config)
+    app[AI] = AiChain(pool, app[BOX], config)
     if sealed := await settings_store.seal_proxy_passwords(pool, app[BOX]):
         log.info("settings.proxy_passwords_sealed", count=sealed)
-    app[AUTH] = await api_key_cache(settings, pool, app[BOX])
+    app[AUTH] = await api_key_cache(config, pool, app[BOX])
     app[DATABASE_PROBE] = probe = db.DatabaseProbe(
-        pool, settings.database_url, settings.health_db_timeout_seconds
+        pool, config.database_url, config.health_db_timeout_seconds
     )
     yield
     await probe.close()
@@ -91,23 +91,23 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _nats(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
+    config = app[CONFIG]
     nc = await topology.connect(
-        settings.nats_url,
+        config.nats_url,
         name="figranium-gateway",
-        auth=topology.NatsAuth.from_settings(settings),
+        auth=topology.NatsAuth.from_config(config),
         role="gateway",
     )
     js = nc.jetstream()
     await topology.declare_topology(
         js,
         topology.RunConsumerLimits(
-            ack_wait_seconds=settings.run_ack_wait_seconds,
-            max_deliver=settings.run_max_deliver,
-            events_max_age_seconds=settings.run_events_max_age_seconds,
+            ack_wait_seconds=config.run_ack_wait_seconds,
+            max_deliver=config.run_max_deliver,
+            events_max_age_seconds=config.run_events_max_age_seconds,
         ),
-        captures_max_bytes=settings.captures_max_bytes,
-        results_max_bytes=settings.results_max_bytes,
+        captures_max_bytes=config.captures_max_bytes,
+        results_max_bytes=config.results_max_bytes,
     )
     waiters = Waiters()
     await waiters.start(nc)
@@ -124,7 +124,7 @@ async def _nats(app: web.Application) -> AsyncIterator[None]:
 
 async def _ops(app: web.Application) -> AsyncIterator[None]:
     """/metrics, /livez, /readyz on their own port: first up, last down."""
-    settings = app[SETTINGS]
+    config = app[CONFIG]
 
     async def readiness() -> str | None:
         if app[STOPPING].is_set():
@@ -137,11 +137,11 @@ async def _ops(app: web.Application) -> AsyncIterator[None]:
         error = await probe.error()
         return None if error is None else f"database: {error}"
 
-    ops = OpsServer(
+    ops = ProbeServer(
         app[METRICS].registry,
         readiness,
-        port=settings.gateway_metrics_port,
-        host=settings.host,
+        port=config.gateway_metrics_port,
+        host=config.host,
         service="gateway",
     )
     async with ops:
@@ -209,27 +209,27 @@ async def sweep_queued(app: web.Application) -> None:
                     task=row["task_snapshot"],
                     variables=row["variables"],
                     source=row["source"],
-                    timeout_seconds=app[SETTINGS].run_timeout_seconds,
+                    timeout_seconds=app[CONFIG].run_timeout_seconds,
                 )
                 await dispatch.publish_run(app[JS], request, app[BOX])
         except Exception as exc:
             log.warning("sweeper.failed", error=str(exc))
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(config: Config) -> web.Application:
     metrics = GatewayMetrics()
     app = web.Application(
         middlewares=[http_middleware(metrics), error_middleware, auth_middleware],
-        client_max_size=settings.max_body_bytes,
+        client_max_size=config.max_body_bytes,
     )
-    app[SETTINGS] = settings
+    app[CONFIG] = config
     app[METRICS] = metrics
     app[THROTTLE] = AuthThrottle(
-        slow_after=settings.auth_slow_after_failures,
-        lock_after=settings.auth_lockout_after_failures,
-        window_seconds=settings.auth_failure_window_seconds,
-        lockout_seconds=settings.auth_lockout_seconds,
-        trust_forwarded_for=settings.trust_forwarded_for,
+        slow_after=config.auth_slow_after_failures,
+        lock_after=config.auth_lockout_after_failures,
+        window_seconds=config.auth_failure_window_seconds,
+        lockout_seconds=config.auth_lockout_seconds,
+        trust_forwarded_for=config.trust_forwarded_for,
     )
     app[STARTED_AT] = time.monotonic()
     app[STOPPING] = asyncio.Event()
@@ -246,16 +246,16 @@ def create_app(settings: Settings) -> web.Application:
                 app[BOX],
                 metrics,
                 app[WAITERS].finished,
-                preview_bytes=settings.result_preview_bytes,
+                preview_bytes=config.result_preview_bytes,
             ),
         )
     )
     app.cleanup_ctx.append(_watched("sweeper", lambda: sweep_queued(app)))
     app.cleanup_ctx.append(
-        _watched("retention", lambda: retention.run_retention(app[POOL], app[JS], app[SETTINGS]))
+        _watched("retention", lambda: retention.run_retention(app[POOL], app[JS], app[CONFIG]))
     )
     app.cleanup_ctx.append(
-        _watched("webhooks", lambda: run_webhooks(app[POOL], app[BOX], app[SETTINGS], metrics))
+        _watched("webhooks", lambda: run_webhooks(app[POOL], app[BOX], app[CONFIG], metrics))
     )
     app.cleanup_ctx.append(
         _watched("queue-gauge", lambda: refresh_queue_pending(app[JS], metrics.queue_pending))

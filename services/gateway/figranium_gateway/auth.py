@@ -9,8 +9,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from figranium_common.config import Config
 from figranium_common.secretbox import SecretBox
-from figranium_common.settings import Settings
 from figranium_gateway import settings_store, store
 from figranium_gateway.api_key import (
     API_KEY_SETTING,
@@ -37,39 +37,39 @@ def generate_api_key() -> str:
 API_KEY_FILE = "api-key"
 
 
-async def api_key_cache(settings: Settings, pool: store.Pool, box: SecretBox) -> ApiKeyCache:
+async def api_key_cache(config: Config, pool: store.Pool, box: SecretBox) -> ApiKeyCache:
     """The key as this replica checks it; only a stored key can change while running."""
     hasher = KeyHasher(box.subkey(SUBKEY_PURPOSE))
-    digest = await resolve_api_key(settings, pool, hasher)
+    digest = await resolve_api_key(config, pool, hasher)
     if digest is None:
         return ApiKeyCache(pool, "off", None, hasher)
-    return ApiKeyCache(pool, "environment" if settings.api_key else "stored", digest, hasher)
+    return ApiKeyCache(pool, "environment" if config.api_key else "stored", digest, hasher)
 
 
-async def resolve_api_key(settings: Settings, pool: store.Pool, hasher: KeyHasher) -> str | None:
+async def resolve_api_key(config: Config, pool: store.Pool, hasher: KeyHasher) -> str | None:
     """The digest of the key requests must carry, or None when authentication is off.
 
     Secure by default: with no key configured, the first start generates one, stores its
     digest and writes the key to a 0600 file in the data folder (never to the log); every
     later start (and every replica) reads the stored digest.
     """
-    if settings.auth == "off":
+    if config.auth == "off":
         log.warning("auth.disabled", reason="FIGRANIUM_AUTH=off: every request is accepted")
         return None
-    if settings.api_key:
-        if len(settings.api_key) < MIN_API_KEY_LENGTH:
+    if config.api_key:
+        if len(config.api_key) < MIN_API_KEY_LENGTH:
             log.warning(
                 "auth.api_key_short",
-                length=len(settings.api_key),
+                length=len(config.api_key),
                 note=f"FIGRANIUM_API_KEY should be at least {MIN_API_KEY_LENGTH} characters",
             )
-        return hasher.digest(settings.api_key)
+        return hasher.digest(config.api_key)
     generated = generate_api_key()
     stored, created = await store.setting_insert_if_absent(
         pool, API_KEY_SETTING, hasher.digest(generated)
     )
     if created:
-        path = write_secret_file(settings.data_dir / API_KEY_FILE, generated)
+        path = write_secret_file(config.data_dir / API_KEY_FILE, generated)
         log.warning(
             "auth.api_key_generated",
             path=str(path),

@@ -18,9 +18,9 @@ from nats.js.api import ObjectInfo
 from nats.js.errors import NotFoundError, ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
+from figranium_common.config import Config
 from figranium_common.db import Pool
 from figranium_common.nats import captures_store
-from figranium_common.settings import Settings
 from figranium_gateway import changes
 
 log = structlog.get_logger(__name__)
@@ -217,9 +217,9 @@ async def retention_round(
 CHANGES_KEPT = timedelta(days=1)
 
 
-async def run_retention(pool: Pool, js: JetStreamContext, settings: Settings) -> None:
+async def run_retention(pool: Pool, js: JetStreamContext, config: Config) -> None:
     """Every ``RETENTION_INTERVAL_SECONDS``, from start-up on; ``RETENTION_DAYS=0`` keeps all."""
-    if settings.retention_days == 0:
+    if config.retention_days == 0:
         log.info("retention.disabled", reason="RETENTION_DAYS=0")
         return
     while True:
@@ -227,8 +227,8 @@ async def run_retention(pool: Pool, js: JetStreamContext, settings: Settings) ->
             result = await retention_round(
                 pool,
                 js,
-                days=settings.retention_days,
-                interval_seconds=settings.retention_interval_seconds,
+                days=config.retention_days,
+                interval_seconds=config.retention_interval_seconds,
             )
             if result is not None:  # one line per round across all replicas: cheap
                 # The change log only serves reconnecting streams: a day is plenty.
@@ -241,4 +241,4 @@ async def run_retention(pool: Pool, js: JetStreamContext, settings: Settings) ->
                 )
         except Exception as exc:
             log.warning("retention.failed", error=str(exc) or type(exc).__name__)
-        await asyncio.sleep(settings.retention_interval_seconds)
+        await asyncio.sleep(config.retention_interval_seconds)

@@ -8,17 +8,17 @@ from aiohttp import web
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from figranium_common.config import Config
 from figranium_common.db import DatabaseProbe, Pool
 from figranium_common.headful import HeadfulRoster
 from figranium_common.secretbox import SecretBox
-from figranium_common.settings import Settings
 from figranium_gateway.ai.chain import AiChain
 from figranium_gateway.api_key import ApiKeyCache
 from figranium_gateway.changes import ChangeFeed
 from figranium_gateway.throttle import AuthThrottle
 from figranium_gateway.waiters import Waiters
 
-SETTINGS = web.AppKey("settings", Settings)
+CONFIG = web.AppKey("settings", Config)
 POOL = web.AppKey("pool", Pool)
 # Health and readiness: PostgreSQL asked through POOL, or on a connection of its own
 # while POOL is queueing requests.

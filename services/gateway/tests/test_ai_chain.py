@@ -13,8 +13,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from figranium_common import db
+from figranium_common.config import Config
 from figranium_common.secretbox import SecretBox
-from figranium_common.settings import Settings
 from figranium_devstack.ports import free_port
 from figranium_devstack.postgres import LocalPostgres
 from figranium_gateway import settings_store
@@ -46,7 +46,7 @@ def fakes() -> Iterator[AiFakes]:
         yield started
 
 
-def _settings(fakes: AiFakes, **extra: Any) -> Settings:
+def _config(fakes: AiFakes, **extra: Any) -> Config:
     values: dict[str, Any] = {
         "GEMINI_BASE_URL": fakes.gemini_base_url,
         "OPENAI_BASE_URL": fakes.openai_base_url,
@@ -55,11 +55,11 @@ def _settings(fakes: AiFakes, **extra: Any) -> Settings:
         "ALLOW_PRIVATE_NETWORKS": True,
         **extra,
     }
-    return Settings(**values)
+    return Config(**values)
 
 
 def _chain(pool: db.Pool, fakes: AiFakes, **extra: Any) -> AiChain:
-    return AiChain(pool, BOX, _settings(fakes, **extra))
+    return AiChain(pool, BOX, _config(fakes, **extra))
 
 
 async def _keys(pool: db.Pool, provider: Provider, *entries: str, box: SecretBox = BOX) -> None:

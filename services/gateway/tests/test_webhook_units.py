@@ -8,11 +8,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from figranium_common.errors import FigraniumError, InvalidUrlError, TooManyRedirects
-from figranium_common.http import safe_request
 from figranium_common.models import now_ms
+from figranium_common.outbound_http import safe_request
 from figranium_common.secretbox import SecretBox
-from figranium_gateway import webhooks
-from figranium_gateway.webhooks import (
+from figranium_gateway import webhook_delivery
+from figranium_gateway.webhook_delivery import (
     backoff_seconds,
     judge_error,
     judge_status,
@@ -50,21 +50,23 @@ def test_during_an_overlap_both_secrets_sign_the_new_one_first() -> None:
 def test_the_previous_secret_signs_only_until_the_overlap_ends() -> None:
     box = SecretBox(b"k" * 32)
     sealed = {
-        "secret": box.seal("whsec_new", webhooks.SECRET_PURPOSE),
-        "previous": box.seal("whsec_old", webhooks.SECRET_PURPOSE),
+        "secret": box.seal("whsec_new", webhook_delivery.SECRET_PURPOSE),
+        "previous": box.seal("whsec_old", webhook_delivery.SECRET_PURPOSE),
     }
     later = now_ms() + 60_000
-    assert webhooks._open_secrets(box, {**sealed, "previousUntil": later}) == [
+    assert webhook_delivery._open_secrets(box, {**sealed, "previousUntil": later}) == [
         "whsec_new",
         "whsec_old",
     ]
-    assert webhooks._open_secrets(box, {**sealed, "previousUntil": now_ms() - 1}) == ["whsec_new"]
-    assert webhooks._open_secrets(box, {"secret": sealed["secret"]}) == ["whsec_new"]
-    assert webhooks._open_secrets(box, None) == []
+    assert webhook_delivery._open_secrets(box, {**sealed, "previousUntil": now_ms() - 1}) == [
+        "whsec_new"
+    ]
+    assert webhook_delivery._open_secrets(box, {"secret": sealed["secret"]}) == ["whsec_new"]
+    assert webhook_delivery._open_secrets(box, None) == []
 
 
 def test_secrets_are_new_and_prefixed() -> None:
-    first, second = webhooks.new_secret(), webhooks.new_secret()
+    first, second = webhook_delivery.new_secret(), webhook_delivery.new_secret()
     assert first.startswith("whsec_") and len(first) > 40 and first != second
 
 

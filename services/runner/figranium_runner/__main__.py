@@ -14,22 +14,22 @@ import structlog
 from nats.aio.client import Client as NATS
 
 from figranium_common import nats as topology
+from figranium_common.config import Config
+from figranium_common.gc_tuning import tune_gc
 from figranium_common.logging import configure_logging
-from figranium_common.ops import OpsServer
-from figranium_common.runtime import tune_gc
-from figranium_common.settings import Settings
+from figranium_common.probes import ProbeServer
 from figranium_runner import headful
 from figranium_runner.browser import BrowserHost
 from figranium_runner.headful.display import HeadfulError, VirtualDisplay
 from figranium_runner.headful.service import HeadfulService
 from figranium_runner.metrics import RunnerMetrics
-from figranium_runner.tools import ToolsService
+from figranium_runner.tool_service import ToolsService
 from figranium_runner.worker import Worker, runner_name
 
 log = structlog.get_logger("figranium_runner")
 
 
-async def serve(settings: Settings) -> None:
+async def serve(config: Config) -> None:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -37,21 +37,21 @@ async def serve(settings: Settings) -> None:
 
     metrics = RunnerMetrics()
     display: VirtualDisplay | None = None
-    if settings.runner_headful:
+    if config.runner_headful:
         # The Chromium dies with its display; bring it back with the display.
         display = VirtualDisplay(
-            settings.headful_screen, on_restart=lambda: browser.relaunch_if_down()
+            config.headful_screen, on_restart=lambda: browser.relaunch_if_down()
         )
     browser = BrowserHost(
-        settings.chromium_path,
-        headless_path=settings.chromium_headless_path,
-        max_contexts=settings.runner_browser_max_contexts,
+        config.chromium_path,
+        headless_path=config.chromium_headless_path,
+        max_contexts=config.runner_browser_max_contexts,
         # Runs end by their timeout; past it a context still open on a recycled Chromium
         # is a leak, not a run.
-        retire_grace_seconds=settings.run_timeout_seconds + 60,
+        retire_grace_seconds=config.run_timeout_seconds + 60,
         on_restart=metrics.browser_restarted,
         screen=display,
-        nice=settings.runner_browser_nice,
+        nice=config.runner_browser_nice,
     )
     connections: list[NATS] = []
 
@@ -68,11 +68,11 @@ async def serve(settings: Settings) -> None:
 
     # Started first and closed last: the probes answer while Chromium starts and while
     # the runner drains.
-    ops = OpsServer(
+    ops = ProbeServer(
         metrics.registry,
         readiness,
-        port=settings.runner_metrics_port,
-        host=settings.host,
+        port=config.runner_metrics_port,
+        host=config.host,
         service="runner",
     )
     async with ops:
@@ -87,14 +87,14 @@ async def serve(settings: Settings) -> None:
                     return
                 raise
             nc = await topology.connect(
-                settings.nats_url,
+                config.nats_url,
                 name="figranium-runner",
-                auth=topology.NatsAuth.from_settings(settings),
+                auth=topology.NatsAuth.from_config(config),
                 role="runner",
             )
             connections.append(nc)
             try:
-                await _work(settings, stopping, nc, browser, metrics, display)
+                await _work(config, stopping, nc, browser, metrics, display)
             finally:
                 await browser.close()
                 await topology.close(nc)
@@ -105,7 +105,7 @@ async def serve(settings: Settings) -> None:
 
 
 async def _work(
-    settings: Settings,
+    config: Config,
     stopping: asyncio.Event,
     nc: NATS,
     browser: BrowserHost,
@@ -119,24 +119,24 @@ async def _work(
     if not await topology.bind_topology(js, consumer, stopping):
         return
     if display is not None:
-        await _work_headful(settings, stopping, nc, browser, metrics, display)
+        await _work_headful(config, stopping, nc, browser, metrics, display)
         return
-    worker = Worker(settings, nc, js, browser, metrics)
-    tools = ToolsService(settings, nc, browser)
+    worker = Worker(config, nc, js, browser, metrics)
+    tools = ToolsService(config, nc, browser)
     await tools.start(stopping)
     try:
         await worker.run(stopping)
         log.info("runner.stopping", running=worker.busy)
         await asyncio.gather(
-            worker.drain(settings.runner_drain_seconds),
-            tools.drain(settings.runner_drain_seconds),
+            worker.drain(config.runner_drain_seconds),
+            tools.drain(config.runner_drain_seconds),
         )
     finally:
         await tools.drain(0)  # a no-op after a clean stop
 
 
 async def _work_headful(
-    settings: Settings,
+    config: Config,
     stopping: asyncio.Event,
     nc: NATS,
     browser: BrowserHost,
@@ -145,9 +145,9 @@ async def _work_headful(
 ) -> None:
     """One visible session at a time, from the headful consumer only. The tools services
     stay with headless runners: their pages would appear on the watched screen."""
-    service = HeadfulService(settings, nc, display, metrics, runner_id=runner_name())
+    service = HeadfulService(config, nc, display, metrics, runner_id=runner_name())
     worker = Worker(
-        settings,
+        config,
         nc,
         nc.jetstream(),
         browser,
@@ -161,20 +161,20 @@ async def _work_headful(
     try:
         await worker.run(stopping)
         log.info("runner.stopping", running=worker.busy)
-        await worker.drain(settings.runner_drain_seconds)
+        await worker.drain(config.runner_drain_seconds)
     finally:
         await service.close()
 
 
 def main() -> None:
-    settings = Settings()
-    configure_logging(settings.log_level, settings.log_format, service="runner")
+    config = Config()
+    configure_logging(config.log_level, config.log_format, service="runner")
     tune_gc()
-    if settings.runner_headful and (problem := headful.preflight(settings)) is not None:
+    if config.runner_headful and (problem := headful.preflight(config)) is not None:
         log.error("runner.headful_unavailable", error=problem)
         sys.exit(2)
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(config))
     except HeadfulError as exc:
         log.error("runner.headful_unavailable", error=exc.details)
         sys.exit(2)

@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from figranium_common.errors import FigraniumError
-from figranium_common.http import safe_request
 from figranium_common.models import Action
+from figranium_common.outbound_http import safe_request
 from figranium_common.redact import SECRET_MASK
 from figranium_runner.bounds import json_size, too_large
 from figranium_runner.conditions import parse_value, var_name

@@ -319,21 +319,21 @@ class BrowserHost:
         :class:`BrowserCrashed` when the Chromium died under the call.
         """
         generation = await self._generation()  # relaunches a Chromium that crashed
-        settings: dict[str, Any] = {
+        config: dict[str, Any] = {
             "bypass_csp": True,  # extraction scripts must run even under a strict CSP
             "accept_downloads": True,
         }
         if self._screen is None or "viewport" in options:
-            settings["viewport"] = {"width": 1280, "height": 800}
+            config["viewport"] = {"width": 1280, "height": 800}
         else:
             # Headed, the page fills the window; a fixed viewport would grow the window
             # past the screen's edge.
-            settings["no_viewport"] = True
+            config["no_viewport"] = True
         if record_video_dir is not None and self.can_record:
-            settings["record_video_dir"] = str(record_video_dir)
-        settings.update(options)
+            config["record_video_dir"] = str(record_video_dir)
+        config.update(options)
         try:
-            context = await generation.browser.new_context(**settings)
+            context = await generation.browser.new_context(**config)
         except PlaywrightError as exc:
             if generation.crashed or not generation.browser.is_connected():
                 raise BrowserCrashed("the browser crashed while opening a context") from exc

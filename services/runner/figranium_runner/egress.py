@@ -38,9 +38,9 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from figranium_common.config import Config
 from figranium_common.errors import InvalidUrlError
-from figranium_common.settings import Settings
-from figranium_common.urls import IPAddress, check_url, parse_url
+from figranium_common.outbound_urls import IPAddress, check_url, parse_url
 
 log = structlog.get_logger(__name__)
 
@@ -77,12 +77,12 @@ class EgressPolicy:
     on_block: Callable[[str, str], None] | None = None
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, on_block: Callable[[str, str], None] | None = None
+    def from_config(
+        cls, config: Config, on_block: Callable[[str, str], None] | None = None
     ) -> EgressPolicy:
         return cls(
-            allow_private=settings.allow_private_networks,
-            allow_metadata=settings.allow_metadata_address,
+            allow_private=config.allow_private_networks,
+            allow_metadata=config.allow_metadata_address,
             on_block=on_block,
         )
 

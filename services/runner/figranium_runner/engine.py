@@ -22,12 +22,12 @@ from playwright.async_api import Download, Page, Route
 from playwright.async_api import Error as PlaywrightError
 
 from figranium_common.blocks import BlockMap, BlockStructureError, build_blocks
+from figranium_common.config import Config
 from figranium_common.errors import FigraniumError, InvalidUrlError
-from figranium_common.http import safe_request
 from figranium_common.models import Action, RunResult, Task, now_ms
+from figranium_common.outbound_http import safe_request
+from figranium_common.outbound_urls import check_url
 from figranium_common.redact import Redactor
-from figranium_common.settings import Settings
-from figranium_common.urls import check_url
 from figranium_runner import conditions
 from figranium_runner.actions import HANDLERS, ActionFailed, StopRun
 from figranium_runner.bounds import Bounds, LimitExceeded, LogBudget, VariableBudget, too_large
@@ -703,21 +703,21 @@ class Limits:
     bounds: Bounds = field(default_factory=Bounds)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Limits:
+    def from_config(cls, config: Config) -> Limits:
         return cls(
             bounds=Bounds(
-                regex_timeout_ms=settings.regex_timeout_ms,
-                max_variable_bytes=settings.max_variable_bytes,
-                max_variables_bytes=settings.max_variables_bytes,
-                max_log_lines=settings.max_log_lines,
-                max_log_line_chars=settings.max_log_line_chars,
+                regex_timeout_ms=config.regex_timeout_ms,
+                max_variable_bytes=config.max_variable_bytes,
+                max_variables_bytes=config.max_variables_bytes,
+                max_log_lines=config.max_log_lines,
+                max_log_line_chars=config.max_log_line_chars,
             ),
-            neutralise_csv=settings.csv_neutralise_formulas,
-            allow_private=settings.allow_private_networks,
-            default_timeout_ms=settings.action_timeout_ms,
-            max_loop_iterations=settings.max_loop_iterations,
-            allow_metadata=settings.allow_metadata_address,
-            max_download_bytes=settings.max_download_bytes,
+            neutralise_csv=config.csv_neutralise_formulas,
+            allow_private=config.allow_private_networks,
+            default_timeout_ms=config.action_timeout_ms,
+            max_loop_iterations=config.max_loop_iterations,
+            allow_metadata=config.allow_metadata_address,
+            max_download_bytes=config.max_download_bytes,
         )
 
 

@@ -37,7 +37,7 @@ from playwright.async_api import APIResponse, BrowserContext, Frame, Request, Ro
 from playwright.async_api import Error as PlaywrightError
 
 from figranium_common.errors import InvalidUrlError
-from figranium_common.urls import check_url, check_url_syntax
+from figranium_common.outbound_urls import check_url, check_url_syntax
 
 log = structlog.get_logger(__name__)
 

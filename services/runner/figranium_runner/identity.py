@@ -223,12 +223,12 @@ def context_options(task: Task, proxies: list[ProxyConfig], rng: random.Random) 
         options["viewport"] = {"width": width, "height": height}
     if task.rotateProxies and proxies:
         proxy = rng.choice(proxies)
-        settings = {"server": proxy.server}
+        config = {"server": proxy.server}
         if proxy.username is not None:
-            settings["username"] = proxy.username
+            config["username"] = proxy.username
         if proxy.password is not None:
-            settings["password"] = proxy.password
-        options["proxy"] = settings
+            config["password"] = proxy.password
+        options["proxy"] = config
     return options
 
 

@@ -16,8 +16,8 @@ import structlog
 
 from figranium_common import baserow
 from figranium_common.errors import FigraniumError
-from figranium_common.http import safe_request
 from figranium_common.models import OutputTarget, RunResult
+from figranium_common.outbound_http import safe_request
 
 log = structlog.get_logger(__name__)
 

@@ -33,6 +33,7 @@ from playwright.async_api import Error as PlaywrightError
 from pydantic import ValidationError
 
 from figranium_common import transit
+from figranium_common.config import Config
 from figranium_common.errors import InvalidUrlError
 from figranium_common.models import (
     LogEvent,
@@ -61,7 +62,6 @@ from figranium_common.nats import (
 )
 from figranium_common.pull import PullStream
 from figranium_common.secretbox import SecretBox, SecretError
-from figranium_common.settings import Settings
 from figranium_runner import identity, output
 from figranium_runner.browser import BrowserCrashed, BrowserHost
 from figranium_runner.egress import EgressPolicy, EgressProxy, Upstream, pin_upstream
@@ -431,7 +431,7 @@ class RunObserver(Protocol):
 class Worker:
     def __init__(
         self,
-        settings: Settings,
+        config: Config,
         nc: NATS,
         js: JetStreamContext,
         browser: BrowserHost,
@@ -444,14 +444,14 @@ class Worker:
     ) -> None:
         """``consumer``: the durable consumer runs are pulled from; ``slots``: how many run
         at once (``RUNNER_CONCURRENCY`` by default)."""
-        self._settings = settings
+        self._config = config
         self._transit_box: SecretBox | None = None
-        self._limits = Limits.from_settings(settings)
+        self._limits = Limits.from_config(config)
         self._nc = nc
         self._js = js
         self._browser = browser
         self._consumer = consumer
-        self._slots = slots or settings.runner_concurrency
+        self._slots = slots or config.runner_concurrency
         self._observer = observer
         self._active: set[asyncio.Task[None]] = set()
         self._rng = random.Random()
@@ -609,7 +609,7 @@ class Worker:
     def _transit(self) -> SecretBox:
         """The transit key's box, made at the first run that needs it."""
         if self._transit_box is None:
-            self._transit_box = transit.transit_box(self._settings)
+            self._transit_box = transit.transit_box(self._config)
         return self._transit_box
 
     def _events(self, execution_id: str, attempt: int) -> EventPublisher:
@@ -617,9 +617,9 @@ class Worker:
             self._js,
             execution_id,
             attempt,
-            linger_seconds=self._settings.run_log_linger_seconds,
+            linger_seconds=self._config.run_log_linger_seconds,
             max_payload=int(self._nc.max_payload),
-            max_result_bytes=self._settings.max_result_bytes,
+            max_result_bytes=self._config.max_result_bytes,
         )
 
     async def _refuse(self, msg: Msg, request: RunRequest, attempt: int, error: str) -> None:
@@ -632,7 +632,7 @@ class Worker:
         log.error("run.refuse_failed", execution_id=request.execution_id)
 
     async def _heartbeat(self, msg: Msg) -> None:
-        interval = max(1.0, self._settings.run_ack_wait_seconds / 3)
+        interval = max(1.0, self._config.run_ack_wait_seconds / 3)
         while True:
             await asyncio.sleep(interval)
             with contextlib.suppress(Exception):
@@ -695,7 +695,7 @@ class Worker:
             log.info("run.identity", **identity.describe(options))
         if task.mode == "scrape":
             options["java_script_enabled"] = False  # a scrape shows the fetched HTML as it is
-        policy = EgressPolicy.from_settings(self._settings, on_block=self._blocked_for(events))
+        policy = EgressPolicy.from_config(self._config, on_block=self._blocked_for(events))
         upstream: Upstream | None = None
         if "proxy" in options:
             try:
@@ -795,7 +795,7 @@ class Worker:
             result = await output.deliver(
                 result,
                 request.output,
-                allow_private=self._settings.allow_private_networks,
+                allow_private=self._config.allow_private_networks,
                 emit=events.log,
             )
             duration_ms = int((time.monotonic() - started) * 1000)

@@ -19,9 +19,9 @@ import pytest_asyncio
 from playwright.async_api import BrowserContext
 from playwright.async_api import Error as PlaywrightError
 
-from figranium_common import urls
+from figranium_common import outbound_urls
 from figranium_common.errors import InvalidUrlError
-from figranium_common.urls import IPAddress
+from figranium_common.outbound_urls import IPAddress
 from figranium_runner.browser import BrowserHost
 from figranium_runner.egress import EgressPolicy
 from figranium_runner.worker import open_context
@@ -158,7 +158,7 @@ def dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[list[str]]]]
     """Answers for PROXY_NAME, one list per lookup (the last one repeats); the lookups
     made are counted in the "asked" entry."""
     answers: dict[str, list[list[str]]] = {PROXY_NAME: [], "asked": []}
-    real = urls._resolve
+    real = outbound_urls._resolve
 
     async def resolve(host: str, port: int) -> list[IPAddress]:
         if host != PROXY_NAME:
@@ -168,7 +168,7 @@ def dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[list[str]]]]
         reply = queue.pop(0) if len(queue) > 1 else queue[0]
         return [ipaddress.ip_address(address) for address in reply]
 
-    monkeypatch.setattr(urls, "_resolve", resolve)
+    monkeypatch.setattr(outbound_urls, "_resolve", resolve)
     yield answers
 
 

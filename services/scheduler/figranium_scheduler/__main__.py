@@ -13,10 +13,10 @@ import structlog
 
 from figranium_common import db
 from figranium_common import nats as topology
+from figranium_common.config import Config
+from figranium_common.gc_tuning import tune_gc
 from figranium_common.logging import configure_logging
-from figranium_common.ops import OpsServer
-from figranium_common.runtime import tune_gc
-from figranium_common.settings import Settings
+from figranium_common.probes import ProbeServer
 from figranium_scheduler.loop import Scheduler
 from figranium_scheduler.metrics import SchedulerMetrics
 
@@ -27,7 +27,7 @@ log = structlog.get_logger("figranium_scheduler")
 READY_DB_TIMEOUT_SECONDS = 2.0
 
 
-async def serve(settings: Settings, stopping: asyncio.Event) -> None:
+async def serve(config: Config, stopping: asyncio.Event) -> None:
     metrics = SchedulerMetrics()
     probe: db.DatabaseProbe | None = None  # once the database is migrated and NATS connected
 
@@ -39,29 +39,29 @@ async def serve(settings: Settings, stopping: asyncio.Event) -> None:
         error = await probe.error()
         return None if error is None else f"database: {error}"
 
-    ops = OpsServer(
+    ops = ProbeServer(
         metrics.registry,
         readiness,
-        port=settings.scheduler_metrics_port,
-        host=settings.host,
+        port=config.scheduler_metrics_port,
+        host=config.host,
         service="scheduler",
     )
     # Up before the database and down after it: probes answer throughout.
     async with ops:
         # One connection claims, one reports heartbeats, one spare for the wake-up query.
-        pool = await db.open_pool(settings.database_url, max_size=3)
+        pool = await db.open_pool(config.database_url, max_size=3)
         try:
             await db.apply_migrations(pool)
             nc = await topology.connect(
-                settings.nats_url,
+                config.nats_url,
                 name="figranium-scheduler",
-                auth=topology.NatsAuth.from_settings(settings),
+                auth=topology.NatsAuth.from_config(config),
                 role="scheduler",
             )
             try:
-                probe = db.DatabaseProbe(pool, settings.database_url, READY_DB_TIMEOUT_SECONDS)
+                probe = db.DatabaseProbe(pool, config.database_url, READY_DB_TIMEOUT_SECONDS)
                 log.info("scheduler.ready")
-                await Scheduler(pool, nc, settings, metrics).run(stopping)
+                await Scheduler(pool, nc, config, metrics).run(stopping)
                 log.info("scheduler.stopping")
             finally:
                 await topology.close(nc)
@@ -72,19 +72,19 @@ async def serve(settings: Settings, stopping: asyncio.Event) -> None:
     log.info("scheduler.stopped")
 
 
-async def _main(settings: Settings) -> None:
+async def _main(config: Config) -> None:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    await serve(settings, stopping)
+    await serve(config, stopping)
 
 
 def main() -> None:
-    settings = Settings()
-    configure_logging(settings.log_level, settings.log_format, service="scheduler")
+    config = Config()
+    configure_logging(config.log_level, config.log_format, service="scheduler")
     tune_gc()
-    asyncio.run(_main(settings))
+    asyncio.run(_main(config))
 
 
 if __name__ == "__main__":

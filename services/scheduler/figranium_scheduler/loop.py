@@ -22,6 +22,7 @@ from nats.js import JetStreamContext
 from psycopg_pool import PoolTimeout
 
 from figranium_common import transit
+from figranium_common.config import Config
 from figranium_common.db import Pool
 from figranium_common.headful import HeadfulRoster
 from figranium_common.nats import (
@@ -31,7 +32,6 @@ from figranium_common.nats import (
     unsubscribe,
 )
 from figranium_common.secretbox import SecretBox
-from figranium_common.settings import Settings
 from figranium_scheduler import claim
 from figranium_scheduler.metrics import SchedulerMetrics
 
@@ -51,13 +51,13 @@ def replica_name() -> str:
 
 class Scheduler:
     def __init__(
-        self, pool: Pool, nc: NATS, settings: Settings, metrics: SchedulerMetrics | None = None
+        self, pool: Pool, nc: NATS, config: Config, metrics: SchedulerMetrics | None = None
     ) -> None:
         self.pool = pool
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
-        self.settings = settings
-        self.box = SecretBox.from_settings(settings)
+        self.config = config
+        self.box = SecretBox.from_config(config)
         self.transit = transit.derived_transit_box(self.box)
         self.replica_id = replica_name()
         self.fired = 0
@@ -86,7 +86,7 @@ class Scheduler:
                 await claim.goodbye(self.pool, self.replica_id)
 
     async def _fire_loop(self, stopping: asyncio.Event) -> None:
-        cap = self.settings.scheduler_max_sleep_seconds
+        cap = self.config.scheduler_max_sleep_seconds
         while not stopping.is_set():
             # Cleared before reading: a notice that arrives during the claim wakes us again.
             self._wake.clear()
@@ -113,9 +113,9 @@ class Scheduler:
                 claimed = await claim.claim_due(
                     self.pool,
                     self.box,
-                    limit=self.settings.scheduler_batch_size,
-                    grace=timedelta(seconds=self.settings.scheduler_misfire_grace_seconds),
-                    timeout_seconds=self.settings.run_timeout_seconds,
+                    limit=self.config.scheduler_batch_size,
+                    grace=timedelta(seconds=self.config.scheduler_misfire_grace_seconds),
+                    timeout_seconds=self.config.run_timeout_seconds,
                     headful_available=await self.headful.check_available(),
                 )
                 for task_id, reason in claimed.skipped:
@@ -129,7 +129,7 @@ class Scheduler:
                     self.metrics.fired.inc()
                     self.metrics.lateness.observe(fired.lateness_ms / 1000)
                     publishing.add(asyncio.create_task(self._publish(fired, slots)))
-                if claimed.rows < self.settings.scheduler_batch_size:
+                if claimed.rows < self.config.scheduler_batch_size:
                     return
         finally:
             # Even when a claim fails: what was claimed and committed still goes out.
@@ -164,7 +164,7 @@ class Scheduler:
         )
 
     async def _heartbeats(self, stopping: asyncio.Event) -> None:
-        every = self.settings.scheduler_heartbeat_seconds
+        every = self.config.scheduler_heartbeat_seconds
         while not stopping.is_set():
             try:
                 await claim.heartbeat(self.pool, self.replica_id)

@@ -1,6 +1,6 @@
 """The scheduler's Prometheus metrics: how late schedules fire, how many fired or skipped.
 
-The service serves them with its probes through :class:`figranium_common.ops.OpsServer`.
+The service serves them with its probes through :class:`figranium_common.probes.ProbeServer`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psycopg
 
-from figranium_common.settings import Settings
+from figranium_common.config import Config
 from figranium_devstack.natsserver import LocalNats
 from figranium_devstack.ports import free_port
 from figranium_devstack.postgres import LocalPostgres
@@ -26,7 +26,7 @@ async def test_serve_until_stopped(tmp_path: Path) -> None:
         LocalNats(tmp_path / "nats", free_port()) as nats_server,
     ):
         metrics_port = free_port()
-        settings = Settings.model_validate(
+        config = Config.model_validate(
             {
                 "DATABASE_URL": postgres.url,
                 "NATS_URL": nats_server.url,
@@ -34,7 +34,7 @@ async def test_serve_until_stopped(tmp_path: Path) -> None:
             }
         )
         stopping = asyncio.Event()
-        serving = asyncio.create_task(serve(settings, stopping))
+        serving = asyncio.create_task(serve(config, stopping))
         await asyncio.sleep(1.5)
         assert not serving.done()
         text = await asyncio.to_thread(_scrape, metrics_port)

@@ -16,7 +16,7 @@ from figranium_devstack.ports import free_port, port_is_free
 from figranium_devstack.postgres import LocalPostgres
 
 SERVICES = ("gateway", "runner", "scheduler")
-# The settings' defaults (figranium_common.settings), which this tool does not import.
+# The settings' defaults (figranium_common.config), which this tool does not import.
 RUNNER_METRICS_PORT = 9466
 NOVNC_PORT = 54311
 
@@ -109,12 +109,12 @@ def derived_transit_key(service_env: Mapping[str, str]) -> str:
     data dir if it is not there yet), for the runners."""
     # Imported here: only `run` needs the services' own code.
     from figranium_common import transit
+    from figranium_common.config import Config
     from figranium_common.secretbox import SecretBox
-    from figranium_common.settings import Settings
 
     names = ("FIGRANIUM_DATA_DIR", "FIGRANIUM_MASTER_KEY")
     values = {name: service_env[name] for name in names if service_env.get(name)}
-    return transit.transit_key_text(SecretBox.from_settings(Settings.model_validate(values)))
+    return transit.transit_key_text(SecretBox.from_config(Config.model_validate(values)))
 
 
 def without_master_key(service: Service, transit_key: str) -> Service:

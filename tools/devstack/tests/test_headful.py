@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from figranium_common.settings import Settings
+from figranium_common.config import Config
 from figranium_devstack.__main__ import (
     NOVNC_PORT,
     RUNNER_METRICS_PORT,
@@ -30,13 +30,13 @@ BASE_ENV = {
 }
 
 
-def settings_of(env: dict[str, str]) -> Settings:
+def settings_of(env: dict[str, str]) -> Config:
     """What the process would read, ignoring this test's own environment."""
-    return Settings.model_validate(env)
+    return Config.model_validate(env)
 
 
 def test_defaults_are_the_settings_defaults() -> None:
-    fields = Settings.model_fields
+    fields = Config.model_fields
     assert fields["runner_metrics_port"].default == RUNNER_METRICS_PORT
     assert fields["novnc_port"].default == NOVNC_PORT
 
@@ -66,20 +66,20 @@ def test_headful_adds_one_headful_runner_beside_the_runner() -> None:
     assert list(services) == ["gateway", "runner", "scheduler", "runner-headful"]
     headful = services["runner-headful"]
     assert headful.module == "figranium_runner"
-    settings = settings_of(headful.env)
-    assert settings.runner_headful is True
-    assert settings.runner_concurrency == 1
-    assert settings.novnc_port == NOVNC_PORT
-    assert settings.nats_url == BASE_ENV["NATS_URL"]
+    config = settings_of(headful.env)
+    assert config.runner_headful is True
+    assert config.runner_concurrency == 1
+    assert config.novnc_port == NOVNC_PORT
+    assert config.nats_url == BASE_ENV["NATS_URL"]
     runner = settings_of(services["runner"].env)
     assert runner.runner_headful is False
     assert runner.runner_metrics_port == RUNNER_METRICS_PORT
-    assert settings.runner_metrics_port == RUNNER_METRICS_PORT + 1
+    assert config.runner_metrics_port == RUNNER_METRICS_PORT + 1
     ops_ports = {
         settings_of(services["gateway"].env).gateway_metrics_port,
         settings_of(services["scheduler"].env).scheduler_metrics_port,
         runner.runner_metrics_port,
-        settings.runner_metrics_port,
+        config.runner_metrics_port,
     }
     assert len(ops_ports) == 4, "every process of the stack has an ops port of its own"
     for name in ("gateway", "scheduler"):

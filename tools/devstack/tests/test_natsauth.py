@@ -12,9 +12,9 @@ import pytest
 from nats.js.api import StreamConfig
 
 from figranium_common import transit
+from figranium_common.config import Config
 from figranium_common.nats import inbox_prefix
 from figranium_common.secretbox import SecretBox
-from figranium_common.settings import Settings
 from figranium_devstack import natsauth
 from figranium_devstack.__main__ import (
     derived_transit_key,
@@ -146,5 +146,5 @@ def test_make_run_gives_each_service_its_nats_user_and_runners_no_master_key(
         runner = service.module == "figranium_runner"
         assert ("FIGRANIUM_MASTER_KEY" in service.env) is not runner, service.name
         assert ("FIGRANIUM_TRANSIT_KEY" in service.env) is runner, service.name
-    master = SecretBox.from_settings(Settings.model_validate(env))
+    master = SecretBox.from_config(Config.model_validate(env))
     assert key == transit.transit_key_text(master)

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import structlog
 
+from figranium_common.config import Config
 from figranium_common.db import Pool
 from figranium_common.errors import FigraniumError
 from figranium_common.secretbox import SecretBox
-from figranium_common.settings import Settings
 from figranium_gateway.ai import keys
 from figranium_gateway.ai.keys import PROVIDERS, Provider, StoredEntry
 from figranium_gateway.ai.providers import (
@@ -79,7 +79,7 @@ class KeyRing:
 # Gets the raw model text; returns the cleaned accepted answer or raises AnswerRejected.
 Accept = Callable[[str], Awaitable[str]]
 
-_ASKERS: dict[Provider, Callable[[str, Question, Settings], Awaitable[str]]] = {
+_ASKERS: dict[Provider, Callable[[str, Question, Config], Awaitable[str]]] = {
     "gemini": ask_gemini,
     "openai": ask_openai,
     "claude": ask_claude,
@@ -89,10 +89,10 @@ _ASKERS: dict[Provider, Callable[[str, Question, Settings], Awaitable[str]]] = {
 class AiChain:
     """One per gateway process: it also remembers which keys are cooling down after a 429."""
 
-    def __init__(self, pool: Pool, box: SecretBox, settings: Settings) -> None:
+    def __init__(self, pool: Pool, box: SecretBox, config: Config) -> None:
         self._pool = pool
         self._box = box
-        self._settings = settings
+        self._config = config
         # key digest → monotonic time it may be tried again; never the key itself.
         self._cooling: dict[str, float] = {}
 
@@ -167,7 +167,7 @@ class AiChain:
         left = self._cooling.get(digest, 0.0) - time.monotonic()
         if left > 0:
             raise KeyFailed(f"cooling down after 429 ({left:.0f}s left)")
-        timeout = self._settings.ai_timeout_seconds
+        timeout = self._config.ai_timeout_seconds
         try:
             # The SDKs have their own timeouts; this bounds client setup and reading too.
             async with asyncio.timeout(timeout):
@@ -178,10 +178,10 @@ class AiChain:
                         raise KeyFailed(f"is not a valid entry: {exc}") from None
                     question = Question(system, prompt, endpoint.model or model, timeout)
                     secret = ""  # an endpoint's messages never show its userinfo
-                    raw = await ask_ollama(endpoint, question, self._settings)
+                    raw = await ask_ollama(endpoint, question, self._config)
                 else:
                     question = Question(system, prompt, model, timeout)
-                    raw = await _ASKERS[provider](secret, question, self._settings)
+                    raw = await _ASKERS[provider](secret, question, self._config)
         except KeyFailed as exc:
             self._note_rate_limit(exc, digest)
             raise
@@ -194,7 +194,7 @@ class AiChain:
         return raw
 
     def _note_rate_limit(self, failed: KeyFailed, digest: str) -> None:
-        cooldown = self._settings.ai_rate_limit_cooldown_seconds
+        cooldown = self._config.ai_rate_limit_cooldown_seconds
         if failed.rate_limited and cooldown > 0:
             self._cooling[digest] = time.monotonic() + cooldown
 

@@ -18,9 +18,9 @@ from typing import Any
 import aiohttp
 import httpx
 
+from figranium_common.config import Config
 from figranium_common.errors import FigraniumError
-from figranium_common.http import safe_request
-from figranium_common.settings import Settings
+from figranium_common.outbound_http import safe_request
 from figranium_gateway.ai.keys import MASK, OllamaEndpoint
 
 CLAUDE_MAX_TOKENS = 2048
@@ -104,7 +104,7 @@ def failure(exc: Exception, secret: str, timeout: float) -> KeyFailed:
     return KeyFailed(f"failed: {type(exc).__name__}: {_scrubbed(str(exc), secret)}")
 
 
-async def ask_gemini(key: str, question: Question, settings: Settings) -> str:
+async def ask_gemini(key: str, question: Question, config: Config) -> str:
     from google import genai
     from google.genai import types as genai_types
 
@@ -115,7 +115,7 @@ async def ask_gemini(key: str, question: Question, settings: Settings) -> str:
             vertexai=False,
             api_key=key,
             http_options=genai_types.HttpOptions(
-                base_url=settings.gemini_base_url or None,
+                base_url=config.gemini_base_url or None,
                 timeout=int(question.timeout * 1000),
                 aiohttp_client=session,
             ),
@@ -134,13 +134,13 @@ async def ask_gemini(key: str, question: Question, settings: Settings) -> str:
     return response.text or ""
 
 
-async def ask_openai(key: str, question: Question, settings: Settings) -> str:
+async def ask_openai(key: str, question: Question, config: Config) -> str:
     import openai
 
     # No temperature: reasoning models refuse any but their default.
     async with openai.AsyncOpenAI(
         api_key=key,
-        base_url=settings.openai_base_url or None,
+        base_url=config.openai_base_url or None,
         timeout=question.timeout,
         max_retries=0,
     ) as client:
@@ -156,12 +156,12 @@ async def ask_openai(key: str, question: Question, settings: Settings) -> str:
     return completion.choices[0].message.content or ""
 
 
-async def ask_claude(key: str, question: Question, settings: Settings) -> str:
+async def ask_claude(key: str, question: Question, config: Config) -> str:
     import anthropic
 
     async with anthropic.AsyncAnthropic(
         api_key=key,
-        base_url=settings.anthropic_base_url or None,
+        base_url=config.anthropic_base_url or None,
         timeout=question.timeout,
         max_retries=0,
     ) as client:
@@ -174,7 +174,7 @@ async def ask_claude(key: str, question: Question, settings: Settings) -> str:
     return "".join(block.text for block in message.content if block.type == "text")
 
 
-async def ask_ollama(endpoint: OllamaEndpoint, question: Question, settings: Settings) -> str:
+async def ask_ollama(endpoint: OllamaEndpoint, question: Question, config: Config) -> str:
     """Ollama's ``/api/chat``; the URL is the user's, so every hop is checked (SSRF)."""
     body = {
         "model": question.model,
@@ -189,7 +189,7 @@ async def ask_ollama(endpoint: OllamaEndpoint, question: Question, settings: Set
         response = await safe_request(
             "POST",
             f"{endpoint.url}/api/chat",
-            allow_private=settings.allow_private_networks,
+            allow_private=config.allow_private_networks,
             headers={"Content-Type": "application/json"},
             body=json.dumps(body),
             timeout=question.timeout,

@@ -12,13 +12,13 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from figranium_common.errors import InvalidUrlError
-from figranium_common.urls import check_url
+from figranium_common.outbound_urls import check_url
 from figranium_gateway import settings_store, store
 from figranium_gateway.ai import keys
 from figranium_gateway.ai.keys import MASK, PROVIDERS, Provider
 from figranium_gateway.errors import ApiError, read_json_object
 from figranium_gateway.openapi import documented
-from figranium_gateway.state import BOX, POOL, SETTINGS
+from figranium_gateway.state import BOX, CONFIG, POOL
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -161,7 +161,7 @@ async def _checked_endpoint(where: str, text: str, *, allow_private: bool) -> st
 
 async def _read_posted(provider: Provider, request: web.Request) -> list[_Posted]:
     field = FIELDS[provider]
-    allow_private = request.app[SETTINGS].allow_private_networks
+    allow_private = request.app[CONFIG].allow_private_networks
     posted: list[_Posted] = []
     for index, text in _posted_list(field, await read_json_object(request)):
         where = f"{field}[{index}]"

@@ -19,14 +19,14 @@ from pydantic import BaseModel, Field, RootModel
 
 from figranium_common import baserow
 from figranium_common.errors import FigraniumError, InvalidUrlError
-from figranium_common.http import safe_request
+from figranium_common.outbound_http import safe_request
+from figranium_common.outbound_urls import check_url
 from figranium_common.secretbox import SecretError
-from figranium_common.urls import check_url
 from figranium_gateway import credential_store
 from figranium_gateway.credential_store import Credential
 from figranium_gateway.errors import ApiError, read_json_object
 from figranium_gateway.openapi import ErrorBody, documented
-from figranium_gateway.state import BOX, POOL, SETTINGS
+from figranium_gateway.state import BOX, CONFIG, POOL
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -154,7 +154,7 @@ async def _checked_base_url(request: web.Request, raw: str) -> str:
             raise InvalidUrlError("put the token in config.token, not in the URL")
         if parts.query or parts.fragment:
             raise InvalidUrlError("only scheme, host, port and path")
-        await check_url(base_url, allow_private=request.app[SETTINGS].allow_private_networks)
+        await check_url(base_url, allow_private=request.app[CONFIG].allow_private_networks)
     except InvalidUrlError as exc:
         raise ApiError(400, "INVALID_BASE_URL", f"config.baseUrl: {exc.details}") from None
     except ValueError as exc:  # urlsplit's bad ports, and IDNA names that cannot be encoded
@@ -314,7 +314,7 @@ async def _baserow_get(request: web.Request, credential: Credential, path: str) 
         response = await safe_request(
             "GET",
             f"{credential.base_url}{path}",
-            allow_private=request.app[SETTINGS].allow_private_networks,
+            allow_private=request.app[CONFIG].allow_private_networks,
             headers=baserow.auth_headers(token),
             timeout=BASEROW_TIMEOUT_SECONDS,
             max_bytes=MAX_BASEROW_ANSWER,

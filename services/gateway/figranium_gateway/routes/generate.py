@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from soupsieve import SelectorSyntaxError
 
 from figranium_common.models import PageCaptureReply, PageCaptureRequest
-from figranium_gateway import dispatch, tools
+from figranium_gateway import dispatch, runner_tools
 from figranium_gateway.ai.chain import (
     Accept,
     AiAnswer,
@@ -32,7 +32,7 @@ from figranium_gateway.ai.chain import (
 from figranium_gateway.errors import ApiError, read_json_object
 from figranium_gateway.openapi import ErrorBody, documented
 from figranium_gateway.routes.tasks import validate_task
-from figranium_gateway.state import AI, BOX, NC, POOL, SETTINGS
+from figranium_gateway.state import AI, BOX, CONFIG, NC, POOL
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -152,9 +152,9 @@ async def _ask(
         raise ApiError(
             failed_status, "AI_FAILED", f"every AI provider failed: {exc.details}"
         ) from None
-    except tools.RunnerUnavailable as exc:
+    except runner_tools.RunnerUnavailable as exc:
         raise ApiError(503, "NO_RUNNER", exc.details) from None
-    except tools.RequestTooLarge as exc:
+    except runner_tools.RequestTooLarge as exc:
         raise ApiError(413, "PAYLOAD_TOO_LARGE", exc.details) from None
 
 
@@ -233,8 +233,10 @@ async def _capture(request: web.Request, task: dict[str, Any], index: int) -> Pa
         timeout_seconds=CAPTURE_TIMEOUT_SECONDS,
     )
     try:
-        page = await tools.capture_page(app[NC], capture, timeout=CAPTURE_TIMEOUT_SECONDS + 10)
-    except tools.RunnerUnavailable as exc:
+        page = await runner_tools.capture_page(
+            app[NC], capture, timeout=CAPTURE_TIMEOUT_SECONDS + 10
+        )
+    except runner_tools.RunnerUnavailable as exc:
         raise ApiError(503, "NO_RUNNER", exc.details) from None
     if page.error is not None:
         raise ApiError(422, "PAGE_CAPTURE_FAILED", f"the page could not be prepared: {page.error}")
@@ -255,13 +257,13 @@ async def generate_script(request: web.Request) -> web.Response:
     description = _required_text(await read_json_object(request), "description")
     chain = app[AI]
     keyring = await _require_keys(chain)
-    timeout = app[SETTINGS].ai_timeout_seconds
+    timeout = app[CONFIG].ai_timeout_seconds
 
     async def accept(text: str) -> str:
         script = strip_fences(text)
         if "return" not in script:
             raise AnswerRejected("the script returns nothing")
-        error = await tools.check_script(app[NC], script, timeout=min(10.0, timeout))
+        error = await runner_tools.check_script(app[NC], script, timeout=min(10.0, timeout))
         if error is not None:
             raise AnswerRejected(f"the script does not compile: {error}")
         return script

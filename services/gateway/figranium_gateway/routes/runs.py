@@ -10,11 +10,11 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from figranium_common import queue
+from figranium_common.config import Config
 from figranium_common.errors import InvalidUrlError
 from figranium_common.models import RunResult, Task, now_ms
 from figranium_common.nats import stop_subject, stops_store
-from figranium_common.settings import Settings
-from figranium_common.urls import check_url
+from figranium_common.outbound_urls import check_url
 from figranium_gateway import admission, changes, dispatch, store, task_store
 from figranium_gateway.errors import ApiError, read_json_object
 from figranium_gateway.ingest import notify_finished
@@ -23,7 +23,7 @@ from figranium_gateway.openapi import ErrorBody, documented
 from figranium_gateway.routes.headful import require_headful
 from figranium_gateway.routes.tasks import validate_task
 from figranium_gateway.routes.webhooks import checked_webhook_url, webhook_url_type
-from figranium_gateway.state import BOX, JS, NC, POOL, SETTINGS, WAITERS
+from figranium_gateway.state import BOX, CONFIG, JS, NC, POOL, WAITERS
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -104,13 +104,13 @@ async def _run(request: web.Request, task: dict[str, Any], body: RunBody) -> web
         # Kept in the snapshot, so whatever re-publishes this run later runs it the same way.
         task["statelessExecution"] = body.statelessExecution
     webhook_url = await checked_webhook_url(
-        body.webhookUrl, allow_private=app[SETTINGS].allow_private_networks
+        body.webhookUrl, allow_private=app[CONFIG].allow_private_networks
     )
-    await _check_task_url(task, app[SETTINGS])
+    await _check_task_url(task, app[CONFIG])
     if task.get("mode") == "headful":
         await require_headful(app)
     execution_id = body.runId or dispatch.new_execution_id()
-    timeout = app[SETTINGS].run_timeout_seconds
+    timeout = app[CONFIG].run_timeout_seconds
     with (
         structlog.contextvars.bound_contextvars(execution_id=execution_id, task_id=task.get("id")),
         app[WAITERS].waiting(execution_id) as waiter,
@@ -121,7 +121,7 @@ async def _run(request: web.Request, task: dict[str, Any], body: RunBody) -> web
             execution_id, task, "api", body.variables, request.method, request.path, webhook_url
         )
         async with pool.connection() as conn:
-            limit = app[SETTINGS].run_queue_limit
+            limit = app[CONFIG].run_queue_limit
             try:
                 created = await store.create_execution(conn, new, queue_limit=limit)
             except store.QueueFull:
@@ -163,7 +163,7 @@ async def _run(request: web.Request, task: dict[str, Any], body: RunBody) -> web
     return run_answer(execution)
 
 
-async def _check_task_url(task: dict[str, Any], settings: Settings) -> None:
+async def _check_task_url(task: dict[str, Any], config: Config) -> None:
     """Refuse a run whose start URL the runner would refuse, before anything is queued.
 
     A URL built from variables is only known in the runner, which checks it there.
@@ -174,8 +174,8 @@ async def _check_task_url(task: dict[str, Any], settings: Settings) -> None:
     try:
         await check_url(
             url.strip(),
-            allow_private=settings.allow_private_networks,
-            allow_metadata=settings.allow_metadata_address,
+            allow_private=config.allow_private_networks,
+            allow_metadata=config.allow_metadata_address,
         )
     except InvalidUrlError as exc:
         raise ApiError(400, "INVALID_URL", f"url: {exc.details}") from None

@@ -19,7 +19,7 @@ from figranium_gateway import schedule_store, task_store
 from figranium_gateway.errors import ApiError, describe_validation_error, read_json_object
 from figranium_gateway.openapi import ErrorBody, documented
 from figranium_gateway.routes.webhooks import checked_webhook_url, webhook_url_type
-from figranium_gateway.state import NC, POOL, SETTINGS
+from figranium_gateway.state import CONFIG, NC, POOL
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -118,7 +118,7 @@ async def _body(request: web.Request) -> ScheduleBody:
     raw = await read_json_object(request)
     webhook_url_type(raw)
     body = ScheduleBody.model_validate(raw)
-    allow_private = request.app[SETTINGS].allow_private_networks
+    allow_private = request.app[CONFIG].allow_private_networks
     url = await checked_webhook_url(body.webhookUrl, allow_private=allow_private)
     return body.model_copy(update={"webhookUrl": url})
 
@@ -132,7 +132,7 @@ async def _body(request: web.Request) -> ScheduleBody:
 )
 @routes.get("/api/schedules/status/all")
 async def overall_status(request: web.Request) -> web.Response:
-    alive = HEARTBEATS_ALIVE * request.app[SETTINGS].scheduler_heartbeat_seconds
+    alive = HEARTBEATS_ALIVE * request.app[CONFIG].scheduler_heartbeat_seconds
     overview = await schedule_store.scheduled_overview(request.app[POOL], alive)
     tasks = [
         {

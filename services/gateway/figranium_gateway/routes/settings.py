@@ -14,9 +14,9 @@ from pydantic import BaseModel, Field
 
 from figranium_common.errors import InvalidUrlError
 from figranium_common.models import now_ms
+from figranium_common.outbound_urls import check_url
 from figranium_common.queue import PROXY_PASSWORD
 from figranium_common.runs import PROXIES_SETTING
-from figranium_common.urls import check_url
 from figranium_gateway import settings_store, store
 from figranium_gateway.api_key import (
     API_KEY_SETTING,
@@ -27,7 +27,7 @@ from figranium_gateway.api_key import (
 from figranium_gateway.auth import generate_api_key, header_keys
 from figranium_gateway.errors import ApiError, read_json_object
 from figranium_gateway.openapi import documented
-from figranium_gateway.state import AUTH, BOX, NC, POOL, SETTINGS
+from figranium_gateway.state import AUTH, BOX, CONFIG, NC, POOL
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -76,7 +76,7 @@ async def _authenticated_outside_body(request: web.Request, cache: ApiKeyCache) 
 )
 @routes.post("/api/settings/api-key")
 async def set_api_key(request: web.Request) -> web.Response:
-    if request.app[SETTINGS].api_key:
+    if request.app[CONFIG].api_key:
         raise ApiError(
             409,
             "API_KEY_FROM_ENVIRONMENT",
@@ -282,8 +282,8 @@ async def add_proxy(request: web.Request) -> web.Response:
         raise ApiError(400, "INVALID_BODY", "server: required (or defaultId to choose a default)")
     server = await _checked_server(
         body.server,
-        allow_private=request.app[SETTINGS].allow_private_networks,
-        allow_metadata=request.app[SETTINGS].allow_metadata_address,
+        allow_private=request.app[CONFIG].allow_private_networks,
+        allow_metadata=request.app[CONFIG].allow_metadata_address,
     )
     # The keys the runner reads (server, username, password) stay as dispatch expects them.
     added: dict[str, Any] = {"id": f"proxy_{now_ms()}_{secrets.token_hex(4)}", "server": server}

@@ -8,11 +8,11 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from figranium_common.errors import InvalidUrlError
-from figranium_common.urls import check_url
-from figranium_gateway import webhooks
+from figranium_common.outbound_urls import check_url
+from figranium_gateway import webhook_delivery
 from figranium_gateway.errors import ApiError
 from figranium_gateway.openapi import documented
-from figranium_gateway.state import BOX, POOL, SETTINGS
+from figranium_gateway.state import BOX, CONFIG, POOL
 
 routes = web.RouteTableDef()
 
@@ -71,11 +71,11 @@ class WebhookSecretOut(BaseModel):
 @routes.get("/api/settings/webhook-secret")
 async def webhook_secret_status(request: web.Request) -> web.Response:
     pool = request.app[POOL]
-    created_at, previous_until = await webhooks.secret_status(pool)
+    created_at, previous_until = await webhook_delivery.secret_status(pool)
     if created_at is None:
         # Normally made at start-up; a request arriving first makes it just the same.
-        await webhooks.ensure_secret(pool, request.app[BOX], request.app[SETTINGS].data_dir)
-        created_at, previous_until = await webhooks.secret_status(pool)
+        await webhook_delivery.ensure_secret(pool, request.app[BOX], request.app[CONFIG].data_dir)
+        created_at, previous_until = await webhook_delivery.secret_status(pool)
     out = WebhookSecretStatus(
         configured=created_at is not None,
         createdAt=created_at,
@@ -94,9 +94,9 @@ async def webhook_secret_status(request: web.Request) -> web.Response:
 )
 @routes.post("/api/settings/webhook-secret")
 async def rotate_webhook_secret(request: web.Request) -> web.Response:
-    secret = await webhooks.rotate_secret(
+    secret = await webhook_delivery.rotate_secret(
         request.app[POOL],
         request.app[BOX],
-        request.app[SETTINGS].webhook_secret_overlap_seconds,
+        request.app[CONFIG].webhook_secret_overlap_seconds,
     )
     return web.json_response(WebhookSecretOut(secret=secret).model_dump())

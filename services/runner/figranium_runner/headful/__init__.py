@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from figranium_common.settings import Settings
+from figranium_common.config import Config
 from figranium_runner.headful.display import missing_programs
 
 
-def preflight(settings: Settings) -> str | None:
+def preflight(config: Config) -> str | None:
     """Why this machine cannot run a headful runner; None when it can."""
     if missing := missing_programs():
         return f"{' and '.join(missing)} not found; install the Debian packages xvfb and x11vnc"
-    if not (Path(settings.novnc_web_dir) / "vnc.html").is_file():
+    if not (Path(config.novnc_web_dir) / "vnc.html").is_file():
         return (
-            f"NOVNC_WEB_DIR {settings.novnc_web_dir!r} has no vnc.html;"
+            f"NOVNC_WEB_DIR {config.novnc_web_dir!r} has no vnc.html;"
             " install the Debian package novnc or point NOVNC_WEB_DIR at noVNC's files"
         )
     return None

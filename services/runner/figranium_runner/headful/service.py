@@ -18,6 +18,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
+from figranium_common.config import Config
 from figranium_common.headful import (
     HEARTBEAT_SECONDS,
     HeadfulPresence,
@@ -32,7 +33,6 @@ from figranium_common.nats import (
     headful_ticket_subject,
     unsubscribe,
 )
-from figranium_common.settings import Settings
 from figranium_runner.headful.display import VirtualDisplay, watch
 from figranium_runner.headful.tickets import Grant, TicketBook
 from figranium_runner.headful.viewer import Connections, ViewerServer, viewer_app
@@ -44,7 +44,7 @@ log = structlog.get_logger(__name__)
 class HeadfulService:
     def __init__(
         self,
-        settings: Settings,
+        config: Config,
         nc: NATS,
         display: VirtualDisplay,
         metrics: RunnerMetrics,
@@ -52,20 +52,20 @@ class HeadfulService:
         runner_id: str,
     ) -> None:
         self.runner_id = runner_id
-        self._settings = settings
+        self._config = config
         self._nc = nc
         self._metrics = metrics
-        self._tickets = TicketBook(settings.headful_ticket_ttl_seconds)
+        self._tickets = TicketBook(config.headful_ticket_ttl_seconds)
         self._viewers = Connections()
         app = viewer_app(
-            Path(settings.novnc_web_dir),
+            Path(config.novnc_web_dir),
             self._tickets,
             display.port,
             metrics,
             lambda: self._execution_id,
             self._viewers,
         )
-        self._viewer = ViewerServer(app, host=settings.host, port=settings.novnc_port)
+        self._viewer = ViewerServer(app, host=config.host, port=config.novnc_port)
         self._subs: list[Subscription] = []
         self._heartbeat: asyncio.Task[None] | None = None
         self._execution_id: str | None = None
@@ -73,7 +73,7 @@ class HeadfulService:
 
     @property
     def viewer_url(self) -> str:
-        public = self._settings.novnc_public_url
+        public = self._config.novnc_public_url
         return public.rstrip("/") if public else f"http://localhost:{self._viewer.port}"
 
     async def start(self) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import structlog
 from aiohttp import WSMsgType, web
 
-from figranium_common.ops import start_site
+from figranium_common.probes import start_site
 from figranium_runner.headful.display import HeadfulError
 from figranium_runner.headful.tickets import Grant, TicketBook
 from figranium_runner.metrics import RunnerMetrics

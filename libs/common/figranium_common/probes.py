@@ -76,7 +76,7 @@ async def start_site(app: web.Application, host: str, port: int) -> web.AppRunne
     return runner
 
 
-class OpsServer:
+class ProbeServer:
     """Serves :func:`ops_app` on ``host:port`` while entered; port 0 serves nothing.
 
     A port that is taken is logged and the service runs on without the endpoints: losing
@@ -117,7 +117,7 @@ class OpsServer:
         if runner is not None:
             await runner.cleanup()
 
-    async def __aenter__(self) -> OpsServer:
+    async def __aenter__(self) -> ProbeServer:
         await self.start()
         return self
 

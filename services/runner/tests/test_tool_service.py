@@ -13,6 +13,7 @@ import pytest_asyncio
 from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError
 
+from figranium_common.config import Config
 from figranium_common.models import (
     PageCaptureReply,
     PageCaptureRequest,
@@ -20,11 +21,10 @@ from figranium_common.models import (
     ScriptCheckRequest,
 )
 from figranium_common.nats import TOOLS_PAGE_SUBJECT, TOOLS_SCRIPT_SUBJECT
-from figranium_common.settings import Settings
 from figranium_devstack.natsserver import LocalNats
 from figranium_devstack.ports import free_port
 from figranium_runner.browser import BrowserHost
-from figranium_runner.tools import MAX_HTML_CHARS, ToolsService, bound_html
+from figranium_runner.tool_service import MAX_HTML_CHARS, ToolsService, bound_html
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -49,10 +49,10 @@ async def nc(nats_url: str) -> AsyncIterator[NATS]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def tools(nc: NATS, host: BrowserHost) -> AsyncIterator[ToolsService]:
-    settings = Settings.model_validate(
+    config = Config.model_validate(
         {"ALLOW_PRIVATE_NETWORKS": True, "ACTION_TIMEOUT_MS": 1500, "RUNNER_CONCURRENCY": 2}
     )
-    service = ToolsService(settings, nc, host)
+    service = ToolsService(config, nc, host)
     await service.start()
     yield service
     await service.drain(5)
@@ -232,7 +232,7 @@ async def test_a_stopping_runner_takes_no_more_requests(tmp_path: Path, host: Br
     with LocalNats(tmp_path / "nats", free_port()) as server:
         client = await nats.connect(server.url)
         try:
-            service = ToolsService(Settings.model_validate({}), client, host)
+            service = ToolsService(Config.model_validate({}), client, host)
             stopping = asyncio.Event()
             await service.start(stopping)
             assert await check(client, "return 1") is None

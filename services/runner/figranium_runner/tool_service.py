@@ -25,6 +25,7 @@ from playwright.async_api import Error as PlaywrightError
 from pydantic import ValidationError
 
 from figranium_common.blocks import BlockStructureError
+from figranium_common.config import Config
 from figranium_common.errors import FigraniumError, InvalidUrlError
 from figranium_common.models import (
     PageCaptureReply,
@@ -34,7 +35,6 @@ from figranium_common.models import (
     Task,
 )
 from figranium_common.nats import TOOLS_PAGE_SUBJECT, TOOLS_QUEUE, TOOLS_SCRIPT_SUBJECT, unsubscribe
-from figranium_common.settings import Settings
 from figranium_runner import identity
 from figranium_runner.browser import BrowserHost
 from figranium_runner.egress import EgressPolicy
@@ -151,11 +151,11 @@ async def _ignore(line: str) -> None:
 class ToolsService:
     """Owns the two subscriptions, the page captures in flight, and the script-check page."""
 
-    def __init__(self, settings: Settings, nc: NATS, browser: BrowserHost) -> None:
-        self._settings = settings
-        self._limits = Limits.from_settings(settings)
-        self._egress = EgressPolicy.from_settings(
-            settings,
+    def __init__(self, config: Config, nc: NATS, browser: BrowserHost) -> None:
+        self._config = config
+        self._limits = Limits.from_config(config)
+        self._egress = EgressPolicy.from_config(
+            config,
             on_block=lambda target, reason: log.warning(
                 "tools.connection_blocked", target=target, reason=reason
             ),
@@ -163,7 +163,7 @@ class ToolsService:
         self._nc = nc
         self._browser = browser
         self._rng = random.Random()
-        self._captures = min(MAX_CAPTURES, settings.runner_concurrency)
+        self._captures = min(MAX_CAPTURES, config.runner_concurrency)
         self._slots = asyncio.Semaphore(self._captures)
         self._subscriptions: list[Subscription] = []
         self._active: set[asyncio.Task[None]] = set()

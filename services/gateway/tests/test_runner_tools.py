@@ -20,7 +20,7 @@ from figranium_common.models import (
 from figranium_common.nats import TOOLS_PAGE_SUBJECT, TOOLS_QUEUE, TOOLS_SCRIPT_SUBJECT
 from figranium_devstack.natsserver import LocalNats
 from figranium_devstack.ports import free_port
-from figranium_gateway.tools import RunnerUnavailable, capture_page, check_script
+from figranium_gateway.runner_tools import RunnerUnavailable, capture_page, check_script
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

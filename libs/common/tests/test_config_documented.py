@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from figranium_common.settings import Settings
+from figranium_common.config import Config
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 
@@ -14,6 +14,6 @@ def test_every_setting_is_documented_and_nothing_else() -> None:
     text = README.read_text(encoding="utf-8")
     section = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", section, flags=re.MULTILINE))
-    settings = {str(field.alias) for field in Settings.model_fields.values()}
-    assert settings - documented == set(), "settings missing from the README table"
-    assert documented - settings == set(), "README documents variables no service reads"
+    config = {str(field.alias) for field in Config.model_fields.values()}
+    assert config - documented == set(), "settings missing from the README table"
+    assert documented - config == set(), "README documents variables no service reads"

@@ -9,8 +9,8 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
-from figranium_common import ops
-from figranium_common.ops import OpsServer
+from figranium_common import probes
+from figranium_common.probes import ProbeServer
 from figranium_devstack.ports import free_port
 
 
@@ -37,7 +37,7 @@ async def test_metrics_livez_and_readyz() -> None:
         return reason[0]
 
     port = free_port()
-    async with OpsServer(registry, ready, port=port, host="127.0.0.1", service="test") as server:
+    async with ProbeServer(registry, ready, port=port, host="127.0.0.1", service="test") as server:
         assert server.serving
         status, content_type, text = await _get(port, "/metrics")
         assert status == 200
@@ -60,7 +60,7 @@ async def test_metrics_livez_and_readyz() -> None:
 
 
 async def test_a_failing_or_hanging_check_is_not_ready(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ops, "READINESS_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(probes, "READINESS_TIMEOUT_SECONDS", 0.2)
     registry, _ = _registry()
 
     async def broken() -> str | None:
@@ -72,7 +72,7 @@ async def test_a_failing_or_hanging_check_is_not_ready(monkeypatch: pytest.Monke
 
     for check, reason in ((broken, "database exploded"), (hanging, "timed out")):
         port = free_port()
-        async with OpsServer(registry, check, port=port, host="127.0.0.1", service="test"):
+        async with ProbeServer(registry, check, port=port, host="127.0.0.1", service="test"):
             status, _, text = await _get(port, "/readyz")
         assert status == 503
         assert reason in text
@@ -84,11 +84,11 @@ async def test_port_zero_serves_nothing_and_a_taken_port_is_not_fatal() -> None:
     async def ready() -> str | None:
         return None
 
-    async with OpsServer(registry, ready, port=0, service="off") as off:
+    async with ProbeServer(registry, ready, port=0, service="off") as off:
         assert not off.serving
 
     port = free_port()
-    async with OpsServer(registry, ready, port=port, host="127.0.0.1", service="first"):
-        async with OpsServer(registry, ready, port=port, host="127.0.0.1", service="second") as s:
+    async with ProbeServer(registry, ready, port=port, host="127.0.0.1", service="first"):
+        async with ProbeServer(registry, ready, port=port, host="127.0.0.1", service="second") as s:
             assert not s.serving  # logged, and the service goes on
         assert (await _get(port, "/livez"))[0] == 200

@@ -12,10 +12,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from figranium_common import http
+from figranium_common import outbound_http
 from figranium_common.errors import FigraniumError, InvalidUrlError, TooManyRedirects
-from figranium_common.http import PinnedConnector, PinnedResolver, SafeResponse, pinned
-from figranium_common.urls import IPAddress
+from figranium_common.outbound_http import PinnedConnector, PinnedResolver, SafeResponse, pinned
+from figranium_common.outbound_urls import IPAddress
 
 
 @dataclass
@@ -113,7 +113,7 @@ def _free_port() -> int:
 
 
 async def test_get_sends_headers_and_returns_the_response(site: Site) -> None:
-    response = await http.safe_request(
+    response = await outbound_http.safe_request(
         "get", f"{site.base}/echo?q=1", allow_private=True, headers={"X-Token": "abc"}
     )
     assert response.status == 200
@@ -129,7 +129,9 @@ async def test_get_sends_headers_and_returns_the_response(site: Site) -> None:
     [(b"\x00\x01raw", "application/octet-stream"), ('{"a": "\u00e9"}', "text/plain")],
 )
 async def test_post_sends_the_body(site: Site, body: bytes | str, content_type: str) -> None:
-    response = await http.safe_request("POST", f"{site.base}/echo", allow_private=True, body=body)
+    response = await outbound_http.safe_request(
+        "POST", f"{site.base}/echo", allow_private=True, body=body
+    )
     echoed = response.json()
     assert echoed["method"] == "POST"
     expected = body.decode(errors="replace") if isinstance(body, bytes) else body
@@ -138,7 +140,7 @@ async def test_post_sends_the_body(site: Site, body: bytes | str, content_type: 
 
 
 async def test_a_given_content_type_is_kept(site: Site) -> None:
-    response = await http.safe_request(
+    response = await outbound_http.safe_request(
         "PUT",
         f"{site.base}/echo",
         allow_private=True,
@@ -149,7 +151,7 @@ async def test_a_given_content_type_is_kept(site: Site) -> None:
 
 
 async def test_a_redirect_chain_is_followed(site: Site) -> None:
-    response = await http.safe_request("GET", f"{site.base}/chain/3", allow_private=True)
+    response = await outbound_http.safe_request("GET", f"{site.base}/chain/3", allow_private=True)
     assert response.status == 200
     assert response.text() == "done"
     assert response.url == f"{site.base}/chain/0"
@@ -158,14 +160,14 @@ async def test_a_redirect_chain_is_followed(site: Site) -> None:
 
 async def test_an_absolute_location_is_followed(site: Site, other_site: Site) -> None:
     url = f"{site.base}/redirect?status=301&to={other_site.base}/echo"
-    response = await http.safe_request("GET", url, allow_private=True)
+    response = await outbound_http.safe_request("GET", url, allow_private=True)
     assert response.url == f"{other_site.base}/echo"
     assert response.json()["path"] == "/echo"
 
 
 @pytest.mark.parametrize(("status", "method"), [(303, "GET"), (302, "GET"), (301, "GET")])
 async def test_post_becomes_get_without_body(site: Site, status: int, method: str) -> None:
-    response = await http.safe_request(
+    response = await outbound_http.safe_request(
         "POST",
         f"{site.base}/redirect?status={status}&to=/echo",
         allow_private=True,
@@ -180,7 +182,7 @@ async def test_post_becomes_get_without_body(site: Site, status: int, method: st
 
 @pytest.mark.parametrize("status", [307, 308])
 async def test_307_and_308_keep_method_and_body(site: Site, status: int) -> None:
-    response = await http.safe_request(
+    response = await outbound_http.safe_request(
         "POST", f"{site.base}/redirect?status={status}&to=/echo", allow_private=True, body="keep"
     )
     assert response.json()["method"] == "POST"
@@ -188,7 +190,7 @@ async def test_307_and_308_keep_method_and_body(site: Site, status: int) -> None
 
 
 async def test_303_turns_put_into_get(site: Site) -> None:
-    response = await http.safe_request(
+    response = await outbound_http.safe_request(
         "PUT", f"{site.base}/redirect?status=303&to=/echo", allow_private=True, body="x"
     )
     assert response.json()["method"] == "GET"
@@ -201,7 +203,7 @@ async def test_credentials_are_stripped_on_a_cross_origin_redirect(
     site: Site, other_site: Site
 ) -> None:
     url = f"{site.base}/redirect?to={other_site.base}/echo"
-    response = await http.safe_request(
+    response = await outbound_http.safe_request(
         "GET", url, allow_private=True, headers={**CREDENTIALS, "X-Other": "kept"}
     )
     sent = response.json()["headers"]
@@ -214,13 +216,13 @@ async def test_url_userinfo_is_stripped_on_a_cross_origin_redirect(
 ) -> None:
     host = site.base.removeprefix("http://")
     url = f"http://user:pw@{host}/redirect?to={other_site.base}/echo"
-    response = await http.safe_request("GET", url, allow_private=True)
+    response = await outbound_http.safe_request("GET", url, allow_private=True)
     assert "Authorization" not in response.json()["headers"]
     assert "user" not in response.url
 
 
 async def test_credentials_stay_on_a_same_origin_redirect(site: Site) -> None:
-    response = await http.safe_request(
+    response = await outbound_http.safe_request(
         "GET", f"{site.base}/redirect?to=/echo", allow_private=True, headers=CREDENTIALS
     )
     sent = response.json()["headers"]
@@ -229,7 +231,7 @@ async def test_credentials_stay_on_a_same_origin_redirect(site: Site) -> None:
 
 async def test_userinfo_stays_on_a_same_origin_redirect_but_is_not_reported(site: Site) -> None:
     host = site.base.removeprefix("http://")
-    response = await http.safe_request(
+    response = await outbound_http.safe_request(
         "GET", f"http://user:pw@{host}/redirect?to=/echo", allow_private=True
     )
     assert response.json()["headers"]["Authorization"].startswith("Basic ")
@@ -237,25 +239,27 @@ async def test_userinfo_stays_on_a_same_origin_redirect_but_is_not_reported(site
 
 
 async def test_five_redirects_are_followed(site: Site) -> None:
-    response = await http.safe_request("GET", f"{site.base}/chain/5", allow_private=True)
+    response = await outbound_http.safe_request("GET", f"{site.base}/chain/5", allow_private=True)
     assert response.text() == "done"
 
 
 async def test_more_than_five_redirects_are_refused(site: Site) -> None:
     with pytest.raises(TooManyRedirects, match="more than 5 redirects") as caught:
-        await http.safe_request("GET", f"{site.base}/chain/6", allow_private=True)
+        await outbound_http.safe_request("GET", f"{site.base}/chain/6", allow_private=True)
     assert caught.value.code == "TOO_MANY_REDIRECTS"
     assert len(site.seen) == 6  # the sixth Location was never requested
 
 
 async def test_max_redirects_is_configurable(site: Site) -> None:
     with pytest.raises(TooManyRedirects):
-        await http.safe_request("GET", f"{site.base}/chain/1", allow_private=True, max_redirects=0)
+        await outbound_http.safe_request(
+            "GET", f"{site.base}/chain/1", allow_private=True, max_redirects=0
+        )
 
 
 async def test_a_private_address_is_refused_before_connecting(site: Site) -> None:
     with pytest.raises(InvalidUrlError, match="blocked address"):
-        await http.safe_request("GET", f"{site.base}/echo", allow_private=False)
+        await outbound_http.safe_request("GET", f"{site.base}/echo", allow_private=False)
     assert site.seen == []
 
 
@@ -264,7 +268,7 @@ async def test_a_private_address_is_refused_before_connecting(site: Site) -> Non
 )
 async def test_a_redirect_to_a_blocked_target_is_refused(site: Site, to: str) -> None:
     with pytest.raises(InvalidUrlError, match=r"redirect to .* refused"):
-        await http.safe_request("GET", f"{site.base}/redirect?to={to}", allow_private=True)
+        await outbound_http.safe_request("GET", f"{site.base}/redirect?to={to}", allow_private=True)
 
 
 async def test_the_resolver_answers_only_with_pinned_addresses() -> None:
@@ -299,9 +303,9 @@ async def test_the_connection_goes_to_the_checked_address_not_a_new_lookup(
         return [ipaddress.ip_address("127.0.0.1")]
 
     # rebinding.invalid resolves nowhere: only the pinned address can make this work.
-    monkeypatch.setattr(http, "check_url", fake_check)
+    monkeypatch.setattr(outbound_http, "check_url", fake_check)
     port = site.base.rsplit(":", 1)[1]
-    response = await http.safe_request(
+    response = await outbound_http.safe_request(
         "GET", f"http://rebinding.invalid:{port}/redirect?to=/echo", allow_private=False
     )
     assert response.json()["headers"]["Host"] == f"rebinding.invalid:{port}"
@@ -310,34 +314,38 @@ async def test_the_connection_goes_to_the_checked_address_not_a_new_lookup(
 
 async def test_a_hostname_is_resolved_checked_and_pinned(site: Site) -> None:
     port = site.base.rsplit(":", 1)[1]
-    response = await http.safe_request("GET", f"http://localhost:{port}/echo", allow_private=True)
+    response = await outbound_http.safe_request(
+        "GET", f"http://localhost:{port}/echo", allow_private=True
+    )
     assert response.json()["headers"]["Host"] == f"localhost:{port}"
 
 
 async def test_a_shared_session_needs_a_pinned_connector(site: Site) -> None:
     async with aiohttp.ClientSession(connector=PinnedConnector()) as session:
-        first = await http.safe_request(
+        first = await outbound_http.safe_request(
             "GET", f"{site.base}/echo", allow_private=True, session=session
         )
-        second = await http.safe_request(
+        second = await outbound_http.safe_request(
             "GET", f"{site.base}/redirect?to=/echo", allow_private=True, session=session
         )
     assert first.status == second.status == 200
     async with aiohttp.ClientSession() as plain:
         with pytest.raises(TypeError, match="PinnedConnector"):
-            await http.safe_request("GET", f"{site.base}/echo", allow_private=True, session=plain)
+            await outbound_http.safe_request(
+                "GET", f"{site.base}/echo", allow_private=True, session=plain
+            )
 
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_a_body_over_the_limit_is_refused(site: Site, stream: bool) -> None:
     url = f"{site.base}/big?size=5000" + ("&stream=1" if stream else "")
     with pytest.raises(FigraniumError, match="larger than 4096 bytes") as caught:
-        await http.safe_request("GET", url, allow_private=True, max_bytes=4096)
+        await outbound_http.safe_request("GET", url, allow_private=True, max_bytes=4096)
     assert caught.value.code == "RESPONSE_TOO_LARGE"
 
 
 async def test_a_body_at_the_limit_is_fine(site: Site) -> None:
-    response = await http.safe_request(
+    response = await outbound_http.safe_request(
         "GET", f"{site.base}/big?size=4000&stream=1", allow_private=True, max_bytes=4000
     )
     assert len(response.body) == 4000
@@ -346,20 +354,22 @@ async def test_a_body_at_the_limit_is_fine(site: Site) -> None:
 async def test_connection_refused_is_an_http_error() -> None:
     url = f"http://127.0.0.1:{_free_port()}/"
     with pytest.raises(FigraniumError, match="failed") as caught:
-        await http.safe_request("GET", url, allow_private=True)
+        await outbound_http.safe_request("GET", url, allow_private=True)
     assert caught.value.code == "HTTP_ERROR"
     assert not isinstance(caught.value.__cause__, FigraniumError)
 
 
 async def test_a_timeout_is_an_http_error(site: Site) -> None:
     with pytest.raises(FigraniumError, match=r"timed out after 0\.2s") as caught:
-        await http.safe_request("GET", f"{site.base}/slow", allow_private=True, timeout=0.2)
+        await outbound_http.safe_request(
+            "GET", f"{site.base}/slow", allow_private=True, timeout=0.2
+        )
     assert caught.value.code == "HTTP_ERROR"
 
 
 async def test_a_malformed_header_is_an_http_error(site: Site) -> None:
     with pytest.raises(FigraniumError) as caught:
-        await http.safe_request(
+        await outbound_http.safe_request(
             "GET", f"{site.base}/echo", allow_private=True, headers={"X-Bad": "a\r\nInjected: 1"}
         )
     assert caught.value.code == "HTTP_ERROR"
@@ -368,7 +378,7 @@ async def test_a_malformed_header_is_an_http_error(site: Site) -> None:
 
 async def test_a_non_http_url_is_refused() -> None:
     with pytest.raises(InvalidUrlError):
-        await http.safe_request("GET", "ftp://example.com/", allow_private=True)
+        await outbound_http.safe_request("GET", "ftp://example.com/", allow_private=True)
 
 
 def _response(body: bytes, content_type: str | None) -> SafeResponse:

@@ -44,12 +44,12 @@ from typing import Any, Literal
 import aiohttp
 import structlog
 
+from figranium_common.config import Config
 from figranium_common.db import Pool
 from figranium_common.errors import FigraniumError, InvalidUrlError, TooManyRedirects
-from figranium_common.http import PinnedConnector, safe_request
 from figranium_common.models import now_ms
+from figranium_common.outbound_http import PinnedConnector, safe_request
 from figranium_common.secretbox import SecretBox
-from figranium_common.settings import Settings
 from figranium_gateway import settings_store, store
 from figranium_gateway.metrics import GatewayMetrics
 from figranium_gateway.secret_file import write_secret_file
@@ -173,8 +173,8 @@ def next_state(attempt: Attempt, number: int, max_attempts: int) -> State:
     return "failed"
 
 
-def lease_seconds(settings: Settings) -> float:
-    return max(LEASE_SECONDS, settings.webhook_timeout_seconds + 30)
+def lease_seconds(config: Config) -> float:
+    return max(LEASE_SECONDS, config.webhook_timeout_seconds + 30)
 
 
 # --- the secret -------------------------------------------------------------------------
@@ -286,18 +286,18 @@ class WebhookWorker:
         self,
         pool: Pool,
         box: SecretBox,
-        settings: Settings,
+        config: Config,
         metrics: GatewayMetrics | None = None,
     ) -> None:
         self._pool = pool
         self._box = box
-        self._settings = settings
+        self._config = config
         self._metrics = metrics
         self._claimed: dict[str, int] = {}  # delivery id → attempts when claimed
 
     async def run(self) -> None:
         in_flight: set[asyncio.Task[None]] = set()
-        poll = self._settings.webhook_poll_seconds
+        poll = self._config.webhook_poll_seconds
         async with aiohttp.ClientSession(connector=PinnedConnector()) as session:
             try:
                 while True:
@@ -333,7 +333,7 @@ class WebhookWorker:
 
     async def _claim(self, limit: int) -> tuple[list[str], list[Due]] | None:
         async with self._pool.connection() as conn:
-            cur = await conn.execute(_CLAIM, (lease_seconds(self._settings), limit))
+            cur = await conn.execute(_CLAIM, (lease_seconds(self._config), limit))
             due = [
                 Due(r["id"], r["execution_id"], r["url"], r["payload"], r["attempts"])
                 for r in await cur.fetchall()
@@ -369,10 +369,10 @@ class WebhookWorker:
                 response = await safe_request(
                     "POST",
                     due.url,
-                    allow_private=self._settings.allow_private_networks,
+                    allow_private=self._config.allow_private_networks,
                     headers=headers,
                     body=body,
-                    timeout=self._settings.webhook_timeout_seconds,
+                    timeout=self._config.webhook_timeout_seconds,
                     max_redirects=0,
                     max_bytes=MAX_RESPONSE_BYTES,
                     session=session,
@@ -382,11 +382,11 @@ class WebhookWorker:
             else:
                 attempt = judge_status(response.status, response.body)
             duration_ms = int((time.monotonic() - started) * 1000)
-            state = next_state(attempt, number, self._settings.webhook_max_attempts)
+            state = next_state(attempt, number, self._config.webhook_max_attempts)
             if self._metrics is not None:
                 result = "retry" if state == "pending" else state
                 self._metrics.webhook_attempts.labels(result=result).inc()
-            delay = backoff_seconds(number, self._settings.webhook_backoff_seconds)
+            delay = backoff_seconds(number, self._config.webhook_backoff_seconds)
             try:
                 recorded = await self._record(due, number, attempt, state, delay, duration_ms)
             except Exception as exc:
@@ -445,8 +445,8 @@ class WebhookWorker:
 
 
 async def run_webhooks(
-    pool: Pool, box: SecretBox, settings: Settings, metrics: GatewayMetrics | None = None
+    pool: Pool, box: SecretBox, config: Config, metrics: GatewayMetrics | None = None
 ) -> None:
     """The delivery worker of one gateway replica, until cancelled."""
-    await ensure_secret(pool, box, settings.data_dir)
-    await WebhookWorker(pool, box, settings, metrics).run()
+    await ensure_secret(pool, box, config.data_dir)
+    await WebhookWorker(pool, box, config, metrics).run()

@@ -19,7 +19,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from figranium_common.errors import FigraniumError, InvalidUrlError, TooManyRedirects
-from figranium_common.urls import IPAddress, check_url, check_url_syntax, parse_url
+from figranium_common.outbound_urls import IPAddress, check_url, check_url_syntax, parse_url
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 CREDENTIAL_HEADERS = ("Authorization", "Cookie", "Proxy-Authorization")

@@ -9,7 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class Settings(BaseSettings):
+class Config(BaseSettings):
     """Every knob of every service; each service reads only what it needs.
 
     The README's configuration table lists these variables; keep the two in step.
