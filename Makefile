@@ -5,7 +5,7 @@
 # would also hand an empty PORT to every other target whenever it is unset.
 #
 # `HEADFUL=true make run` (or `make run HEADFUL=true`) also starts one headful runner:
-# Chromium on a virtual display, watched through noVNC (README, "Headful mode"). Its Xvfb,
+# Chromium on a virtual display, watched through noVNC (docs/headful.md). Its Xvfb,
 # x11vnc and noVNC are installed when missing, then and by `make test` (the headful
 # integration tests need them), never by `make install` or `make lint`.
 

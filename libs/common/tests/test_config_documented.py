@@ -1,19 +1,24 @@
-"""Every setting is in the README's configuration table, and the table names no others."""
+"""Every setting is in docs/configuration.md's tables, once, and the tables name no others."""
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 
 from figranium_common.config import Config
 
-README = Path(__file__).resolve().parents[3] / "README.md"
+CONFIGURATION = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
 
 
 def test_every_setting_is_documented_and_nothing_else() -> None:
-    text = README.read_text(encoding="utf-8")
-    section = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
-    documented = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", section, flags=re.MULTILINE))
+    text = CONFIGURATION.read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", text, flags=re.MULTILINE)
+    documented = set(rows)
     config = {str(field.alias) for field in Config.model_fields.values()}
-    assert config - documented == set(), "settings missing from the README table"
-    assert documented - config == set(), "README documents variables no service reads"
+    assert config - documented == set(), "settings missing from docs/configuration.md"
+    assert documented - config == set(), (
+        "docs/configuration.md documents variables no service reads"
+    )
+    twice = {name for name, count in Counter(rows).items() if count > 1}
+    assert twice == set(), "variables documented more than once"
