@@ -35,11 +35,14 @@ run: install
 
 # Test files run on PYTEST_WORKERS processes (most integration tests wait on services, not
 # on the CPU); each worker starts its own NATS, PostgreSQL and services. 0 runs them in one.
+# Files are handed out in the order conftest.py collects them (those that start stacks of
+# their own first), not by xdist's count of tests per file, which left the long few-test
+# files for last.
 PYTEST_WORKERS ?= 2
 
 test: install
 	@bash scripts/ensure-headful.sh
-	$(VENV)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(VENV)/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/ruff check .

@@ -4,14 +4,13 @@
 
 Both drive the same Chromium, one run at a time, on the benchmark's page: ``raw`` is the
 raw script of ``make bench``, ``engine`` is ``figranium_runner.engine.execute`` on the
-same task in a context opened as a runner opens it (behind its egress proxy), ``guarded``
-the same with the navigation guard (guard.py, which runs no longer use) instead, and
-``unchecked`` with neither. Printed: CPU ms per run (this process, Playwright's driver and
-Chromium, not the page server) for each round, rounds interleaved, and their medians, with
-the median split between them. ``--concurrency`` runs that many at once, as a runner's
-slots do; ``--kinds`` measures only some of them. It tells the engine's own cost apart from
-everything else a platform run pays (messaging, the services' CPU), which ``make bench``
-measures.
+same task in a context opened as a runner opens it (behind its egress proxy), and
+``unchecked`` the same without the egress proxy. Printed: CPU ms per run (this process,
+Playwright's driver and Chromium, not the page server) for each round, rounds interleaved,
+and their medians, with the median split between them. ``--concurrency`` runs that many at
+once, as a runner's slots do; ``--kinds`` measures only some of them. It tells the engine's
+own cost apart from everything else a platform run pays (messaging, the services' CPU),
+which ``make bench`` measures.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ from figranium_common.models import Task
 from figranium_runner.browser import CHROMIUM_ARGS, find_headless_chromium
 from figranium_runner.egress import EgressPolicy, EgressProxy
 from figranium_runner.engine import Limits, execute
-from figranium_runner.guard import install_navigation_guard
 
 
 async def _ignore(line: str) -> None:
@@ -44,8 +42,6 @@ async def engine_run(browser: Browser, url: str, *, check: str) -> None:
     )
     context = await browser.new_context(**options)
     try:
-        if check == "guard":
-            await install_navigation_guard(context, allow_private=True)
         page = await context.new_page()
         task = Task.model_validate(bench_task("engine_cpu", url))
         limits = Limits(allow_private=True, default_timeout_ms=30_000)
@@ -82,7 +78,7 @@ async def _batch(run: Callable[[], Awaitable[None]], runs: int, concurrency: int
     await asyncio.gather(*(one() for _ in range(runs)))
 
 
-KINDS = ("raw", "engine", "guarded", "unchecked")
+KINDS = ("raw", "engine", "unchecked")
 
 
 async def measure(
@@ -96,7 +92,6 @@ async def measure(
         kinds: dict[str, Callable[[], Awaitable[None]]] = {
             "raw": lambda: raw_run(browser, url),
             "engine": lambda: engine_run(browser, url, check="egress"),
-            "guarded": lambda: engine_run(browser, url, check="guard"),
             "unchecked": lambda: engine_run(browser, url, check="none"),
         }
         kinds = {kind: run for kind, run in kinds.items() if kind in only}

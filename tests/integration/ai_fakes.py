@@ -25,21 +25,15 @@ import asyncio
 import contextlib
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
-import pytest
 from aiohttp import web
 
-from figranium_devstack.natsserver import LocalNats
-from figranium_devstack.ports import free_port
-from figranium_devstack.postgres import LocalPostgres
-from tests.integration.stack import Stack, fresh_database
+from tests.integration.stack import Stack
 from tests.integration.threaded_app import ThreadedApp
 
 PROVIDERS = ("gemini", "openai", "claude", "ollama")
@@ -341,31 +335,6 @@ class AiFakes(ThreadedApp):
             }
 
         return await self._respond(call, ok)
-
-
-@pytest.fixture
-def ai_fakes() -> Iterator[AiFakes]:
-    """Fresh fakes for one test; import this fixture into the test module to use it."""
-    with AiFakes() as fakes:
-        yield fakes
-
-
-@contextlib.contextmanager
-def stack_pointed_at(
-    fakes: AiFakes, workdir: Path, postgres: LocalPostgres, *, runner: bool
-) -> Iterator[Stack]:
-    """A stack of its own (NATS, database, a gateway; a runner if asked) whose gateway
-    sends every AI call to ``fakes``."""
-    database_url = fresh_database(postgres, f"ai_{uuid.uuid4().hex[:12]}")
-    with LocalNats(workdir / "nats", free_port()) as nats_server:
-        stack = Stack(workdir, nats_server, database_url, **fakes.env)
-        try:
-            stack.start_gateway()
-            if runner:
-                stack.start_runner()
-            yield stack
-        finally:
-            stack.close()
 
 
 def forget_ai_settings(stack: Stack, fakes: AiFakes) -> httpx.Client:

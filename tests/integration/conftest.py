@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -14,7 +13,8 @@ import pytest
 from figranium_devstack.natsserver import LocalNats
 from figranium_devstack.ports import free_port
 from figranium_devstack.postgres import LocalPostgres
-from tests.integration.stack import PageHandler, Stack, fresh_database
+from tests.integration.ai_fakes import AiFakes
+from tests.integration.stack import PageHandler, Stack, own_stack
 
 # Figures some tests measure and report without asserting (``record_property("figures",
 # ...)``), printed together at the end; this also works with xdist workers, whose reports
@@ -84,11 +84,25 @@ def api(stack: tuple[Stack, httpx.Client]) -> httpx.Client:
 
 @pytest.fixture
 def isolated(tmp_path: Path, postgres: LocalPostgres) -> Iterator[Stack]:
-    """A stack with its own NATS server and database, for tests that kill or starve runners."""
-    database_url = fresh_database(postgres, f"iso_{uuid.uuid4().hex[:12]}")
-    with LocalNats(tmp_path / "nats", free_port()) as nats_server:
-        stack = Stack(tmp_path, nats_server, database_url)
-        try:
-            yield stack
-        finally:
-            stack.close()
+    """A stack with its own NATS server and database, for tests that kill or starve runners
+    (mark them ``@pytest.mark.stack``)."""
+    with own_stack(tmp_path, postgres) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[AiFakes]:
+    """Local stand-ins for the AI vendors, for the test module."""
+    with AiFakes() as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def ai_stack(
+    tmp_path_factory: pytest.TempPathFactory, postgres: LocalPostgres, fakes: AiFakes
+) -> Iterator[Stack]:
+    """A stack of its own (NATS, database, a gateway; no runner) whose gateway sends every
+    AI call to ``fakes``, for the test module."""
+    with own_stack(tmp_path_factory.mktemp("ai"), postgres, **fakes.env) as stack:
+        stack.start_gateway()
+        yield stack

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+import uuid
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -164,6 +167,20 @@ class Stack:
             client.close()
         for service in reversed(self.services):
             service.stop(timeout=15)
+
+
+@contextlib.contextmanager
+def own_stack(workdir: Path, postgres: LocalPostgres, **env: str) -> Iterator[Stack]:
+    """A stack with a NATS server and a database of its own (on the shared PostgreSQL
+    server), for tests whose services or data must not meet the shared stack's; no service
+    is started yet. Everything started on it is stopped at the end."""
+    database_url = fresh_database(postgres, f"own_{uuid.uuid4().hex[:12]}")
+    with LocalNats(workdir / "nats", free_port()) as nats_server:
+        stack = Stack(workdir, nats_server, database_url, **env)
+        try:
+            yield stack
+        finally:
+            stack.close()
 
 
 def fresh_database(server: LocalPostgres, name: str) -> str:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 
 from tests.integration.stack import API_KEY, Stack
+
+pytestmark = pytest.mark.stack  # every test here starts services of its own
 
 
 def _as(client: httpx.Client, address: str, key: str) -> httpx.Response:

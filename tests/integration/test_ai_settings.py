@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +13,17 @@ import pytest
 from figranium_common import db
 from figranium_common.config import Config
 from figranium_common.secretbox import SecretBox
-from figranium_devstack.postgres import LocalPostgres
 from figranium_gateway.ai import AiAnswer, AiChain
 from tests.integration.ai_fakes import (
     AiFakes,
     answer,
     fail,
     forget_ai_settings,
-    stack_pointed_at,
 )
 from tests.integration.stack import Stack
 from tests.integration.test_bad_input import assert_error
+
+pytestmark = pytest.mark.stack  # every test here starts services of its own
 
 FIRST = "sk-first-key-aaaa1111"
 SECOND = "sk-second-key-bbbb2222"
@@ -41,22 +40,6 @@ DEFAULT_MODELS = {
     "claude": "claude-3-5-haiku-latest",
     "ollama": "gemma4:e2b",
 }
-
-
-@pytest.fixture(scope="module")
-def fakes() -> Iterator[AiFakes]:
-    with AiFakes() as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def ai_stack(
-    tmp_path_factory: pytest.TempPathFactory, postgres: LocalPostgres, fakes: AiFakes
-) -> Iterator[Stack]:
-    with stack_pointed_at(
-        fakes, tmp_path_factory.mktemp("ai-settings"), postgres, runner=False
-    ) as stack:
-        yield stack
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ import pytest
 
 from benchmarks.bench import FIGURES
 
+pytestmark = pytest.mark.stack  # every test here starts services of its own
+
 REPO = Path(__file__).resolve().parents[2]
 # What the issue asks latest.json for, at least.
 REQUIRED = {"run_overhead_ratio", "throughput_ratio_c4", "throughput_ratio_c8", "gateway_rps"}

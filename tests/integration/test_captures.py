@@ -95,6 +95,7 @@ def test_delete_capture_needs_the_key(api: httpx.Client, stack: tuple[Stack, htt
     assert "guarded.png" in capture_names(nats_url)
 
 
+@pytest.mark.stack
 def test_clear_screenshots_keeps_videos_and_downloads(isolated: Stack) -> None:
     _, client = isolated.start_gateway()
     nats_url = isolated.env["NATS_URL"]

@@ -13,7 +13,6 @@ import json
 import statistics
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,6 @@ import psycopg
 import pytest
 
 from figranium_common.nats import RUNNERS_CONSUMER, RUNS_DEFAULT_SUBJECT, RUNS_STREAM
-from figranium_devstack.natsserver import LocalNats
 from figranium_devstack.ports import free_port
 from figranium_devstack.postgres import LocalPostgres
 from tests.integration.faults import (
@@ -38,8 +36,10 @@ from tests.integration.faults import (
     runs_task,
     save_task,
 )
-from tests.integration.stack import API_KEY, Stack, fresh_database
+from tests.integration.stack import API_KEY, own_stack
 from tests.integration.test_resilience import wait_until
+
+pytestmark = pytest.mark.stack  # every test here starts services of its own
 
 # The flood: 1,000 run requests at once at a gateway whose queue holds FLOOD_LIMIT
 # unfinished runs, with one runner draining it. What fits is accepted and runs exactly
@@ -56,38 +56,32 @@ LINGER_SECONDS = 1.0
 @pytest.fixture(scope="module")
 def steady(tmp_path_factory: pytest.TempPathFactory, postgres: LocalPostgres) -> Iterator[Faulty]:
     """NATS and a database of its own, a gateway and two runners."""
-    workdir = tmp_path_factory.mktemp("faults-steady")
-    database_url = fresh_database(postgres, f"faults_{uuid.uuid4().hex[:12]}")
-    with LocalNats(workdir / "nats", free_port()) as nats_server:
-        # Two kills cost a run at most two deliveries; the extra ones and the longer ack
-        # wait keep a heartbeat delayed by a loaded machine from making a run `crashed`.
-        stack = Stack(
-            workdir,
-            nats_server,
-            database_url,
-            RUNNER_CONCURRENCY="4",
-            RUN_ACK_WAIT_SECONDS="6",
-            RUN_MAX_DELIVER="5",
-            RUN_LOG_LINGER_SECONDS=str(LINGER_SECONDS),
+    # Two kills cost a run at most two deliveries; the extra ones and the longer ack
+    # wait keep a heartbeat delayed by a loaded machine from making a run `crashed`.
+    with own_stack(
+        tmp_path_factory.mktemp("faults-steady"),
+        postgres,
+        RUNNER_CONCURRENCY="4",
+        RUN_ACK_WAIT_SECONDS="6",
+        RUN_MAX_DELIVER="5",
+        RUN_LOG_LINGER_SECONDS=str(LINGER_SECONDS),
+    ) as stack:
+        assert stack.nats is not None
+        gateway, client = stack.start_gateway()
+        # The rest side by side (each takes seconds of CPU to come up); the limited
+        # gateway is only waited for by the test that uses it.
+        limited_port = free_port()
+        runners = [stack.start("runner"), stack.start("runner")]
+        stack.start("gateway", PORT=str(limited_port), RUN_QUEUE_LIMIT=str(QUEUE_LIMIT))
+        for runner in runners:
+            runner.wait_for_log("runner.ready", timeout=120)
+        limited = httpx.Client(
+            base_url=f"http://127.0.0.1:{limited_port}",
+            headers={"x-api-key": API_KEY},
+            timeout=120,
         )
-        try:
-            gateway, client = stack.start_gateway()
-            # The rest side by side (each takes seconds of CPU to come up); the limited
-            # gateway is only waited for by the test that uses it.
-            limited_port = free_port()
-            runners = [stack.start("runner"), stack.start("runner")]
-            stack.start("gateway", PORT=str(limited_port), RUN_QUEUE_LIMIT=str(QUEUE_LIMIT))
-            for runner in runners:
-                runner.wait_for_log("runner.ready", timeout=120)
-            limited = httpx.Client(
-                base_url=f"http://127.0.0.1:{limited_port}",
-                headers={"x-api-key": API_KEY},
-                timeout=120,
-            )
-            stack.clients.append(limited)
-            yield Faulty(stack, nats_server, gateway, client, runners, limited)
-        finally:
-            stack.close()
+        stack.clients.append(limited)
+        yield Faulty(stack, stack.nats, gateway, client, runners, limited)
 
 
 # --- 1. runners killed --------------------------------------------------------------

@@ -30,6 +30,8 @@ from tests.integration.faults import (
 from tests.integration.stack import Stack
 from tests.integration.test_resilience import wait_until
 
+pytestmark = pytest.mark.stack  # every test here starts services of its own
+
 
 @pytest.fixture(scope="module")
 def fragile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Faulty, LocalPostgres]]:

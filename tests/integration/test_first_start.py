@@ -10,8 +10,11 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import pytest
 
 from tests.integration.stack import Stack
+
+pytestmark = pytest.mark.stack  # every test here starts services of its own
 
 
 def _generated(log: str, event: str) -> list[dict[str, str]]:

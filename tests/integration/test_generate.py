@@ -3,38 +3,27 @@ page or compiles the script, and the real SDKs talk to local stand-ins for the v
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from figranium_devstack.postgres import LocalPostgres
 from tests.integration.ai_fakes import (
     AiFakes,
     answer,
     fail,
     forget_ai_settings,
-    stack_pointed_at,
 )
 from tests.integration.stack import Stack
 from tests.integration.test_bad_input import assert_error
 
-
-@pytest.fixture(scope="module")
-def fakes() -> Iterator[AiFakes]:
-    with AiFakes() as started:
-        yield started
+pytestmark = pytest.mark.stack  # every test here starts services of its own
 
 
-@pytest.fixture(scope="module")
-def ai_stack(
-    tmp_path_factory: pytest.TempPathFactory, postgres: LocalPostgres, fakes: AiFakes
-) -> Iterator[Stack]:
-    with stack_pointed_at(
-        fakes, tmp_path_factory.mktemp("generate"), postgres, runner=True
-    ) as stack:
-        yield stack
+@pytest.fixture(scope="module", autouse=True)
+def runner(ai_stack: Stack) -> None:
+    """Generation prepares the page, or compiles the script, in a real runner."""
+    ai_stack.start_runner()
 
 
 @pytest.fixture

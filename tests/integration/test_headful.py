@@ -9,7 +9,6 @@ import json
 import struct
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,12 +29,12 @@ from figranium_common.nats import (
     RUNS_HEADFUL_SUBJECT,
     RUNS_STREAM,
 )
-from figranium_devstack.natsserver import LocalNats
-from figranium_devstack.ports import free_port
 from figranium_devstack.postgres import LocalPostgres
 from figranium_runner.browser import find_chromium
-from tests.integration.stack import Service, Stack, fresh_database
+from tests.integration.stack import Service, Stack, own_stack
 from tests.integration.test_bad_input import assert_error
+
+pytestmark = pytest.mark.stack  # every test here starts services of its own
 
 MAGENTA = "#ff00ff"
 
@@ -150,17 +149,11 @@ def headful(
     tmp_path_factory: pytest.TempPathFactory, postgres: LocalPostgres
 ) -> Iterator[_Headful]:
     """A gateway and one headful runner, on their own NATS and database; no other runner."""
-    workdir = tmp_path_factory.mktemp("headful")
-    database_url = fresh_database(postgres, f"headful_{uuid.uuid4().hex[:12]}")
-    with LocalNats(workdir / "nats", free_port()) as nats_server:
-        stack = Stack(workdir, nats_server, database_url)
-        try:
-            _, api = stack.start_gateway()
-            runner = stack.start_headful_runner()
-            _wait_until(lambda: _status(api)["useNovnc"], 90, "the headful runner to be seen")
-            yield _Headful(stack, api, runner)
-        finally:
-            stack.close()
+    with own_stack(tmp_path_factory.mktemp("headful"), postgres) as stack:
+        _, api = stack.start_gateway()
+        runner = stack.start_headful_runner()
+        _wait_until(lambda: _status(api)["useNovnc"], 90, "the headful runner to be seen")
+        yield _Headful(stack, api, runner)
 
 
 def _wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:

@@ -127,6 +127,7 @@ async def test_redelivered_or_late_results_change_nothing(
     assert len(_result_payloads(shared.env["DATABASE_URL"], execution_id)) == 1
 
 
+@pytest.mark.stack
 def test_long_run_keeps_its_message_with_heartbeats(isolated: Stack) -> None:
     isolated.env["RUN_ACK_WAIT_SECONDS"] = "2"
     _, client = isolated.start_gateway()
@@ -138,6 +139,7 @@ def test_long_run_keeps_its_message_with_heartbeats(isolated: Stack) -> None:
     assert detail["attempts"] == 1  # never redelivered although the run outlived the ack wait
 
 
+@pytest.mark.stack
 def test_runner_takes_no_more_runs_than_it_has_slots(isolated: Stack) -> None:
     _, client = isolated.start_gateway()
     isolated.start_runner(RUNNER_CONCURRENCY="1")
@@ -152,6 +154,7 @@ def test_runner_takes_no_more_runs_than_it_has_slots(isolated: Stack) -> None:
     assert second["startedAt"] >= first["finishedAt"]
 
 
+@pytest.mark.stack
 def test_runner_runs_two_at_once_with_two_slots(isolated: Stack) -> None:
     _, client = isolated.start_gateway()
     isolated.start_runner(RUNNER_CONCURRENCY="2")

@@ -18,6 +18,8 @@ from figranium_common.nats import RUNNERS_CONSUMER, RUNS_STREAM
 from tests.integration.stack import Stack
 from tests.integration.test_resilience import wait_until
 
+pytestmark = pytest.mark.stack  # every test here starts services of its own
+
 # About 3 MB of page: three times NATS's default payload limit, once in the result's html.
 BIG_TEXT = "".join(f"row {i:07d} of a large page\n" for i in range(110_000))
 BIG_PAGE = f"""<!doctype html><html><head><title>Big</title></head><body>

@@ -16,6 +16,8 @@ import pytest
 from figranium_devstack.ports import free_port
 from tests.integration.stack import API_KEY
 
+pytestmark = pytest.mark.stack  # every test here starts services of its own
+
 
 class DevStack:
     def __init__(self, data_dir: Path, port: int) -> None:

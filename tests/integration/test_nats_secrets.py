@@ -17,6 +17,8 @@ import pytest
 from figranium_common import nats as topology
 from tests.integration.stack import Stack
 
+pytestmark = pytest.mark.stack  # every test here starts services of its own
+
 PROXY_SECRET = "proxy-secret-3b8e61f0"
 COOKIE_SECRET = "cookie-secret-c41d27aa"
 

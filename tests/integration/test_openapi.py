@@ -23,9 +23,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from figranium_common.config import Config
-from figranium_gateway import auth
+from figranium_gateway import api_docs, auth
 from figranium_gateway.app import create_app
-from figranium_gateway.routes import docs
 from figranium_runner.browser import find_chromium
 from tests.integration.stack import API_KEY
 
@@ -162,8 +161,8 @@ def test_docs_page_runs_under_a_strict_policy(api: httpx.Client) -> None:
 
 def test_docs_answer_without_a_key(api: httpx.Client) -> None:
     """Documentation is public, like health: a browser opens it without a key."""
-    if not docs.PUBLIC_PATHS <= auth.PUBLIC_PATHS:
-        pytest.skip("auth.PUBLIC_PATHS does not list routes.docs.PUBLIC_PATHS yet")
+    if not api_docs.PUBLIC_PATHS <= auth.PUBLIC_PATHS:
+        pytest.skip("auth.PUBLIC_PATHS does not list api_docs.PUBLIC_PATHS yet")
     with httpx.Client(base_url=api.base_url, timeout=30) as anonymous:
         for path in ("/api/openapi.json", "/api/docs", "/api/docs/static/swagger-ui.css"):
             assert anonymous.get(path).status_code == 200, path

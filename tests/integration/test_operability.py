@@ -12,11 +12,14 @@ from typing import Any
 import httpx
 import psutil
 import psycopg
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from figranium_devstack.ports import free_port
 from tests.integration.stack import Service, Stack
 from tests.integration.test_resilience import wait_until
+
+pytestmark = pytest.mark.stack  # every test here starts services of its own
 
 RUN_ROUTE = "/api/tasks/{task_id}/api"
 

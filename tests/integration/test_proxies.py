@@ -110,6 +110,7 @@ def test_rotate_proxies_uses_the_saved_ones(
             conn.execute("DELETE FROM settings WHERE key = 'proxies'")
 
 
+@pytest.mark.stack
 def test_passwords_stored_in_clear_earlier_are_sealed_at_start(isolated: Stack) -> None:
     saved = [{"id": "proxy_old", "server": "http://127.0.0.1:3128", "password": "old-secret"}]
     _, client = isolated.start_gateway()  # creates the schema
@@ -125,6 +126,7 @@ def test_passwords_stored_in_clear_earlier_are_sealed_at_start(isolated: Stack) 
     assert [(p["id"], p["hasPassword"]) for p in listed] == [("proxy_old", True)]
 
 
+@pytest.mark.stack
 def test_a_proxy_is_checked_again_for_each_run(
     isolated: Stack, proxy: tuple[str, list[tuple[str, str | None]]]
 ) -> None:

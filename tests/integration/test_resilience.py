@@ -11,10 +11,13 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 
 from figranium_devstack.ports import free_port
 from figranium_devstack.postgres import LocalPostgres
 from tests.integration.stack import Stack
+
+pytestmark = pytest.mark.stack  # every test here starts services of its own
 
 SLOW_TASK: dict[str, Any] = {
     "id": "slow",

@@ -7,6 +7,7 @@ import uuid
 
 import httpx
 import psycopg
+import pytest
 
 from tests.integration.captures_helpers import (
     capture_names,
@@ -14,6 +15,8 @@ from tests.integration.captures_helpers import (
     put_captures,
 )
 from tests.integration.stack import Stack
+
+pytestmark = pytest.mark.stack  # every test here starts services of its own
 
 
 def _captures_of(client: httpx.Client, run_id: str) -> set[str]:

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.integration.stack import Stack
 from tests.integration.test_bad_input import assert_error
@@ -82,6 +83,7 @@ def test_stop_a_running_execution(api: httpx.Client, site: str) -> None:
     assert detail["outcome"] == "stopped" and detail["phase"] == "finished"
 
 
+@pytest.mark.stack
 def test_stop_a_queued_execution_before_any_runner_takes_it(isolated: Stack) -> None:
     _, client = isolated.start_gateway()
     client.post("/api/tasks", json={"id": "queued", "actions": [{"type": "wait", "value": 1}]})

@@ -9,9 +9,12 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
 from tests.integration.stack import Stack
+
+pytestmark = pytest.mark.stack  # every test here starts services of its own
 
 SCHEDULES = 50
 

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 
-from tests.integration.stack import Stack
-from tests.integration.test_first_start import read_secret_file
+from figranium_devstack.postgres import LocalPostgres
+from tests.integration.stack import Stack, own_stack
 
 CHOSEN = "chosen-key-0123456789abcdef"
-
-
-def _generated_key(stack: Stack) -> str:
-    return read_secret_file(Path(stack.env["FIGRANIUM_DATA_DIR"]) / "api-key")
 
 
 def _status(client: httpx.Client, key: str) -> int:
@@ -35,18 +31,35 @@ def _eventually(check: object, timeout: float) -> float:
     return time.monotonic() - started
 
 
+@pytest.fixture(scope="module")
+def replica_pair(
+    tmp_path_factory: pytest.TempPathFactory, postgres: LocalPostgres
+) -> Iterator[tuple[Stack, httpx.Client, httpx.Client]]:
+    """Two gateways of their own with a stored (not environment) key, for the module."""
+    with own_stack(tmp_path_factory.mktemp("replicas"), postgres) as stack:
+        del stack.env["FIGRANIUM_API_KEY"]
+        _, a = stack.start_gateway()
+        _, b = stack.start_gateway()
+        for client in (a, b):
+            client.headers.pop("x-api-key")
+        yield stack, a, b
+
+
 @pytest.fixture
-def replicas(isolated: Stack) -> tuple[Stack, httpx.Client, httpx.Client, str]:
-    """Two gateways sharing a stored (not environment) key."""
-    isolated.env = {k: v for k, v in isolated.env.items() if k != "FIGRANIUM_API_KEY"}
-    _, a = isolated.start_gateway()
-    key = _generated_key(isolated)
-    _, b = isolated.start_gateway()
-    for client in (a, b):
-        client.headers.pop("x-api-key")
-    return isolated, a, b, key
+def replicas(
+    replica_pair: tuple[Stack, httpx.Client, httpx.Client],
+) -> tuple[Stack, httpx.Client, httpx.Client, str]:
+    """The pair, and a key stored afresh that both accept (a test before may have changed
+    the key): written to the table, each replica finds it within its 2 s re-read."""
+    stack, a, b = replica_pair
+    key = f"fresh-{uuid.uuid4().hex}"
+    with psycopg.connect(stack.env["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute("UPDATE settings SET value = to_jsonb(%s::text) WHERE key = 'api_key'", (key,))
+    _eventually(lambda: _status(a, key) == 200 and _status(b, key) == 200, timeout=20)
+    return stack, a, b, key
 
 
+@pytest.mark.stack
 def test_new_key_replaces_the_old_one_on_every_replica(
     replicas: tuple[Stack, httpx.Client, httpx.Client, str],
 ) -> None:
@@ -72,6 +85,7 @@ def test_new_key_replaces_the_old_one_on_every_replica(
     _eventually(lambda: _status(a, new) == 200 and _status(a, CHOSEN) == 401, 3)
 
 
+@pytest.mark.stack
 def test_replicas_agree_without_a_notice(
     replicas: tuple[Stack, httpx.Client, httpx.Client, str],
 ) -> None:
@@ -85,6 +99,7 @@ def test_replicas_agree_without_a_notice(
         assert _status(client, "db-key") == 200
 
 
+@pytest.mark.stack
 def test_body_key_rules(replicas: tuple[Stack, httpx.Client, httpx.Client, str]) -> None:
     _, a, _, old = replicas
     too_long = a.post(
@@ -134,6 +149,7 @@ def test_environment_key_wins(api: httpx.Client, stack: tuple[Stack, httpx.Clien
     assert api.get("/api/tasks").status_code == 200
 
 
+@pytest.mark.stack
 def test_key_can_be_set_while_auth_is_off(isolated: Stack) -> None:
     isolated.env = {k: v for k, v in isolated.env.items() if k != "FIGRANIUM_API_KEY"}
     _, client = isolated.start_gateway(FIGRANIUM_AUTH="off")

@@ -16,6 +16,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
 from figranium_gateway import changes
@@ -260,6 +261,7 @@ def test_bad_last_event_id_is_refused(api: httpx.Client) -> None:
     assert api.get("/api/executions/stream-not").status_code == 404
 
 
+@pytest.mark.stack
 def test_a_run_through_one_gateway_streams_from_another(isolated: Stack, site: str) -> None:
     _, gateway_a = isolated.start_gateway()
     service_b, gateway_b = isolated.start_gateway()

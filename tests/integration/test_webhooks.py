@@ -89,7 +89,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 def verify_signature(secret: str, header: str, body: bytes, tolerance: float = 300) -> bool:
-    """What a receiver does (as the README shows): any ``v1=`` made with its secret."""
+    """What a receiver does (as docs/webhooks.md shows): any ``v1=`` made with its secret."""
     pairs = [item.split("=", 1) for item in header.split(",")]
     (timestamp,) = [int(value) for name, value in pairs if name == "t"]
     if abs(time.time() - timestamp) > tolerance:
@@ -230,6 +230,7 @@ def test_invalid_webhook_urls_are_refused(api: httpx.Client) -> None:
     assert api.get("/api/schedules/badhook/status").json()["schedule"] is None
 
 
+@pytest.mark.stack
 def test_retries_until_delivered_and_client_errors_fail_at_once(isolated: Stack) -> None:
     _, api = isolated.start_gateway(**FAST)
     with Receiver([500, 500]) as flaky, Receiver([400]) as refusing:
@@ -266,6 +267,7 @@ def test_retries_until_delivered_and_client_errors_fail_at_once(isolated: Stack)
     assert [(a["attempt"], a["status"]) for a in attempts] == [(1, 500), (2, 500), (3, 200)]
 
 
+@pytest.mark.stack
 def test_pending_delivery_survives_a_gateway_restart(isolated: Stack) -> None:
     first, api = isolated.start_gateway(**FAST)
     first.wait_for_log("webhooks.secret_generated")
@@ -292,6 +294,7 @@ def test_pending_delivery_survives_a_gateway_restart(isolated: Stack) -> None:
     assert "webhooks.secret_generated" not in second.log_text()
 
 
+@pytest.mark.stack
 def test_rotated_secret_keeps_signing_for_the_overlap(isolated: Stack) -> None:
     first, api = isolated.start_gateway(**FAST)
     first.wait_for_log("webhooks.secret_generated")
@@ -332,6 +335,7 @@ def _execution_row(stack: Stack, execution_id: str) -> dict[str, Any]:
     return row
 
 
+@pytest.mark.stack
 def test_scheduled_run_posts_to_the_schedule_webhook(isolated: Stack, site: str) -> None:
     _, api = isolated.start_gateway(**FAST)
     isolated.start_runner()

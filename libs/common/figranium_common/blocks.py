@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from figranium_common.errors import FigraniumError
-from figranium_common.models import Action
+from figranium_common.action_models import Action
 
 OPENERS = frozenset({"if", "while", "repeat", "foreach", "on_error"})
 

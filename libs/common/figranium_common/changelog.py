@@ -1,12 +1,16 @@
 """Writing the execution change log (``execution_changes``), for every service that changes
-executions; the gateway's ``changes`` module explains the ordering and reads the log.
+executions, and the ping that tells the gateways' change streams after the commit; the
+gateway's ``changes`` module explains the ordering and reads the log.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from nats.aio.client import Client as NATS
 from psycopg.types.json import Jsonb
+
+from figranium_common.nats import CHANGES_NOTIFY_SUBJECT, ping
 
 # Any constant distinct from the migration lock works; every writer must use the same.
 CHANGES_LOCK_ID = 0x46_49_47_43  # "FIGC"
@@ -107,3 +111,9 @@ async def record_deleted(conn: Any, deleted: list[dict[str, Any]]) -> None:
         " ORDER BY d.n",
         (CHANGES_LOCK_ID, [row["id"] for row in deleted], [row["task_id"] for row in deleted]),
     )
+
+
+async def notify(nc: NATS) -> None:
+    """Tell every gateway replica's change streams to read the log now; call after
+    committing a change. Best effort: the streams poll anyway."""
+    await ping(nc, CHANGES_NOTIFY_SUBJECT)

@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Config(BaseSettings):
     """Every knob of every service; each service reads only what it needs.
 
-    The README's configuration table lists these variables; keep the two in step.
+    docs/configuration.md lists these variables; keep the two in step.
     """
 
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")

@@ -14,6 +14,8 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from figranium_common.errors import describe
+
 log = structlog.get_logger(__name__)
 
 # Any constant works, as long as every service uses the same one.
@@ -137,7 +139,7 @@ class DatabaseProbe:
                 async with self._pool.connection(timeout=self._timeout) as conn:
                     await conn.execute("SELECT 1")
         except Exception as exc:
-            return str(exc) or type(exc).__name__
+            return describe(exc)
         return None
 
     def _asked(self, asking: asyncio.Task[str | None]) -> None:
@@ -155,7 +157,7 @@ class DatabaseProbe:
         except Exception as exc:
             # Broken, or in an unknown state after a timeout: opened afresh next time.
             await self._discard()
-            return str(exc) or type(exc).__name__
+            return describe(exc)
         return None
 
     async def _discard(self) -> None:

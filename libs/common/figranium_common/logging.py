@@ -15,7 +15,9 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", service: str = "")
     """JSON lines when not on a terminal (or when asked), a readable console otherwise.
 
     Context bound with ``structlog.contextvars.bind_contextvars`` (``execution_id``,
-    ``task_id``) appears in every line logged while it is bound.
+    ``task_id``) appears in every line logged while it is bound. Libraries that use the
+    standard logging module (aiohttp's access log, asyncio, psycopg_pool) are rendered by
+    the same processors, so a log collector reads one JSON object a line whatever wrote it.
     """
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     shared: list[Any] = [
@@ -39,9 +41,28 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", service: str = "")
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    # Libraries that use the standard logging module (aiohttp's access log, psycopg_pool)
-    # go to stderr too, at warning level so they do not drown our own lines.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(message)s")
+    _route_standard_logging(shared, renderer)
+
+
+def _route_standard_logging(shared: list[Any], renderer: Any) -> None:
+    """Send the standard logging module's records through structlog's processors.
+
+    At warning level, so libraries do not drown our own lines; each line also names the
+    library's logger (``logger``). A handler left by an earlier call is replaced, not doubled.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        if isinstance(old.formatter, structlog.stdlib.ProcessorFormatter):
+            root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
 
 
 def _add_service(service: str) -> Any:

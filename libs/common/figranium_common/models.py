@@ -1,7 +1,8 @@
-"""Pydantic models: the domain (task, action, execution) and the messages between services.
+"""Pydantic models: the domain (task, run result) and the messages between services.
 
 Field names are Figranium's wire names (camelCase where Figranium uses it) because clients
-depend on them. Unknown task and action fields are kept as given.
+depend on them. Unknown task and action fields are kept as given. A task's actions have
+models of their own, in :mod:`figranium_common.action_models`.
 """
 
 from __future__ import annotations
@@ -10,64 +11,10 @@ import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
-ACTION_TYPES: frozenset[str] = frozenset(
-    {
-        "navigate",
-        "goto",
-        "click",
-        "type",
-        "fill",
-        "hover",
-        "press",
-        "select",
-        "check",
-        "uncheck",
-        "drag_and_drop",
-        "reload",
-        "wait",
-        "wait_selector",
-        "wait_downloads",
-        "scroll",
-        "screenshot",
-        "javascript",
-        "get_content",
-        "set",
-        "merge",
-        "csv",
-        "http_request",
-        "if",
-        "else",
-        "end",
-        "while",
-        "repeat",
-        "foreach",
-        "on_error",
-        "stop",
-        "start",
-        "do_nothing",
-        "noop",
-        "pass",
-    }
-)
+from figranium_common.action_models import Actions
 
-ConditionOp = Literal[
-    "equals",
-    "not_equals",
-    "contains",
-    "starts_with",
-    "ends_with",
-    "matches",
-    "gt",
-    "gte",
-    "lt",
-    "lte",
-    "is_true",
-    "is_false",
-    "exists",
-    "not_exists",
-]
 Outcome = Literal["success", "error", "stopped", "crashed", "anti_bot"]
 Phase = Literal["queued", "running", "finished"]
 
@@ -79,40 +26,6 @@ def now_ms() -> int:
 def epoch_ms(value: datetime | None) -> int | None:
     """A database timestamp as Figranium's wire format: epoch milliseconds."""
     return None if value is None else int(value.timestamp() * 1000)
-
-
-class Action(BaseModel):
-    """One step of a task. Only ``type`` is required; the rest depends on the type."""
-
-    model_config = ConfigDict(extra="allow")
-
-    id: str | None = None
-    type: str
-    disabled: bool = False
-    timeout: Annotated[int, Field(gt=0, le=3_600_000)] | None = None
-    selector: str | None = None
-    value: str | int | float | bool | list[Any] | dict[str, Any] | None = None
-    key: str | None = None
-    label: str | None = None
-    clickType: Literal["single", "double", "right"] | None = None
-    typeMode: Literal["append", "replace"] | None = None
-    targetSelector: str | None = None
-    varName: str | None = None
-    method: str | None = None
-    headers: str | dict[str, Any] | None = None
-    body: str | dict[str, Any] | list[Any] | None = None
-    conditionVarType: Literal["string", "number", "boolean"] | None = None
-    conditionVar: str | None = None
-    conditionOp: ConditionOp | None = None
-    conditionValue: str | int | float | bool | None = None
-
-    @field_validator("type")
-    @classmethod
-    def _known_type(cls, value: str) -> str:
-        if value not in ACTION_TYPES:
-            known = ", ".join(sorted(ACTION_TYPES))
-            raise ValueError(f"unknown action type {value!r}; known types: {known}")
-        return value
 
 
 class Variable(BaseModel):
@@ -136,7 +49,7 @@ class Task(BaseModel):
     url: str = ""
     mode: Literal["agent", "scrape", "headful"] = "agent"
     wait: Annotated[float, Field(ge=0, le=600)] = 0
-    actions: list[Action] = Field(default_factory=list)
+    actions: Actions = Field(default_factory=list)
     variables: dict[str, Variable] = Field(default_factory=dict)
     extractionScript: str | None = None
     extractionFormat: Literal["json", "csv"] = "json"
@@ -154,6 +67,22 @@ class Task(BaseModel):
         return self.model_dump(mode="json", exclude_unset=True, exclude_none=False)
 
 
+# A task in a message, sent as given (``Task.dump``): the same JSON object as the stored
+# task, as runners of earlier releases read it.
+GivenTask = Annotated[Task, PlainSerializer(Task.dump)]
+
+
+class DownloadEntry(BaseModel):
+    """A file a run downloaded, kept in the captures bucket (Figranium's ``downloads``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str  # the file name the site suggested
+    url: str  # where it came from
+    path: str  # /captures/<stored name>
+    size: int  # bytes
+
+
 class RunResult(BaseModel):
     """What a run produced; the synchronous run call answers exactly this object."""
 
@@ -165,7 +94,7 @@ class RunResult(BaseModel):
     logs: list[str] = Field(default_factory=list)
     html: str | None = None
     screenshot_url: str | None = None
-    downloads: list[dict[str, Any]] = Field(default_factory=list)
+    downloads: list[DownloadEntry] = Field(default_factory=list)
     error: str | None = None
 
 
@@ -204,7 +133,7 @@ class RunRequest(BaseModel):
     """
 
     execution_id: str
-    task: dict[str, Any]
+    task: GivenTask
     variables: dict[str, Any] = Field(default_factory=dict)
     source: str = "api"
     timeout_seconds: float = 300.0
@@ -214,7 +143,7 @@ class RunRequest(BaseModel):
     # Saved proxies, for tasks with ``rotateProxies``.
     proxies: list[ProxyConfig] = Field(default_factory=list)
     # Tasks that ``start`` actions refer to (transitively), by id.
-    subtasks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    subtasks: dict[str, GivenTask] = Field(default_factory=dict)
     # The task's ``output`` with its credential, for tasks that push their data somewhere.
     output: OutputTarget | None = None
     # storage_state, proxies and output, sealed under the transit key (they are then
@@ -222,16 +151,23 @@ class RunRequest(BaseModel):
     sealed: str | None = None
 
 
+class RunRequestHead(BaseModel):
+    """What a runner reads of a run request that does not validate: the execution it is
+    for, so that it can finish it with an error rather than leave it queued."""
+
+    execution_id: str
+
+
 class PageCaptureRequest(BaseModel):
     """Request/reply to any runner (``TOOLS_PAGE_SUBJECT``): run ``task``'s actions before
     ``action_index`` and answer the page's HTML, reduced to what a selector needs."""
 
-    task: dict[str, Any]
+    task: GivenTask
     action_index: int = Field(ge=0)
     variables: dict[str, Any] = Field(default_factory=dict)
     storage_state: dict[str, Any] | None = None
     proxies: list[ProxyConfig] = Field(default_factory=list)
-    subtasks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    subtasks: dict[str, GivenTask] = Field(default_factory=dict)
     timeout_seconds: float = Field(default=60.0, gt=0)
 
 

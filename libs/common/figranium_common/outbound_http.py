@@ -18,7 +18,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from figranium_common.errors import FigraniumError, InvalidUrlError, TooManyRedirects
+from figranium_common.errors import FigraniumError, InvalidUrlError, TooManyRedirects, describe
 from figranium_common.outbound_urls import IPAddress, check_url, check_url_syntax, parse_url
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -270,7 +270,7 @@ async def _send(
     except (aiohttp.ClientError, OSError, ValueError) as exc:
         # ValueError: aiohttp's word for a malformed method or header value.
         raise FigraniumError(
-            f"{request.method} {_public(request.url)} failed: {str(exc) or type(exc).__name__}",
+            f"{request.method} {_public(request.url)} failed: {describe(exc)}",
             code="HTTP_ERROR",
         ) from exc
 

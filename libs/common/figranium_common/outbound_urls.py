@@ -27,8 +27,9 @@ from figranium_common.errors import InvalidUrlError
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # COMPATIBILITY.md, "Outbound requests (SSRF)"; the label ends up in the refusal.
-_BLOCKED_V4 = tuple(
-    (ipaddress.IPv4Network(net), label)
+# An address is only ever in a network of its own version.
+_BLOCKED = tuple(
+    (ipaddress.ip_network(net), label)
     for net, label in (
         ("0.0.0.0/8", "'this' network"),
         ("10.0.0.0/8", "private"),
@@ -44,11 +45,6 @@ _BLOCKED_V4 = tuple(
         ("203.0.113.0/24", "documentation"),
         ("224.0.0.0/4", "multicast"),
         ("240.0.0.0/4", "reserved"),
-    )
-)
-_BLOCKED_V6 = tuple(
-    (ipaddress.IPv6Network(net), label)
-    for net, label in (
         ("::/128", "unspecified"),
         ("::1/128", "loopback"),
         ("64:ff9b:1::/48", "local-use NAT64"),
@@ -118,8 +114,7 @@ def blocked_reason(
         return "cloud metadata endpoint"
     if allow_private:
         return None
-    networks = _BLOCKED_V4 if isinstance(address, ipaddress.IPv4Address) else _BLOCKED_V6
-    for network, label in networks:
+    for network, label in _BLOCKED:
         if address in network:
             return label
     return None

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from figranium_common.errors import describe
 
 log = structlog.get_logger(__name__)
 
@@ -48,7 +49,7 @@ def ops_app(registry: CollectorRegistry, ready: ReadinessCheck) -> web.Applicati
         except TimeoutError:
             reason = "readiness check timed out"
         except Exception as exc:  # a failing check is a reason, not a 500
-            reason = str(exc) or type(exc).__name__
+            reason = describe(exc)
         if reason is None:
             return web.json_response({"status": "ready"})
         return web.json_response({"status": "not ready", "reason": reason}, status=503)
@@ -121,10 +122,5 @@ class ProbeServer:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()

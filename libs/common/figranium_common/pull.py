@@ -23,7 +23,6 @@ import contextlib
 import itertools
 import json
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Self
 
 import structlog
@@ -83,12 +82,7 @@ class PullStream:
         self._sub = await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_message)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self._sub is not None:
             await unsubscribe(self._sub)
             self._sub = None

@@ -1,23 +1,31 @@
-"""Queuing a run, as gateway and scheduler both do: the execution row, and the run request
-with everything the runner needs (runners never read the database).
+"""Queuing a run, as gateway and scheduler both do: the execution id, the execution row,
+the run request with everything the runner needs (runners never read the database), and
+its publish.
 
-Both work on the caller's connection, so the scheduler can do it inside its claim
-transaction. ``insert_execution`` logs the ``queued`` change itself, in the same statement;
-after ``insert_executions``, the caller logs them (``changelog.record_changes``) last.
+The row and the request are made on the caller's connection, so the scheduler can do it
+inside its claim transaction. ``insert_execution`` logs the ``queued`` change itself, in
+the same statement; after ``insert_executions``, the caller logs them
+(``changelog.record_changes``) last. The request is published after the commit.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
+from nats.js import JetStreamContext
 from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
+from figranium_common import transit
 from figranium_common.changelog import CHANGES_LOCK_ID, logged_insert
-from figranium_common.models import OutputTarget, ProxyConfig, RunRequest
+from figranium_common.models import OutputTarget, ProxyConfig, RunRequest, Task
+from figranium_common.nats import run_subject
 from figranium_common.runs import PROXIES_SETTING, reachable_tasks
 from figranium_common.secretbox import SecretBox
 
@@ -28,6 +36,11 @@ BROWSER_STATE = "browser-state"
 
 def credential_purpose(credential_id: str) -> str:
     return f"credential:{credential_id}"
+
+
+def new_execution_id() -> str:
+    """A fresh execution id: when it was made, to the millisecond, and 32 random bits."""
+    return f"exec_{int(time.time() * 1000)}_{secrets.token_hex(4)}"
 
 
 _EXECUTION_COLUMNS = (
@@ -53,12 +66,18 @@ class NewExecution:
     """One queued execution to insert: what ``insert_execution`` takes, as a value."""
 
     execution_id: str
-    task: dict[str, Any]
+    task: dict[str, Any]  # as the execution keeps it (its task_snapshot)
     source: str
     variables: dict[str, Any] = field(default_factory=dict)
     method: str | None = None
     path: str | None = None
     webhook_url: str | None = None
+
+    @cached_property
+    def run_task(self) -> Task:
+        """The task as the run request carries it, validated once. ValidationError when
+        it is not valid: saved by an older release, under rules made stricter since."""
+        return Task.model_validate(self.task)
 
     def params(self) -> tuple[Any, ...]:
         task = self.task
@@ -106,18 +125,18 @@ async def gather_run_request(
     timeout_seconds: float,
     browser_states: Mapping[str, dict[str, Any]] | None = None,
 ) -> RunRequest:
-    """The run request for the queued execution ``new``.
+    """The run request for the queued execution ``new``; ValidationError when its task
+    is not valid (``NewExecution.run_task``).
 
     ``browser_states`` is what ``load_browser_states`` returned for a batch of tasks that
     includes this one; without it the task's saved state is read here.
     """
-    task = new.task
+    task = new.run_task
     if browser_states is None:
         storage_state = await _storage_state(conn, box, task)
     else:
-        task_id = task.get("id")
-        wanted = isinstance(task_id, str) and not task.get("statelessExecution")
-        storage_state = browser_states.get(str(task_id)) if wanted else None
+        wanted = task.id is not None and not task.statelessExecution
+        storage_state = browser_states.get(str(task.id)) if wanted else None
     return RunRequest(
         execution_id=new.execution_id,
         task=task,
@@ -127,7 +146,24 @@ async def gather_run_request(
         storage_state=storage_state,
         proxies=await _proxies(conn, box, task),
         subtasks=await _subtasks(conn, task),
-        output=await output_target(conn, box, task.get("output")),
+        output=await output_target(conn, box, (task.model_extra or {}).get("output")),
+    )
+
+
+async def publish_run(js: JetStreamContext, request: RunRequest, transit_box: SecretBox) -> None:
+    """Publish ``request`` with its secrets sealed under the transit key (``transit_box``),
+    so the RUNS stream on disk holds none in clear.
+
+    The execution id is the message id: a repeated publish within JetStream's duplicate
+    window (the gateway's sweeper publishing a run whose first publish did arrive) is
+    dropped.
+    """
+    sealed = transit.seal_run_request(transit_box, request)
+    await js.publish(
+        run_subject(request.task.mode),
+        sealed.model_dump_json().encode(),
+        headers={"Nats-Msg-Id": request.execution_id},
+        timeout=5,
     )
 
 
@@ -153,12 +189,11 @@ def seal_browser_state(box: SecretBox, state: dict[str, Any] | None) -> str | No
     return None if state is None else box.seal(json.dumps(state), BROWSER_STATE)
 
 
-async def _storage_state(conn: Any, box: SecretBox, task: dict[str, Any]) -> dict[str, Any] | None:
+async def _storage_state(conn: Any, box: SecretBox, task: Task) -> dict[str, Any] | None:
     """The task's saved cookies and local storage, unless the run is to start clean."""
-    task_id = task.get("id")
-    if task.get("statelessExecution") or not isinstance(task_id, str):
+    if task.statelessExecution or task.id is None:
         return None
-    cur = await conn.execute("SELECT state FROM task_browser_state WHERE task_id = %s", (task_id,))
+    cur = await conn.execute("SELECT state FROM task_browser_state WHERE task_id = %s", (task.id,))
     row = await cur.fetchone()
     return None if row is None else _open_state(box, row["state"])
 
@@ -170,9 +205,9 @@ def _open_state(box: SecretBox, stored: Any) -> dict[str, Any] | None:
     return dict(stored) if isinstance(stored, dict) else None  # saved before sealing
 
 
-async def _proxies(conn: Any, box: SecretBox, task: dict[str, Any]) -> list[ProxyConfig]:
+async def _proxies(conn: Any, box: SecretBox, task: Task) -> list[ProxyConfig]:
     """The saved proxies, passwords opened, only for tasks that rotate through them."""
-    if not task.get("rotateProxies"):
+    if not task.rotateProxies:
         return []
     cur = await conn.execute("SELECT value FROM settings WHERE key = %s", (PROXIES_SETTING,))
     row = await cur.fetchone()
@@ -191,7 +226,7 @@ async def _proxies(conn: Any, box: SecretBox, task: dict[str, Any]) -> list[Prox
     return proxies
 
 
-async def _subtasks(conn: Any, task: dict[str, Any]) -> dict[str, dict[str, Any]]:
+async def _subtasks(conn: Any, task: Task) -> dict[str, Task]:
     async def fetch(task_id: str) -> dict[str, Any] | None:
         cur = await conn.execute("SELECT id, body, updated_at FROM tasks WHERE id = %s", (task_id,))
         row = await cur.fetchone()

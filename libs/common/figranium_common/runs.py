@@ -11,42 +11,44 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from figranium_common.models import ProxyConfig
+from figranium_common.action_models import StartAction
+from figranium_common.models import ProxyConfig, Task
 
 PROXIES_SETTING = "proxies"
 MAX_SUBTASKS = 50
 
 
-def started_task_ids(task: dict[str, Any]) -> list[str]:
+def started_task_ids(task: Task) -> list[str]:
     """Task ids named literally by the task's ``start`` actions.
 
     Ids given through variables cannot be known before the run; the runner reports those.
     """
-    actions = task.get("actions")
-    if not isinstance(actions, list):
-        return []
     return [
-        action["value"].strip()
-        for action in actions
-        if isinstance(action, dict)
-        and action.get("type") == "start"
-        and isinstance(action.get("value"), str)
-        and "{$" not in action["value"]
+        action.value.strip()
+        for action in task.actions
+        if isinstance(action, StartAction) and "{$" not in action.value
     ]
 
 
 async def reachable_tasks(
-    task: dict[str, Any], fetch: Callable[[str], Awaitable[dict[str, Any] | None]]
-) -> dict[str, dict[str, Any]]:
-    """Every saved task a ``start`` action can reach from ``task`` (transitively), by id."""
-    found: dict[str, dict[str, Any]] = {}
+    task: Task, fetch: Callable[[str], Awaitable[dict[str, Any] | None]]
+) -> dict[str, Task]:
+    """Every saved task a ``start`` action can reach from ``task`` (transitively), by id.
+
+    A saved task that is not valid (written by an older release) is left out: its
+    ``start`` then fails in the runner as one of a task that was not supplied."""
+    found: dict[str, Task] = {}
     pending = started_task_ids(task)
     while pending and len(found) < MAX_SUBTASKS:
         task_id = pending.pop()
         if task_id in found:
             continue
-        child = await fetch(task_id)
-        if child is None:
+        stored = await fetch(task_id)
+        if stored is None:
+            continue
+        try:
+            child = Task.model_validate(stored)
+        except ValidationError:
             continue
         found[task_id] = child
         pending.extend(started_task_ids(child))

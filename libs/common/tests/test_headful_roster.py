@@ -58,9 +58,9 @@ def _presence(runner_id: str, **fields: Any) -> HeadfulPresence:
 
 
 def test_run_subjects() -> None:
-    assert run_subject({"mode": "headful"}) == RUNS_HEADFUL_SUBJECT
-    assert run_subject({"mode": "agent"}) == RUNS_DEFAULT_SUBJECT
-    assert run_subject({}) == RUNS_DEFAULT_SUBJECT
+    assert run_subject("headful") == RUNS_HEADFUL_SUBJECT
+    assert run_subject("agent") == RUNS_DEFAULT_SUBJECT
+    assert run_subject("scrape") == RUNS_DEFAULT_SUBJECT
     assert headful_ticket_subject("r-1") == "figranium.headful.v1.ticket.r-1"
 
 

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import io
-import json
-import logging
-import sys
+from collections.abc import Callable
+from typing import Any
 
-import pytest
 import structlog
 
-from figranium_common.logging import configure_logging
 from figranium_common.redact import (
     SECRET_MASK,
     Redactor,
@@ -51,20 +47,13 @@ def test_redactor_hides_longest_secret_first_in_nested_values() -> None:
     assert hide.text(M) == M
 
 
-def test_structured_logs_never_show_url_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
-    out = io.StringIO()
-    monkeypatch.setattr(sys, "stderr", out)
-    configure_logging(fmt="json")
-    try:
-        structlog.get_logger("t").warning(
-            "nats.connect_retry", url="nats://runner:s3cret@127.0.0.1:4222", error="x"
-        )
-    finally:
-        structlog.reset_defaults()
-        for handler in logging.root.handlers[:]:
-            if getattr(handler, "stream", None) is out:
-                logging.root.removeHandler(handler)
-    line = json.loads(out.getvalue().strip().splitlines()[-1])
+def test_structured_logs_never_show_url_passwords(
+    json_log: Callable[[], list[dict[str, Any]]],
+) -> None:
+    structlog.get_logger("t").warning(
+        "nats.connect_retry", url="nats://runner:s3cret@127.0.0.1:4222", error="x"
+    )
+    line = json_log()[-1]
     assert line["url"] == f"nats://{M}@127.0.0.1:4222"
 
 

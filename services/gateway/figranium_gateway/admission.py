@@ -10,9 +10,9 @@ consumer's pending messages that the ``figranium_queue_pending`` gauge shows:
 - it needs no NATS round trip, and the partial index ``executions_unfinished`` serves it.
   The count stops at the limit, so its cost is bounded however deep the backlog is.
 
-The count is a condition of the execution's insert (``store.create_execution``), so it
-costs no statement of its own. Calls arriving together are not serialised: they may all
-see room and overshoot the limit by at most the number of calls in flight. A soft bound is
+The count is a condition of the execution's insert (``store.executions.create_execution``),
+so it costs no statement of its own. Calls arriving together are not serialised: they may
+all see room and overshoot the limit by at most the number of calls in flight. A soft bound is
 enough for back-pressure, and serialising every run call on a lock would cost more than it
 saves.
 """

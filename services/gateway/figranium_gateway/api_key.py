@@ -32,8 +32,10 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from figranium_common.db import Pool
+from figranium_common.errors import describe
 from figranium_common.models import SettingsNotice
 from figranium_common.nats import SETTINGS_NOTIFY_SUBJECT, unsubscribe
+from figranium_gateway.store import settings
 
 log = structlog.get_logger(__name__)
 
@@ -125,17 +127,12 @@ class ApiKeyCache:
         generation = self._generation
         try:
             async with asyncio.timeout(REFRESH_TIMEOUT_SECONDS):
-                async with self._pool.connection() as conn:
-                    cur = await conn.execute(
-                        "SELECT value FROM settings WHERE key = %s", (API_KEY_SETTING,)
-                    )
-                    row = await cur.fetchone()
+                stored = await settings.get_setting(self._pool, API_KEY_SETTING)
         except Exception as exc:  # driver, pool and timeout errors alike
             # Keeping the previous key is the lesser evil: refusing everything would take
             # the API down with the database, and requests that need it fail anyway.
-            log.warning("auth.key_reload_failed", error=str(exc) or type(exc).__name__)
+            log.warning("auth.key_reload_failed", error=describe(exc))
         else:
-            stored = None if row is None else row["value"]
             if generation == self._generation and isinstance(stored, str) and stored:
                 self._key = self.hasher.from_stored(stored)
         finally:
@@ -169,4 +166,4 @@ async def announce(nc: NATS, key: str) -> None:
         )
         await nc.flush(timeout=2)
     except Exception as exc:
-        log.warning("settings.notice_failed", key=key, error=str(exc) or type(exc).__name__)
+        log.warning("settings.notice_failed", key=key, error=describe(exc))

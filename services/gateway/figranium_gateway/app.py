@@ -18,12 +18,12 @@ from figranium_common.config import Config
 from figranium_common.headful import HeadfulRoster
 from figranium_common.probes import ProbeServer
 from figranium_common.secretbox import SecretBox
-from figranium_gateway import dispatch, retention, settings_store, store
+from figranium_gateway import dispatch, retention
 from figranium_gateway.ai import AiChain
 from figranium_gateway.auth import api_key_cache, auth_middleware
 from figranium_gateway.changes import ChangeFeed
 from figranium_gateway.errors import error_middleware
-from figranium_gateway.ingest import run_ingester
+from figranium_gateway.ingest import EventIngester
 from figranium_gateway.metrics import (
     METRICS,
     GatewayMetrics,
@@ -63,13 +63,12 @@ from figranium_gateway.state import (
     THROTTLE,
     WAITERS,
 )
+from figranium_gateway.store import settings as settings_store
 from figranium_gateway.throttle import AuthThrottle
 from figranium_gateway.waiters import Waiters
 from figranium_gateway.webhook_delivery import run_webhooks
 
 log = structlog.get_logger(__name__)
-
-SWEEP_EVERY_SECONDS = 15.0
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -191,31 +190,6 @@ def _watched(
     return context
 
 
-async def sweep_queued(app: web.Application) -> None:
-    """Publish again runs saved as queued whose publish may have failed.
-
-    Only inside JetStream's duplicate window, so a run that did reach the queue is never
-    queued twice.
-    """
-    while True:
-        await asyncio.sleep(SWEEP_EVERY_SECONDS)
-        try:
-            stale = await store.stale_queued(app[POOL], older_than_s=20, younger_than_s=240)
-            for row in stale:
-                request = await dispatch.build_run_request(
-                    app[POOL],
-                    app[BOX],
-                    execution_id=row["id"],
-                    task=row["task_snapshot"],
-                    variables=row["variables"],
-                    source=row["source"],
-                    timeout_seconds=app[CONFIG].run_timeout_seconds,
-                )
-                await dispatch.publish_run(app[JS], request, app[BOX])
-        except Exception as exc:
-            log.warning("sweeper.failed", error=str(exc))
-
-
 def create_app(config: Config) -> web.Application:
     metrics = GatewayMetrics()
     app = web.Application(
@@ -239,18 +213,24 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(
         _watched(
             "ingester",
-            lambda: run_ingester(
+            lambda: EventIngester(
                 app[POOL],
                 app[NC],
-                app[JS],
                 app[BOX],
                 metrics,
                 app[WAITERS].finished,
                 preview_bytes=config.result_preview_bytes,
+            ).run(app[JS]),
+        )
+    )
+    app.cleanup_ctx.append(
+        _watched(
+            "sweeper",
+            lambda: dispatch.sweep_queued(
+                app[POOL], app[JS], app[BOX], timeout_seconds=config.run_timeout_seconds
             ),
         )
     )
-    app.cleanup_ctx.append(_watched("sweeper", lambda: sweep_queued(app)))
     app.cleanup_ctx.append(
         _watched("retention", lambda: retention.run_retention(app[POOL], app[JS], app[CONFIG]))
     )
@@ -282,5 +262,5 @@ def create_app(config: Config) -> web.Application:
         docs,
     )
     for module in modules:
-        app.add_routes(module.routes)
+        app.add_routes(module.api.table)
     return app

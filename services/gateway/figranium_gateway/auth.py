@@ -10,8 +10,9 @@ import structlog
 from aiohttp import web
 
 from figranium_common.config import Config
+from figranium_common.db import Pool
 from figranium_common.secretbox import SecretBox
-from figranium_gateway import settings_store, store
+from figranium_gateway import api_docs
 from figranium_gateway.api_key import (
     API_KEY_SETTING,
     DIGEST_PREFIX,
@@ -20,14 +21,15 @@ from figranium_gateway.api_key import (
     ApiKeyCache,
     KeyHasher,
 )
-from figranium_gateway.errors import ApiError, Handler, error_response, parse_json
-from figranium_gateway.routes import docs
+from figranium_gateway.errors import ApiError, Handler, error_response
+from figranium_gateway.request_input import CREDENTIAL_FIELDS, parse_json
 from figranium_gateway.secret_file import write_secret_file
 from figranium_gateway.state import AUTH, THROTTLE
+from figranium_gateway.store import settings as settings_store
 
 log = structlog.get_logger(__name__)
 
-PUBLIC_PATHS = frozenset({"/api/health"}) | docs.PUBLIC_PATHS
+PUBLIC_PATHS = frozenset({"/api/health"}) | api_docs.PUBLIC_PATHS
 
 
 def generate_api_key() -> str:
@@ -37,7 +39,7 @@ def generate_api_key() -> str:
 API_KEY_FILE = "api-key"
 
 
-async def api_key_cache(config: Config, pool: store.Pool, box: SecretBox) -> ApiKeyCache:
+async def api_key_cache(config: Config, pool: Pool, box: SecretBox) -> ApiKeyCache:
     """The key as this replica checks it; only a stored key can change while running."""
     hasher = KeyHasher(box.subkey(SUBKEY_PURPOSE))
     digest = await resolve_api_key(config, pool, hasher)
@@ -46,7 +48,7 @@ async def api_key_cache(config: Config, pool: store.Pool, box: SecretBox) -> Api
     return ApiKeyCache(pool, "environment" if config.api_key else "stored", digest, hasher)
 
 
-async def resolve_api_key(config: Config, pool: store.Pool, hasher: KeyHasher) -> str | None:
+async def resolve_api_key(config: Config, pool: Pool, hasher: KeyHasher) -> str | None:
     """The digest of the key requests must carry, or None when authentication is off.
 
     Secure by default: with no key configured, the first start generates one, stores its
@@ -65,7 +67,7 @@ async def resolve_api_key(config: Config, pool: store.Pool, hasher: KeyHasher) -
             )
         return hasher.digest(config.api_key)
     generated = generate_api_key()
-    stored, created = await store.setting_insert_if_absent(
+    stored, created = await settings_store.setting_insert_if_absent(
         pool, API_KEY_SETTING, hasher.digest(generated)
     )
     if created:
@@ -83,7 +85,7 @@ async def resolve_api_key(config: Config, pool: store.Pool, hasher: KeyHasher) -
     return hasher.from_stored(stored)
 
 
-async def migrate(pool: store.Pool, hasher: KeyHasher) -> str:
+async def migrate(pool: Pool, hasher: KeyHasher) -> str:
     """Re-key a stored value of an earlier format (bare SHA-256, or clear) in place.
 
     Under the settings row's lock, and a no-op for a value already migrated, so replicas
@@ -128,7 +130,7 @@ async def body_keys(request: web.Request) -> list[str]:
         body = None
     if not isinstance(body, dict):
         return []
-    return [k for k in (str(body.get(name, "")) for name in ("apiKey", "key")) if k]
+    return [k for k in (str(body.get(name, "")) for name in CREDENTIAL_FIELDS) if k]
 
 
 async def presented_keys(request: web.Request) -> list[str]:

@@ -12,7 +12,8 @@ insert their change, as the last statement before the commit: ids are then hande
 commit order. The price is that change-producing commits are serialised across replicas,
 each holding the lock only for that insert and the commit itself.
 
-Replicas wake each other with a bodiless core-NATS ping after such a commit; each
+Writers wake every replica with a bodiless core-NATS ping after such a commit
+(``figranium_common.changelog.notify``, re-exported here as ``notify``); each
 replica's :class:`ChangeFeed` also polls the newest id every second, so a missed ping (or
 a writer that does not send one) delays a stream by at most that second.
 """
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -33,12 +33,14 @@ from psycopg_pool import PoolTimeout
 
 from figranium_common.changelog import (
     CHANGES_LOCK_ID,
+    notify,
     record_change,
     record_deleted,
     record_each,
 )
 from figranium_common.db import Pool
 from figranium_common.nats import CHANGES_NOTIFY_SUBJECT, unsubscribe
+from figranium_gateway.store import change_log
 
 log = structlog.get_logger(__name__)
 
@@ -62,46 +64,6 @@ def log_extra(payload: dict[str, Any], attempt: int, seq: int) -> dict[str, Any]
     if len(line) > MAX_LINE_CHARS:
         line = line[:MAX_LINE_CHARS] + "…"
     return {"line": line, "attempt": attempt, "seq": seq}
-
-
-async def notify(nc: NATS) -> None:
-    """Tell every replica's streams to read now; call after committing a change.
-
-    Best effort: the feeds poll anyway, so a NATS outage must not fail the caller.
-    """
-    try:
-        await nc.publish(CHANGES_NOTIFY_SUBJECT, b"")
-    except Exception as exc:
-        log.info("changes.notify_failed", error=str(exc) or type(exc).__name__)
-
-
-# --- reading --------------------------------------------------------------------------
-
-
-async def changes_since(pool: Pool, last_id: int, limit: int) -> list[dict[str, Any]]:
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT id, execution_id, kind, payload FROM execution_changes"
-            " WHERE id > %s ORDER BY id LIMIT %s",
-            (last_id, limit),
-        )
-        return list(await cur.fetchall())
-
-
-async def latest_change_id(pool: Pool) -> int:
-    async with pool.connection() as conn:
-        cur = await conn.execute("SELECT COALESCE(max(id), 0) AS id FROM execution_changes")
-        row = await cur.fetchone()
-        return 0 if row is None else int(row["id"])
-
-
-async def prune_changes(pool: Pool, older_than: timedelta) -> int:
-    """Forget changes older than ``older_than``; a client resuming from before misses them."""
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "DELETE FROM execution_changes WHERE created_at < now() - %s", (older_than,)
-        )
-        return cur.rowcount
 
 
 # --- this replica's view --------------------------------------------------------------
@@ -158,7 +120,7 @@ class ChangeFeed:
                 # that opens reads the log itself first and pokes the feed.
                 continue
             try:
-                latest = await latest_change_id(pool)
+                latest = await change_log.latest_change_id(pool)
             except (psycopg.OperationalError, PoolTimeout) as exc:
                 log.warning("changes.poll_failed", error=str(exc))
                 await asyncio.sleep(POLL_SECONDS)

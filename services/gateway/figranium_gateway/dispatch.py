@@ -1,34 +1,35 @@
-"""Turning a run call into an execution row, a published run request, and an answer."""
+"""Getting runs to the runners: the run request of a saved execution, publishing again
+those whose publish may have failed, and waiting for a run to finish.
+
+Queuing itself (the execution id, row, request and publish) is ``figranium_common.queue``,
+shared with the scheduler.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
-import time
 from typing import Any
 
 import structlog
 from nats.js import JetStreamContext
+from pydantic import ValidationError
 
 from figranium_common import queue, transit
+from figranium_common.db import Pool
 from figranium_common.models import RunRequest
-from figranium_common.nats import run_subject
 from figranium_common.secretbox import SecretBox
-from figranium_gateway import store
+from figranium_gateway.store import executions
 from figranium_gateway.waiters import Waiter
 
 log = structlog.get_logger(__name__)
 
 POLL_SECONDS = 2.0
-
-
-def new_execution_id() -> str:
-    return f"exec_{int(time.time() * 1000)}_{secrets.token_hex(4)}"
+SWEEP_EVERY_SECONDS = 15.0
 
 
 async def build_run_request(
-    pool: store.Pool,
+    pool: Pool,
     box: SecretBox,
     *,
     execution_id: str,
@@ -43,23 +44,42 @@ async def build_run_request(
         return await queue.gather_run_request(conn, box, new, timeout_seconds=timeout_seconds)
 
 
-async def publish_run(js: JetStreamContext, request: RunRequest, box: SecretBox) -> None:
-    """Publish ``request`` with its secrets sealed under the transit key (derived from
-    ``box``'s master key), so the RUNS stream on disk holds none in clear."""
-    sealed = transit.seal_run_request(transit.derived_transit_box(box), request)
-    # The execution id is the message id: a repeated publish is dropped by JetStream.
-    await js.publish(
-        run_subject(request.task),
-        sealed.model_dump_json().encode(),
-        headers={"Nats-Msg-Id": request.execution_id},
-        timeout=5,
-    )
+async def sweep_queued(
+    pool: Pool, js: JetStreamContext, box: SecretBox, *, timeout_seconds: float
+) -> None:
+    """Publish again runs saved as queued whose publish may have failed.
+
+    Only inside JetStream's duplicate window, so a run that did reach the queue is never
+    queued twice.
+    """
+    transit_box = transit.derived_transit_box(box)
+    while True:
+        await asyncio.sleep(SWEEP_EVERY_SECONDS)
+        try:
+            stale = await executions.stale_queued(pool, older_than_s=20, younger_than_s=240)
+            for row in stale:
+                try:
+                    request = await build_run_request(
+                        pool,
+                        box,
+                        execution_id=row["id"],
+                        task=row["task_snapshot"],
+                        variables=row["variables"],
+                        source=row["source"],
+                        timeout_seconds=timeout_seconds,
+                    )
+                except ValidationError as exc:  # queued before a rule it breaks was made
+                    log.warning("sweeper.invalid_task", execution_id=row["id"], error=str(exc))
+                    continue
+                await queue.publish_run(js, request, transit_box)
+        except Exception as exc:
+            log.warning("sweeper.failed", error=str(exc))
 
 
 async def wait_finished(
-    pool: store.Pool, waiter: Waiter, execution_id: str, timeout: float
+    pool: Pool, waiter: Waiter, execution_id: str, timeout: float
 ) -> dict[str, Any] | None:
-    """The finished run's ``store.run_outcome``, or None when it did not finish within
+    """The finished run's ``executions.run_outcome``, or None when it did not finish within
     ``timeout`` (or was deleted meanwhile). ``waiter`` was entered before the publish: until
     it is woken, the database is only asked every ``POLL_SECONDS``, for a missed notice."""
     loop = asyncio.get_running_loop()
@@ -73,7 +93,7 @@ async def wait_finished(
         if waiter.outcome is not None:
             return waiter.outcome
         waiter.done.clear()
-        execution = await store.run_outcome(pool, execution_id)
+        execution = await executions.run_outcome(pool, execution_id)
         if execution is None or execution["phase"] == "finished":
             return execution
         if loop.time() >= deadline:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import structlog
@@ -22,11 +21,7 @@ log = structlog.get_logger(__name__)
 BUSY_RETRY_AFTER_SECONDS = 1
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-# Arrays and objects nested deeper than this are refused as INVALID_JSON: no task,
-# variable set or setting comes near it.
-MAX_JSON_DEPTH = 64
-_TOO_DEEP = f"request body nests arrays or objects deeper than {MAX_JSON_DEPTH} levels"
+T = TypeVar("T")
 
 
 class ApiError(FigraniumError):
@@ -34,6 +29,13 @@ class ApiError(FigraniumError):
         super().__init__(details, code=code)
         self.status = status
         self.extra = extra
+
+
+def found(value: T | None, missing: ApiError) -> T:
+    """``value`` when there is one (a row, a task), else the refusal ``missing`` (a 404)."""
+    if value is None:
+        raise missing
+    return value
 
 
 def error_response(status: int, code: str, details: str, **extra: Any) -> web.Response:
@@ -53,72 +55,6 @@ def field_path(loc: tuple[int | str, ...]) -> str:
 
 def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(f"{field_path(err['loc'])}: {err['msg']}" for err in exc.errors())
-
-
-def parse_json(raw: bytes) -> Any:
-    """``raw`` as JSON, refused (ApiError 400) when malformed or nested too deeply.
-
-    The depth bound keeps every later recursive walk (validation, storage, runners) far
-    from Python's recursion limit, whatever the stack depth it runs at.
-    """
-    try:
-        value = json.loads(raw)
-    except RecursionError:
-        raise ApiError(400, "INVALID_JSON", _TOO_DEEP) from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "INVALID_JSON", f"request body is not valid JSON: {exc}") from exc
-    if json_depth(value) > MAX_JSON_DEPTH:
-        raise ApiError(400, "INVALID_JSON", _TOO_DEEP)
-    return value
-
-
-def json_depth(value: Any) -> int:
-    """How deeply arrays and objects nest in ``value`` (a scalar is 0); no recursion."""
-    deepest = 0
-    pending: list[tuple[Any, int]] = [(value, 0)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, dict):
-            item = list(item.values())
-        if isinstance(item, list):
-            deepest = max(deepest, depth + 1)
-            if deepest > MAX_JSON_DEPTH:
-                break  # refused anyway: no need to walk the rest
-            pending.extend((child, depth + 1) for child in item)
-    return deepest
-
-
-async def read_json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object; an empty body is an empty object."""
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    body = parse_json(raw)
-    if not isinstance(body, dict):
-        raise ApiError(400, "INVALID_BODY", "request body must be a JSON object")
-    where = _nul_path(body, "")
-    if where is not None:
-        # PostgreSQL's jsonb cannot hold U+0000; refuse it here rather than fail later.
-        raise ApiError(400, "INVALID_BODY", f"{where or 'body'}: text may not contain \\u0000")
-    return body
-
-
-def _nul_path(value: Any, path: str) -> str | None:
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _nul_path(item, f"{path}[{index}]")
-            if found is not None:
-                return found
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found = _nul_path(key, path)
-            if found is None:
-                found = _nul_path(item, f"{path}.{key}" if path else key)
-            if found is not None:
-                return found
-    return None
 
 
 @web.middleware

@@ -17,6 +17,8 @@ from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from figranium_common import transit
+from figranium_common.db import Pool
+from figranium_common.errors import describe
 from figranium_common.models import (
     ExecutionNotice,
     LogEvent,
@@ -40,8 +42,9 @@ from figranium_common.nats import (
 from figranium_common.pull import PullStream
 from figranium_common.queue import seal_browser_state
 from figranium_common.secretbox import SecretBox, SecretError
-from figranium_gateway import changes, store
+from figranium_gateway import changes
 from figranium_gateway.metrics import GatewayMetrics
+from figranium_gateway.store import events, recording
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +67,7 @@ async def notify_finished(
 ) -> None:
     """Tell every replica that ``execution_id`` finished; ``wake`` (this replica's
     ``Waiters.finished``) wakes the callers waiting here at once, without the round trip
-    through NATS, and hands them ``outcome`` (as ``store.run_outcome`` reads it) when the
+    through NATS, and hands them ``outcome`` (as ``executions.run_outcome`` reads it) when the
     caller has it."""
     if wake is not None:
         wake(execution_id, outcome)
@@ -86,12 +89,13 @@ class EventIngester:
     A batch of messages is stored in order: consecutive log lines in one transaction
     (a run sends a line per action, so under load most events are lines), the other
     events each in their own. Each message is acknowledged once its transaction
-    committed, and replicas are pinged once per batch.
+    committed, and replicas are pinged once per batch. Run messages that used up their
+    deliveries (``RUN_DEAD``) finish their executions as ``crashed``.
     """
 
     def __init__(
         self,
-        pool: store.Pool,
+        pool: Pool,
         nc: NATS,
         box: SecretBox,
         metrics: GatewayMetrics | None = None,
@@ -166,7 +170,7 @@ class EventIngester:
             log.warning("ingest.result_object_missing", object=event.result_object)
             return event, payload
         except Exception as exc:
-            log.warning("ingest.result_object_unavailable", error=str(exc) or type(exc).__name__)
+            log.warning("ingest.result_object_unavailable", error=describe(exc))
             return None
         try:
             whole, whole_payload = parse_event(stored.data or b"")
@@ -198,7 +202,7 @@ class EventIngester:
         if self._stored.get((event.execution_id, event.attempt), -1) >= before:
             return False
         try:
-            present = await store.has_event(self._pool, event.execution_id, event.attempt, before)
+            present = await events.has_event(self._pool, event.execution_id, event.attempt, before)
         except Exception:  # database down: storing the result fails and naks it as usual
             return False
         return not present
@@ -210,7 +214,7 @@ class EventIngester:
         return await settle([msg for msg, _ in lines], EVENTS_STREAM, self._store_logs(payloads))
 
     async def _store_logs(self, payloads: list[dict[str, Any]]) -> bool:
-        new = await store.record_logs(self._pool, payloads)
+        new = await recording.record_logs(self._pool, payloads)
         for payload in payloads:  # stored now, whether new or stored before
             self._remember(payload["execution_id"], int(payload["attempt"]), int(payload["seq"]))
         return new > 0
@@ -234,7 +238,7 @@ class EventIngester:
             return None
 
     async def _started(self, event: StartedEvent) -> bool:
-        new = await store.record_started(self._pool, event)
+        new = await recording.record_started(self._pool, event)
         self._remember(event.execution_id, event.attempt, event.seq + len(event.lines))
         if not new:
             return False
@@ -249,18 +253,11 @@ class EventIngester:
         payload.pop("lines", None)  # stored as lines of their own, as a log event's are
         payload.pop("started", None)  # stored as the started event it stands for
         result_object = payload.pop("result_object", None)
-        recorded = await store.record_result(
+        recorded = await recording.record_result(
             self._pool,
-            event.execution_id,
-            event.attempt,
-            event.seq,
-            event.result,
-            event.duration_ms,
-            event.at,
+            event,
             payload,
             storage_state=seal_browser_state(self._box, self._end_state(event)),
-            lines=event.log_lines(),
-            started=event.started,
             preview_bytes=self._preview_bytes,
         )
         if result_object is not None:
@@ -275,65 +272,70 @@ class EventIngester:
                 duration_ms=event.duration_ms,
                 attempt=event.attempt,
             )
-            if self._metrics is not None:
-                self._metrics.runs_finished.labels(outcome=event.result.outcome).inc()
-                self._metrics.run_duration.observe(event.duration_ms / 1000)
+            self._count_finished(event)
         self._stored.pop((event.execution_id, event.attempt), None)
         outcome = None if recorded is None else recorded.outcome
         await notify_finished(self._nc, event.execution_id, self._on_finished, outcome)
         return recorded is not None
+
+    def _count_finished(self, event: ResultEvent) -> None:
+        if self._metrics is not None:
+            self._metrics.runs_finished.labels(outcome=event.result.outcome).inc()
+            self._metrics.run_duration.observe(event.duration_ms / 1000)
 
     async def _forget(self, name: str) -> None:
         try:
             bucket = await results_store(self._nc.jetstream(), create=False)
             await bucket.delete(name)
         except Exception as exc:  # gone already, or NATS away: the bucket's TTL clears it
-            log.info("ingest.result_object_kept", object=name, error=str(exc) or type(exc).__name__)
+            log.info("ingest.result_object_kept", object=name, error=describe(exc))
 
+    async def mark_crashed(self, js: JetStreamContext, raw: bytes) -> bool:
+        """A run message used up its deliveries (``raw``: the dead-letter advisory): finish
+        its execution as ``crashed``. Whether this marked it (False: it had finished, or the
+        message is gone)."""
+        advisory = json.loads(raw)
+        seq = int(advisory["stream_seq"])
+        deliveries = int(advisory.get("deliveries", 0))
+        try:
+            stored = await js.get_msg(RUNS_STREAM, seq)
+        except Exception as exc:  # already deleted: nothing left to mark
+            log.warning("dead_letter.message_gone", stream_seq=seq, error=str(exc))
+            return False
+        request = RunRequest.model_validate_json(stored.data or b"{}")
+        result = RunResult(
+            outcome="crashed",
+            error=f"the run was started {deliveries} times and no runner finished it",
+        )
+        now = now_ms()
+        crash = recording.gateway_result(
+            request.execution_id, result, duration_ms=max(0, now - request.requested_at), at=now
+        )
+        marked = (
+            await recording.record_result(self._pool, crash, {"type": "result", "crashed": True})
+            is not None
+        )
+        if marked:
+            log.error("execution.crashed", execution_id=request.execution_id, deliveries=deliveries)
+            self._count_finished(crash)
+            await changes.notify(self._nc)
+        await notify_finished(self._nc, request.execution_id, self._on_finished)
+        try:
+            await js.delete_msg(RUNS_STREAM, seq)
+        except Exception as exc:
+            log.warning("dead_letter.delete_failed", stream_seq=seq, error=str(exc))
+        return marked
 
-async def mark_crashed(
-    pool: store.Pool,
-    nc: NATS,
-    js: JetStreamContext,
-    raw: bytes,
-    metrics: GatewayMetrics | None = None,
-    on_finished: Wake | None = None,
-) -> bool:
-    """A run message used up its deliveries: finish its execution as ``crashed``.
+    async def run(self, js: JetStreamContext) -> None:
+        """Store run events, and mark runs whose messages died as crashed, until cancelled."""
 
-    Whether this marked it (False: it had finished, or the message is gone)."""
-    advisory = json.loads(raw)
-    seq = int(advisory["stream_seq"])
-    deliveries = int(advisory.get("deliveries", 0))
-    try:
-        stored = await js.get_msg(RUNS_STREAM, seq)
-    except Exception as exc:  # already deleted: nothing left to mark
-        log.warning("dead_letter.message_gone", stream_seq=seq, error=str(exc))
-        return False
-    request = RunRequest.model_validate_json(stored.data or b"{}")
-    result = RunResult(
-        outcome="crashed",
-        error=f"the run was started {deliveries} times and no runner finished it",
-    )
-    now = now_ms()
-    duration = max(0, now - request.requested_at)
-    crash = {"type": "result", "crashed": True}
-    recorded = await store.record_result(
-        pool, request.execution_id, 0, 0, result, duration, now, crash
-    )
-    marked = recorded is not None
-    if marked:
-        log.error("execution.crashed", execution_id=request.execution_id, deliveries=deliveries)
-        if metrics is not None:
-            metrics.runs_finished.labels(outcome="crashed").inc()
-            metrics.run_duration.observe(duration / 1000)
-        await changes.notify(nc)
-    await notify_finished(nc, request.execution_id, on_finished)
-    try:
-        await js.delete_msg(RUNS_STREAM, seq)
-    except Exception as exc:
-        log.warning("dead_letter.delete_failed", stream_seq=seq, error=str(exc))
-    return marked
+        async def on_dead(messages: list[Msg]) -> None:
+            for msg in messages:
+                await settle([msg], DEAD_STREAM, self.mark_crashed(js, msg.data))
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(consume(self._nc, EVENTS_STREAM, INGESTER_CONSUMER, self.apply))
+            group.create_task(consume(self._nc, DEAD_STREAM, DEAD_CONSUMER, on_dead, batch=16))
 
 
 async def consume(
@@ -352,7 +354,7 @@ async def consume(
             except NatsError as exc:
                 # Disconnected or reconnecting: the client reconnects by itself; a NATS restart
                 # must not take this service down with it.
-                log.warning("nats.pull_failed", error=str(exc) or type(exc).__name__)
+                log.warning("nats.pull_failed", error=describe(exc))
                 await asyncio.sleep(1)
                 continue
             if messages:
@@ -380,25 +382,3 @@ async def settle(messages: list[Msg], stream: str, work: Awaitable[bool]) -> boo
     for msg in messages:
         await msg.ack()
     return changed
-
-
-async def run_ingester(
-    pool: store.Pool,
-    nc: NATS,
-    js: JetStreamContext,
-    box: SecretBox,
-    metrics: GatewayMetrics | None = None,
-    on_finished: Wake | None = None,
-    *,
-    preview_bytes: int | None = None,
-) -> None:
-    ingester = EventIngester(pool, nc, box, metrics, on_finished, preview_bytes=preview_bytes)
-
-    async def on_dead(messages: list[Msg]) -> None:
-        for msg in messages:
-            crashed = mark_crashed(pool, nc, js, msg.data, metrics, on_finished)
-            await settle([msg], DEAD_STREAM, crashed)
-
-    async with asyncio.TaskGroup() as group:
-        group.create_task(consume(nc, EVENTS_STREAM, INGESTER_CONSUMER, ingester.apply))
-        group.create_task(consume(nc, DEAD_STREAM, DEAD_CONSUMER, on_dead, batch=16))

@@ -11,6 +11,7 @@ from aiohttp.typedefs import Middleware
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
+from figranium_common.errors import describe
 from figranium_common.nats import RUNNERS_CONSUMER, RUNS_STREAM
 from figranium_gateway.errors import Handler
 
@@ -121,6 +122,6 @@ async def refresh_queue_pending(js: JetStreamContext, gauge: Gauge) -> None:
             failing = False
         except Exception as exc:  # NATS away: the gauge keeps its last value meanwhile
             if not failing:
-                log.warning("metrics.queue_unavailable", error=str(exc) or type(exc).__name__)
+                log.warning("metrics.queue_unavailable", error=describe(exc))
             failing = True
         await asyncio.sleep(QUEUE_REFRESH_SECONDS)

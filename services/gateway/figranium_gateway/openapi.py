@@ -1,22 +1,19 @@
-"""The route contract: every handler declares its request and response models here.
+"""The route contract: what every route accepts and answers, and the OpenAPI document.
 
-``documented`` records what a handler accepts and answers without wrapping it; the
-OpenAPI document is generated from these records (the same pydantic models that validate
-requests), so the spec cannot drift from the code.
+Routes are recorded here as they are declared (``routing.Router``); the document is
+generated from these records (the same pydantic models that validate requests), so the
+spec cannot drift from the code.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
-
-H = TypeVar("H", bound=Callable[..., Any])
 
 
 class ErrorBody(BaseModel):
@@ -29,7 +26,7 @@ class ErrorBody(BaseModel):
 @dataclass(frozen=True)
 class RouteDoc:
     method: str
-    path: str  # OpenAPI style: /api/tasks/{task_id}
+    path: str  # as aiohttp routes it: /api/tasks/{task_id}, maybe {name:regex}
     summary: str
     tag: str
     body: type[BaseModel] | None = None
@@ -39,40 +36,7 @@ class RouteDoc:
     content_types: dict[int, str] = field(default_factory=dict)  # non-JSON answers
 
 
-ROUTES: list[RouteDoc] = []
-
-
-def documented(
-    method: str,
-    path: str,
-    summary: str,
-    *,
-    tag: str,
-    body: type[BaseModel] | None = None,
-    responses: dict[int, type[BaseModel] | None] | None = None,
-    query: dict[str, str] | None = None,
-    public: bool = False,
-    content_types: dict[int, str] | None = None,
-) -> Callable[[H], H]:
-    """Record a route for the OpenAPI document; 4xx answers default to :class:`ErrorBody`."""
-
-    def record(handler: H) -> H:
-        ROUTES.append(
-            RouteDoc(
-                method=method.lower(),
-                path=path,
-                summary=summary,
-                tag=tag,
-                body=body,
-                responses=dict(responses or {}),
-                query=dict(query or {}),
-                public=public,
-                content_types=dict(content_types or {}),
-            )
-        )
-        return handler
-
-    return record
+ROUTES: list[RouteDoc] = []  # in the order the route modules declare them
 
 
 # --- The OpenAPI document -----------------------------------------------------------
@@ -200,7 +164,7 @@ def _operation(route: RouteDoc, schemas: _Schemas) -> dict[str, Any]:
 
 
 def build_spec(title: str, version: str) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of every route recorded by :func:`documented`."""
+    """The OpenAPI 3.1 document of every route recorded in :data:`ROUTES`."""
     routes = list(ROUTES)
     schemas = _Schemas(routes)
     paths: dict[str, dict[str, Any]] = {}

@@ -18,10 +18,12 @@ from nats.js.api import ObjectInfo
 from nats.js.errors import NotFoundError, ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
+from figranium_common.changelog import record_deleted
 from figranium_common.config import Config
 from figranium_common.db import Pool
+from figranium_common.errors import describe
 from figranium_common.nats import captures_store
-from figranium_gateway import changes
+from figranium_gateway.store import change_log, executions, settings
 
 log = structlog.get_logger(__name__)
 
@@ -31,11 +33,6 @@ LAST_ROUND_SETTING = "retention_last_round"
 # A round is skipped when another replica did one less than this share of the interval
 # ago; the slack keeps timers that fire a little early from skipping a round.
 ROUND_SLACK = 0.9
-# Remaining executions whose ids extend one of the given ids (run ids may contain "_").
-_IDS_EXTENDING = (
-    "SELECT e.id FROM executions e JOIN unnest(%s::text[]) AS d(id)"
-    " ON starts_with(e.id, d.id || '_')"
-)
 
 
 def owner(name: str, ids: Collection[str]) -> str | None:
@@ -105,24 +102,12 @@ async def _delete_objects(bucket: ObjectStore, names: list[str]) -> int:
     return removed
 
 
-async def _ids_extending(pool: Pool, ids: Collection[str]) -> list[str]:
-    async with pool.connection() as conn:
-        cur = await conn.execute(_IDS_EXTENDING, (list(ids),))
-        return [row["id"] for row in await cur.fetchall()]
-
-
-async def finished_execution_ids(pool: Pool) -> list[str]:
-    """What ``POST /api/executions/clear`` is about to delete."""
-    async with pool.connection() as conn:
-        cur = await conn.execute("SELECT id FROM executions WHERE phase = 'finished'")
-        return [row["id"] for row in await cur.fetchall()]
-
-
 async def delete_captures_of(pool: Pool, js: JetStreamContext, execution_ids: list[str]) -> int:
     """Delete the captures of executions already deleted; returns how many went."""
     if not execution_ids:
         return 0
-    kept = await _ids_extending(pool, execution_ids)
+    async with pool.connection() as conn:
+        kept = await executions.ids_extending(conn, execution_ids)
     bucket = await captures_store(js)
     names = doomed_captures(await _objects(bucket), deleted_ids=execution_ids, kept_ids=kept)
     return await _delete_objects(bucket, names)
@@ -140,7 +125,7 @@ async def delete_captures_logged(
         log.warning(
             "captures.cleanup_failed",
             executions=len(execution_ids),
-            error=str(exc) or type(exc).__name__,
+            error=describe(exc),
         )
         return None
 
@@ -164,53 +149,20 @@ async def retention_round(
     tries again.
     """
     async with pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(
-            "SELECT pg_try_advisory_xact_lock(%s) AS locked", (RETENTION_LOCK_ID,)
-        )
-        row = await cur.fetchone()
-        if row is None or not row["locked"]:
+        every = interval_seconds * ROUND_SLACK
+        if not await settings.take_turn(conn, LAST_ROUND_SETTING, RETENTION_LOCK_ID, every):
             return None
-        cur = await conn.execute(
-            "SELECT extract(epoch FROM now()) - (value #>> '{}')::float8 AS age"
-            " FROM settings WHERE key = %s",
-            (LAST_ROUND_SETTING,),
-        )
-        row = await cur.fetchone()
-        if (
-            row is not None
-            and row["age"] is not None
-            and row["age"] < interval_seconds * ROUND_SLACK
-        ):
-            return None
-        cur = await conn.execute(
-            "SELECT now() - make_interval(secs => %s) AS cutoff", (days * 86400,)
-        )
-        row = await cur.fetchone()
-        assert row is not None
-        cutoff: datetime = row["cutoff"]
-        cur = await conn.execute(
-            "DELETE FROM executions WHERE phase = 'finished' AND created_at < %s"
-            " RETURNING id, task_id",
-            (cutoff,),
-        )
-        rows = list(await cur.fetchall())
+        cutoff, rows = await executions.delete_finished_older_than(conn, days * 86400)
         deleted = [r["id"] for r in rows]
-        kept: list[str] = []
-        if deleted:
-            cur = await conn.execute(_IDS_EXTENDING, (deleted,))
-            kept = [r["id"] for r in await cur.fetchall()]
+        kept = await executions.ids_extending(conn, deleted) if deleted else []
         bucket = await captures_store(js)
         names = doomed_captures(
             await _objects(bucket), deleted_ids=deleted, kept_ids=kept, older_than=cutoff
         )
         removed = await _delete_objects(bucket, names)
-        await conn.execute(
-            "INSERT INTO settings (key, value) VALUES (%s, to_jsonb(extract(epoch FROM now())))"
-            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
-            (LAST_ROUND_SETTING,),
-        )
+        await settings.stamp_turn(conn, LAST_ROUND_SETTING)
         # Last in the transaction: change ids must follow commit order (see changes.py).
-        await changes.record_deleted(conn, rows)
+        await record_deleted(conn, rows)
         return RoundResult(executions=len(deleted), captures=removed)
 
 
@@ -232,7 +184,7 @@ async def run_retention(pool: Pool, js: JetStreamContext, config: Config) -> Non
             )
             if result is not None:  # one line per round across all replicas: cheap
                 # The change log only serves reconnecting streams: a day is plenty.
-                pruned = await changes.prune_changes(pool, CHANGES_KEPT)
+                pruned = await change_log.prune_changes(pool, CHANGES_KEPT)
                 log.info(
                     "retention.round",
                     executions=result.executions,
@@ -240,5 +192,5 @@ async def run_retention(pool: Pool, js: JetStreamContext, config: Config) -> Non
                     changes=pruned,
                 )
         except Exception as exc:
-            log.warning("retention.failed", error=str(exc) or type(exc).__name__)
+            log.warning("retention.failed", error=describe(exc))
         await asyncio.sleep(config.retention_interval_seconds)

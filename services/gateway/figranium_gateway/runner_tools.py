@@ -14,7 +14,7 @@ from nats.errors import MaxPayloadError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from pydantic import BaseModel, ValidationError
 
-from figranium_common.errors import FigraniumError
+from figranium_common.errors import FigraniumError, describe
 from figranium_common.models import (
     PageCaptureReply,
     PageCaptureRequest,
@@ -68,7 +68,7 @@ async def _request(nc: NATS, subject: str, body: BaseModel, timeout: float) -> b
         ) from None
     except NatsError as exc:  # disconnected, reconnecting, closed
         raise RunnerUnavailable(
-            f"runners cannot be reached: NATS: {str(exc) or type(exc).__name__}"
+            f"runners cannot be reached: NATS: {describe(exc)}"
         ) from None
     return reply.data
 

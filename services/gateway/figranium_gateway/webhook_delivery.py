@@ -1,8 +1,9 @@
 """Webhook delivery after runs: durable jobs in PostgreSQL, signed, retried with backoff.
 
 A finished execution that asked for a webhook has a ``webhook_deliveries`` row, written in
-the transaction that stored its result (``store.record_result``). Every gateway replica
-runs :func:`run_webhooks`, which claims due rows, sends them, and records each attempt.
+the transaction that stored its result (``store.recording.record_result``). Every gateway
+replica runs :func:`run_webhooks`, which claims due rows, sends them, and records each
+attempt; the queue's SQL is ``store.webhooks``.
 
 Decisions worth knowing:
 
@@ -21,9 +22,8 @@ Decisions worth knowing:
   keeps the previous secret for ``webhook_secret_overlap_seconds``; until then every
   delivery carries two signatures, ``t=…,v1=<new>,v1=<previous>``, so receivers can
   switch secrets at their own pace. The new one comes first for receivers that read the
-  first ``v1``; the previous one last for those (like the README's earlier snippet) that
-  keep the last. Only one previous secret is kept: rotating again within the overlap
-  drops the oldest.
+  first ``v1``; the previous one last for those that keep the last. Only one previous
+  secret is kept: rotating again within the overlap drops the oldest.
 """
 
 from __future__ import annotations
@@ -46,13 +46,14 @@ import structlog
 
 from figranium_common.config import Config
 from figranium_common.db import Pool
-from figranium_common.errors import FigraniumError, InvalidUrlError, TooManyRedirects
+from figranium_common.errors import FigraniumError, InvalidUrlError, TooManyRedirects, describe
 from figranium_common.models import now_ms
 from figranium_common.outbound_http import PinnedConnector, safe_request
 from figranium_common.secretbox import SecretBox
-from figranium_gateway import settings_store, store
 from figranium_gateway.metrics import GatewayMetrics
 from figranium_gateway.secret_file import write_secret_file
+from figranium_gateway.store import settings, webhooks
+from figranium_gateway.store.webhooks import Due, Sent
 
 log = structlog.get_logger(__name__)
 
@@ -98,7 +99,7 @@ def signature(secret: str, timestamp: int, body: bytes, *previous: str) -> str:
 
 
 def verify(secret: str, header: str, body: bytes, *, now: float, tolerance: float = 300) -> bool:
-    """What a receiver does (the README shows the same): the tests use it too."""
+    """What a receiver does (docs/webhooks.md shows the same): the tests use it too."""
     pairs = [item.split("=", 1) for item in header.split(",") if "=" in item]
     try:
         (timestamp,) = [int(value) for name, value in pairs if name == "t"]
@@ -162,7 +163,7 @@ def judge_error(exc: Exception) -> Attempt:
         return Attempt(None, exc.details, retry=isinstance(exc.__cause__, OSError))
     if isinstance(exc, FigraniumError):
         return Attempt(None, exc.details, retry=exc.code == "HTTP_ERROR")
-    return Attempt(None, str(exc) or type(exc).__name__, retry=True)
+    return Attempt(None, describe(exc), retry=True)
 
 
 def next_state(attempt: Attempt, number: int, max_attempts: int) -> State:
@@ -184,7 +185,7 @@ async def ensure_secret(pool: Pool, box: SecretBox, data_dir: Path) -> None:
     """Generate the signing secret on the first start, into a 0600 file as the API key."""
     secret = new_secret()
     value = {"secret": box.seal(secret, SECRET_PURPOSE), "createdAt": now_ms()}
-    _, created = await store.setting_insert_if_absent(pool, SECRET_SETTING, value)
+    _, created = await settings.setting_insert_if_absent(pool, SECRET_SETTING, value)
     if created:
         path = write_secret_file(data_dir / SECRET_FILE, secret)
         log.warning(
@@ -211,14 +212,14 @@ async def rotate_secret(pool: Pool, box: SecretBox, overlap_seconds: float) -> s
         return value
 
     # Read and written under the row's lock: two rotations at once keep a consistent pair.
-    await settings_store.update_setting(pool, SECRET_SETTING, rotate)
+    await settings.update_setting(pool, SECRET_SETTING, rotate)
     log.warning("webhooks.secret_rotated", overlap_seconds=overlap_seconds)
     return secret
 
 
 async def secret_status(pool: Pool) -> tuple[int | None, int | None]:
     """When the secret was made, and until when the previous one still signs (epoch ms)."""
-    stored = await store.get_setting(pool, SECRET_SETTING)
+    stored = await settings.get_setting(pool, SECRET_SETTING)
     if not isinstance(stored, dict) or not stored.get("secret"):
         return None, None
     created = stored.get("createdAt")
@@ -236,47 +237,6 @@ def _open_secrets(box: SecretBox, stored: Any) -> list[str]:
     if isinstance(previous, str) and previous and isinstance(until, int) and until > now_ms():
         keys.append(box.open(previous, SECRET_PURPOSE))
     return keys
-
-
-# --- SQL ----------------------------------------------------------------------------------
-
-_CLAIM = (
-    "UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => %s)"
-    " FROM (SELECT id FROM webhook_deliveries"
-    "       WHERE state = 'pending' AND next_attempt_at <= now()"
-    "       ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED) due"
-    " WHERE d.id = due.id"
-    " RETURNING d.id, d.execution_id, d.url, d.payload, d.attempts"
-)
-
-_RECORD = (
-    "UPDATE webhook_deliveries SET attempts = %(number)s, state = %(state)s,"
-    " last_status = %(status)s, last_error = %(error)s,"
-    " next_attempt_at = CASE WHEN %(state)s = 'pending'"
-    "   THEN now() + make_interval(secs => %(delay)s) ELSE next_attempt_at END,"
-    " delivered_at = CASE WHEN %(state)s = 'delivered' THEN now() END"
-    " WHERE id = %(id)s AND state = 'pending' AND attempts = %(claimed)s"
-)
-
-_ATTEMPT = (
-    "INSERT INTO webhook_attempts (delivery_id, attempt, status, error, duration_ms)"
-    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
-)
-
-# A clean stop hands back what it claimed and never sent, for another replica to take now.
-_RELEASE = (
-    "UPDATE webhook_deliveries SET next_attempt_at = now()"
-    " WHERE id = %s AND state = 'pending' AND attempts = %s"
-)
-
-
-@dataclass(frozen=True)
-class Due:
-    id: str
-    execution_id: str
-    url: str
-    payload: dict[str, Any]
-    attempts: int  # before this one
 
 
 class WebhookWorker:
@@ -328,23 +288,18 @@ class WebhookWorker:
         try:
             return await self._claim(limit)
         except Exception as exc:  # database down: try again on the next poll
-            log.warning("webhooks.claim_failed", error=str(exc) or type(exc).__name__)
+            log.warning("webhooks.claim_failed", error=describe(exc))
             return None
 
     async def _claim(self, limit: int) -> tuple[list[str], list[Due]] | None:
         async with self._pool.connection() as conn:
-            cur = await conn.execute(_CLAIM, (lease_seconds(self._config), limit))
-            due = [
-                Due(r["id"], r["execution_id"], r["url"], r["payload"], r["attempts"])
-                for r in await cur.fetchall()
-            ]
+            due = await webhooks.claim(conn, lease_seconds(self._config), limit)
             if not due:
                 return None
             # Per batch, so a rotation on any replica applies to the next batch everywhere.
             # Should this fail, the claims' leases run out and the deliveries wait no longer.
-            cur = await conn.execute("SELECT value FROM settings WHERE key = %s", (SECRET_SETTING,))
-            row = await cur.fetchone()
-        keys = _open_secrets(self._box, None if row is None else row["value"])
+            stored = await settings.read_setting(conn, SECRET_SETTING)
+        keys = _open_secrets(self._box, stored)
         if not keys:
             log.error("webhooks.no_secret", setting=SECRET_SETTING, claimed=len(due))
             return None
@@ -387,11 +342,12 @@ class WebhookWorker:
                 result = "retry" if state == "pending" else state
                 self._metrics.webhook_attempts.labels(result=result).inc()
             delay = backoff_seconds(number, self._config.webhook_backoff_seconds)
+            sent = Sent(number, attempt.status, attempt.error, state, delay, duration_ms)
             try:
-                recorded = await self._record(due, number, attempt, state, delay, duration_ms)
+                recorded = await webhooks.record_attempt(self._pool, due, sent)
             except Exception as exc:
                 # The claim's lease runs out and the delivery is sent again: at least once.
-                log.warning("webhooks.record_failed", error=str(exc) or type(exc).__name__)
+                log.warning("webhooks.record_failed", error=describe(exc))
                 return
             # Only now: a claim left over by a failed or cancelled record is handed back on
             # stop, and handing back one that was recorded changes nothing (attempts moved on).
@@ -411,36 +367,13 @@ class WebhookWorker:
             else:
                 log.warning("webhooks.failed", error=attempt.error, **fields)
 
-    async def _record(
-        self, due: Due, number: int, attempt: Attempt, state: State, delay: float, duration: int
-    ) -> bool:
-        async with self._pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                _RECORD,
-                {
-                    "id": due.id,
-                    "claimed": due.attempts,
-                    "number": number,
-                    "state": state,
-                    "status": attempt.status,
-                    "error": attempt.error,
-                    "delay": delay,
-                },
-            )
-            if cur.rowcount != 1:
-                return False  # recorded meanwhile by a replica that took over after the lease
-            await conn.execute(_ATTEMPT, (due.id, number, attempt.status, attempt.error, duration))
-            return True
-
     async def _release(self) -> None:
         claimed, self._claimed = self._claimed, {}
         if not claimed:
             return
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2):
-                async with self._pool.connection() as conn:
-                    for delivery_id, attempts in claimed.items():
-                        await conn.execute(_RELEASE, (delivery_id, attempts))
+                await webhooks.release(self._pool, claimed)
                 log.info("webhooks.released", deliveries=len(claimed))
 
 

@@ -17,9 +17,9 @@ from figranium_common.config import Config
 from figranium_common.secretbox import SecretBox
 from figranium_devstack.ports import free_port
 from figranium_devstack.postgres import LocalPostgres
-from figranium_gateway import settings_store
 from figranium_gateway.ai import AiAnswer, AiChain, AllProvidersFailed, AnswerRejected, NoAiKeys
 from figranium_gateway.ai.keys import Provider
+from figranium_gateway.store import settings
 from tests.integration.ai_fakes import ANY_KEY, AiFakes, answer, fail, stall
 
 BOX = SecretBox(bytes(range(32)))
@@ -64,7 +64,7 @@ def _chain(pool: db.Pool, fakes: AiFakes, **extra: Any) -> AiChain:
 
 async def _keys(pool: db.Pool, provider: Provider, *entries: str, box: SecretBox = BOX) -> None:
     sealed = [box.seal(entry, f"ai-key:{provider}") for entry in entries]
-    await settings_store.set_setting(pool, f"ai_keys:{provider}", sealed)
+    await settings.set_setting(pool, f"ai_keys:{provider}", sealed)
 
 
 async def _take(text: str) -> str:
@@ -326,7 +326,7 @@ async def test_ollama_entries_plain_url_and_json_with_its_own_model(
 
 
 async def test_models_come_from_the_ai_models_setting(pool: db.Pool, fakes: AiFakes) -> None:
-    await settings_store.set_setting(pool, "ai_models", {"openai": "gpt-4.1", "ollama": "qwen3"})
+    await settings.set_setting(pool, "ai_models", {"openai": "gpt-4.1", "ollama": "qwen3"})
     await _keys(pool, "openai", OPENAI_KEYS[0])
     await _keys(pool, "ollama", fakes.ollama_url())
     fakes.script("openai", ANY_KEY, fail(401))
@@ -349,7 +349,7 @@ async def test_a_key_sealed_under_another_master_key_is_skipped(
     pool: db.Pool, fakes: AiFakes
 ) -> None:
     other = SecretBox(bytes(32))
-    await settings_store.set_setting(
+    await settings.set_setting(
         pool,
         "ai_keys:gemini",
         [other.seal(GEMINI_KEYS[0], "ai-key:gemini"), BOX.seal(GEMINI_KEYS[1], "ai-key:gemini")],

@@ -67,7 +67,7 @@ async def test_round_trip_with_a_runner(nc: NATS) -> None:
     async def page(msg: Msg) -> None:
         request = PageCaptureRequest.model_validate_json(msg.data)
         seen.append(request)
-        reply = PageCaptureReply(html="<html></html>", url=request.task["url"])
+        reply = PageCaptureReply(html="<html></html>", url=request.task.url)
         await msg.respond(reply.model_dump_json().encode())
 
     async def script(msg: Msg) -> None:

@@ -19,7 +19,9 @@ from figranium_common import changelog, db, queue
 from figranium_common.models import LogEvent, ResultEvent, RunResult, StartedEvent
 from figranium_common.secretbox import SecretBox
 from figranium_devstack.postgres import LocalPostgres
-from figranium_gateway import changes, ingest, store
+from figranium_gateway import changes, ingest
+from figranium_gateway.store import events as event_store
+from figranium_gateway.store import executions, recording
 
 BEGAN = 1_700_000_000_000
 
@@ -39,7 +41,7 @@ async def _queued(pool: db.Pool, execution_id: str, queue_limit: int = 0) -> boo
         new = queue.NewExecution(
             execution_id, {"id": "t", "name": "t"}, "api", method="POST", path="/api/tasks/t/api"
         )
-        return await store.create_execution(conn, new, queue_limit=queue_limit)
+        return await executions.create_execution(conn, new, queue_limit=queue_limit)
 
 
 def _lines(execution_id: str, first: int, *lines: str) -> list[dict[str, Any]]:
@@ -86,35 +88,34 @@ async def test_redelivered_starts_lines_and_results_are_stored_and_logged_once(
     start = StartedEvent(
         execution_id=execution_id, attempt=1, seq=0, at=BEGAN, runner_id="r1", lines=["a", "b"]
     )
-    assert await store.record_started(pool, start)
-    assert not await store.record_started(pool, start)  # redelivered
-    assert await store.record_logs(pool, _lines(execution_id, 3, "c")) == 1
-    assert await store.record_logs(pool, _lines(execution_id, 3, "c")) == 0
+    assert await recording.record_started(pool, start)
+    assert not await recording.record_started(pool, start)  # redelivered
+    assert await recording.record_logs(pool, _lines(execution_id, 3, "c")) == 1
+    assert await recording.record_logs(pool, _lines(execution_id, 3, "c")) == 0
     # One line stored before, one new: only the new one is stored and logged.
-    assert await store.record_logs(pool, _lines(execution_id, 3, "c", "d")) == 1
+    assert await recording.record_logs(pool, _lines(execution_id, 3, "c", "d")) == 1
 
-    def finish(seq: int) -> Any:
-        return store.record_result(
-            pool,
-            execution_id,
-            1,
-            seq,
-            RunResult(outcome="success", data=[1, 2]),
-            500,
-            BEGAN + 500,
-            {"type": "result"},
-            lines=_lines(execution_id, 5, "e"),
+    def finish(seq: int, lines: list[str]) -> Any:
+        result = ResultEvent(
+            execution_id=execution_id,
+            attempt=1,
+            seq=seq,
+            at=BEGAN + 500,
+            result=RunResult(outcome="success", data=[1, 2]),
+            duration_ms=500,
+            lines=lines,
             started=start,  # a start that rides in the result, stored already
         )
+        return recording.record_result(pool, result, {"type": "result"})
 
-    recorded = await finish(6)
+    recorded = await finish(6, ["e"])
     assert recorded is not None and recorded.outcome is not None
     assert recorded.outcome["phase"] == "finished"
     assert recorded.outcome["status"] == 200
     assert recorded.outcome["result"]["data"] == [1, 2]
     assert "source" not in recorded.outcome
-    assert await finish(6) is None  # the same result again
-    assert await finish(7) is None  # a second result
+    assert await finish(6, ["e"]) is None  # the same result again
+    assert await finish(7, []) is None  # a second result
 
     events, feed = await _history(pool, execution_id)
     assert events == [
@@ -139,17 +140,16 @@ async def test_redelivered_starts_lines_and_results_are_stored_and_logged_once(
 
 
 async def test_a_result_for_a_deleted_execution_stores_nothing(pool: db.Pool) -> None:
-    recorded = await store.record_result(
-        pool,
-        "exec_gone",
-        1,
-        3,
-        RunResult(outcome="success"),
-        1,
-        BEGAN,
-        {"type": "result"},
-        lines=_lines("exec_gone", 1, "x", "y"),
+    result = ResultEvent(
+        execution_id="exec_gone",
+        attempt=1,
+        seq=3,
+        at=BEGAN,
+        result=RunResult(outcome="success"),
+        duration_ms=1,
+        lines=["x", "y"],
     )
+    recorded = await recording.record_result(pool, result, {"type": "result"})
     assert recorded is None
     events, feed = await _history(pool, "exec_gone")
     assert events == [] and feed == []
@@ -216,7 +216,7 @@ async def test_the_queue_limit_refuses_new_executions_not_taken_ids(pool: db.Poo
     limit = unfinished + 2
     assert await _queued(pool, "exec_limit_1", limit)
     assert await _queued(pool, "exec_limit_2", limit)
-    with pytest.raises(store.QueueFull):
+    with pytest.raises(executions.QueueFull):
         await _queued(pool, "exec_limit_3", limit)
     assert not await _queued(pool, "exec_limit_1", limit)  # a taken id is told as such
     assert await _queued(pool, "exec_limit_3")  # no limit
@@ -279,13 +279,13 @@ async def _phase(pool: db.Pool, execution_id: str) -> str:
 def lookups(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     """The ``has_event`` lookups the ingester makes, still made."""
     made: list[tuple[str, int]] = []
-    real = store.has_event
+    real = event_store.has_event
 
     async def counted(pool: db.Pool, execution_id: str, attempt: int, seq: int) -> bool:
         made.append((execution_id, seq))
         return await real(pool, execution_id, attempt, seq)
 
-    monkeypatch.setattr(store, "has_event", counted)
+    monkeypatch.setattr(event_store, "has_event", counted)
     return made
 
 
@@ -319,7 +319,7 @@ async def test_a_result_after_an_event_stored_elsewhere_is_looked_up_then_stored
     events = Events(nats_client, "ELSEWHERE")
     await events.open()
     assert await _queued(pool, "exec_elsewhere")
-    await store.record_started(pool, _started("exec_elsewhere", "one"))  # another replica
+    await recording.record_started(pool, _started("exec_elsewhere", "one"))  # another replica
     await events.send(_result("exec_elsewhere", 3))
     await _ingester(pool, nats_client).apply(await events.pull(1))
     assert lookups == [("exec_elsewhere", 1)]
@@ -358,7 +358,7 @@ def _generic(sql: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "statement", [changelog.RECORD_EACH, store.INSERT_LINES], ids=["change_log", "log_lines"]
+    "statement", [changelog.RECORD_EACH, event_store.INSERT_LINES], ids=["change_log", "log_lines"]
 )
 async def test_events_look_executions_up_by_index_not_by_scanning_them(
     pool: db.Pool, statement: str

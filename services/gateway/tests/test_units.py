@@ -13,7 +13,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from figranium_common.secretbox import SecretBox
 from figranium_gateway import dispatch
 from figranium_gateway.api_key import SUBKEY_PURPOSE, KeyHasher
-from figranium_gateway.errors import ApiError, error_middleware, read_json_object
+from figranium_gateway.errors import ApiError, error_middleware
+from figranium_gateway.request_input import read_json_object
 from figranium_gateway.routes.executions import _limit
 from figranium_gateway.routes.runs import run_answer as _run_answer
 from figranium_gateway.secret_file import write_secret_file

@@ -26,7 +26,7 @@ import structlog
 from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
-from figranium_common.errors import FigraniumError
+from figranium_common.errors import FigraniumError, first_line
 from figranium_runner.priority import lower_browser_priority, session_leaders
 
 log = structlog.get_logger(__name__)
@@ -190,7 +190,7 @@ class BrowserHost:
             except PlaywrightError as exc:
                 log.warning(
                     "browser.recording_unavailable",
-                    error=(str(exc).strip().splitlines() or [type(exc).__name__])[0],
+                    error=first_line(exc),
                     hint="run scripts/ensure-ffmpeg.sh",
                 )
                 return False

@@ -9,7 +9,7 @@ from typing import Any
 
 import regex
 
-from figranium_common.models import Action
+from figranium_common.action_models import ConditionalAction
 from figranium_runner.bounds import LimitExceeded
 from figranium_runner.isolated import IsolatedWorld
 from figranium_runner.variables import lookup, substitute
@@ -124,7 +124,9 @@ async def _matches(subject: str, pattern: str, timeout_ms: int) -> bool:
     return found is not None
 
 
-async def structured(action: Action, variables: dict[str, Any], regex_timeout_ms: int) -> bool:
+async def structured(
+    action: ConditionalAction, variables: dict[str, Any], regex_timeout_ms: int
+) -> bool:
     kind = action.conditionVarType or "string"
     op = action.conditionOp or ("is_true" if kind == "boolean" else "equals")
     left = _operand(action.conditionVar or "", variables)
@@ -163,7 +165,7 @@ async def structured(action: Action, variables: dict[str, Any], regex_timeout_ms
     return a_text == b_text
 
 
-def has_structured(action: Action) -> bool:
+def has_structured(action: ConditionalAction) -> bool:
     return any(
         value not in (None, "")
         for value in (
@@ -176,7 +178,10 @@ def has_structured(action: Action) -> bool:
 
 
 async def evaluate(
-    action: Action, world: IsolatedWorld, variables: dict[str, Any], regex_timeout_ms: int
+    action: ConditionalAction,
+    world: IsolatedWorld,
+    variables: dict[str, Any],
+    regex_timeout_ms: int,
 ) -> bool:
     if has_structured(action):
         return await structured(action, variables, regex_timeout_ms)

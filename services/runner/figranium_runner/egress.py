@@ -8,8 +8,8 @@ with :func:`check_url`'s rules, and connects to exactly the addresses it checked
 second, different DNS answer is never used. A refused connection gets SOCKS reply 2 (not
 allowed by ruleset), which Chromium shows as ``net::ERR_SOCKS_CONNECTION_FAILED``.
 
-Compared with checking navigations in Playwright's request routing (``guard.py``), nothing
-passes through the driver: Chromium fetches as it normally would, and the check costs one
+Compared with checking navigations in Playwright's request routing, nothing passes
+through the driver: Chromium fetches as it normally would, and the check costs one
 local hop per connection.
 
 A task's own proxy (``rotateProxies``) becomes this proxy's :class:`Upstream` rather than
@@ -27,13 +27,10 @@ listener closes, cutting its tunnels, when the context closes.
 from __future__ import annotations
 
 import asyncio
-import base64
 import ipaddress
 import re
-import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import structlog
@@ -41,29 +38,15 @@ import structlog
 from figranium_common.config import Config
 from figranium_common.errors import InvalidUrlError
 from figranium_common.outbound_urls import IPAddress, check_url, parse_url
+from figranium_runner import socks5
+from figranium_runner.upstream_proxy import Upstream, UpstreamError
 
 log = structlog.get_logger(__name__)
-
-_VERSION = 5
-_NO_AUTH = 0
-_NO_ACCEPTABLE_METHOD = 0xFF
-_CONNECT = 1
-_IPV4, _NAME, _IPV6 = 1, 3, 4
-# RFC 1928 section 6 replies.
-_SUCCEEDED = 0
-_NOT_ALLOWED = 2
-_HOST_UNREACHABLE = 4
-_CONNECTION_REFUSED = 5
-_GENERAL_FAILURE = 1
-_COMMAND_NOT_SUPPORTED = 7
-_ADDRESS_TYPE_NOT_SUPPORTED = 8
-_USERNAME_PASSWORD = 2  # RFC 1929
 
 HANDSHAKE_TIMEOUT_S = 10.0  # a client that opens a connection and says nothing
 CONNECT_TIMEOUT_S = 30.0  # per address, as a browser would wait for a TCP connect
 _CHUNK = 256 * 1024
 _HOST = re.compile(r"[A-Za-z0-9._\-]+|[0-9A-Fa-f:.]+")
-_MAX_PROXY_ANSWER = 16 * 1024  # an HTTP proxy's answer to CONNECT, headers included
 # Playwright's reading of a proxy server without a port.
 _PROXY_PORTS = {"http": 80, "https": 443, "socks5": 1080}
 
@@ -85,32 +68,6 @@ class EgressPolicy:
             allow_metadata=config.allow_metadata_address,
             on_block=on_block,
         )
-
-
-@dataclass(frozen=True)
-class Upstream:
-    """A task's proxy, pinned: its host was resolved once and every answer was checked."""
-
-    scheme: Literal["http", "https", "socks5"]
-    host: str  # as read from the server URL; names the proxy and is its TLS server name
-    port: int
-    addresses: tuple[IPAddress, ...]  # the checked answers, the only ones connected to
-    username: str | None = field(default=None, repr=False)
-    password: str | None = field(default=None, repr=False)
-
-    @property
-    def named(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
-
-
-class UpstreamError(Exception):
-    """The task's proxy failed a tunnel; ``code`` is the SOCKS reply the browser gets."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 async def pin_upstream(proxy: Mapping[str, str | None], policy: EgressPolicy) -> Upstream:
@@ -203,7 +160,7 @@ class EgressProxy:
         upstream: asyncio.StreamWriter | None = None
         try:
             async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
-                target = await _read_request(reader, writer)
+                target = await socks5.read_request(reader, writer)
             if target is None:
                 return
             connected = await self._connect(writer, *target)
@@ -229,7 +186,7 @@ class EgressProxy:
         policy = self._policy
         if not _HOST.fullmatch(host):  # the check reads the host inside a URL
             self._blocked(repr(host), "not a host name")
-            await _reply(writer, _NOT_ALLOWED)
+            await socks5.reply(writer, socks5.NOT_ALLOWED)
             return None
         literal = f"[{host}]" if ":" in host else host
         try:
@@ -240,19 +197,19 @@ class EgressProxy:
             )
         except InvalidUrlError as exc:
             if exc.details.startswith("cannot resolve host"):
-                await _reply(writer, _HOST_UNREACHABLE)  # a typo, not an attack
+                await socks5.reply(writer, socks5.HOST_UNREACHABLE)  # a typo, not an attack
             else:
                 self._blocked(f"{literal}:{port}", exc.details)
-                await _reply(writer, _NOT_ALLOWED)
+                await socks5.reply(writer, socks5.NOT_ALLOWED)
             return None
-        failure = _HOST_UNREACHABLE
+        failure = socks5.HOST_UNREACHABLE
         for address in addresses:
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT_S):
                     if self._upstream is None:
                         connected = await asyncio.open_connection(str(address), port)
                     else:
-                        connected = await _through(self._upstream, address, port)
+                        connected = await self._upstream.tunnel(address, port)
             except UpstreamError as exc:
                 log.info(
                     "egress.upstream_failed",
@@ -262,13 +219,13 @@ class EgressProxy:
                 )
                 failure = exc.code
             except ConnectionRefusedError:
-                failure = _CONNECTION_REFUSED
+                failure = socks5.CONNECTION_REFUSED
             except (OSError, TimeoutError, asyncio.IncompleteReadError):
                 pass
             else:
-                await _reply(writer, _SUCCEEDED, _local_address(connected[1]))
+                await socks5.reply(writer, socks5.SUCCEEDED, _local_address(connected[1]))
                 return connected
-        await _reply(writer, failure)
+        await socks5.reply(writer, failure)
         return None
 
     def _blocked(self, target: str, reason: str) -> None:
@@ -280,161 +237,11 @@ class EgressProxy:
                 log.exception("egress.on_block_failed")
 
 
-async def _through(
-    upstream: Upstream, address: IPAddress, port: int
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A tunnel to address:port through the task's proxy, at one of its pinned addresses.
-
-    The destination is given as the address checked here, never as a name: the proxy
-    resolving it again could get another answer.
-    """
-    connected: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-    error: OSError | None = None
-    for proxy_address in upstream.addresses:
-        try:
-            if upstream.scheme == "https":
-                connected = await asyncio.open_connection(
-                    str(proxy_address),
-                    upstream.port,
-                    ssl=ssl.create_default_context(),
-                    server_hostname=upstream.host,
-                )
-            else:
-                connected = await asyncio.open_connection(str(proxy_address), upstream.port)
-            break
-        except OSError as exc:
-            error = exc
-    if connected is None:
-        raise UpstreamError(_GENERAL_FAILURE, f"cannot connect to the proxy: {error}")
-    reader, writer = connected
-    try:
-        if upstream.scheme == "socks5":
-            await _socks5_connect(upstream, reader, writer, address, port)
-        else:
-            await _http_connect(upstream, reader, writer, address, port)
-    except BaseException:
-        writer.transport.abort()
-        raise
-    return connected
-
-
-async def _http_connect(
-    upstream: Upstream,
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    address: IPAddress,
-    port: int,
-) -> None:
-    authority = f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
-    lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
-    if upstream.username is not None or upstream.password is not None:
-        pair = f"{upstream.username or ''}:{upstream.password or ''}".encode()
-        lines.append(f"Proxy-Authorization: Basic {base64.b64encode(pair).decode('ascii')}")
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-    await writer.drain()
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.LimitOverrunError:
-        raise UpstreamError(_GENERAL_FAILURE, "the proxy's answer is too long") from None
-    if len(head) > _MAX_PROXY_ANSWER:
-        raise UpstreamError(_GENERAL_FAILURE, "the proxy's answer is too long")
-    status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-    fields = status_line.split(" ", 2)
-    status = fields[1] if len(fields) > 1 else ""
-    if not (status.isdigit() and 200 <= int(status) < 300):
-        code = _CONNECTION_REFUSED if status in ("502", "503", "504") else _GENERAL_FAILURE
-        raise UpstreamError(code, f"the proxy answered {status_line[:200]!r}")
-
-
-async def _socks5_connect(
-    upstream: Upstream,
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    address: IPAddress,
-    port: int,
-) -> None:
-    with_password = upstream.username is not None or upstream.password is not None
-    methods = bytes((_NO_AUTH, _USERNAME_PASSWORD)) if with_password else bytes((_NO_AUTH,))
-    writer.write(bytes((_VERSION, len(methods))) + methods)
-    version, method = await reader.readexactly(2)
-    if version != _VERSION or method not in methods:
-        raise UpstreamError(_GENERAL_FAILURE, "the proxy accepts none of our methods")
-    if method == _USERNAME_PASSWORD:
-        user = (upstream.username or "").encode()
-        secret = (upstream.password or "").encode()
-        if len(user) > 255 or len(secret) > 255:
-            raise UpstreamError(_GENERAL_FAILURE, "the proxy's credentials are too long")
-        writer.write(bytes((1, len(user))) + user + bytes((len(secret),)) + secret)
-        _, status = await reader.readexactly(2)
-        if status != 0:
-            raise UpstreamError(_GENERAL_FAILURE, "the proxy refused the credentials")
-    kind = _IPV6 if address.version == 6 else _IPV4
-    writer.write(bytes((_VERSION, _CONNECT, 0, kind)) + address.packed + port.to_bytes(2, "big"))
-    version, code, _, bound = await reader.readexactly(4)
-    if version != _VERSION:
-        raise UpstreamError(_GENERAL_FAILURE, "the proxy does not speak SOCKS5")
-    if bound == _IPV4:
-        await reader.readexactly(4 + 2)
-    elif bound == _IPV6:
-        await reader.readexactly(16 + 2)
-    elif bound == _NAME:
-        (length,) = await reader.readexactly(1)
-        await reader.readexactly(length + 2)
-    else:
-        raise UpstreamError(_GENERAL_FAILURE, "the proxy's answer is malformed")
-    if code != _SUCCEEDED:
-        raise UpstreamError(code if code <= 8 else _GENERAL_FAILURE, f"the proxy answered {code}")
-
-
-async def _read_request(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> tuple[str, int] | None:
-    """The host and port of a CONNECT (RFC 1928), or None after refusing anything else."""
-    version, count = await reader.readexactly(2)
-    if version != _VERSION:
-        return None
-    methods = await reader.readexactly(count)
-    if _NO_AUTH not in methods:
-        writer.write(bytes((_VERSION, _NO_ACCEPTABLE_METHOD)))
-        await writer.drain()
-        return None
-    writer.write(bytes((_VERSION, _NO_AUTH)))
-    version, command, _, kind = await reader.readexactly(4)
-    if version != _VERSION:
-        return None
-    if kind == _IPV4:
-        host = str(ipaddress.IPv4Address(await reader.readexactly(4)))
-    elif kind == _IPV6:
-        host = str(ipaddress.IPv6Address(await reader.readexactly(16)))
-    elif kind == _NAME:
-        (length,) = await reader.readexactly(1)
-        host = (await reader.readexactly(length)).decode("ascii", errors="replace")
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-    else:
-        await _reply(writer, _ADDRESS_TYPE_NOT_SUPPORTED)
-        return None
-    port = int.from_bytes(await reader.readexactly(2), "big")
-    if command != _CONNECT:
-        await _reply(writer, _COMMAND_NOT_SUPPORTED)
-        return None
-    return host, port
-
-
 def _local_address(writer: asyncio.StreamWriter) -> IPAddress | None:
     try:
         return ipaddress.ip_address(writer.get_extra_info("sockname")[0])
     except (TypeError, ValueError, IndexError):
         return None
-
-
-async def _reply(writer: asyncio.StreamWriter, code: int, bound: IPAddress | None = None) -> None:
-    if isinstance(bound, ipaddress.IPv6Address):
-        address = bytes((_IPV6,)) + bound.packed
-    else:
-        address = bytes((_IPV4,)) + (bound.packed if bound is not None else bytes(4))
-    writer.write(bytes((_VERSION, code, 0)) + address + bytes(2))
-    await writer.drain()
 
 
 async def _copy(

@@ -24,9 +24,8 @@ from playwright.async_api import BrowserContext, Page, Route
 from playwright.async_api import Error as PlaywrightError
 from pydantic import ValidationError
 
-from figranium_common.blocks import BlockStructureError
 from figranium_common.config import Config
-from figranium_common.errors import FigraniumError, InvalidUrlError
+from figranium_common.errors import FigraniumError, describe, first_line
 from figranium_common.models import (
     PageCaptureReply,
     PageCaptureRequest,
@@ -37,9 +36,10 @@ from figranium_common.models import (
 from figranium_common.nats import TOOLS_PAGE_SUBJECT, TOOLS_QUEUE, TOOLS_SCRIPT_SUBJECT, unsubscribe
 from figranium_runner import identity
 from figranium_runner.browser import BrowserHost
+from figranium_runner.context import open_context
 from figranium_runner.egress import EgressPolicy
-from figranium_runner.engine import EXTRACTION_PARAMETERS, Limits, run_until
-from figranium_runner.worker import open_context
+from figranium_runner.engine import Limits, failure_text, run_until
+from figranium_runner.extraction import EXTRACTION_PARAMETERS
 
 log = structlog.get_logger(__name__)
 
@@ -113,15 +113,18 @@ _CHECK_JS = """
 """
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
 def _describe(exc: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(part) for part in err['loc']) or 'body'}: {err['msg']}"
         for err in exc.errors()
     )
+
+
+def _refusal(exc: ValidationError) -> str:
+    """Why a page capture request is refused: its task, or the request itself."""
+    if all(err["loc"][:1] == ("task",) for err in exc.errors()):
+        return f"the task is not valid: {_describe(exc)}"
+    return f"the request is not valid: {_describe(exc)}"
 
 
 def bound_html(html: str, limit: int = MAX_HTML_CHARS) -> str:
@@ -224,7 +227,7 @@ class ToolsService:
             try:
                 request = PageCaptureRequest.model_validate_json(msg.data)
             except ValidationError as exc:
-                reply = PageCaptureReply(error=f"the request is not valid: {_describe(exc)}")
+                reply = PageCaptureReply(error=_refusal(exc))
             else:
                 reply = await self.capture(request)
         except asyncio.CancelledError:
@@ -238,28 +241,20 @@ class ToolsService:
     async def capture(self, request: PageCaptureRequest) -> PageCaptureReply:
         """Open the task's page, run its actions before ``action_index``, reduce the DOM."""
         started = time.monotonic()
-        try:
-            task = Task.model_validate(request.task)
-        except ValidationError as exc:
-            return PageCaptureReply(error=f"the task is not valid: {_describe(exc)}")
         waiting = True
         try:
             # The bound covers the wait for a free slot: the caller gets an answer in time.
             async with asyncio.timeout(request.timeout_seconds), self._slots:
                 waiting = False
-                html, url = await self._capture(request, task)
+                html, url = await self._capture(request, request.task)
         except TimeoutError:
             error = (
                 f"the runner was busy with other page captures for {request.timeout_seconds:g} s"
                 if waiting
                 else f"the page was not captured within {request.timeout_seconds:g} s"
             )
-        except (BlockStructureError, InvalidUrlError) as exc:
-            error = f"{exc.code}: {exc.details}"
-        except FigraniumError as exc:
-            error = exc.details
-        except PlaywrightError as exc:
-            error = _first_line(exc)
+        except (FigraniumError, PlaywrightError) as exc:
+            error = failure_text(exc)
         else:
             duration_ms = int((time.monotonic() - started) * 1000)
             log.info("tools.page_captured", duration_ms=duration_ms, chars=len(html))
@@ -307,7 +302,7 @@ class ToolsService:
         try:
             await msg.respond(data)
         except Exception as exc:  # NATS unreachable: the caller times out and says so
-            log.warning("tools.reply_failed", error=str(exc) or type(exc).__name__)
+            log.warning("tools.reply_failed", error=describe(exc))
 
     # -- script check ------------------------------------------------------------------
 
@@ -344,7 +339,7 @@ class ToolsService:
         except TimeoutError:
             return f"the script could not be checked within {SCRIPT_CHECK_SECONDS:g} s"
         except PlaywrightError as exc:
-            return f"the script could not be checked: {_first_line(exc)}"
+            return f"the script could not be checked: {first_line(exc)}"
         return None if result is None else str(result)
 
     async def _page_for_checks(self, *, renew: bool = False) -> Page:

@@ -9,7 +9,8 @@ import pytest
 from playwright.async_api import BrowserContext
 
 from figranium_common.models import RunResult, Task
-from figranium_runner.engine import Capture, Limits, execute
+from figranium_runner.engine import Limits, execute
+from figranium_runner.state import Capture
 from services.runner.tests.site import serve
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -54,7 +55,7 @@ async def run(
             max_download_bytes=max_download_bytes,
         ),
         emit=emit,
-        subtasks=subtasks,
+        subtasks={name: Task.model_validate(body) for name, body in (subtasks or {}).items()},
     )
     assert [line for line in lines if not line.startswith("[")] == [
         line for line in result.logs if not line.startswith("[")
@@ -231,13 +232,13 @@ async def test_wait_downloads(context: BrowserContext, base: str) -> None:
             ],
         },
     )
-    assert [d["name"] for d in result.downloads] == ["file.csv"]
+    assert [d.name for d in result.downloads] == ["file.csv"]
     download = next(c for c in captures if "_download_" in c.name)
     # Kept on disk, to be streamed into the captures bucket, not read into memory.
     assert download.path is not None and download.path.read_bytes() == b"a,b\n1,2\n"
     download.path.unlink()
-    assert result.downloads[0]["path"] == f"/captures/{download.name}"
-    assert result.downloads[0]["size"] == 8
+    assert result.downloads[0].path == f"/captures/{download.name}"
+    assert result.downloads[0].size == 8
 
 
 async def test_a_download_over_max_download_bytes_is_dropped_and_the_run_goes_on(

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from playwright.async_api import BrowserContext
 
-from figranium_common.models import Action, RunResult, Task
+from figranium_common.action_models import IfAction
+from figranium_common.models import RunResult, Task
 from figranium_runner.bounds import Bounds, LimitExceeded, LogBudget, json_size
 from figranium_runner.conditions import structured
 from figranium_runner.engine import Limits, execute
@@ -66,7 +67,7 @@ class Ticker:
 async def test_a_pattern_past_its_time_fails_off_the_event_loop() -> None:
     # 34 characters: Python's `re` on the loop would block it for seconds and then answer
     # "no match"; here the match runs in a thread and stops at the bound.
-    action = Action.model_validate(
+    action = IfAction.model_validate(
         {
             "type": "if",
             "conditionVarType": "string",
@@ -92,7 +93,7 @@ async def test_a_pattern_past_its_time_fails_off_the_event_loop() -> None:
 @in_module_loop
 async def test_javascript_pattern_syntax_still_matches() -> None:
     async def matches(subject: str, pattern: str) -> bool:
-        action = Action.model_validate(
+        action = IfAction.model_validate(
             {
                 "type": "if",
                 "conditionVar": "{$s}",

@@ -13,10 +13,12 @@ import pytest_asyncio
 from playwright.async_api import BrowserContext
 from playwright.async_api import Error as PlaywrightError
 
-from figranium_runner import egress, worker
+from figranium_runner import context as context_module
+from figranium_runner import egress
 from figranium_runner.browser import BrowserHost
+from figranium_runner.context import open_context
 from figranium_runner.egress import EgressPolicy, EgressProxy
-from figranium_runner.worker import open_context
+from figranium_runner.upstream_proxy import Upstream
 from services.runner.tests.navigation_site import METADATA, Blocks, Site, post_form
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -29,7 +31,7 @@ Opener = Callable[..., Awaitable[tuple[BrowserContext, Blocks]]]
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def opened(host: BrowserHost, site: Site) -> AsyncIterator[Opener]:
-    """Opens contexts as a run does (worker.open_context); closes them afterwards."""
+    """Opens contexts as a run does (context_module.open_context); closes them afterwards."""
     site.seen.clear()
     contexts: list[BrowserContext] = []
 
@@ -177,14 +179,12 @@ async def test_the_proxy_closes_with_its_context(
 
     class Recorded(EgressProxy):
         @classmethod
-        async def start(
-            cls, policy: EgressPolicy, upstream: egress.Upstream | None = None
-        ) -> EgressProxy:
+        async def start(cls, policy: EgressPolicy, upstream: Upstream | None = None) -> EgressProxy:
             proxy = await super().start(policy, upstream)
             started.append(proxy)
             return proxy
 
-    monkeypatch.setattr(worker, "EgressProxy", Recorded)
+    monkeypatch.setattr(context_module, "EgressProxy", Recorded)
     context = await open_context(host, {}, None, EgressPolicy(allow_private=True))
     page = await context.new_page()
     await page.goto(f"{site.base}/")

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from figranium_common.models import ResultEvent, RunResult, StartedEvent
-from figranium_runner.worker import EventPublisher
+from figranium_runner.events import EventPublisher
 
 
 class Recorder:

@@ -26,7 +26,7 @@ from figranium_common.nats import (
     result_object_name,
     results_store,
 )
-from figranium_runner.worker import EventPublisher
+from figranium_runner.events import EventPublisher
 
 LIMITS = RunConsumerLimits(ack_wait_seconds=30, max_deliver=3)
 BIG = 3 * 1024 * 1024

@@ -13,7 +13,8 @@ from playwright.async_api import BrowserContext
 
 from figranium_common.models import RunResult, Task
 from figranium_common.redact import SECRET_MASK
-from figranium_runner.engine import Limits, _as_csv, execute
+from figranium_runner.engine import Limits, execute
+from figranium_runner.extraction import as_csv
 
 in_browser = pytest.mark.asyncio(loop_scope="module")
 
@@ -49,7 +50,7 @@ async def run(
         execution_id="exec_s",
         limits=Limits(allow_private=True, default_timeout_ms=2000, neutralise_csv=neutralise_csv),
         emit=emit,
-        subtasks=subtasks,
+        subtasks={name: Task.model_validate(body) for name, body in (subtasks or {}).items()},
     )
     await page.close()
     return result, emitted
@@ -163,15 +164,15 @@ def test_csv_cells_that_would_run_as_formulas_are_neutralised() -> None:
         {link: "\tlead", "b": "x", "c": "-5", "d": "+1.5e3"},
         {link: -5, "b": -2.5, "c": "plain - text", "d": None},
     ]
-    assert cells(_as_csv(rows)) == [
+    assert cells(as_csv(rows)) == [
         ["'" + link, "b", "c", "d"],
         ["'=1+1", "'+cmd", "'-2+3+cmd|' /C calc'!A0", "'@SUM(A1)"],
         ["'\tlead", "x", "-5", "+1.5e3"],  # plain numbers, as text too, stay numbers
         ["-5", "-2.5", "plain - text", ""],
     ]
-    assert cells(_as_csv([["=x", -1, "-1"], "@y"])) == [["'=x", "-1", "-1"], ["'@y"]]
-    assert _as_csv(["\rcr"]) == "'\rcr\n"
-    assert cells(_as_csv(rows, neutralise=False))[:2] == [
+    assert cells(as_csv([["=x", -1, "-1"], "@y"])) == [["'=x", "-1", "-1"], ["'@y"]]
+    assert as_csv(["\rcr"]) == "'\rcr\n"
+    assert cells(as_csv(rows, neutralise=False))[:2] == [
         [link, "b", "c", "d"],
         ["=1+1", "+cmd", "-2+3+cmd|' /C calc'!A0", "@SUM(A1)"],
     ]

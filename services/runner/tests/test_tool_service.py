@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,6 @@ from nats.errors import NoRespondersError
 from figranium_common.config import Config
 from figranium_common.models import (
     PageCaptureReply,
-    PageCaptureRequest,
     ScriptCheckReply,
     ScriptCheckRequest,
 )
@@ -59,8 +59,9 @@ async def tools(nc: NATS, host: BrowserHost) -> AsyncIterator[ToolsService]:
 
 
 async def capture(nc: NATS, task: dict[str, Any], index: int, **fields: Any) -> PageCaptureReply:
-    request = PageCaptureRequest(task=task, action_index=index, **fields)
-    reply = await nc.request(TOOLS_PAGE_SUBJECT, request.model_dump_json().encode(), timeout=30)
+    # As JSON, as a gateway sends it: a task that does not validate still reaches the runner.
+    request = {"task": task, "action_index": index, **fields}
+    reply = await nc.request(TOOLS_PAGE_SUBJECT, json.dumps(request).encode(), timeout=30)
     return PageCaptureReply.model_validate_json(reply.data)
 
 

@@ -23,8 +23,8 @@ from figranium_common import outbound_urls
 from figranium_common.errors import InvalidUrlError
 from figranium_common.outbound_urls import IPAddress
 from figranium_runner.browser import BrowserHost
+from figranium_runner.context import open_context
 from figranium_runner.egress import EgressPolicy
-from figranium_runner.worker import open_context
 from services.runner.tests.navigation_site import METADATA, Blocks, Site
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from figranium_runner.worker import VIDEO_DIR_PREFIX, remove_orphaned_video_dirs
+from figranium_runner.context import VIDEO_DIR_PREFIX, remove_orphaned_video_dirs
 
 
 def _gone_pid() -> int:

@@ -25,8 +25,8 @@ from figranium_runner.browser import (
     find_chromium,
     find_headless_chromium,
 )
+from figranium_runner.context import open_context
 from figranium_runner.egress import EgressPolicy
-from figranium_runner.worker import open_context
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -12,11 +12,11 @@ gateway makes them; the change log by ``figranium_common.changelog``.
 
 from __future__ import annotations
 
-import secrets
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+
+from pydantic import ValidationError
 
 from figranium_common import queue
 from figranium_common.changelog import record_changes
@@ -54,11 +54,6 @@ class Claimed:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (task id, reason)
 
 
-def new_execution_id() -> str:
-    # The gateway's form (figranium_gateway.dispatch.new_execution_id).
-    return f"exec_{int(time.time() * 1000)}_{secrets.token_hex(4)}"
-
-
 async def claim_due(
     pool: Pool,
     box: SecretBox,
@@ -71,8 +66,9 @@ async def claim_due(
     """Claim up to ``limit`` due schedules and queue their executions, in one transaction.
 
     Headful tasks are skipped (reason ``no_headful_runner``) unless ``headful_available``:
-    queued, they would wait for a runner that may never come. Skipped or not, every
-    claimed schedule's ``next_run`` moves on.
+    queued, they would wait for a runner that may never come; so are tasks that do not
+    validate (``invalid_task``: saved by an older release). Skipped or not, every claimed
+    schedule's ``next_run`` moves on.
 
     Set-based: whatever the batch size, the claim is a fixed handful of statements (lock
     the rows, move every ``next_run`` on, check overlaps, insert the executions, read the
@@ -117,9 +113,15 @@ async def claim_due(
                 claimed.skipped.append((row["task_id"], "no_headful_runner"))
                 continue
             task = {**row["body"], "id": row["task_id"]}
-            new.append(
-                queue.NewExecution(new_execution_id(), task, SOURCE, webhook_url=row["webhook_url"])
+            execution = queue.NewExecution(
+                queue.new_execution_id(), task, SOURCE, webhook_url=row["webhook_url"]
             )
+            try:
+                _ = execution.run_task  # validated here, once, for its run request
+            except ValidationError:  # saved by an older release, under rules made stricter
+                claimed.skipped.append((row["task_id"], "invalid_task"))
+                continue
+            new.append(execution)
         await queue.insert_executions(conn, new)
         states = await queue.load_browser_states(conn, box, [n.task["id"] for n in new])
         by_task = {row["task_id"]: row for row in due}

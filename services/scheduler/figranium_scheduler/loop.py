@@ -21,16 +21,12 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from psycopg_pool import PoolTimeout
 
-from figranium_common import transit
+from figranium_common import changelog, queue, transit
 from figranium_common.config import Config
 from figranium_common.db import Pool
+from figranium_common.errors import describe
 from figranium_common.headful import HeadfulRoster
-from figranium_common.nats import (
-    CHANGES_NOTIFY_SUBJECT,
-    SCHEDULES_NOTIFY_SUBJECT,
-    run_subject,
-    unsubscribe,
-)
+from figranium_common.nats import SCHEDULES_NOTIFY_SUBJECT, unsubscribe
 from figranium_common.secretbox import SecretBox
 from figranium_scheduler import claim
 from figranium_scheduler.metrics import SchedulerMetrics
@@ -123,7 +119,7 @@ class Scheduler:
                     self.metrics.skipped.labels(reason=reason).inc()
                     log.info("schedule.skipped", task_id=task_id, reason=reason)
                 if claimed.fired:
-                    await _ping_changes(self.nc)
+                    await changelog.notify(self.nc)
                 for fired in claimed.fired:
                     self.fired += 1
                     self.metrics.fired.inc()
@@ -139,20 +135,13 @@ class Scheduler:
         request = fired.request
         async with slots:
             try:
-                await self.js.publish(
-                    run_subject(request.task),
-                    # Secrets sealed under the transit key: the stream on disk holds none.
-                    transit.seal_run_request(self.transit, request).model_dump_json().encode(),
-                    # The execution id is the message id: the sweeper's republish is dropped.
-                    headers={"Nats-Msg-Id": request.execution_id},
-                    timeout=5,
-                )
+                await queue.publish_run(self.js, request, self.transit)
             except Exception as exc:
                 # The execution is saved as queued: the gateway's sweeper publishes it later.
                 log.warning(
                     "schedule.publish_failed",
                     execution_id=request.execution_id,
-                    error=str(exc) or type(exc).__name__,
+                    error=describe(exc),
                 )
                 return
         log.info(
@@ -188,11 +177,3 @@ async def _first_of(stopping: asyncio.Event, wake: asyncio.Event, *, timeout: fl
         for waiting in waits:
             waiting.cancel()
         await asyncio.gather(*waits, return_exceptions=True)
-
-
-async def _ping_changes(nc: NATS) -> None:
-    """Tell the gateways' execution streams that queued executions were added."""
-    try:
-        await nc.publish(CHANGES_NOTIFY_SUBJECT, b"")
-    except Exception as exc:
-        log.info("scheduler.changes_ping_failed", error=str(exc) or type(exc).__name__)

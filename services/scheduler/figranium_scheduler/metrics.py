@@ -5,10 +5,7 @@ The service serves them with its probes through :class:`figranium_common.probes.
 
 from __future__ import annotations
 
-import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
-
-log = structlog.get_logger(__name__)
 
 # Lateness is mostly well under a second; the long tail shows a scheduler that was down.
 LATENESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600)
@@ -30,7 +27,8 @@ class SchedulerMetrics:
             "figranium_schedules_skipped",
             "Schedule slots skipped, by reason: missed (every scheduler was down), overlap"
             " (the previous run still running), no_headful_runner (a headful task, and no"
-            " headful runner live)",
+            " headful runner live), invalid_task (saved by an older release, refused by"
+            " today's rules)",
             ["reason"],
             registry=self.registry,
         )

@@ -74,7 +74,7 @@ async def test_a_due_schedule_fires_once_and_moves_on(pool: db.Pool) -> None:
     first = await _claim(pool)
     assert [f.task_id for f in first.fired] == ["t1"] and first.skipped == []
     request = first.fired[0].request
-    assert request.source == "scheduler" and request.task["id"] == "t1"
+    assert request.source == "scheduler" and request.task.id == "t1"
     assert request.execution_id.startswith("exec_")
     assert 1000 <= first.fired[0].lateness_ms < 60_000
     assert (await _claim(pool)).rows == 0
@@ -137,5 +137,5 @@ async def test_headful_tasks_wait_for_a_headful_runner(pool: db.Pool) -> None:
         await conn.execute("UPDATE schedules SET next_run = now() - interval '1 second'")
     again = await _claim(pool, headful=True)
     assert [f.task_id for f in again.fired] == ["visible"]
-    assert again.fired[0].request.task["mode"] == "headful"
+    assert again.fired[0].request.task.mode == "headful"
     assert again.skipped == [("plain", "overlap")]  # its first run is still queued

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from figranium_common.db import Pool
 from figranium_common.secretbox import SecretBox, SecretError
+from figranium_gateway.store import settings
 
 Provider = Literal["gemini", "openai", "claude", "ollama"]
 # The order the chain tries them in.
@@ -147,9 +148,7 @@ def open_entries(box: SecretBox, provider: Provider, stored: Any) -> list[Stored
 async def load_all(pool: Pool, box: SecretBox) -> tuple[dict[Provider, list[StoredEntry]], Any]:
     """Every provider's entries and the stored model names, in one round trip."""
     names = [keys_setting(provider) for provider in PROVIDERS] + [MODELS_SETTING]
-    async with pool.connection() as conn:
-        cur = await conn.execute("SELECT key, value FROM settings WHERE key = ANY(%s)", (names,))
-        rows = {row["key"]: row["value"] for row in await cur.fetchall()}
+    rows = await settings.get_settings(pool, names)
     entries = {
         provider: open_entries(box, provider, rows.get(keys_setting(provider)))
         for provider in PROVIDERS

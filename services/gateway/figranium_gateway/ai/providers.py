@@ -19,7 +19,7 @@ import aiohttp
 import httpx
 
 from figranium_common.config import Config
-from figranium_common.errors import FigraniumError
+from figranium_common.errors import FigraniumError, describe
 from figranium_common.outbound_http import safe_request
 from figranium_gateway.ai.keys import MASK, OllamaEndpoint
 
@@ -100,7 +100,7 @@ def failure(exc: Exception, secret: str, timeout: float) -> KeyFailed:
         | httpx.TransportError
         | OSError,
     ):
-        return KeyFailed(f"network error ({_scrubbed(str(exc) or type(exc).__name__, secret)})")
+        return KeyFailed(f"network error ({_scrubbed(describe(exc), secret)})")
     return KeyFailed(f"failed: {type(exc).__name__}: {_scrubbed(str(exc), secret)}")
 
 

@@ -9,29 +9,25 @@ from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
-from figranium_common.errors import InvalidUrlError
-from figranium_common.outbound_urls import check_url
-from figranium_gateway import settings_store, store
 from figranium_gateway.ai import keys
 from figranium_gateway.ai.keys import MASK, PROVIDERS, Provider
-from figranium_gateway.errors import ApiError, read_json_object
-from figranium_gateway.openapi import documented
+from figranium_gateway.errors import ApiError
+from figranium_gateway.request_input import read_json_object, without_credentials
+from figranium_gateway.routing import Router
 from figranium_gateway.state import BOX, CONFIG, POOL
+from figranium_gateway.store import settings as settings_store
+from figranium_gateway.validation import check_outbound
 
 log = structlog.get_logger(__name__)
-routes = web.RouteTableDef()
+api = Router("settings")
 
-TAG = "settings"
 MAX_KEY_LENGTH = 512
 MAX_OLLAMA_ENTRY_LENGTH = 2048
 MAX_ENTRIES = 20
 # Keys travel in headers, so only what a header can carry unchanged: visible ASCII.
 _KEY_CHARS = re.compile(r"^[\x21-\x7e]+$")
-# A body may carry the API key itself (auth.py reads these); they are not settings.
-_CREDENTIAL_FIELDS = ("apiKey", "key")
-
 FIELDS: dict[Provider, str] = {
     "gemini": "geminiApiKeys",
     "openai": "openAiApiKeys",
@@ -57,44 +53,17 @@ _OLLAMA_IN = (
 _OLLAMA_OUT = "stored endpoints, any user:password@ in a URL answered as ••••@"
 
 
-class GeminiKeys(BaseModel):
-    geminiApiKeys: list[str] = Field(description=_KEYS_OUT)
+def _keys_models(provider: Provider) -> tuple[type[BaseModel], type[BaseModel]]:
+    """A provider's answer and body models, e.g. ``GeminiKeys`` and ``GeminiKeysBody``."""
+    field = FIELDS[provider]
+    name = field[0].upper() + field[1:].removesuffix("ApiKeys") + "Keys"
+    answered, taken = (_OLLAMA_OUT, _OLLAMA_IN) if provider == "ollama" else (_KEYS_OUT, _KEYS_IN)
+    answer: dict[str, Any] = {field: (list[str], Field(description=answered))}
+    body: dict[str, Any] = {field: (list[str] | str, Field(description=taken))}
+    return create_model(name, **answer), create_model(f"{name}Body", **body)
 
 
-class GeminiKeysBody(BaseModel):
-    geminiApiKeys: list[str] | str = Field(description=_KEYS_IN)
-
-
-class OpenAiKeys(BaseModel):
-    openAiApiKeys: list[str] = Field(description=_KEYS_OUT)
-
-
-class OpenAiKeysBody(BaseModel):
-    openAiApiKeys: list[str] | str = Field(description=_KEYS_IN)
-
-
-class ClaudeKeys(BaseModel):
-    claudeApiKeys: list[str] = Field(description=_KEYS_OUT)
-
-
-class ClaudeKeysBody(BaseModel):
-    claudeApiKeys: list[str] | str = Field(description=_KEYS_IN)
-
-
-class OllamaKeys(BaseModel):
-    ollamaApiKeys: list[str] = Field(description=_OLLAMA_OUT)
-
-
-class OllamaKeysBody(BaseModel):
-    ollamaApiKeys: list[str] | str = Field(description=_OLLAMA_IN)
-
-
-MODELS: dict[Provider, tuple[type[BaseModel], type[BaseModel]]] = {
-    "gemini": (GeminiKeys, GeminiKeysBody),
-    "openai": (OpenAiKeys, OpenAiKeysBody),
-    "claude": (ClaudeKeys, ClaudeKeysBody),
-    "ollama": (OllamaKeys, OllamaKeysBody),
-}
+MODELS = {provider: _keys_models(provider) for provider in PROVIDERS}
 
 
 # --- keys -------------------------------------------------------------------------------
@@ -152,10 +121,7 @@ async def _checked_endpoint(where: str, text: str, *, allow_private: bool) -> st
         raise _bad(where, str(exc)) from None
     if parts.query or parts.fragment:
         raise _bad(where, "the URL may have a path, but no query or fragment")
-    try:
-        await check_url(endpoint.url, allow_private=allow_private)
-    except InvalidUrlError as exc:
-        raise _bad(where, exc.details, "INVALID_URL") from None
+    await check_outbound(endpoint.url, where, allow_private=allow_private)
     return endpoint.text()
 
 
@@ -193,7 +159,7 @@ def _register(provider: Provider) -> None:
     what = "endpoints" if provider == "ollama" else "API keys"
 
     async def get_keys(request: web.Request) -> web.Response:
-        stored = await store.get_setting(request.app[POOL], keys.keys_setting(provider))
+        stored = await settings_store.get_setting(request.app[POOL], keys.keys_setting(provider))
         return _answer(provider, stored, request)
 
     async def set_keys(request: web.Request) -> web.Response:
@@ -233,19 +199,13 @@ def _register(provider: Provider) -> None:
 
     get_keys.__name__ = f"get_{provider}_keys"
     set_keys.__name__ = f"set_{provider}_keys"
-    documented("GET", path, f"{name} {what}, masked", tag=TAG, responses={200: answer_model})(
-        get_keys
-    )
-    routes.get(path)(get_keys)
-    documented(
-        "POST",
+    api.get(path, f"{name} {what}, masked", responses={200: answer_model})(get_keys)
+    api.post(
         path,
         f"Replace the {name} {what} (stored encrypted); answers them masked",
-        tag=TAG,
         body=body_model,
         responses={200: answer_model, 400: None},
     )(set_keys)
-    routes.post(path)(set_keys)
 
 
 for _provider in PROVIDERS:
@@ -287,32 +247,21 @@ def _models_answer(stored: Any) -> web.Response:
     return web.json_response(AiModels.model_validate(keys.models_from(stored)).model_dump())
 
 
-@documented(
-    "GET",
-    "/api/settings/ai-models",
-    "The model each AI provider is asked with",
-    tag=TAG,
-    responses={200: AiModels},
+@api.get(
+    "/api/settings/ai-models", "The model each AI provider is asked with", responses={200: AiModels}
 )
-@routes.get("/api/settings/ai-models")
 async def get_ai_models(request: web.Request) -> web.Response:
-    return _models_answer(await store.get_setting(request.app[POOL], keys.MODELS_SETTING))
+    return _models_answer(await settings_store.get_setting(request.app[POOL], keys.MODELS_SETTING))
 
 
-@documented(
-    "POST",
+@api.post(
     "/api/settings/ai-models",
     "Change the model of some AI providers (the others keep theirs)",
-    tag=TAG,
     body=AiModelsBody,
     responses={200: AiModels, 400: None},
 )
-@routes.post("/api/settings/ai-models")
 async def set_ai_models(request: web.Request) -> web.Response:
-    raw = await read_json_object(request)
-    for name in _CREDENTIAL_FIELDS:
-        raw.pop(name, None)
-    body = AiModelsBody.model_validate(raw)
+    body = AiModelsBody.model_validate(without_credentials(await read_json_object(request)))
     changes = {name: getattr(body, name) for name in body.model_fields_set}
 
     def change(stored: Any) -> dict[str, str]:

@@ -11,12 +11,12 @@ from pydantic import BaseModel, Field
 
 from figranium_common.nats import captures_store
 from figranium_gateway.errors import ApiError
-from figranium_gateway.openapi import documented
 from figranium_gateway.retention import parse_mtime
+from figranium_gateway.routing import Router
 from figranium_gateway.served_files import file_headers
 from figranium_gateway.state import JS
 
-routes = web.RouteTableDef()
+api = Router("captures")
 
 _CAPTURE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,255}$")
 
@@ -28,15 +28,12 @@ def _checked_name(name: str) -> str:
     return name
 
 
-@documented(
-    "GET",
+@api.get(
     "/captures/{name}",
     "A capture's file: PNG, JPEG and WebM inline, anything else as an attachment",
-    tag="captures",
     responses={200: None, 400: None, 404: None},
     content_types={200: "application/octet-stream"},
 )
-@routes.get("/captures/{name}")
 async def get_capture(request: web.Request) -> web.Response:
     name = _checked_name(request.match_info["name"])
     bucket = await captures_store(request.app[JS])
@@ -101,29 +98,23 @@ async def _list(request: web.Request, *, kinds: frozenset[str]) -> list[dict[str
     return listed
 
 
-@documented(
-    "GET",
+@api.get(
     "/api/data/captures",
     "Screenshots and recordings, newest first",
-    tag="captures",
     query={"runId": "only this execution's captures"},
     responses={200: CaptureList, 400: None},
 )
-@routes.get("/api/data/captures")
 async def list_captures(request: web.Request) -> web.Response:
     kinds = frozenset({"screenshot", "recording"})
     return web.json_response({"captures": await _list(request, kinds=kinds)})
 
 
-@documented(
-    "GET",
+@api.get(
     "/api/data/screenshots",
     "Screenshots only, newest first",
-    tag="captures",
     query={"runId": "only this execution's screenshots"},
     responses={200: ScreenshotList, 400: None},
 )
-@routes.get("/api/data/screenshots")
 async def list_screenshots(request: web.Request) -> web.Response:
     return web.json_response({"screenshots": await _list(request, kinds=frozenset({"screenshot"}))})
 
@@ -137,16 +128,13 @@ class Cleared(BaseModel):
     removed: int
 
 
-@documented(
-    "DELETE",
-    "/api/data/captures/{name}",
-    "Delete one capture",
-    tag="captures",
-    responses={200: Deleted, 400: None, 404: None},
-)
 # Any characters (newlines and "/" included, raw or %-encoded) so that every odd name
 # reaches the check and gets a clear 400 rather than a 404 from the router.
-@routes.delete(r"/api/data/captures/{name:[\s\S]+}")
+@api.delete(
+    r"/api/data/captures/{name:[\s\S]+}",
+    "Delete one capture",
+    responses={200: Deleted, 400: None, 404: None},
+)
 async def delete_capture(request: web.Request) -> web.Response:
     name = _checked_name(request.match_info["name"])
     bucket = await captures_store(request.app[JS])
@@ -157,14 +145,11 @@ async def delete_capture(request: web.Request) -> web.Response:
     return web.json_response(Deleted(success=True).model_dump())
 
 
-@documented(
-    "POST",
+@api.post(
     "/api/data/clear-screenshots",
     "Delete every screenshot (recordings and downloads stay)",
-    tag="captures",
     responses={200: Cleared},
 )
-@routes.post("/api/data/clear-screenshots")
 async def clear_screenshots(request: web.Request) -> web.Response:
     bucket = await captures_store(request.app[JS])
     try:

@@ -1,6 +1,6 @@
 """Credentials for third parties (Baserow), as Figranium's /api/credentials.
 
-Tokens are sealed at rest (``credential_store``) and never answered: every answer carries
+Tokens are sealed at rest (``store.credentials``) and never answered: every answer carries
 the redacted ``••••••••`` instead, and a client sending that value back keeps the stored
 token. The Baserow proxy routes let the editor list databases and tables without ever
 seeing the token.
@@ -22,16 +22,17 @@ from figranium_common.errors import FigraniumError, InvalidUrlError
 from figranium_common.outbound_http import safe_request
 from figranium_common.outbound_urls import check_url
 from figranium_common.secretbox import SecretError
-from figranium_gateway import credential_store
-from figranium_gateway.credential_store import Credential
-from figranium_gateway.errors import ApiError, read_json_object
-from figranium_gateway.openapi import ErrorBody, documented
+from figranium_gateway.errors import ApiError
+from figranium_gateway.openapi import ErrorBody
+from figranium_gateway.request_input import read_model
+from figranium_gateway.routing import Router
 from figranium_gateway.state import BOX, CONFIG, POOL
+from figranium_gateway.store import credentials as credential_store
+from figranium_gateway.store.credentials import Credential
 
 log = structlog.get_logger(__name__)
-routes = web.RouteTableDef()
+api = Router("credentials")
 
-TAG = "credentials"
 PROVIDERS = ("baserow",)
 REDACTED = "••••••••"
 REDACTION_MARK = "•"
@@ -189,30 +190,20 @@ def _kept(token: str | None) -> bool:
 # --- CRUD -----------------------------------------------------------------------------
 
 
-@documented(
-    "GET",
-    "/api/credentials",
-    "Saved credentials (tokens redacted)",
-    tag=TAG,
-    responses={200: CredentialList},
-)
-@routes.get("/api/credentials")
+@api.get("/api/credentials", "Saved credentials (tokens redacted)", responses={200: CredentialList})
 async def list_credentials(request: web.Request) -> web.Response:
     credentials = await credential_store.list_credentials(request.app[POOL])
     return web.json_response([_out(credential) for credential in credentials])
 
 
-@documented(
-    "POST",
+@api.post(
     "/api/credentials",
     "Save a Baserow credential (the token is encrypted at rest)",
-    tag=TAG,
     body=CredentialBody,
     responses={200: CredentialOut, 400: ErrorBody},
 )
-@routes.post("/api/credentials")
 async def create_credential(request: web.Request) -> web.Response:
-    body = CredentialBody.model_validate(await read_json_object(request))
+    body = await read_model(request, CredentialBody)
     name = (body.name or "").strip()
     provider = (body.provider or "").strip()
     if not name or not provider or body.config is None:
@@ -238,17 +229,14 @@ async def create_credential(request: web.Request) -> web.Response:
     return web.json_response(_out(credential))
 
 
-@documented(
-    "PUT",
+@api.put(
     "/api/credentials/{credential_id}",
     "Change a credential's name, base URL or token",
-    tag=TAG,
     body=CredentialUpdate,
     responses={200: CredentialOut, 400: ErrorBody, 404: ErrorBody},
 )
-@routes.put("/api/credentials/{credential_id}")
 async def update_credential(request: web.Request) -> web.Response:
-    body = CredentialUpdate.model_validate(await read_json_object(request))
+    body = await read_model(request, CredentialUpdate)
     current = await _found(request)
     name = (body.name or "").strip() or None
     config = body.config or CredentialConfigIn()
@@ -278,14 +266,11 @@ async def update_credential(request: web.Request) -> web.Response:
     return web.json_response(_out(updated))
 
 
-@documented(
-    "DELETE",
+@api.delete(
     "/api/credentials/{credential_id}",
     "Delete a credential (tasks pushing through it then fail their output step)",
-    tag=TAG,
     responses={200: DeletedAnswer, 404: ErrorBody},
 )
-@routes.delete("/api/credentials/{credential_id}")
 async def delete_credential(request: web.Request) -> web.Response:
     credential_id = _credential_id(request)
     deleted = "\x00" not in credential_id and await credential_store.delete_credential(
@@ -383,11 +368,9 @@ def tables_of(answer: Any) -> list[BaserowTable]:
     ]
 
 
-@documented(
-    "GET",
+@api.get(
     "/api/credentials/{credential_id}/proxy/baserow/databases",
     "The Baserow databases the credential can see",
-    tag=TAG,
     responses={
         200: BaserowDatabaseList,
         400: ErrorBody,
@@ -397,18 +380,15 @@ def tables_of(answer: Any) -> list[BaserowTable]:
         502: ErrorBody,
     },
 )
-@routes.get("/api/credentials/{credential_id}/proxy/baserow/databases")
 async def baserow_databases(request: web.Request) -> web.Response:
     credential = await _found(request)
     answer = await _baserow_get(request, credential, "/api/applications/")
     return web.json_response([database.model_dump() for database in databases_of(answer)])
 
 
-@documented(
-    "GET",
+@api.get(
     "/api/credentials/{credential_id}/proxy/baserow/databases/{database_id}/tables",
     "The tables of one Baserow database",
-    tag=TAG,
     responses={
         200: BaserowTableList,
         400: ErrorBody,
@@ -418,7 +398,6 @@ async def baserow_databases(request: web.Request) -> web.Response:
         502: ErrorBody,
     },
 )
-@routes.get("/api/credentials/{credential_id}/proxy/baserow/databases/{database_id}/tables")
 async def baserow_tables(request: web.Request) -> web.Response:
     database_id = request.match_info["database_id"]
     if not _BASEROW_ID.fullmatch(database_id):

@@ -8,12 +8,14 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from figranium_common.redact import mask_run_variables, mask_task
-from figranium_gateway import changes, retention, store
-from figranium_gateway.errors import ApiError
-from figranium_gateway.openapi import documented
+from figranium_gateway import changes, retention
+from figranium_gateway.errors import ApiError, found
+from figranium_gateway.routing import RouteOptions, Router
 from figranium_gateway.state import JS, NC, POOL
+from figranium_gateway.store import executions as execution_store
+from figranium_gateway.store import results as result_store
 
-routes = web.RouteTableDef()
+api = Router("executions")
 
 MAX_LIMIT = 1000
 
@@ -74,10 +76,21 @@ class Cleared(BaseModel):
     capturesRemoved: int | None = None
 
 
-_QUERY = {
-    "limit": "how many, newest first (1-1000, default 50)",
-    "status": "only those whose phase, outcome or HTTP status is this",
+_LISTING: RouteOptions = {
+    "query": {
+        "limit": "how many, newest first (1-1000, default 50)",
+        "status": "only those whose phase, outcome or HTTP status is this",
+    },
+    "responses": {200: ExecutionList, 400: None},
 }
+
+
+def _execution_id(request: web.Request) -> str:
+    return request.match_info["execution_id"]
+
+
+def _missing(execution_id: str) -> ApiError:
+    return ApiError(404, "EXECUTION_NOT_FOUND", f"no execution {execution_id!r}")
 
 
 def _limit(raw: str | None) -> int:
@@ -92,26 +105,10 @@ def _limit(raw: str | None) -> int:
     return value
 
 
-@documented(
-    "GET",
-    "/api/executions",
-    "Recent executions",
-    tag="executions",
-    query=_QUERY,
-    responses={200: ExecutionList, 400: None},
-)
-@documented(
-    "GET",
-    "/api/executions/list",
-    "Recent executions (alias)",
-    tag="executions",
-    query=_QUERY,
-    responses={200: ExecutionList, 400: None},
-)
-@routes.get("/api/executions")
-@routes.get("/api/executions/list")
+@api.get("/api/executions", "Recent executions", **_LISTING)
+@api.get("/api/executions/list", "Recent executions (alias)", **_LISTING)
 async def list_executions(request: web.Request) -> web.Response:
-    executions = await store.list_executions(
+    executions = await execution_store.list_executions(
         request.app[POOL],
         limit=_limit(request.query.get("limit")),
         status=request.query.get("status") or None,
@@ -119,38 +116,32 @@ async def list_executions(request: web.Request) -> web.Response:
     return web.json_response({"executions": executions})
 
 
-@documented(
-    "POST",
+@api.post(
     "/api/executions/clear",
     "Delete every finished execution and its captures",
-    tag="executions",
     responses={200: Cleared},
 )
-@routes.post("/api/executions/clear")
 async def clear_executions(request: web.Request) -> web.Response:
     # Read before deleting: clear_executions answers only a count, and the captures of
     # what it deletes must go too. A run finishing in between keeps its captures until
     # the retention job removes them by age.
-    finished = await retention.finished_execution_ids(request.app[POOL])
-    removed = await store.clear_executions(request.app[POOL])
+    finished = await execution_store.finished_ids(request.app[POOL])
+    removed = await execution_store.clear_executions(request.app[POOL])
     captures = await retention.delete_captures_logged(request.app[POOL], request.app[JS], finished)
     await changes.notify(request.app[NC])
     return web.json_response({"success": True, "removed": removed, "capturesRemoved": captures})
 
 
-@documented(
-    "GET",
+@api.get(
     "/api/executions/{execution_id}",
     "One execution with its result and logs",
-    tag="executions",
     responses={200: ExecutionAnswer, 404: None},
 )
-@routes.get("/api/executions/{execution_id}")
 async def get_execution(request: web.Request) -> web.Response:
-    execution_id = request.match_info["execution_id"]
-    execution = await store.get_execution(request.app[POOL], execution_id)
-    if execution is None:
-        raise ApiError(404, "EXECUTION_NOT_FOUND", f"no execution {execution_id!r}")
+    execution_id = _execution_id(request)
+    execution = found(
+        await execution_store.get_execution(request.app[POOL], execution_id), _missing(execution_id)
+    )
     # The stored snapshot keeps the secrets, so a run published again still has them.
     snapshot = execution["taskSnapshot"]
     execution["variables"] = mask_run_variables(snapshot, execution["variables"])
@@ -162,19 +153,16 @@ class FullResult(BaseModel):
     result: dict[str, Any]
 
 
-@documented(
-    "GET",
+@api.get(
     "/api/executions/{execution_id}/result",
     "An execution's whole result, also when the execution shows a preview (hasFullResult)",
-    tag="executions",
     responses={200: FullResult, 404: None},
 )
-@routes.get("/api/executions/{execution_id}/result")
 async def get_full_result(request: web.Request) -> web.Response:
-    execution_id = request.match_info["execution_id"]
-    found, result = await store.full_result(request.app[POOL], execution_id)
-    if not found:
-        raise ApiError(404, "EXECUTION_NOT_FOUND", f"no execution {execution_id!r}")
+    execution_id = _execution_id(request)
+    exists, result = await result_store.full_result(request.app[POOL], execution_id)
+    if not exists:
+        raise _missing(execution_id)
     if result is None:
         raise ApiError(
             404, "FULL_RESULT_NOT_AVAILABLE", f"execution {execution_id!r} has not finished"
@@ -182,18 +170,15 @@ async def get_full_result(request: web.Request) -> web.Response:
     return web.json_response({"result": result})
 
 
-@documented(
-    "DELETE",
+@api.delete(
     "/api/executions/{execution_id}",
     "Delete an execution and its captures",
-    tag="executions",
     responses={200: Cleared, 404: None},
 )
-@routes.delete("/api/executions/{execution_id}")
 async def delete_execution(request: web.Request) -> web.Response:
-    execution_id = request.match_info["execution_id"]
-    if not await store.delete_execution(request.app[POOL], execution_id):
-        raise ApiError(404, "EXECUTION_NOT_FOUND", f"no execution {execution_id!r}")
+    execution_id = _execution_id(request)
+    if not await execution_store.delete_execution(request.app[POOL], execution_id):
+        raise _missing(execution_id)
     captures = await retention.delete_captures_logged(
         request.app[POOL], request.app[JS], [execution_id]
     )

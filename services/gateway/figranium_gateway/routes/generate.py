@@ -29,15 +29,16 @@ from figranium_gateway.ai.chain import (
     KeyRing,
     NoAiKeys,
 )
-from figranium_gateway.errors import ApiError, read_json_object
-from figranium_gateway.openapi import ErrorBody, documented
-from figranium_gateway.routes.tasks import validate_task
+from figranium_gateway.errors import ApiError
+from figranium_gateway.openapi import ErrorBody
+from figranium_gateway.request_input import read_json_object
+from figranium_gateway.routing import Router
 from figranium_gateway.state import AI, BOX, CONFIG, NC, POOL
+from figranium_gateway.validation import validate_task
 
 log = structlog.get_logger(__name__)
-routes = web.RouteTableDef()
+api = Router("ai")
 
-TAG = "ai"
 # What the model is shown of the page; the check uses the whole captured HTML.
 PROMPT_HTML_CHARS = 60_000
 MAX_PROMPT_CHARS = 2_000
@@ -158,15 +159,12 @@ async def _ask(
         raise ApiError(413, "PAYLOAD_TOO_LARGE", exc.details) from None
 
 
-@documented(
-    "POST",
+@api.post(
     "/api/tasks/generate-selector",
     "Propose a CSS selector for an element described in words, checked against the page",
-    tag=TAG,
     body=SelectorBody,
     responses={200: SelectorAnswer, 400: ErrorBody, 422: ErrorBody, 500: ErrorBody, 503: ErrorBody},
 )
-@routes.post("/api/tasks/generate-selector")
 async def generate_selector(request: web.Request) -> web.Response:
     app = request.app
     raw = await read_json_object(request)
@@ -225,7 +223,7 @@ async def _capture(request: web.Request, task: dict[str, Any], index: int) -> Pa
         timeout_seconds=CAPTURE_TIMEOUT_SECONDS,
     )
     capture = PageCaptureRequest(
-        task=task,
+        task=run.task,
         action_index=index,
         storage_state=run.storage_state,
         proxies=run.proxies,
@@ -243,15 +241,12 @@ async def _capture(request: web.Request, task: dict[str, Any], index: int) -> Pa
     return page
 
 
-@documented(
-    "POST",
+@api.post(
     "/api/tasks/generate-script",
     "Write an extraction script for data described in words (checked to compile)",
-    tag=TAG,
     body=ScriptBody,
     responses={200: ScriptAnswer, 400: ErrorBody, 502: ErrorBody, 503: ErrorBody},
 )
-@routes.post("/api/tasks/generate-script")
 async def generate_script(request: web.Request) -> web.Response:
     app = request.app
     description = _required_text(await read_json_object(request), "description")

@@ -15,6 +15,7 @@ from aiohttp import web
 from nats.errors import Error as NatsError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from figranium_common.errors import describe
 from figranium_common.headful import (
     HeadfulPresence,
     HeadfulTicketRefusal,
@@ -22,30 +23,16 @@ from figranium_common.headful import (
     HeadfulTicketRequest,
 )
 from figranium_common.nats import headful_ticket_subject
-from figranium_gateway.errors import ApiError, read_json_object
-from figranium_gateway.openapi import documented
+from figranium_gateway.errors import ApiError
+from figranium_gateway.headful_runners import no_headful_runner
+from figranium_gateway.request_input import read_model
+from figranium_gateway.routing import Router
 from figranium_gateway.state import HEADFUL, NC
 
 log = structlog.get_logger(__name__)
-routes = web.RouteTableDef()
+api = Router("headful")
 
-TAG = "headful"
 TICKET_REPLY_SECONDS = 2.0
-
-
-def _no_runner() -> ApiError:
-    return ApiError(
-        503,
-        "HEADFUL_UNAVAILABLE",
-        "no headful runner is connected; start one with RUNNER_HEADFUL=true",
-    )
-
-
-async def require_headful(app: web.Application) -> None:
-    """Refuse a headful run at once when no headful runner could take it (rather than
-    leave it queued for a runner that may never come)."""
-    if not await app[HEADFUL].check_available():
-        raise _no_runner()
 
 
 class HeadfulRunnerOut(BaseModel):
@@ -69,14 +56,11 @@ def _active(runners: list[HeadfulPresence]) -> HeadfulPresence | None:
     return next((runner for runner in runners if runner.is_running), None)
 
 
-@documented(
-    "GET",
+@api.get(
     "/api/headful/status",
     "Headful runners and their sessions (useNovnc: at least one headful runner is live)",
-    tag=TAG,
     responses={200: HeadfulStatus},
 )
-@routes.get("/api/headful/status")
 async def headful_status(request: web.Request) -> web.Response:
     runners = request.app[HEADFUL].runners()
     active = _active(runners)
@@ -139,7 +123,7 @@ def _choose(runners: list[HeadfulPresence], body: TicketBody) -> tuple[HeadfulPr
 
 def _choose_runner(runners: list[HeadfulPresence], body: TicketBody) -> HeadfulPresence:
     if not runners:
-        raise _no_runner()
+        raise no_headful_runner()
     if body.executionId is None and body.runnerId is None:
         return _active(runners) or runners[0]
     for runner in runners:
@@ -166,18 +150,15 @@ def viewer_link(viewer_url: str, ticket: str) -> str:
     return f"{viewer_url}/vnc.html?autoconnect=true&resize=scale&path={path}"
 
 
-@documented(
-    "POST",
+@api.post(
     "/api/headful/ticket",
     "A short-lived, single-use ticket to watch (or with control, drive) one headful session"
     " through noVNC",
-    tag=TAG,
     body=TicketBody,
     responses={200: TicketOut, 400: None, 404: None, 503: None},
 )
-@routes.post("/api/headful/ticket")
 async def headful_ticket(request: web.Request) -> web.Response:
-    body = TicketBody.model_validate(await read_json_object(request))
+    body = await read_model(request, TicketBody)
     runner, execution_id = _choose(request.app[HEADFUL].runners(), body)
     ask = HeadfulTicketRequest(execution_id=execution_id, control=body.control)
     try:
@@ -188,9 +169,7 @@ async def headful_ticket(request: web.Request) -> web.Response:
         )
         reply = _reply(answer.data)
     except (NatsError, TimeoutError, ValidationError) as exc:
-        log.warning(
-            "headful.ticket_failed", runner=runner.runner_id, error=str(exc) or type(exc).__name__
-        )
+        log.warning("headful.ticket_failed", runner=runner.runner_id, error=describe(exc))
         raise ApiError(
             503,
             "HEADFUL_UNAVAILABLE",

@@ -14,10 +14,10 @@ from typing import Final, Literal
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from figranium_gateway.openapi import documented
+from figranium_gateway.routing import Router
 from figranium_gateway.state import DATABASE_PROBE, STARTED_AT
 
-routes = web.RouteTableDef()
+api = Router("health")
 
 
 VERSION = metadata.version("figranium-gateway")
@@ -38,12 +38,9 @@ class HealthBody(BaseModel):
     )
 
 
-@routes.get("/api/health")
-@documented(
-    "GET",
+@api.get(
     "/api/health",
     "Service health: 200 when PostgreSQL answers, 503 when it does not",
-    tag="health",
     responses={200: HealthBody, 503: HealthBody},
     public=True,
 )

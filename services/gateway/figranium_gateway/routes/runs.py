@@ -7,26 +7,38 @@ from typing import Any, Literal
 
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from figranium_common import queue
+from figranium_common import queue, transit
 from figranium_common.config import Config
-from figranium_common.errors import InvalidUrlError
 from figranium_common.models import RunResult, Task, now_ms
 from figranium_common.nats import stop_subject, stops_store
-from figranium_common.outbound_urls import check_url
-from figranium_gateway import admission, changes, dispatch, store, task_store
-from figranium_gateway.errors import ApiError, read_json_object
+from figranium_gateway import admission, changes, dispatch
+from figranium_gateway.errors import ApiError, Handler, found
+from figranium_gateway.headful_runners import require_headful
 from figranium_gateway.ingest import notify_finished
 from figranium_gateway.metrics import METRICS
-from figranium_gateway.openapi import ErrorBody, documented
-from figranium_gateway.routes.headful import require_headful
-from figranium_gateway.routes.tasks import validate_task
-from figranium_gateway.routes.webhooks import checked_webhook_url, webhook_url_type
+from figranium_gateway.openapi import ErrorBody
+from figranium_gateway.request_input import (
+    read_json_object,
+    task_id_of,
+    task_not_found,
+    without_credentials,
+)
+from figranium_gateway.routing import RouteOptions, Router
 from figranium_gateway.state import BOX, CONFIG, JS, NC, POOL, WAITERS
+from figranium_gateway.store import executions as execution_store
+from figranium_gateway.store import recording
+from figranium_gateway.store import tasks as task_store
+from figranium_gateway.validation import (
+    check_outbound,
+    checked_webhook_url,
+    validate_task,
+    webhook_url_type,
+)
 
 log = structlog.get_logger(__name__)
-routes = web.RouteTableDef()
+api = Router("runs")
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 
@@ -83,6 +95,8 @@ _RUN_RESPONSES: dict[int, type[BaseModel] | None] = {
     504: ErrorBody,
 }
 
+_SAVED_RUN: RouteOptions = {"body": RunBody, "responses": _RUN_RESPONSES}
+
 
 def _run_body(raw: dict[str, Any]) -> RunBody:
     body = dict(raw)
@@ -109,7 +123,7 @@ async def _run(request: web.Request, task: dict[str, Any], body: RunBody) -> web
     await _check_task_url(task, app[CONFIG])
     if task.get("mode") == "headful":
         await require_headful(app)
-    execution_id = body.runId or dispatch.new_execution_id()
+    execution_id = body.runId or queue.new_execution_id()
     timeout = app[CONFIG].run_timeout_seconds
     with (
         structlog.contextvars.bound_contextvars(execution_id=execution_id, task_id=task.get("id")),
@@ -123,23 +137,29 @@ async def _run(request: web.Request, task: dict[str, Any], body: RunBody) -> web
         async with pool.connection() as conn:
             limit = app[CONFIG].run_queue_limit
             try:
-                created = await store.create_execution(conn, new, queue_limit=limit)
-            except store.QueueFull:
+                created = await execution_store.create_execution(conn, new, queue_limit=limit)
+            except execution_store.QueueFull:
                 return admission.queue_full(limit)
             if not created:
                 raise ApiError(409, "RUN_ID_TAKEN", f"an execution {execution_id!r} already exists")
-            run = await queue.gather_run_request(conn, app[BOX], new, timeout_seconds=timeout)
+            try:
+                run = await queue.gather_run_request(conn, app[BOX], new, timeout_seconds=timeout)
+            except ValidationError as exc:
+                run, invalid = None, exc
         await changes.notify(app[NC])
-        try:
-            await dispatch.publish_run(app[JS], run, app[BOX])
-        except Exception as exc:
-            log.error("run.publish_failed", error=str(exc))
-            raise ApiError(
-                503,
-                "QUEUE_UNAVAILABLE",
-                "the run is saved as queued and will be published again shortly",
-                executionId=execution_id,
-            ) from exc
+        if run is None:
+            await _fail_invalid(app, execution_id, invalid)
+        else:
+            try:
+                await queue.publish_run(app[JS], run, transit.derived_transit_box(app[BOX]))
+            except Exception as exc:
+                log.error("run.publish_failed", error=str(exc))
+                raise ApiError(
+                    503,
+                    "QUEUE_UNAVAILABLE",
+                    "the run is saved as queued and will be published again shortly",
+                    executionId=execution_id,
+                ) from exc
         app[METRICS].runs_requested.labels(source="api").inc()
         log.info("run.queued")
         if _wants_async(request, body):
@@ -163,6 +183,15 @@ async def _run(request: web.Request, task: dict[str, Any], body: RunBody) -> web
     return run_answer(execution)
 
 
+async def _fail_invalid(app: web.Application, execution_id: str, exc: ValidationError) -> None:
+    """Finish with an error a run whose saved task today's rules refuse (an older release
+    saved it), as a runner refuses one: the caller gets the run's failure."""
+    result = RunResult(outcome="error", error=f"the task is not valid: {exc}")
+    failed = recording.gateway_result(execution_id, result, duration_ms=0, at=now_ms())
+    await recording.record_result(app[POOL], failed, {"type": "result", "invalid": True})
+    await notify_finished(app[NC], execution_id, app[WAITERS].finished)
+
+
 async def _check_task_url(task: dict[str, Any], config: Config) -> None:
     """Refuse a run whose start URL the runner would refuse, before anything is queued.
 
@@ -171,14 +200,12 @@ async def _check_task_url(task: dict[str, Any], config: Config) -> None:
     url = task.get("url")
     if not isinstance(url, str) or not url.strip() or "{$" in url:
         return
-    try:
-        await check_url(
-            url.strip(),
-            allow_private=config.allow_private_networks,
-            allow_metadata=config.allow_metadata_address,
-        )
-    except InvalidUrlError as exc:
-        raise ApiError(400, "INVALID_URL", f"url: {exc.details}") from None
+    await check_outbound(
+        url.strip(),
+        "url",
+        allow_private=config.allow_private_networks,
+        allow_metadata=config.allow_metadata_address,
+    )
 
 
 def run_answer(execution: dict[str, Any]) -> web.Response:
@@ -200,30 +227,18 @@ def run_answer(execution: dict[str, Any]) -> web.Response:
     return web.json_response(answer, status=status)
 
 
-@documented(
-    "POST",
+@api.post(
     "/api/tasks/{task_id}/api",
     'Run a saved task; answers its result, or 202 with {"async": true}',
-    tag="runs",
-    body=RunBody,
-    responses=_RUN_RESPONSES,
+    **_SAVED_RUN,
 )
-@documented(
-    "POST",
-    "/tasks/{task_id}/api",
-    "Run a saved task (the route the Python client uses)",
-    tag="runs",
-    body=RunBody,
-    responses=_RUN_RESPONSES,
+@api.post(
+    "/tasks/{task_id}/api", "Run a saved task (the route the Python client uses)", **_SAVED_RUN
 )
-@routes.post("/api/tasks/{task_id}/api")
-@routes.post("/tasks/{task_id}/api")
 async def run_task(request: web.Request) -> web.Response:
     body = _run_body(await read_json_object(request))
-    task_id = request.match_info["task_id"]
-    task = await task_store.get_task(request.app[POOL], task_id)
-    if task is None:
-        raise ApiError(404, "TASK_NOT_FOUND", f"no task {task_id!r}")
+    task_id = task_id_of(request)
+    task = found(await task_store.get_task(request.app[POOL], task_id), task_not_found(task_id))
     return await _run(request, task, body)
 
 
@@ -235,11 +250,18 @@ class AdHocBody(Task):
     async_: bool = Field(default=False, alias="async")
 
 
-def _ad_hoc(mode: Literal["agent", "scrape", "headful"]) -> Any:
+AdHocMode = Literal["agent", "scrape", "headful"]
+_AD_HOC_SUMMARIES: dict[AdHocMode, str] = {
+    "agent": "Run an unsaved task in the browser",
+    "scrape": "Fetch a URL over HTTP and run the extraction on it",
+    "headful": "Run an unsaved task in a visible browser, on a headful runner"
+    " (503 when none is live)",
+}
+
+
+def _ad_hoc(mode: AdHocMode) -> Handler:
     async def handler(request: web.Request) -> web.Response:
-        raw = {
-            k: v for k, v in (await read_json_object(request)).items() if k not in ("apiKey", "key")
-        }
+        raw = without_credentials(await read_json_object(request))
         # On an ad-hoc run, `variables` are the task's own declarations (name: {type,
         # value}); runId and async belong to the run call.
         run_fields: dict[str, Any] = {k: raw.pop(k) for k in ("runId", "async") if k in raw}
@@ -251,53 +273,24 @@ def _ad_hoc(mode: Literal["agent", "scrape", "headful"]) -> Any:
     return handler
 
 
-_AD_HOC_RESPONSES = dict(_RUN_RESPONSES)
-
-agent = documented(
-    "POST",
-    "/agent",
-    "Run an unsaved task in the browser",
-    tag="runs",
-    body=AdHocBody,
-    responses=_AD_HOC_RESPONSES,
-)(_ad_hoc("agent"))
-scrape = documented(
-    "POST",
-    "/scrape",
-    "Fetch a URL over HTTP and run the extraction on it",
-    tag="runs",
-    body=AdHocBody,
-    responses=_AD_HOC_RESPONSES,
-)(_ad_hoc("scrape"))
-headful = documented(
-    "POST",
-    "/headful",
-    "Run an unsaved task in a visible browser, on a headful runner (503 when none is live)",
-    tag="runs",
-    body=AdHocBody,
-    responses=_AD_HOC_RESPONSES,
-)(_ad_hoc("headful"))
-routes.post("/agent")(agent)
-routes.post("/scrape")(scrape)
-routes.post("/headful")(headful)
+for _mode, _summary in _AD_HOC_SUMMARIES.items():
+    api.post(f"/{_mode}", _summary, body=AdHocBody, responses=_RUN_RESPONSES)(_ad_hoc(_mode))
 
 
-@documented(
-    "POST",
+@api.post(
     "/api/executions/stop",
     "Stop a queued or running execution (outcome `stopped`)",
     tag="executions",
     body=StopBody,
     responses={200: StopAnswer, 400: ErrorBody, 404: ErrorBody},
 )
-@routes.post("/api/executions/stop")
 async def stop_execution(request: web.Request) -> web.Response:
     raw = await read_json_object(request)
     run_id = raw.get("runId")
     if not run_id or not isinstance(run_id, str):
         raise ApiError(400, "MISSING_RUN_ID", 'send {"runId": "exec_..."}')
     app = request.app
-    execution = await store.get_execution(app[POOL], run_id)
+    execution = await execution_store.get_execution(app[POOL], run_id)
     if execution is None:
         raise ApiError(404, "EXECUTION_NOT_FOUND", f"no execution {run_id!r}")
     if execution["phase"] != "finished":
@@ -306,12 +299,11 @@ async def stop_execution(request: web.Request) -> web.Response:
         await app[NC].publish(stop_subject(run_id), b"stop")
         if execution["phase"] == "queued":
             result = RunResult(outcome="stopped", error="stopped before it started")
-            await store.record_result(
-                app[POOL], run_id, 0, 0, result, 0, now_ms(), {"type": "result", "stopped": True}
-            )
+            stop = recording.gateway_result(run_id, result, duration_ms=0, at=now_ms())
+            await recording.record_result(app[POOL], stop, {"type": "result", "stopped": True})
             await notify_finished(app[NC], run_id, app[WAITERS].finished)
             await changes.notify(app[NC])
         log.info("run.stop_requested", execution_id=run_id, phase=execution["phase"])
-    current = await store.get_execution(app[POOL], run_id)
+    current = await execution_store.get_execution(app[POOL], run_id)
     phase = current["phase"] if current else "finished"
     return web.json_response({"success": True, "runId": run_id, "phase": phase})

@@ -10,19 +10,21 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from nats.aio.client import Client as NATS
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from figranium_common.nats import SCHEDULES_NOTIFY_SUBJECT
+from figranium_common.nats import SCHEDULES_NOTIFY_SUBJECT, ping
 from figranium_common.schedules import ScheduleBody, Timing, describe, iso, resolve, upcoming
-from figranium_gateway import schedule_store, task_store
-from figranium_gateway.errors import ApiError, describe_validation_error, read_json_object
-from figranium_gateway.openapi import ErrorBody, documented
-from figranium_gateway.routes.webhooks import checked_webhook_url, webhook_url_type
+from figranium_gateway.errors import describe_validation_error
+from figranium_gateway.openapi import ErrorBody
+from figranium_gateway.request_input import read_json_object, task_id_of, task_not_found
+from figranium_gateway.routing import Router
 from figranium_gateway.state import CONFIG, NC, POOL
+from figranium_gateway.store import schedules as schedule_store
+from figranium_gateway.store import tasks as task_store
+from figranium_gateway.validation import checked_webhook_url, webhook_url_type
 
 log = structlog.get_logger(__name__)
-routes = web.RouteTableDef()
+api = Router("schedules")
 
 PREVIEW_RUNS = 5
 # A replica is running while its heartbeat is at most this many intervals old.
@@ -94,24 +96,8 @@ class OverallStatus(BaseModel):
 _NOT_FOUND = {404: ErrorBody}
 
 
-def _task_id(request: web.Request) -> str:
-    return request.match_info["task_id"]
-
-
-def _missing(task_id: str) -> ApiError:
-    return ApiError(404, "TASK_NOT_FOUND", f"no task {task_id!r}")
-
-
 def _ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
-
-
-async def _notify(nc: NATS) -> None:
-    """Wake every scheduler replica; best effort, as they also poll on a timer."""
-    try:
-        await nc.publish(SCHEDULES_NOTIFY_SUBJECT, b"")
-    except Exception as exc:
-        log.info("schedules.notify_failed", error=str(exc) or type(exc).__name__)
 
 
 async def _body(request: web.Request) -> ScheduleBody:
@@ -123,14 +109,11 @@ async def _body(request: web.Request) -> ScheduleBody:
     return body.model_copy(update={"webhookUrl": url})
 
 
-@documented(
-    "GET",
+@api.get(
     "/api/schedules/status/all",
     "Whether a scheduler is running, and every enabled schedule's next run",
-    tag="schedules",
     responses={200: OverallStatus},
 )
-@routes.get("/api/schedules/status/all")
 async def overall_status(request: web.Request) -> web.Response:
     alive = HEARTBEATS_ALIVE * request.app[CONFIG].scheduler_heartbeat_seconds
     overview = await schedule_store.scheduled_overview(request.app[POOL], alive)
@@ -147,29 +130,19 @@ async def overall_status(request: web.Request) -> web.Response:
     )
 
 
-@documented(
-    "GET",
-    "/api/schedules",
-    "Every task with a schedule",
-    tag="schedules",
-    responses={200: ScheduleList},
-)
-@routes.get("/api/schedules")
+@api.get("/api/schedules", "Every task with a schedule", responses={200: ScheduleList})
 async def list_schedules(request: web.Request) -> web.Response:
     return web.json_response({"schedules": await schedule_store.list_schedules(request.app[POOL])})
 
 
-@documented(
-    "POST",
+@api.post(
     "/api/schedules/{task_id}",
     "Set a task's schedule (a valid cron wins over frequency)",
-    tag="schedules",
     body=ScheduleBody,
     responses={200: SetAnswer, 400: ErrorBody, **_NOT_FOUND},
 )
-@routes.post("/api/schedules/{task_id}")
 async def set_schedule(request: web.Request) -> web.Response:
-    task_id = _task_id(request)
+    task_id = task_id_of(request)
     body = await _body(request)
     timing, stored = resolve(body)
     next_run = upcoming(timing, datetime.now(UTC), 1)[0] if body.enabled else None
@@ -177,8 +150,8 @@ async def set_schedule(request: web.Request) -> web.Response:
         request.app[POOL], task_id, stored, timing, next_run
     )
     if schedule is None:
-        raise _missing(task_id)
-    await _notify(request.app[NC])
+        raise task_not_found(task_id)
+    await ping(request.app[NC], SCHEDULES_NOTIFY_SUBJECT)  # wake the schedulers
     log.info(
         "schedule.saved",
         task_id=task_id,
@@ -193,37 +166,31 @@ async def set_schedule(request: web.Request) -> web.Response:
     )
 
 
-@documented(
-    "DELETE",
+@api.delete(
     "/api/schedules/{task_id}",
     "Remove a task's schedule",
-    tag="schedules",
     responses={200: DeleteAnswer, **_NOT_FOUND},
 )
-@routes.delete("/api/schedules/{task_id}")
 async def delete_schedule(request: web.Request) -> web.Response:
-    task_id = _task_id(request)
+    task_id = task_id_of(request)
     if not await schedule_store.delete_schedule(request.app[POOL], task_id):
-        raise _missing(task_id)
-    await _notify(request.app[NC])
+        raise task_not_found(task_id)
+    await ping(request.app[NC], SCHEDULES_NOTIFY_SUBJECT)  # wake the schedulers
     log.info("schedule.deleted", task_id=task_id)
     return web.json_response({"success": True, "schedule": None})
 
 
-@documented(
-    "GET",
+@api.get(
     "/api/schedules/{task_id}/status",
     "A task's schedule, its cron and its description",
-    tag="schedules",
     responses={200: StatusAnswer, **_NOT_FOUND},
 )
-@routes.get("/api/schedules/{task_id}/status")
 async def schedule_status(request: web.Request) -> web.Response:
-    task_id = _task_id(request)
+    task_id = task_id_of(request)
     found = await schedule_store.get_schedule(request.app[POOL], task_id)
     if found is None:
         if await task_store.get_task(request.app[POOL], task_id) is None:
-            raise _missing(task_id)
+            raise task_not_found(task_id)
         return web.json_response(
             {"schedule": None, "cron": None, "description": None, "isValid": False}
         )
@@ -239,20 +206,17 @@ async def schedule_status(request: web.Request) -> web.Response:
     )
 
 
-@documented(
-    "POST",
+@api.post(
     "/api/schedules/{task_id}/describe",
     "Describe a schedule and its next runs without saving it",
-    tag="schedules",
     body=ScheduleBody,
     responses={200: DescribeAnswer, 400: ErrorBody, **_NOT_FOUND},
 )
-@routes.post("/api/schedules/{task_id}/describe")
 async def describe_schedule(request: web.Request) -> web.Response:
-    task_id = _task_id(request)
+    task_id = task_id_of(request)
     raw: dict[str, Any] = await read_json_object(request)
     if await task_store.get_task(request.app[POOL], task_id) is None:
-        raise _missing(task_id)
+        raise task_not_found(task_id)
     try:
         body = ScheduleBody.model_validate(raw)
     except ValidationError as exc:

@@ -12,27 +12,26 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from figranium_common.errors import InvalidUrlError
 from figranium_common.models import now_ms
-from figranium_common.outbound_urls import check_url
 from figranium_common.queue import PROXY_PASSWORD
 from figranium_common.runs import PROXIES_SETTING
-from figranium_gateway import settings_store, store
 from figranium_gateway.api_key import (
     API_KEY_SETTING,
     MIN_API_KEY_LENGTH,
     ApiKeyCache,
     announce,
 )
-from figranium_gateway.auth import generate_api_key, header_keys
-from figranium_gateway.errors import ApiError, read_json_object
-from figranium_gateway.openapi import documented
+from figranium_gateway.auth import generate_api_key, header_keys, query_keys
+from figranium_gateway.errors import ApiError
+from figranium_gateway.request_input import read_model
+from figranium_gateway.routing import Router
 from figranium_gateway.state import AUTH, BOX, CONFIG, NC, POOL
+from figranium_gateway.store import settings as settings_store
+from figranium_gateway.validation import check_outbound
 
 log = structlog.get_logger(__name__)
-routes = web.RouteTableDef()
+api = Router("settings")
 
-TAG = "settings"
 MAX_API_KEY_LENGTH = 512  # as Figranium
 # Keys travel in headers, so only what a header can carry unchanged: visible ASCII.
 _API_KEY_CHARS = re.compile(r"^[\x21-\x7e]+$")
@@ -60,21 +59,15 @@ async def _authenticated_outside_body(request: web.Request, cache: ApiKeyCache) 
     current = await cache.current()
     if current is None:  # authentication is off: the body's key cannot be a credential
         return True
-    presented = header_keys(request)
-    for name in ("key", "apiKey"):
-        presented.extend(request.query.getall(name, []))
-    return cache.hasher.matches(current, presented)
+    return cache.hasher.matches(current, header_keys(request) + query_keys(request))
 
 
-@documented(
-    "POST",
+@api.post(
     "/api/settings/api-key",
     "Set or generate the API key; the old key stops working on every replica",
-    tag=TAG,
     body=ApiKeyBody,
     responses={200: ApiKeyOut, 400: None, 409: None},
 )
-@routes.post("/api/settings/api-key")
 async def set_api_key(request: web.Request) -> web.Response:
     if request.app[CONFIG].api_key:
         raise ApiError(
@@ -83,7 +76,7 @@ async def set_api_key(request: web.Request) -> web.Response:
             "the API key comes from FIGRANIUM_API_KEY, which always wins over a stored key;"
             " change the variable and restart the gateways instead",
         )
-    body = ApiKeyBody.model_validate(await read_json_object(request))
+    body = await read_model(request, ApiKeyBody)
     cache = request.app[AUTH]
     wanted = (body.apiKey or "").strip()
     if len(wanted) > MAX_API_KEY_LENGTH:
@@ -118,32 +111,26 @@ class SelectorFinder(BaseModel):
     mode: Literal["highlight", "ai"]
 
 
-@documented(
-    "GET",
+@api.get(
     "/api/settings/selector-finder",
     "How the editor finds selectors (default highlight)",
-    tag=TAG,
     responses={200: SelectorFinder},
 )
-@routes.get("/api/settings/selector-finder")
 async def get_selector_finder(request: web.Request) -> web.Response:
-    stored = await store.get_setting(request.app[POOL], SELECTOR_FINDER_SETTING)
+    stored = await settings_store.get_setting(request.app[POOL], SELECTOR_FINDER_SETTING)
     mode = stored.get("mode") if isinstance(stored, dict) else None
     out = SelectorFinder(mode=mode if mode in ("highlight", "ai") else "highlight")
     return web.json_response(out.model_dump())
 
 
-@documented(
-    "POST",
+@api.post(
     "/api/settings/selector-finder",
     "Choose how the editor finds selectors",
-    tag=TAG,
     body=SelectorFinder,
     responses={200: SelectorFinder, 400: None},
 )
-@routes.post("/api/settings/selector-finder")
 async def set_selector_finder(request: web.Request) -> web.Response:
-    chosen = SelectorFinder.model_validate(await read_json_object(request))
+    chosen = await read_model(request, SelectorFinder)
     await settings_store.set_setting(
         request.app[POOL], SELECTOR_FINDER_SETTING, chosen.model_dump()
     )
@@ -233,37 +220,30 @@ async def _checked_server(raw: str, *, allow_private: bool, allow_metadata: bool
         raise ApiError(400, "INVALID_BODY", "server: only scheme, host and port")
     # The same outbound rules as every other URL the platform connects to (SSRF), on the
     # text as given: Chromium reads it too, and a backslash or "%" could make it another host.
-    try:
-        await check_url(f"http:{rest}", allow_private=allow_private, allow_metadata=allow_metadata)
-    except InvalidUrlError as exc:
-        raise ApiError(400, "INVALID_URL", f"server: {exc.details}") from None
+    await check_outbound(
+        f"http:{rest}", "server", allow_private=allow_private, allow_metadata=allow_metadata
+    )
     return server.rstrip("/")
 
 
-@documented(
-    "GET",
+@api.get(
     "/api/settings/proxies",
     "Saved proxies (passwords are never answered)",
-    tag=TAG,
     responses={200: ProxyList},
 )
-@routes.get("/api/settings/proxies")
 async def list_proxies(request: web.Request) -> web.Response:
-    stored = await store.get_setting(request.app[POOL], PROXIES_SETTING)
+    stored = await settings_store.get_setting(request.app[POOL], PROXIES_SETTING)
     return web.json_response(_listing(_entries(stored)))
 
 
-@documented(
-    "POST",
+@api.post(
     "/api/settings/proxies",
     "Add a proxy, or choose the default one with defaultId",
-    tag=TAG,
     body=ProxyBody,
     responses={200: ProxyList, 400: None, 404: None},
 )
-@routes.post("/api/settings/proxies")
 async def add_proxy(request: web.Request) -> web.Response:
-    body = ProxyBody.model_validate(await read_json_object(request))
+    body = await read_model(request, ProxyBody)
     if "defaultId" in body.model_fields_set:
         if body.server is not None:
             raise ApiError(400, "INVALID_BODY", "defaultId: send either server or defaultId")
@@ -306,14 +286,11 @@ async def add_proxy(request: web.Request) -> web.Response:
     return web.json_response(_listing(saved))
 
 
-@documented(
-    "DELETE",
+@api.delete(
     "/api/settings/proxies/{proxy_id}",
     "Delete a saved proxy",
-    tag=TAG,
     responses={200: ProxyList, 404: None},
 )
-@routes.delete("/api/settings/proxies/{proxy_id}")
 async def delete_proxy(request: web.Request) -> web.Response:
     proxy_id = request.match_info["proxy_id"]
 

@@ -18,13 +18,14 @@ import structlog
 from aiohttp import web
 from psycopg_pool import PoolTimeout
 
-from figranium_gateway import changes
 from figranium_gateway.errors import ApiError
-from figranium_gateway.openapi import ErrorBody, documented
+from figranium_gateway.openapi import ErrorBody
+from figranium_gateway.routing import Router
 from figranium_gateway.state import CHANGES, POOL
+from figranium_gateway.store import change_log
 
 log = structlog.get_logger(__name__)
-routes = web.RouteTableDef()
+api = Router("executions")
 
 PATH = "/api/executions/stream"
 HEARTBEAT_SECONDS = 15.0
@@ -64,12 +65,10 @@ def _gone(request: web.Request) -> bool:
     return request.transport is None or request.transport.is_closing()
 
 
-@documented(
-    "GET",
+@api.get(
     PATH,
     "Server-Sent Events of execution changes (queued, started, log, finished, deleted);"
     " each event's id resumes the stream through Last-Event-ID",
-    tag="executions",
     query={
         "lastEventId": "resume after this event id (the Last-Event-ID header wins);"
         " without either, only changes from now on",
@@ -79,7 +78,6 @@ def _gone(request: web.Request) -> bool:
     content_types={200: "text/event-stream"},
     responses={200: None, 400: ErrorBody},
 )
-@routes.get(PATH)
 async def stream_changes(request: web.Request) -> web.StreamResponse:
     feed = request.app[CHANGES]
     pool = request.app[POOL]
@@ -87,7 +85,7 @@ async def stream_changes(request: web.Request) -> web.StreamResponse:
     # Figranium's clients follow one run with ?runId=; without it, every execution.
     run_id = request.query.get("runId") or None
     if last is None:
-        last = await changes.latest_change_id(pool)
+        last = await change_log.latest_change_id(pool)
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -107,7 +105,7 @@ async def stream_changes(request: web.Request) -> web.StreamResponse:
             # so if the query finds none of them they are gone (pruned) and can be skipped.
             seen = feed.latest
             try:
-                rows = await changes.changes_since(pool, last, BATCH)
+                rows = await change_log.changes_since(pool, last, BATCH)
             except (psycopg.OperationalError, PoolTimeout) as exc:
                 # Headers are sent: no error answer is possible, so wait for the database.
                 log.warning("stream.storage_unavailable", error=str(exc))

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from figranium_common.blocks import BlockStructureError, build_blocks
 from figranium_common.models import Task, now_ms
 from figranium_common.redact import mask_task
-from figranium_gateway import task_store
-from figranium_gateway.errors import ApiError, read_json_object
-from figranium_gateway.openapi import ErrorBody, documented
+from figranium_gateway.errors import ApiError, found
+from figranium_gateway.openapi import ErrorBody
+from figranium_gateway.request_input import (
+    read_json_object,
+    task_id_of,
+    task_not_found,
+    without_credentials,
+)
+from figranium_gateway.routing import Router
 from figranium_gateway.state import POOL
+from figranium_gateway.store import tasks as task_store
+from figranium_gateway.validation import validate_task
 
 log = structlog.get_logger(__name__)
-routes = web.RouteTableDef()
+api = Router("tasks")
 
 _NOT_FOUND = {404: ErrorBody}
 
@@ -88,66 +95,22 @@ def _truthy(value: str | None) -> bool:
     return (value or "").lower() in ("1", "true", "yes")
 
 
-def _task_id(request: web.Request) -> str:
-    return request.match_info["task_id"]
+def _version_missing(task_id: str, version_id: str) -> ApiError:
+    return ApiError(404, "VERSION_NOT_FOUND", f"task {task_id!r} has no {version_id!r}")
 
 
-def _missing(task_id: str) -> ApiError:
-    return ApiError(404, "TASK_NOT_FOUND", f"no task {task_id!r}")
+async def _existing(request: web.Request) -> dict[str, Any]:
+    task_id = task_id_of(request)
+    return found(await task_store.get_task(request.app[POOL], task_id), task_not_found(task_id))
 
 
-class TaskOutput(BaseModel):
-    """A task's ``output``: where a successful run's data goes. Only checked: the task keeps
-    the object as given, unknown fields included. Figranium's editor saves the output while
-    it is being set up (``credentialId`` and ``tableId`` still empty), so empty is allowed
-    here; such a target fails at run time, as ``onError`` says."""
-
-    model_config = ConfigDict(extra="allow")
-    provider: Literal["baserow"]
-    credentialId: str
-    tableId: str
-    databaseId: str | None = None
-    onError: Literal["fail", "ignore"] | None = None
-
-    @field_validator("tableId", "databaseId", mode="before")
-    @classmethod
-    def _baserow_id(cls, value: Any) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return str(value)
-        digits = isinstance(value, str) and value.isascii() and value.isdigit()
-        if value is None or value == "" or digits:
-            return value  # None: no databaseId is fine, and tableId's type refuses it
-        raise ValueError("must be a Baserow id: digits, as a string or a number")
-
-
-class _OutputOnly(BaseModel):
-    output: TaskOutput | None = None
-
-
-def validate_task(body: dict[str, Any]) -> Task:
-    """Types first, then the block structure: nothing invalid is ever written."""
-    task = Task.model_validate(body)
-    _OutputOnly.model_validate({"output": body.get("output")})
-    try:
-        build_blocks(task.actions)
-    except BlockStructureError as exc:
-        raise ApiError(400, "INVALID_BODY", exc.details, actionIndex=exc.index) from None
-    return task
-
-
-def _without_credentials(body: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in body.items() if k not in ("apiKey", "key")}
-
-
-@documented("GET", "/api/tasks", "All tasks", tag="tasks", responses={200: None})
-@routes.get("/api/tasks")
+@api.get("/api/tasks", "All tasks", responses={200: None})
 async def list_tasks(request: web.Request) -> web.Response:
     tasks = await task_store.list_tasks(request.app[POOL])
     return web.json_response([mask_task(task) for task in tasks])
 
 
-@documented("GET", "/api/tasks/list", "Task summaries", tag="tasks", responses={200: TaskList})
-@routes.get("/api/tasks/list")
+@api.get("/api/tasks/list", "Task summaries", responses={200: TaskList})
 async def list_task_summaries(request: web.Request) -> web.Response:
     summaries = []
     for task in await task_store.list_task_summaries(request.app[POOL]):
@@ -158,22 +121,14 @@ async def list_task_summaries(request: web.Request) -> web.Response:
     return web.json_response({"tasks": summaries})
 
 
-@documented(
-    "GET", "/api/tasks/{task_id}", "One task", tag="tasks", responses={200: TaskOut, **_NOT_FOUND}
-)
-@routes.get("/api/tasks/{task_id}")
+@api.get("/api/tasks/{task_id}", "One task", responses={200: TaskOut, **_NOT_FOUND})
 async def get_task(request: web.Request) -> web.Response:
-    task = await task_store.get_task(request.app[POOL], _task_id(request))
-    if task is None:
-        raise _missing(_task_id(request))
-    return web.json_response(mask_task(task))
+    return web.json_response(mask_task(await _existing(request)))
 
 
-@documented(
-    "POST",
+@api.post(
     "/api/tasks",
     "Create or overwrite a task",
-    tag="tasks",
     body=Task,
     responses={200: TaskOut, 400: ErrorBody, **_NOT_FOUND},
     query={
@@ -181,14 +136,13 @@ async def get_task(request: web.Request) -> web.Response:
         "update": "true: only overwrite an existing task (404 otherwise)",
     },
 )
-@routes.post("/api/tasks")
 async def save_task(request: web.Request) -> web.Response:
-    body = _without_credentials(await read_json_object(request))
+    body = without_credentials(await read_json_object(request))
     task = validate_task(body)
     task_id = task.id or f"task_{now_ms()}"
     pool = request.app[POOL]
     if _truthy(request.query.get("update")) and await task_store.get_task(pool, task_id) is None:
-        raise _missing(task_id)
+        raise task_not_found(task_id)
     stored = {**body, **task.dump()}
     saved = await task_store.save_task(
         pool, task_id, stored, snapshot=_truthy(request.query.get("version"))
@@ -197,77 +151,55 @@ async def save_task(request: web.Request) -> web.Response:
     return web.json_response(mask_task(saved))
 
 
-@documented(
-    "PATCH",
+@api.patch(
     "/api/tasks/{task_id}",
     "Change some fields of a task (the previous state becomes a version)",
-    tag="tasks",
     body=Task,
     responses={200: PatchAnswer, 400: ErrorBody, **_NOT_FOUND},
 )
-@routes.patch("/api/tasks/{task_id}")
 async def patch_task(request: web.Request) -> web.Response:
-    changes = _without_credentials(await read_json_object(request))
+    task_id = task_id_of(request)
+    changes = without_credentials(await read_json_object(request))
 
     def merge(current: dict[str, Any]) -> dict[str, Any]:
         merged = {**current, **{k: v for k, v in changes.items() if k not in ("id", "versions")}}
         merged["last_opened"] = now_ms()
-        validate_task({**merged, "id": _task_id(request)})
+        validate_task({**merged, "id": task_id})
         return merged
 
-    updated = await task_store.update_task(request.app[POOL], _task_id(request), merge)
-    if updated is None:
-        raise _missing(_task_id(request))
+    updated = found(
+        await task_store.update_task(request.app[POOL], task_id, merge), task_not_found(task_id)
+    )
     answer = {"id": updated["id"], "updatedAt": updated["updatedAt"], "status": "success"}
     return web.json_response({**answer, "task": mask_task(updated)})
 
 
-@documented(
-    "DELETE",
-    "/api/tasks/{task_id}",
-    "Delete a task",
-    tag="tasks",
-    responses={200: DeleteAnswer, **_NOT_FOUND},
-)
-@routes.delete("/api/tasks/{task_id}")
+@api.delete("/api/tasks/{task_id}", "Delete a task", responses={200: DeleteAnswer, **_NOT_FOUND})
 async def delete_task(request: web.Request) -> web.Response:
-    task_id = _task_id(request)
+    task_id = task_id_of(request)
     if not await task_store.delete_task(request.app[POOL], task_id):
-        raise _missing(task_id)
+        raise task_not_found(task_id)
     log.info("task.deleted", task_id=task_id)
     return web.json_response({"id": task_id, "deleted": True, "message": "Task removed."})
 
 
-@documented(
-    "POST",
+@api.post(
     "/api/tasks/{task_id}/touch",
     "Mark a task as just opened (last_opened)",
-    tag="tasks",
     responses={200: TaskOut, **_NOT_FOUND},
 )
-@routes.post("/api/tasks/{task_id}/touch")
 async def touch_task(request: web.Request) -> web.Response:
-    task = await task_store.touch_task(request.app[POOL], _task_id(request))
-    if task is None:
-        raise _missing(_task_id(request))
+    task_id = task_id_of(request)
+    task = found(await task_store.touch_task(request.app[POOL], task_id), task_not_found(task_id))
     return web.json_response(mask_task(task))
 
 
-async def _existing(request: web.Request) -> dict[str, Any]:
-    task = await task_store.get_task(request.app[POOL], _task_id(request))
-    if task is None:
-        raise _missing(_task_id(request))
-    return task
-
-
-@documented(
-    "GET",
+@api.get(
     "/api/tasks/{task_id}/versions",
     "A task's versions, newest first (at most 30)",
     tag="versions",
     responses={200: VersionList, **_NOT_FOUND},
 )
-@routes.get("/api/tasks/{task_id}/versions")
 async def list_versions(request: web.Request) -> web.Response:
     task = await _existing(request)
     versions = await task_store.list_versions(request.app[POOL], task["id"])
@@ -283,63 +215,56 @@ async def list_versions(request: web.Request) -> web.Response:
     return web.json_response({"versions": summaries})
 
 
-@documented(
-    "POST",
+@api.post(
     "/api/tasks/{task_id}/versions/clear",
     "Delete all versions of a task",
     tag="versions",
     responses={200: Success, **_NOT_FOUND},
 )
-@routes.post("/api/tasks/{task_id}/versions/clear")
 async def clear_versions(request: web.Request) -> web.Response:
     task = await _existing(request)
     removed = await task_store.clear_versions(request.app[POOL], task["id"])
     return web.json_response({"success": True, "removed": removed})
 
 
-@documented(
-    "GET",
+@api.get(
     "/api/tasks/{task_id}/versions/{version_id}",
     "One version of a task",
     tag="versions",
     responses={200: VersionDetail, **_NOT_FOUND},
 )
-@routes.get("/api/tasks/{task_id}/versions/{version_id}")
 async def get_version(request: web.Request) -> web.Response:
     task = await _existing(request)
     version_id = request.match_info["version_id"]
-    version = await task_store.get_version(request.app[POOL], task["id"], version_id)
-    if version is None:
-        raise ApiError(404, "VERSION_NOT_FOUND", f"task {task['id']!r} has no {version_id!r}")
+    version = found(
+        await task_store.get_version(request.app[POOL], task["id"], version_id),
+        _version_missing(task["id"], version_id),
+    )
     metadata = {"id": version["id"], "timestamp": version["timestamp"]}
     return web.json_response({"snapshot": mask_task(version["snapshot"]), "metadata": metadata})
 
 
-@documented(
-    "DELETE",
+@api.delete(
     "/api/tasks/{task_id}/versions/{version_id}",
     "Delete one version",
     tag="versions",
     responses={200: Success, **_NOT_FOUND},
 )
-@routes.delete("/api/tasks/{task_id}/versions/{version_id}")
 async def delete_version(request: web.Request) -> web.Response:
     task = await _existing(request)
     version_id = request.match_info["version_id"]
     if not await task_store.delete_version(request.app[POOL], task["id"], version_id):
-        raise ApiError(404, "VERSION_NOT_FOUND", f"task {task['id']!r} has no {version_id!r}")
+        raise _version_missing(task["id"], version_id)
     return web.json_response({"success": True, "versionId": version_id})
 
 
-@documented(
-    "POST",
+@api.post(
     "/api/tasks/{task_id}/rollback",
     "Restore a version (the current state becomes a version first)",
     tag="versions",
     body=RollbackBody,
     responses={200: TaskOut, 400: ErrorBody, **_NOT_FOUND},
 )
-@routes.post("/api/tasks/{task_id}/rollback")
 async def rollback(request: web.Request) -> web.Response:
     body = await read_json_object(request)
     if not body.get("versionId"):
@@ -349,16 +274,18 @@ async def rollback(request: web.Request) -> web.Response:
     except ValidationError as exc:
         raise ApiError(400, "INVALID_BODY", "versionId must be a string") from exc
     task = await _existing(request)
-    version = await task_store.get_version(request.app[POOL], task["id"], version_id)
-    if version is None:
-        raise ApiError(404, "VERSION_NOT_FOUND", f"task {task['id']!r} has no {version_id!r}")
+    version = found(
+        await task_store.get_version(request.app[POOL], task["id"], version_id),
+        _version_missing(task["id"], version_id),
+    )
     snapshot: dict[str, Any] = dict(version["snapshot"])
 
     def restore(current: dict[str, Any]) -> dict[str, Any]:
         return {**snapshot, "last_opened": now_ms()}
 
-    restored = await task_store.update_task(request.app[POOL], task["id"], restore)
-    if restored is None:
-        raise _missing(task["id"])
+    restored = found(
+        await task_store.update_task(request.app[POOL], task["id"], restore),
+        task_not_found(task["id"]),
+    )
     log.info("task.rolled_back", task_id=task["id"], version=version_id)
     return web.json_response(mask_task(restored))

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from figranium_common.errors import FigraniumError
+from figranium_common.errors import FigraniumError, describe
 
 log = structlog.get_logger(__name__)
 
@@ -298,7 +298,7 @@ class VirtualDisplay:
                         control_port=self._control_port,
                     )
             except (HeadfulError, OSError, TimeoutError) as exc:
-                log.error("headful.restart_failed", error=str(exc) or type(exc).__name__)
+                log.error("headful.restart_failed", error=describe(exc))
                 xvfb_died = True  # start over from the display
                 continue
             if self._on_restart is not None:

@@ -19,6 +19,7 @@ from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
 from figranium_common.config import Config
+from figranium_common.errors import describe
 from figranium_common.headful import (
     HEARTBEAT_SECONDS,
     HeadfulPresence,
@@ -113,7 +114,7 @@ class HeadfulService:
                 HEADFUL_PRESENCE_SUBJECT, self.presence(leaving=leaving).model_dump_json().encode()
             )
         except Exception as exc:  # disconnected: the next heartbeat tells again
-            log.warning("headful.presence_failed", error=str(exc) or type(exc).__name__)
+            log.warning("headful.presence_failed", error=describe(exc))
 
     async def _beat(self) -> None:
         while True:

@@ -1,4 +1,5 @@
-"""SQL for tasks, their versions and their saved browser state."""
+"""SQL for ``tasks``, their versions (``task_versions``) and their saved browser state
+(``task_browser_state``)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,13 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from figranium_common.db import Pool
+from figranium_common.db import Connection, Pool
 from figranium_common.models import epoch_ms, now_ms
 from figranium_common.redact import keep_masked_secrets
 
 MAX_VERSIONS = 30
 
-
-# --- tasks ----------------------------------------------------------------------------
+_RETURNED = "RETURNING id, body, updated_at"
 
 
 def _task_out(row: dict[str, Any]) -> dict[str, Any]:
@@ -22,6 +22,10 @@ def _task_out(row: dict[str, Any]) -> dict[str, Any]:
     body["id"] = row["id"]
     body["updatedAt"] = epoch_ms(row["updated_at"])
     return body
+
+
+def _version_out(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "timestamp": epoch_ms(row["created_at"]), "snapshot": row["snapshot"]}
 
 
 async def list_tasks(pool: Pool) -> list[dict[str, Any]]:
@@ -50,22 +54,27 @@ async def get_task(pool: Pool, task_id: str) -> dict[str, Any] | None:
         return None if row is None else _task_out(row)
 
 
+async def locked_body(conn: Connection, task_id: str) -> dict[str, Any] | None:
+    """The task's stored body, its row locked until the transaction ends; None: no task."""
+    cur = await conn.execute("SELECT body FROM tasks WHERE id = %s FOR UPDATE", (task_id,))
+    row = await cur.fetchone()
+    return None if row is None else dict(row["body"])
+
+
 async def save_task(
     pool: Pool, task_id: str, body: dict[str, Any], *, snapshot: bool
 ) -> dict[str, Any]:
     """Create or overwrite a task; with ``snapshot`` the previous state becomes a version."""
     body = _storable(body)
     async with pool.connection() as conn, conn.transaction():
-        cur = await conn.execute("SELECT body FROM tasks WHERE id = %s FOR UPDATE", (task_id,))
-        previous = await cur.fetchone()
-        body = _keep_schedule(body, previous["body"] if previous else {})
-        body = keep_masked_secrets(body, previous["body"] if previous else None)
+        previous = await locked_body(conn, task_id)
+        body = _keep_schedule(body, previous or {})
+        body = keep_masked_secrets(body, previous)
         if snapshot and previous is not None:
-            await _snapshot(conn, task_id, previous["body"])
+            await _snapshot(conn, task_id, previous)
         cur = await conn.execute(
             "INSERT INTO tasks (id, body) VALUES (%s, %s)"
-            " ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body, updated_at = now()"
-            " RETURNING id, body, updated_at",
+            f" ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body, updated_at = now() {_RETURNED}",
             (task_id, Jsonb(body)),
         )
         row = await cur.fetchone()
@@ -73,7 +82,7 @@ async def save_task(
         return _task_out(row)
 
 
-async def _snapshot(conn: Any, task_id: str, body: dict[str, Any]) -> None:
+async def _snapshot(conn: Connection, task_id: str, body: dict[str, Any]) -> None:
     await conn.execute(
         "INSERT INTO task_versions (task_id, id, snapshot)"
         " VALUES (%s, 'ver_' || (extract(epoch FROM clock_timestamp()) * 1000)::bigint, %s)"
@@ -95,10 +104,7 @@ async def list_versions(pool: Pool, task_id: str) -> list[dict[str, Any]]:
             " ORDER BY created_at DESC, id DESC",
             (task_id,),
         )
-        return [
-            {"id": r["id"], "timestamp": epoch_ms(r["created_at"]), "snapshot": r["snapshot"]}
-            for r in await cur.fetchall()
-        ]
+        return [_version_out(row) for row in await cur.fetchall()]
 
 
 async def update_task(
@@ -107,16 +113,14 @@ async def update_task(
     """Apply ``change`` to the stored body under a row lock, keeping the old one as a
     version first; None when there is no such task. ``change`` may raise to refuse."""
     async with pool.connection() as conn, conn.transaction():
-        cur = await conn.execute("SELECT body FROM tasks WHERE id = %s FOR UPDATE", (task_id,))
-        row = await cur.fetchone()
-        if row is None:
+        current = await locked_body(conn, task_id)
+        if current is None:
             return None
-        body = _keep_schedule(change(dict(row["body"])), row["body"])
-        body = keep_masked_secrets(body, row["body"])
-        await _snapshot(conn, task_id, row["body"])
+        body = _keep_schedule(change(dict(current)), current)
+        body = keep_masked_secrets(body, current)
+        await _snapshot(conn, task_id, current)
         cur = await conn.execute(
-            "UPDATE tasks SET body = %s, updated_at = now() WHERE id = %s"
-            " RETURNING id, body, updated_at",
+            f"UPDATE tasks SET body = %s, updated_at = now() WHERE id = %s {_RETURNED}",
             (Jsonb(_storable(body)), task_id),
         )
         updated = await cur.fetchone()
@@ -129,7 +133,7 @@ async def touch_task(pool: Pool, task_id: str) -> dict[str, Any] | None:
     async with pool.connection() as conn:
         cur = await conn.execute(
             "UPDATE tasks SET body = jsonb_set(body, '{last_opened}', to_jsonb(%s::bigint))"
-            " WHERE id = %s RETURNING id, body, updated_at",
+            f" WHERE id = %s {_RETURNED}",
             (now_ms(), task_id),
         )
         row = await cur.fetchone()
@@ -149,13 +153,7 @@ async def get_version(pool: Pool, task_id: str, version_id: str) -> dict[str, An
             (task_id, version_id),
         )
         row = await cur.fetchone()
-        if row is None:
-            return None
-        return {
-            "id": row["id"],
-            "timestamp": epoch_ms(row["created_at"]),
-            "snapshot": row["snapshot"],
-        }
+        return None if row is None else _version_out(row)
 
 
 async def delete_version(pool: Pool, task_id: str, version_id: str) -> bool:
@@ -172,6 +170,29 @@ async def clear_versions(pool: Pool, task_id: str) -> int:
         return cur.rowcount
 
 
+# --- the task's schedule field, kept by the schedules' transactions -------------------------
+
+
+async def set_schedule(conn: Connection, task_id: str, schedule: dict[str, Any] | None) -> bool:
+    """Replace the task's ``schedule`` (None: JSON null); False when there is no such task."""
+    cur = await conn.execute(
+        "UPDATE tasks SET body = jsonb_set(body, '{schedule}', %s), updated_at = now()"
+        " WHERE id = %s",
+        (Jsonb(schedule), task_id),
+    )
+    return cur.rowcount == 1
+
+
+async def merge_schedule(conn: Connection, task_id: str, fields: dict[str, Any]) -> None:
+    """Merge ``fields`` into the task's ``schedule`` object, if it has one. Not a new version
+    and no new ``updated_at``: the task did not change."""
+    await conn.execute(
+        "UPDATE tasks SET body = jsonb_set(body, '{schedule}', body->'schedule' || %s)"
+        " WHERE id = %s AND jsonb_typeof(body->'schedule') = 'object'",
+        (Jsonb(fields), task_id),
+    )
+
+
 def _keep_schedule(body: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
     """A task's ``schedule`` belongs to /api/schedules, which keeps it in step with the
     scheduler's table; saving, patching or rolling back a task leaves it as it is."""
@@ -183,3 +204,20 @@ def _keep_schedule(body: dict[str, Any], current: dict[str, Any]) -> dict[str, A
 
 def _storable(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k not in ("id", "updatedAt", "versions")}
+
+
+# --- the saved browser state ----------------------------------------------------------------
+
+
+async def save_browser_state(conn: Connection, execution_id: str, state: str) -> None:
+    """Keep ``state`` (sealed) as the browser state of the execution's task, for its next run.
+
+    Keyed by the execution's task; ad-hoc runs and runs of since-deleted tasks keep nothing.
+    """
+    await conn.execute(
+        "INSERT INTO task_browser_state (task_id, state)"
+        " SELECT e.task_id, %s FROM executions e"
+        " WHERE e.id = %s AND EXISTS (SELECT 1 FROM tasks t WHERE t.id = e.task_id)"
+        " ON CONFLICT (task_id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()",
+        (Jsonb(state), execution_id),
+    )

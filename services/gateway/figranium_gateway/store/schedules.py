@@ -1,7 +1,8 @@
-"""SQL for schedules: the ``schedules`` table and the task JSON's ``schedule`` field.
+"""SQL for ``schedules`` (the scheduler's table) and ``scheduler_heartbeats``.
 
-Both are written in one transaction so the scheduler (which reads the table) and clients
-(which read the task) never disagree about a schedule.
+A schedule is also the task JSON's ``schedule`` field; both are written in one
+transaction so the scheduler (which reads the table) and clients (which read the task)
+never disagree about a schedule.
 """
 
 from __future__ import annotations
@@ -9,11 +10,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
-from figranium_common.db import Pool
+from figranium_common.db import Connection, Pool
 from figranium_common.models import epoch_ms
 from figranium_common.schedules import Timing
+from figranium_gateway.store import tasks
+
+_COLUMNS = (
+    "s.task_id, s.cron, s.interval_minutes, s.timezone, s.next_run, s.enabled,"
+    " s.last_run, s.last_run_status, s.last_run_duration_ms, t.body"
+)
+_FROM = "FROM schedules s JOIN tasks t ON t.id = s.task_id"
+
+
+def _last_run(row: dict[str, Any]) -> dict[str, Any]:
+    """The schedule's ``lastRun*`` fields from its row."""
+    return {
+        "lastRun": epoch_ms(row["last_run"]),
+        "lastRunStatus": row["last_run_status"],
+        "lastRunDurationMs": row["last_run_duration_ms"],
+    }
 
 
 def _schedule_out(row: dict[str, Any]) -> dict[str, Any]:
@@ -21,24 +36,13 @@ def _schedule_out(row: dict[str, Any]) -> dict[str, Any]:
     stored = row["body"].get("schedule")
     schedule: dict[str, Any] = dict(stored) if isinstance(stored, dict) else {}
     schedule["nextRun"] = epoch_ms(row["next_run"]) if row["enabled"] else None
-    schedule["lastRun"] = epoch_ms(row["last_run"])
-    schedule["lastRunStatus"] = row["last_run_status"]
-    schedule["lastRunDurationMs"] = row["last_run_duration_ms"]
+    schedule.update(_last_run(row))
     return schedule
-
-
-_COLUMNS = (
-    "s.task_id, s.cron, s.interval_minutes, s.timezone, s.next_run, s.enabled,"
-    " s.last_run, s.last_run_status, s.last_run_duration_ms, t.body"
-)
 
 
 async def list_schedules(pool: Pool) -> list[dict[str, Any]]:
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            f"SELECT {_COLUMNS} FROM schedules s JOIN tasks t ON t.id = s.task_id"
-            " ORDER BY s.task_id"
-        )
+        cur = await conn.execute(f"SELECT {_COLUMNS} {_FROM} ORDER BY s.task_id")
         return [
             {
                 "taskId": row["task_id"],
@@ -53,15 +57,9 @@ async def list_schedules(pool: Pool) -> list[dict[str, Any]]:
 async def get_schedule(pool: Pool, task_id: str) -> dict[str, Any] | None:
     """The schedule and its timing columns; None when the task has no schedule."""
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            f"SELECT {_COLUMNS} FROM schedules s JOIN tasks t ON t.id = s.task_id"
-            " WHERE s.task_id = %s",
-            (task_id,),
-        )
+        cur = await conn.execute(f"SELECT {_COLUMNS} {_FROM} WHERE s.task_id = %s", (task_id,))
         row = await cur.fetchone()
-        if row is None:
-            return None
-        return {"row": dict(row), "schedule": _schedule_out(row)}
+    return None if row is None else {"row": dict(row), "schedule": _schedule_out(row)}
 
 
 async def save_schedule(
@@ -74,9 +72,7 @@ async def save_schedule(
     """Write the schedule to the table and to the task; None when there is no such task."""
     schedule = {**stored, "nextRun": epoch_ms(next_run)}
     async with pool.connection() as conn, conn.transaction():
-        cur = await conn.execute("SELECT body FROM tasks WHERE id = %s FOR UPDATE", (task_id,))
-        task = await cur.fetchone()
-        if task is None:
+        if await tasks.locked_body(conn, task_id) is None:
             return None
         # Results of earlier runs stay: a new timing does not erase the task's history.
         cur = await conn.execute(
@@ -103,26 +99,15 @@ async def save_schedule(
         )
         row = await cur.fetchone()
         assert row is not None
-        schedule["lastRun"] = epoch_ms(row["last_run"])
-        schedule["lastRunStatus"] = row["last_run_status"]
-        schedule["lastRunDurationMs"] = row["last_run_duration_ms"]
-        await conn.execute(
-            "UPDATE tasks SET body = jsonb_set(body, '{schedule}', %s), updated_at = now()"
-            " WHERE id = %s",
-            (Jsonb(schedule), task_id),
-        )
+        schedule.update(_last_run(row))
+        await tasks.set_schedule(conn, task_id, schedule)
         return schedule
 
 
 async def delete_schedule(pool: Pool, task_id: str) -> bool:
     """Forget the schedule (the scheduler has nothing left to claim); False: no such task."""
     async with pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(
-            "UPDATE tasks SET body = jsonb_set(body, '{schedule}', 'null'), updated_at = now()"
-            " WHERE id = %s",
-            (task_id,),
-        )
-        if cur.rowcount != 1:
+        if not await tasks.set_schedule(conn, task_id, None):
             return False
         await conn.execute("DELETE FROM schedules WHERE task_id = %s", (task_id,))
         return True
@@ -145,7 +130,7 @@ async def scheduled_overview(pool: Pool, alive_within_s: float) -> dict[str, Any
     return {"replicas": 0 if alive is None else int(alive["n"]), "rows": rows}
 
 
-async def record_scheduled_result(conn: Any, execution_id: str) -> bool:
+async def record_scheduled_result(conn: Connection, execution_id: str) -> bool:
     """Copy a finished scheduled execution into its schedule's ``lastRun*`` fields.
 
     Called in the transaction that stored the result, after it; a result of an execution
@@ -165,19 +150,5 @@ async def record_scheduled_result(conn: Any, execution_id: str) -> bool:
     row = await cur.fetchone()
     if row is None:
         return False
-    # Not a new version of the task and no new updated_at: the task did not change.
-    await conn.execute(
-        "UPDATE tasks SET body = jsonb_set(body, '{schedule}', body->'schedule' || %s)"
-        " WHERE id = %s AND jsonb_typeof(body->'schedule') = 'object'",
-        (
-            Jsonb(
-                {
-                    "lastRun": epoch_ms(row["last_run"]),
-                    "lastRunStatus": row["last_run_status"],
-                    "lastRunDurationMs": row["last_run_duration_ms"],
-                }
-            ),
-            row["task_id"],
-        ),
-    )
+    await tasks.merge_schedule(conn, row["task_id"], _last_run(row))
     return True

@@ -1,0 +1,322 @@
+"""The actions of a task: one model per action type, told apart by ``type``.
+
+Each model names the fields its type reads, with their types. A field the type cannot run
+without is required, though it may be empty: Figranium's editor saves a new action at
+once, with ``selector`` and ``value`` still "" (and ``varName`` for ``set``/``merge``).
+Fields a type does not read are kept as given: Figranium's clients send them (its MCP
+server puts ``clickType`` and ``typeMode`` on every action) and read them back.
+
+``ACTION_MODELS`` maps every type to its model, for whatever lists the types and their
+fields (a console's action palette, say).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+ConditionOp = Literal[
+    "equals",
+    "not_equals",
+    "contains",
+    "starts_with",
+    "ends_with",
+    "matches",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "is_true",
+    "is_false",
+    "exists",
+    "not_exists",
+]
+# Text, or a number given as one: seconds, pixels, a count, text to type.
+Scalar = StrictStr | StrictInt | StrictFloat
+# Any JSON value but null: what ``set``, ``merge`` and ``csv`` take as they are.
+JsonValue = str | int | float | bool | list[Any] | dict[str, Any]
+
+
+class ActionBase(BaseModel):
+    """What every action has; ``timeout`` (ms) bounds each of its page operations."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str | None = None
+    type: str
+    disabled: bool = False
+    timeout: Annotated[int, Field(gt=0, le=3_600_000)] | None = None
+
+
+class ElementAction(ActionBase):
+    """An action on the element ``selector`` names (a CSS selector; {$variables} allowed)."""
+
+    selector: str
+
+
+class PageOrElementAction(ActionBase):
+    """An action on the element ``selector`` names, else on the page (or the focus)."""
+
+    selector: str | None = None
+
+
+class StoringAction(ActionBase):
+    """An action whose output is also kept in the variable ``varName``, when given."""
+
+    varName: str | None = None
+
+
+class NavigateAction(ActionBase):
+    type: Literal["navigate", "goto"]
+    value: str  # the URL
+
+
+class ClickAction(ElementAction):
+    type: Literal["click"]
+    clickType: Literal["single", "double", "right"] | None = None
+
+
+class TypeAction(PageOrElementAction):
+    type: Literal["type", "fill"]
+    value: Scalar  # the text
+    typeMode: Literal["append", "replace"] | None = None
+
+
+class HoverAction(ElementAction):
+    type: Literal["hover"]
+
+
+class PressAction(PageOrElementAction):
+    type: Literal["press"]
+    key: str | None = None  # e.g. Enter, Control+A
+    value: Scalar | None = None  # the key, when ``key`` is empty
+
+
+class SelectAction(ElementAction):
+    type: Literal["select"]
+    value: Scalar  # the option's value, else its label
+
+
+class CheckAction(ElementAction):
+    type: Literal["check", "uncheck"]
+
+
+class DragAndDropAction(ElementAction):
+    type: Literal["drag_and_drop"]
+    targetSelector: str | None = None  # where to drop; refused at run time when empty
+
+
+class ReloadAction(ActionBase):
+    type: Literal["reload"]
+
+
+class WaitAction(ActionBase):
+    type: Literal["wait"]
+    value: Scalar | None = None  # seconds (2)
+
+
+class WaitSelectorAction(ElementAction):
+    type: Literal["wait_selector"]
+    value: Scalar | None = None  # seconds (10)
+
+
+class WaitDownloadsAction(ActionBase):
+    type: Literal["wait_downloads"]
+    value: Scalar | None = None  # seconds (30)
+
+
+class ScrollAction(PageOrElementAction):
+    type: Literal["scroll"]
+    value: Scalar | None = None  # pixels (500)
+    key: str | None = None  # duration in ms (500)
+
+
+class ScreenshotAction(ActionBase):
+    type: Literal["screenshot"]
+    label: str | None = None  # the file name's suffix
+    value: Scalar | None = None  # the suffix, when ``label`` is empty
+
+
+class JavascriptAction(ActionBase):
+    type: Literal["javascript"]
+    value: str  # the code: an async function's body, or an expression
+
+
+class GetContentAction(PageOrElementAction, StoringAction):
+    type: Literal["get_content"]
+
+
+class SetAction(ActionBase):
+    type: Literal["set"]
+    varName: str
+    value: JsonValue | None = None  # text is parsed as a boolean, a number or JSON
+
+
+class MergeAction(StoringAction):
+    type: Literal["merge"]
+    value: JsonValue  # comma-separated names or literals, or the values themselves
+
+
+class CsvAction(StoringAction):
+    type: Literal["csv"]
+    value: JsonValue | None = None  # CSV text or a variable's name; none: block.output
+
+
+class HttpRequestAction(StoringAction):
+    type: Literal["http_request"]
+    value: str  # the URL
+    method: str | None = None  # GET
+    headers: str | dict[str, Any] | None = None  # an object, or one as JSON text
+    body: str | dict[str, Any] | list[Any] | None = None
+
+
+class ConditionalAction(ActionBase):
+    """``if`` and ``while``: a JavaScript expression in ``value``, or a structured
+    comparison of ``conditionVar`` (a variable) with ``conditionValue``."""
+
+    value: str | None = None
+    conditionVarType: Literal["string", "number", "boolean"] | None = None
+    conditionVar: str | None = None
+    conditionOp: ConditionOp | None = None
+    conditionValue: str | int | float | bool | None = None
+
+
+class IfAction(ConditionalAction):
+    type: Literal["if"]
+
+
+class WhileAction(ConditionalAction):
+    type: Literal["while"]
+
+
+class ElseAction(ActionBase):
+    type: Literal["else"]
+
+
+class EndAction(ActionBase):
+    type: Literal["end"]
+
+
+class RepeatAction(ActionBase):
+    type: Literal["repeat"]
+    value: Scalar  # how many times
+
+
+class ForeachAction(PageOrElementAction, StoringAction):
+    """Over the elements ``selector`` matches, else the list in variable ``varName``, else
+    ``value`` (a list, a variable's name, or JSON or lines of text)."""
+
+    type: Literal["foreach"]
+    value: str | list[Any] | None = None
+
+
+class OnErrorAction(ActionBase):
+    type: Literal["on_error"]
+
+
+class StopAction(ActionBase):
+    type: Literal["stop"]
+    value: str | None = None  # "error" ends the run as failed; anything else, as a success
+
+
+class StartAction(ActionBase):
+    type: Literal["start"]
+    value: str  # the id of the task to run
+
+
+class DoNothingAction(ActionBase):
+    type: Literal["do_nothing", "noop", "pass"]
+
+
+AnyAction = (
+    NavigateAction
+    | ClickAction
+    | TypeAction
+    | HoverAction
+    | PressAction
+    | SelectAction
+    | CheckAction
+    | DragAndDropAction
+    | ReloadAction
+    | WaitAction
+    | WaitSelectorAction
+    | WaitDownloadsAction
+    | ScrollAction
+    | ScreenshotAction
+    | JavascriptAction
+    | GetContentAction
+    | SetAction
+    | MergeAction
+    | CsvAction
+    | HttpRequestAction
+    | IfAction
+    | ElseAction
+    | EndAction
+    | WhileAction
+    | RepeatAction
+    | ForeachAction
+    | OnErrorAction
+    | StopAction
+    | StartAction
+    | DoNothingAction
+)
+Action = Annotated[AnyAction, Field(discriminator="type")]
+
+ACTION_MODELS: dict[str, type[ActionBase]] = {
+    kind: model
+    for model in get_args(AnyAction)
+    for kind in get_args(model.model_fields["type"].annotation)
+}
+ACTION_TYPES: frozenset[str] = frozenset(ACTION_MODELS)
+
+
+def _as_before(errors: ValidationError) -> ValidationError:
+    """The errors of a list of actions as the one flat action model of earlier releases
+    gave them, which clients may match: ``[3].clickType``, not ``[3].click.clickType``
+    (the union's tag), and an unknown or missing ``type`` as an error of ``[3].type``."""
+    details: list[InitErrorDetails] = []
+    for error in errors.errors():
+        loc, given = error["loc"], error["input"]
+        kind, message = error["type"], error["msg"]
+        if kind in ("union_tag_invalid", "union_tag_not_found"):
+            loc = (*loc, "type")
+            kind, message, given = _type_problem(given)
+        elif len(loc) >= 2:
+            loc = (loc[0], *loc[2:])
+        details.append(
+            InitErrorDetails(type=PydanticCustomError(kind, message), loc=loc, input=given)
+        )
+    return ValidationError.from_exception_data(errors.title, details)
+
+
+def _type_problem(action: dict[str, Any]) -> tuple[str, str, Any]:
+    if not isinstance(action, dict) or "type" not in action:
+        return "missing", "Field required", action
+    kind = action["type"]
+    if not isinstance(kind, str):
+        return "string_type", "Input should be a valid string", kind
+    known = ", ".join(sorted(ACTION_TYPES))
+    return "value_error", f"Value error, unknown action type {kind!r}; known types: {known}", kind
+
+
+def _check_actions(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        raise _as_before(exc) from None
+
+
+# A task's ``actions``.
+Actions = Annotated[list[Action], WrapValidator(_check_actions)]

@@ -1,0 +1,129 @@
+"""Extraction: the task's script runs in the live page at the end of a run; what it returns
+is the run's data, as JSON or as CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from typing import Any
+
+from playwright.async_api import Error as PlaywrightError
+
+from figranium_common.errors import first_line
+from figranium_common.models import Task
+from figranium_runner.actions import ActionFailed
+from figranium_runner.state import RunState
+from figranium_runner.variables import substitute
+
+# Figranium's extraction contract: the script is the body of an async function that gets
+# `data` (html(), url(), and the shadow-DOM helpers), `window`, `document`, `DOMParser` and
+# `console`; what it returns is the run's data. Here it runs in the live page. The runner's
+# script check compiles scripts with the same parameters: a body declaring `let document`
+# must fail there as it fails here.
+EXTRACTION_PARAMETERS = ("data", "$$data", "window", "document", "DOMParser", "console")
+_EXTRACTION_JS = """
+async ({ script, shadow, maxLines, maxChars }) => {
+  const logs = [];
+  const push = (...args) => {
+    if (logs.length < maxLines) logs.push(args.map(String).join(' ').slice(0, maxChars));
+  };
+  const consoleProxy = { log: push, info: push, debug: push, warn: push, error: push };
+  const shadowQueryAll = (selector, root = document) => {
+    const found = [];
+    const visit = (node) => {
+      if (!node || !node.querySelectorAll) return;
+      found.push(...node.querySelectorAll(selector));
+      for (const el of node.querySelectorAll('*')) if (el.shadowRoot) visit(el.shadowRoot);
+    };
+    visit(root);
+    return found;
+  };
+  const shadowText = (root = document) => {
+    const texts = [];
+    const walk = (node) => {
+      if (node.nodeType === 3) { const t = node.nodeValue.trim(); if (t) texts.push(t); return; }
+      if (node.shadowRoot) walk(node.shadowRoot);
+      for (let c = node.firstChild; c; c = c.nextSibling) walk(c);
+    };
+    walk(root.body || root);
+    return texts;
+  };
+  const data = {
+    html: () => document.documentElement.outerHTML,
+    url: () => location.href,
+    shadowQueryAll: shadow ? shadowQueryAll : undefined,
+    shadowText: shadow ? shadowText : undefined,
+  };
+  const AsyncFunction = Object.getPrototypeOf(async function () {}).constructor;
+  const fn = new AsyncFunction(__PARAMETERS__, script);
+  const result = await fn(data, data, window, document, DOMParser, consoleProxy);
+  return { result: result === undefined ? null : result, logs };
+}
+""".replace("__PARAMETERS__", ", ".join(json.dumps(name) for name in EXTRACTION_PARAMETERS))
+
+
+async def extract(state: RunState, task: Task) -> Any:
+    """The task's extraction script's result (None without a script); its console lines
+    go to the run's log. ActionFailed when the script throws."""
+    script = substitute(task.extractionScript or "", state.variables)
+    if not script.strip():
+        return None
+    try:
+        outcome = await state.page.evaluate(
+            _EXTRACTION_JS,
+            {
+                "script": script,
+                "shadow": task.includeShadowDom,
+                "maxLines": state.bounds.max_log_lines,
+                "maxChars": state.bounds.max_log_line_chars,
+            },
+        )
+    except PlaywrightError as exc:
+        raise ActionFailed(f"Extraction script error: {first_line(exc)}") from None
+    for line in outcome.get("logs", []):
+        await state.say(f"[extraction] {line}")
+    data = outcome.get("result")
+    if task.extractionFormat == "csv":
+        return as_csv(data, neutralise=state.neutralise_csv)
+    return data
+
+
+def as_csv(data: Any, *, neutralise: bool = True) -> str:
+    """``data`` as CSV: a list of objects gets a header of every key seen; with
+    ``neutralise`` (CSV_NEUTRALISE_FORMULAS), a cell a spreadsheet would read as a
+    formula is quoted."""
+    rows = data if isinstance(data, list) else [data]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+
+    def cell(value: Any) -> Any:
+        text = json.dumps(value) if isinstance(value, dict | list) else value
+        return _neutralised(text) if neutralise else text
+
+    if rows and all(isinstance(r, dict) for r in rows):
+        columns: list[str] = []
+        for row in rows:
+            columns.extend(k for k in row if k not in columns)
+        writer.writerow([cell(c) for c in columns])
+        for row in rows:
+            writer.writerow([cell(row.get(c, "")) for c in columns])
+    else:
+        for row in rows:
+            writer.writerow([cell(v) for v in row] if isinstance(row, list) else [cell(row)])
+    return out.getvalue()
+
+
+# OWASP's CSV injection list: a spreadsheet reads a cell starting with one of these as a
+# formula (tab and CR are how a leading one slips past a trim).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A text that is a plain number is read as that number, never as a formula: kept as it is.
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def _neutralised(value: Any) -> Any:
+    text = isinstance(value, str)
+    if text and value.startswith(_FORMULA_STARTS) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
