@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -14,7 +12,8 @@ from figranium_devstack.natsserver import LocalNats
 from figranium_devstack.ports import free_port
 from figranium_devstack.postgres import LocalPostgres
 from tests.integration.ai_fakes import AiFakes
-from tests.integration.stack import PageHandler, Stack, own_stack
+from tests.integration.pages import PageHandler, serve_http
+from tests.integration.stack import Stack, own_stack
 
 # Figures some tests measure and report without asserting (``record_property("figures",
 # ...)``), printed together at the end; this also works with xdist workers, whose reports
@@ -37,12 +36,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.fixture(scope="session")
 def site() -> Iterator[str]:
     """Test pages served on a free loopback port."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), PageHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_http(PageHandler) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

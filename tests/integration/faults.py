@@ -15,8 +15,7 @@ import httpx
 import psycopg
 
 from figranium_devstack.natsserver import LocalNats
-from tests.integration.stack import Service, Stack
-from tests.integration.test_resilience import wait_until
+from tests.integration.stack import Service, Stack, wait_until
 
 # The issue asks for 30 runs in flight per scenario; they fit the budget (a run of a
 # short wait on a local page costs a runner about half a second of CPU).

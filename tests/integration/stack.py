@@ -1,4 +1,4 @@
-"""Helpers for whole-stack tests: service processes, stacks, test pages."""
+"""Helpers for whole-stack tests: service processes, stacks, waiting on them."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import httpx
 import psycopg
@@ -26,51 +25,7 @@ from figranium_devstack.service import Service
 
 API_KEY = "test-key-0123456789"
 
-PAGES: dict[str, str] = {
-    "/scripted": """<!doctype html><html><head><title>Scripted</title></head><body>
-<p id="s">static</p><script>document.getElementById('s').textContent = 'scripted';</script>
-</body></html>""",
-    "/form": """<!doctype html><html><head><title>Form</title></head><body>
-<input id="q" placeholder="item">
-<button id="add" onclick="
-  const li = document.createElement('li');
-  li.textContent = document.getElementById('q').value;
-  document.getElementById('items').appendChild(li);">Add</button>
-<ul id="items"><li>apple</li><li>banana</li></ul>
-</body></html>""",
-    "/slow": """<!doctype html><html><body><p id="p">slow page</p></body></html>""",
-    # Counts visits in a session cookie and in local storage: what a run sees shows which
-    # browser state it started from.
-    "/cookie": """<!doctype html><html><head><title>Visits</title></head><body>
-<p id="visits"></p><p id="stored"></p>
-<script>
-  const match = document.cookie.match(/(?:^|; )visits=(\\d+)/);
-  const visits = (match ? Number(match[1]) : 0) + 1;
-  document.cookie = 'visits=' + visits + '; path=/';
-  const stored = Number(localStorage.getItem('stored') || 0) + 1;
-  localStorage.setItem('stored', String(stored));
-  document.getElementById('visits').textContent = visits;
-  document.getElementById('stored').textContent = stored;
-</script></body></html>""",
-}
-
-
-class PageHandler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = PAGES.get(self.path.split("?")[0])
-        if body is None:
-            self.send_response(404)
-            self.end_headers()
-            return
-        data = body.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+T = TypeVar("T")
 
 
 class Stack:
@@ -187,3 +142,25 @@ def fresh_database(server: LocalPostgres, name: str) -> str:
     with psycopg.connect(server.url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return server.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def wait_until(check: Callable[[], T], timeout: float, what: str) -> T:
+    """The first truthy value ``check()`` returns, asked every 0.2 s; fails after ``timeout``
+    seconds, naming ``what`` was waited for."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def result_rows(database_url: str, execution_id: str) -> int:
+    """How many result events are stored for the execution (exactly one once it finished)."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM execution_events WHERE execution_id = %s AND type = 'result'",
+            (execution_id,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])

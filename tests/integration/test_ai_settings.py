@@ -14,12 +14,7 @@ from figranium_common import db
 from figranium_common.config import Config
 from figranium_common.secretbox import SecretBox
 from figranium_gateway.ai import AiAnswer, AiChain
-from tests.integration.ai_fakes import (
-    AiFakes,
-    answer,
-    fail,
-    forget_ai_settings,
-)
+from tests.integration.ai_fakes import AiFakes, answer, fail, forget_ai_settings
 from tests.integration.stack import Stack
 from tests.integration.test_bad_input import assert_error
 

@@ -36,8 +36,7 @@ from tests.integration.faults import (
     runs_task,
     save_task,
 )
-from tests.integration.stack import API_KEY, own_stack
-from tests.integration.test_resilience import wait_until
+from tests.integration.stack import API_KEY, own_stack, wait_until
 
 pytestmark = pytest.mark.stack  # every test here starts services of its own
 

@@ -27,8 +27,7 @@ from tests.integration.faults import (
     runs_task,
     save_task,
 )
-from tests.integration.stack import Stack
-from tests.integration.test_resilience import wait_until
+from tests.integration.stack import Stack, wait_until
 
 pytestmark = pytest.mark.stack  # every test here starts services of its own
 

@@ -8,12 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.ai_fakes import (
-    AiFakes,
-    answer,
-    fail,
-    forget_ai_settings,
-)
+from tests.integration.ai_fakes import AiFakes, answer, fail, forget_ai_settings
+from tests.integration.pages import add_item
 from tests.integration.stack import Stack
 from tests.integration.test_bad_input import assert_error
 
@@ -43,8 +39,7 @@ def _fruit_task(site: str) -> dict[str, Any]:
         "name": "fruit",
         "url": f"{site}/form",
         "actions": [
-            {"type": "type", "selector": "#q", "value": "cherry"},
-            {"type": "click", "selector": "#add"},
+            *add_item("cherry"),
             {"type": "get_content", "selector": "#items", "varName": "all"},
         ],
     }

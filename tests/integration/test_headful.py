@@ -9,8 +9,7 @@ import json
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,8 @@ from figranium_common.nats import (
 )
 from figranium_devstack.postgres import LocalPostgres
 from figranium_runner.browser import find_chromium
-from tests.integration.stack import Service, Stack, own_stack
+from tests.integration.pages import QuietHandler, serve_http
+from tests.integration.stack import Service, Stack, own_stack, wait_until
 from tests.integration.test_bad_input import assert_error
 
 pytestmark = pytest.mark.stack  # every test here starts services of its own
@@ -93,50 +93,36 @@ document.addEventListener('keydown', async (event) => {
 </script></body></html>"""
 
 
-class _Page(BaseHTTPRequestHandler):
+class _Page(QuietHandler):
     released: threading.Event
     typed: list[str]
 
     def do_GET(self) -> None:
         if self.path == "/released":
-            body = b"yes" if self.released.is_set() else b"no"
-            kind = "text/plain"
+            self.send_body(b"yes" if self.released.is_set() else b"no", "text/plain")
         elif self.path.startswith("/typed?key="):
             self.typed.append(self.path.removeprefix("/typed?key="))
-            body, kind = b"", "text/plain"
+            self.send_body(b"", "text/plain")
         elif self.path == "/keys":
-            body, kind = _KEYS_PAGE.encode(), "text/html; charset=utf-8"
+            self.send_body(_KEYS_PAGE.encode(), "text/html; charset=utf-8")
         else:
-            body, kind = _PAGE.encode(), "text/html; charset=utf-8"
-        self.send_response(200)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+            self.send_body(_PAGE.encode(), "text/html; charset=utf-8")
 
 
 class _Site:
     def __init__(self) -> None:
         self.released = threading.Event()
         self.typed: list[str] = []
-        handler = type("Handler", (_Page,), {"released": self.released, "typed": self.typed})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self.url = ""
 
 
 @pytest.fixture(scope="module")
 def site() -> Iterator[_Site]:
     served = _Site()
-    yield served
-    served.close()
+    handler = type("Handler", (_Page,), {"released": served.released, "typed": served.typed})
+    with serve_http(handler) as url:
+        served.url = f"{url}/"
+        yield served
 
 
 class _Headful:
@@ -152,17 +138,8 @@ def headful(
     with own_stack(tmp_path_factory.mktemp("headful"), postgres) as stack:
         _, api = stack.start_gateway()
         runner = stack.start_headful_runner()
-        _wait_until(lambda: _status(api)["useNovnc"], 90, "the headful runner to be seen")
+        wait_until(lambda: _status(api)["useNovnc"], 90, "the headful runner to be seen")
         yield _Headful(stack, api, runner)
-
-
-def _wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _status(api: httpx.Client) -> dict[str, Any]:
@@ -199,7 +176,7 @@ def test_a_headful_run_is_watched_through_novnc(headful: _Headful, site: _Site) 
     assert queued.status_code == 202, queued.text
     execution_id = queued.json()["executionId"]
 
-    status = _wait_until(
+    status = wait_until(
         lambda: (s := _status(api))["isRunning"] and s, 90, "the headful session to start"
     )
     assert status["executionId"] == execution_id
@@ -249,7 +226,7 @@ def test_a_headful_run_is_watched_through_novnc(headful: _Headful, site: _Site) 
     assert share > 0.6, f"only {share:.0%} of the viewer shows the automated page"
 
     site.released.set()
-    finished = _wait_until(
+    finished = wait_until(
         lambda: (e := _execution(api, execution_id))["phase"] == "finished" and e,
         60,
         "the run to finish",
@@ -257,7 +234,7 @@ def test_a_headful_run_is_watched_through_novnc(headful: _Headful, site: _Site) 
     assert finished["outcome"] == "success", finished
     assert finished["mode"] == "headful"
     assert finished["result"]["data"] == "rgb(255, 0, 255)"
-    _wait_until(lambda: not _status(api)["isRunning"], 30, "the session to end")
+    wait_until(lambda: not _status(api)["isRunning"], 30, "the session to end")
     assert _status(api)["executionId"] is None
 
 
@@ -325,8 +302,8 @@ def test_a_ticket_watches_its_own_session_and_controls_only_when_asked(
     )
     assert queued.status_code == 202, queued.text
     execution_id = queued.json()["executionId"]
-    _wait_until(lambda: _status(api)["executionId"] == execution_id, 90, "the session to start")
-    _wait_until(lambda: "ready" in site.typed, 60, "the page to listen")
+    wait_until(lambda: _status(api)["executionId"] == execution_id, 90, "the session to start")
+    wait_until(lambda: "ready" in site.typed, 60, "the page to listen")
     [runner] = _status(api)["runners"]
     base = f"http://127.0.0.1:{runner['novncPort']}"
     view = _ticket(api, executionId=execution_id)["ticket"]
@@ -351,7 +328,7 @@ def test_a_ticket_watches_its_own_session_and_controls_only_when_asked(
                     await controller.click_and_type(width // 2, height // 2, ord("b"))
                     await controller.round_trip(width, height)
                     await asyncio.to_thread(
-                        _wait_until,
+                        wait_until,
                         lambda: {"b", "click"} <= set(site.typed),
                         30,
                         "the click and the b",
@@ -374,13 +351,13 @@ def test_a_ticket_watches_its_own_session_and_controls_only_when_asked(
     asyncio.run(drive())
     # Only the control connection's input reached the page.
     assert sorted(site.typed) == ["b", "click", "ready"]
-    finished = _wait_until(
+    finished = wait_until(
         lambda: (e := _execution(api, execution_id))["phase"] == "finished" and e,
         60,
         "the run to finish",
     )
     assert finished["outcome"] == "success", finished
-    _wait_until(lambda: not _status(api)["isRunning"], 30, "the session to end")
+    wait_until(lambda: not _status(api)["isRunning"], 30, "the session to end")
     # No session, no ticket.
     assert_error(api.post("/api/headful/ticket", json={}), 404, "HEADFUL_SESSION_NOT_FOUND")
     assert_error(
@@ -504,7 +481,7 @@ async def test_a_headful_run_nobody_finishes_is_marked_crashed(
         stand_in = HeadfulPresence(runner_id="stand-in", novnc_port=1, viewer_url="http://x")
         await nc.publish(HEADFUL_PRESENCE_SUBJECT, stand_in.model_dump_json().encode())
         await nc.flush()
-        _wait_until(lambda: _status(api)["useNovnc"], 20, "the stand-in to be seen")
+        wait_until(lambda: _status(api)["useNovnc"], 20, "the stand-in to be seen")
 
         queued = api.post("/headful", json={"url": site.url, "async": True})
         assert queued.status_code == 202, queued.text
@@ -524,7 +501,7 @@ async def test_a_headful_run_nobody_finishes_is_marked_crashed(
         )
     finally:
         await nc.close()
-    finished = _wait_until(
+    finished = wait_until(
         lambda: (e := _execution(api, execution_id))["phase"] == "finished" and e,
         60,
         "the dead run to be marked crashed",

@@ -18,8 +18,8 @@ from figranium_common import nats as topology
 from figranium_common.models import LogEvent, ResultEvent, RunResult, StartedEvent
 from figranium_devstack.natsserver import LocalNats
 from figranium_devstack.postgres import LocalPostgres
-from tests.integration.stack import Stack, fresh_database
-from tests.integration.test_resilience import SLOW_TASK, run_in_background, wait_until
+from tests.integration.stack import Stack, fresh_database, wait_until
+from tests.integration.test_resilience import SLOW_TASK, run_in_background
 
 LIMITS = topology.RunConsumerLimits(ack_wait_seconds=4, max_deliver=3)
 
@@ -127,12 +127,18 @@ async def test_redelivered_or_late_results_change_nothing(
     assert len(_result_payloads(shared.env["DATABASE_URL"], execution_id)) == 1
 
 
+def _slow_task_on(stack: Stack, wait: float, **runner_env: str) -> httpx.Client:
+    """A gateway and a runner on ``stack``, with the task "slow" saved to wait ``wait`` s."""
+    _, client = stack.start_gateway()
+    stack.start_runner(**runner_env)
+    client.post("/api/tasks", json={**SLOW_TASK, "actions": [{"type": "wait", "value": wait}]})
+    return client
+
+
 @pytest.mark.stack
 def test_long_run_keeps_its_message_with_heartbeats(isolated: Stack) -> None:
     isolated.env["RUN_ACK_WAIT_SECONDS"] = "2"
-    _, client = isolated.start_gateway()
-    isolated.start_runner()
-    client.post("/api/tasks", json={**SLOW_TASK, "actions": [{"type": "wait", "value": 7}]})
+    client = _slow_task_on(isolated, 7)
     response = client.post("/api/tasks/slow/api", json={})
     assert response.status_code == 200, response.text
     detail = client.get(f"/api/executions/{response.json()['executionId']}").json()["execution"]
@@ -141,9 +147,7 @@ def test_long_run_keeps_its_message_with_heartbeats(isolated: Stack) -> None:
 
 @pytest.mark.stack
 def test_runner_takes_no_more_runs_than_it_has_slots(isolated: Stack) -> None:
-    _, client = isolated.start_gateway()
-    isolated.start_runner(RUNNER_CONCURRENCY="1")
-    client.post("/api/tasks", json={**SLOW_TASK, "actions": [{"type": "wait", "value": 2}]})
+    client = _slow_task_on(isolated, 2, RUNNER_CONCURRENCY="1")
     calls = [run_in_background(client, "slow") for _ in range(2)]
     for thread, _ in calls:
         thread.join(60)
@@ -156,9 +160,7 @@ def test_runner_takes_no_more_runs_than_it_has_slots(isolated: Stack) -> None:
 
 @pytest.mark.stack
 def test_runner_runs_two_at_once_with_two_slots(isolated: Stack) -> None:
-    _, client = isolated.start_gateway()
-    isolated.start_runner(RUNNER_CONCURRENCY="2")
-    client.post("/api/tasks", json={**SLOW_TASK, "actions": [{"type": "wait", "value": 5}]})
+    client = _slow_task_on(isolated, 5, RUNNER_CONCURRENCY="2")
     calls = [run_in_background(client, "slow") for _ in range(2)]
     wait_until(
         lambda: (

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -15,8 +14,8 @@ import psycopg
 import pytest
 
 from figranium_common.nats import RUNNERS_CONSUMER, RUNS_STREAM
-from tests.integration.stack import Stack
-from tests.integration.test_resilience import wait_until
+from tests.integration.pages import QuietHandler, serve_http
+from tests.integration.stack import Stack, wait_until
 
 pytestmark = pytest.mark.stack  # every test here starts services of its own
 
@@ -36,19 +35,18 @@ class _Site:
 
     def __init__(self) -> None:
         self.hook_hits = 0
+        self.url = ""
         self._lock = threading.Lock()
         site = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 if self.path == "/big":
-                    self._send(BIG_PAGE.encode(), "text/html; charset=utf-8")
+                    self.send_body(BIG_PAGE.encode(), "text/html; charset=utf-8")
                 elif self.path == "/small.csv":
-                    self._send(SMALL_FILE, "text/csv", "attachment; filename=small.csv")
+                    self.send_body(SMALL_FILE, "text/csv", _attachment("small.csv"))
                 elif self.path == "/huge.bin":
-                    self._send(
-                        HUGE_FILE, "application/octet-stream", "attachment; filename=huge.bin"
-                    )
+                    self.send_body(HUGE_FILE, "application/octet-stream", _attachment("huge.bin"))
                 else:
                     self.send_response(404)
                     self.send_header("Content-Length", "0")
@@ -58,32 +56,21 @@ class _Site:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with site._lock:
                     site.hook_hits += 1
-                self._send(b'{"ok": true}', "application/json")
+                self.send_body(b'{"ok": true}', "application/json")
 
-            def _send(self, body: bytes, kind: str, disposition: str | None = None) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", kind)
-                if disposition:
-                    self.send_header("Content-Disposition", disposition)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        self.handler = Handler
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+def _attachment(filename: str) -> dict[str, str]:
+    return {"Content-Disposition": f"attachment; filename={filename}"}
 
 
 @pytest.fixture
 def side_site() -> Iterator[_Site]:
     site = _Site()
-    thread = threading.Thread(target=site.server.serve_forever, daemon=True)
-    thread.start()
-    yield site
-    site.server.shutdown()
-    site.server.server_close()
+    with serve_http(site.handler) as url:
+        site.url = url
+        yield site
 
 
 def _task(site: _Site, *, downloads: bool) -> dict[str, Any]:

@@ -5,16 +5,14 @@ with the transit key, never the master key."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import nats
 import pytest
 
 from figranium_common import nats as topology
+from tests.integration.pages import QuietHandler, serve_http
 from tests.integration.stack import Stack
 
 pytestmark = pytest.mark.stack  # every test here starts services of its own
@@ -23,30 +21,20 @@ PROXY_SECRET = "proxy-secret-3b8e61f0"
 COOKIE_SECRET = "cookie-secret-c41d27aa"
 
 
-class _CookiePage(BaseHTTPRequestHandler):
+class _CookiePage(QuietHandler):
     """Sets a session cookie, and says in its title whether the browser sent it back."""
 
     def do_GET(self) -> None:
         seen = COOKIE_SECRET in (self.headers.get("Cookie") or "")
         body = f"<!doctype html><title>seen:{'yes' if seen else 'no'}</title>".encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Set-Cookie", f"sid={COOKIE_SECRET}; Path=/; Max-Age=3600")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        cookie = f"sid={COOKIE_SECRET}; Path=/; Max-Age=3600"
+        self.send_body(body, "text/html", {"Set-Cookie": cookie})
 
 
 @pytest.fixture
 def cookie_page() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _CookiePage)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+    with serve_http(_CookiePage) as url:
+        yield f"{url}/"
 
 
 async def _stream_bodies(url: str, stream: str) -> list[bytes]:

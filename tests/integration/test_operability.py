@@ -11,13 +11,11 @@ from typing import Any
 
 import httpx
 import psutil
-import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from figranium_devstack.ports import free_port
-from tests.integration.stack import Service, Stack
-from tests.integration.test_resilience import wait_until
+from tests.integration.stack import Service, Stack, result_rows, wait_until
 
 pytestmark = pytest.mark.stack  # every test here starts services of its own
 
@@ -97,21 +95,11 @@ def finished(client: httpx.Client, execution_id: str) -> bool:
     return execution(client, execution_id)["phase"] == "finished"
 
 
-def result_rows(stack: Stack, execution_id: str) -> int:
-    with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM execution_events WHERE execution_id = %s AND type = 'result'",
-            (execution_id,),
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
 def assert_finished_once(stack: Stack, client: httpx.Client, execution_id: str) -> dict[str, Any]:
     detail = execution(client, execution_id)
     assert detail["phase"] == "finished"
     assert detail["outcome"] == "success", detail
-    assert result_rows(stack, execution_id) == 1
+    assert result_rows(stack.env["DATABASE_URL"], execution_id) == 1
     return detail
 
 

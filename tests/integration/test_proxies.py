@@ -5,26 +5,25 @@ from __future__ import annotations
 import json
 import select
 import socket
-import threading
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
+from tests.integration.pages import QuietHandler, serve_http
 from tests.integration.stack import Stack
 
 
-class _ProxyHandler(BaseHTTPRequestHandler):
-    """Forward proxy: absolute-form GETs (Chromium) and CONNECT tunnels (Playwright's fetch)."""
+class _ProxyHandler(QuietHandler):
+    """Forward proxy: absolute-form GETs (Chromium) and CONNECT tunnels (Playwright's fetch);
+    what it was asked for, and with which credentials, is appended to ``seen``."""
+
+    seen: list[tuple[str, str | None]]
 
     def do_CONNECT(self) -> None:
-        self.server.seen.append(  # type: ignore[attr-defined]
-            (self.path, self.headers.get("Proxy-Authorization"))
-        )
+        self.seen.append((self.path, self.headers.get("Proxy-Authorization")))
         host, port = self.path.rsplit(":", 1)
         with socket.create_connection((host, int(port)), timeout=10) as upstream:
             self.send_response(200, "Connection established")
@@ -33,20 +32,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             _pipe(self.connection, upstream)
 
     def do_GET(self) -> None:
-        self.server.seen.append(  # type: ignore[attr-defined]
-            (self.path, self.headers.get("Proxy-Authorization"))
-        )
+        self.seen.append((self.path, self.headers.get("Proxy-Authorization")))
         with urllib.request.urlopen(self.path, timeout=10) as upstream:
             body = upstream.read()
             content_type = upstream.headers.get("Content-Type", "text/html")
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        self.send_body(body, content_type)
 
 
 def _pipe(client: socket.socket, upstream: socket.socket) -> None:
@@ -65,12 +55,9 @@ def _pipe(client: socket.socket, upstream: socket.socket) -> None:
 
 @pytest.fixture
 def proxy() -> Iterator[tuple[str, list[tuple[str, str | None]]]]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ProxyHandler)
-    server.seen = []  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", server.seen  # type: ignore[attr-defined]
-    server.shutdown()
-    server.server_close()
+    seen: list[tuple[str, str | None]] = []
+    with serve_http(type("Handler", (_ProxyHandler,), {"seen": seen})) as url:
+        yield url, seen
 
 
 def test_rotate_proxies_uses_the_saved_ones(

@@ -5,17 +5,15 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from figranium_devstack.ports import free_port
 from figranium_devstack.postgres import LocalPostgres
-from tests.integration.stack import Stack
+from tests.integration.stack import Stack, result_rows, wait_until
 
 pytestmark = pytest.mark.stack  # every test here starts services of its own
 
@@ -25,15 +23,6 @@ SLOW_TASK: dict[str, Any] = {
     "actions": [{"type": "wait", "value": 6}],
     "extractionScript": "return 'survived'",
 }
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_health_follows_postgres(tmp_path: Path, nats_server: Any) -> None:
@@ -97,16 +86,6 @@ def _running_attempt(client: httpx.Client) -> int | None:
     return int(execution["attempts"])
 
 
-def _result_rows(database_url: str, execution_id: str) -> int:
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM execution_events WHERE execution_id = %s AND type = 'result'",
-            (execution_id,),
-        ).fetchone()
-        assert row is not None
-        return int(row[0])
-
-
 def _finished_once(
     stack: Stack, client: httpx.Client, answer: dict[str, Any], outcome: str
 ) -> dict[str, Any]:
@@ -115,7 +94,7 @@ def _finished_once(
     detail: dict[str, Any] = client.get(f"/api/executions/{execution_id}").json()["execution"]
     assert detail["phase"] == "finished"
     assert detail["outcome"] == outcome
-    assert _result_rows(stack.env["DATABASE_URL"], execution_id) == 1
+    assert result_rows(stack.env["DATABASE_URL"], execution_id) == 1
     return detail
 
 

@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.stack import Stack
+from tests.integration.stack import Stack, wait_until
 from tests.integration.test_bad_input import assert_error
-from tests.integration.test_resilience import run_in_background, wait_until
+from tests.integration.test_resilience import run_in_background
 
 
 def _poll(api: httpx.Client, url: str, timeout: float = 60) -> dict[str, Any]:

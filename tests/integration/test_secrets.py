@@ -12,8 +12,7 @@ import httpx
 import pytest
 
 from figranium_common.redact import SECRET_MASK
-from tests.integration.stack import API_KEY
-from tests.integration.test_resilience import wait_until
+from tests.integration.stack import API_KEY, wait_until
 from tests.integration.test_stream import Event, SseReader
 from tests.integration.test_webhooks import Receiver
 

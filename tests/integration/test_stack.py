@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import Any
 
 import httpx
+import nats
 import psycopg
 
-from tests.integration.stack import API_KEY, Stack
+from figranium_common.nats import RUNS_DEFAULT_SUBJECT
+from tests.integration.pages import add_item
+from tests.integration.stack import API_KEY, Stack, wait_until
 
 EXTRACT_ITEMS = (
     "return Array.from(document.querySelectorAll('#items li')).map(li => li.textContent)"
@@ -19,11 +24,7 @@ def form_task(site: str, **extra: object) -> dict[str, object]:
         "id": "form-task",
         "name": "Add an item",
         "url": f"{site}/form",
-        "actions": [
-            {"type": "type", "selector": "#q", "value": "{$item}"},
-            {"type": "click", "selector": "#add"},
-            {"type": "screenshot", "label": "after add"},
-        ],
+        "actions": [*add_item("{$item}"), {"type": "screenshot", "label": "after add"}],
         "variables": {"item": {"type": "string", "value": "cherry"}},
         "extractionScript": EXTRACT_ITEMS,
         "customField": {"kept": True},
@@ -179,6 +180,38 @@ def test_a_stored_task_the_runner_cannot_read_fails_clearly(
     run = api.post("/api/tasks/legacy/api", json={})
     assert run.status_code == 422
     assert "not valid" in run.json()["details"]
+
+
+async def _publish_run(nats_url: str, request: dict[str, object]) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        await nc.jetstream().publish(RUNS_DEFAULT_SUBJECT, json.dumps(request).encode())
+    finally:
+        await nc.close()
+
+
+def test_a_queued_run_whose_task_no_longer_validates_is_finished_as_failed(
+    api: httpx.Client, stack: tuple[Stack, httpx.Client]
+) -> None:
+    # Queued by an older release, under rules that let its task through: the runner
+    # finishes it with an error rather than leave it queued.
+    execution_id = "exec_queued_before_a_rule"
+    with psycopg.connect(stack[0].env["DATABASE_URL"]) as conn:
+        conn.execute(
+            "INSERT INTO executions (id, task_id, mode, source, phase, task_snapshot, variables)"
+            " VALUES (%s, 'legacy', 'agent', 'api', 'queued', '{}', '{}')",
+            (execution_id,),
+        )
+    request = {"execution_id": execution_id, "task": {"actions": [{"type": "warp"}]}}
+    asyncio.run(_publish_run(stack[0].env["NATS_URL"], request))
+
+    def finished() -> dict[str, Any] | None:
+        execution: dict[str, Any] = api.get(f"/api/executions/{execution_id}").json()["execution"]
+        return execution if execution["phase"] == "finished" else None
+
+    execution = wait_until(finished, 30, "the queued run to finish")
+    assert execution["outcome"] == "error"
+    assert execution["result"]["error"].startswith("the task is not valid: ")
 
 
 def test_metrics_stay_off_the_api_port(api: httpx.Client) -> None:

@@ -20,6 +20,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from figranium_gateway import changes
+from tests.integration.pages import add_item
 from tests.integration.stack import API_KEY, Stack
 
 PATH = "/api/executions/stream"
@@ -143,10 +144,7 @@ def _run(client: httpx.Client, site: str) -> tuple[str, str]:
         "id": task_id,
         "name": "streamed",
         "url": f"{site}/form",
-        "actions": [
-            {"type": "type", "selector": "#q", "value": "fig"},
-            {"type": "click", "selector": "#add"},
-        ],
+        "actions": add_item("fig"),
     }
     assert client.post("/api/tasks", json=task).status_code == 200
     run = client.post(f"/api/tasks/{task_id}/api", json={})

@@ -8,6 +8,7 @@ import nats
 
 from figranium_common.models import PageCaptureRequest
 from figranium_gateway.runner_tools import capture_page, check_script
+from tests.integration.pages import add_item
 from tests.integration.stack import Stack
 
 
@@ -19,10 +20,7 @@ async def test_page_capture_and_script_check_through_a_runner(
     try:
         task = {
             "url": f"{site}/form",
-            "actions": [
-                {"type": "type", "selector": "#q", "value": "cherry"},
-                {"type": "click", "selector": "#add"},
-            ],
+            "actions": add_item("cherry"),
         }
         before = await capture_page(
             nc, PageCaptureRequest(task=task, action_index=0, timeout_seconds=30), timeout=40

@@ -10,6 +10,7 @@ import nats
 from nats.js.errors import NotFoundError
 
 from figranium_common.nats import captures_store
+from tests.integration.pages import add_item
 from tests.integration.stack import Stack
 
 WEBM_MAGIC = bytes.fromhex("1A45DFA3")  # EBML header, which every WebM starts with
@@ -20,10 +21,7 @@ def recorded_task(site: str, task_id: str, **extra: object) -> dict[str, object]
         "id": task_id,
         "name": "Recorded",
         "url": f"{site}/form",
-        "actions": [
-            {"type": "type", "selector": "#q", "value": "cherry"},
-            {"type": "click", "selector": "#add"},
-        ],
+        "actions": add_item("cherry"),
         "extractionScript": "return document.querySelectorAll('#items li').length",
         **extra,
     }

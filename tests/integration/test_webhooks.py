@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -10,7 +9,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -19,51 +17,36 @@ import pytest
 from aiohttp import web
 from psycopg.rows import dict_row
 
-from tests.integration.stack import Stack
+from tests.integration.stack import Stack, wait_until
 from tests.integration.test_bad_input import assert_error
 from tests.integration.test_first_start import read_secret_file
-from tests.integration.test_resilience import wait_until
+from tests.integration.threaded_app import ThreadedApp
 
 PAYLOAD_FIELDS = {"executionId", "taskId", "status", "outcome", "durationMs", "result"}
 FAST = {"WEBHOOK_BACKOFF_SECONDS": "0.3", "WEBHOOK_POLL_SECONDS": "0.2"}
 
 
-class Receiver:
-    """A local aiohttp server recording every POST; answers ``statuses`` in turn, then 200."""
+class Receiver(ThreadedApp):
+    """A local aiohttp server recording every POST; answers ``statuses`` in turn, then
+    ``default`` (200). ``url`` is the address to send webhooks to."""
+
+    name = "webhook-receiver"
 
     def __init__(self, statuses: list[int] | None = None) -> None:
+        super().__init__()
         self.statuses = list(statuses or [])
         self.default = 200
         self._requests: list[tuple[dict[str, str], bytes, int]] = []
         self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
-    def __enter__(self) -> Receiver:
-        self._thread.start()
-        self.port = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
-    async def _start(self) -> int:
+    def _app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port: int = self._runner.addresses[0][1]
-        return port
+        return app
+
+    def start(self) -> None:
+        super().start()
+        self.url += "/hook"
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -71,10 +54,6 @@ class Receiver:
             status = self.statuses.pop(0) if self.statuses else self.default
             self._requests.append((dict(request.headers), body, status))
         return web.Response(status=status, text="ok" if status < 300 else "not now")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
 
     @property
     def requests(self) -> list[tuple[dict[str, str], bytes, int]]:

@@ -122,19 +122,28 @@ class ReloadAction(ActionBase):
     type: Literal["reload"]
 
 
-class WaitAction(ActionBase):
+class SecondsAction(ActionBase):
+    """An action that waits at most ``value`` seconds, or a default of its type's."""
+
+    value: Scalar | None = None
+
+
+class WaitAction(SecondsAction):
+    """Waits ``value`` seconds (2)."""
+
     type: Literal["wait"]
-    value: Scalar | None = None  # seconds (2)
 
 
-class WaitSelectorAction(ElementAction):
+class WaitSelectorAction(ElementAction, SecondsAction):
+    """Waits until the element shows, at most ``value`` seconds (10)."""
+
     type: Literal["wait_selector"]
-    value: Scalar | None = None  # seconds (10)
 
 
-class WaitDownloadsAction(ActionBase):
+class WaitDownloadsAction(SecondsAction):
+    """Waits for the downloads under way, at most ``value`` seconds (30)."""
+
     type: Literal["wait_downloads"]
-    value: Scalar | None = None  # seconds (30)
 
 
 class ScrollAction(PageOrElementAction):

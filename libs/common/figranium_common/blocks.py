@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from figranium_common.errors import FigraniumError
 from figranium_common.action_models import Action
+from figranium_common.errors import FigraniumError
 
 OPENERS = frozenset({"if", "while", "repeat", "foreach", "on_error"})
 

@@ -5,9 +5,9 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from figranium_common.action_models import ACTION_MODELS, ACTION_TYPES, ClickAction
 from figranium_common.config import Config
 from figranium_common.db import migration_files
-from figranium_common.action_models import ACTION_MODELS, ACTION_TYPES, ClickAction
 from figranium_common.models import (
     ResultEvent,
     RunEventEnvelope,

@@ -13,9 +13,9 @@ from typing import Any
 
 from playwright.async_api import Error as PlaywrightError
 
+from figranium_common.action_models import Action, ForeachAction, IfAction, StartAction, WhileAction
 from figranium_common.blocks import BlockMap, build_blocks
 from figranium_common.errors import FigraniumError, InvalidUrlError, first_line
-from figranium_common.action_models import Action, ForeachAction, IfAction, StartAction, WhileAction
 from figranium_common.models import RunResult, Task
 from figranium_runner import conditions
 from figranium_runner.actions import HANDLERS, ActionFailed, StopRun

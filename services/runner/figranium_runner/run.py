@@ -28,7 +28,7 @@ from playwright.async_api import Error as PlaywrightError
 from figranium_common import transit
 from figranium_common.config import Config
 from figranium_common.errors import InvalidUrlError
-from figranium_common.models import RunRequest, RunResult, Task
+from figranium_common.models import RunRequest, RunResult
 from figranium_common.secretbox import SecretBox
 from figranium_runner import identity, output
 from figranium_runner.browser import BrowserCrashed, BrowserHost
@@ -70,7 +70,6 @@ class Run:
         resources: RunResources,
         msg: Msg,
         request: RunRequest,
-        task: Task,
         events: EventPublisher,
     ) -> None:
         current = asyncio.current_task()
@@ -79,7 +78,7 @@ class Run:
         self._res = resources
         self._msg = msg
         self.request = request
-        self.task = task
+        self.task = request.task
         self.events = events
         self.stop_requested = False
         self.browser_died = False  # cancelled because its Chromium died

@@ -177,7 +177,7 @@ class Worker:
             execution_id=request.execution_id, task_id=request.task.id, attempt=attempt
         ):
             events = self._events(request.execution_id, attempt)
-            run = Run(self._resources, msg, request, request.task, events)
+            run = Run(self._resources, msg, request, events)
             heartbeat = asyncio.create_task(self._heartbeat(msg), name="heartbeat")
             try:
                 await self._run(msg, run)
