@@ -27,8 +27,10 @@ from figranium_gateway.store import change_log, executions, settings
 
 log = structlog.get_logger(__name__)
 
-# Any constant distinct from the migration lock; the same in every replica.
-RETENTION_LOCK_ID = 0x46_49_47_43  # "FIGC"
+# Distinct from the migration lock and from the change log's (changelog.CHANGES_LOCK_ID), which
+# every change-writing commit takes: a round must not hold up those writers. The same in
+# every replica.
+RETENTION_LOCK_ID = 0x46_49_47_54  # "FIGT"
 LAST_ROUND_SETTING = "retention_last_round"
 # A round is skipped when another replica did one less than this share of the interval
 # ago; the slack keeps timers that fire a little early from skipping a round.

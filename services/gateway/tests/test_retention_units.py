@@ -4,7 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 from nats.js.api import ObjectInfo
 
-from figranium_gateway.retention import doomed_captures, owner, parse_mtime
+from figranium_common.changelog import CHANGES_LOCK_ID
+from figranium_common.db import MIGRATION_LOCK_ID
+from figranium_gateway.retention import RETENTION_LOCK_ID, doomed_captures, owner, parse_mtime
 
 
 def _info(name: str, mtime: str | None = None, *, deleted: bool = False) -> ObjectInfo:
@@ -47,3 +49,8 @@ def test_doomed_captures() -> None:
     )
     assert names == ["gone_agent_1.png", "stays_agent_0.png"]
     assert doomed_captures(objects, deleted_ids=set()) == []
+
+
+def test_a_retention_round_does_not_hold_the_change_log_lock() -> None:
+    """Every change-writing commit takes the change log's lock; a round holds its own."""
+    assert len({RETENTION_LOCK_ID, CHANGES_LOCK_ID, MIGRATION_LOCK_ID}) == 3
