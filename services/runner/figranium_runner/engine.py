@@ -112,16 +112,15 @@ async def run_until(
     page: Page,
     task: Task,
     overrides: dict[str, Any],
-    *,
     stop_before: int,
+    *,
     limits: Limits,
-    emit: LogSink,
     subtasks: dict[str, Task] | None = None,
 ) -> None:
     """Open the start page and run the actions before ``stop_before``, as a run would;
-    no extraction, nothing kept. Raises FigraniumError or PlaywrightError on the first
-    failure (a refused URL, a failed action), where a run would log it and go on."""
-    state = limits.first_state(page, task, overrides, "tools", emit, subtasks)
+    no extraction, nothing kept, nothing said. Raises FigraniumError or PlaywrightError on
+    the first failure (a refused URL, a failed action), where a run would log it and go on."""
+    state = limits.first_state(page, task, overrides, "tools", _unheard, subtasks)
     interpreter = Interpreter(
         state, task.actions, _run_task, stop_before=stop_before, fail_fast=True
     )
@@ -130,6 +129,10 @@ async def run_until(
             return
         with contextlib.suppress(StopBefore, StopRun):
             await interpreter.run()
+
+
+async def _unheard(line: str) -> None:
+    """Where the lines of a partial run go: nobody reads them."""
 
 
 def failure_text(exc: FigraniumError | PlaywrightError) -> str:

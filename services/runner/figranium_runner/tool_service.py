@@ -147,10 +147,6 @@ async def _no_network(route: Route) -> None:
     await route.abort("blockedbyclient")
 
 
-async def _ignore(line: str) -> None:
-    pass
-
-
 class ToolsService:
     """Owns the two subscriptions, the page captures in flight, and the script-check page."""
 
@@ -276,9 +272,8 @@ class ToolsService:
                 page,
                 task,
                 request.variables,
-                stop_before=request.action_index,
+                request.action_index,
                 limits=self._limits,
-                emit=_ignore,
                 subtasks=request.subtasks,
             )
             try:
