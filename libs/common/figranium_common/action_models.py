@@ -43,7 +43,7 @@ ConditionOp = Literal[
     "exists",
     "not_exists",
 ]
-# Text, or a number given as one: seconds, pixels, a count, text to type.
+# Text or a number, never a boolean: seconds, pixels, a count, the text to type.
 Scalar = StrictStr | StrictInt | StrictFloat
 # Any JSON value but null: what ``set``, ``merge`` and ``csv`` take as they are.
 JsonValue = str | int | float | bool | list[Any] | dict[str, Any]

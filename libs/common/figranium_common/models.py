@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
@@ -189,6 +189,17 @@ class ScriptCheckReply(BaseModel):
     error: str | None = None  # the SyntaxError's message; None: it compiles
 
 
+class LogLine(TypedDict):
+    """One log line as stored: the ``log`` event of one line that earlier runners sent."""
+
+    execution_id: str
+    attempt: int
+    seq: int
+    at: int
+    type: Literal["log"]
+    line: str
+
+
 class _Event(BaseModel):
     execution_id: str
     attempt: int = Field(ge=1)
@@ -204,7 +215,7 @@ class StartedEvent(_Event):
     runner_id: str
     lines: list[str] = Field(default_factory=list)
 
-    def log_lines(self) -> list[dict[str, Any]]:
+    def log_lines(self) -> list[LogLine]:
         """The lines as :meth:`LogEvent.each` stores them."""
         return _lines_from(self, self.seq + 1, self.lines)
 
@@ -229,10 +240,19 @@ class LogEvent(_Event):
             data = {**data, "lines": [data["line"]]}
         return data
 
-    def each(self) -> list[dict[str, Any]]:
+    def each(self) -> list[LogLine]:
         """One stored payload per line, as runners of earlier releases published them."""
-        first = self.model_dump(mode="json", exclude={"lines"})
-        return [{**first, "seq": self.seq + i, "line": line} for i, line in enumerate(self.lines)]
+        return [
+            LogLine(
+                execution_id=self.execution_id,
+                attempt=self.attempt,
+                seq=self.seq + i,
+                at=self.at,
+                type="log",
+                line=line,
+            )
+            for i, line in enumerate(self.lines)
+        ]
 
 
 class ResultEvent(_Event):
@@ -264,12 +284,12 @@ class ResultEvent(_Event):
             raise ValueError("a start riding in a result has sequence 0")
         return self
 
-    def log_lines(self) -> list[dict[str, Any]]:
+    def log_lines(self) -> list[LogLine]:
         """The lines as :meth:`LogEvent.each` stores them."""
         return _lines_from(self, self.seq - len(self.lines), self.lines)
 
 
-def _lines_from(event: _Event, first: int, lines: list[str]) -> list[dict[str, Any]]:
+def _lines_from(event: _Event, first: int, lines: list[str]) -> list[LogLine]:
     if not lines:
         return []
     return LogEvent(
