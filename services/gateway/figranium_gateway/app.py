@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from figranium_common import db
+from figranium_common import db, transit
 from figranium_common import nats as topology
 from figranium_common.config import Config
 from figranium_common.headful import HeadfulRoster
@@ -61,6 +61,7 @@ from figranium_gateway.state import (
     STARTED_AT,
     STOPPING,
     THROTTLE,
+    TRANSIT,
     WAITERS,
 )
 from figranium_gateway.store import settings as settings_store
@@ -77,6 +78,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await db.apply_migrations(pool)
     app[POOL] = pool
     app[BOX] = SecretBox.from_config(config)
+    app[TRANSIT] = transit.derived_transit_box(app[BOX])
     app[AI] = AiChain(pool, app[BOX], config)
     if sealed := await settings_store.seal_proxy_passwords(pool, app[BOX]):
         log.info("settings.proxy_passwords_sealed", count=sealed)
@@ -227,7 +229,11 @@ def create_app(config: Config) -> web.Application:
         _watched(
             "sweeper",
             lambda: dispatch.sweep_queued(
-                app[POOL], app[JS], app[BOX], timeout_seconds=config.run_timeout_seconds
+                app[POOL],
+                app[JS],
+                app[BOX],
+                app[TRANSIT],
+                timeout_seconds=config.run_timeout_seconds,
             ),
         )
     )

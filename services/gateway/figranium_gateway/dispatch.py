@@ -15,7 +15,7 @@ import structlog
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
-from figranium_common import queue, transit
+from figranium_common import queue
 from figranium_common.db import Pool
 from figranium_common.models import RunRequest
 from figranium_common.secretbox import SecretBox
@@ -45,14 +45,18 @@ async def build_run_request(
 
 
 async def sweep_queued(
-    pool: Pool, js: JetStreamContext, box: SecretBox, *, timeout_seconds: float
+    pool: Pool,
+    js: JetStreamContext,
+    box: SecretBox,
+    transit_box: SecretBox,
+    *,
+    timeout_seconds: float,
 ) -> None:
     """Publish again runs saved as queued whose publish may have failed.
 
     Only inside JetStream's duplicate window, so a run that did reach the queue is never
     queued twice.
     """
-    transit_box = transit.derived_transit_box(box)
     while True:
         await asyncio.sleep(SWEEP_EVERY_SECONDS)
         try:

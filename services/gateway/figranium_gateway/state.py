@@ -26,6 +26,9 @@ DATABASE_PROBE = web.AppKey("database_probe", DatabaseProbe)
 NC = web.AppKey("nats", NATS)
 JS = web.AppKey("jetstream", JetStreamContext)
 BOX = web.AppKey("secret_box", SecretBox)
+# Seals run requests' secrets for the runners (figranium_common.transit), derived from BOX
+# once at start rather than for every run published.
+TRANSIT = web.AppKey("transit_box", SecretBox)
 AI = web.AppKey("ai_chain", AiChain)
 
 

@@ -9,7 +9,7 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from figranium_common import queue, transit
+from figranium_common import queue
 from figranium_common.config import Config
 from figranium_common.models import RunResult, Task, now_ms
 from figranium_common.nats import stop_subject, stops_store
@@ -26,7 +26,7 @@ from figranium_gateway.request_input import (
     without_credentials,
 )
 from figranium_gateway.routing import RouteOptions, Router
-from figranium_gateway.state import BOX, CONFIG, JS, NC, POOL, WAITERS
+from figranium_gateway.state import BOX, CONFIG, JS, NC, POOL, TRANSIT, WAITERS
 from figranium_gateway.store import executions as execution_store
 from figranium_gateway.store import recording
 from figranium_gateway.store import tasks as task_store
@@ -151,7 +151,7 @@ async def _run(request: web.Request, task: dict[str, Any], body: RunBody) -> web
             await _fail_invalid(app, execution_id, invalid)
         else:
             try:
-                await queue.publish_run(app[JS], run, transit.derived_transit_box(app[BOX]))
+                await queue.publish_run(app[JS], run, app[TRANSIT])
             except Exception as exc:
                 log.error("run.publish_failed", error=str(exc))
                 raise ApiError(
