@@ -39,6 +39,7 @@ from figranium_common.changelog import (
     record_each,
 )
 from figranium_common.db import Pool
+from figranium_common.models import LogLine
 from figranium_common.nats import CHANGES_NOTIFY_SUBJECT, unsubscribe
 from figranium_gateway.store import change_log
 
@@ -59,8 +60,8 @@ POLL_SECONDS = 1.0
 MAX_LINE_CHARS = 2000
 
 
-def log_extra(payload: dict[str, Any], attempt: int, seq: int) -> dict[str, Any]:
-    line = str(payload.get("line", ""))
+def log_extra(payload: LogLine, attempt: int, seq: int) -> dict[str, Any]:
+    line = payload["line"]
     if len(line) > MAX_LINE_CHARS:
         line = line[:MAX_LINE_CHARS] + "…"
     return {"line": line, "attempt": attempt, "seq": seq}

@@ -22,6 +22,7 @@ from figranium_common.errors import describe
 from figranium_common.models import (
     ExecutionNotice,
     LogEvent,
+    LogLine,
     ResultEvent,
     RunEvent,
     RunEventEnvelope,
@@ -213,7 +214,7 @@ class EventIngester:
         payloads = [payload for _, event in lines for payload in event.each()]
         return await settle([msg for msg, _ in lines], EVENTS_STREAM, self._store_logs(payloads))
 
-    async def _store_logs(self, payloads: list[dict[str, Any]]) -> bool:
+    async def _store_logs(self, payloads: list[LogLine]) -> bool:
         new = await recording.record_logs(self._pool, payloads)
         for payload in payloads:  # stored now, whether new or stored before
             self._remember(payload["execution_id"], int(payload["attempt"]), int(payload["seq"]))

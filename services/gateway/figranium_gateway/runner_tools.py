@@ -67,9 +67,7 @@ async def _request(nc: NATS, subject: str, body: BaseModel, timeout: float) -> b
             f"the request is larger than a NATS message may be ({nc.max_payload} bytes)"
         ) from None
     except NatsError as exc:  # disconnected, reconnecting, closed
-        raise RunnerUnavailable(
-            f"runners cannot be reached: NATS: {describe(exc)}"
-        ) from None
+        raise RunnerUnavailable(f"runners cannot be reached: NATS: {describe(exc)}") from None
     return reply.data
 
 

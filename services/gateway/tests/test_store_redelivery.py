@@ -16,7 +16,7 @@ from nats.aio.msg import Msg
 from nats.js.api import StreamConfig
 
 from figranium_common import changelog, db, queue
-from figranium_common.models import LogEvent, ResultEvent, RunResult, StartedEvent
+from figranium_common.models import LogEvent, LogLine, ResultEvent, RunResult, StartedEvent
 from figranium_common.secretbox import SecretBox
 from figranium_devstack.postgres import LocalPostgres
 from figranium_gateway import changes, ingest
@@ -44,7 +44,7 @@ async def _queued(pool: db.Pool, execution_id: str, queue_limit: int = 0) -> boo
         return await executions.create_execution(conn, new, queue_limit=queue_limit)
 
 
-def _lines(execution_id: str, first: int, *lines: str) -> list[dict[str, Any]]:
+def _lines(execution_id: str, first: int, *lines: str) -> list[LogLine]:
     return LogEvent(
         execution_id=execution_id, attempt=1, seq=first, at=BEGAN, lines=list(lines)
     ).each()

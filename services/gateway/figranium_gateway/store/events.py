@@ -10,6 +10,7 @@ from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from figranium_common.db import Connection, Pool
+from figranium_common.models import LogLine
 
 # The ids again as ``= ANY``, so executions are looked up by index, not scanned (as
 # changelog's RECORD_EACH explains).
@@ -44,7 +45,7 @@ async def insert_event(
 
 
 async def insert_lines(
-    conn: Connection, keys: list[Key], lines: list[dict[str, Any]]
+    conn: Connection, keys: list[Key], lines: list[LogLine]
 ) -> AsyncCursor[DictRow]:
     """Insert log lines (payloads of :meth:`LogEvent.each`) under ``keys``; the cursor
     returns the keys of the new ones. Lines of executions deleted meanwhile are skipped."""

@@ -13,7 +13,7 @@ from psycopg.rows import DictRow
 
 from figranium_common.changelog import record_change, record_each
 from figranium_common.db import Connection, Pool
-from figranium_common.models import ResultEvent, RunResult, StartedEvent
+from figranium_common.models import LogLine, ResultEvent, RunResult, StartedEvent
 from figranium_gateway.changes import log_extra
 from figranium_gateway.store import events, executions, results, schedules, tasks, webhooks
 
@@ -99,7 +99,7 @@ async def _record_started(
     return True
 
 
-async def record_logs(pool: Pool, lines: list[dict[str, Any]]) -> int:
+async def record_logs(pool: Pool, lines: list[LogLine]) -> int:
     """Store log lines (payloads of :meth:`LogEvent.each`) in one transaction.
 
     Redelivered lines and lines of executions deleted meanwhile are skipped; returns how
@@ -111,7 +111,7 @@ async def record_logs(pool: Pool, lines: list[dict[str, Any]]) -> int:
 
 
 async def _insert_lines(
-    conn: Connection, lines: list[dict[str, Any]], expected: _Expected | None = None
+    conn: Connection, lines: list[LogLine], expected: _Expected | None = None
 ) -> int:
     """Insert the lines and log a change for each new one; how many were new. With
     ``expected``, all of them are taken to be new, and that is checked later."""
