@@ -12,7 +12,7 @@ fields (a console's action palette, say).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -26,6 +26,8 @@ from pydantic import (
     WrapValidator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from figranium_common.jsontypes import GivenJson
 
 ConditionOp = Literal[
     "equals",
@@ -45,8 +47,8 @@ ConditionOp = Literal[
 ]
 # Text or a number, never a boolean: seconds, pixels, a count, the text to type.
 Scalar = StrictStr | StrictInt | StrictFloat
-# Any JSON value but null: what ``set``, ``merge`` and ``csv`` take as they are.
-JsonValue = str | int | float | bool | list[Any] | dict[str, Any]
+# A JSON value but null: what ``set``, ``merge`` and ``csv`` take as they are.
+NonNullJson = str | int | float | bool | list[GivenJson] | dict[str, GivenJson]
 
 
 class ActionBase(BaseModel):
@@ -170,25 +172,25 @@ class GetContentAction(PageOrElementAction, StoringAction):
 class SetAction(ActionBase):
     type: Literal["set"]
     varName: str
-    value: JsonValue | None = None  # text is parsed as a boolean, a number or JSON
+    value: NonNullJson | None = None  # text is parsed as a boolean, a number or JSON
 
 
 class MergeAction(StoringAction):
     type: Literal["merge"]
-    value: JsonValue  # comma-separated names or literals, or the values themselves
+    value: NonNullJson  # comma-separated names or literals, or the values themselves
 
 
 class CsvAction(StoringAction):
     type: Literal["csv"]
-    value: JsonValue | None = None  # CSV text or a variable's name; none: block.output
+    value: NonNullJson | None = None  # CSV text or a variable's name; none: block.output
 
 
 class HttpRequestAction(StoringAction):
     type: Literal["http_request"]
     value: str  # the URL
     method: str | None = None  # GET
-    headers: str | dict[str, Any] | None = None  # an object, or one as JSON text
-    body: str | dict[str, Any] | list[Any] | None = None
+    headers: str | dict[str, GivenJson] | None = None  # an object, or one as JSON text
+    body: str | dict[str, GivenJson] | list[GivenJson] | None = None
 
 
 class ConditionalAction(ActionBase):
@@ -228,7 +230,7 @@ class ForeachAction(PageOrElementAction, StoringAction):
     ``value`` (a list, a variable's name, or JSON or lines of text)."""
 
     type: Literal["foreach"]
-    value: str | list[Any] | None = None
+    value: str | list[GivenJson] | None = None
 
 
 class OnErrorAction(ActionBase):
@@ -310,7 +312,7 @@ def _as_before(errors: ValidationError) -> ValidationError:
     return ValidationError.from_exception_data(errors.title, details)
 
 
-def _type_problem(action: dict[str, Any]) -> tuple[str, str, Any]:
+def _type_problem(action: object) -> tuple[str, str, object]:
     if not isinstance(action, dict) or "type" not in action:
         return "missing", "Field required", action
     kind = action["type"]
@@ -320,7 +322,7 @@ def _type_problem(action: dict[str, Any]) -> tuple[str, str, Any]:
     return "value_error", f"Value error, unknown action type {kind!r}; known types: {known}", kind
 
 
-def _check_actions(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+def _check_actions(value: object, handler: ValidatorFunctionWrapHandler) -> object:
     try:
         return handler(value)
     except ValidationError as exc:

@@ -5,11 +5,14 @@ gateway's ``changes`` module explains the ordering and reads the log.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 from nats.aio.client import Client as NATS
+from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
+from figranium_common.db import Connection
+from figranium_common.jsontypes import JsonMapping
 from figranium_common.nats import CHANGES_NOTIFY_SUBJECT, ping
 
 # Any constant distinct from the migration lock works; every writer must use the same.
@@ -56,7 +59,7 @@ def logged_insert(insert: str) -> str:
 
 
 async def record_change(
-    conn: Any, execution_id: str, kind: str, extra: dict[str, Any] | None = None
+    conn: Connection, execution_id: str, kind: str, extra: JsonMapping | None = None
 ) -> None:
     """Log a change of an existing execution; call last in the transaction that made it.
 
@@ -68,7 +71,7 @@ async def record_change(
 
 
 async def record_changes(
-    conn: Any, execution_ids: list[str], kind: str, extra: dict[str, Any] | None = None
+    conn: Connection, execution_ids: list[str], kind: str, extra: JsonMapping | None = None
 ) -> None:
     """``record_change`` for many executions in one statement, logged in the given order."""
     await record_each(conn, kind, [(execution_id, extra or {}) for execution_id in execution_ids])
@@ -87,7 +90,9 @@ RECORD_EACH = (
 )
 
 
-async def record_each(conn: Any, kind: str, changes: list[tuple[str, dict[str, Any]]]) -> None:
+async def record_each(
+    conn: Connection, kind: str, changes: Sequence[tuple[str, JsonMapping]]
+) -> None:
     """Log one change per (execution id, extra payload), in the given order."""
     if not changes:
         return
@@ -98,7 +103,7 @@ async def record_each(conn: Any, kind: str, changes: list[tuple[str, dict[str, A
     await conn.execute(RECORD_EACH, (CHANGES_LOCK_ID, kind, ids, extras, ids))
 
 
-async def record_deleted(conn: Any, deleted: list[dict[str, Any]]) -> None:
+async def record_deleted(conn: Connection, deleted: list[DictRow]) -> None:
     """Log deleted executions (rows with ``id`` and ``task_id``); call last in the transaction."""
     if not deleted:
         return

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
 from figranium_common.action_models import Actions
+from figranium_common.jsontypes import GivenJson, GivenObject, GivenStorageState, JsonObject
 
 Outcome = Literal["success", "error", "stopped", "crashed", "anti_bot"]
 Phase = Literal["queued", "running", "finished"]
@@ -33,7 +34,7 @@ class Variable(BaseModel):
 
     # "secret": a string whose value runs see but logs, results and task reads never show.
     type: Literal["string", "number", "boolean", "secret"] = "string"
-    value: Any = None
+    value: GivenJson = None
 
 
 class Task(BaseModel):
@@ -62,8 +63,9 @@ class Task(BaseModel):
     rotateViewport: bool = False
     rotateProxies: bool = False
 
-    def dump(self) -> dict[str, Any]:
-        """The stored and returned form: every field given, nothing invented."""
+    def dump(self) -> GivenObject:
+        """The stored and returned form: every field given, nothing invented. (Also the
+        serializer of ``GivenTask``, whose return type pydantic reads: hence ``Given``.)"""
         return self.model_dump(mode="json", exclude_unset=True, exclude_none=False)
 
 
@@ -90,7 +92,7 @@ class RunResult(BaseModel):
 
     outcome: Outcome
     final_url: str | None = None
-    data: Any = None
+    data: GivenJson = None
     logs: list[str] = Field(default_factory=list)
     html: str | None = None
     screenshot_url: str | None = None
@@ -134,12 +136,12 @@ class RunRequest(BaseModel):
 
     execution_id: str
     task: GivenTask
-    variables: dict[str, Any] = Field(default_factory=dict)
+    variables: GivenObject = Field(default_factory=dict)
     source: str = "api"
     timeout_seconds: float = 300.0
     requested_at: int = Field(default_factory=now_ms)
     # Playwright storage state (cookies, local storage) to start from; None: a clean context.
-    storage_state: dict[str, Any] | None = None
+    storage_state: GivenStorageState | None = None
     # Saved proxies, for tasks with ``rotateProxies``.
     proxies: list[ProxyConfig] = Field(default_factory=list)
     # Tasks that ``start`` actions refer to (transitively), by id.
@@ -164,8 +166,8 @@ class PageCaptureRequest(BaseModel):
 
     task: GivenTask
     action_index: int = Field(ge=0)
-    variables: dict[str, Any] = Field(default_factory=dict)
-    storage_state: dict[str, Any] | None = None
+    variables: GivenObject = Field(default_factory=dict)
+    storage_state: GivenStorageState | None = None
     proxies: list[ProxyConfig] = Field(default_factory=list)
     subtasks: dict[str, GivenTask] = Field(default_factory=dict)
     timeout_seconds: float = Field(default=60.0, gt=0)
@@ -219,7 +221,7 @@ class StartedEvent(_Event):
         """The lines as :meth:`LogEvent.each` stores them."""
         return _lines_from(self, self.seq + 1, self.lines)
 
-    def bare(self) -> dict[str, Any]:
+    def bare(self) -> JsonObject:
         """The event as stored: its lines are stored as lines of their own."""
         return self.model_dump(mode="json", exclude={"lines"})
 
@@ -235,7 +237,7 @@ class LogEvent(_Event):
 
     @model_validator(mode="before")
     @classmethod
-    def _one_line(cls, data: Any) -> Any:
+    def _one_line(cls, data: object) -> object:
         if isinstance(data, dict) and "lines" not in data and "line" in data:
             data = {**data, "lines": [data["line"]]}
         return data
@@ -265,7 +267,7 @@ class ResultEvent(_Event):
     duration_ms: int = Field(ge=0)
     # The browser state at the end of the run, to be kept for the task's next run; None
     # for stateless runs (the saved state is then left untouched).
-    storage_state: dict[str, Any] | None = None
+    storage_state: GivenStorageState | None = None
     # The same, sealed under the transit key (storage_state is then None).
     sealed_storage_state: str | None = None
     lines: list[str] = Field(default_factory=list)

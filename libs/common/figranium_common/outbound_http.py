@@ -19,6 +19,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from figranium_common.errors import FigraniumError, InvalidUrlError, TooManyRedirects, describe
+from figranium_common.jsontypes import JsonValue
 from figranium_common.outbound_urls import IPAddress, check_url, check_url_syntax, parse_url
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -48,9 +49,10 @@ class SafeResponse:
         except LookupError:
             return self.body.decode("utf-8-sig", errors="replace")
 
-    def json(self) -> Any:
+    def json(self) -> JsonValue:
         # JSON is UTF-8 by definition (RFC 8259); json.loads also copes with a BOM in bytes.
-        return json.loads(self.body)
+        value: JsonValue = json.loads(self.body)
+        return value
 
 
 def _charset(content_type: str | None) -> str | None:

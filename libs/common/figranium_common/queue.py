@@ -16,14 +16,17 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
 
 from nats.js import JetStreamContext
+from psycopg import AsyncCursor
+from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
 from figranium_common import transit
 from figranium_common.changelog import CHANGES_LOCK_ID, logged_insert
+from figranium_common.db import Connection
+from figranium_common.jsontypes import JsonObject, JsonValue, StorageState, is_storage_state
 from figranium_common.models import OutputTarget, ProxyConfig, RunRequest, Task
 from figranium_common.nats import run_subject
 from figranium_common.runs import PROXIES_SETTING, reachable_tasks
@@ -66,9 +69,9 @@ class NewExecution:
     """One queued execution to insert: what ``insert_execution`` takes, as a value."""
 
     execution_id: str
-    task: dict[str, Any]  # as the execution keeps it (its task_snapshot)
+    task: JsonObject  # as the execution keeps it (its task_snapshot)
     source: str
-    variables: dict[str, Any] = field(default_factory=dict)
+    variables: JsonObject = field(default_factory=dict)
     method: str | None = None
     path: str | None = None
     webhook_url: str | None = None
@@ -79,7 +82,7 @@ class NewExecution:
         it is not valid: saved by an older release, under rules made stricter since."""
         return Task.model_validate(self.task)
 
-    def params(self) -> tuple[Any, ...]:
+    def params(self) -> tuple[object, ...]:
         task = self.task
         return (
             self.execution_id,
@@ -96,7 +99,9 @@ class NewExecution:
         )
 
 
-async def insert_execution(conn: Any, new: NewExecution, unfinished_below: int = 0) -> Any:
+async def insert_execution(
+    conn: Connection, new: NewExecution, unfinished_below: int = 0
+) -> AsyncCursor[DictRow]:
     """Insert a queued execution and log its ``queued`` change, in one statement; returns
     its cursor, whose one row says it was inserted (none: the id is taken, or
     ``unfinished_below`` executions, when not 0, are queued or running already, and
@@ -110,7 +115,7 @@ async def insert_execution(conn: Any, new: NewExecution, unfinished_below: int =
     return await conn.execute(_INSERT_LOGGED, (CHANGES_LOCK_ID, "queued", *new.params()))
 
 
-async def insert_executions(conn: Any, executions: list[NewExecution]) -> None:
+async def insert_executions(conn: Connection, executions: list[NewExecution]) -> None:
     """Insert many queued executions in one pipelined batch (ids are fresh, never taken)."""
     if executions:
         async with conn.cursor() as cur:
@@ -118,12 +123,12 @@ async def insert_executions(conn: Any, executions: list[NewExecution]) -> None:
 
 
 async def gather_run_request(
-    conn: Any,
+    conn: Connection,
     box: SecretBox,
     new: NewExecution,
     *,
     timeout_seconds: float,
-    browser_states: Mapping[str, dict[str, Any]] | None = None,
+    browser_states: Mapping[str, StorageState] | None = None,
 ) -> RunRequest:
     """The run request for the queued execution ``new``; ValidationError when its task
     is not valid (``NewExecution.run_task``).
@@ -168,8 +173,8 @@ async def publish_run(js: JetStreamContext, request: RunRequest, transit_box: Se
 
 
 async def load_browser_states(
-    conn: Any, box: SecretBox, task_ids: list[str]
-) -> dict[str, dict[str, Any]]:
+    conn: Connection, box: SecretBox, task_ids: list[str]
+) -> dict[str, StorageState]:
     """The saved cookies and local storage of many tasks, opened, in one query."""
     if not task_ids:
         return {}
@@ -184,12 +189,12 @@ async def load_browser_states(
     return states
 
 
-def seal_browser_state(box: SecretBox, state: dict[str, Any] | None) -> str | None:
+def seal_browser_state(box: SecretBox, state: StorageState | None) -> str | None:
     """The state as stored: one sealed JSON text (the column is jsonb: a JSON string)."""
     return None if state is None else box.seal(json.dumps(state), BROWSER_STATE)
 
 
-async def _storage_state(conn: Any, box: SecretBox, task: Task) -> dict[str, Any] | None:
+async def _storage_state(conn: Connection, box: SecretBox, task: Task) -> StorageState | None:
     """The task's saved cookies and local storage, unless the run is to start clean."""
     if task.statelessExecution or task.id is None:
         return None
@@ -198,14 +203,14 @@ async def _storage_state(conn: Any, box: SecretBox, task: Task) -> dict[str, Any
     return None if row is None else _open_state(box, row["state"])
 
 
-def _open_state(box: SecretBox, stored: Any) -> dict[str, Any] | None:
+def _open_state(box: SecretBox, stored: JsonValue) -> StorageState | None:
     if isinstance(stored, str):
         opened = json.loads(box.open(stored, BROWSER_STATE))
-        return opened if isinstance(opened, dict) else None
-    return dict(stored) if isinstance(stored, dict) else None  # saved before sealing
+        return opened if is_storage_state(opened) else None
+    return stored.copy() if is_storage_state(stored) else None  # saved before sealing
 
 
-async def _proxies(conn: Any, box: SecretBox, task: Task) -> list[ProxyConfig]:
+async def _proxies(conn: Connection, box: SecretBox, task: Task) -> list[ProxyConfig]:
     """The saved proxies, passwords opened, only for tasks that rotate through them."""
     if not task.rotateProxies:
         return []
@@ -226,8 +231,8 @@ async def _proxies(conn: Any, box: SecretBox, task: Task) -> list[ProxyConfig]:
     return proxies
 
 
-async def _subtasks(conn: Any, task: Task) -> dict[str, Task]:
-    async def fetch(task_id: str) -> dict[str, Any] | None:
+async def _subtasks(conn: Connection, task: Task) -> dict[str, Task]:
+    async def fetch(task_id: str) -> JsonObject | None:
         cur = await conn.execute("SELECT id, body, updated_at FROM tasks WHERE id = %s", (task_id,))
         row = await cur.fetchone()
         if row is None:
@@ -238,7 +243,7 @@ async def _subtasks(conn: Any, task: Task) -> dict[str, Task]:
     return await reachable_tasks(task, fetch)
 
 
-async def output_target(conn: Any, box: SecretBox, output: Any) -> OutputTarget | None:
+async def output_target(conn: Connection, box: SecretBox, output: JsonValue) -> OutputTarget | None:
     """The task's ``output`` with its credential opened; None when the task has none."""
     if not isinstance(output, dict) or not output.get("provider"):
         return None

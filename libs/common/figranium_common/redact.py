@@ -8,8 +8,11 @@ secret's value was keeps the stored value (:func:`keep_masked_secrets`).
 from __future__ import annotations
 
 import re
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+from structlog.typing import EventDict, WrappedLogger
+
+from figranium_common.jsontypes import JsonObject, JsonValue
 
 SECRET_MASK = "********"
 
@@ -37,7 +40,7 @@ def redact_urls_in(text: str) -> str:
     return _USERINFO.sub(lambda m: f"{m.group('scheme')}{SECRET_MASK}@", text)
 
 
-def redact_log_event(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def redact_log_event(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     """structlog processor: URL credentials in any string value of a log line are masked."""
     for key, value in event.items():
         if isinstance(value, str):
@@ -67,7 +70,7 @@ class Redactor:
             text = self._pattern.sub(SECRET_MASK, text)
         return redact_urls_in(text)
 
-    def value(self, value: Any) -> Any:
+    def value(self, value: JsonValue) -> JsonValue:
         """Every string inside a JSON-like value hidden (object keys too)."""
         if isinstance(value, str):
             return self.text(value)
@@ -81,32 +84,35 @@ class Redactor:
 # --- secret variables of a task -------------------------------------------------------
 
 
-def secret_names(task: Any) -> set[str]:
-    """Names of the variables ``task`` declares ``{"type": "secret"}``."""
+def _declared(task: JsonValue) -> JsonObject:
+    """The variables ``task`` declares; none when it is not an object or has none."""
     declared = task.get("variables") if isinstance(task, dict) else None
-    if not isinstance(declared, dict):
-        return set()
+    return declared if isinstance(declared, dict) else {}
+
+
+def secret_names(task: JsonValue) -> set[str]:
+    """Names of the variables ``task`` declares ``{"type": "secret"}``."""
     return {
         name
-        for name, spec in declared.items()
+        for name, spec in _declared(task).items()
         if isinstance(spec, dict) and spec.get("type") == "secret"
     }
 
 
-def mask_task(task: Any) -> Any:
+def mask_task(task: JsonValue) -> JsonValue:
     """``task`` as shown: each secret variable's value (when it has one) is the mask."""
     names = secret_names(task)
-    if not names:
+    if not names or not isinstance(task, dict):
         return task
-    variables = dict(task["variables"])
+    variables = dict(_declared(task))
     for name in names:
         spec = variables[name]
-        if spec.get("value") not in (None, ""):
+        if isinstance(spec, dict) and spec.get("value") not in (None, ""):
             variables[name] = {**spec, "value": SECRET_MASK}
     return {**task, "variables": variables}
 
 
-def mask_run_variables(task: Any, values: Any) -> Any:
+def mask_run_variables(task: JsonValue, values: JsonValue) -> JsonValue:
     """A run's variable values as shown: those ``task`` declares secret are masked."""
     names = secret_names(task)
     if not names or not isinstance(values, dict):
@@ -114,20 +120,20 @@ def mask_run_variables(task: Any, values: Any) -> Any:
     return {k: SECRET_MASK if k in names and v not in (None, "") else v for k, v in values.items()}
 
 
-def keep_masked_secrets(body: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
+def keep_masked_secrets(body: JsonObject, stored: JsonObject | None) -> JsonObject:
     """``body`` about to be saved, where a secret variable still holds the mask: the value
     ``stored`` has for it is kept, so saving back what GET answered changes no secret."""
     names = secret_names(body)
     variables = body.get("variables")
     if not names or not isinstance(variables, dict):
         return body
-    before = (stored or {}).get("variables")
-    before = before if isinstance(before, dict) else {}
+    before = _declared(stored or {})
     kept = dict(variables)
     for name in names:
-        if kept[name].get("value") != SECRET_MASK:
+        spec = kept[name]
+        if not isinstance(spec, dict) or spec.get("value") != SECRET_MASK:
             continue
         previous = before.get(name)
         if isinstance(previous, dict) and "value" in previous:
-            kept[name] = {**kept[name], "value": previous["value"]}
+            kept[name] = {**spec, "value": previous["value"]}
     return {**body, "variables": kept}

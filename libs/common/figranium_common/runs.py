@@ -7,12 +7,12 @@ reads are passed in; the rules live here once.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from pydantic import ValidationError
 
 from figranium_common.action_models import StartAction
-from figranium_common.models import ProxyConfig, Task
+from figranium_common.jsontypes import JsonMapping
+from figranium_common.models import Task
 
 PROXIES_SETTING = "proxies"
 MAX_SUBTASKS = 50
@@ -31,7 +31,7 @@ def started_task_ids(task: Task) -> list[str]:
 
 
 async def reachable_tasks(
-    task: Task, fetch: Callable[[str], Awaitable[dict[str, Any] | None]]
+    task: Task, fetch: Callable[[str], Awaitable[JsonMapping | None]]
 ) -> dict[str, Task]:
     """Every saved task a ``start`` action can reach from ``task`` (transitively), by id.
 
@@ -53,16 +53,3 @@ async def reachable_tasks(
         found[task_id] = child
         pending.extend(started_task_ids(child))
     return found
-
-
-def usable_proxies(task: dict[str, Any], saved: Any) -> list[ProxyConfig]:
-    """The saved proxies (setting ``proxies``), only for tasks that rotate through them."""
-    if not task.get("rotateProxies") or not isinstance(saved, list):
-        return []
-    proxies = []
-    for entry in saved:
-        try:
-            proxies.append(ProxyConfig.model_validate(entry))
-        except ValidationError:
-            continue  # checked when proxies are saved; an odd old entry is just not used
-    return proxies

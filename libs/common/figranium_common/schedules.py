@@ -23,12 +23,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cron_descriptor import get_description
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from figranium_common.jsontypes import JsonObject
 
 PRESETS: dict[str, str] = {
     "@yearly": "0 0 1 1 *",
@@ -120,9 +122,9 @@ class Timing:
             raise ValueError("a timing is either a cron expression or a fixed interval")
 
 
-def resolve(body: ScheduleBody) -> tuple[Timing, dict[str, Any]]:
+def resolve(body: ScheduleBody) -> tuple[Timing, JsonObject]:
     """The timing a body means and the schedule object to store in the task."""
-    stored: dict[str, Any] = body.model_dump(exclude_none=True)
+    stored: JsonObject = body.model_dump(exclude_none=True)
     if body.cron is not None:
         return Timing(body.cron, None, body.timezone), stored
     frequency = body.frequency or "daily"

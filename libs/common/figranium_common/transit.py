@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
 
 from figranium_common.config import Config
+from figranium_common.jsontypes import StorageState, is_storage_state
 from figranium_common.models import OutputTarget, ProxyConfig, ResultEvent, RunRequest
 from figranium_common.secretbox import SecretBox, SecretError, decode_key
 
@@ -55,7 +55,7 @@ def seal_run_request(box: SecretBox, request: RunRequest) -> RunRequest:
     ``sealed``."""
     if request.storage_state is None and not request.proxies and request.output is None:
         return request
-    secrets: dict[str, Any] = {
+    secrets: dict[str, object] = {
         "storage_state": request.storage_state,
         "proxies": [proxy.model_dump(mode="json") for proxy in request.proxies],
         "output": None if request.output is None else request.output.model_dump(mode="json"),
@@ -90,18 +90,16 @@ def open_run_request(box: SecretBox, request: RunRequest) -> RunRequest:
     )
 
 
-def seal_result_state(
-    box: SecretBox, execution_id: str, state: dict[str, Any] | None
-) -> str | None:
+def seal_result_state(box: SecretBox, execution_id: str, state: StorageState | None) -> str | None:
     return None if state is None else box.seal(json.dumps(state), _state_purpose(execution_id))
 
 
-def result_state(box: SecretBox, event: ResultEvent) -> dict[str, Any] | None:
+def result_state(box: SecretBox, event: ResultEvent) -> StorageState | None:
     """The browser state a result event carries, sealed or (older runners) in clear."""
     if event.sealed_storage_state is None:
         return event.storage_state
     state = json.loads(box.open(event.sealed_storage_state, _state_purpose(event.execution_id)))
-    return state if isinstance(state, dict) else None
+    return state if is_storage_state(state) else None
 
 
 def main() -> None:

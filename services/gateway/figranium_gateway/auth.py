@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import Any
 
 import structlog
 from aiohttp import web
 
 from figranium_common.config import Config
 from figranium_common.db import Pool
+from figranium_common.jsontypes import JsonValue
 from figranium_common.secretbox import SecretBox
 from figranium_gateway import api_docs
 from figranium_gateway.api_key import (
@@ -92,7 +92,7 @@ async def migrate(pool: Pool, hasher: KeyHasher) -> str:
     starting together each run it harmlessly.
     """
 
-    def rekey(current: Any) -> Any:
+    def rekey(current: JsonValue) -> JsonValue:
         if isinstance(current, str) and current and not current.startswith(DIGEST_PREFIX):
             return hasher.from_stored(current)
         return current

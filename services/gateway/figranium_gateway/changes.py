@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
 import psycopg
 import structlog
@@ -39,6 +38,7 @@ from figranium_common.changelog import (
     record_each,
 )
 from figranium_common.db import Pool
+from figranium_common.jsontypes import JsonObject
 from figranium_common.models import LogLine
 from figranium_common.nats import CHANGES_NOTIFY_SUBJECT, unsubscribe
 from figranium_gateway.store import change_log
@@ -60,7 +60,7 @@ POLL_SECONDS = 1.0
 MAX_LINE_CHARS = 2000
 
 
-def log_extra(payload: LogLine, attempt: int, seq: int) -> dict[str, Any]:
+def log_extra(payload: LogLine, attempt: int, seq: int) -> JsonObject:
     line = payload["line"]
     if len(line) > MAX_LINE_CHARS:
         line = line[:MAX_LINE_CHARS] + "…"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
 import structlog
 from nats.js import JetStreamContext
@@ -17,6 +16,7 @@ from pydantic import ValidationError
 
 from figranium_common import queue
 from figranium_common.db import Pool
+from figranium_common.jsontypes import JsonObject
 from figranium_common.models import RunRequest
 from figranium_common.secretbox import SecretBox
 from figranium_gateway.store import executions
@@ -33,8 +33,8 @@ async def build_run_request(
     box: SecretBox,
     *,
     execution_id: str,
-    task: dict[str, Any],
-    variables: dict[str, Any],
+    task: JsonObject,
+    variables: JsonObject,
     source: str,
     timeout_seconds: float,
 ) -> RunRequest:
@@ -82,7 +82,7 @@ async def sweep_queued(
 
 async def wait_finished(
     pool: Pool, waiter: Waiter, execution_id: str, timeout: float
-) -> dict[str, Any] | None:
+) -> executions.RunOutcome | None:
     """The finished run's ``executions.run_outcome``, or None when it did not finish within
     ``timeout`` (or was deleted meanwhile). ``waiter`` was entered before the publish: until
     it is woken, the database is only asked every ``POLL_SECONDS``, for a missed notice."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import psycopg
 import structlog
@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from figranium_common.db import all_in_use
 from figranium_common.errors import FigraniumError
+from figranium_common.jsontypes import JsonValue
 from figranium_gateway.state import POOL
 
 log = structlog.get_logger(__name__)
@@ -25,7 +26,7 @@ T = TypeVar("T")
 
 
 class ApiError(FigraniumError):
-    def __init__(self, status: int, code: str, details: str, **extra: Any) -> None:
+    def __init__(self, status: int, code: str, details: str, **extra: JsonValue) -> None:
         super().__init__(details, code=code)
         self.status = status
         self.extra = extra
@@ -38,7 +39,7 @@ def found(value: T | None, missing: ApiError) -> T:
     return value
 
 
-def error_response(status: int, code: str, details: str, **extra: Any) -> web.Response:
+def error_response(status: int, code: str, details: str, **extra: JsonValue) -> web.Response:
     return web.json_response({"error": code, "details": details, **extra}, status=status)
 
 

@@ -6,7 +6,6 @@ import asyncio
 import collections
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import structlog
 from nats.aio.client import Client as NATS
@@ -19,6 +18,7 @@ from pydantic import ValidationError
 from figranium_common import transit
 from figranium_common.db import Pool
 from figranium_common.errors import describe
+from figranium_common.jsontypes import JsonObject, StorageState
 from figranium_common.models import (
     ExecutionNotice,
     LogEvent,
@@ -46,11 +46,12 @@ from figranium_common.secretbox import SecretBox, SecretError
 from figranium_gateway import changes
 from figranium_gateway.metrics import GatewayMetrics
 from figranium_gateway.store import events, recording
+from figranium_gateway.store.executions import RunOutcome
 
 log = structlog.get_logger(__name__)
 
 # This replica's Waiters.finished: wakes the callers waiting for an execution.
-Wake = Callable[[str, dict[str, Any] | None], None]
+Wake = Callable[[str, RunOutcome | None], None]
 
 # A result that overtook the event before it waits this long, once, for it to be stored.
 RESULT_WAIT_SECONDS = 0.2
@@ -64,7 +65,7 @@ async def notify_finished(
     nc: NATS,
     execution_id: str,
     wake: Wake | None = None,
-    outcome: dict[str, Any] | None = None,
+    outcome: RunOutcome | None = None,
 ) -> None:
     """Tell every replica that ``execution_id`` finished; ``wake`` (this replica's
     ``Waiters.finished``) wakes the callers waiting here at once, without the round trip
@@ -76,7 +77,7 @@ async def notify_finished(
     await nc.publish(notify_subject(execution_id), notice.model_dump_json().encode())
 
 
-def parse_event(raw: bytes) -> tuple[RunEvent, dict[str, Any]]:
+def parse_event(raw: bytes) -> tuple[RunEvent, JsonObject]:
     """The event and its payload as published, from one parse of the JSON."""
     payload = json.loads(raw)
     if not isinstance(payload, dict):
@@ -155,8 +156,8 @@ class EventIngester:
             await changes.notify(self._nc)
 
     async def _whole(
-        self, event: ResultEvent, payload: dict[str, Any]
-    ) -> tuple[ResultEvent, dict[str, Any]] | None:
+        self, event: ResultEvent, payload: JsonObject
+    ) -> tuple[ResultEvent, JsonObject] | None:
         """The whole event a stand-in refers to, from the results bucket; the stand-in
         itself when the object is gone (stored already by a delivery whose ack was lost,
         or lost with the NATS store); None to try again later (NATS unreachable)."""
@@ -220,7 +221,7 @@ class EventIngester:
             self._remember(payload["execution_id"], int(payload["attempt"]), int(payload["seq"]))
         return new > 0
 
-    async def _store(self, event: RunEvent, payload: dict[str, Any]) -> bool:
+    async def _store(self, event: RunEvent, payload: JsonObject) -> bool:
         """Store one started or result event; whether it was new."""
         with structlog.contextvars.bound_contextvars(execution_id=event.execution_id):
             if isinstance(event, StartedEvent):
@@ -229,7 +230,7 @@ class EventIngester:
                 return await self._finished(event, payload)
             return False
 
-    def _end_state(self, event: ResultEvent) -> dict[str, Any] | None:
+    def _end_state(self, event: ResultEvent) -> StorageState | None:
         """The browser state the runner sent back (sealed under the transit key); one
         that does not open is dropped, keeping the task's saved state."""
         try:
@@ -246,14 +247,15 @@ class EventIngester:
         log.info("execution.started", attempt=event.attempt, runner=event.runner_id)
         return True
 
-    async def _finished(self, event: ResultEvent, payload: dict[str, Any]) -> bool:
+    async def _finished(self, event: ResultEvent, payload: JsonObject) -> bool:
         # Cookies may be session credentials: kept once, as the task's state, not in
         # every execution's event history.
         payload.pop("storage_state", None)
         payload.pop("sealed_storage_state", None)
         payload.pop("lines", None)  # stored as lines of their own, as a log event's are
         payload.pop("started", None)  # stored as the started event it stands for
-        result_object = payload.pop("result_object", None)
+        payload.pop("result_object", None)
+        result_object = event.result_object  # what the payload said too
         recorded = await recording.record_result(
             self._pool,
             event,

@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
 
 from pydantic import BaseModel
-from pydantic.json_schema import JsonSchemaMode, models_json_schema
+from pydantic.json_schema import JsonSchemaMode, JsonSchemaValue, models_json_schema
+
+from figranium_common.jsontypes import JsonObject
 
 
 class ErrorBody(BaseModel):
@@ -54,14 +55,14 @@ SECURITY: list[dict[str, list[str]]] = [{name: []} for name in SECURITY_SCHEMES]
 
 _PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?\}")
 # Schemas of answers that are not JSON, by media type.
-_RAW_SCHEMAS: dict[str, dict[str, Any]] = {
+_RAW_SCHEMAS: dict[str, JsonSchemaValue] = {
     "application/json": {},  # any JSON value the route did not name a model for
     "text/event-stream": {"type": "string"},
     "text/html": {"type": "string"},
     "text/plain": {"type": "string"},
     "text/csv": {"type": "string"},
 }
-_BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
+_BINARY: JsonSchemaValue = {"type": "string", "format": "binary"}
 
 
 def openapi_path(path: str) -> str:
@@ -96,9 +97,9 @@ class _Schemas:
             wanted.extend((model, "serialization") for model in route.responses.values() if model)
         unique = list(dict.fromkeys(wanted))
         self.refs, top = models_json_schema(unique, ref_template=_REF_TEMPLATE)
-        self.components: dict[str, Any] = dict(top.get("$defs", {}))
+        self.components: dict[str, JsonSchemaValue] = dict(top.get("$defs", {}))
 
-    def ref(self, model: type[BaseModel], mode: JsonSchemaMode) -> dict[str, Any]:
+    def ref(self, model: type[BaseModel], mode: JsonSchemaMode) -> JsonSchemaValue:
         return dict(self.refs[(model, mode)])
 
 
@@ -107,11 +108,11 @@ _REF_TEMPLATE = "#/components/schemas/{model}"
 
 def _response(
     route: RouteDoc, status: int, model: type[BaseModel] | None, schemas: _Schemas
-) -> dict[str, Any]:
+) -> JsonObject:
     if model is None and status >= 400:
         model = ErrorBody
     media_type = route.content_types.get(status)
-    answer: dict[str, Any] = {"description": _describe(status)}
+    answer: JsonObject = {"description": _describe(status)}
     if model is not None:
         answer["content"] = {
             media_type or "application/json": {"schema": schemas.ref(model, "serialization")}
@@ -121,13 +122,13 @@ def _response(
     return answer
 
 
-def _operation(route: RouteDoc, schemas: _Schemas) -> dict[str, Any]:
-    operation: dict[str, Any] = {
+def _operation(route: RouteDoc, schemas: _Schemas) -> JsonObject:
+    operation: JsonObject = {
         "operationId": _operation_id(route),
         "summary": route.summary,
         "tags": [route.tag],
     }
-    parameters: list[dict[str, Any]] = [
+    parameters: list[JsonObject] = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in path_parameters(route.path)
     ]
@@ -163,11 +164,11 @@ def _operation(route: RouteDoc, schemas: _Schemas) -> dict[str, Any]:
     return operation
 
 
-def build_spec(title: str, version: str) -> dict[str, Any]:
+def build_spec(title: str, version: str) -> JsonObject:
     """The OpenAPI 3.1 document of every route recorded in :data:`ROUTES`."""
     routes = list(ROUTES)
     schemas = _Schemas(routes)
-    paths: dict[str, dict[str, Any]] = {}
+    paths: dict[str, JsonObject] = {}
     for route in routes:
         paths.setdefault(openapi_path(route.path), {})[route.method] = _operation(route, schemas)
     tags = sorted({route.tag for route in routes})

@@ -7,11 +7,12 @@ refuses malformed, too deeply nested or NUL-carrying JSON with the same answer.
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel
 
+from figranium_common.jsontypes import JsonMapping, JsonObject, JsonValue
 from figranium_gateway.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
@@ -24,14 +25,14 @@ _TOO_DEEP = f"request body nests arrays or objects deeper than {MAX_JSON_DEPTH} 
 CREDENTIAL_FIELDS = ("apiKey", "key")
 
 
-def parse_json(raw: bytes) -> Any:
+def parse_json(raw: bytes) -> JsonValue:
     """``raw`` as JSON, refused (ApiError 400) when malformed or nested too deeply.
 
     The depth bound keeps every later recursive walk (validation, storage, runners) far
     from Python's recursion limit, whatever the stack depth it runs at.
     """
     try:
-        value = json.loads(raw)
+        value: JsonValue = json.loads(raw)
     except RecursionError:
         raise ApiError(400, "INVALID_JSON", _TOO_DEEP) from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -41,10 +42,10 @@ def parse_json(raw: bytes) -> Any:
     return value
 
 
-def json_depth(value: Any) -> int:
+def json_depth(value: JsonValue) -> int:
     """How deeply arrays and objects nest in ``value`` (a scalar is 0); no recursion."""
     deepest = 0
-    pending: list[tuple[Any, int]] = [(value, 0)]
+    pending: list[tuple[JsonValue, int]] = [(value, 0)]
     while pending:
         item, depth = pending.pop()
         if isinstance(item, dict):
@@ -57,7 +58,7 @@ def json_depth(value: Any) -> int:
     return deepest
 
 
-async def read_json_object(request: web.Request) -> dict[str, Any]:
+async def read_json_object(request: web.Request) -> JsonObject:
     """The request body as a JSON object; an empty body is an empty object."""
     raw = await request.read()
     if not raw.strip():
@@ -72,7 +73,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _nul_path(value: Any, path: str) -> str | None:
+def _nul_path(value: JsonValue, path: str) -> str | None:
     if isinstance(value, str):
         return path if "\x00" in value else None
     if isinstance(value, list):
@@ -95,7 +96,7 @@ async def read_model(request: web.Request, model: type[M]) -> M:
     return model.model_validate(await read_json_object(request))
 
 
-def without_credentials(body: dict[str, Any]) -> dict[str, Any]:
+def without_credentials(body: JsonMapping) -> JsonObject:
     """The body without the API key a client may authenticate with."""
     return {k: v for k, v in body.items() if k not in CREDENTIAL_FIELDS}
 

@@ -6,12 +6,13 @@ generate selectors for them, so each refuses the same input with the same answer
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from figranium_common.blocks import BlockStructureError, build_blocks
 from figranium_common.errors import InvalidUrlError
+from figranium_common.jsontypes import JsonMapping
 from figranium_common.models import Task
 from figranium_common.outbound_urls import check_url
 from figranium_gateway.errors import ApiError
@@ -32,7 +33,7 @@ class TaskOutput(BaseModel):
 
     @field_validator("tableId", "databaseId", mode="before")
     @classmethod
-    def _baserow_id(cls, value: Any) -> Any:
+    def _baserow_id(cls, value: object) -> object:
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return str(value)
         digits = isinstance(value, str) and value.isascii() and value.isdigit()
@@ -45,7 +46,7 @@ class _OutputOnly(BaseModel):
     output: TaskOutput | None = None
 
 
-def validate_task(body: dict[str, Any]) -> Task:
+def validate_task(body: JsonMapping) -> Task:
     """Types first, then the block structure: nothing invalid is ever written."""
     task = Task.model_validate(body)
     _OutputOnly.model_validate({"output": body.get("output")})
@@ -79,7 +80,7 @@ def _invalid_webhook_url(details: str) -> ApiError:
     return ApiError(400, "INVALID_WEBHOOK_URL", f"webhookUrl: {details}")
 
 
-def webhook_url_type(raw: dict[str, Any]) -> None:
+def webhook_url_type(raw: JsonMapping) -> None:
     """Refuse a ``webhookUrl`` that is not a string before the body's model sees it."""
     value = raw.get("webhookUrl")
     if value is not None and not isinstance(value, str):

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 from collections import defaultdict
 from collections.abc import Iterator
-from typing import Any
 
 import structlog
 from nats.aio.client import Client as NATS
@@ -21,6 +20,7 @@ from nats.aio.subscription import Subscription
 
 from figranium_common.models import ExecutionNotice
 from figranium_common.nats import NOTIFY_SUBJECT_PREFIX, unsubscribe
+from figranium_gateway.store.executions import RunOutcome
 
 log = structlog.get_logger(__name__)
 
@@ -31,7 +31,7 @@ class Waiter:
 
     def __init__(self) -> None:
         self.done = asyncio.Event()
-        self.outcome: dict[str, Any] | None = None
+        self.outcome: RunOutcome | None = None
 
 
 class Waiters:
@@ -56,7 +56,7 @@ class Waiters:
         if notice.phase == "finished":
             self.finished(notice.execution_id)
 
-    def finished(self, execution_id: str, outcome: dict[str, Any] | None = None) -> None:
+    def finished(self, execution_id: str, outcome: RunOutcome | None = None) -> None:
         """Wake the callers waiting for ``execution_id``: called for the notices, and by
         this replica's ingester at once, with the ``outcome`` it stored, without the round
         trip through NATS."""

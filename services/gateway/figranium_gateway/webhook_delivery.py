@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import aiohttp
 import structlog
@@ -47,6 +47,7 @@ import structlog
 from figranium_common.config import Config
 from figranium_common.db import Pool
 from figranium_common.errors import FigraniumError, InvalidUrlError, TooManyRedirects, describe
+from figranium_common.jsontypes import JsonObject, JsonValue
 from figranium_common.models import now_ms
 from figranium_common.outbound_http import PinnedConnector, safe_request
 from figranium_common.secretbox import SecretBox
@@ -115,7 +116,7 @@ def verify(secret: str, header: str, body: bytes, *, now: float, tolerance: floa
     return matched
 
 
-def encode_payload(payload: dict[str, Any]) -> bytes:
+def encode_payload(payload: JsonObject) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -184,7 +185,7 @@ def lease_seconds(config: Config) -> float:
 async def ensure_secret(pool: Pool, box: SecretBox, data_dir: Path) -> None:
     """Generate the signing secret on the first start, into a 0600 file as the API key."""
     secret = new_secret()
-    value = {"secret": box.seal(secret, SECRET_PURPOSE), "createdAt": now_ms()}
+    value: JsonObject = {"secret": box.seal(secret, SECRET_PURPOSE), "createdAt": now_ms()}
     _, created = await settings.setting_insert_if_absent(pool, SECRET_SETTING, value)
     if created:
         path = write_secret_file(data_dir / SECRET_FILE, secret)
@@ -201,9 +202,9 @@ async def rotate_secret(pool: Pool, box: SecretBox, overlap_seconds: float) -> s
     keeps signing too for ``overlap_seconds``."""
     secret = new_secret()
 
-    def rotate(stored: Any) -> dict[str, Any]:
+    def rotate(stored: JsonValue) -> JsonObject:
         now = now_ms()
-        value: dict[str, Any] = {"secret": box.seal(secret, SECRET_PURPOSE), "createdAt": now}
+        value: JsonObject = {"secret": box.seal(secret, SECRET_PURPOSE), "createdAt": now}
         previous = stored.get("secret") if isinstance(stored, dict) else None
         if overlap_seconds > 0 and isinstance(previous, str) and previous:
             # Still sealed: copied as stored, never opened here.
@@ -224,15 +225,17 @@ async def secret_status(pool: Pool) -> tuple[int | None, int | None]:
         return None, None
     created = stored.get("createdAt")
     until = stored.get("previousUntil")
-    live = isinstance(until, int) and until > now_ms() and bool(stored.get("previous"))
-    return (created if isinstance(created, int) else None), (until if live else None)
+    if not (isinstance(until, int) and until > now_ms() and stored.get("previous")):
+        until = None  # no previous secret that still signs
+    return (created if isinstance(created, int) else None), until
 
 
-def _open_secrets(box: SecretBox, stored: Any) -> list[str]:
+def _open_secrets(box: SecretBox, stored: JsonValue) -> list[str]:
     """The secrets to sign with, the current one first; empty when there is none."""
-    if not isinstance(stored, dict) or not isinstance(stored.get("secret"), str):
+    current = stored.get("secret") if isinstance(stored, dict) else None
+    if not isinstance(stored, dict) or not isinstance(current, str):
         return []
-    keys = [box.open(stored["secret"], SECRET_PURPOSE)]
+    keys = [box.open(current, SECRET_PURPOSE)]
     previous, until = stored.get("previous"), stored.get("previousUntil")
     if isinstance(previous, str) and previous and isinstance(until, int) and until > now_ms():
         keys.append(box.open(previous, SECRET_PURPOSE))
@@ -352,7 +355,7 @@ class WebhookWorker:
             # Only now: a claim left over by a failed or cancelled record is handed back on
             # stop, and handing back one that was recorded changes nothing (attempts moved on).
             self._claimed.pop(due.id, None)
-            fields: dict[str, Any] = {
+            fields: dict[str, object] = {
                 "status": attempt.status,
                 "state": state,
                 "duration_ms": duration_ms,

@@ -7,7 +7,6 @@ knows what to raise when a task really needs more.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from figranium_common.errors import FigraniumError
 
@@ -25,14 +24,14 @@ class Bounds:
     max_log_line_chars: int = 2000  # RUNNER_MAX_LOG_LINE_CHARS
 
 
-def json_size(value: Any, limit: int) -> int:
+def json_size(value: object, limit: int) -> int:
     """About how many bytes ``value`` takes as JSON; stops counting once past ``limit``.
 
     Walks without recursion and stops early, because the value may be a list that shares
     one big item a million times (``merge "{$a},{$a}"`` in a loop): serializing it just to
     measure it would be the very work the limit is there to prevent."""
     total = 0
-    stack = [value]
+    stack: list[object] = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
@@ -58,7 +57,7 @@ def too_large(what: str, limit: int) -> LimitExceeded:
     return LimitExceeded(f"{what} is larger than RUNNER_MAX_VARIABLE_BYTES ({limit} bytes)")
 
 
-def check_size(value: Any, what: str, limit: int) -> int:
+def check_size(value: object, what: str, limit: int) -> int:
     """``value``'s size, or LimitExceeded past RUNNER_MAX_VARIABLE_BYTES."""
     size = json_size(value, limit)
     if size > limit:
@@ -73,7 +72,7 @@ class VariableBudget:
     bounds: Bounds
     sizes: dict[str, int]
 
-    def admit(self, name: str, value: Any) -> None:
+    def admit(self, name: str, value: object) -> None:
         size = check_size(value, f"the value for {name!r}", self.bounds.max_variable_bytes)
         total = sum(self.sizes.values()) - self.sizes.get(name, 0) + size
         if total > self.bounds.max_variables_bytes:

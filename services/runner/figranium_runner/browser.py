@@ -20,13 +20,21 @@ import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypedDict, Unpack
 
 import structlog
-from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Playwright,
+    ProxySettings,
+    ViewportSize,
+    async_playwright,
+)
 from playwright.async_api import Error as PlaywrightError
 
 from figranium_common.errors import FigraniumError, first_line
+from figranium_common.jsontypes import StorageState
 from figranium_runner.priority import lower_browser_priority, session_leaders
 
 log = structlog.get_logger(__name__)
@@ -51,6 +59,19 @@ CHROMIUM_ARGS = [
 LIVENESS_PROBE_SECONDS = 5.0
 _SYSTEM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 _HEADLESS_SHELLS = ("/usr/bin/chromium-headless-shell",)
+
+
+class ContextOptions(TypedDict, total=False):
+    """The ``new_context`` arguments runs choose, under Playwright's names and types."""
+
+    user_agent: str
+    extra_http_headers: dict[str, str]
+    viewport: ViewportSize
+    no_viewport: bool
+    proxy: ProxySettings
+    java_script_enabled: bool
+    bypass_csp: bool
+    accept_downloads: bool
 
 
 def find_chromium(configured: str | None) -> str | None:
@@ -310,16 +331,20 @@ class BrowserHost:
         task.add_done_callback(self._tasks.discard)
 
     async def new_context(
-        self, *, record_video_dir: Path | None = None, **options: Any
+        self,
+        *,
+        record_video_dir: Path | None = None,
+        storage_state: StorageState | None = None,
+        **options: Unpack[ContextOptions],
     ) -> BrowserContext:
         """A context of its own for one run: nothing shared with other runs but ``options``.
 
-        ``options`` (user agent, viewport, proxy, storage state...) go to Playwright over
-        the defaults. The video is left out when this machine cannot record. Raises
-        :class:`BrowserCrashed` when the Chromium died under the call.
+        ``options`` (user agent, viewport, proxy...) go to Playwright over the defaults,
+        with the saved ``storage_state`` if any. The video is left out when this machine
+        cannot record. Raises :class:`BrowserCrashed` when the Chromium died under the call.
         """
         generation = await self._generation()  # relaunches a Chromium that crashed
-        config: dict[str, Any] = {
+        config: ContextOptions = {
             "bypass_csp": True,  # extraction scripts must run even under a strict CSP
             "accept_downloads": True,
         }
@@ -329,11 +354,14 @@ class BrowserHost:
             # Headed, the page fills the window; a fixed viewport would grow the window
             # past the screen's edge.
             config["no_viewport"] = True
-        if record_video_dir is not None and self.can_record:
-            config["record_video_dir"] = str(record_video_dir)
         config.update(options)
+        recorded = record_video_dir is not None and self.can_record
         try:
-            context = await generation.browser.new_context(**config)
+            context = await generation.browser.new_context(
+                record_video_dir=str(record_video_dir) if recorded else None,
+                storage_state=storage_state,
+                **config,
+            )
         except PlaywrightError as exc:
             if generation.crashed or not generation.browser.is_connected():
                 raise BrowserCrashed("the browser crashed while opening a context") from exc

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from typing import Any
 
 import regex
 
 from figranium_common.action_models import ConditionalAction
+from figranium_common.jsontypes import JsonObject, JsonValue
 from figranium_runner.bounds import LimitExceeded
 from figranium_runner.isolated import IsolatedWorld
 from figranium_runner.variables import lookup, substitute
@@ -39,15 +39,16 @@ _CONDITION_JS = """
 """
 
 
-def parse_value(text: str) -> Any:
+def parse_value(text: str) -> JsonValue:
     """Figranium's literal parsing: booleans, numbers and JSON, else the string itself."""
     stripped = text.strip()
     if stripped.lower() in ("true", "false"):
         return stripped.lower() == "true"
     try:
-        return json.loads(stripped)
+        parsed: JsonValue = json.loads(stripped)
     except (ValueError, RecursionError):  # RecursionError: `[[[[…` nested past the stack
         return text
+    return parsed
 
 
 def var_name(raw: str) -> str:
@@ -56,7 +57,7 @@ def var_name(raw: str) -> str:
     return match.group(1) if match else raw.strip()
 
 
-def _operand(raw: Any, variables: dict[str, Any]) -> Any:
+def _operand(raw: JsonValue, variables: JsonObject) -> JsonValue:
     if not isinstance(raw, str):
         return raw
     name = var_name(raw)
@@ -66,7 +67,7 @@ def _operand(raw: Any, variables: dict[str, Any]) -> Any:
     return substitute(raw, variables)
 
 
-def _number(value: Any) -> float | None:
+def _number(value: JsonValue) -> float | None:
     if isinstance(value, bool):
         return float(value)
     if isinstance(value, int | float):
@@ -78,7 +79,7 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def _boolean(value: Any) -> bool:
+def _boolean(value: JsonValue) -> bool:
     if isinstance(value, str):
         parsed = parse_value(value)
         if isinstance(parsed, bool):
@@ -87,7 +88,7 @@ def _boolean(value: Any) -> bool:
     return bool(value)
 
 
-def _text(value: Any) -> str:
+def _text(value: JsonValue) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -125,7 +126,7 @@ async def _matches(subject: str, pattern: str, timeout_ms: int) -> bool:
 
 
 async def structured(
-    action: ConditionalAction, variables: dict[str, Any], regex_timeout_ms: int
+    action: ConditionalAction, variables: JsonObject, regex_timeout_ms: int
 ) -> bool:
     kind = action.conditionVarType or "string"
     op = action.conditionOp or ("is_true" if kind == "boolean" else "equals")
@@ -180,7 +181,7 @@ def has_structured(action: ConditionalAction) -> bool:
 async def evaluate(
     action: ConditionalAction,
     world: IsolatedWorld,
-    variables: dict[str, Any],
+    variables: JsonObject,
     regex_timeout_ms: int,
 ) -> bool:
     if has_structured(action):

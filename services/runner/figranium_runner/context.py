@@ -10,15 +10,15 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import structlog
 from playwright.async_api import BrowserContext, Video
 from playwright.async_api import Error as PlaywrightError
 
 from figranium_common.errors import first_line
+from figranium_common.jsontypes import StorageState
 from figranium_common.models import now_ms
-from figranium_runner.browser import BrowserHost
+from figranium_runner.browser import BrowserHost, ContextOptions
 from figranium_runner.egress import EgressPolicy, EgressProxy, pin_upstream
 from figranium_runner.state import Capture
 from figranium_runner.upstream_proxy import Upstream
@@ -58,8 +58,8 @@ def _alive(pid: int) -> bool:
 
 async def open_context(
     browser: BrowserHost,
-    options: dict[str, Any],
-    storage_state: dict[str, Any] | None,
+    options: ContextOptions,
+    storage_state: StorageState | None,
     policy: EgressPolicy,
     video_dir: Path | None = None,
     upstream: Upstream | None = None,
@@ -86,8 +86,8 @@ async def open_context(
 
 async def _new_context(
     browser: BrowserHost,
-    options: dict[str, Any],
-    storage_state: dict[str, Any] | None,
+    options: ContextOptions,
+    storage_state: StorageState | None,
     video_dir: Path | None,
 ) -> BrowserContext:
     if storage_state is not None:
@@ -102,11 +102,11 @@ async def _new_context(
     return await browser.new_context(record_video_dir=video_dir, **options)
 
 
-async def end_state(context: BrowserContext, max_bytes: int) -> dict[str, Any] | None:
+async def end_state(context: BrowserContext, max_bytes: int) -> StorageState | None:
     """Cookies and local storage to keep for the task's next run, at most ``max_bytes`` of
     JSON; None keeps the old."""
     try:
-        state: dict[str, Any] = dict(await context.storage_state())
+        state: StorageState = await context.storage_state()
     except PlaywrightError as exc:  # the browser died: the saved state stays as it was
         log.warning("run.storage_state_unavailable", error=first_line(exc))
         return None

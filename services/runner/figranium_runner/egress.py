@@ -29,11 +29,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import structlog
+from playwright.async_api import ProxySettings
 
 from figranium_common.config import Config
 from figranium_common.errors import InvalidUrlError
@@ -70,7 +71,7 @@ class EgressPolicy:
         )
 
 
-async def pin_upstream(proxy: Mapping[str, str | None], policy: EgressPolicy) -> Upstream:
+async def pin_upstream(proxy: ProxySettings, policy: EgressPolicy) -> Upstream:
     """Resolve and check the host of Playwright's ``proxy`` option once, for one run.
 
     Raises InvalidUrlError, naming the proxy, when the server is malformed, its host does
@@ -137,7 +138,7 @@ class EgressProxy:
         return int(self._server.sockets[0].getsockname()[1])
 
     @property
-    def browser_proxy(self) -> dict[str, str]:
+    def browser_proxy(self) -> ProxySettings:
         """Playwright's ``proxy`` option: this proxy, for loopback hosts too."""
         return {"server": f"socks5://127.0.0.1:{self.port}", "bypass": "<-loopback>"}
 

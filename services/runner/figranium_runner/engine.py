@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any
 
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page, Route
@@ -17,6 +16,7 @@ from playwright.async_api import Page, Route
 from figranium_common.blocks import BlockStructureError
 from figranium_common.config import Config
 from figranium_common.errors import FigraniumError, InvalidUrlError, first_line
+from figranium_common.jsontypes import JsonMapping, JsonValue
 from figranium_common.models import RunResult, Task
 from figranium_common.outbound_http import safe_request
 from figranium_common.redact import Redactor
@@ -62,7 +62,7 @@ class Limits:
         self,
         page: Page,
         task: Task,
-        overrides: dict[str, Any],
+        overrides: JsonMapping,
         execution_id: str,
         emit: LogSink,
         subtasks: dict[str, Task] | None,
@@ -90,7 +90,7 @@ class Limits:
 async def execute(
     page: Page,
     task: Task,
-    overrides: dict[str, Any],
+    overrides: JsonMapping,
     *,
     execution_id: str,
     limits: Limits,
@@ -111,7 +111,7 @@ async def execute(
 async def run_until(
     page: Page,
     task: Task,
-    overrides: dict[str, Any],
+    overrides: JsonMapping,
     stop_before: int,
     *,
     limits: Limits,
@@ -149,7 +149,7 @@ async def _run_task(state: RunState, task: Task) -> RunResult:
     """Run a (sub)task in its page; failures become an ``error`` result, never an exception."""
     error: str | None = None
     outcome = "success"
-    data: Any = None
+    data: JsonValue = None
     state.track_downloads(state.page)
     try:
         interpreter = Interpreter(state, task.actions, _run_task)  # checks the blocks first

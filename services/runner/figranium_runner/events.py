@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from typing import Any
 
 import structlog
 from nats.js import JetStreamContext
 
 from figranium_common.errors import describe
+from figranium_common.jsontypes import StorageState
 from figranium_common.models import LogEvent, ResultEvent, RunResult, StartedEvent
 from figranium_common.nats import (
     RESULTS_BUCKET,
@@ -186,7 +186,7 @@ class EventPublisher:
         self,
         result: RunResult,
         duration_ms: int,
-        storage_state: dict[str, Any] | None = None,
+        storage_state: StorageState | None = None,
         *,
         sealed_storage_state: str | None = None,
     ) -> None:

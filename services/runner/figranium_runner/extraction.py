@@ -7,11 +7,11 @@ import csv
 import io
 import json
 import re
-from typing import Any
 
 from playwright.async_api import Error as PlaywrightError
 
 from figranium_common.errors import first_line
+from figranium_common.jsontypes import JsonValue
 from figranium_common.models import Task
 from figranium_runner.actions import ActionFailed
 from figranium_runner.state import RunState
@@ -64,7 +64,7 @@ async ({ script, shadow, maxLines, maxChars }) => {
 """.replace("__PARAMETERS__", ", ".join(json.dumps(name) for name in EXTRACTION_PARAMETERS))
 
 
-async def extract(state: RunState, task: Task) -> Any:
+async def extract(state: RunState, task: Task) -> JsonValue:
     """The task's extraction script's result (None without a script); its console lines
     go to the run's log. ActionFailed when the script throws."""
     script = substitute(task.extractionScript or "", state.variables)
@@ -84,13 +84,13 @@ async def extract(state: RunState, task: Task) -> Any:
         raise ActionFailed(f"Extraction script error: {first_line(exc)}") from None
     for line in outcome.get("logs", []):
         await state.say(f"[extraction] {line}")
-    data = outcome.get("result")
+    data: JsonValue = outcome.get("result")
     if task.extractionFormat == "csv":
         return as_csv(data, neutralise=state.neutralise_csv)
     return data
 
 
-def as_csv(data: Any, *, neutralise: bool = True) -> str:
+def as_csv(data: JsonValue, *, neutralise: bool = True) -> str:
     """``data`` as CSV: a list of objects gets a header of every key seen; with
     ``neutralise`` (CSV_NEUTRALISE_FORMULAS), a cell a spreadsheet would read as a
     formula is quoted."""
@@ -98,20 +98,21 @@ def as_csv(data: Any, *, neutralise: bool = True) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
 
-    def cell(value: Any) -> Any:
+    def cell(value: JsonValue) -> JsonValue:
         text = json.dumps(value) if isinstance(value, dict | list) else value
         return _neutralised(text) if neutralise else text
 
-    if rows and all(isinstance(r, dict) for r in rows):
+    objects = [r for r in rows if isinstance(r, dict)]
+    if rows and len(objects) == len(rows):
         columns: list[str] = []
-        for row in rows:
+        for row in objects:
             columns.extend(k for k in row if k not in columns)
         writer.writerow([cell(c) for c in columns])
-        for row in rows:
+        for row in objects:
             writer.writerow([cell(row.get(c, "")) for c in columns])
     else:
-        for row in rows:
-            writer.writerow([cell(v) for v in row] if isinstance(row, list) else [cell(row)])
+        for item in rows:
+            writer.writerow([cell(v) for v in item] if isinstance(item, list) else [cell(item)])
     return out.getvalue()
 
 
@@ -122,8 +123,11 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 
-def _neutralised(value: Any) -> Any:
-    text = isinstance(value, str)
-    if text and value.startswith(_FORMULA_STARTS) and not _NUMBER.fullmatch(value):
+def _neutralised(value: JsonValue) -> JsonValue:
+    if (
+        isinstance(value, str)
+        and value.startswith(_FORMULA_STARTS)
+        and not _NUMBER.fullmatch(value)
+    ):
         return "'" + value
     return value

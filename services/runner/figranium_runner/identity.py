@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
-from playwright.async_api import Page
+from playwright.async_api import Page, ProxySettings
 
+from figranium_common.jsontypes import JsonObject
 from figranium_common.models import ProxyConfig, Task
+from figranium_runner.browser import ContextOptions
 
 Browser = Literal["Chrome", "Edge", "Firefox", "Safari"]
 Platform = Literal["Windows", "macOS", "Linux"]
@@ -209,9 +211,9 @@ def chromium_brands(major: int, brand: str | None) -> list[tuple[str, str]]:
     return out
 
 
-def context_options(task: Task, proxies: list[ProxyConfig], rng: random.Random) -> dict[str, Any]:
+def context_options(task: Task, proxies: list[ProxyConfig], rng: random.Random) -> ContextOptions:
     """Extra ``browser.new_context`` arguments for the task's rotation settings."""
-    options: dict[str, Any] = {}
+    options: ContextOptions = {}
     if task.rotateUserAgents:
         chosen = rng.choice(USER_AGENTS)
         options["user_agent"] = chosen.user_agent
@@ -223,7 +225,7 @@ def context_options(task: Task, proxies: list[ProxyConfig], rng: random.Random) 
         options["viewport"] = {"width": width, "height": height}
     if task.rotateProxies and proxies:
         proxy = rng.choice(proxies)
-        config = {"server": proxy.server}
+        config: ProxySettings = {"server": proxy.server}
         if proxy.username is not None:
             config["username"] = proxy.username
         if proxy.password is not None:
@@ -232,7 +234,7 @@ def context_options(task: Task, proxies: list[ProxyConfig], rng: random.Random) 
     return options
 
 
-def describe(options: dict[str, Any]) -> dict[str, str]:
+def describe(options: ContextOptions) -> dict[str, str]:
     """Log fields for the chosen identity, without proxy credentials."""
     out: dict[str, str] = {}
     chosen = _BY_STRING.get(options.get("user_agent", ""))
@@ -247,7 +249,7 @@ def describe(options: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-async def emulate(page: Page, options: dict[str, Any]) -> None:
+async def emulate(page: Page, options: ContextOptions) -> None:
     """Make the page's script-visible identity match the chosen user agent.
 
     Playwright overrides the user agent but keeps the real Chromium's brands in
@@ -260,7 +262,7 @@ async def emulate(page: Page, options: dict[str, Any]) -> None:
     chosen = _BY_STRING.get(options.get("user_agent", ""))
     if chosen is None:
         return
-    override: dict[str, Any] = {
+    override: JsonObject = {
         "userAgent": chosen.user_agent,
         "platform": _NAVIGATOR_PLATFORM[chosen.platform],
     }

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from playwright.async_api import Error as PlaywrightError
 
 from figranium_common.action_models import Action, ForeachAction, IfAction, StartAction, WhileAction
 from figranium_common.blocks import BlockMap, build_blocks
 from figranium_common.errors import FigraniumError, InvalidUrlError, first_line
+from figranium_common.jsontypes import JsonObject, JsonValue
 from figranium_common.models import RunResult, Task
 from figranium_runner import conditions
 from figranium_runner.actions import HANDLERS, ActionFailed, StopRun
+from figranium_runner.actions.fields import ActionResult
 from figranium_runner.bounds import LimitExceeded, too_large
 from figranium_runner.state import RunState
 from figranium_runner.variables import initial_variables, lookup, secret_values, substitute
@@ -161,19 +162,19 @@ class Interpreter:
             )
         return rounds + 1
 
-    async def _loop(self, index: int, end: int, items: list[Any], line: str) -> None:
+    async def _loop(self, index: int, end: int, items: list[JsonValue], line: str) -> None:
         state = self.state
         await state.say(line)
         outer = state.variables.get("loop")
         try:
             for position, item in enumerate(items):
-                is_element = isinstance(item, dict) and "text" in item
+                element = item if isinstance(item, dict) and "text" in item else None
                 state.variables["loop"] = {
                     "index": position,
                     "count": len(items),
                     "item": position + 1 if item is None else item,
-                    "text": item.get("text") if is_element else ("" if item is None else item),
-                    "html": item.get("html", "") if is_element else "",
+                    "text": element.get("text") if element else ("" if item is None else item),
+                    "html": element.get("html", "") if element else "",
                 }
                 state.set_output(item)
                 await self._range(index + 1, end)
@@ -183,13 +184,13 @@ class Interpreter:
             else:
                 state.variables["loop"] = outer
 
-    async def _foreach_items(self, index: int, action: ForeachAction) -> list[Any] | None:
+    async def _foreach_items(self, index: int, action: ForeachAction) -> list[JsonValue] | None:
         state = self.state
         selector = substitute(action.selector or "", state.variables)
         if selector:
             limit = state.bounds.max_variable_bytes
             try:
-                found: list[Any] | None = await state.world.evaluate(
+                found = await state.world.evaluate(
                     _FOREACH_ELEMENTS_JS,
                     {
                         "selector": selector,
@@ -200,12 +201,12 @@ class Interpreter:
             except PlaywrightError as exc:
                 await self._failed(index, action, first_line(exc), 0)
                 return None
-            if found is None:
+            if not isinstance(found, list):  # null: past maxChars
                 await self._limit_failed(index, action, too_large("the matched elements", limit))
                 return None
             return found
         reference = action.varName or (action.value if isinstance(action.value, str) else "")
-        source: Any = action.value if isinstance(action.value, list) else None
+        source: JsonValue = action.value if isinstance(action.value, list) else None
         if reference:
             source = lookup(state.variables, conditions.var_name(reference))
             if source is None and "{$" not in reference and not action.varName:
@@ -292,7 +293,7 @@ class Interpreter:
         if state.error_handler is not None and not state.in_error_handler:
             raise _HandleError
 
-    async def _start(self, action: StartAction) -> tuple[str, Any]:
+    async def _start(self, action: StartAction) -> ActionResult:
         state = self.state
         task_id = substitute(action.value, state.variables).strip()
         if not task_id:
@@ -319,5 +320,5 @@ class Interpreter:
         return f"Started task: {task_id}", output
 
 
-def _plain(variables: dict[str, Any]) -> dict[str, Any]:
+def _plain(variables: JsonObject) -> JsonObject:
     return {k: v for k, v in variables.items() if k not in ("block", "loop", "error")}

@@ -14,6 +14,8 @@ from typing import Any
 from playwright.async_api import CDPSession, Page
 from playwright.async_api import Error as PlaywrightError
 
+from figranium_common.jsontypes import JsonValue
+
 _WORLD_NAME = "figranium"
 
 
@@ -25,7 +27,7 @@ class IsolatedWorld:
         self._session: CDPSession | None = None
         self._context_id: int | None = None
 
-    async def evaluate(self, function: str, arg: Any = None) -> Any:
+    async def evaluate(self, function: str, arg: JsonValue = None) -> JsonValue:
         """Call the JavaScript ``function`` with ``arg`` (JSON); its result, as JSON.
 
         Raises PlaywrightError when the function throws, as ``page.evaluate`` would."""
@@ -54,7 +56,8 @@ class IsolatedWorld:
             details = reply.get("exceptionDetails")
             if details:
                 raise PlaywrightError(_describe(details))
-            return reply.get("result", {}).get("value")
+            value: JsonValue = reply.get("result", {}).get("value")
+            return value
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _context(self) -> tuple[CDPSession, int]:

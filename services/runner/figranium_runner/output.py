@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import structlog
 
 from figranium_common import baserow
 from figranium_common.errors import FigraniumError
+from figranium_common.jsontypes import JsonMapping, JsonObject, JsonValue
 from figranium_common.models import OutputTarget, RunResult
 from figranium_common.outbound_http import safe_request
 
@@ -31,7 +31,7 @@ class OutputError(FigraniumError):
     code = "OUTPUT_FAILED"
 
 
-def _cell(value: Any) -> Any:
+def _cell(value: JsonValue) -> JsonValue:
     """A value as a Baserow cell: nested structures as JSON text, nothing as empty text."""
     if value is None:
         return ""
@@ -40,11 +40,11 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _row(item: dict[str, Any]) -> dict[str, Any]:
+def _row(item: JsonMapping) -> JsonObject:
     return {str(key): _cell(value) for key, value in item.items()}
 
 
-def rows_of(data: Any) -> list[dict[str, Any]] | dict[str, Any]:
+def rows_of(data: JsonValue) -> list[JsonObject] | JsonObject:
     """The rows to create: a list for the batch endpoint, one object for the single one.
 
     Raises OutputError for data that is not rows (nothing, a scalar, a list of non-objects).
@@ -62,13 +62,13 @@ def rows_of(data: Any) -> list[dict[str, Any]] | dict[str, Any]:
                 raise OutputError(
                     f"row {index} is {type(item).__name__}, not an object of column values"
                 )
-        return [_row(item) for item in data]
+        return [_row(item) for item in data if isinstance(item, dict)]
     if data is None:
         raise OutputError("the run extracted no data")
     raise OutputError(f"the extracted data is {type(data).__name__}, not an object or a list")
 
 
-async def _post(target: OutputTarget, path: str, body: Any, *, allow_private: bool) -> None:
+async def _post(target: OutputTarget, path: str, body: object, *, allow_private: bool) -> None:
     url = f"{target.base_url.rstrip('/')}/api/database/rows/table/{target.table_id}/{path}"
     try:
         response = await safe_request(
@@ -85,7 +85,7 @@ async def _post(target: OutputTarget, path: str, body: Any, *, allow_private: bo
         raise OutputError(baserow.problem(response))
 
 
-async def push(target: OutputTarget, data: Any, *, allow_private: bool) -> int:
+async def push(target: OutputTarget, data: JsonValue, *, allow_private: bool) -> int:
     """Create the data's rows in the target table; the number of rows created."""
     if target.problem:
         raise OutputError(target.problem)

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import structlog
 from nats.aio.client import Client as NATS
@@ -28,10 +27,11 @@ from playwright.async_api import Error as PlaywrightError
 from figranium_common import transit
 from figranium_common.config import Config
 from figranium_common.errors import InvalidUrlError
+from figranium_common.jsontypes import StorageState
 from figranium_common.models import RunRequest, RunResult
 from figranium_common.secretbox import SecretBox
 from figranium_runner import identity, output
-from figranium_runner.browser import BrowserCrashed, BrowserHost
+from figranium_runner.browser import BrowserCrashed, BrowserHost, ContextOptions
 from figranium_runner.capture_store import CaptureStore
 from figranium_runner.context import end_state, new_video_dir, open_context, recording
 from figranium_runner.egress import EgressPolicy, pin_upstream
@@ -86,7 +86,7 @@ class Run:
         self._captures: list[Capture] = []
         self._uploading: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
-        self._end_state: dict[str, Any] | None = None
+        self._end_state: StorageState | None = None
 
     def stop(self) -> None:
         """A stop request: the run ends now, as ``stopped``, with its result published."""
@@ -130,7 +130,7 @@ class Run:
         log.info("run.started", mode=self.task.mode)
         self._started = time.monotonic()
 
-    def _context_options(self) -> dict[str, Any]:
+    def _context_options(self) -> ContextOptions:
         options = identity.context_options(self.task, self.request.proxies, self._res.rng)
         if options:
             log.info("run.identity", **identity.describe(options))
@@ -157,7 +157,7 @@ class Run:
 
         return on_block
 
-    async def _pinned_proxy(self, options: dict[str, Any], policy: EgressPolicy) -> Upstream | None:
+    async def _pinned_proxy(self, options: ContextOptions, policy: EgressPolicy) -> Upstream | None:
         """The task's proxy, pinned again for every run: its DNS answer may have changed
         since it was saved. A refusal (InvalidUrlError) is final: the run ends with it."""
         if "proxy" not in options:
@@ -165,7 +165,7 @@ class Run:
         return await pin_upstream(options["proxy"], policy)
 
     async def _browse(
-        self, options: dict[str, Any], policy: EgressPolicy, upstream: Upstream | None
+        self, options: ContextOptions, policy: EgressPolicy, upstream: Upstream | None
     ) -> tuple[RunResult, Capture | None]:
         """Open the context, execute the task in it, close it: the result and the video."""
         # A folder for the video only when there is one to record.
@@ -186,7 +186,7 @@ class Run:
             return result, await recording(self.request.execution_id, video)
 
     async def _execute_in(
-        self, context: BrowserContext, options: dict[str, Any]
+        self, context: BrowserContext, options: ContextOptions
     ) -> tuple[RunResult, Video | None]:
         watcher = asyncio.create_task(self._watch_browser(context), name="browser-watch")
         video: Video | None = None
@@ -286,7 +286,7 @@ class Run:
             await finishing
             self._task.uncancel()
 
-    async def _finish(self, result: RunResult, state: dict[str, Any] | None) -> None:
+    async def _finish(self, result: RunResult, state: StorageState | None) -> None:
         duration_ms = int((time.monotonic() - self._started) * 1000)
         # Sealed under the transit key: the events stream on disk holds no cookies.
         sealed = transit.seal_result_state(self._res.transit(), self.events.execution_id, state)
@@ -306,7 +306,7 @@ async def _close_quietly(context: BrowserContext) -> None:
         await context.close()
 
 
-def _retrieved(task: asyncio.Task[Any]) -> None:
+def _retrieved(task: asyncio.Task[object]) -> None:
     """Done callback of a task nobody awaits: its exception is not logged as unretrieved."""
     if not task.cancelled():
         task.exception()

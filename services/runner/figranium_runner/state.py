@@ -13,12 +13,12 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from playwright.async_api import Download, Page
 from playwright.async_api import Error as PlaywrightError
 
 from figranium_common.errors import first_line
+from figranium_common.jsontypes import JsonObject, JsonValue
 from figranium_common.models import DownloadEntry, Task, now_ms
 from figranium_common.outbound_urls import check_url
 from figranium_common.redact import Redactor
@@ -53,7 +53,7 @@ def discard_files(captures: list[Capture]) -> None:
 class RunState:
     execution_id: str
     page: Page
-    variables: dict[str, Any]
+    variables: JsonObject
     allow_private: bool
     default_timeout_ms: int
     emit: LogSink
@@ -87,9 +87,7 @@ class RunState:
         self.variable_budget = VariableBudget(self.bounds, {})
         self.world = IsolatedWorld(self.page)
 
-    def for_subtask(
-        self, task_id: str, task: Task, page: Page, variables: dict[str, Any]
-    ) -> RunState:
+    def for_subtask(self, task_id: str, task: Task, page: Page, variables: JsonObject) -> RunState:
         """The state of a task started by this one (``start``), in its own ``page``: the
         same limits, log budget and secrets, its lines prefixed with its id."""
         return RunState(
@@ -123,7 +121,7 @@ class RunState:
         self.logs.append(admitted)
         await self.emit(admitted)
 
-    def store(self, name: str, value: Any) -> None:
+    def store(self, name: str, value: JsonValue) -> None:
         """Set a variable; LimitExceeded past RUNNER_MAX_VARIABLE(S)_BYTES."""
         self.variable_budget.admit(name, value)
         self.variables[name] = value
@@ -138,7 +136,7 @@ class RunState:
         self.captures.append(Capture(name, await self.page.screenshot(full_page=full_page)))
         return f"/captures/{name}"
 
-    def set_output(self, value: Any) -> None:
+    def set_output(self, value: JsonValue) -> None:
         if value is not None:
             self.variable_budget.admit("block.output", value)
             self.variables["block"] = {"output": value}

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
 
+from figranium_common.jsontypes import JsonMapping, JsonObject, JsonValue
 from figranium_common.models import Variable
 from figranium_runner.bounds import too_large
 
@@ -30,7 +30,7 @@ def text_limit(limit: int) -> Iterator[None]:
         _TEXT_LIMIT.reset(token)
 
 
-def coerce(declared: str, value: Any) -> Any:
+def coerce(declared: str, value: JsonValue) -> JsonValue:
     """Give a run-time value the type its task declares (``"3"`` for a number → ``3``)."""
     if declared == "number" and isinstance(value, str):
         try:
@@ -49,20 +49,20 @@ def coerce(declared: str, value: Any) -> Any:
     return value
 
 
-def initial_variables(declared: dict[str, Variable], overrides: dict[str, Any]) -> dict[str, Any]:
+def initial_variables(declared: dict[str, Variable], overrides: JsonMapping) -> JsonObject:
     """Task defaults, overridden by the run's variables in the declared types."""
-    values: dict[str, Any] = {name: coerce(var.type, var.value) for name, var in declared.items()}
+    values: JsonObject = {name: coerce(var.type, var.value) for name, var in declared.items()}
     for name, value in overrides.items():
         values[name] = coerce(declared[name].type, value) if name in declared else value
     return values
 
 
-def secret_values(declared: dict[str, Variable], values: dict[str, Any]) -> set[str]:
+def secret_values(declared: dict[str, Variable], values: JsonMapping) -> set[str]:
     """The values of the variables declared secret, as text is substituted with them."""
     return {_text(values.get(name)) for name, var in declared.items() if var.type == "secret"}
 
 
-def _text(value: Any) -> str:
+def _text(value: JsonValue) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -74,10 +74,10 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def lookup(variables: dict[str, Any], path: str) -> Any:
+def lookup(variables: JsonObject, path: str) -> JsonValue:
     if path == "now":
         return datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    current: Any = variables
+    current: JsonValue = variables
     for part in path.split("."):
         if isinstance(current, dict) and part in current:
             current = current[part]
@@ -88,7 +88,7 @@ def lookup(variables: dict[str, Any], path: str) -> Any:
     return current
 
 
-def substitute(text: str, variables: dict[str, Any]) -> str:
+def substitute(text: str, variables: JsonObject) -> str:
     """Replace every ``{$path}``; objects become JSON, unknown names the empty string."""
     limit = _TEXT_LIMIT.get()
     if limit is None:
@@ -108,7 +108,7 @@ def substitute(text: str, variables: dict[str, Any]) -> str:
     return _PLACEHOLDER.sub(replace, text)
 
 
-def substitute_all(value: Any, variables: dict[str, Any]) -> Any:
+def substitute_all(value: JsonValue, variables: JsonObject) -> JsonValue:
     """Substitute inside every string of a JSON-like value."""
     if isinstance(value, str):
         return substitute(value, variables)

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
+from psycopg.rows import DictRow
 from pydantic import ValidationError
 
 from figranium_common import queue
 from figranium_common.changelog import record_changes
-from figranium_common.db import Pool
+from figranium_common.db import Connection, Pool
 from figranium_common.models import RunRequest
 from figranium_common.schedules import Decision, Timing, decide
 from figranium_common.secretbox import SecretBox
@@ -82,7 +82,7 @@ async def claim_due(
         claimed.rows = len(rows)
         if not rows:
             return claimed
-        due: list[dict[str, Any]] = []
+        due: list[DictRow] = []
         advanced: list[tuple[str, datetime]] = []
         # One moment for the whole batch, so schedules alike (same timing, due time and
         # policy: typically thousands due the same minute) share one cron computation.
@@ -105,6 +105,7 @@ async def claim_due(
             conn, [row["task_id"] for row in due if not row["allow_overlap"]]
         )
         new: list[queue.NewExecution] = []
+        queued: list[DictRow] = []  # the row of each of ``new``
         for row in due:
             if row["task_id"] in running:
                 claimed.skipped.append((row["task_id"], "overlap"))
@@ -122,14 +123,13 @@ async def claim_due(
                 claimed.skipped.append((row["task_id"], "invalid_task"))
                 continue
             new.append(execution)
+            queued.append(row)
         await queue.insert_executions(conn, new)
-        states = await queue.load_browser_states(conn, box, [n.task["id"] for n in new])
-        by_task = {row["task_id"]: row for row in due}
-        for execution in new:
+        states = await queue.load_browser_states(conn, box, [row["task_id"] for row in queued])
+        for execution, row in zip(new, queued, strict=True):
             request = await queue.gather_run_request(
                 conn, box, execution, timeout_seconds=timeout_seconds, browser_states=states
             )
-            row = by_task[execution.task["id"]]
             lateness_ms = int((row["now"] - row["next_run"]).total_seconds() * 1000)
             claimed.fired.append(Fired(row["task_id"], row["next_run"], lateness_ms, request))
         # Last, as changes.record_change asks: the lock is then held only until the commit.
@@ -137,7 +137,7 @@ async def claim_due(
     return claimed
 
 
-async def _advance(conn: Any, advanced: list[tuple[str, datetime]]) -> None:
+async def _advance(conn: Connection, advanced: list[tuple[str, datetime]]) -> None:
     task_ids = [task_id for task_id, _ in advanced]
     next_runs = [next_run for _, next_run in advanced]
     await conn.execute(
@@ -155,7 +155,7 @@ async def _advance(conn: Any, advanced: list[tuple[str, datetime]]) -> None:
     )
 
 
-async def _still_running(conn: Any, task_ids: list[str]) -> set[str]:
+async def _still_running(conn: Connection, task_ids: list[str]) -> set[str]:
     """Which of these tasks have a scheduled execution that has not finished yet."""
     if not task_ids:
         return set()

@@ -16,8 +16,8 @@ import os
 import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
+from figranium_common.jsontypes import JsonObject
 from figranium_common.nats import inbox_prefix
 
 ROLES = ("gateway", "scheduler", "runner")
@@ -26,7 +26,7 @@ ROLES = ("gateway", "scheduler", "runner")
 _RUNNER_CONSUMERS = ("runners", "headful-runners")
 
 # publish/subscribe allow lists per role; anything else is refused by the server.
-PERMISSIONS: dict[str, dict[str, Any]] = {
+PERMISSIONS: dict[str, JsonObject] = {
     "gateway": {
         "publish": {
             "allow": [

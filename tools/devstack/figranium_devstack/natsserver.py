@@ -5,10 +5,9 @@ import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from figranium_devstack import natsauth
-from figranium_devstack.process import ServerProcess
+from figranium_devstack.process import PopenOptions, ServerProcess
 
 ADMIN = "admin"
 
@@ -86,7 +85,7 @@ class LocalNats(ServerProcess):
         """
         return {**base, "GOMAXPROCS": base.get("GOMAXPROCS") or "1"}
 
-    def _popen_options(self) -> dict[str, Any]:
+    def _popen_options(self) -> PopenOptions:
         return {"env": self.environment(os.environ)}
 
     def prepare(self) -> None:

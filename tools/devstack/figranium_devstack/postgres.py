@@ -7,9 +7,8 @@ import stat
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
-from figranium_devstack.process import ServerProcess
+from figranium_devstack.process import PopenOptions, ServerProcess
 
 
 def _pginstall() -> Path:
@@ -108,11 +107,11 @@ class LocalPostgres(ServerProcess):
                 argv += ["-c", f"{setting}=off"]
         return argv
 
-    def _popen_options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {"cwd": self.data_dir}
+    def _popen_options(self) -> PopenOptions:
+        options: PopenOptions = {"cwd": self.data_dir}
         user = _system_user()
         if user is not None:
-            options.update(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
+            options.update({"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []})
         return options
 
     def is_ready(self) -> bool:

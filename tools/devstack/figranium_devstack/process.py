@@ -3,7 +3,17 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, Self, TypedDict
+
+
+class PopenOptions(TypedDict, total=False):
+    """What a server's process starts with besides its command and output."""
+
+    cwd: Path
+    env: dict[str, str]
+    user: int
+    group: int
+    extra_groups: list[int]
 
 
 class ServerProcess:
@@ -27,7 +37,7 @@ class ServerProcess:
     def is_ready(self) -> bool:
         raise NotImplementedError
 
-    def _popen_options(self) -> dict[str, Any]:
+    def _popen_options(self) -> PopenOptions:
         return {}
 
     def start(self) -> None:

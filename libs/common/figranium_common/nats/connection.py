@@ -8,11 +8,11 @@ import asyncio
 import contextlib
 import ssl
 from dataclasses import dataclass
-from typing import Any
 
 import nats
 import structlog
 from nats.aio.client import Client as NATS
+from nats.aio.subscription import Subscription
 
 from figranium_common.config import Config
 from figranium_common.errors import describe
@@ -86,7 +86,7 @@ async def connect(
     """
     deadline = asyncio.get_running_loop().time() + wait_seconds
     auth = auth or NatsAuth()
-    credentials: dict[str, Any] = {}
+    credentials: dict[str, object] = {}
     if auth.user:
         credentials = {"user": auth.user, "password": auth.password or ""}
     if auth.tls is not None:
@@ -130,7 +130,7 @@ async def close(nc: NATS) -> None:
                 log.info("nats.closed_without_flush", error=describe(exc))
 
 
-async def unsubscribe(sub: Any) -> None:
+async def unsubscribe(sub: Subscription) -> None:
     """Unsubscribe at shutdown without hanging: while the client is reconnecting (the
     server stopped first), nats-py can wait for a flush that never comes."""
     with contextlib.suppress(Exception):

@@ -17,15 +17,14 @@ import base64
 import contextlib
 import hashlib
 import json
-from collections.abc import Coroutine
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
-from nats.js.api import Header, ObjectInfo, ObjectMetaOptions
+from nats.js.api import Header, ObjectInfo, ObjectMetaOptions, PubAck
 from nats.js.errors import APIError
 from nats.js.kv import MSG_ROLLUP_SUBJECT
 from nats.js.object_store import (
@@ -72,10 +71,10 @@ class _NewObject:
         encoded = base64.urlsafe_b64encode(self.name.encode()).decode()
         return OBJ_META_PRE_TEMPLATE.format(bucket=self.bucket, obj=encoded)
 
-    def publish_chunk(self, chunk: bytes) -> Coroutine[Any, Any, Any]:
+    def publish_chunk(self, chunk: bytes) -> Awaitable[PubAck]:
         return self.js.publish(self.chunks_subject, chunk)
 
-    def publish_meta(self, size: int, chunks: int, sha256: bytes) -> Coroutine[Any, Any, Any]:
+    def publish_meta(self, size: int, chunks: int, sha256: bytes) -> Awaitable[PubAck]:
         """The meta message that makes the chunks an object (the last one of its subject)."""
         info = ObjectInfo(
             name=self.name,
@@ -123,7 +122,7 @@ async def put_file_object(js: JetStreamContext, bucket: str, name: str, path: Pa
     new = _NewObject(js, bucket, name)
     digest = hashlib.sha256()
     size = count = 0
-    pending: list[asyncio.Future[Any]] = []
+    pending: list[asyncio.Future[PubAck]] = []
     try:
         with path.open("rb") as source:
             while chunk := await asyncio.to_thread(source.read, OBJ_DEFAULT_CHUNK_SIZE):

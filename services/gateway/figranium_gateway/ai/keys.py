@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from figranium_common.db import Pool
+from figranium_common.jsontypes import JsonValue
 from figranium_common.secretbox import SecretBox, SecretError
 from figranium_gateway.store import settings
 
@@ -77,7 +78,7 @@ def parse_ollama(entry: str) -> OllamaEndpoint:
     if not text.startswith("{"):
         return OllamaEndpoint(url=text.rstrip("/"), model=None, as_json=False)
     try:
-        data: Any = json.loads(text)
+        data: JsonValue = json.loads(text)
     except ValueError as exc:
         raise BadEntry(f"not valid JSON ({exc})") from None
     if not isinstance(data, dict):
@@ -130,7 +131,7 @@ class StoredEntry:
     plain: str | None  # None when the master key cannot open it
 
 
-def open_entries(box: SecretBox, provider: Provider, stored: Any) -> list[StoredEntry]:
+def open_entries(box: SecretBox, provider: Provider, stored: JsonValue) -> list[StoredEntry]:
     if not isinstance(stored, list):
         return []
     entries = []
@@ -145,7 +146,9 @@ def open_entries(box: SecretBox, provider: Provider, stored: Any) -> list[Stored
     return entries
 
 
-async def load_all(pool: Pool, box: SecretBox) -> tuple[dict[Provider, list[StoredEntry]], Any]:
+async def load_all(
+    pool: Pool, box: SecretBox
+) -> tuple[dict[Provider, list[StoredEntry]], JsonValue]:
     """Every provider's entries and the stored model names, in one round trip."""
     names = [keys_setting(provider) for provider in PROVIDERS] + [MODELS_SETTING]
     rows = await settings.get_settings(pool, names)
@@ -156,7 +159,7 @@ async def load_all(pool: Pool, box: SecretBox) -> tuple[dict[Provider, list[Stor
     return entries, rows.get(MODELS_SETTING)
 
 
-def models_from(stored: Any) -> dict[Provider, str]:
+def models_from(stored: JsonValue) -> dict[Provider, str]:
     """The model name per provider: the stored ones over the defaults."""
     models = dict(DEFAULT_MODELS)
     if isinstance(stored, dict):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 import httpx
@@ -54,7 +53,7 @@ def _scrubbed(text: str, secret: str) -> str:
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
 
 
-def _message_in(body: Any) -> str | None:
+def _message_in(body: object) -> str | None:
     """The human message of a vendor's error body, whichever shape it has."""
     if isinstance(body, dict):
         for found in (body.get("message"), _message_in(body.get("error"))):

@@ -11,6 +11,7 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
+from figranium_common.jsontypes import JsonMapping, JsonValue
 from figranium_gateway.ai import keys
 from figranium_gateway.ai.keys import MASK, PROVIDERS, Provider
 from figranium_gateway.errors import ApiError
@@ -84,7 +85,7 @@ def _bad(where: str, details: str, code: str = "INVALID_BODY") -> ApiError:
     return ApiError(400, code, f"{where}: {details}")
 
 
-def _posted_list(field: str, raw: dict[str, Any]) -> list[tuple[int, str]]:
+def _posted_list(field: str, raw: JsonMapping) -> list[tuple[int, str]]:
     if field not in raw:
         raise _bad(field, "required: a list of keys (or one key)")
     value = raw[field]
@@ -147,7 +148,7 @@ async def _read_posted(provider: Provider, request: web.Request) -> list[_Posted
     return posted
 
 
-def _answer(provider: Provider, stored: Any, request: web.Request) -> web.Response:
+def _answer(provider: Provider, stored: JsonValue, request: web.Request) -> web.Response:
     entries = keys.open_entries(request.app[BOX], provider, stored)
     masked = [keys.mask_entry(provider, entry.plain) for entry in entries]
     return web.json_response({FIELDS[provider]: masked})
@@ -166,7 +167,7 @@ def _register(provider: Provider) -> None:
         posted = await _read_posted(provider, request)
         box = request.app[BOX]
 
-        def replace(stored: Any) -> list[str]:
+        def replace(stored: JsonValue) -> list[str]:
             available = keys.open_entries(box, provider, stored)
             saved: list[str] = []
             seen: set[str] = set()
@@ -243,7 +244,7 @@ class AiModelsBody(BaseModel):
     ollama: ModelName | None = Field(default=None, description="default gemma4:e2b")
 
 
-def _models_answer(stored: Any) -> web.Response:
+def _models_answer(stored: JsonValue) -> web.Response:
     return web.json_response(AiModels.model_validate(keys.models_from(stored)).model_dump())
 
 
@@ -264,7 +265,7 @@ async def set_ai_models(request: web.Request) -> web.Response:
     body = AiModelsBody.model_validate(without_credentials(await read_json_object(request)))
     changes = {name: getattr(body, name) for name in body.model_fields_set}
 
-    def change(stored: Any) -> dict[str, str]:
+    def change(stored: JsonValue) -> dict[str, str]:
         models = {
             provider: value
             for provider, value in (stored.items() if isinstance(stored, dict) else [])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Literal, TypedDict
 
 from aiohttp import web
 from nats.js.errors import NotFoundError, ObjectNotFoundError
@@ -66,7 +66,17 @@ class ScreenshotList(BaseModel):
     screenshots: list[CaptureEntry]
 
 
-async def _list(request: web.Request, *, kinds: frozenset[str]) -> list[dict[str, Any]]:
+class _Listed(TypedDict):
+    """A :class:`CaptureEntry` as listed."""
+
+    name: str
+    url: str
+    size: int
+    modified: int | None
+    type: str
+
+
+async def _list(request: web.Request, *, kinds: frozenset[str]) -> list[_Listed]:
     run_id = request.query.get("runId")
     if run_id is not None and not _CAPTURE_NAME.fullmatch(run_id):
         raise ApiError(400, "INVALID_QUERY", "runId is letters, digits, _ . : and -")
@@ -75,7 +85,7 @@ async def _list(request: web.Request, *, kinds: frozenset[str]) -> list[dict[str
         objects = await bucket.list()
     except NotFoundError:  # an empty bucket answers "not found"
         objects = []
-    listed: list[dict[str, Any]] = []
+    listed: list[_Listed] = []
     for info in objects:
         name = info.name or ""
         # Downloads are listed with their run's result (`downloads`), not here: Figranium's

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
@@ -19,6 +18,7 @@ from pydantic import BaseModel, Field, RootModel
 
 from figranium_common import baserow
 from figranium_common.errors import FigraniumError, InvalidUrlError
+from figranium_common.jsontypes import JsonMapping, JsonObject, JsonValue
 from figranium_common.outbound_http import safe_request
 from figranium_common.outbound_urls import check_url
 from figranium_common.secretbox import SecretError
@@ -115,7 +115,7 @@ class BaserowTableList(RootModel[list[BaserowTable]]):
 # --- helpers --------------------------------------------------------------------------
 
 
-def _out(credential: Credential) -> dict[str, Any]:
+def _out(credential: Credential) -> JsonObject:
     config = CredentialConfigOut(
         baseUrl=credential.base_url, token=REDACTED if credential.has_token else ""
     )
@@ -285,7 +285,7 @@ async def delete_credential(request: web.Request) -> web.Response:
 # --- Baserow proxy --------------------------------------------------------------------
 
 
-async def _baserow_get(request: web.Request, credential: Credential, path: str) -> Any:
+async def _baserow_get(request: web.Request, credential: Credential, path: str) -> JsonValue:
     """GET a Baserow API path with the credential's token; Baserow's JSON answer."""
     if credential.provider != "baserow":
         raise ApiError(
@@ -314,16 +314,17 @@ async def _baserow_get(request: web.Request, credential: Credential, path: str) 
         status = response.status if 400 <= response.status < 500 else 502
         raise ApiError(status, "BASEROW_ERROR", baserow.problem(response))
     try:
-        return response.json()
+        answer: JsonValue = response.json()
     except ValueError:
         raise ApiError(502, "BASEROW_ERROR", "Baserow's answer is not JSON") from None
+    return answer
 
 
 def _unexpected(what: str) -> ApiError:
     return ApiError(502, "BASEROW_ERROR", f"Baserow's answer is not a list of {what}")
 
 
-def _database(item: dict[str, Any], workspace: Any) -> BaserowDatabase | None:
+def _database(item: JsonMapping, workspace: JsonValue) -> BaserowDatabase | None:
     if item.get("type") != "database" or not isinstance(item.get("id"), int | str):
         return None
     if isinstance(workspace, dict):
@@ -335,7 +336,7 @@ def _database(item: dict[str, Any], workspace: Any) -> BaserowDatabase | None:
     )
 
 
-def databases_of(answer: Any) -> list[BaserowDatabase]:
+def databases_of(answer: JsonValue) -> list[BaserowDatabase]:
     """The databases in ``/api/applications/``: a flat list of applications (each naming
     its ``workspace``, or ``group`` before Baserow 1.16), or workspaces each holding its
     ``applications``."""
@@ -347,10 +348,11 @@ def databases_of(answer: Any) -> list[BaserowDatabase]:
     for item in answer:
         if not isinstance(item, dict):
             continue
-        if isinstance(item.get("applications"), list):
+        applications = item.get("applications")
+        if isinstance(applications, list):
             found.extend(
                 _database(application, item.get("name"))
-                for application in item["applications"]
+                for application in applications
                 if isinstance(application, dict)
             )
         else:
@@ -358,7 +360,7 @@ def databases_of(answer: Any) -> list[BaserowDatabase]:
     return [database for database in found if database is not None]
 
 
-def tables_of(answer: Any) -> list[BaserowTable]:
+def tables_of(answer: JsonValue) -> list[BaserowTable]:
     if not isinstance(answer, list):
         raise _unexpected("tables")
     return [

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from figranium_common.jsontypes import GivenObject
 from figranium_common.redact import mask_run_variables, mask_task
 from figranium_gateway import changes, retention
 from figranium_gateway.errors import ApiError, found
@@ -57,9 +58,9 @@ class WebhookState(BaseModel):
 
 
 class ExecutionDetail(ExecutionSummary):
-    taskSnapshot: dict[str, Any]
-    variables: dict[str, Any]
-    result: dict[str, Any] | None
+    taskSnapshot: GivenObject
+    variables: GivenObject
+    result: GivenObject | None
     logs: list[str]
     webhook: WebhookState | None = Field(
         default=None, description="only for runs that asked for a webhook"
@@ -150,7 +151,7 @@ async def get_execution(request: web.Request) -> web.Response:
 
 
 class FullResult(BaseModel):
-    result: dict[str, Any]
+    result: GivenObject
 
 
 @api.get(

@@ -10,7 +10,6 @@ script is checked to compile in Chromium (by a runner) before it is answered.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import structlog
 from aiohttp import web
@@ -18,6 +17,7 @@ from bs4 import BeautifulSoup
 from pydantic import BaseModel, Field
 from soupsieve import SelectorSyntaxError
 
+from figranium_common.jsontypes import GivenObject, JsonMapping, JsonObject
 from figranium_common.models import PageCaptureReply, PageCaptureRequest
 from figranium_gateway import dispatch, runner_tools
 from figranium_gateway.ai.chain import (
@@ -65,7 +65,7 @@ _FENCE = re.compile(r"^```[\w-]*\s*\n?(.*?)\n?```\s*$", re.DOTALL)
 
 
 class SelectorBody(BaseModel):
-    task: dict[str, Any] = Field(description="the task (as saved); its url is opened first")
+    task: GivenObject = Field(description="the task (as saved); its url is opened first")
     actionIndex: int = Field(
         ge=0, description="the page as it is before this action (its index in actions)"
     )
@@ -116,7 +116,7 @@ def count_matches(soup: BeautifulSoup, selector: str) -> int:
         raise AnswerRejected(f"{selector!r} is not a valid CSS selector ({exc})") from None
 
 
-def _required_text(raw: dict[str, Any], name: str) -> str:
+def _required_text(raw: JsonMapping, name: str) -> str:
     value = raw.get(name)
     if not isinstance(value, str) or not value.strip():
         raise ApiError(400, "MISSING_FIELDS", f"{name}: required, a non-empty text")
@@ -169,13 +169,15 @@ async def generate_selector(request: web.Request) -> web.Response:
     app = request.app
     raw = await read_json_object(request)
     prompt = _required_text(raw, "prompt")
-    if not isinstance(raw.get("task"), dict):
+    given = raw.get("task")
+    if not isinstance(given, dict):
         raise ApiError(400, "MISSING_FIELDS", "task: required, the task object")
     index = raw.get("actionIndex")
     if not isinstance(index, int) or isinstance(index, bool):
         raise ApiError(400, "MISSING_FIELDS", "actionIndex: required, an action's index")
-    task = validate_task(raw["task"]).dump()
-    actions = task.get("actions") or []
+    validated = validate_task(given)
+    task = validated.dump()
+    actions = validated.actions
     if not 0 <= index <= len(actions):
         raise ApiError(
             400,
@@ -209,7 +211,7 @@ async def generate_selector(request: web.Request) -> web.Response:
     return web.json_response(out.model_dump())
 
 
-async def _capture(request: web.Request, task: dict[str, Any], index: int) -> PageCaptureReply:
+async def _capture(request: web.Request, task: JsonObject, index: int) -> PageCaptureReply:
     """The page before action ``index``, from any runner, with the task's saved state."""
     app = request.app
     # What a run of this task would carry (saved cookies, proxies, started tasks).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Literal
 
 import structlog
 from aiohttp import web
@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from figranium_common import queue
 from figranium_common.config import Config
+from figranium_common.jsontypes import GivenObject, JsonMapping, JsonObject
 from figranium_common.models import RunResult, Task, now_ms
 from figranium_common.nats import stop_subject, stops_store
 from figranium_gateway import admission, changes, dispatch
@@ -48,7 +49,7 @@ class RunBody(BaseModel):
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
-    variables: dict[str, Any] = Field(default_factory=dict)
+    variables: GivenObject = Field(default_factory=dict)
     runId: str | None = Field(default=None, pattern=_RUN_ID.pattern)
     statelessExecution: bool | None = None
     webhookUrl: str | None = None
@@ -98,7 +99,7 @@ _RUN_RESPONSES: dict[int, type[BaseModel] | None] = {
 _SAVED_RUN: RouteOptions = {"body": RunBody, "responses": _RUN_RESPONSES}
 
 
-def _run_body(raw: dict[str, Any]) -> RunBody:
+def _run_body(raw: JsonMapping) -> RunBody:
     body = dict(raw)
     webhook_url_type(body)
     if body.get("variables") is None:
@@ -111,7 +112,7 @@ def _wants_async(request: web.Request, body: RunBody) -> bool:
     return body.async_ or "respond-async" in prefer
 
 
-async def _run(request: web.Request, task: dict[str, Any], body: RunBody) -> web.Response:
+async def _run(request: web.Request, task: JsonObject, body: RunBody) -> web.Response:
     app = request.app
     pool = app[POOL]
     if body.statelessExecution is not None:
@@ -192,7 +193,7 @@ async def _fail_invalid(app: web.Application, execution_id: str, exc: Validation
     await notify_finished(app[NC], execution_id, app[WAITERS].finished)
 
 
-async def _check_task_url(task: dict[str, Any], config: Config) -> None:
+async def _check_task_url(task: JsonMapping, config: Config) -> None:
     """Refuse a run whose start URL the runner would refuse, before anything is queued.
 
     A URL built from variables is only known in the runner, which checks it there.
@@ -208,9 +209,9 @@ async def _check_task_url(task: dict[str, Any], config: Config) -> None:
     )
 
 
-def run_answer(execution: dict[str, Any]) -> web.Response:
-    result: dict[str, Any] = dict(execution.get("result") or {})
-    outcome = execution.get("outcome") or result.get("outcome")
+def run_answer(execution: execution_store.RunOutcome) -> web.Response:
+    result: JsonObject = dict(execution["result"] or {})
+    outcome = execution["outcome"] or result.get("outcome")
     # runId and success are what Figranium's clients read; executionId is the same id.
     answer = {
         **result,
@@ -219,7 +220,7 @@ def run_answer(execution: dict[str, Any]) -> web.Response:
         "outcome": outcome,
         "success": outcome == "success",
     }
-    status = execution.get("status") or 500
+    status = execution["status"] or 500
     if status >= 400:
         code = "RUN_CRASHED" if outcome == "crashed" else "RUN_FAILED"
         details = result.get("error") or f"the run ended with outcome {outcome}"
@@ -264,7 +265,7 @@ def _ad_hoc(mode: AdHocMode) -> Handler:
         raw = without_credentials(await read_json_object(request))
         # On an ad-hoc run, `variables` are the task's own declarations (name: {type,
         # value}); runId and async belong to the run call.
-        run_fields: dict[str, Any] = {k: raw.pop(k) for k in ("runId", "async") if k in raw}
+        run_fields: JsonObject = {k: raw.pop(k) for k in ("runId", "async") if k in raw}
         raw["mode"] = mode
         task = validate_task(raw).dump()
         body = _run_body({**run_fields, "statelessExecution": raw.get("statelessExecution")})

@@ -6,7 +6,6 @@ The scheduler service fires them; this module only validates, stores, and wakes 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import structlog
 from aiohttp import web
@@ -214,7 +213,7 @@ async def schedule_status(request: web.Request) -> web.Response:
 )
 async def describe_schedule(request: web.Request) -> web.Response:
     task_id = task_id_of(request)
-    raw: dict[str, Any] = await read_json_object(request)
+    raw = await read_json_object(request)
     if await task_store.get_task(request.app[POOL], task_id) is None:
         raise task_not_found(task_id)
     try:

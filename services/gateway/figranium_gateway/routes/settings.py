@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, Field
 
+from figranium_common.jsontypes import JsonMapping, JsonObject, JsonValue
 from figranium_common.models import now_ms
 from figranium_common.queue import PROXY_PASSWORD
 from figranium_common.runs import PROXIES_SETTING
@@ -166,7 +167,7 @@ class ProxyList(BaseModel):
     proxies: list[ProxyOut]
 
 
-def _entry_id(entry: dict[str, Any]) -> str:
+def _entry_id(entry: JsonMapping) -> str:
     """The entry's id; entries saved without one get a stable id derived from them."""
     if isinstance(entry.get("id"), str) and entry["id"]:
         return str(entry["id"])
@@ -174,7 +175,7 @@ def _entry_id(entry: dict[str, Any]) -> str:
     return "proxy_" + digest.hexdigest()[:12]
 
 
-def _entries(stored: Any) -> list[dict[str, Any]]:
+def _entries(stored: JsonValue) -> list[JsonObject]:
     if not isinstance(stored, list):
         return []
     return [
@@ -184,7 +185,7 @@ def _entries(stored: Any) -> list[dict[str, Any]]:
     ]
 
 
-def _listing(entries: list[dict[str, Any]]) -> dict[str, Any]:
+def _listing(entries: list[JsonObject]) -> JsonObject:
     proxies = [
         ProxyOut(
             id=entry["id"],
@@ -249,7 +250,7 @@ async def add_proxy(request: web.Request) -> web.Response:
             raise ApiError(400, "INVALID_BODY", "defaultId: send either server or defaultId")
         chosen = body.defaultId
 
-        def choose(stored: Any) -> list[dict[str, Any]]:
+        def choose(stored: JsonValue) -> list[JsonObject]:
             entries = _entries(stored)
             if chosen is not None and chosen not in {entry["id"] for entry in entries}:
                 raise ApiError(404, "PROXY_NOT_FOUND", f"no proxy {chosen!r}")
@@ -266,7 +267,7 @@ async def add_proxy(request: web.Request) -> web.Response:
         allow_metadata=request.app[CONFIG].allow_metadata_address,
     )
     # The keys the runner reads (server, username, password) stay as dispatch expects them.
-    added: dict[str, Any] = {"id": f"proxy_{now_ms()}_{secrets.token_hex(4)}", "server": server}
+    added: JsonObject = {"id": f"proxy_{now_ms()}_{secrets.token_hex(4)}", "server": server}
     for name in ("username", "label"):
         value = getattr(body, name)
         if value:
@@ -275,7 +276,7 @@ async def add_proxy(request: web.Request) -> web.Response:
         added["password"] = request.app[BOX].seal(body.password, PROXY_PASSWORD)
     added["default"] = body.default
 
-    def add(stored: Any) -> list[dict[str, Any]]:
+    def add(stored: JsonValue) -> list[JsonObject]:
         entries = _entries(stored)
         if body.default:
             entries = [{**entry, "default": False} for entry in entries]
@@ -294,7 +295,7 @@ async def add_proxy(request: web.Request) -> web.Response:
 async def delete_proxy(request: web.Request) -> web.Response:
     proxy_id = request.match_info["proxy_id"]
 
-    def remove(stored: Any) -> list[dict[str, Any]]:
+    def remove(stored: JsonValue) -> list[JsonObject]:
         entries = _entries(stored)
         kept = [entry for entry in entries if entry["id"] != proxy_id]
         if len(kept) == len(entries):

@@ -11,11 +11,11 @@ import contextlib
 import json
 import re
 import time
-from typing import Any
 
 import psycopg
 import structlog
 from aiohttp import web
+from psycopg.rows import DictRow
 from psycopg_pool import PoolTimeout
 
 from figranium_gateway.errors import ApiError
@@ -51,7 +51,7 @@ def _start_after(request: web.Request) -> int | None:
     return int(raw.strip())
 
 
-def _execution_of(row: dict[str, Any]) -> object:
+def _execution_of(row: DictRow) -> object:
     payload = row.get("payload")
     return payload.get("executionId") if isinstance(payload, dict) else None
 

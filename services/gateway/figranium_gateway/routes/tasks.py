@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from figranium_common.jsontypes import GivenObject, JsonObject
 from figranium_common.models import Task, now_ms
 from figranium_common.redact import mask_task
 from figranium_gateway.errors import ApiError, found
@@ -77,7 +76,7 @@ class VersionMetadata(BaseModel):
 
 
 class VersionDetail(BaseModel):
-    snapshot: dict[str, Any]
+    snapshot: GivenObject
     metadata: VersionMetadata
 
 
@@ -99,7 +98,7 @@ def _version_missing(task_id: str, version_id: str) -> ApiError:
     return ApiError(404, "VERSION_NOT_FOUND", f"task {task_id!r} has no {version_id!r}")
 
 
-async def _existing(request: web.Request) -> dict[str, Any]:
+async def _existing(request: web.Request) -> JsonObject:
     task_id = task_id_of(request)
     return found(await task_store.get_task(request.app[POOL], task_id), task_not_found(task_id))
 
@@ -161,7 +160,7 @@ async def patch_task(request: web.Request) -> web.Response:
     task_id = task_id_of(request)
     changes = without_credentials(await read_json_object(request))
 
-    def merge(current: dict[str, Any]) -> dict[str, Any]:
+    def merge(current: JsonObject) -> JsonObject:
         merged = {**current, **{k: v for k, v in changes.items() if k not in ("id", "versions")}}
         merged["last_opened"] = now_ms()
         validate_task({**merged, "id": task_id})
@@ -202,7 +201,7 @@ async def touch_task(request: web.Request) -> web.Response:
 )
 async def list_versions(request: web.Request) -> web.Response:
     task = await _existing(request)
-    versions = await task_store.list_versions(request.app[POOL], task["id"])
+    versions = await task_store.list_versions(request.app[POOL], task_id_of(request))
     summaries = [
         {
             "id": v["id"],
@@ -222,8 +221,8 @@ async def list_versions(request: web.Request) -> web.Response:
     responses={200: Success, **_NOT_FOUND},
 )
 async def clear_versions(request: web.Request) -> web.Response:
-    task = await _existing(request)
-    removed = await task_store.clear_versions(request.app[POOL], task["id"])
+    await _existing(request)
+    removed = await task_store.clear_versions(request.app[POOL], task_id_of(request))
     return web.json_response({"success": True, "removed": removed})
 
 
@@ -234,11 +233,12 @@ async def clear_versions(request: web.Request) -> web.Response:
     responses={200: VersionDetail, **_NOT_FOUND},
 )
 async def get_version(request: web.Request) -> web.Response:
-    task = await _existing(request)
+    await _existing(request)
+    task_id = task_id_of(request)
     version_id = request.match_info["version_id"]
     version = found(
-        await task_store.get_version(request.app[POOL], task["id"], version_id),
-        _version_missing(task["id"], version_id),
+        await task_store.get_version(request.app[POOL], task_id, version_id),
+        _version_missing(task_id, version_id),
     )
     metadata = {"id": version["id"], "timestamp": version["timestamp"]}
     return web.json_response({"snapshot": mask_task(version["snapshot"]), "metadata": metadata})
@@ -251,10 +251,11 @@ async def get_version(request: web.Request) -> web.Response:
     responses={200: Success, **_NOT_FOUND},
 )
 async def delete_version(request: web.Request) -> web.Response:
-    task = await _existing(request)
+    await _existing(request)
+    task_id = task_id_of(request)
     version_id = request.match_info["version_id"]
-    if not await task_store.delete_version(request.app[POOL], task["id"], version_id):
-        raise _version_missing(task["id"], version_id)
+    if not await task_store.delete_version(request.app[POOL], task_id, version_id):
+        raise _version_missing(task_id, version_id)
     return web.json_response({"success": True, "versionId": version_id})
 
 
@@ -273,19 +274,20 @@ async def rollback(request: web.Request) -> web.Response:
         version_id = RollbackBody.model_validate(body).versionId
     except ValidationError as exc:
         raise ApiError(400, "INVALID_BODY", "versionId must be a string") from exc
-    task = await _existing(request)
+    await _existing(request)
+    task_id = task_id_of(request)
     version = found(
-        await task_store.get_version(request.app[POOL], task["id"], version_id),
-        _version_missing(task["id"], version_id),
+        await task_store.get_version(request.app[POOL], task_id, version_id),
+        _version_missing(task_id, version_id),
     )
-    snapshot: dict[str, Any] = dict(version["snapshot"])
+    snapshot: JsonObject = dict(version["snapshot"])
 
-    def restore(current: dict[str, Any]) -> dict[str, Any]:
+    def restore(current: JsonObject) -> JsonObject:
         return {**snapshot, "last_opened": now_ms()}
 
     restored = found(
-        await task_store.update_task(request.app[POOL], task["id"], restore),
-        task_not_found(task["id"]),
+        await task_store.update_task(request.app[POOL], task_id, restore),
+        task_not_found(task_id),
     )
-    log.info("task.rolled_back", task_id=task["id"], version=version_id)
+    log.info("task.rolled_back", task_id=task_id, version=version_id)
     return web.json_response(mask_task(restored))

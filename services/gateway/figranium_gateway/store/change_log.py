@@ -8,12 +8,13 @@ follow commit order.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+
+from psycopg.rows import DictRow
 
 from figranium_common.db import Pool
 
 
-async def changes_since(pool: Pool, last_id: int, limit: int) -> list[dict[str, Any]]:
+async def changes_since(pool: Pool, last_id: int, limit: int) -> list[DictRow]:
     async with pool.connection() as conn:
         cur = await conn.execute(
             "SELECT id, execution_id, kind, payload FROM execution_changes"

@@ -8,8 +8,8 @@ as anything else, and nothing outside this module ever handles the sealed form.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from figranium_common.db import Pool
@@ -38,7 +38,7 @@ class Credential:
         return box.open(self.sealed_token, credential_purpose(self.id))
 
 
-def _credential(row: dict[str, Any]) -> Credential:
+def _credential(row: DictRow) -> Credential:
     config = row["config"] if isinstance(row["config"], dict) else {}
     return Credential(
         id=row["id"],

@@ -3,13 +3,12 @@ sequence number, so a redelivered event is stored once."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from psycopg import AsyncCursor
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from figranium_common.db import Connection, Pool
+from figranium_common.jsontypes import JsonMapping
 from figranium_common.models import LogLine
 
 # The ids again as ``= ANY``, so executions are looked up by index, not scanned (as
@@ -29,7 +28,7 @@ Key = tuple[str, int, int]  # execution id, attempt, sequence number
 
 
 async def insert_event(
-    conn: Connection, key: Key, kind: str, payload: dict[str, Any]
+    conn: Connection, key: Key, kind: str, payload: JsonMapping
 ) -> AsyncCursor[DictRow]:
     """The insert's cursor: one row if the event is new. In a pipeline, reading it waits
     for the server."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any
+from typing import TypedDict
 
 from psycopg import AsyncCursor
 from psycopg.rows import DictRow
@@ -17,7 +17,8 @@ from psycopg.types.json import Jsonb
 from figranium_common import queue
 from figranium_common.changelog import record_deleted
 from figranium_common.db import Connection, Pool
-from figranium_common.models import ResultEvent, StartedEvent, epoch_ms
+from figranium_common.jsontypes import JsonMapping, JsonObject
+from figranium_common.models import Outcome, Phase, ResultEvent, StartedEvent, epoch_ms
 from figranium_gateway.store import events, webhooks
 from figranium_gateway.store.results import WHOLE_RESULT
 
@@ -35,8 +36,28 @@ OUTCOME_COLUMNS = (
 STATUS_BY_OUTCOME = {"success": 200, "stopped": 200, "error": 422, "anti_bot": 422, "crashed": 500}
 
 
-def _execution_out(row: dict[str, Any], *, detail: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {
+class RunOutcome(TypedDict):
+    """A row of :data:`OUTCOME_COLUMNS`: what a synchronous run answers."""
+
+    id: str
+    phase: Phase
+    outcome: Outcome | None
+    status: int | None
+    result: JsonObject | None  # once finished
+
+
+def outcome_of(row: DictRow) -> RunOutcome:
+    return RunOutcome(
+        id=row["id"],
+        phase=row["phase"],
+        outcome=row["outcome"],
+        status=row["status"],
+        result=row["result"],
+    )
+
+
+def _execution_out(row: DictRow, *, detail: bool) -> JsonObject:
+    out: JsonObject = {
         "id": row["id"],
         "timestamp": epoch_ms(row["created_at"]),
         "method": row["method"],
@@ -87,7 +108,7 @@ async def _execution_exists(conn: Connection, execution_id: str) -> bool:
     return await cur.fetchone() is not None
 
 
-async def run_outcome(pool: Pool, execution_id: str) -> dict[str, Any] | None:
+async def run_outcome(pool: Pool, execution_id: str) -> RunOutcome | None:
     """What a synchronous run answers: ``id``, ``phase``, ``outcome``, ``status`` and, once
     finished, ``result``; None when there is no such execution."""
     async with pool.connection() as conn:
@@ -95,10 +116,10 @@ async def run_outcome(pool: Pool, execution_id: str) -> dict[str, Any] | None:
             f"SELECT {OUTCOME_COLUMNS} FROM executions WHERE id = %s", (execution_id,)
         )
         row = await cur.fetchone()
-    return None if row is None else dict(row)
+    return None if row is None else outcome_of(row)
 
 
-async def get_execution(pool: Pool, execution_id: str) -> dict[str, Any] | None:
+async def get_execution(pool: Pool, execution_id: str) -> JsonObject | None:
     """The execution with its log and, when it asked for a webhook, the delivery's state."""
     async with pool.connection() as conn:
         cur = await conn.execute(
@@ -114,9 +135,9 @@ async def get_execution(pool: Pool, execution_id: str) -> dict[str, Any] | None:
         return out
 
 
-async def list_executions(pool: Pool, *, limit: int, status: str | None) -> list[dict[str, Any]]:
+async def list_executions(pool: Pool, *, limit: int, status: str | None) -> list[JsonObject]:
     query = f"SELECT {_LIST_COLUMNS} FROM executions"
-    params: list[Any] = []
+    params: list[str | int] = []
     if status:
         query += " WHERE phase = %s OR outcome = %s OR status::text = %s"
         params += [status, status, status]
@@ -154,9 +175,7 @@ async def finished_ids(pool: Pool) -> list[str]:
         return [row["id"] for row in await cur.fetchall()]
 
 
-async def stale_queued(
-    pool: Pool, *, older_than_s: float, younger_than_s: float
-) -> list[dict[str, Any]]:
+async def stale_queued(pool: Pool, *, older_than_s: float, younger_than_s: float) -> list[DictRow]:
     async with pool.connection() as conn:
         cur = await conn.execute(
             "SELECT id, task_snapshot, variables, source FROM executions"
@@ -212,7 +231,7 @@ async def mark_running(conn: Connection, event: StartedEvent) -> None:
 
 
 async def finish(
-    conn: Connection, event: ResultEvent, stored_result: dict[str, Any]
+    conn: Connection, event: ResultEvent, stored_result: JsonMapping
 ) -> AsyncCursor[DictRow]:
     """Finish the execution with ``event`` and ``stored_result`` (its result or a preview),
     unless it finished already. The cursor returns one row, its :data:`OUTCOME_COLUMNS`

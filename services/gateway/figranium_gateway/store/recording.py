@@ -6,13 +6,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from psycopg import AsyncCursor
 from psycopg.rows import DictRow
 
 from figranium_common.changelog import record_change, record_each
 from figranium_common.db import Connection, Pool
+from figranium_common.jsontypes import JsonObject
 from figranium_common.models import LogLine, ResultEvent, RunResult, StartedEvent
 from figranium_gateway.changes import log_extra
 from figranium_gateway.store import events, executions, results, schedules, tasks, webhooks
@@ -138,7 +139,7 @@ class Recorded:
     finished the execution; None when something else had finished it (a stop while it
     was queued)."""
 
-    outcome: dict[str, Any] | None
+    outcome: executions.RunOutcome | None
 
 
 def gateway_result(
@@ -155,7 +156,7 @@ def gateway_result(
 async def record_result(
     pool: Pool,
     event: ResultEvent,
-    payload: dict[str, Any],
+    payload: JsonObject,
     *,
     storage_state: str | None = None,
     preview_bytes: int | None = None,
@@ -202,6 +203,6 @@ async def record_result(
         # finished may be one).
         if row is None or row.pop("source") == "scheduler":
             await schedules.record_scheduled_result(conn, execution_id)
-        return Recorded(None if row is None else dict(row))
+        return Recorded(None if row is None else executions.outcome_of(row))
 
     return await _at_once(pool, store_result)

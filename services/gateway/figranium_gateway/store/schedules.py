@@ -8,9 +8,12 @@ never disagree about a schedule.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TypedDict
+
+from psycopg.rows import DictRow
 
 from figranium_common.db import Connection, Pool
+from figranium_common.jsontypes import JsonMapping, JsonObject
 from figranium_common.models import epoch_ms
 from figranium_common.schedules import Timing
 from figranium_gateway.store import tasks
@@ -22,7 +25,17 @@ _COLUMNS = (
 _FROM = "FROM schedules s JOIN tasks t ON t.id = s.task_id"
 
 
-def _last_run(row: dict[str, Any]) -> dict[str, Any]:
+class FoundSchedule(TypedDict):
+    row: DictRow  # the row of ``schedules`` (_COLUMNS)
+    schedule: JsonObject  # as the task shows it
+
+
+class Overview(TypedDict):
+    replicas: int  # scheduler replicas alive
+    rows: list[DictRow]  # the enabled schedules' task_id, cron, interval_minutes, next_run
+
+
+def _last_run(row: DictRow) -> JsonObject:
     """The schedule's ``lastRun*`` fields from its row."""
     return {
         "lastRun": epoch_ms(row["last_run"]),
@@ -31,16 +44,16 @@ def _last_run(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _schedule_out(row: dict[str, Any]) -> dict[str, Any]:
+def _schedule_out(row: DictRow) -> JsonObject:
     """The task's stored schedule with the table's live fields (next and last run)."""
     stored = row["body"].get("schedule")
-    schedule: dict[str, Any] = dict(stored) if isinstance(stored, dict) else {}
+    schedule: JsonObject = dict(stored) if isinstance(stored, dict) else {}
     schedule["nextRun"] = epoch_ms(row["next_run"]) if row["enabled"] else None
     schedule.update(_last_run(row))
     return schedule
 
 
-async def list_schedules(pool: Pool) -> list[dict[str, Any]]:
+async def list_schedules(pool: Pool) -> list[JsonObject]:
     async with pool.connection() as conn:
         cur = await conn.execute(f"SELECT {_COLUMNS} {_FROM} ORDER BY s.task_id")
         return [
@@ -54,7 +67,7 @@ async def list_schedules(pool: Pool) -> list[dict[str, Any]]:
         ]
 
 
-async def get_schedule(pool: Pool, task_id: str) -> dict[str, Any] | None:
+async def get_schedule(pool: Pool, task_id: str) -> FoundSchedule | None:
     """The schedule and its timing columns; None when the task has no schedule."""
     async with pool.connection() as conn:
         cur = await conn.execute(f"SELECT {_COLUMNS} {_FROM} WHERE s.task_id = %s", (task_id,))
@@ -65,10 +78,10 @@ async def get_schedule(pool: Pool, task_id: str) -> dict[str, Any] | None:
 async def save_schedule(
     pool: Pool,
     task_id: str,
-    stored: dict[str, Any],
+    stored: JsonMapping,
     timing: Timing,
     next_run: datetime | None,
-) -> dict[str, Any] | None:
+) -> JsonObject | None:
     """Write the schedule to the table and to the task; None when there is no such task."""
     schedule = {**stored, "nextRun": epoch_ms(next_run)}
     async with pool.connection() as conn, conn.transaction():
@@ -113,7 +126,7 @@ async def delete_schedule(pool: Pool, task_id: str) -> bool:
         return True
 
 
-async def scheduled_overview(pool: Pool, alive_within_s: float) -> dict[str, Any]:
+async def scheduled_overview(pool: Pool, alive_within_s: float) -> Overview:
     """Live scheduler replicas (by heartbeat) and every enabled schedule's next run."""
     async with pool.connection() as conn:
         cur = await conn.execute(

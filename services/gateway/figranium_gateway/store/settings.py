@@ -7,14 +7,17 @@ transaction that gathers a run request; everything else of the gateway goes thro
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import TypeVar
 
 from psycopg.types.json import Jsonb
 
 from figranium_common.db import Connection, Pool
+from figranium_common.jsontypes import JsonObject, JsonValue
 from figranium_common.queue import PROXY_PASSWORD
 from figranium_common.runs import PROXIES_SETTING
 from figranium_common.secretbox import SecretBox, is_sealed
+
+_Value = TypeVar("_Value")
 
 _UPSERT = (
     "INSERT INTO settings (key, value) VALUES (%s, %s)"
@@ -22,19 +25,20 @@ _UPSERT = (
 )
 
 
-async def read_setting(conn: Connection, key: str) -> Any:
+async def read_setting(conn: Connection, key: str) -> JsonValue:
     """The stored value; None when the key is absent."""
     cur = await conn.execute("SELECT value FROM settings WHERE key = %s", (key,))
     row = await cur.fetchone()
-    return None if row is None else row["value"]
+    value: JsonValue = None if row is None else row["value"]
+    return value
 
 
-async def get_setting(pool: Pool, key: str) -> Any:
+async def get_setting(pool: Pool, key: str) -> JsonValue:
     async with pool.connection() as conn:
         return await read_setting(conn, key)
 
 
-async def get_settings(pool: Pool, keys: Collection[str]) -> dict[str, Any]:
+async def get_settings(pool: Pool, keys: Collection[str]) -> JsonObject:
     """The stored values of ``keys``, in one round trip; absent keys are left out."""
     async with pool.connection() as conn:
         cur = await conn.execute(
@@ -43,7 +47,9 @@ async def get_settings(pool: Pool, keys: Collection[str]) -> dict[str, Any]:
         return {row["key"]: row["value"] for row in await cur.fetchall()}
 
 
-async def setting_insert_if_absent(pool: Pool, key: str, value: Any) -> tuple[Any, bool]:
+async def setting_insert_if_absent(
+    pool: Pool, key: str, value: JsonValue
+) -> tuple[JsonValue, bool]:
     """Store ``value`` unless the key exists; returns the stored value and whether it was ours."""
     async with pool.connection() as conn:
         cur = await conn.execute(
@@ -57,12 +63,12 @@ async def setting_insert_if_absent(pool: Pool, key: str, value: Any) -> tuple[An
         return await read_setting(conn, key), False
 
 
-async def set_setting(pool: Pool, key: str, value: Any) -> None:
+async def set_setting(pool: Pool, key: str, value: JsonValue) -> None:
     async with pool.connection() as conn:
         await conn.execute(_UPSERT, (key, Jsonb(value)))
 
 
-async def update_setting(pool: Pool, key: str, change: Callable[[Any], Any]) -> Any:
+async def update_setting(pool: Pool, key: str, change: Callable[[JsonValue], _Value]) -> _Value:
     """Replace the value with ``change(current)`` (None when absent) atomically; returns it.
 
     Two replicas adding a proxy at once must not lose one of them. ``FOR UPDATE`` locks
@@ -115,16 +121,17 @@ async def seal_proxy_passwords(pool: Pool, box: SecretBox) -> int:
     """Seal proxy passwords stored in clear by an earlier version; returns how many."""
     sealed = 0
 
-    def seal(stored: Any) -> Any:
+    def seal(stored: JsonValue) -> JsonValue:
         nonlocal sealed
         if not isinstance(stored, list):
             return stored
-        entries = []
+        entries: list[JsonValue] = []
         for entry in stored:
-            password = entry.get("password") if isinstance(entry, dict) else None
-            if isinstance(password, str) and password and not is_sealed(password):
-                entry = {**entry, "password": box.seal(password, PROXY_PASSWORD)}
-                sealed += 1
+            if isinstance(entry, dict):
+                password = entry.get("password")
+                if isinstance(password, str) and password and not is_sealed(password):
+                    entry = {**entry, "password": box.seal(password, PROXY_PASSWORD)}
+                    sealed += 1
             entries.append(entry)
         return entries
 

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TypedDict
 
+from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from figranium_common.db import Connection, Pool
+from figranium_common.jsontypes import JsonMapping, JsonObject
 from figranium_common.models import epoch_ms, now_ms
 from figranium_common.redact import keep_masked_secrets
 
@@ -17,18 +19,26 @@ MAX_VERSIONS = 30
 _RETURNED = "RETURNING id, body, updated_at"
 
 
-def _task_out(row: dict[str, Any]) -> dict[str, Any]:
-    body: dict[str, Any] = dict(row["body"])
+class TaskVersion(TypedDict):
+    """A version of a task: its state before a change (``snapshot``), and when."""
+
+    id: str
+    timestamp: int | None
+    snapshot: JsonObject
+
+
+def _task_out(row: DictRow) -> JsonObject:
+    body: JsonObject = dict(row["body"])
     body["id"] = row["id"]
     body["updatedAt"] = epoch_ms(row["updated_at"])
     return body
 
 
-def _version_out(row: dict[str, Any]) -> dict[str, Any]:
+def _version_out(row: DictRow) -> TaskVersion:
     return {"id": row["id"], "timestamp": epoch_ms(row["created_at"]), "snapshot": row["snapshot"]}
 
 
-async def list_tasks(pool: Pool) -> list[dict[str, Any]]:
+async def list_tasks(pool: Pool) -> list[JsonObject]:
     async with pool.connection() as conn:
         cur = await conn.execute(
             "SELECT id, body, updated_at FROM tasks ORDER BY updated_at DESC, id"
@@ -36,7 +46,7 @@ async def list_tasks(pool: Pool) -> list[dict[str, Any]]:
         return [_task_out(row) for row in await cur.fetchall()]
 
 
-async def list_task_summaries(pool: Pool) -> list[dict[str, Any]]:
+async def list_task_summaries(pool: Pool) -> list[DictRow]:
     """Id, name and description of every task: only those leave the database, so the list
     does not decode every task's whole body."""
     async with pool.connection() as conn:
@@ -47,23 +57,21 @@ async def list_task_summaries(pool: Pool) -> list[dict[str, Any]]:
         return list(await cur.fetchall())
 
 
-async def get_task(pool: Pool, task_id: str) -> dict[str, Any] | None:
+async def get_task(pool: Pool, task_id: str) -> JsonObject | None:
     async with pool.connection() as conn:
         cur = await conn.execute("SELECT id, body, updated_at FROM tasks WHERE id = %s", (task_id,))
         row = await cur.fetchone()
         return None if row is None else _task_out(row)
 
 
-async def locked_body(conn: Connection, task_id: str) -> dict[str, Any] | None:
+async def locked_body(conn: Connection, task_id: str) -> JsonObject | None:
     """The task's stored body, its row locked until the transaction ends; None: no task."""
     cur = await conn.execute("SELECT body FROM tasks WHERE id = %s FOR UPDATE", (task_id,))
     row = await cur.fetchone()
     return None if row is None else dict(row["body"])
 
 
-async def save_task(
-    pool: Pool, task_id: str, body: dict[str, Any], *, snapshot: bool
-) -> dict[str, Any]:
+async def save_task(pool: Pool, task_id: str, body: JsonObject, *, snapshot: bool) -> JsonObject:
     """Create or overwrite a task; with ``snapshot`` the previous state becomes a version."""
     body = _storable(body)
     async with pool.connection() as conn, conn.transaction():
@@ -82,7 +90,7 @@ async def save_task(
         return _task_out(row)
 
 
-async def _snapshot(conn: Connection, task_id: str, body: dict[str, Any]) -> None:
+async def _snapshot(conn: Connection, task_id: str, body: JsonObject) -> None:
     await conn.execute(
         "INSERT INTO task_versions (task_id, id, snapshot)"
         " VALUES (%s, 'ver_' || (extract(epoch FROM clock_timestamp()) * 1000)::bigint, %s)"
@@ -97,7 +105,7 @@ async def _snapshot(conn: Connection, task_id: str, body: dict[str, Any]) -> Non
     )
 
 
-async def list_versions(pool: Pool, task_id: str) -> list[dict[str, Any]]:
+async def list_versions(pool: Pool, task_id: str) -> list[TaskVersion]:
     async with pool.connection() as conn:
         cur = await conn.execute(
             "SELECT id, created_at, snapshot FROM task_versions WHERE task_id = %s"
@@ -108,8 +116,8 @@ async def list_versions(pool: Pool, task_id: str) -> list[dict[str, Any]]:
 
 
 async def update_task(
-    pool: Pool, task_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]
-) -> dict[str, Any] | None:
+    pool: Pool, task_id: str, change: Callable[[JsonObject], JsonObject]
+) -> JsonObject | None:
     """Apply ``change`` to the stored body under a row lock, keeping the old one as a
     version first; None when there is no such task. ``change`` may raise to refuse."""
     async with pool.connection() as conn, conn.transaction():
@@ -128,7 +136,7 @@ async def update_task(
         return _task_out(updated)
 
 
-async def touch_task(pool: Pool, task_id: str) -> dict[str, Any] | None:
+async def touch_task(pool: Pool, task_id: str) -> JsonObject | None:
     """Set ``last_opened`` without making a version (opening a task changes nothing)."""
     async with pool.connection() as conn:
         cur = await conn.execute(
@@ -146,7 +154,7 @@ async def delete_task(pool: Pool, task_id: str) -> bool:
         return cur.rowcount == 1
 
 
-async def get_version(pool: Pool, task_id: str, version_id: str) -> dict[str, Any] | None:
+async def get_version(pool: Pool, task_id: str, version_id: str) -> TaskVersion | None:
     async with pool.connection() as conn:
         cur = await conn.execute(
             "SELECT id, created_at, snapshot FROM task_versions WHERE task_id = %s AND id = %s",
@@ -173,7 +181,7 @@ async def clear_versions(pool: Pool, task_id: str) -> int:
 # --- the task's schedule field, kept by the schedules' transactions -------------------------
 
 
-async def set_schedule(conn: Connection, task_id: str, schedule: dict[str, Any] | None) -> bool:
+async def set_schedule(conn: Connection, task_id: str, schedule: JsonMapping | None) -> bool:
     """Replace the task's ``schedule`` (None: JSON null); False when there is no such task."""
     cur = await conn.execute(
         "UPDATE tasks SET body = jsonb_set(body, '{schedule}', %s), updated_at = now()"
@@ -183,7 +191,7 @@ async def set_schedule(conn: Connection, task_id: str, schedule: dict[str, Any] 
     return cur.rowcount == 1
 
 
-async def merge_schedule(conn: Connection, task_id: str, fields: dict[str, Any]) -> None:
+async def merge_schedule(conn: Connection, task_id: str, fields: JsonMapping) -> None:
     """Merge ``fields`` into the task's ``schedule`` object, if it has one. Not a new version
     and no new ``updated_at``: the task did not change."""
     await conn.execute(
@@ -193,7 +201,7 @@ async def merge_schedule(conn: Connection, task_id: str, fields: dict[str, Any])
     )
 
 
-def _keep_schedule(body: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+def _keep_schedule(body: JsonMapping, current: JsonMapping) -> JsonObject:
     """A task's ``schedule`` belongs to /api/schedules, which keeps it in step with the
     scheduler's table; saving, patching or rolling back a task leaves it as it is."""
     kept = {k: v for k, v in body.items() if k != "schedule"}
@@ -202,7 +210,7 @@ def _keep_schedule(body: dict[str, Any], current: dict[str, Any]) -> dict[str, A
     return kept
 
 
-def _storable(body: dict[str, Any]) -> dict[str, Any]:
+def _storable(body: JsonMapping) -> JsonObject:
     return {k: v for k, v in body.items() if k not in ("id", "updatedAt", "versions")}
 
 

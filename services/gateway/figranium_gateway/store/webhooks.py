@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any
 
 from figranium_common.db import Connection, Pool
+from figranium_common.jsontypes import JsonObject
 from figranium_common.models import epoch_ms
 from figranium_gateway.store.results import WHOLE_RESULT
 
@@ -64,7 +64,7 @@ async def queue_delivery(conn: Connection, execution_id: str) -> None:
     )
 
 
-async def delivery_state(conn: Connection, execution_id: str) -> dict[str, Any]:
+async def delivery_state(conn: Connection, execution_id: str) -> JsonObject:
     """The delivery of an execution that asked for a webhook, as ``GET /api/executions/:id``
     shows it; before the run finishes there is no job yet: pending, no time."""
     cur = await conn.execute(
@@ -91,7 +91,7 @@ class Due:
     id: str
     execution_id: str
     url: str
-    payload: dict[str, Any]
+    payload: JsonObject
     attempts: int  # before this one
 
 

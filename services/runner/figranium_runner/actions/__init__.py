@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from figranium_common.action_models import DoNothingAction, StopAction
 from figranium_runner.actions import data, keyboard, page, waits
-from figranium_runner.actions.fields import ActionFailed, StopRun, text
+from figranium_runner.actions.fields import ActionFailed, ActionResult, StopRun, text
 
 if TYPE_CHECKING:
     from figranium_runner.state import RunState
@@ -22,14 +22,14 @@ __all__ = ["HANDLERS", "ActionFailed", "StopRun"]
 
 # Any: each handler takes the model of the types it is listed under, which is what the
 # task's actions (a union told apart by ``type``) hold for those types.
-Handler = Callable[["RunState", Any], Awaitable[tuple[str, Any]]]
+Handler = Callable[["RunState", Any], Awaitable[ActionResult]]
 
 
-async def do_nothing(state: RunState, action: DoNothingAction) -> tuple[str, Any]:
+async def do_nothing(state: RunState, action: DoNothingAction) -> ActionResult:
     return "Do nothing", None
 
 
-async def stop(state: RunState, action: StopAction) -> tuple[str, Any]:
+async def stop(state: RunState, action: StopAction) -> ActionResult:
     raise StopRun("error" if text(state, action.value) == "error" else "success")
 
 

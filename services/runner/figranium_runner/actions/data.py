@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from figranium_common.action_models import CsvAction, HttpRequestAction, MergeAction, SetAction
+from figranium_common.jsontypes import JsonValue
 from figranium_common.outbound_http import safe_request
-from figranium_runner.actions.fields import ActionFailed, store, text
+from figranium_runner.actions.fields import ActionFailed, ActionResult, store, text
 from figranium_runner.bounds import json_size, too_large
 from figranium_runner.conditions import parse_value, var_name
 from figranium_runner.variables import lookup, substitute
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from figranium_runner.state import RunState
 
 
-async def set_variable(state: RunState, action: SetAction) -> tuple[str, Any]:
+async def set_variable(state: RunState, action: SetAction) -> ActionResult:
     if not action.varName:
         raise ActionFailed("set needs varName")
     value = action.value
@@ -27,13 +28,13 @@ async def set_variable(state: RunState, action: SetAction) -> tuple[str, Any]:
     return f"Set variable {action.varName}", parsed
 
 
-def _merge_sources(state: RunState, raw: Any) -> list[Any]:
+def _merge_sources(state: RunState, raw: JsonValue) -> list[JsonValue]:
     if isinstance(raw, list):
         return raw
     if isinstance(raw, dict):
         return [raw]
     tokens = [t.strip() for t in str(raw or "").split(",") if t.strip()]
-    sources = []
+    sources: list[JsonValue] = []
     for token in tokens:
         found = lookup(state.variables, var_name(token))
         sources.append(
@@ -42,7 +43,7 @@ def _merge_sources(state: RunState, raw: Any) -> list[Any]:
     return sources
 
 
-async def merge(state: RunState, action: MergeAction) -> tuple[str, Any]:
+async def merge(state: RunState, action: MergeAction) -> ActionResult:
     sources = _merge_sources(state, action.value)
     # Measured before merging: `merge "{$a},{$a}"` in a loop doubles a list each round, and
     # the merged list would be built whole before storing it could refuse it.
@@ -52,11 +53,13 @@ async def merge(state: RunState, action: MergeAction) -> tuple[str, Any]:
         budget -= json_size(source, budget)
         if budget < 0:
             raise too_large("the merged value", limit)
-    merged: Any
-    if sources and all(isinstance(s, list) for s in sources):
-        merged = [item for s in sources for item in s]
-    elif sources and all(isinstance(s, dict) for s in sources):
-        merged = {k: v for s in sources for k, v in s.items()}
+    lists = [s for s in sources if isinstance(s, list)]
+    objects = [s for s in sources if isinstance(s, dict)]
+    merged: list[JsonValue] | dict[str, JsonValue]
+    if sources and len(lists) == len(sources):
+        merged = [item for s in lists for item in s]
+    elif sources and len(objects) == len(sources):
+        merged = {k: v for s in objects for k, v in s.items()}
     else:
         merged = []
         for s in sources:
@@ -74,8 +77,8 @@ def parse_csv(raw: str) -> list[dict[str, str]]:
     return [dict(zip(header, row + [""] * (len(header) - len(row)), strict=False)) for row in body]
 
 
-async def csv_action(state: RunState, action: CsvAction) -> tuple[str, Any]:
-    source: Any
+async def csv_action(state: RunState, action: CsvAction) -> ActionResult:
+    source: JsonValue
     if action.value in (None, ""):
         block = state.variables.get("block")
         source = block.get("output") if isinstance(block, dict) else None
@@ -84,12 +87,12 @@ async def csv_action(state: RunState, action: CsvAction) -> tuple[str, Any]:
         source = found if found is not None else text(state, action.value)
     else:
         source = action.value
-    rows: Any = parse_csv(source) if isinstance(source, str) else (source or [])
+    rows: JsonValue = parse_csv(source) if isinstance(source, str) else (source or [])
     store(state, action.varName, rows)
     return f"Parsed {len(rows) if isinstance(rows, list) else 0} CSV rows", rows
 
 
-async def http_request(state: RunState, action: HttpRequestAction) -> tuple[str, Any]:
+async def http_request(state: RunState, action: HttpRequestAction) -> ActionResult:
     url = text(state, action.value)
     method = (substitute(action.method or "", state.variables) or "GET").upper()
     headers: dict[str, str] = {}
@@ -119,7 +122,7 @@ async def http_request(state: RunState, action: HttpRequestAction) -> tuple[str,
     )
     answer = response.text()
     try:
-        parsed_body: Any = json.loads(answer)
+        parsed_body: JsonValue = json.loads(answer)
     except ValueError:
         parsed_body = answer
     if response.status >= 400:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeAlias
 
 from figranium_common.action_models import ElementAction, PageOrElementAction
 from figranium_common.errors import FigraniumError
+from figranium_common.jsontypes import JsonValue
 from figranium_runner.conditions import var_name
 from figranium_runner.variables import substitute
 
 if TYPE_CHECKING:
     from figranium_runner.state import RunState
+
+
+# What an action did: the line to say, and its output (``{$block.output}``).
+ActionResult: TypeAlias = tuple[str, JsonValue]
 
 
 class ActionFailed(FigraniumError):
@@ -28,7 +33,7 @@ class StopRun(FigraniumError):
         self.outcome = outcome
 
 
-def text(state: RunState, value: Any) -> str:
+def text(state: RunState, value: JsonValue) -> str:
     """A field as text with the run's variables in it; objects and lists as JSON."""
     if value is None:
         return ""
@@ -61,7 +66,7 @@ def seconds(raw: str, default: float) -> float:
         raise ActionFailed(f"expected a number of seconds, got {raw!r}") from None
 
 
-def store(state: RunState, name: str | None, value: Any) -> None:
+def store(state: RunState, name: str | None, value: JsonValue) -> None:
     """Keep ``value`` in the variable ``name`` (which may hold variables), when given."""
     if name:
         state.store(var_name(substitute(name, state.variables)), value)

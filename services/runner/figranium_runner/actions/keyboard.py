@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from figranium_common.action_models import PressAction, TypeAction
 from figranium_common.redact import SECRET_MASK
-from figranium_runner.actions.fields import ActionFailed, page_or_element, text
+from figranium_runner.actions.fields import ActionFailed, ActionResult, page_or_element, text
 from figranium_runner.variables import substitute
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def _secret_typing(state: RunState, typed: str, is_password: bool) -> str:
     return SECRET_MASK
 
 
-async def type_text(state: RunState, action: TypeAction) -> tuple[str, Any]:
+async def type_text(state: RunState, action: TypeAction) -> ActionResult:
     selector = page_or_element(state, action)
     typed = text(state, action.value)
     if not selector:
@@ -87,7 +87,7 @@ async def type_text(state: RunState, action: TypeAction) -> tuple[str, Any]:
     return f"Typing into {selector}: {shown}", shown
 
 
-async def press(state: RunState, action: PressAction) -> tuple[str, Any]:
+async def press(state: RunState, action: PressAction) -> ActionResult:
     key = substitute(action.key or "", state.variables) or text(state, action.value)
     if not key:
         raise ActionFailed("press needs a key (e.g. Enter, Control+A)")

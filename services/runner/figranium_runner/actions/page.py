@@ -3,7 +3,7 @@ reload, scroll, screenshot, JavaScript and reading text."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from figranium_common.action_models import (
     CheckAction,
@@ -20,6 +20,7 @@ from figranium_common.action_models import (
 )
 from figranium_runner.actions.fields import (
     ActionFailed,
+    ActionResult,
     element,
     page_or_element,
     store,
@@ -49,7 +50,7 @@ _SCROLL_JS = """
 """
 
 
-async def navigate(state: RunState, action: NavigateAction) -> tuple[str, Any]:
+async def navigate(state: RunState, action: NavigateAction) -> ActionResult:
     url = text(state, action.value)
     if not url:
         raise ActionFailed("navigate needs a URL in value")
@@ -57,7 +58,7 @@ async def navigate(state: RunState, action: NavigateAction) -> tuple[str, Any]:
     return f"Navigating to {url}", state.page.url
 
 
-async def click(state: RunState, action: ClickAction) -> tuple[str, Any]:
+async def click(state: RunState, action: ClickAction) -> ActionResult:
     selector = element(state, action)
     click_type = action.clickType or "single"
     if click_type == "double":
@@ -69,13 +70,13 @@ async def click(state: RunState, action: ClickAction) -> tuple[str, Any]:
     return f"Clicking: {selector}", True
 
 
-async def hover(state: RunState, action: HoverAction) -> tuple[str, Any]:
+async def hover(state: RunState, action: HoverAction) -> ActionResult:
     selector = element(state, action)
     await state.page.hover(selector)
     return f"Hovering: {selector}", True
 
 
-async def select(state: RunState, action: SelectAction) -> tuple[str, Any]:
+async def select(state: RunState, action: SelectAction) -> ActionResult:
     selector = element(state, action)
     value = text(state, action.value)
     chosen = await state.page.select_option(selector, value)
@@ -84,7 +85,7 @@ async def select(state: RunState, action: SelectAction) -> tuple[str, Any]:
     return f"Selecting {value} from {selector}", value
 
 
-async def check(state: RunState, action: CheckAction) -> tuple[str, Any]:
+async def check(state: RunState, action: CheckAction) -> ActionResult:
     selector = element(state, action)
     if action.type == "check":
         await state.page.check(selector)
@@ -93,7 +94,7 @@ async def check(state: RunState, action: CheckAction) -> tuple[str, Any]:
     return f"Unchecking: {selector}", True
 
 
-async def drag_and_drop(state: RunState, action: DragAndDropAction) -> tuple[str, Any]:
+async def drag_and_drop(state: RunState, action: DragAndDropAction) -> ActionResult:
     source = element(state, action)
     target = substitute(action.targetSelector or "", state.variables)
     if not target:
@@ -102,12 +103,12 @@ async def drag_and_drop(state: RunState, action: DragAndDropAction) -> tuple[str
     return f"Dragging {source} to {target}", True
 
 
-async def reload(state: RunState, action: ReloadAction) -> tuple[str, Any]:
+async def reload(state: RunState, action: ReloadAction) -> ActionResult:
     await state.page.reload(wait_until="load")
     return "Reloading page", state.page.url
 
 
-async def scroll(state: RunState, action: ScrollAction) -> tuple[str, Any]:
+async def scroll(state: RunState, action: ScrollAction) -> ActionResult:
     raw = text(state, action.value)
     try:
         pixels = int(float(raw)) if raw.strip() else 500
@@ -124,13 +125,13 @@ async def scroll(state: RunState, action: ScrollAction) -> tuple[str, Any]:
     return f"Scrolling{where}: {pixels}px over {duration}ms", pixels
 
 
-async def screenshot(state: RunState, action: ScreenshotAction) -> tuple[str, Any]:
+async def screenshot(state: RunState, action: ScreenshotAction) -> ActionResult:
     label = action.label or text(state, action.value) or None
     url = await state.screenshot(label, full_page=False)
     return f"Screenshot saved: {url}", url
 
 
-async def javascript(state: RunState, action: JavascriptAction) -> tuple[str, Any]:
+async def javascript(state: RunState, action: JavascriptAction) -> ActionResult:
     code = text(state, action.value)
     if not code:
         raise ActionFailed("javascript needs code in value")
@@ -156,7 +157,7 @@ async (code) => {
 """
 
 
-async def get_content(state: RunState, action: GetContentAction) -> tuple[str, Any]:
+async def get_content(state: RunState, action: GetContentAction) -> ActionResult:
     selector = page_or_element(state, action)
     limit = state.bounds.max_variable_bytes
     # Measured in the page, so that megabytes of text never leave the browser to be refused.

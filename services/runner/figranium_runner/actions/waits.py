@@ -4,29 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from figranium_common.action_models import WaitAction, WaitDownloadsAction, WaitSelectorAction
-from figranium_runner.actions.fields import element, seconds, text
+from figranium_runner.actions.fields import ActionResult, element, seconds, text
 
 if TYPE_CHECKING:
     from figranium_runner.state import RunState
 
 
-async def wait(state: RunState, action: WaitAction) -> tuple[str, Any]:
+async def wait(state: RunState, action: WaitAction) -> ActionResult:
     pause = seconds(text(state, action.value), 2.0)
     await asyncio.sleep(pause)
     return f"Waiting: {int(pause * 1000)}ms", int(pause * 1000)
 
 
-async def wait_selector(state: RunState, action: WaitSelectorAction) -> tuple[str, Any]:
+async def wait_selector(state: RunState, action: WaitSelectorAction) -> ActionResult:
     selector = element(state, action)
     bound = seconds(text(state, action.value), 10.0)
     await state.page.wait_for_selector(selector, state="visible", timeout=bound * 1000)
     return f"Waiting for selector: {selector}", True
 
 
-async def wait_downloads(state: RunState, action: WaitDownloadsAction) -> tuple[str, Any]:
+async def wait_downloads(state: RunState, action: WaitDownloadsAction) -> ActionResult:
     bound = seconds(text(state, action.value), 30.0)
     if not state.pending_downloads:
         # Give a click that just happened a moment to start its download.
