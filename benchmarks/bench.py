@@ -26,13 +26,14 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, LiteralString
 
 import aiohttp
 import nats
 import psutil
 import psycopg
 from playwright.async_api import Browser, async_playwright
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from benchmarks.machine import git_commit, load_average, machine_info
@@ -550,25 +551,44 @@ _RESULT = {
 }
 
 
+def _fill(
+    conn: psycopg.Connection[Any],
+    table: str,
+    have: LiteralString,
+    insert: LiteralString,
+    params: tuple[object, ...],
+    upto: int,
+) -> None:
+    """Fill ``table`` up to row ``upto``: the numbers past what ``have`` counts go to
+    ``insert`` as its last two parameters (the bounds of its ``generate_series``); then the
+    planner's statistics of the table are brought up to date."""
+    row = conn.execute(have).fetchone()
+    start = (row[0] if row else 0) + 1
+    conn.execute(insert, (*params, start, upto))
+    conn.execute(sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(table)))
+
+
 def fill_tasks(conn: psycopg.Connection[Any], upto: int) -> None:
-    have = conn.execute("SELECT count(*) FROM tasks WHERE id LIKE 'bench_gw_%'").fetchone()
-    start = (have[0] if have else 0) + 1
-    conn.execute(
+    _fill(
+        conn,
+        "tasks",
+        "SELECT count(*) FROM tasks WHERE id LIKE 'bench_gw_%'",
         "INSERT INTO tasks (id, body, created_at, updated_at)"
         " SELECT 'bench_gw_' || g,"
         "  %s::jsonb"
         "  || jsonb_build_object('name', 'Task ' || g, 'description', 'benchmark task ' || g),"
         "  now() - g * interval '1 minute', now() - g * interval '1 minute'"
         " FROM generate_series(%s::int, %s::int) g",
-        (Jsonb(_TASK_BODY), start, upto),
+        (Jsonb(_TASK_BODY),),
+        upto,
     )
-    conn.execute("VACUUM ANALYZE tasks")
 
 
 def fill_executions(conn: psycopg.Connection[Any], upto: int) -> None:
-    have = conn.execute("SELECT count(*) FROM executions").fetchone()
-    start = (have[0] if have else 0) + 1
-    conn.execute(
+    _fill(
+        conn,
+        "executions",
+        "SELECT count(*) FROM executions",
         "INSERT INTO executions (id, task_id, task_name, mode, source, url, method, path, phase,"
         " status, outcome, created_at, started_at, finished_at, duration_ms, attempts,"
         " task_snapshot, variables, result)"
@@ -580,9 +600,9 @@ def fill_executions(conn: psycopg.Connection[Any], upto: int) -> None:
         "  now() - g * interval '10 seconds' + interval '1.5 seconds', 1500, 1,"
         "  %s::jsonb, '{}'::jsonb, %s::jsonb"
         " FROM generate_series(%s::int, %s::int) g",
-        (Jsonb(_TASK_BODY), Jsonb(_RESULT), start, upto),
+        (Jsonb(_TASK_BODY), Jsonb(_RESULT)),
+        upto,
     )
-    conn.execute("VACUUM ANALYZE executions")
 
 
 def explain(conn: psycopg.Connection[Any], query: str) -> dict[str, Any]:

@@ -86,6 +86,16 @@ class BaserowFake(ThreadedApp):
         with self._lock:
             return [seen for seen in self.received if path_part in seen.path]
 
+    def rows_request_body(self, path: str) -> Any:
+        """The body of the one request that created rows, once it is checked to be a JSON
+        POST to ``path``, with the fake's token, naming fields as the user sees them."""
+        (sent,) = self.requests_to("/rows/")
+        assert (sent.method, sent.path) == ("POST", path)
+        assert sent.query == {"user_field_names": "true"}
+        assert sent.authorization == f"Token {self.token}"
+        assert sent.content_type == "application/json"
+        return sent.body
+
     def rows_in(self, table_id: int) -> list[dict[str, Any]]:
         with self._lock:
             return list(self.rows.get(table_id, []))

@@ -15,7 +15,7 @@ import httpx
 import psycopg
 
 from figranium_devstack.natsserver import LocalNats
-from tests.integration.stack import Service, Stack, wait_until
+from tests.integration.stack import Service, Stack, count_rows, wait_until
 
 # The issue asks for 30 runs in flight per scenario; they fit the budget (a run of a
 # short wait on a local page costs a runner about half a second of CPU).
@@ -57,34 +57,26 @@ class Faulty:
 
     def unfinished(self, ids: list[str] | None = None) -> int:
         query = "SELECT count(*) FROM executions WHERE phase <> 'finished'"
-        with psycopg.connect(self.database_url) as conn:
-            if ids is None:
-                row = conn.execute(query).fetchone()
-            else:
-                row = conn.execute(query + " AND id = ANY(%s)", (ids,)).fetchone()
-        assert row is not None
-        return int(row[0])
+        if ids is None:
+            return count_rows(self.database_url, query)
+        return count_rows(self.database_url, query + " AND id = ANY(%s)", (ids,))
 
     def finished_count(self, ids: list[str]) -> int:
-        with psycopg.connect(self.database_url) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM executions WHERE phase = 'finished' AND id = ANY(%s)",
-                (ids,),
-            ).fetchone()
-        assert row is not None
-        return int(row[0])
+        return count_rows(
+            self.database_url,
+            "SELECT count(*) FROM executions WHERE phase = 'finished' AND id = ANY(%s)",
+            (ids,),
+        )
 
     def running_on(self, runner: Service) -> int:
         """Executions running now whose current attempt ``runner`` started."""
-        with psycopg.connect(self.database_url) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM executions e JOIN execution_events s"
-                " ON s.execution_id = e.id AND s.type = 'started' AND s.attempt = e.attempts"
-                " WHERE e.phase = 'running' AND s.payload->>'runner_id' LIKE %s",
-                (f"%-{runner.proc.pid}",),
-            ).fetchone()
-        assert row is not None
-        return int(row[0])
+        return count_rows(
+            self.database_url,
+            "SELECT count(*) FROM executions e JOIN execution_events s"
+            " ON s.execution_id = e.id AND s.type = 'started' AND s.attempt = e.attempts"
+            " WHERE e.phase = 'running' AND s.payload->>'runner_id' LIKE %s",
+            (f"%-{runner.proc.pid}",),
+        )
 
     def wait_drained(self, ids: list[str], timeout: float = DRAIN_TIMEOUT) -> None:
         wait_until(lambda: self.unfinished(ids) == 0, timeout, f"{len(ids)} runs to finish")

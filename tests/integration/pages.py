@@ -14,10 +14,16 @@ class QuietHandler(BaseHTTPRequestHandler):
     bodies in one call."""
 
     def send_body(
-        self, body: bytes, content_type: str, headers: dict[str, str] | None = None
+        self,
+        body: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+        *,
+        status: int = 200,
     ) -> None:
-        """A 200 with ``body``; ``headers`` are sent as given (``Set-Cookie`` and the like)."""
-        self.send_response(200)
+        """``body`` with ``status`` (200 unless told); ``headers`` are sent as given
+        (``Set-Cookie``, ``Location`` and the like)."""
+        self.send_response(status)
         self.send_header("Content-Type", content_type)
         for name, value in (headers or {}).items():
             self.send_header(name, value)

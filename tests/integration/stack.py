@@ -6,9 +6,9 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, LiteralString, TypeVar
 
 import httpx
 import psycopg
@@ -155,12 +155,24 @@ def wait_until(check: Callable[[], T], timeout: float, what: str) -> T:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def fetch_rows(
+    database_url: str, query: LiteralString, params: Sequence[object] = ()
+) -> list[tuple[Any, ...]]:
+    """The rows ``query`` answers, on a connection of its own."""
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def count_rows(database_url: str, query: LiteralString, params: Sequence[object] = ()) -> int:
+    """The number a ``SELECT count(*) ...`` query answers."""
+    ((count,),) = fetch_rows(database_url, query, params)
+    return int(count)
+
+
 def result_rows(database_url: str, execution_id: str) -> int:
     """How many result events are stored for the execution (exactly one once it finished)."""
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM execution_events WHERE execution_id = %s AND type = 'result'",
-            (execution_id,),
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return count_rows(
+        database_url,
+        "SELECT count(*) FROM execution_events WHERE execution_id = %s AND type = 'result'",
+        (execution_id,),
+    )

@@ -155,14 +155,8 @@ def test_scrape_mode_shows_the_fetched_html_without_running_it(
 
 
 def test_captures_are_listed_by_run(api: httpx.Client, site: str) -> None:
-    api.post(
-        "/api/tasks",
-        json={
-            "id": "listed",
-            "url": f"{site}/form",
-            "actions": [{"type": "screenshot", "label": "mid"}],
-        },
-    )
+    screenshot = [{"type": "screenshot", "label": "mid"}]
+    api.post("/api/tasks", json={"id": "listed", "url": f"{site}/form", "actions": screenshot})
     execution_id = api.post("/api/tasks/listed/api", json={}).json()["executionId"]
     listed = api.get("/api/data/captures", params={"runId": execution_id}).json()["captures"]
     kinds = sorted(entry["type"] for entry in listed)

@@ -15,10 +15,11 @@ from nats.js.api import RetentionPolicy
 
 from figranium_common import db
 from figranium_common import nats as topology
-from figranium_common.models import LogEvent, ResultEvent, RunResult, StartedEvent
+from figranium_common.models import LogEvent, RunResult, StartedEvent
 from figranium_devstack.natsserver import LocalNats
 from figranium_devstack.postgres import LocalPostgres
-from tests.integration.stack import Stack, fresh_database, wait_until
+from tests.integration.run_events import result_event
+from tests.integration.stack import Stack, fetch_rows, fresh_database, wait_until
 from tests.integration.test_resilience import SLOW_TASK, run_in_background
 
 LIMITS = topology.RunConsumerLimits(ack_wait_seconds=4, max_deliver=3)
@@ -99,12 +100,8 @@ async def test_redelivered_or_late_results_change_nothing(
     nc = await nats.connect(nats_server.url)
     try:
         js = nc.jetstream()
-        late = ResultEvent(
-            execution_id=execution_id,
-            attempt=1,
-            seq=99,
-            result=RunResult(outcome="error", error="late duplicate"),
-            duration_ms=1,
+        late = result_event(
+            execution_id, 99, result=RunResult(outcome="error", error="late duplicate")
         )
         # Twice with the same id (JetStream drops one) and once with a fresh id.
         for msg_id in ("dup-1", "dup-1", "dup-2"):
@@ -210,13 +207,8 @@ async def test_a_burst_of_events_is_stored_once_in_order_and_bad_ones_are_droppe
     events.append(events[-1])
     events.insert(12, b'{"type": "log", "execution_id": 7}')
     events.append(
-        ResultEvent(
-            execution_id=execution_id,
-            attempt=1,
-            seq=len(lines) + 1,
-            result=RunResult(outcome="success"),
-            duration_ms=5,
-            lines=lines[20:],
+        result_event(
+            execution_id, len(lines) + 1, duration_ms=5, lines=lines[20:]
         ).model_dump_json()
     )
     nc = await nats.connect(nats_server.url)
@@ -319,16 +311,7 @@ async def test_a_result_that_overtakes_the_lines_before_it_waits_for_them(
 
     def result(execution_id: str) -> bytes:
         return (
-            ResultEvent(
-                execution_id=execution_id,
-                attempt=1,
-                seq=3,
-                result=RunResult(outcome="success"),
-                duration_ms=5,
-                lines=["last"],
-            )
-            .model_dump_json()
-            .encode()
+            result_event(execution_id, 3, duration_ms=5, lines=["last"]).model_dump_json().encode()
         )
 
     nc = await nats.connect(nats_server.url)
@@ -347,12 +330,12 @@ async def test_a_result_that_overtakes_the_lines_before_it_waits_for_them(
         await nc.close()
 
     def kinds(execution_id: str) -> list[tuple[str, str | None]]:
-        with psycopg.connect(database_url) as conn:
-            rows = conn.execute(
-                "SELECT kind, payload->>'line' FROM execution_changes"
-                " WHERE execution_id = %s AND kind IN ('log', 'finished') ORDER BY id",
-                (execution_id,),
-            ).fetchall()
+        rows = fetch_rows(
+            database_url,
+            "SELECT kind, payload->>'line' FROM execution_changes"
+            " WHERE execution_id = %s AND kind IN ('log', 'finished') ORDER BY id",
+            (execution_id,),
+        )
         return [(row[0], row[1]) for row in rows]
 
     wait_until(
@@ -396,15 +379,8 @@ async def test_a_start_is_stored_with_its_lines_or_from_the_result_it_rides_in(
                 StartedEvent(execution_id=riding, attempt=1, seq=0, at=began, runner_id="r2"),
             ),
         ):
-            result = ResultEvent(
-                execution_id=execution_id,
-                attempt=1,
-                seq=seq,
-                at=began + 500,
-                result=RunResult(outcome="success"),
-                duration_ms=500,
-                lines=lines,
-                started=start,
+            result = result_event(
+                execution_id, seq, at=began + 500, duration_ms=500, lines=lines, started=start
             )
             await js.publish(
                 topology.event_subject(execution_id), result.model_dump_json().encode()

@@ -21,16 +21,16 @@ import contextlib
 import time
 from collections.abc import Callable
 
-import structlog
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from figranium_common.models import now_ms
-from figranium_common.nats import HEADFUL_PING_SUBJECT, HEADFUL_PRESENCE_SUBJECT, unsubscribe
-
-log = structlog.get_logger(__name__)
+from figranium_common.nats import (
+    HEADFUL_PING_SUBJECT,
+    HEADFUL_PRESENCE_SUBJECT,
+    Listener,
+    notice_handler,
+)
 
 HEARTBEAT_SECONDS = 2.0
 # A runner not heard from for three heartbeats is gone (killed without a goodbye).
@@ -93,27 +93,20 @@ class HeadfulRoster:
         self._expiry_seconds = expiry_seconds
         self._heard: dict[str, tuple[float, HeadfulPresence]] = {}
         self._arrived = asyncio.Event()
-        self._sub: Subscription | None = None
+        self._listener = Listener()
         self._started_at: float | None = None
 
     async def start(self, nc: NATS) -> None:
         """Listen, then ping, so that live runners answer at once instead of in 2 s."""
         self._started_at = self._clock()
-        self._sub = await nc.subscribe(HEADFUL_PRESENCE_SUBJECT, cb=self._on_presence)
+        on_presence = notice_handler(
+            HeadfulPresence, self.observe, bad_event="headful.bad_presence"
+        )
+        await self._listener.listen(nc, HEADFUL_PRESENCE_SUBJECT, on_presence)
         await nc.publish(HEADFUL_PING_SUBJECT, b"")
 
     async def stop(self) -> None:
-        if self._sub is not None:
-            await unsubscribe(self._sub)
-            self._sub = None
-
-    async def _on_presence(self, msg: Msg) -> None:
-        try:
-            presence = HeadfulPresence.model_validate_json(msg.data)
-        except ValidationError:
-            log.warning("headful.bad_presence", subject=msg.subject)
-            return
-        self.observe(presence)
+        await self._listener.stop()
 
     def observe(self, presence: HeadfulPresence) -> None:
         if presence.leaving:

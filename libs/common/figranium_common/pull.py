@@ -28,9 +28,8 @@ from typing import Self
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
-from figranium_common.nats import unsubscribe
+from figranium_common.nats import Listener
 
 log = structlog.get_logger(__name__)
 
@@ -76,16 +75,14 @@ class PullStream:
         self._changed = asyncio.Event()
         self._backoff_until = 0.0
         self._woken = False
-        self._sub: Subscription | None = None
+        self._replies = Listener()
 
     async def __aenter__(self) -> Self:
-        self._sub = await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_message)
+        await self._replies.listen(self._nc, f"{self._prefix}.*", self._on_message)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._sub is not None:
-            await unsubscribe(self._sub)
-            self._sub = None
+        await self._replies.stop()
         self._requests.clear()
         while self._ready:
             with contextlib.suppress(Exception):

@@ -9,13 +9,12 @@ from figranium_common.action_models import ACTION_MODELS, ACTION_TYPES, ClickAct
 from figranium_common.config import Config
 from figranium_common.db import migration_files
 from figranium_common.models import (
-    ResultEvent,
     RunEventEnvelope,
     RunRequest,
-    RunResult,
     StartedEvent,
     Task,
 )
+from tests.integration.run_events import result_event
 
 
 def test_task_keeps_unknown_fields_and_only_given_ones() -> None:
@@ -107,9 +106,7 @@ def test_invalid_tasks_are_refused(body: dict[str, object]) -> None:
 
 def test_run_events_round_trip_through_the_envelope() -> None:
     started = StartedEvent(execution_id="e", attempt=1, seq=0, runner_id="r")
-    result = ResultEvent(
-        execution_id="e", attempt=2, seq=3, result=RunResult(outcome="success"), duration_ms=5
-    )
+    result = result_event("e", 3, attempt=2, duration_ms=5)
     for event in (started, result):
         raw = event.model_dump_json().encode()
         parsed = RunEventEnvelope.model_validate_json(b'{"event":' + raw + b"}").event
@@ -121,29 +118,13 @@ def test_a_start_carries_its_first_lines_and_may_ride_in_a_result() -> None:
     assert [(line["seq"], line["line"]) for line in started.log_lines()] == [(1, "a"), (2, "b")]
     assert "lines" not in started.bare()
     bare = StartedEvent(execution_id="e", attempt=1, seq=0, runner_id="r")
-    result = ResultEvent(
-        execution_id="e",
-        attempt=1,
-        seq=3,
-        result=RunResult(outcome="success"),
-        duration_ms=5,
-        lines=["x", "y"],
-        started=bare,
-    )
+    result = result_event("e", 3, duration_ms=5, lines=["x", "y"], started=bare)
     raw = result.model_dump_json().encode()
     assert RunEventEnvelope.model_validate_json(b'{"event":' + raw + b"}").event == result
     assert [line["seq"] for line in result.log_lines()] == [1, 2]
     for seq, lines, start in ((2, ["x", "y"], bare), (3, [], bare.model_copy(update={"seq": 1}))):
         with pytest.raises(ValidationError):
-            ResultEvent(
-                execution_id="e",
-                attempt=1,
-                seq=seq,
-                result=RunResult(outcome="success"),
-                duration_ms=5,
-                lines=lines,
-                started=start,
-            )
+            result_event("e", seq, duration_ms=5, lines=lines, started=start)
 
 
 def test_migrations_are_numbered_and_unique() -> None:

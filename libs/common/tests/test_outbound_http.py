@@ -139,14 +139,15 @@ async def test_post_sends_the_body(site: Site, body: bytes | str, content_type: 
     assert echoed["headers"]["Content-Type"].startswith(content_type)
 
 
-async def test_a_given_content_type_is_kept(site: Site) -> None:
-    response = await outbound_http.safe_request(
-        "PUT",
-        f"{site.base}/echo",
-        allow_private=True,
-        headers={"Content-Type": "application/json"},
-        body='{"x": 1}',
+async def _send_json(method: str, url: str, body: str) -> SafeResponse:
+    """``body`` sent with its Content-Type given as JSON."""
+    return await outbound_http.safe_request(
+        method, url, allow_private=True, headers={"Content-Type": "application/json"}, body=body
     )
+
+
+async def test_a_given_content_type_is_kept(site: Site) -> None:
+    response = await _send_json("PUT", f"{site.base}/echo", '{"x": 1}')
     assert response.json()["headers"]["Content-Type"] == "application/json"
 
 
@@ -167,12 +168,8 @@ async def test_an_absolute_location_is_followed(site: Site, other_site: Site) ->
 
 @pytest.mark.parametrize(("status", "method"), [(303, "GET"), (302, "GET"), (301, "GET")])
 async def test_post_becomes_get_without_body(site: Site, status: int, method: str) -> None:
-    response = await outbound_http.safe_request(
-        "POST",
-        f"{site.base}/redirect?status={status}&to=/echo",
-        allow_private=True,
-        headers={"Content-Type": "application/json"},
-        body='{"a": 1}',
+    response = await _send_json(
+        "POST", f"{site.base}/redirect?status={status}&to=/echo", '{"a": 1}'
     )
     echoed = response.json()
     assert echoed["method"] == method

@@ -9,11 +9,10 @@ from figranium_common.config import Config
 from figranium_common.models import (
     OutputTarget,
     ProxyConfig,
-    ResultEvent,
     RunRequest,
-    RunResult,
 )
 from figranium_common.secretbox import SecretBox, SecretError, new_key_text
+from tests.integration.run_events import result_event
 
 PASSWORD = "proxy-pass-7f3a"
 TOKEN = "baserow-token-91c2"
@@ -68,13 +67,8 @@ def test_result_state_sealed_and_in_clear() -> None:
         SecretBox.from_config(_config(FIGRANIUM_MASTER_KEY=new_key_text()))
     )
     state = {"cookies": [{"name": "sid", "value": COOKIE}]}
-    event = ResultEvent(
-        execution_id="exec_1",
-        attempt=1,
-        seq=0,
-        result=RunResult(outcome="success"),
-        duration_ms=1,
-        sealed_storage_state=transit.seal_result_state(box, "exec_1", state),
+    event = result_event(
+        "exec_1", 0, sealed_storage_state=transit.seal_result_state(box, "exec_1", state)
     )
     assert COOKIE not in event.model_dump_json()
     assert transit.result_state(box, event) == state

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from figranium_gateway.errors import error_response
+from figranium_gateway.errors import retry_later
 
 # How long a refused client should wait: about the time runners need to free some room.
 RETRY_AFTER_SECONDS = 5
@@ -29,10 +29,8 @@ RETRY_AFTER_SECONDS = 5
 
 def queue_full(limit: int) -> web.Response:
     """The 429 answer to a run call refused because ``limit`` runs are unfinished."""
-    response = error_response(
-        429,
+    return retry_later(
         "QUEUE_FULL",
         f"{limit} runs are queued or running already (RUN_QUEUE_LIMIT); try again later",
+        RETRY_AFTER_SECONDS,
     )
-    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-    return response

@@ -28,13 +28,11 @@ from typing import Literal
 
 import structlog
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from figranium_common.db import Pool
 from figranium_common.errors import describe
 from figranium_common.models import SettingsNotice
-from figranium_common.nats import SETTINGS_NOTIFY_SUBJECT, unsubscribe
+from figranium_common.nats import SETTINGS_NOTIFY_SUBJECT, Listener, notice_handler
 from figranium_gateway.store import settings
 
 log = structlog.get_logger(__name__)
@@ -106,7 +104,7 @@ class ApiKeyCache:
         # the previous key back.
         self._generation = 0
         self._lock = asyncio.Lock()
-        self._sub: Subscription | None = None
+        self._listener = Listener()
 
     async def current(self) -> str | None:
         if self.source == "off":
@@ -140,19 +138,15 @@ class ApiKeyCache:
 
     async def listen(self, nc: NATS) -> None:
         if self.source == "stored":
-            self._sub = await nc.subscribe(SETTINGS_NOTIFY_SUBJECT, cb=self._on_notice)
+            on_notice = notice_handler(
+                SettingsNotice, self._on_notice, bad_event="auth.bad_settings_notice"
+            )
+            await self._listener.listen(nc, SETTINGS_NOTIFY_SUBJECT, on_notice)
 
     async def stop_listening(self) -> None:
-        if self._sub is not None:
-            await unsubscribe(self._sub)
-            self._sub = None
+        await self._listener.stop()
 
-    async def _on_notice(self, msg: Msg) -> None:
-        try:
-            notice = SettingsNotice.model_validate_json(msg.data)
-        except ValueError:
-            log.warning("auth.bad_settings_notice", subject=msg.subject)
-            return
+    async def _on_notice(self, notice: SettingsNotice) -> None:
         if notice.key == API_KEY_SETTING:
             async with self._lock:
                 await self._reload()

@@ -21,7 +21,7 @@ from figranium_gateway.api_key import (
     ApiKeyCache,
     KeyHasher,
 )
-from figranium_gateway.errors import ApiError, Handler, error_response
+from figranium_gateway.errors import ApiError, Handler, error_response, retry_later
 from figranium_gateway.request_input import CREDENTIAL_FIELDS, parse_json
 from figranium_gateway.secret_file import write_secret_file
 from figranium_gateway.state import AUTH, THROTTLE
@@ -168,10 +168,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def _locked_out(seconds: int) -> web.Response:
-    response = error_response(
-        429,
+    return retry_later(
         "TOO_MANY_FAILED_AUTHENTICATIONS",
         f"too many requests with a wrong API key from this client; retry in {seconds} s",
+        seconds,
     )
-    response.headers["Retry-After"] = str(seconds)
-    return response

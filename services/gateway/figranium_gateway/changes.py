@@ -27,7 +27,6 @@ import psycopg
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from psycopg_pool import PoolTimeout
 
 from figranium_common.changelog import (
@@ -40,7 +39,7 @@ from figranium_common.changelog import (
 from figranium_common.db import Pool
 from figranium_common.jsontypes import JsonObject
 from figranium_common.models import LogLine
-from figranium_common.nats import CHANGES_NOTIFY_SUBJECT, unsubscribe
+from figranium_common.nats import CHANGES_NOTIFY_SUBJECT, Listener
 from figranium_gateway.store import change_log
 
 log = structlog.get_logger(__name__)
@@ -83,19 +82,17 @@ class ChangeFeed:
         self._ping = asyncio.Event()
         self._wakeup = asyncio.Event()
         self._closed = False
-        self._sub: Subscription | None = None
+        self._listener = Listener()
 
     @property
     def closed(self) -> bool:
         return self._closed
 
     async def start(self, nc: NATS) -> None:
-        self._sub = await nc.subscribe(CHANGES_NOTIFY_SUBJECT, cb=self._on_ping)
+        await self._listener.listen(nc, CHANGES_NOTIFY_SUBJECT, self._on_ping)
 
     async def stop(self) -> None:
-        if self._sub is not None:
-            await unsubscribe(self._sub)
-            self._sub = None
+        await self._listener.stop()
 
     async def _on_ping(self, msg: Msg) -> None:
         self._ping.set()

@@ -43,6 +43,14 @@ def error_response(status: int, code: str, details: str, **extra: JsonValue) -> 
     return web.json_response({"error": code, "details": details, **extra}, status=status)
 
 
+def retry_later(code: str, details: str, seconds: int, *, status: int = 429) -> web.Response:
+    """A refusal the client may try again ``seconds`` later (``Retry-After``): 429 Too
+    Many Requests unless ``status`` says otherwise."""
+    response = error_response(status, code, details)
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
 def field_path(loc: tuple[int | str, ...]) -> str:
     """pydantic's ``('actions', 3, 'type')`` → ``actions[3].type``."""
     path = ""
@@ -81,11 +89,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             return error_response(503, "STORAGE_UNAVAILABLE", "the database is not reachable")
         # Overloaded, not down: the same call a moment later will likely pass.
         log.warning("http.busy", path=request.path, error=str(exc))
-        response = error_response(
-            503, "SERVER_BUSY", "every database connection is in use; try again shortly"
+        return retry_later(
+            "SERVER_BUSY",
+            "every database connection is in use; try again shortly",
+            BUSY_RETRY_AFTER_SECONDS,
+            status=503,
         )
-        response.headers["Retry-After"] = str(BUSY_RETRY_AFTER_SECONDS)
-        return response
     except psycopg.OperationalError as exc:
         log.warning("http.storage_unavailable", path=request.path, error=str(exc))
         return error_response(503, "STORAGE_UNAVAILABLE", "the database is not reachable")

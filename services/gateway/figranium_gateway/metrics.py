@@ -9,9 +9,10 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from nats.js import JetStreamContext
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import Gauge
 
 from figranium_common.errors import describe
+from figranium_common.metric_registry import RUN_DURATION_BUCKETS, MetricRegistry
 from figranium_common.nats import RUNNERS_CONSUMER, RUNS_STREAM
 from figranium_gateway.errors import Handler
 
@@ -19,57 +20,46 @@ log = structlog.get_logger(__name__)
 
 # Most requests answer in milliseconds; a synchronous run is answered when it finishes.
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
-RUN_DURATION_BUCKETS = (0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 QUEUE_REFRESH_SECONDS = 5.0
 UNMATCHED = "unmatched"
 
 
-class GatewayMetrics:
+class GatewayMetrics(MetricRegistry):
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        ProcessCollector(registry=self.registry)
-        self.http_requests = Counter(
+        super().__init__()
+        self.http_requests = self.counter(
             "figranium_http_requests",
             "HTTP requests answered, by route template (or unmatched) and status",
             ["method", "route", "status"],
-            registry=self.registry,
         )
-        self.http_duration = Histogram(
+        self.http_duration = self.histogram(
             "figranium_http_request_duration_seconds",
             "Time to answer an HTTP request, by route template",
             ["method", "route"],
             buckets=HTTP_BUCKETS,
-            registry=self.registry,
         )
-        self.runs_requested = Counter(
-            "figranium_runs_requested",
-            "Runs queued through this gateway, by source",
-            ["source"],
-            registry=self.registry,
+        self.runs_requested = self.counter(
+            "figranium_runs_requested", "Runs queued through this gateway, by source", ["source"]
         )
-        self.runs_finished = Counter(
+        self.runs_finished = self.counter(
             "figranium_runs_finished",
             "Run results stored by this gateway's ingester, by outcome",
             ["outcome"],
-            registry=self.registry,
         )
-        self.run_duration = Histogram(
+        self.run_duration = self.histogram(
             "figranium_run_duration_seconds",
             "Duration of the runs whose result this gateway stored",
             buckets=RUN_DURATION_BUCKETS,
-            registry=self.registry,
         )
-        self.queue_pending = Gauge(
+        self.queue_pending = self.gauge(
             "figranium_queue_pending",
             "Runs waiting for or held by a runner (the runners consumer's pending plus"
             " unacknowledged messages)",
-            registry=self.registry,
         )
-        self.webhook_attempts = Counter(
+        self.webhook_attempts = self.counter(
             "figranium_webhook_attempts",
             "Webhook delivery attempts: delivered, retry (failed, tried again) or failed",
             ["result"],
-            registry=self.registry,
         )
 
 

@@ -13,16 +13,11 @@ import contextlib
 from collections import defaultdict
 from collections.abc import Iterator
 
-import structlog
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from figranium_common.models import ExecutionNotice
-from figranium_common.nats import NOTIFY_SUBJECT_PREFIX, unsubscribe
+from figranium_common.nats import NOTIFY_SUBJECT_PREFIX, Listener, notice_handler
 from figranium_gateway.store.executions import RunOutcome
-
-log = structlog.get_logger(__name__)
 
 
 class Waiter:
@@ -37,22 +32,16 @@ class Waiter:
 class Waiters:
     def __init__(self) -> None:
         self._waiting: dict[str, list[Waiter]] = defaultdict(list)
-        self._sub: Subscription | None = None
+        self._listener = Listener()
 
     async def start(self, nc: NATS) -> None:
-        self._sub = await nc.subscribe(f"{NOTIFY_SUBJECT_PREFIX}.*", cb=self._on_notice)
+        on_notice = notice_handler(ExecutionNotice, self._on_notice, bad_event="waiters.bad_notice")
+        await self._listener.listen(nc, f"{NOTIFY_SUBJECT_PREFIX}.*", on_notice)
 
     async def stop(self) -> None:
-        if self._sub is not None:
-            await unsubscribe(self._sub)
-            self._sub = None
+        await self._listener.stop()
 
-    async def _on_notice(self, msg: Msg) -> None:
-        try:
-            notice = ExecutionNotice.model_validate_json(msg.data)
-        except ValueError:
-            log.warning("waiters.bad_notice", subject=msg.subject)
-            return
+    def _on_notice(self, notice: ExecutionNotice) -> None:
         if notice.phase == "finished":
             self.finished(notice.execution_id)
 

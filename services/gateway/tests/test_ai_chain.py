@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,7 +16,6 @@ from figranium_common import db
 from figranium_common.config import Config
 from figranium_common.secretbox import SecretBox
 from figranium_devstack.ports import free_port
-from figranium_devstack.postgres import LocalPostgres
 from figranium_gateway.ai import AiAnswer, AiChain, AllProvidersFailed, AnswerRejected, NoAiKeys
 from figranium_gateway.ai.keys import Provider
 from figranium_gateway.store import settings
@@ -29,15 +28,11 @@ CLAUDE_KEYS = ("sk-ant-claude-key-one-5555",)
 
 
 @pytest.fixture
-async def pool(postgres: LocalPostgres) -> AsyncIterator[db.Pool]:
-    opened = await db.open_pool(postgres.url, max_size=2)
-    try:
-        await db.apply_migrations(opened)
-        async with opened.connection() as conn:
-            await conn.execute("DELETE FROM settings WHERE key LIKE 'ai\\_%'")
-        yield opened
-    finally:
-        await opened.close()
+async def pool(pool: db.Pool) -> db.Pool:
+    """The module's database without AI settings of an earlier test."""
+    async with pool.connection() as conn:
+        await conn.execute("DELETE FROM settings WHERE key LIKE 'ai\\_%'")
+    return pool
 
 
 @pytest.fixture
@@ -158,11 +153,7 @@ async def test_a_provider_whose_keys_all_fail_hands_over_to_the_next(
     got = await _ask(_chain(pool, fakes))
 
     assert got == AiAnswer(text="text=Save", provider="claude", key_index=0)
-    assert fakes.order() == [
-        ("gemini", GEMINI_KEYS[0]),
-        ("gemini", GEMINI_KEYS[1]),
-        ("claude", CLAUDE_KEYS[0]),
-    ]
+    assert fakes.order() == [*(("gemini", key) for key in GEMINI_KEYS), ("claude", CLAUDE_KEYS[0])]
 
 
 async def test_a_rate_limited_key_is_left_out_until_its_cool_down_ends(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from typing import Any
 
 import psycopg
@@ -18,22 +18,12 @@ from nats.js.api import StreamConfig
 from figranium_common import changelog, db, queue
 from figranium_common.models import LogEvent, LogLine, ResultEvent, RunResult, StartedEvent
 from figranium_common.secretbox import SecretBox
-from figranium_devstack.postgres import LocalPostgres
 from figranium_gateway import changes, ingest
 from figranium_gateway.store import events as event_store
 from figranium_gateway.store import executions, recording
+from tests.integration.run_events import result_event
 
 BEGAN = 1_700_000_000_000
-
-
-@pytest.fixture
-async def pool(postgres: LocalPostgres) -> AsyncIterator[db.Pool]:
-    opened = await db.open_pool(postgres.url, max_size=2)
-    try:
-        await db.apply_migrations(opened)
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def _queued(pool: db.Pool, execution_id: str, queue_limit: int = 0) -> bool:
@@ -96,10 +86,9 @@ async def test_redelivered_starts_lines_and_results_are_stored_and_logged_once(
     assert await recording.record_logs(pool, _lines(execution_id, 3, "c", "d")) == 1
 
     def finish(seq: int, lines: list[str]) -> Any:
-        result = ResultEvent(
-            execution_id=execution_id,
-            attempt=1,
-            seq=seq,
+        result = result_event(
+            execution_id,
+            seq,
             at=BEGAN + 500,
             result=RunResult(outcome="success", data=[1, 2]),
             duration_ms=500,
@@ -140,15 +129,7 @@ async def test_redelivered_starts_lines_and_results_are_stored_and_logged_once(
 
 
 async def test_a_result_for_a_deleted_execution_stores_nothing(pool: db.Pool) -> None:
-    result = ResultEvent(
-        execution_id="exec_gone",
-        attempt=1,
-        seq=3,
-        at=BEGAN,
-        result=RunResult(outcome="success"),
-        duration_ms=1,
-        lines=["x", "y"],
-    )
+    result = result_event("exec_gone", 3, at=BEGAN, lines=["x", "y"])
     recorded = await recording.record_result(pool, result, {"type": "result"})
     assert recorded is None
     events, feed = await _history(pool, "exec_gone")
@@ -256,15 +237,7 @@ def _started(execution_id: str, *lines: str) -> StartedEvent:
 
 
 def _result(execution_id: str, seq: int) -> ResultEvent:
-    return ResultEvent(
-        execution_id=execution_id,
-        attempt=1,
-        seq=seq,
-        at=BEGAN + 1000,
-        result=RunResult(outcome="success"),
-        duration_ms=1000,
-        lines=["last line"],
-    )
+    return result_event(execution_id, seq, at=BEGAN + 1000, duration_ms=1000, lines=["last line"])
 
 
 async def _phase(pool: db.Pool, execution_id: str) -> str:
@@ -289,17 +262,20 @@ def lookups(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     return made
 
 
-def _ingester(pool: db.Pool, nats_client: NATS) -> ingest.EventIngester:
-    return ingest.EventIngester(pool, nats_client, SecretBox(secrets.token_bytes(32)))
+async def _ingesting(
+    pool: db.Pool, nats_client: NATS, stream: str, execution_id: str
+) -> tuple[Events, ingest.EventIngester]:
+    """A queued execution, a stream of the test's own and an ingester for what it pulls."""
+    events = Events(nats_client, stream)
+    await events.open()
+    assert await _queued(pool, execution_id)
+    return events, ingest.EventIngester(pool, nats_client, SecretBox(secrets.token_bytes(32)))
 
 
 async def test_a_result_after_an_event_stored_here_is_stored_without_a_lookup(
     pool: db.Pool, nats_client: NATS, lookups: list[tuple[str, int]]
 ) -> None:
-    events = Events(nats_client, "HERE")
-    await events.open()
-    assert await _queued(pool, "exec_here")
-    ingester = _ingester(pool, nats_client)
+    events, ingester = await _ingesting(pool, nats_client, "HERE", "exec_here")
     # started (seq 0) with lines 1-2, a log event with 3-4, then the result (5, line 5 ahead).
     await events.send(_started("exec_here", "one", "two"))
     await ingester.apply(await events.pull(1))
@@ -316,12 +292,10 @@ async def test_a_result_after_an_event_stored_here_is_stored_without_a_lookup(
 async def test_a_result_after_an_event_stored_elsewhere_is_looked_up_then_stored(
     pool: db.Pool, nats_client: NATS, lookups: list[tuple[str, int]]
 ) -> None:
-    events = Events(nats_client, "ELSEWHERE")
-    await events.open()
-    assert await _queued(pool, "exec_elsewhere")
+    events, ingester = await _ingesting(pool, nats_client, "ELSEWHERE", "exec_elsewhere")
     await recording.record_started(pool, _started("exec_elsewhere", "one"))  # another replica
     await events.send(_result("exec_elsewhere", 3))
-    await _ingester(pool, nats_client).apply(await events.pull(1))
+    await ingester.apply(await events.pull(1))
     assert lookups == [("exec_elsewhere", 1)]
     assert await _phase(pool, "exec_elsewhere") == "finished"
 
@@ -329,10 +303,7 @@ async def test_a_result_after_an_event_stored_elsewhere_is_looked_up_then_stored
 async def test_a_result_ahead_of_its_event_waits_for_it_once(
     pool: db.Pool, nats_client: NATS, lookups: list[tuple[str, int]]
 ) -> None:
-    events = Events(nats_client, "AHEAD")
-    await events.open()
-    assert await _queued(pool, "exec_ahead")
-    ingester = _ingester(pool, nats_client)
+    events, ingester = await _ingesting(pool, nats_client, "AHEAD", "exec_ahead")
     await events.send(_result("exec_ahead", 3))
     await ingester.apply(await events.pull(1))
     assert lookups == [("exec_ahead", 1)]

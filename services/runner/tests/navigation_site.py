@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 from playwright.async_api import Page
+
+from tests.integration.pages import QuietHandler, serve_http
 
 METADATA = "http://169.254.169.254/latest/meta-data/"
 _PIXEL = bytes.fromhex(
@@ -25,7 +24,7 @@ def _page(title: str, body: str = "") -> bytes:
     return f"{head}<body>{body}</body></html>".encode()
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     seen: list[str]  # set per server, "METHOD /path"
 
     def do_GET(self) -> None:
@@ -108,18 +107,10 @@ class _Handler(BaseHTTPRequestHandler):
         content_type: str = "text/html; charset=utf-8",
         disposition: str | None = None,
     ) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        if disposition:
-            self.send_header("Content-Disposition", disposition)
+        headers = {"Content-Disposition": disposition} if disposition else {}
         if gz:
-            self.send_header("Content-Encoding", "gzip")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+            headers["Content-Encoding"] = "gzip"
+        self.send_body(body, content_type, headers)
 
 
 @dataclass
@@ -131,14 +122,8 @@ class Site:
 @contextmanager
 def serve_site() -> Iterator[Site]:
     seen: list[str] = []
-    handler = type("Handler", (_Handler,), {"seen": seen})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield Site(f"http://127.0.0.1:{server.server_address[1]}", seen)
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serve_http(type("Handler", (_Handler,), {"seen": seen})) as url:
+        yield Site(url, seen)
 
 
 @dataclass

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+
+from tests.integration.pages import QuietHandler, serve_http
 
 FORM = """<!doctype html><html><head><title>Form</title></head><body>
 <input id="q" value=""><textarea id="notes"></textarea>
@@ -79,41 +78,28 @@ COOKIE = """<!doctype html><html><head><title>Cookie</title></head><body><p id="
 <script>document.getElementById('c').textContent = document.cookie;</script></body></html>"""
 
 
-class _Handler(BaseHTTPRequestHandler):
-    seen: list[str]
-
-    def _send(self, status: int, body: bytes, content_type: str, **headers: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in headers.items():
-            self.send_header(name.replace("_", "-"), value)
-        self.end_headers()
-        self.wfile.write(body)
+class _Handler(QuietHandler):
+    seen: list[str]  # set per server: every GET's path, query included
 
     def do_GET(self) -> None:
-        self.server.seen.append(self.path)  # type: ignore[attr-defined]
+        self.seen.append(self.path)
         path = self.path.split("?")[0]
         pages = {"/form": FORM, "/items": ITEMS, "/scroll": SCROLL, "/shadow": SHADOW}
         if path in pages:
-            self._send(200, pages[path].encode(), "text/html; charset=utf-8")
+            self.send_body(pages[path].encode(), "text/html; charset=utf-8")
         elif path == "/cookie":
-            self._send(200, COOKIE.encode(), "text/html", Set_Cookie="flavour=oat; Path=/")
+            self.send_body(COOKIE.encode(), "text/html", {"Set-Cookie": "flavour=oat; Path=/"})
         elif path == "/redirect":
-            self._send(302, b"", "text/plain", Location="/form")
+            self.send_body(b"", "text/plain", {"Location": "/form"}, status=302)
         elif path == "/file.csv":
-            self._send(
-                200,
-                b"a,b\n1,2\n",
-                "text/csv",
-                Content_Disposition='attachment; filename="file.csv"',
-            )
+            disposition = 'attachment; filename="file.csv"'
+            self.send_body(b"a,b\n1,2\n", "text/csv", {"Content-Disposition": disposition})
         elif path == "/api/data":
-            self._send(200, json.dumps({"items": [1, 2, 3]}).encode(), "application/json")
+            self.send_body(json.dumps({"items": [1, 2, 3]}).encode(), "application/json")
         elif path == "/api/fail":
-            self._send(500, b"boom", "text/plain")
+            self.send_body(b"boom", "text/plain", status=500)
         else:
-            self._send(404, b"not found", "text/plain")
+            self.send_body(b"not found", "text/plain", status=404)
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -124,19 +110,12 @@ class _Handler(BaseHTTPRequestHandler):
             "contentType": self.headers.get("Content-Type"),
             "token": self.headers.get("X-Token"),
         }
-        self._send(200, json.dumps(echo).encode(), "application/json")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        self.send_body(json.dumps(echo).encode(), "application/json")
 
 
 @contextmanager
 def serve() -> Iterator[tuple[str, list[str]]]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.seen = []  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", server.seen  # type: ignore[attr-defined]
-    finally:
-        server.shutdown()
-        server.server_close()
+    """The site for the block; yields its base URL and the paths it has been asked for."""
+    seen: list[str] = []
+    with serve_http(type("Handler", (_Handler,), {"seen": seen})) as url:
+        yield url, seen

@@ -14,9 +14,9 @@ from figranium_runner.events import EventPublisher
 class Recorder:
     """Stands in for the JetStream context: keeps what was published, and when."""
 
-    def __init__(self) -> None:
+    def __init__(self, failures: int = 0) -> None:
         self.published: list[tuple[float, dict[str, Any], str]] = []
-        self.failures = 0  # how many publishes fail before they work again
+        self.failures = failures  # how many publishes fail before they work again
 
     async def publish(
         self, subject: str, payload: bytes, headers: dict[str, str], timeout: float
@@ -32,10 +32,17 @@ def _publisher(recorder: Recorder, linger: float) -> EventPublisher:
     return EventPublisher(recorder, "exec_1", 1, linger_seconds=linger)  # type: ignore[arg-type]
 
 
-async def test_lines_said_last_ride_in_the_result_which_does_not_wait() -> None:
-    recorder = Recorder()
-    events = _publisher(recorder, linger=30)
+async def _started(linger: float, failures: int = 0) -> tuple[Recorder, EventPublisher]:
+    """A publisher that has been told runner-1 started the run; the first ``failures``
+    publishes fail."""
+    recorder = Recorder(failures)
+    events = _publisher(recorder, linger)
     await events.started("runner-1")
+    return recorder, events
+
+
+async def test_lines_said_last_ride_in_the_result_which_does_not_wait() -> None:
+    recorder, events = await _started(linger=30)
     for i in range(5):
         await events.log(f"line {i}")
     started = time.monotonic()
@@ -55,9 +62,7 @@ async def test_lines_said_last_ride_in_the_result_which_does_not_wait() -> None:
 
 
 async def test_the_start_goes_out_after_the_linger_with_the_first_lines() -> None:
-    recorder = Recorder()
-    events = _publisher(recorder, linger=0.05)
-    await events.started("runner-1")
+    recorder, events = await _started(linger=0.05)
     await events.log("first")
     await asyncio.sleep(0.3)
     await events.log("second")
@@ -76,10 +81,7 @@ async def test_the_start_goes_out_after_the_linger_with_the_first_lines() -> Non
 
 
 async def test_a_start_that_cannot_be_published_keeps_its_lines_for_the_result() -> None:
-    recorder = Recorder()
-    recorder.failures = 1
-    events = _publisher(recorder, linger=0.01)
-    await events.started("runner-1")
+    recorder, events = await _started(linger=0.01, failures=1)
     await events.log("first")
     await asyncio.sleep(0.2)  # the announcement failed meanwhile
     assert recorder.published == []
@@ -96,10 +98,7 @@ async def test_a_start_that_cannot_be_published_keeps_its_lines_for_the_result()
 
 
 async def test_a_run_that_ends_before_its_start_could_go_out_announces_it_in_its_result() -> None:
-    recorder = Recorder()
-    recorder.failures = 1
-    events = _publisher(recorder, linger=0.01)
-    await events.started("runner-1")
+    recorder, events = await _started(linger=0.01, failures=1)
     await events.log("first")
     await asyncio.sleep(0.2)  # the announcement failed meanwhile
     await events.result(RunResult(outcome="success"), 10)
@@ -110,9 +109,7 @@ async def test_a_run_that_ends_before_its_start_could_go_out_announces_it_in_its
 
 
 async def test_a_start_still_waiting_goes_out_before_lines_too_many_to_ride() -> None:
-    recorder = Recorder()
-    events = _publisher(recorder, linger=30)
-    await events.started("runner-1")
+    recorder, events = await _started(linger=30)
     for i in range(120):
         await events.log(f"line {i}")
     await events.result(RunResult(outcome="success"), 10)
@@ -163,9 +160,7 @@ async def test_many_lines_are_split_into_events_of_consecutive_seqs() -> None:
 
 
 async def test_a_note_joins_the_lines_until_the_result_is_on_its_way() -> None:
-    recorder = Recorder()
-    events = _publisher(recorder, linger=30)
-    await events.started("runner-1")
+    recorder, events = await _started(linger=30)
     await events.log("action 1")
     events.note("[BLOCKED] Connection to 169.254.169.254:80 refused: metadata")
     await events.result(RunResult(outcome="success"), 10)

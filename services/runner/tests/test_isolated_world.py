@@ -3,9 +3,7 @@ variables, and a hostile page that replaced every global it could sees none of t
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -13,6 +11,7 @@ from playwright.async_api import BrowserContext
 
 from figranium_common.models import RunResult, Task
 from figranium_runner.engine import Limits, execute
+from tests.integration.pages import QuietHandler, serve_http
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -70,35 +69,24 @@ HOSTILE = """<!doctype html><html><head><title>Hostile</title><script>
 </body></html>"""
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
+    beacons: list[str]  # set per server: the bodies of the beacons the page sent
+
     def do_GET(self) -> None:
-        body = HOSTILE.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_body(HOSTILE.encode(), "text/html; charset=utf-8")
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        self.server.beacons.append(self.rfile.read(length).decode())  # type: ignore[attr-defined]
+        self.beacons.append(self.rfile.read(length).decode())
         self.send_response(204)
         self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
 def hostile() -> Iterator[tuple[str, list[str]]]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.beacons = []  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", server.beacons  # type: ignore[attr-defined]
-    finally:
-        server.shutdown()
-        server.server_close()
+    beacons: list[str] = []
+    with serve_http(type("Handler", (_Handler,), {"beacons": beacons})) as url:
+        yield url, beacons
 
 
 async def run(context: BrowserContext, task: dict[str, Any]) -> tuple[RunResult, str]:

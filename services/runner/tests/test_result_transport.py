@@ -38,6 +38,14 @@ async def _declared(js: JetStreamContext, **sizes: int) -> None:
         await js.purge_stream(f"OBJ_{bucket}")
 
 
+@pytest.fixture
+async def js(nats_client: NATS) -> JetStreamContext:
+    """The run topology declared with its default sizes, both buckets empty."""
+    declared = nats_client.jetstream()
+    await _declared(declared)
+    return declared
+
+
 async def _published(js: JetStreamContext, execution_id: str) -> ResultEvent:
     stored = await js.get_last_msg(EVENTS_STREAM, event_subject(execution_id))
     return ResultEvent.model_validate_json(stored.data or b"")
@@ -55,10 +63,8 @@ def _publisher(nc: NATS, execution_id: str, max_result_bytes: int) -> EventPubli
 
 
 async def test_a_result_larger_than_a_message_goes_whole_through_the_results_bucket(
-    nats_client: NATS,
+    nats_client: NATS, js: JetStreamContext
 ) -> None:
-    js = nats_client.jetstream()
-    await _declared(js)
     events = _publisher(nats_client, "exec_big", max_result_bytes=10 * BIG)
     await events.log("a line said last")
     await events.result(RunResult(outcome="success", html="x" * BIG, data={"n": 1}), 5)
@@ -73,10 +79,8 @@ async def test_a_result_larger_than_a_message_goes_whole_through_the_results_buc
 
 
 async def test_a_result_over_max_result_bytes_ends_the_run_with_an_error_naming_it(
-    nats_client: NATS,
+    nats_client: NATS, js: JetStreamContext
 ) -> None:
-    js = nats_client.jetstream()
-    await _declared(js)
     events = _publisher(nats_client, "exec_huge", max_result_bytes=BIG)
     await events.log("a line said last")
     await events.result(RunResult(outcome="success", html="x" * (BIG + 1)), 5)
@@ -109,10 +113,8 @@ async def test_a_full_results_bucket_ends_the_run_with_an_error_naming_its_setti
 
 
 async def test_a_transient_failure_raises_so_the_run_is_delivered_again(
-    nats_client: NATS,
+    nats_client: NATS, js: JetStreamContext
 ) -> None:
-    js = nats_client.jetstream()
-    await _declared(js)
     events = _publisher(nats_client, "exec_away", max_result_bytes=10 * BIG)
     # The results bucket is not there (a NATS server that lost its store): not a reason to
     # give the run up.
@@ -127,10 +129,8 @@ async def test_a_transient_failure_raises_so_the_run_is_delivered_again(
 
 @pytest.mark.parametrize("size", [0, 1000, 128 * 1024, 5 * 128 * 1024 * 4 + 3])
 async def test_a_file_streams_into_the_bucket_and_reads_back_whole(
-    nats_client: NATS, tmp_path: Path, size: int
+    js: JetStreamContext, tmp_path: Path, size: int
 ) -> None:
-    js = nats_client.jetstream()
-    await _declared(js)
     data = os.urandom(size)
     path = tmp_path / "download.bin"
     path.write_bytes(data)

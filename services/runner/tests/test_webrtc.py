@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import struct
-import threading
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 
 import pytest
@@ -27,6 +25,7 @@ from figranium_runner.browser import (
 )
 from figranium_runner.context import open_context
 from figranium_runner.egress import EgressPolicy
+from tests.integration.pages import QuietHandler, serve_http
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -47,16 +46,9 @@ _GATHERING_SECONDS = 60.0
 _MAGIC_COOKIE = 0x2112A442
 
 
-class _Page(BaseHTTPRequestHandler):
+class _Page(QuietHandler):
     def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(_PAGE)))
-        self.end_headers()
-        self.wfile.write(_PAGE)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        self.send_body(_PAGE, "text/html")
 
 
 class _Stun(asyncio.DatagramProtocol):
@@ -86,13 +78,8 @@ class _Stun(asyncio.DatagramProtocol):
 
 @pytest.fixture(scope="module")
 def page_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Page)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/stun"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serve_http(_Page) as url:
+        yield f"{url}/stun"
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -23,12 +23,9 @@ BOX = SecretBox(bytes(32))
 @pytest.fixture
 async def pool(tmp_path: Path) -> AsyncIterator[db.Pool]:
     with LocalPostgres(tmp_path / "pg", free_port(), fast=True) as postgres:
-        opened = await db.open_pool(postgres.url, max_size=4)
-        try:
+        async with await db.open_pool(postgres.url, max_size=4) as opened:
             await db.apply_migrations(opened)
             yield opened
-        finally:
-            await opened.close()
 
 
 async def _schedule(

@@ -1,6 +1,7 @@
 """NATS as the services share it, one concern a module: the names (``subjects``),
-connecting (``connection``), the JetStream topology (``streams``) and storing objects
-(``objects``). Everything public is importable from here too."""
+connecting (``connection``), listening to notices (``listener``), the JetStream
+topology (``streams``) and storing objects (``objects``). Everything public is
+importable from here too."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from figranium_common.nats.connection import (
     tls_context,
     unsubscribe,
 )
+from figranium_common.nats.listener import Listener, MessageHandler, notice_handler
 from figranium_common.nats.objects import (
     is_no_room,
     put_file_object,
@@ -92,6 +94,8 @@ __all__ = [
     "TOOLS_PAGE_SUBJECT",
     "TOOLS_QUEUE",
     "TOOLS_SCRIPT_SUBJECT",
+    "Listener",
+    "MessageHandler",
     "NatsAuth",
     "RunConsumerLimits",
     "bind_topology",
@@ -103,6 +107,7 @@ __all__ = [
     "headful_ticket_subject",
     "inbox_prefix",
     "is_no_room",
+    "notice_handler",
     "notify_subject",
     "ping",
     "put_file_object",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TypedDict
 
 import aiohttp
 import httpx
@@ -43,6 +44,24 @@ class Question:
     prompt: str
     model: str
     timeout: float  # seconds
+
+
+class _ClientOptions(TypedDict):
+    api_key: str
+    base_url: str | None
+    timeout: float
+    max_retries: int
+
+
+def _client_options(key: str, base_url: str | None, question: Question) -> _ClientOptions:
+    """How the OpenAI and Anthropic clients are made: ``base_url`` unset or empty is the
+    vendor's own, the question's timeout, and no retries (failing over is the chain's)."""
+    return {
+        "api_key": key,
+        "base_url": base_url or None,
+        "timeout": question.timeout,
+        "max_retries": 0,
+    }
 
 
 def _scrubbed(text: str, secret: str) -> str:
@@ -136,13 +155,9 @@ async def ask_gemini(key: str, question: Question, config: Config) -> str:
 async def ask_openai(key: str, question: Question, config: Config) -> str:
     import openai
 
+    options = _client_options(key, config.openai_base_url, question)
     # No temperature: reasoning models refuse any but their default.
-    async with openai.AsyncOpenAI(
-        api_key=key,
-        base_url=config.openai_base_url or None,
-        timeout=question.timeout,
-        max_retries=0,
-    ) as client:
+    async with openai.AsyncOpenAI(**options) as client:
         completion = await client.chat.completions.create(
             model=question.model,
             messages=[
@@ -158,12 +173,8 @@ async def ask_openai(key: str, question: Question, config: Config) -> str:
 async def ask_claude(key: str, question: Question, config: Config) -> str:
     import anthropic
 
-    async with anthropic.AsyncAnthropic(
-        api_key=key,
-        base_url=config.anthropic_base_url or None,
-        timeout=question.timeout,
-        max_retries=0,
-    ) as client:
+    options = _client_options(key, config.anthropic_base_url, question)
+    async with anthropic.AsyncAnthropic(**options) as client:
         message = await client.messages.create(
             model=question.model,
             max_tokens=CLAUDE_MAX_TOKENS,

@@ -103,6 +103,19 @@ async def _existing(request: web.Request) -> JsonObject:
     return found(await task_store.get_task(request.app[POOL], task_id), task_not_found(task_id))
 
 
+async def _version_of(request: web.Request) -> tuple[str, str]:
+    """The task id and version id a version route names, once the task is known to exist."""
+    await _existing(request)
+    return task_id_of(request), request.match_info["version_id"]
+
+
+async def _stored_version(
+    request: web.Request, task_id: str, version_id: str
+) -> task_store.TaskVersion:
+    version = await task_store.get_version(request.app[POOL], task_id, version_id)
+    return found(version, _version_missing(task_id, version_id))
+
+
 @api.get("/api/tasks", "All tasks", responses={200: None})
 async def list_tasks(request: web.Request) -> web.Response:
     tasks = await task_store.list_tasks(request.app[POOL])
@@ -233,13 +246,8 @@ async def clear_versions(request: web.Request) -> web.Response:
     responses={200: VersionDetail, **_NOT_FOUND},
 )
 async def get_version(request: web.Request) -> web.Response:
-    await _existing(request)
-    task_id = task_id_of(request)
-    version_id = request.match_info["version_id"]
-    version = found(
-        await task_store.get_version(request.app[POOL], task_id, version_id),
-        _version_missing(task_id, version_id),
-    )
+    task_id, version_id = await _version_of(request)
+    version = await _stored_version(request, task_id, version_id)
     metadata = {"id": version["id"], "timestamp": version["timestamp"]}
     return web.json_response({"snapshot": mask_task(version["snapshot"]), "metadata": metadata})
 
@@ -251,9 +259,7 @@ async def get_version(request: web.Request) -> web.Response:
     responses={200: Success, **_NOT_FOUND},
 )
 async def delete_version(request: web.Request) -> web.Response:
-    await _existing(request)
-    task_id = task_id_of(request)
-    version_id = request.match_info["version_id"]
+    task_id, version_id = await _version_of(request)
     if not await task_store.delete_version(request.app[POOL], task_id, version_id):
         raise _version_missing(task_id, version_id)
     return web.json_response({"success": True, "versionId": version_id})
@@ -276,10 +282,7 @@ async def rollback(request: web.Request) -> web.Response:
         raise ApiError(400, "INVALID_BODY", "versionId must be a string") from exc
     await _existing(request)
     task_id = task_id_of(request)
-    version = found(
-        await task_store.get_version(request.app[POOL], task_id, version_id),
-        _version_missing(task_id, version_id),
-    )
+    version = await _stored_version(request, task_id, version_id)
     snapshot: JsonObject = dict(version["snapshot"])
 
     def restore(current: JsonObject) -> JsonObject:
