@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import re
 import time
 import weakref
 from importlib import resources
 
+import psycopg
 import structlog
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from figranium_common.errors import describe
+from figranium_common.errors import describe, first_line
 
 log = structlog.get_logger(__name__)
 
@@ -27,6 +29,8 @@ Connection = AsyncConnection[DictRow]
 
 # A connection back in the pool for less than this is handed out again without a check.
 CHECK_AFTER_IDLE_SECONDS = 1.0
+# How often a starting service tries a database that does not accept connections yet.
+STARTUP_RETRY_SECONDS = 0.5
 
 
 class _IdleCheck:
@@ -74,6 +78,8 @@ async def open_pool(url: str, *, min_size: int = 1, max_size: int = 10, wait: fl
     Connections idle in the pool for a second or more are checked when taken from it, so
     a pool outlives a database restart without a service restart.
     """
+    deadline = time.monotonic() + wait
+    await _server_accepting(url, deadline)
     idle_check = _IdleCheck(CHECK_AFTER_IDLE_SECONDS)
     pool: Pool = AsyncConnectionPool(
         url,
@@ -83,13 +89,35 @@ async def open_pool(url: str, *, min_size: int = 1, max_size: int = 10, wait: fl
         kwargs={"row_factory": dict_row, "autocommit": True},
         check=idle_check.check,
         reset=idle_check.returned,
-        reconnect_timeout=0,  # keep trying for ever: the database may be down for a while
+        # A connection that fails is tried once more, then given up: the pool opens new
+        # ones as requests need them, so it keeps working across a database restart.
+        # (Its retries back off without a cap, which is why start-up waits on its own.)
+        reconnect_timeout=0,
         timeout=5,  # a request waits this long for a connection, then gets a clear 503
         name="figranium",
     )
     _CHECKS[pool] = idle_check
-    await pool.open(wait=True, timeout=wait)
+    await pool.open(wait=True, timeout=max(deadline - time.monotonic(), 1.0))
     return pool
+
+
+async def _server_accepting(url: str, deadline: float) -> None:
+    """Until PostgreSQL accepts a connection, trying every STARTUP_RETRY_SECONDS, or until
+    ``deadline`` (the pool then reports the timeout). A service may start before its
+    database does: ``make run`` starts them together, and so may a cluster's scheduler."""
+    for attempt in itertools.count():
+        left = deadline - time.monotonic()
+        try:
+            conn = await AsyncConnection.connect(url, connect_timeout=max(int(left), 1))
+        except psycopg.OperationalError as exc:
+            if time.monotonic() + STARTUP_RETRY_SECONDS >= deadline:
+                return
+            if attempt == 0:
+                log.info("db.waiting_for_server", error=first_line(exc))
+            await asyncio.sleep(STARTUP_RETRY_SECONDS)
+        else:
+            await conn.close()
+            return
 
 
 # How the probe's own connection shows in pg_stat_activity.
