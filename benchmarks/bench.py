@@ -79,7 +79,7 @@ class Plan:
     @classmethod
     def make(cls, quick: bool, runs: int | None) -> Plan:
         if quick:
-            return cls(True, runs or 16, 2, 5, 3, 32, [1000], [1000, 10000], 200, 4, 12, 1)
+            return cls(True, runs or 16, 2, 5, 1, 32, [1000], [1000, 10000], 200, 4, 12, 1)
         return cls(False, runs or 200, 10, 60, 10, 32, [1000], [1000, 10000, 100000], 2000, 4, 20)
 
 
