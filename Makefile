@@ -33,13 +33,13 @@ run: install
 	@case "$${HEADFUL:-}" in 1|[Tt][Rr][Uu][Ee]) bash scripts/ensure-headful.sh;; esac
 	$(VENV)/python -m figranium_devstack run
 
-# Test files run on PYTEST_WORKERS processes, four on two cores: most integration tests
+# Test files run on PYTEST_WORKERS processes, three on two cores: most integration tests
 # wait on services, not on the CPU (the suite passes with a busy loop taking one of the two
 # cores). Each worker starts its own NATS, PostgreSQL and services. 0 runs them in one.
 # Files are handed out in the order conftest.py collects them (those that start stacks of
 # their own first), not by xdist's count of tests per file, which left the long few-test
 # files for last.
-PYTEST_WORKERS ?= 4
+PYTEST_WORKERS ?= 3
 
 test: install
 	@bash scripts/ensure-headful.sh

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import re
 import time
 import weakref
@@ -48,6 +49,7 @@ class _IdleCheck:
         # Handed out and not back yet; a connection that broke meanwhile is discarded by
         # the pool, and leaves this set with its last reference.
         self.in_use: weakref.WeakSet[Connection] = weakref.WeakSet()
+        self.last_checkout = -math.inf  # monotonic time a connection last left the pool
 
     async def check(self, conn: Connection) -> None:
         # Called on every checkout, the connection's way out of the pool.
@@ -55,6 +57,7 @@ class _IdleCheck:
         if returned is None or time.monotonic() - returned >= self._idle_seconds:
             await AsyncConnectionPool.check_connection(conn)
         self.in_use.add(conn)
+        self.last_checkout = time.monotonic()
 
     async def returned(self, conn: Connection) -> None:
         self.in_use.discard(conn)
@@ -70,6 +73,19 @@ def all_in_use(pool: Pool) -> bool:
     are being opened again, not in use)."""
     check = _CHECKS.get(pool)
     return check is not None and len(check.in_use) >= pool.max_size
+
+
+def busy(pool: Pool) -> bool:
+    """Whether a request that timed out waiting for a connection met a busy pool rather
+    than a database it cannot reach: every connection is handed out, or one was handed out
+    (its check passed) while the request waited. Counting only the connections handed out
+    at the moment of the timeout would call a pool that is busy but had one connection
+    between two requests just then a database outage."""
+    check = _CHECKS.get(pool)
+    if check is None:
+        return False
+    recently = time.monotonic() - check.last_checkout < pool.timeout
+    return recently or len(check.in_use) >= pool.max_size
 
 
 async def open_pool(url: str, *, min_size: int = 1, max_size: int = 10, wait: float = 60.0) -> Pool:

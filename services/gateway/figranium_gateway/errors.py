@@ -11,7 +11,7 @@ from aiohttp import web
 from psycopg_pool import PoolTimeout
 from pydantic import ValidationError
 
-from figranium_common.db import all_in_use
+from figranium_common.db import busy
 from figranium_common.errors import FigraniumError
 from figranium_common.jsontypes import JsonValue
 from figranium_gateway.state import POOL
@@ -84,7 +84,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise
     except PoolTimeout as exc:
         pool = request.app.get(POOL)
-        if pool is None or not all_in_use(pool):
+        if pool is None or not busy(pool):
             log.warning("http.storage_unavailable", path=request.path, error=str(exc))
             return error_response(503, "STORAGE_UNAVAILABLE", "the database is not reachable")
         # Overloaded, not down: the same call a moment later will likely pass.

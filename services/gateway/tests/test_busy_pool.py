@@ -64,6 +64,20 @@ async def test_connections_handed_out_are_counted_until_they_return(pool: db.Poo
     await _returned(pool)
 
 
+async def test_a_pool_that_handed_out_a_connection_within_its_timeout_is_busy(
+    pool: db.Pool,
+) -> None:
+    """Under load a connection may be back in the pool, between two requests, at the
+    moment another request's wait times out: the database answered meanwhile, so that
+    request met a busy pool, not an outage."""
+    assert not db.busy(pool)  # nothing handed out yet
+    async with pool.connection():
+        pass
+    await _returned(pool)
+    assert not db.all_in_use(pool)
+    assert db.busy(pool)
+
+
 async def test_a_busy_pool_answers_server_busy_with_retry_after(pool: db.Pool) -> None:
     async with _client(pool) as client, AsyncExitStack() as held:
         for _ in range(pool.max_size):
