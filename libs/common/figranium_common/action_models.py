@@ -52,14 +52,18 @@ NonNullJson = str | int | float | bool | list[GivenJson] | dict[str, GivenJson]
 
 
 class ActionBase(BaseModel):
-    """What every action has; ``timeout`` (ms) bounds each of its page operations."""
+    """What every action has; ``timeout`` (ms) bounds each of its page operations.
+
+    As in Figranium (``timeout || 10000``), a fraction of a millisecond is kept and 0 means
+    the default (``ACTION_TIMEOUT_MS``), never "no limit".
+    """
 
     model_config = ConfigDict(extra="allow")
 
     id: str | None = None
     type: str
     disabled: bool = False
-    timeout: Annotated[int, Field(gt=0, le=3_600_000)] | None = None
+    timeout: Annotated[float, Field(ge=0, le=3_600_000)] | None = None
 
 
 class ElementAction(ActionBase):

@@ -148,3 +148,12 @@ def test_settings_refuse_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PORT", "not-a-port")
     with pytest.raises(ValidationError):
         Config()
+
+
+@pytest.mark.parametrize("timeout", [0, 1.5, 10_000])
+def test_action_timeouts_may_be_zero_or_fractional_as_figranium_writes_them(
+    timeout: float,
+) -> None:
+    task = Task.model_validate({"actions": [{"type": "reload", "timeout": timeout}]})
+    assert task.actions[0].timeout == timeout
+    assert task.dump()["actions"][0]["timeout"] == timeout

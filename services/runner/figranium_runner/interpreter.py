@@ -248,6 +248,7 @@ class Interpreter:
 
     async def _step(self, index: int, action: Action) -> None:
         state = self.state
+        # 0 is the default, as in Figranium: Playwright would read it as no limit at all.
         state.page.set_default_timeout(action.timeout or state.default_timeout_ms)
         started = time.monotonic()
         try:

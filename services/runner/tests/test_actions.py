@@ -328,6 +328,32 @@ async def test_reload_wait_and_wait_selector(context: BrowserContext, base: str)
     assert logged(missing, "FAILED action wait_selector")
 
 
+# A button that appears 300 ms after the action that schedules it, and records its click.
+LATE_BUTTON = (
+    "setTimeout(() => { const b = document.createElement('button'); b.id = 'late';"
+    " b.onclick = () => { window.clicked = 1 }; document.body.append(b) }, 300)"
+)
+
+
+@pytest.mark.parametrize(("timeout", "clicked"), [(0, True), (1.5, False)])
+async def test_an_action_timeout_of_zero_is_the_default_and_fractions_are_kept(
+    context: BrowserContext, base: str, timeout: float, clicked: bool
+) -> None:
+    result, _ = await run(
+        context,
+        {
+            "url": f"{base}/form",
+            "actions": [
+                {"type": "javascript", "value": LATE_BUTTON},
+                {"type": "click", "selector": "#late", "timeout": timeout},
+            ],
+            "extractionScript": js("window.clicked === 1"),
+        },
+    )
+    assert result.data is clicked
+    assert logged(result, "FAILED action click") is not clicked
+
+
 # The form's #dl link downloads file.csv (8 bytes).
 CLICK_AND_WAIT_FOR_DOWNLOAD = [
     {"type": "click", "selector": "#dl"},
