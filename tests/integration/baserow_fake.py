@@ -2,15 +2,18 @@
 
 It runs in its own thread (with its own event loop), so both synchronous whole-stack
 tests and asynchronous unit tests can use it, and records every request it receives.
-Only the parts of Baserow's REST API the platform calls are spoken:
+Only the parts of Baserow's REST API the platform calls are spoken, as they answer a
+*database token* (``Authorization: Token …``, the only credential the platform holds):
 
-- ``GET /api/applications/``: a flat list of applications, each naming its workspace
-  (or, with ``grouped=True``, workspaces each holding their ``applications``);
-- ``GET /api/database/tables/database/{id}/``: the database's tables;
+- ``GET /api/database/tables/all-tables/``: every table the token may use, each
+  ``{id, name, order, database_id}`` (token authentication only);
 - ``POST /api/database/rows/table/{id}/``: one row, answered with its id;
 - ``POST /api/database/rows/table/{id}/batch/``: ``{"items": [...]}``, at most 200.
 
-A wrong ``Authorization: Token …`` gets Baserow's 401 ``ERROR_INVALID_TOKEN``.
+Listing workspaces' applications (``GET /api/applications/``) and a database's tables
+(``GET /api/database/tables/database/{id}/``) take a user's JWT in Baserow's API; a
+database token gets 401 there, as from Baserow. A wrong token gets Baserow's 401
+``ERROR_INVALID_TOKEN``.
 """
 
 from __future__ import annotations
@@ -39,15 +42,15 @@ class Received:
 
 @dataclass
 class Database:
+    """A database as a token sees it: its id and tables (a token never learns its name)."""
+
     id: int
-    name: str
-    workspace: str
     tables: dict[int, str] = field(default_factory=dict)  # id → name
 
 
 DEFAULT_DATABASES = (
-    Database(101, "Shop", "Team", {12: "Products", 13: "Orders"}),
-    Database(102, "Leads", "Sales", {21: "Contacts"}),
+    Database(101, {12: "Products", 13: "Orders"}),
+    Database(102, {21: "Contacts"}),
 )
 
 
@@ -65,12 +68,10 @@ class BaserowFake(ThreadedApp):
         token: str = "baserow-token-123",
         *,
         databases: tuple[Database, ...] = DEFAULT_DATABASES,
-        grouped: bool = False,
     ) -> None:
         super().__init__()
         self.token = token
         self.databases = databases
-        self.grouped = grouped
         # Set to answer row creation with this status (Baserow being down, say), once
         # fail_after_rows rows have been created.
         self.fail_rows_with: int | None = None
@@ -104,8 +105,9 @@ class BaserowFake(ThreadedApp):
 
     def _app(self) -> web.Application:
         app = web.Application(middlewares=[self._record, self._authenticate])
-        app.router.add_get("/api/applications/", self._applications)
-        app.router.add_get("/api/database/tables/database/{database_id}/", self._tables)
+        app.router.add_get("/api/applications/", self._user_only)
+        app.router.add_get("/api/database/tables/database/{database_id}/", self._user_only)
+        app.router.add_get("/api/database/tables/all-tables/", self._all_tables)
         app.router.add_post("/api/database/rows/table/{table_id}/", self._create_row)
         app.router.add_post("/api/database/rows/table/{table_id}/batch/", self._create_rows)
         return app
@@ -137,46 +139,19 @@ class BaserowFake(ThreadedApp):
         response: web.StreamResponse = await handler(request)
         return response
 
-    def _application(self, database: Database) -> dict[str, Any]:
-        return {
-            "id": database.id,
-            "name": database.name,
-            "order": database.id,
-            "type": "database",
-            "workspace": {"id": database.id + 1000, "name": database.workspace},
-            "tables": [
-                {"id": table_id, "name": name, "order": 1, "database_id": database.id}
-                for table_id, name in database.tables.items()
-            ],
-        }
-
-    async def _applications(self, request: web.Request) -> web.Response:
-        builder = {"id": 999, "name": "Site", "order": 9, "type": "builder", "workspace": None}
-        apps = [self._application(database) for database in self.databases]
-        if not self.grouped:
-            return web.json_response([*apps, builder])
-        workspaces: dict[str, list[dict[str, Any]]] = {}
-        for app in apps:
-            workspaces.setdefault(app["workspace"]["name"], []).append(app)
+    async def _user_only(self, request: web.Request) -> web.Response:
+        """An endpoint of Baserow's that takes a user's JWT, never a database token."""
         return web.json_response(
-            [
-                {"id": index, "name": name, "applications": grouped}
-                for index, (name, grouped) in enumerate(workspaces.items(), start=1)
-            ]
+            {"detail": "Authentication credentials were not provided."}, status=401
         )
 
-    async def _tables(self, request: web.Request) -> web.Response:
-        wanted = request.match_info["database_id"]
-        for database in self.databases:
-            if str(database.id) == wanted:
-                return web.json_response(
-                    [
-                        {"id": table_id, "name": name, "order": 1, "database_id": database.id}
-                        for table_id, name in database.tables.items()
-                    ]
-                )
-        return _error(
-            404, "ERROR_APPLICATION_DOES_NOT_EXIST", f"The application {wanted} does not exist."
+    async def _all_tables(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            [
+                {"id": table_id, "name": name, "order": order, "database_id": database.id}
+                for database in self.databases
+                for order, (table_id, name) in enumerate(database.tables.items(), start=1)
+            ]
         )
 
     def _table_id(self, request: web.Request) -> int | None:

@@ -12,7 +12,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.integration.baserow_fake import BaserowFake
+from tests.integration.baserow_fake import BaserowFake, Database
 from tests.integration.stack import Stack
 from tests.integration.test_bad_input import assert_error
 
@@ -77,7 +77,7 @@ def test_crud_answers_tokens_redacted(api: httpx.Client, baserow: BaserowFake) -
     assert renamed.status_code == 200, renamed.text
     assert renamed.json() == {**created, "name": "Renamed"}
     assert _databases(api, created["id"]).status_code == 200
-    assert baserow.requests_to("/applications/")[-1].authorization == f"Token {baserow.token}"
+    assert baserow.requests_to("/all-tables/")[-1].authorization == f"Token {baserow.token}"
     # A new token replaces it (here a wrong one: Baserow's 401 comes back as such) ...
     wrong = api.put(f"/api/credentials/{created['id']}", json={"config": {"token": "nope-123"}})
     assert wrong.json()["config"]["token"] == REDACTED and wrong.json()["name"] == "Renamed"
@@ -88,7 +88,7 @@ def test_crud_answers_tokens_redacted(api: httpx.Client, baserow: BaserowFake) -
     assert kept.status_code == 200 and kept.json()["name"] == "Renamed"
     assert _databases(api, created["id"]).status_code == 200
 
-    assert api.delete(f"/api/credentials/{created['id']}").json() == {"ok": True}
+    assert api.delete(f"/api/credentials/{created['id']}").json() == {"success": True}
     assert created["id"] not in [c["id"] for c in api.get("/api/credentials").json()]
     assert_error(api.delete(f"/api/credentials/{created['id']}"), 404, "CREDENTIAL_NOT_FOUND")
     assert_error(api.put(f"/api/credentials/{created['id']}", json={}), 404, "CREDENTIAL_NOT_FOUND")
@@ -189,7 +189,7 @@ def test_a_new_origin_needs_the_token_again(api: httpx.Client, baserow: BaserowF
             kept = api.put(path, json={"config": {"baseUrl": same, "token": REDACTED}})
             assert kept.status_code == 200, kept.text
         assert _databases(api, created["id"]).status_code == 200
-        assert baserow.requests_to("/applications/")[-1].authorization == f"Token {baserow.token}"
+        assert baserow.requests_to("/all-tables/")[-1].authorization == f"Token {baserow.token}"
 
         # With the token sent again, the move is made.
         config = {"baseUrl": elsewhere.url, "token": elsewhere.token}
@@ -200,26 +200,41 @@ def test_a_new_origin_needs_the_token_again(api: httpx.Client, baserow: BaserowF
         assert {seen.authorization for seen in elsewhere.received} == {f"Token {elsewhere.token}"}
 
 
-@pytest.mark.parametrize("grouped", [False, True])
-def test_proxy_lists_databases_and_tables(api: httpx.Client, grouped: bool) -> None:
-    with BaserowFake(f"tok-{uuid.uuid4().hex}", grouped=grouped) as fake:
+def test_proxy_lists_databases_and_tables_as_a_database_token_may(api: httpx.Client) -> None:
+    with BaserowFake(f"tok-{uuid.uuid4().hex}") as fake:
         created = _create(api, fake)
+        # Baserow refuses a database token its workspace listing, as the fake does ...
+        refused = httpx.get(
+            f"{fake.url}/api/applications/", headers={"Authorization": f"Token {fake.token}"}
+        )
+        assert refused.status_code == 401
+        # ... so databases and tables come from the listing a token may read: numeric ids.
         databases = _databases(api, created["id"])
         assert databases.status_code == 200, databases.text
         assert databases.json() == [
-            {"id": "101", "name": "Shop", "workspaceName": "Team"},
-            {"id": "102", "name": "Leads", "workspaceName": "Sales"},
+            {"id": 101, "name": "Database 101", "workspaceName": ""},
+            {"id": 102, "name": "Database 102", "workspaceName": ""},
         ]
         tables = api.get(f"/api/credentials/{created['id']}/proxy/baserow/databases/101/tables")
         assert tables.status_code == 200, tables.text
-        assert tables.json() == [{"id": "12", "name": "Products"}, {"id": "13", "name": "Orders"}]
-        assert fake.requests_to("/tables/")[0].path == "/api/database/tables/database/101/"
+        assert tables.json() == [{"id": 12, "name": "Products"}, {"id": 13, "name": "Orders"}]
+        assert {seen.path for seen in fake.received} == {
+            "/api/applications/",
+            "/api/database/tables/all-tables/",
+        }
         assert all(seen.authorization == f"Token {fake.token}" for seen in fake.received)
         missing = api.get(f"/api/credentials/{created['id']}/proxy/baserow/databases/7/tables")
-        assert_error(missing, 404, "BASEROW_ERROR")
-        assert "ERROR_APPLICATION_DOES_NOT_EXIST" in missing.json()["details"]
+        assert_error(missing, 404, "DATABASE_NOT_FOUND")
     # The fake is gone: nothing listens there any more.
     assert_error(_databases(api, created["id"]), 502, "BASEROW_UNREACHABLE")
+
+
+def test_a_token_seeing_one_database_names_it_after_the_credential(api: httpx.Client) -> None:
+    with BaserowFake(f"tok-{uuid.uuid4().hex}", databases=(Database(7, {70: "T"}),)) as fake:
+        created = _create(api, fake)
+        assert _databases(api, created["id"]).json() == [
+            {"id": 7, "name": "My Baserow", "workspaceName": ""}
+        ]
 
 
 def test_task_output_is_checked_and_kept(api: httpx.Client) -> None:

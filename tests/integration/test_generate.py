@@ -115,7 +115,7 @@ def test_selector_refusals(client: httpx.Client, site: str) -> None:
         "task": {**task, "actions": [{"type": "click", "selector": "#gone", "timeout": 300}]},
     }
     response = client.post("/api/tasks/generate-selector", json=broken)
-    assert_error(response, 422, "PAGE_CAPTURE_FAILED")
+    assert_error(response, 500, "PAGE_CAPTURE_FAILED")
     assert "action 1 (click) failed" in response.json()["details"]
 
 

@@ -29,7 +29,9 @@ from figranium_runner.browser import find_chromium
 from tests.integration.stack import API_KEY
 
 # The run endpoints start browser runs; the stream never ends; settings changes (a new API
-# key, a default proxy) would break every later test on the shared stack. Viewer tickets
+# key, a saved or default proxy, which every later run would go through) would break every
+# later test on the shared stack, and a reset or an import empties or rewrites its tasks
+# and settings (tests/integration/test_backup.py covers them). Viewer tickets
 # need a headful runner, which the shared stack has not: every call would get the
 # documented 503 (tests/integration/test_headful.py covers the route).
 NOT_FUZZED: frozenset[tuple[str, str]] = frozenset(
@@ -41,8 +43,20 @@ NOT_FUZZED: frozenset[tuple[str, str]] = frozenset(
         ("POST", "/headful"),
         ("GET", "/api/executions/stream"),
         ("POST", "/api/settings/api-key"),
+        ("POST", "/api/settings/proxies"),
+        ("POST", "/api/settings/proxies/import"),
+        ("PUT", "/api/settings/proxies/{proxy_id}"),
+        ("POST", "/api/settings/proxies/default"),
+        ("POST", "/api/settings/proxies/rotation"),
         ("POST", "/api/headful/ticket"),
+        ("POST", "/api/settings/reset"),
+        ("POST", "/api/settings/import"),
     }
+)
+# Operations whose documented answer includes a 500 (the API reference's): the fuzzer
+# checks that it is documented and well-formed rather than that it never happens.
+DOCUMENTED_SERVER_ERRORS: frozenset[tuple[str, str]] = frozenset(
+    {("POST", "/api/tasks/generate-selector")}
 )
 FUZZ_BUDGET_SECONDS = 120.0
 EXAMPLES_PER_OPERATION = 15
@@ -196,7 +210,10 @@ CHECKS = [
 
 
 def _fuzz(operation: Any, base_url: str, headers: dict[str, str], deadline: float) -> None:
-    """Up to EXAMPLES_PER_OPERATION generated calls to one operation, every check applied."""
+    """Up to EXAMPLES_PER_OPERATION generated calls to one operation, every check applied
+    (no server error, except where DOCUMENTED_SERVER_ERRORS says one is the answer)."""
+    key = (operation.method.upper(), operation.path)
+    checks = [c for c in CHECKS if key not in DOCUMENTED_SERVER_ERRORS or c != not_a_server_error]
 
     @hypothesis.settings(
         max_examples=EXAMPLES_PER_OPERATION,
@@ -211,14 +228,15 @@ def _fuzz(operation: Any, base_url: str, headers: dict[str, str], deadline: floa
         if time.monotonic() > deadline:
             return
         case = data.draw(operation.as_strategy())
-        case.call_and_validate(base_url=base_url, headers=headers, checks=CHECKS, timeout=30)
+        case.call_and_validate(base_url=base_url, headers=headers, checks=checks, timeout=30)
 
     fuzz()
 
 
 @pytest.mark.timeout(FUZZ_BUDGET_SECONDS + 60)
 def test_live_gateway_conforms_to_its_document(api: httpx.Client) -> None:
-    """Schemathesis against the live gateway: no 5xx, documented statuses, bodies, types.
+    """Schemathesis against the live gateway: no 5xx (but the documented 500s of
+    DOCUMENTED_SERVER_ERRORS), documented statuses, bodies, types.
 
     Not fuzzed: the run endpoints (``POST /api/tasks/{task_id}/api``,
     ``POST /tasks/{task_id}/api``, ``/agent``, ``/scrape``, ``/headful``) because each

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -93,10 +94,58 @@ def test_invalid_bodies_save_nothing(
     api: httpx.Client, task_id: str, body: dict[str, object], field: str
 ) -> None:
     answer = api.post(f"/api/schedules/{task_id}", json=body)
-    assert_error(answer, 400, "INVALID_BODY")
+    assert_error(answer, 400, "INVALID_SCHEDULE")
     assert answer.json()["details"].startswith(field)
     assert "schedule" not in api.get(f"/api/tasks/{task_id}").json()
     assert task_id not in [e["taskId"] for e in api.get("/api/schedules").json()["schedules"]]
+
+
+def _set(api: httpx.Client, task_id: str, body: dict[str, object]) -> dict[str, Any]:
+    answer = api.post(f"/api/schedules/{task_id}", json=body)
+    assert answer.status_code == 200, answer.text
+    schedule: dict[str, Any] = answer.json()["schedule"]
+    return schedule
+
+
+def test_a_body_is_merged_into_the_stored_schedule(api: httpx.Client, task_id: str) -> None:
+    weekly = {"frequency": "weekly", "daysOfWeek": [2], "hour": 14, "minute": 30}
+    assert _set(api, task_id, {**weekly, "timezone": "Europe/Berlin"})["cron"] == "30 14 * * 2"
+    # Pausing keeps the timing (it used to fall back to daily at 09:00).
+    paused = _set(api, task_id, {"enabled": False})
+    assert paused["enabled"] is False and paused["nextRun"] is None
+    assert (paused["cron"], paused["hour"], paused["timezone"]) == (
+        "30 14 * * 2",
+        14,
+        "Europe/Berlin",
+    )
+    resumed = api.post(f"/api/schedules/{task_id}", json={"enabled": True}).json()
+    assert resumed["schedule"]["cron"] == "30 14 * * 2"
+    assert resumed["description"] == "At 02:30 PM, only on Tuesday (Europe/Berlin)"
+    assert resumed["nextRun"] is not None
+    # A frequency field alone re-resolves the frequency: the derived cron does not stay.
+    assert _set(api, task_id, {"hour": 16})["cron"] == "30 16 * * 2"
+    # A cron without a frequency drops the frequency fields ...
+    by_cron = _set(api, task_id, {"cron": "*/10 * * * *"})
+    assert by_cron["cron"] == "*/10 * * * *"
+    assert not {"frequency", "hour", "minute", "daysOfWeek"} & set(by_cron)
+    # ... a frequency without a cron drops the stored cron, ...
+    daily = _set(api, task_id, {"frequency": "daily", "hour": 7})
+    assert daily["cron"] == "0 7 * * *" and daily["timezone"] == "Europe/Berlin"
+    # ... and null deletes a field, whose default then applies.
+    cleared = _set(api, task_id, {"hour": None, "timezone": None})
+    assert (cleared["cron"], cleared["hour"], cleared["timezone"]) == ("0 9 * * *", 9, "UTC")
+    assert api.get(f"/api/tasks/{task_id}").json()["schedule"]["cron"] == "0 9 * * *"
+
+
+def test_a_merge_that_makes_the_schedule_invalid_changes_nothing(
+    api: httpx.Client, task_id: str
+) -> None:
+    _set(api, task_id, {"frequency": "interval", "intervalMinutes": 15})
+    before = api.get(f"/api/tasks/{task_id}").json()["schedule"]
+    answer = api.post(f"/api/schedules/{task_id}", json={"intervalMinutes": 0})
+    assert_error(answer, 400, "INVALID_SCHEDULE")
+    assert answer.json()["details"].startswith("intervalMinutes")
+    assert api.get(f"/api/tasks/{task_id}").json()["schedule"] == before
 
 
 def test_unknown_task(api: httpx.Client) -> None:

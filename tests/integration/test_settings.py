@@ -1,8 +1,8 @@
-"""Settings routes: the API key across replicas, selector finder, proxies, headful status."""
+"""Settings routes: the API key across replicas, selector finder, headful status
+(proxies: test_proxy_routes.py)."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -177,108 +177,25 @@ def clean_settings(stack: tuple[Stack, httpx.Client]) -> Iterator[None]:
 
 
 def test_selector_finder(api: httpx.Client, clean_settings: None) -> None:
-    assert api.get("/api/settings/selector-finder").json() == {"mode": "highlight"}
-    assert api.post("/api/settings/selector-finder", json={"mode": "ai"}).json() == {"mode": "ai"}
-    assert api.get("/api/settings/selector-finder").json() == {"mode": "ai"}
-    for bad in ({"mode": "magic"}, {}, {"mode": None}, {"mode": ["ai"]}):
-        response = api.post("/api/settings/selector-finder", json=bad)
+    path = "/api/settings/selector-finder"
+    assert api.get(path).json() == {"selectorFinder": "highlight"}
+    assert api.post(path, json={"selectorFinder": "ai"}).json() == {"selectorFinder": "ai"}
+    assert api.get(path).json() == {"selectorFinder": "ai"}
+    # The field's earlier name is still read.
+    assert api.post(path, json={"mode": "highlight"}).json() == {"selectorFinder": "highlight"}
+    assert api.get(path).json() == {"selectorFinder": "highlight"}
+    for bad, code, field in (
+        ({"selectorFinder": "magic"}, "INVALID_BODY", "selectorFinder"),
+        ({"mode": "magic"}, "INVALID_BODY", "mode"),
+        ({"selectorFinder": ["ai"]}, "INVALID_BODY", "selectorFinder"),
+        ({}, "MISSING_FIELDS", "selectorFinder"),
+        ({"selectorFinder": None}, "MISSING_FIELDS", "selectorFinder"),
+    ):
+        response = api.post(path, json=bad)
         assert response.status_code == 400, bad
-        assert response.json()["error"] == "INVALID_BODY"
-        assert "mode" in response.json()["details"]
-    assert api.get("/api/settings/selector-finder").json() == {"mode": "ai"}
-
-
-def test_proxies(
-    api: httpx.Client, stack: tuple[Stack, httpx.Client], clean_settings: None
-) -> None:
-    assert api.get("/api/settings/proxies").json() == {"proxies": []}
-    first = api.post(
-        "/api/settings/proxies",
-        json={"server": "http://127.0.0.1:8080", "username": "u", "password": "p4ss", "label": "A"},
-    )
-    assert first.status_code == 200, first.text
-    second = api.post(
-        "/api/settings/proxies", json={"server": "socks5://127.0.0.2:1080", "default": True}
-    )
-    listed = second.json()["proxies"]
-    assert "p4ss" not in second.text and "password" not in second.text
-    assert [p["server"] for p in listed] == ["http://127.0.0.1:8080", "socks5://127.0.0.2:1080"]
-    a, b = listed
-    assert a["id"].startswith("proxy_") and a["id"] != b["id"]
-    assert a == {
-        "id": a["id"],
-        "server": "http://127.0.0.1:8080",
-        "username": "u",
-        "label": "A",
-        "default": False,
-        "hasPassword": True,
-    }
-    assert b["default"] is True and b["hasPassword"] is False and b["username"] is None
-    assert api.get("/api/settings/proxies").json() == second.json()
-
-    # A new default is the only default.
-    third = api.post("/api/settings/proxies", json={"server": "https://127.0.0.3", "default": True})
-    assert [p["default"] for p in third.json()["proxies"]] == [False, False, True]
-    chosen = api.post("/api/settings/proxies", json={"defaultId": a["id"]})
-    assert [p["default"] for p in chosen.json()["proxies"]] == [True, False, False]
-    missing = api.post("/api/settings/proxies", json={"defaultId": "proxy_nope"})
-    assert missing.status_code == 404 and missing.json()["error"] == "PROXY_NOT_FOUND"
-
-    # What dispatch reads keeps its shape (server, username, password), the password sealed.
-    with psycopg.connect(stack[0].env["DATABASE_URL"]) as conn:
-        row = conn.execute("SELECT value FROM settings WHERE key = 'proxies'").fetchone()
-    assert row is not None
-    assert row[0][0]["server"] == "http://127.0.0.1:8080"
-    assert row[0][0]["username"] == "u"
-    assert row[0][0]["password"].startswith("enc:v1:") and "p4ss" not in str(row[0])
-
-    deleted = api.delete(f"/api/settings/proxies/{b['id']}")
-    assert deleted.status_code == 200
-    assert b["id"] not in {p["id"] for p in deleted.json()["proxies"]}
-    gone = api.delete(f"/api/settings/proxies/{b['id']}")
-    assert gone.status_code == 404 and gone.json()["error"] == "PROXY_NOT_FOUND"
-    assert len(api.get("/api/settings/proxies").json()["proxies"]) == 2
-
-
-@pytest.mark.parametrize(
-    ("body", "code"),
-    [
-        ({}, "INVALID_BODY"),
-        ({"server": ""}, "INVALID_BODY"),
-        ({"server": "ftp://127.0.0.1:21"}, "INVALID_BODY"),
-        ({"server": "127.0.0.1:8080"}, "INVALID_BODY"),
-        ({"server": "http://"}, "INVALID_BODY"),
-        ({"server": "socks5://:1080"}, "INVALID_BODY"),
-        ({"server": "http://user:pw@127.0.0.1:8080"}, "INVALID_BODY"),
-        ({"server": "http://127.0.0.1:99999"}, "INVALID_BODY"),
-        ({"server": "http://127.0.0.1:8080/path"}, "INVALID_BODY"),
-        ({"server": 5}, "INVALID_BODY"),
-        ({"server": "http://169.254.169.254"}, "INVALID_URL"),
-        ({"server": "http://127.0.0.1", "default": "sometimes"}, "INVALID_BODY"),
-        ({"server": "http://127.0.0.1", "defaultId": "x"}, "INVALID_BODY"),
-    ],
-)
-def test_bad_proxies_are_refused(
-    api: httpx.Client, clean_settings: None, body: dict[str, object], code: str
-) -> None:
-    response = api.post("/api/settings/proxies", json=body)
-    assert response.status_code == 400, response.text
-    assert response.json()["error"] == code
-    assert response.json()["details"]
-    assert api.get("/api/settings/proxies").json() == {"proxies": []}
-
-
-def test_proxies_saved_without_ids_get_stable_ones(
-    api: httpx.Client, stack: tuple[Stack, httpx.Client], clean_settings: None
-) -> None:
-    saved = [{"server": "http://127.0.0.1:3128", "username": "x", "password": "y"}]
-    with psycopg.connect(stack[0].env["DATABASE_URL"], autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO settings (key, value) VALUES ('proxies', %s)", (json.dumps(saved),)
-        )
-    listed = api.get("/api/settings/proxies").json()["proxies"]
-    assert listed == api.get("/api/settings/proxies").json()["proxies"]
-    assert api.delete(f"/api/settings/proxies/{listed[0]['id']}").json() == {"proxies": []}
+        assert response.json()["error"] == code, bad
+        assert field in response.json()["details"]
+    assert api.get(path).json() == {"selectorFinder": "highlight"}
 
 
 def test_headful_status(api: httpx.Client) -> None:

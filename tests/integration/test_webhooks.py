@@ -22,7 +22,15 @@ from tests.integration.test_bad_input import assert_error
 from tests.integration.test_first_start import read_secret_file
 from tests.integration.threaded_app import ThreadedApp
 
-PAYLOAD_FIELDS = {"executionId", "taskId", "status", "outcome", "durationMs", "result"}
+PAYLOAD_FIELDS = {
+    "executionId",
+    "taskId",
+    "status",
+    "httpStatus",
+    "outcome",
+    "durationMs",
+    "result",
+}
 FAST = {"WEBHOOK_BACKOFF_SECONDS": "0.3", "WEBHOOK_POLL_SECONDS": "0.2"}
 
 
@@ -152,8 +160,10 @@ def test_sync_run_posts_one_signed_result(
     payload = json.loads(body)
     assert set(payload) == PAYLOAD_FIELDS
     assert payload["executionId"] == run["executionId"] and payload["taskId"] == "hooked"
-    assert payload["status"] == execution["status"] == 200
-    assert payload["outcome"] == "success" and payload["result"]["data"] == "Form"
+    # As the API reference shows: the run's outcome, and the HTTP-style code on its own.
+    assert payload["status"] == payload["outcome"] == "success"
+    assert payload["httpStatus"] == execution["status"] == 200
+    assert payload["result"]["data"] == "Form"
     assert payload["durationMs"] == execution["durationMs"]
     assert headers["Content-Type"] == "application/json"
     assert headers["User-Agent"] == "Figranium-Webhooks/1"

@@ -202,7 +202,9 @@ class ConditionalAction(ActionBase):
     comparison of ``conditionVar`` (a variable) with ``conditionValue``."""
 
     value: str | None = None
-    conditionVarType: Literal["string", "number", "boolean"] | None = None
+    # "selector": whether the element ``selector`` names is on the page (exists/not_exists)
+    conditionVarType: Literal["string", "number", "boolean", "selector"] | None = None
+    selector: str | None = None
     conditionVar: str | None = None
     conditionOp: ConditionOp | None = None
     conditionValue: str | int | float | bool | None = None
@@ -251,6 +253,41 @@ class StartAction(ActionBase):
     value: str  # the id of the task to run
 
 
+class CaptchaAction(PageOrElementAction, StoringAction):
+    """Acts on a captcha widget (reCAPTCHA, hCaptcha, Turnstile) inside ``selector``, else
+    anywhere on the page; ``captchaType`` empty: whichever is found. The result is also kept
+    in ``varName``. ``timeout`` (ms) bounds the whole action: 0 or none, 120000."""
+
+    # recaptcha_v2, recaptcha_v3, hcaptcha or turnstile ({$variables} allowed)
+    captchaType: str | None = None
+
+
+class WaitCaptchaAction(CaptchaAction):
+    """Waits until a widget is ready: ``{ready, challenge, duration, siteKey}``."""
+
+    type: Literal["wait_captcha"]
+
+
+class SolveCaptchaAction(CaptchaAction):
+    """Has the configured solving service solve the widget, and puts its token in the page."""
+
+    type: Literal["solve_captcha"]
+
+
+class UploadAction(PageOrElementAction):
+    """Puts the next file of cabinet ``cabinetId`` into the file input ``selector``."""
+
+    type: Literal["upload"]
+    cabinetId: str | None = None
+    markAsUploaded: bool = False
+
+
+class FinalizeUploadsAction(ActionBase):
+    """Marks the files this run uploaded as uploaded in their cabinets."""
+
+    type: Literal["finalize_uploads"]
+
+
 class DoNothingAction(ActionBase):
     type: Literal["do_nothing", "noop", "pass"]
 
@@ -285,6 +322,10 @@ AnyAction = (
     | OnErrorAction
     | StopAction
     | StartAction
+    | WaitCaptchaAction
+    | SolveCaptchaAction
+    | UploadAction
+    | FinalizeUploadsAction
     | DoNothingAction
 )
 Action = Annotated[AnyAction, Field(discriminator="type")]

@@ -75,7 +75,17 @@ class Config(BaseSettings):
     # A run's log lines said within this long go out as one event, its start with the first
     # of them; a run that ends sooner sends one event in all. Live lines are this much late.
     run_log_linger_seconds: float = Field(default=2.0, ge=0, le=30, alias="RUN_LOG_LINGER_SECONDS")
+    # The iterations one while, repeat or foreach may make before the run ends with an
+    # error; a task's maxLoopIterations overrides it for that task.
     max_loop_iterations: int = Field(default=1000, ge=1, alias="RUNNER_MAX_LOOP_ITERATIONS")
+    # The captcha solving service runners call (createTask/getTaskResult API); when set
+    # on a runner, it wins over the one stored through /api/settings/captcha.
+    captcha_solver_url: str | None = Field(default=None, alias="CAPTCHA_SOLVER_URL")
+    captcha_solver_key: str | None = Field(default=None, alias="CAPTCHA_SOLVER_KEY")
+    # How long autoSolveCaptcha looks for a ready widget after each navigation or input.
+    captcha_auto_detect_timeout_ms: int = Field(
+        default=5000, ge=1, le=600_000, alias="CAPTCHA_AUTO_DETECT_TIMEOUT_MS"
+    )
     # CSV extraction output: text cells a spreadsheet would read as a formula get a "'".
     csv_neutralise_formulas: bool = Field(default=True, alias="CSV_NEUTRALISE_FORMULAS")
     # Bounds on the work a task or the pages it visits can make a runner do; past one, the
@@ -174,3 +184,6 @@ class Config(BaseSettings):
     ai_rate_limit_cooldown_seconds: float = Field(
         default=60.0, ge=0, alias="AI_RATE_LIMIT_COOLDOWN_SECONDS"
     )
+    # Task templates: a catalogue in Figranium's format (an array of presets, each also at
+    # <url>/<id>); unset, the /api/templates routes answer 501.
+    templates_catalog_url: str | None = Field(default=None, alias="TEMPLATES_CATALOG_URL")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Annotated, Literal, TypedDict
+from typing import Annotated, ClassVar, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
@@ -33,8 +33,43 @@ class Variable(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     # "secret": a string whose value runs see but logs, results and task reads never show.
-    type: Literal["string", "number", "boolean", "secret"] = "string"
+    # "selector": a CSS selector, substituted as text (Figranium's editor offers the type).
+    type: Literal["string", "number", "boolean", "secret", "selector"] = "string"
     value: GivenJson = None
+
+
+class StealthOptions(BaseModel):
+    """Figranium's ``stealth`` block: how a run's mouse and keyboard act like a person's.
+
+    Any option on also makes the run's browser look like a desktop Chrome (figranium_runner
+    stealth.py) and dismisses cookie banners. Fields Figranium may add later are kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+    allowTypos: bool = False  # a wrong key now and then, taken back with Backspace
+    idleMovements: bool = False  # the cursor wanders during ``wait``
+    overscroll: bool = False  # ``scroll`` goes past its target and comes back
+    deadClicks: bool = False  # a click on nothing before some clicks
+    fatigue: bool = False  # pauses grow as the run goes on
+    naturalTyping: bool = False  # bursts of keys, pauses after spaces and punctuation
+    cursorGlide: bool = False  # the cursor travels on an eased curve from where it was
+    randomizeClicks: bool = False  # clicks land at a random point inside the element
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any option is on (Figranium's editor writes the block with all off)."""
+        return any(
+            (
+                self.allowTypos,
+                self.idleMovements,
+                self.overscroll,
+                self.deadClicks,
+                self.fatigue,
+                self.naturalTyping,
+                self.cursorGlide,
+                self.randomizeClicks,
+            )
+        )
 
 
 class Task(BaseModel):
@@ -62,6 +97,17 @@ class Task(BaseModel):
     rotateUserAgents: bool = False
     rotateViewport: bool = False
     rotateProxies: bool = False
+    stealth: StealthOptions = Field(default_factory=StealthOptions)
+    # After the start page and each navigate, goto, click, type or fill: solve a captcha
+    # widget found within CAPTCHA_AUTO_DETECT_TIMEOUT_MS (none found: nothing said).
+    autoSolveCaptcha: bool = False
+    # Figranium's {enabled, targetLanguage}: kept, not applied (docs/differences.md).
+    translation: GivenObject | None = None
+    # Cabinets (Figranium's file store) are not here yet: kept for when they are.
+    downloadCabinetId: str | None = None
+    cabinetId: str | None = None
+    # The cap on one loop's iterations for this task; none: RUNNER_MAX_LOOP_ITERATIONS.
+    maxLoopIterations: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
 
     def dump(self) -> GivenObject:
         """The stored and returned form: every field given, nothing invented. (Also the
@@ -128,6 +174,13 @@ class OutputTarget(BaseModel):
     problem: str | None = None
 
 
+class CaptchaSolver(BaseModel):
+    """The captcha solving service (createTask/getTaskResult API) the settings name."""
+
+    base_url: str
+    client_key: str = ""
+
+
 class RunRequest(BaseModel):
     """Published on ``RUNS`` (subject ``figranium.runs.v1.<pool>``) by gateway or scheduler.
 
@@ -148,8 +201,11 @@ class RunRequest(BaseModel):
     subtasks: dict[str, GivenTask] = Field(default_factory=dict)
     # The task's ``output`` with its credential, for tasks that push their data somewhere.
     output: OutputTarget | None = None
-    # storage_state, proxies and output, sealed under the transit key (they are then
-    # empty above); figranium_common.transit.
+    # The stored captcha solver (/api/settings/captcha), for tasks that solve captchas;
+    # left out of the JSON when None, so the message reads as earlier releases sent it.
+    captcha_solver: CaptchaSolver | None = Field(default=None, exclude_if=lambda v: v is None)
+    # storage_state, proxies, output and captcha_solver, sealed under the transit key
+    # (they are then empty above); figranium_common.transit.
     sealed: str | None = None
 
 
@@ -177,6 +233,36 @@ class PageCaptureReply(BaseModel):
     html: str = ""
     url: str | None = None
     # Why no page could be captured (a refused URL, an action that failed…); html is then "".
+    error: str | None = None
+
+
+class TestActionRequest(BaseModel):
+    """Request/reply to any runner (``TOOLS_TEST_ACTION_SUBJECT``): run ``task``'s actions
+    before ``action_index`` in a clean context, then that action, and say what it did."""
+
+    __test__: ClassVar[bool] = False  # not a pytest test class, whatever its name
+
+    task: GivenTask
+    action_index: int = Field(ge=0)
+    variables: GivenObject = Field(default_factory=dict)  # plain values, by name
+    proxies: list[ProxyConfig] = Field(default_factory=list)
+    subtasks: dict[str, GivenTask] = Field(default_factory=dict)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+
+
+class TestActionReply(BaseModel):
+    """Figranium's test-action result: ``not_reached`` when an earlier step failed (the
+    reason in ``errorMessage``); ``error`` is for a request no runner could try."""
+
+    __test__: ClassVar[bool] = False
+
+    status: Literal["success", "error", "not_reached"] = "not_reached"
+    durationMs: int = 0
+    resolvedInputs: GivenObject = Field(default_factory=dict)
+    output: GivenJson = None
+    errorMessage: str | None = None
+    variables: GivenObject = Field(default_factory=dict)
+    logs: list[str] = Field(default_factory=list)
     error: str | None = None
 
 

@@ -21,18 +21,18 @@ from nats.js import JetStreamContext
 from psycopg import AsyncCursor
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
-from pydantic import ValidationError
 
 from figranium_common import transit
+from figranium_common.captcha_settings import CAPTCHA_SETTING, solves_captchas, stored_solver
 from figranium_common.changelog import CHANGES_LOCK_ID, logged_insert
 from figranium_common.db import Connection
 from figranium_common.jsontypes import JsonObject, JsonValue, StorageState, is_storage_state
-from figranium_common.models import OutputTarget, ProxyConfig, RunRequest, Task
+from figranium_common.models import CaptchaSolver, OutputTarget, RunRequest, Task
 from figranium_common.nats import run_subject
-from figranium_common.runs import PROXIES_SETTING, reachable_tasks
+from figranium_common.proxy_choice import choose_proxy
+from figranium_common.runs import reachable_tasks
 from figranium_common.secretbox import SecretBox
 
-PROXY_PASSWORD = "proxy-password"
 # Cookies and local storage are session credentials: sealed like every other secret.
 BROWSER_STATE = "browser-state"
 
@@ -142,6 +142,7 @@ async def gather_run_request(
     else:
         wanted = task.id is not None and not task.statelessExecution
         storage_state = browser_states.get(str(task.id)) if wanted else None
+    subtasks = await _subtasks(conn, task)
     return RunRequest(
         execution_id=new.execution_id,
         task=task,
@@ -149,9 +150,10 @@ async def gather_run_request(
         source=new.source,
         timeout_seconds=timeout_seconds,
         storage_state=storage_state,
-        proxies=await _proxies(conn, box, task),
-        subtasks=await _subtasks(conn, task),
+        proxies=await choose_proxy(conn, box, task),
+        subtasks=subtasks,
         output=await output_target(conn, box, (task.model_extra or {}).get("output")),
+        captcha_solver=await _captcha_solver(conn, box, [task, *subtasks.values()]),
     )
 
 
@@ -210,25 +212,15 @@ def _open_state(box: SecretBox, stored: JsonValue) -> StorageState | None:
     return stored.copy() if is_storage_state(stored) else None  # saved before sealing
 
 
-async def _proxies(conn: Connection, box: SecretBox, task: Task) -> list[ProxyConfig]:
-    """The saved proxies, passwords opened, only for tasks that rotate through them."""
-    if not task.rotateProxies:
-        return []
-    cur = await conn.execute("SELECT value FROM settings WHERE key = %s", (PROXIES_SETTING,))
+async def _captcha_solver(
+    conn: Connection, box: SecretBox, tasks: list[Task]
+) -> CaptchaSolver | None:
+    """The stored captcha solver, only for runs that may solve captchas."""
+    if not solves_captchas(tasks):
+        return None
+    cur = await conn.execute("SELECT value FROM settings WHERE key = %s", (CAPTCHA_SETTING,))
     row = await cur.fetchone()
-    saved = None if row is None else row["value"]
-    if not isinstance(saved, list):
-        return []
-    proxies = []
-    for entry in saved:
-        try:
-            proxy = ProxyConfig.model_validate(entry)
-        except ValidationError:
-            continue  # checked when proxies are saved; an odd old entry is just not used
-        if proxy.password:
-            proxy.password = box.open(proxy.password, PROXY_PASSWORD)
-        proxies.append(proxy)
-    return proxies
+    return None if row is None else stored_solver(row["value"], box)
 
 
 async def _subtasks(conn: Connection, task: Task) -> dict[str, Task]:

@@ -18,7 +18,13 @@ import json
 
 from figranium_common.config import Config
 from figranium_common.jsontypes import StorageState, is_storage_state
-from figranium_common.models import OutputTarget, ProxyConfig, ResultEvent, RunRequest
+from figranium_common.models import (
+    CaptchaSolver,
+    OutputTarget,
+    ProxyConfig,
+    ResultEvent,
+    RunRequest,
+)
 from figranium_common.secretbox import SecretBox, SecretError, decode_key
 
 TRANSIT_KEY_INFO = "figranium transit key"
@@ -51,18 +57,31 @@ def _state_purpose(execution_id: str) -> str:
 
 
 def seal_run_request(box: SecretBox, request: RunRequest) -> RunRequest:
-    """``request`` with its secrets (browser state, proxies, output target) moved into
-    ``sealed``."""
-    if request.storage_state is None and not request.proxies and request.output is None:
+    """``request`` with its secrets (browser state, proxies, output target, captcha solver)
+    moved into ``sealed``."""
+    solver = request.captcha_solver
+    if (
+        request.storage_state is None
+        and not request.proxies
+        and request.output is None
+        and solver is None
+    ):
         return request
     secrets: dict[str, object] = {
         "storage_state": request.storage_state,
         "proxies": [proxy.model_dump(mode="json") for proxy in request.proxies],
         "output": None if request.output is None else request.output.model_dump(mode="json"),
+        "captcha_solver": None if solver is None else solver.model_dump(mode="json"),
     }
     sealed = box.seal(json.dumps(secrets), _request_purpose(request.execution_id))
     return request.model_copy(
-        update={"storage_state": None, "proxies": [], "output": None, "sealed": sealed}
+        update={
+            "storage_state": None,
+            "proxies": [],
+            "output": None,
+            "captcha_solver": None,
+            "sealed": sealed,
+        }
     )
 
 
@@ -80,11 +99,13 @@ def open_run_request(box: SecretBox, request: RunRequest) -> RunRequest:
         ) from None
     secrets = json.loads(opened)
     output = secrets.get("output")
+    solver = secrets.get("captcha_solver")
     return request.model_copy(
         update={
             "storage_state": secrets.get("storage_state"),
             "proxies": [ProxyConfig.model_validate(p) for p in secrets.get("proxies") or []],
             "output": None if output is None else OutputTarget.model_validate(output),
+            "captcha_solver": None if solver is None else CaptchaSolver.model_validate(solver),
             "sealed": None,
         }
     )

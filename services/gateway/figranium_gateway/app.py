@@ -32,17 +32,27 @@ from figranium_gateway.metrics import (
 )
 from figranium_gateway.routes import (
     ai_settings,
+    aliases,
+    backup,
+    capabilities,
+    captcha_settings,
     captures,
+    cookie_states,
+    cookies,
     credentials,
     docs,
     executions,
     generate,
     headful,
     health,
+    live,
+    proxies,
     runs,
     schedules,
     stream,
     tasks,
+    templates,
+    test_action,
 )
 from figranium_gateway.routes import settings as settings_routes
 from figranium_gateway.routes import webhooks as webhook_routes
@@ -60,11 +70,13 @@ from figranium_gateway.state import (
     POOL,
     STARTED_AT,
     STOPPING,
+    TEMPLATES,
     THROTTLE,
     TRANSIT,
     WAITERS,
 )
 from figranium_gateway.store import settings as settings_store
+from figranium_gateway.templates_catalog import TemplateCatalog
 from figranium_gateway.throttle import AuthThrottle
 from figranium_gateway.waiters import Waiters
 from figranium_gateway.webhook_delivery import run_webhooks
@@ -200,6 +212,7 @@ def create_app(config: Config) -> web.Application:
     )
     app[CONFIG] = config
     app[METRICS] = metrics
+    app[TEMPLATES] = TemplateCatalog(config)
     app[THROTTLE] = AuthThrottle(
         slow_after=config.auth_slow_after_failures,
         lock_after=config.auth_lockout_after_failures,
@@ -257,14 +270,24 @@ def create_app(config: Config) -> web.Application:
         tasks,
         schedules,
         runs,
+        aliases,
+        live,
         stream,
         executions,
         captures,
         credentials,
         settings_routes,
+        proxies,
         headful,
         ai_settings,
+        captcha_settings,
         webhook_routes,
+        backup,
+        capabilities,
+        cookies,
+        cookie_states,
+        templates,
+        test_action,
         docs,
     )
     for module in modules:

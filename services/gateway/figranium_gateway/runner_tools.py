@@ -1,4 +1,5 @@
-"""The client of the runners' request/reply services (page capture, script check).
+"""The client of the runners' request/reply services (page capture, script check, action
+test).
 
 Any runner answers (a queue group); the gateway needs no runner of its own. NATS errors
 are translated here: no runner subscribed, or none answering in time, is RunnerUnavailable.
@@ -20,8 +21,14 @@ from figranium_common.models import (
     PageCaptureRequest,
     ScriptCheckReply,
     ScriptCheckRequest,
+    TestActionReply,
+    TestActionRequest,
 )
-from figranium_common.nats import TOOLS_PAGE_SUBJECT, TOOLS_SCRIPT_SUBJECT
+from figranium_common.nats import (
+    TOOLS_PAGE_SUBJECT,
+    TOOLS_SCRIPT_SUBJECT,
+    TOOLS_TEST_ACTION_SUBJECT,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -51,6 +58,13 @@ async def check_script(nc: NATS, script: str, *, timeout: float = 10.0) -> str |
     """None when ``script`` compiles as an extraction script, else the error's message."""
     data = await _request(nc, TOOLS_SCRIPT_SUBJECT, ScriptCheckRequest(script=script), timeout)
     return _parse(ScriptCheckReply, data).error
+
+
+async def try_action(nc: NATS, request: TestActionRequest, *, timeout: float) -> TestActionReply:
+    """One action tried by any runner; as for :func:`capture_page`, ``timeout`` should
+    exceed ``request.timeout_seconds``."""
+    data = await _request(nc, TOOLS_TEST_ACTION_SUBJECT, request, timeout)
+    return _parse(TestActionReply, data)
 
 
 async def _request(nc: NATS, subject: str, body: BaseModel, timeout: float) -> bytes:

@@ -15,6 +15,7 @@ from figranium_common.secretbox import SecretBox
 from figranium_gateway.ai.chain import AiChain
 from figranium_gateway.api_key import ApiKeyCache
 from figranium_gateway.changes import ChangeFeed
+from figranium_gateway.templates_catalog import TemplateCatalog
 from figranium_gateway.throttle import AuthThrottle
 from figranium_gateway.waiters import Waiters
 
@@ -40,3 +41,4 @@ STARTED_AT = web.AppKey("started_at", float)
 STOPPING = web.AppKey("stopping", asyncio.Event)
 CHANGES = web.AppKey("changes", ChangeFeed)
 HEADFUL = web.AppKey("headful_roster", HeadfulRoster)
+TEMPLATES = web.AppKey("templates_catalog", TemplateCatalog)

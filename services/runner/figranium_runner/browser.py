@@ -54,6 +54,8 @@ CHROMIUM_ARGS = [
     "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
     "--webrtc-ip-handling-policy=disable_non_proxied_udp",
     "--no-first-run",
+    # navigator.webdriver stays false: the first thing bot-detection scripts read.
+    "--disable-blink-features=AutomationControlled",
 ]
 # How long asking a Chromium that may have died can take before it counts as dead.
 LIVENESS_PROBE_SECONDS = 5.0

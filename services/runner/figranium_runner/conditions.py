@@ -166,6 +166,18 @@ async def structured(
     return a_text == b_text
 
 
+async def _element_present(
+    action: ConditionalAction, world: IsolatedWorld, variables: JsonObject
+) -> bool:
+    """Type ``selector`` (Figranium's editor): whether the element ``selector`` names (else
+    ``conditionVar``) is in the page; ``not_exists`` turns it round."""
+    selector = substitute(action.selector or action.conditionVar or "", variables).strip()
+    present = bool(selector) and bool(
+        await world.evaluate("(s) => !!document.querySelector(s)", selector)
+    )
+    return not present if action.conditionOp == "not_exists" else present
+
+
 def has_structured(action: ConditionalAction) -> bool:
     return any(
         value not in (None, "")
@@ -184,6 +196,8 @@ async def evaluate(
     variables: JsonObject,
     regex_timeout_ms: int,
 ) -> bool:
+    if action.conditionVarType == "selector":
+        return await _element_present(action, world, variables)
     if has_structured(action):
         return await structured(action, variables, regex_timeout_ms)
     expression = substitute(str(action.value or ""), variables)

@@ -8,22 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from dataclasses import dataclass, field
 
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Page, Route
+from playwright.async_api import Page
 
+from figranium_common.action_models import Action
 from figranium_common.blocks import BlockStructureError
 from figranium_common.config import Config
 from figranium_common.errors import FigraniumError, InvalidUrlError, first_line
-from figranium_common.jsontypes import JsonMapping, JsonValue
-from figranium_common.models import RunResult, Task
-from figranium_common.outbound_http import safe_request
+from figranium_common.jsontypes import JsonMapping, JsonObject, JsonValue
+from figranium_common.models import CaptchaSolver, RunResult, Task
 from figranium_common.redact import Redactor
+from figranium_runner import banners, blockpage, scrape
 from figranium_runner.actions import ActionFailed, StopRun
+from figranium_runner.actions.captcha import auto_solve
 from figranium_runner.bounds import Bounds
-from figranium_runner.extraction import extract
+from figranium_runner.extraction import ExtractionError, extract, reach_closed_shadow_roots
+from figranium_runner.humanize import Humanizer
 from figranium_runner.interpreter import Interpreter, StopBefore
+from figranium_runner.page_html import result_html
 from figranium_runner.state import Capture, LogSink, RunState, discard_files
 from figranium_runner.variables import initial_variables, secret_values, substitute, text_limit
 
@@ -39,6 +44,8 @@ class Limits:
     max_download_bytes: int = 100 * 1024 * 1024  # MAX_DOWNLOAD_BYTES
     neutralise_csv: bool = True  # CSV_NEUTRALISE_FORMULAS
     bounds: Bounds = field(default_factory=Bounds)
+    captcha_solver: CaptchaSolver | None = None  # CAPTCHA_SOLVER_URL/KEY: win over a request's
+    captcha_detect_ms: int = 5000  # CAPTCHA_AUTO_DETECT_TIMEOUT_MS
 
     @classmethod
     def from_config(cls, config: Config) -> Limits:
@@ -56,6 +63,12 @@ class Limits:
             max_loop_iterations=config.max_loop_iterations,
             allow_metadata=config.allow_metadata_address,
             max_download_bytes=config.max_download_bytes,
+            captcha_solver=None
+            if not config.captcha_solver_url
+            else CaptchaSolver(
+                base_url=config.captcha_solver_url, client_key=config.captcha_solver_key or ""
+            ),
+            captcha_detect_ms=config.captcha_auto_detect_timeout_ms,
         )
 
     def first_state(
@@ -66,6 +79,7 @@ class Limits:
         execution_id: str,
         emit: LogSink,
         subtasks: dict[str, Task] | None,
+        captcha_solver: CaptchaSolver | None = None,
     ) -> RunState:
         """The state of a task's run under these limits, before its first action."""
         variables = initial_variables(task.variables, overrides)
@@ -77,13 +91,16 @@ class Limits:
             allow_metadata=self.allow_metadata,
             default_timeout_ms=self.default_timeout_ms,
             emit=emit,
-            max_loop_iterations=self.max_loop_iterations,
+            max_loop_iterations=task.maxLoopIterations or self.max_loop_iterations,
             max_download_bytes=self.max_download_bytes,
             subtasks=subtasks or {},
             human_typing=task.humanTyping,
             redactor=Redactor(secret_values(task.variables, variables)),
             neutralise_csv=self.neutralise_csv,
             bounds=self.bounds,
+            captcha_solver=self.captcha_solver or captcha_solver,
+            auto_solve_captcha=task.autoSolveCaptcha,
+            captcha_detect_ms=self.captcha_detect_ms,
         )
 
 
@@ -96,16 +113,38 @@ async def execute(
     limits: Limits,
     emit: LogSink,
     subtasks: dict[str, Task] | None = None,
+    captcha_solver: CaptchaSolver | None = None,
+    rng: random.Random | None = None,
 ) -> tuple[RunResult, list[Capture]]:
-    """Run the whole task in ``page``; returns its result and the captures to store."""
-    state = limits.first_state(page, task, overrides, execution_id, emit, subtasks)
+    """Run the whole task in ``page``; returns its result and the captures to store.
+    ``captcha_solver`` is the run request's, used unless the runner has its own. ``rng``
+    draws the choices of the task's stealth options (seeded, they repeat); the result's
+    outcome is ``anti_bot`` when the run ends on a block page (blockpage.py)."""
+    state = limits.first_state(page, task, overrides, execution_id, emit, subtasks, captcha_solver)
+    if task.stealth.enabled:
+        state.human = Humanizer(task.stealth, rng or random.Random())
+        banners.watch(state)
+    document = blockpage.DocumentStatus(page)
+    await reach_closed_shadow_roots(page, task)
     try:
         with text_limit(limits.bounds.max_variable_bytes):
             result = await _run_task(state, task)
+            if task.mode != "scrape":
+                result = await _judge_block(state, result, document.status)
     except BaseException:  # timed out or cancelled: nobody stores the downloads kept
         discard_files(state.captures)
         raise
     return result, state.captures
+
+
+async def _judge_block(state: RunState, result: RunResult, status: int | None) -> RunResult:
+    """The result as ``anti_bot`` when the run ended on a block page, saying why."""
+    reason = await blockpage.inspect(state.page, state.world, status)
+    if reason is None or result.outcome not in ("success", "error"):
+        return result
+    line = f"[OUTCOME] Anti-bot detected: {reason}."
+    await state.say(line, always=True)
+    return result.model_copy(update={"outcome": "anti_bot", "logs": [*result.logs, line]})
 
 
 async def run_until(
@@ -116,19 +155,30 @@ async def run_until(
     *,
     limits: Limits,
     subtasks: dict[str, Task] | None = None,
-) -> None:
+    emit: LogSink | None = None,
+) -> RunState:
     """Open the start page and run the actions before ``stop_before``, as a run would;
-    no extraction, nothing kept, nothing said. Raises FigraniumError or PlaywrightError on
-    the first failure (a refused URL, a failed action), where a run would log it and go on."""
-    state = limits.first_state(page, task, overrides, "tools", _unheard, subtasks)
+    no extraction, nothing kept, lines said only to ``emit``. Raises FigraniumError or
+    PlaywrightError on the first failure (a refused URL, a failed action), where a run
+    would log it and go on. Answers the run's state, to go on from."""
+    state = limits.first_state(page, task, overrides, "tools", emit or _unheard, subtasks)
+    await reach_closed_shadow_roots(page, task)
     interpreter = Interpreter(
         state, task.actions, _run_task, stop_before=stop_before, fail_fast=True
     )
     with text_limit(limits.bounds.max_variable_bytes):
         if not await _open_start(state, task):
-            return
+            return state
         with contextlib.suppress(StopBefore, StopRun):
             await interpreter.run()
+    return state
+
+
+async def run_action(state: RunState, action: Action) -> None:
+    """Run one action (no block) in the state a partial run left, as a run would run it;
+    raises ActionFailed when it fails, StopRun when it ends the run."""
+    with text_limit(state.bounds.max_variable_bytes):
+        await Interpreter(state, [action], _run_task, fail_fast=True).run()
 
 
 async def _unheard(line: str) -> None:
@@ -150,6 +200,7 @@ async def _run_task(state: RunState, task: Task) -> RunResult:
     error: str | None = None
     outcome = "success"
     data: JsonValue = None
+    scraped: JsonObject = {}
     state.track_downloads(state.page)
     try:
         interpreter = Interpreter(state, task.actions, _run_task)  # checks the blocks first
@@ -163,19 +214,20 @@ async def _run_task(state: RunState, task: Task) -> RunResult:
         state.page.set_default_timeout(state.default_timeout_ms)
         if state.pending_downloads:
             await asyncio.wait(list(state.pending_downloads), timeout=30)
+        if task.mode == "scrape":
+            scraped = await scrape.describe(state, task)
         data = await extract(state, task)
     except (FigraniumError, PlaywrightError) as exc:
         error = failure_text(exc)
+        if isinstance(exc, ExtractionError):
+            data = exc.details  # Figranium's data for a script that threw
     if error:
         outcome = "error"
         await state.say(f"Run failed: {error}", always=True)
     screenshot_url: str | None = None
     with contextlib.suppress(PlaywrightError):
         screenshot_url = await state.screenshot(None, full_page=False)
-    html: str | None = None
-    if task.includeHtml:
-        with contextlib.suppress(PlaywrightError):
-            html = await state.page.content()
+    html = scraped.pop("html", None) if scraped else await result_html(state, task)
     hide = state.redactor
     return RunResult(
         outcome="error" if outcome == "error" else "success",
@@ -184,8 +236,9 @@ async def _run_task(state: RunState, task: Task) -> RunResult:
         logs=state.logs,
         screenshot_url=screenshot_url,
         error=None if error is None else hide.text(error),
-        html=None if html is None else hide.text(html),
+        html=None if not isinstance(html, str) else hide.text(html),
         downloads=hide.value([entry.model_dump() for entry in state.downloads]),
+        **{name: hide.value(value) for name, value in scraped.items()},
     )
 
 
@@ -196,35 +249,14 @@ async def _open_start(state: RunState, task: Task) -> bool:
     if task.mode == "scrape":
         if not start_url:
             raise ActionFailed("scrape mode needs a url")
-        await _load_scraped(state, start_url)
+        await scrape.load(state, task, start_url)
         return False
     if start_url:
         await state.goto(start_url)
         await state.say(f"Navigating to {start_url}")
+        await auto_solve(state, "navigate")
+    if isinstance(task.translation, dict) and task.translation.get("enabled") is True:
+        await state.say("[TRANSLATION] Not applied: this server loads no remote script into pages")
     if task.wait:
         await asyncio.sleep(task.wait)
     return True
-
-
-async def _load_scraped(state: RunState, url: str) -> None:
-    """``scrape`` mode: fetch the page over plain HTTP and show it without running scripts."""
-    response = await safe_request(
-        "GET",
-        url,
-        allow_private=state.allow_private,
-        allow_metadata=state.allow_metadata,
-        timeout=max(state.action_timeout_s, 30),
-    )
-    if response.status >= 400:
-        raise ActionFailed(f"fetching {url} answered HTTP {response.status}")
-    content_type = response.headers.get("Content-Type", "text/html; charset=utf-8")
-
-    async def serve(route: Route) -> None:
-        if route.request.url == response.url and route.request.is_navigation_request():
-            await route.fulfill(status=200, body=response.body, content_type=content_type)
-        else:  # no network from the page itself: what was fetched is all there is
-            await route.abort("blockedbyclient")
-
-    await state.page.route("**/*", serve)
-    await state.page.goto(response.url, wait_until="load")
-    await state.say(f"Fetched {url} (HTTP {response.status}, {len(response.body)} bytes)")

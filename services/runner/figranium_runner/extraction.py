@@ -9,13 +9,21 @@ import json
 import re
 
 from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import Page
 
 from figranium_common.errors import first_line
 from figranium_common.jsontypes import JsonValue
 from figranium_common.models import Task
 from figranium_runner.actions import ActionFailed
+from figranium_runner.page_html import refresh_html, wants_html
 from figranium_runner.state import RunState
 from figranium_runner.variables import substitute
+
+
+class ExtractionError(ActionFailed):
+    """The extraction script threw. The run fails, and its ``data`` is this text, which
+    is what Figranium answers as the data of such a run."""
+
 
 # Figranium's extraction contract: the script is the body of an async function that gets
 # `data` (html(), url(), and the shadow-DOM helpers), `window`, `document`, `DOMParser` and
@@ -57,17 +65,51 @@ async ({ script, shadow, maxLines, maxChars }) => {
     shadowText: shadow ? shadowText : undefined,
   };
   const AsyncFunction = Object.getPrototypeOf(async function () {}).constructor;
-  const fn = new AsyncFunction(__PARAMETERS__, script);
-  const result = await fn(data, data, window, document, DOMParser, consoleProxy);
+  let result;
+  try {
+    const fn = new AsyncFunction(__PARAMETERS__, script);
+    result = await fn(data, data, window, document, DOMParser, consoleProxy);
+  } catch (e) {
+    const thrown = e !== null && typeof e === 'object' && 'message' in e ? e.message : e;
+    return { thrown: String(thrown), logs };
+  }
   return { result: result === undefined ? null : result, logs };
 }
 """.replace("__PARAMETERS__", ", ".join(json.dumps(name) for name in EXTRACTION_PARAMETERS))
 
 
+# Figranium's attachShadow override, installed before any script of the page runs: every
+# shadow root is made open, so that extraction (shadowQueryAll, shadowText) reaches the
+# closed ones too. The page sees its closed roots as open; includeShadowDom: false keeps
+# them as the page made them.
+_OPEN_SHADOW_ROOTS_JS = """
+(() => {
+  const proto = Element.prototype;
+  const original = proto.attachShadow;
+  if (typeof original !== 'function') return;
+  const patched = {
+    attachShadow(init) { return original.call(this, { ...(init || {}), mode: 'open' }); },
+  }.attachShadow;
+  const descriptor = Object.getOwnPropertyDescriptor(proto, 'attachShadow');
+  Object.defineProperty(proto, 'attachShadow', { ...descriptor, value: patched });
+})();
+"""
+
+
+async def reach_closed_shadow_roots(page: Page, task: Task) -> None:
+    """With ``includeShadowDom`` (on by default), make every shadow root the pages of this
+    run attach open, for extraction to reach. A scrape runs no page script: nothing to do."""
+    if task.includeShadowDom and task.mode != "scrape":
+        await page.context.add_init_script(_OPEN_SHADOW_ROOTS_JS)
+
+
 async def extract(state: RunState, task: Task) -> JsonValue:
     """The task's extraction script's result (None without a script); its console lines
-    go to the run's log. ActionFailed when the script throws."""
-    script = substitute(task.extractionScript or "", state.variables)
+    go to the run's log. ExtractionError when the script throws."""
+    raw = task.extractionScript or ""
+    if wants_html(raw):
+        await refresh_html(state)
+    script = substitute(raw, state.variables)
     if not script.strip():
         return None
     try:
@@ -81,9 +123,12 @@ async def extract(state: RunState, task: Task) -> JsonValue:
             },
         )
     except PlaywrightError as exc:
-        raise ActionFailed(f"Extraction script error: {first_line(exc)}") from None
+        raise ExtractionError(f"Extraction script error: {first_line(exc)}") from None
     for line in outcome.get("logs", []):
         await state.say(f"[extraction] {line}")
+    if "thrown" in outcome:
+        thrown = str(outcome["thrown"])[: state.bounds.max_log_line_chars]
+        raise ExtractionError(f"Extraction script error: {thrown}")
     data: JsonValue = outcome.get("result")
     if task.extractionFormat == "csv":
         return as_csv(data, neutralise=state.neutralise_csv)

@@ -1,7 +1,8 @@
 """What a run looks like from outside: user agent, client hints, viewport and proxy.
 
-Tasks with ``rotateUserAgents``, ``rotateViewport`` or ``rotateProxies`` get a random pick
-per run. Everything a site can compare is kept consistent with the chosen user agent: the
+Tasks with ``rotateUserAgents`` or ``rotateViewport`` get a random pick per run; the proxy
+is chosen at dispatch (``figranium_common.proxy_choice``) and comes with the run request.
+Everything a site can compare is kept consistent with the chosen user agent: the
 ``User-Agent`` header, ``navigator.userAgent`` and ``navigator.platform``, and the
 ``Sec-CH-UA*`` client hints (sent only for Chromium-based browsers, as real Firefox and
 Safari never send them).
@@ -174,6 +175,10 @@ USER_AGENTS: tuple[UserAgent, ...] = (
     ),
 )
 _BY_STRING = {entry.user_agent: entry for entry in USER_AGENTS}
+CHROMIUM_USER_AGENTS = tuple(entry for entry in USER_AGENTS if entry.chromium_based)
+# navigator.languages and Accept-Language of an English desktop browser ("en-US,en;q=0.9");
+# Chromium's own headless default is a lone "en-US".
+ACCEPT_LANGUAGE = "en-US,en"
 
 # Common desktop window sizes (CSS pixels); 1536x864 is 1920x1080 at 125 % scaling.
 VIEWPORTS: tuple[tuple[int, int], ...] = (
@@ -212,10 +217,12 @@ def chromium_brands(major: int, brand: str | None) -> list[tuple[str, str]]:
 
 
 def context_options(task: Task, proxies: list[ProxyConfig], rng: random.Random) -> ContextOptions:
-    """Extra ``browser.new_context`` arguments for the task's rotation settings."""
+    """Extra ``browser.new_context`` arguments for the task's rotation settings and the
+    proxy the run request carries."""
     options: ContextOptions = {}
     if task.rotateUserAgents:
-        chosen = rng.choice(USER_AGENTS)
+        # With stealth on, only agents a Chromium can pass for (stealth.py).
+        chosen = rng.choice(CHROMIUM_USER_AGENTS if task.stealth.enabled else USER_AGENTS)
         options["user_agent"] = chosen.user_agent
         hints = chosen.client_hints()
         if hints:
@@ -223,8 +230,10 @@ def context_options(task: Task, proxies: list[ProxyConfig], rng: random.Random) 
     if task.rotateViewport:
         width, height = rng.choice(VIEWPORTS)
         options["viewport"] = {"width": width, "height": height}
-    if task.rotateProxies and proxies:
-        proxy = rng.choice(proxies)
+    if proxies:
+        # This release's run requests carry the one proxy chosen at dispatch; those of the
+        # release before carried every saved proxy, for tasks with rotateProxies only.
+        proxy = proxies[0] if len(proxies) == 1 else rng.choice(proxies)
         config: ProxySettings = {"server": proxy.server}
         if proxy.username is not None:
             config["username"] = proxy.username
@@ -232,6 +241,11 @@ def context_options(task: Task, proxies: list[ProxyConfig], rng: random.Random) 
             config["password"] = proxy.password
         options["proxy"] = config
     return options
+
+
+def by_string(user_agent: str) -> UserAgent | None:
+    """The listed agent whose string this is, if any."""
+    return _BY_STRING.get(user_agent)
 
 
 def describe(options: ContextOptions) -> dict[str, str]:
@@ -256,8 +270,10 @@ async def emulate(page: Page, options: ContextOptions) -> None:
     ``navigator.userAgentData`` and the ``Sec-CH-UA`` headers, and the real OS in
     ``navigator.platform``. Overriding again through the page's DevTools session fixes
     that: with metadata for Chromium-based agents, without it for Firefox and Safari, which
-    makes Chromium drop the client hints altogether. Pages opened later (popups) keep
-    Playwright's override; the context's extra headers still cover their requests.
+    makes Chromium drop the client hints altogether. The languages become a desktop's
+    (``ACCEPT_LANGUAGE``) in ``navigator.languages`` and the header alike. Pages opened
+    later (popups) keep Playwright's override; the context's extra headers still cover
+    their requests.
     """
     chosen = _BY_STRING.get(options.get("user_agent", ""))
     if chosen is None:
@@ -265,6 +281,7 @@ async def emulate(page: Page, options: ContextOptions) -> None:
     override: JsonObject = {
         "userAgent": chosen.user_agent,
         "platform": _NAVIGATOR_PLATFORM[chosen.platform],
+        "acceptLanguage": ACCEPT_LANGUAGE,
     }
     if chosen.chromium_based:
         override["userAgentMetadata"] = {

@@ -19,8 +19,10 @@ from figranium_common.jsontypes import JsonObject, JsonValue
 from figranium_common.models import RunResult, Task
 from figranium_runner import conditions
 from figranium_runner.actions import HANDLERS, ActionFailed, StopRun
+from figranium_runner.actions.captcha import auto_solve
 from figranium_runner.actions.fields import ActionResult
 from figranium_runner.bounds import LimitExceeded, too_large
+from figranium_runner.page_html import refresh_html, wants_html
 from figranium_runner.state import RunState
 from figranium_runner.variables import initial_variables, lookup, secret_values, substitute
 
@@ -79,6 +81,8 @@ class Interpreter:
         # an action in a branch not taken still ends it there, not at the end of the task.
         self.stop_before = stop_before
         self.fail_fast = fail_fast  # a failed action raises ActionFailed: no going on
+        # The actions naming {$html}: the page's HTML is read again before each runs.
+        self.wants_html = [wants_html(action.model_dump_json()) for action in actions]
 
     async def run(self) -> None:
         try:
@@ -101,6 +105,8 @@ class Interpreter:
                 await self.state.say(f"SKIPPED disabled action: {action.type}")
                 index = (block.end if block else index) + 1
                 continue
+            if self.wants_html[index]:
+                await refresh_html(self.state)
             if block is not None:
                 await self._block(index, action, block.end, block.else_at)
                 index = block.end + 1
@@ -156,9 +162,11 @@ class Interpreter:
 
     def _count(self, index: int, action: Action, rounds: int) -> int:
         if rounds >= self.state.max_loop_iterations:
+            named = f" (id {action.id!r})" if action.id else ""
             raise LoopLimitExceeded(
-                f"the {action.type} loop at action {index + 1} went past"
-                f" {self.state.max_loop_iterations} iterations"
+                f"the {action.type} loop at action {index + 1}{named} went past"
+                f" {self.state.max_loop_iterations} iterations (the task's maxLoopIterations,"
+                " else RUNNER_MAX_LOOP_ITERATIONS)"
             )
         return rounds + 1
 
@@ -273,6 +281,7 @@ class Interpreter:
             return
         elapsed = int((time.monotonic() - started) * 1000)
         await state.say(f"{description} (#{index + 1} {action.type}, ok, {elapsed} ms)")
+        await auto_solve(state, action.type)
 
     async def _failed(self, index: int, action: Action, message: str, started: float) -> None:
         """Figranium's rule: a failed action is logged and the run goes on, unless an

@@ -30,7 +30,7 @@ from figranium_common.errors import InvalidUrlError
 from figranium_common.jsontypes import StorageState
 from figranium_common.models import RunRequest, RunResult
 from figranium_common.secretbox import SecretBox
-from figranium_runner import identity, output
+from figranium_runner import identity, output, stealth
 from figranium_runner.browser import BrowserCrashed, BrowserHost, ContextOptions
 from figranium_runner.capture_store import CaptureStore
 from figranium_runner.context import end_state, new_video_dir, open_context, recording
@@ -87,6 +87,7 @@ class Run:
         self._uploading: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
         self._end_state: StorageState | None = None
+        self._agent: identity.UserAgent | None = None  # a stealth run's (stealth.py)
 
     def stop(self) -> None:
         """A stop request: the run ends now, as ``stopped``, with its result published."""
@@ -132,6 +133,8 @@ class Run:
 
     def _context_options(self) -> ContextOptions:
         options = identity.context_options(self.task, self.request.proxies, self._res.rng)
+        if self.task.stealth.enabled:
+            self._agent = stealth.disguise(options)
         if options:
             log.info("run.identity", **identity.describe(options))
         if self.task.mode == "scrape":
@@ -192,6 +195,8 @@ class Run:
         video: Video | None = None
         ran = False  # to the end of the run, without an exception
         try:
+            if self._agent is not None:
+                await stealth.prepare(context, self._agent)
             page = await context.new_page()
             video = page.video
             await identity.emulate(page, options)
@@ -230,6 +235,8 @@ class Run:
                     limits=self._res.limits,
                     emit=self.events.log,
                     subtasks=request.subtasks,
+                    captcha_solver=request.captcha_solver,
+                    rng=self._res.rng,
                 )
         except TimeoutError:
             message = f"the run did not finish within {request.timeout_seconds:g} s"

@@ -19,10 +19,11 @@ from playwright.async_api import Error as PlaywrightError
 
 from figranium_common.errors import first_line
 from figranium_common.jsontypes import JsonObject, JsonValue
-from figranium_common.models import DownloadEntry, Task, now_ms
+from figranium_common.models import CaptchaSolver, DownloadEntry, Task, now_ms
 from figranium_common.outbound_urls import check_url
 from figranium_common.redact import Redactor
 from figranium_runner.bounds import Bounds, LogBudget, VariableBudget
+from figranium_runner.humanize import Humanizer
 from figranium_runner.isolated import IsolatedWorld
 
 LogSink = Callable[[str], Awaitable[None]]
@@ -62,10 +63,14 @@ class RunState:
     max_download_bytes: int = 100 * 1024 * 1024  # MAX_DOWNLOAD_BYTES
     subtasks: dict[str, Task] = field(default_factory=dict)
     human_typing: bool = False
+    human: Humanizer | None = None  # the task's stealth options are on (actions/human.py)
     # Secret variables and text typed into password fields, hidden in every line said and
     # in the result; a subtask shares its parent's, so neither shows the other's secrets.
     redactor: Redactor = field(default_factory=Redactor)
     neutralise_csv: bool = True  # CSV_NEUTRALISE_FORMULAS
+    captcha_solver: CaptchaSolver | None = None  # CAPTCHA_SOLVER_URL, else the stored one
+    auto_solve_captcha: bool = False  # the task's autoSolveCaptcha
+    captcha_detect_ms: int = 5000  # CAPTCHA_AUTO_DETECT_TIMEOUT_MS
     depth: int = 0
     logs: list[str] = field(default_factory=list)
     captures: list[Capture] = field(default_factory=list)
@@ -98,7 +103,7 @@ class RunState:
             allow_metadata=self.allow_metadata,
             default_timeout_ms=self.default_timeout_ms,
             emit=lambda line: self.emit(f"[{task_id}] {line}"),
-            max_loop_iterations=self.max_loop_iterations,
+            max_loop_iterations=task.maxLoopIterations or self.max_loop_iterations,
             bounds=self.bounds,
             log_budget=self.log_budget,
             max_download_bytes=self.max_download_bytes,
@@ -106,6 +111,9 @@ class RunState:
             human_typing=task.humanTyping,
             redactor=self.redactor,
             neutralise_csv=self.neutralise_csv,
+            captcha_solver=self.captcha_solver,
+            auto_solve_captcha=task.autoSolveCaptcha,
+            captcha_detect_ms=self.captcha_detect_ms,
             depth=self.depth + 1,
         )
 

@@ -4,8 +4,10 @@
   reduced to what choosing a selector needs.
 - ``TOOLS_SCRIPT_SUBJECT``: whether an extraction script compiles in Chromium, wrapped as a
   run wraps it; the script itself never runs.
+- ``TOOLS_TEST_ACTION_SUBJECT``: one action of a task tried on a scratch page
+  (``test_action``), sharing the page captures' slots.
 
-Neither is an execution: nothing is stored or published but the reply. Every request gets
+None is an execution: nothing is stored or published but the reply. Every request gets
 a reply, failures included, so the asking gateway never waits for a timeout it cannot explain.
 """
 
@@ -32,14 +34,23 @@ from figranium_common.models import (
     ScriptCheckReply,
     ScriptCheckRequest,
     Task,
+    TestActionReply,
+    TestActionRequest,
 )
-from figranium_common.nats import TOOLS_PAGE_SUBJECT, TOOLS_QUEUE, TOOLS_SCRIPT_SUBJECT, unsubscribe
+from figranium_common.nats import (
+    TOOLS_PAGE_SUBJECT,
+    TOOLS_QUEUE,
+    TOOLS_SCRIPT_SUBJECT,
+    TOOLS_TEST_ACTION_SUBJECT,
+    unsubscribe,
+)
 from figranium_runner import identity
 from figranium_runner.browser import BrowserHost
 from figranium_runner.context import open_context
 from figranium_runner.egress import EgressPolicy
 from figranium_runner.engine import Limits, failure_text, run_until
 from figranium_runner.extraction import EXTRACTION_PARAMETERS
+from figranium_runner.test_action import try_action
 
 log = structlog.get_logger(__name__)
 
@@ -143,12 +154,19 @@ def _encode(reply: PageCaptureReply, max_payload: int) -> bytes:
     return data
 
 
+def _too_large(reply: TestActionReply) -> TestActionReply:
+    """The reply without what made it larger than a NATS message: output and variables."""
+    note = "(too large to answer; see the log)"
+    return reply.model_copy(update={"output": note, "variables": {}, "logs": reply.logs[-50:]})
+
+
 async def _no_network(route: Route) -> None:
     await route.abort("blockedbyclient")
 
 
 class ToolsService:
-    """Owns the two subscriptions, the page captures in flight, and the script-check page."""
+    """Owns the subscriptions, the page captures and action tests in flight, and the
+    script-check page."""
 
     def __init__(self, config: Config, nc: NATS, browser: BrowserHost) -> None:
         self._config = config
@@ -179,6 +197,9 @@ class ToolsService:
         self._subscriptions = [
             await self._nc.subscribe(TOOLS_PAGE_SUBJECT, queue=TOOLS_QUEUE, cb=self._on_page),
             await self._nc.subscribe(TOOLS_SCRIPT_SUBJECT, queue=TOOLS_QUEUE, cb=self._on_script),
+            await self._nc.subscribe(
+                TOOLS_TEST_ACTION_SUBJECT, queue=TOOLS_QUEUE, cb=self._on_test_action
+            ),
         ]
         log.info("tools.ready", captures=self._captures)
 
@@ -287,13 +308,56 @@ class ToolsService:
             with contextlib.suppress(Exception):
                 await context.close()
 
-    async def _respond(self, msg: Msg, reply: PageCaptureReply | ScriptCheckReply) -> None:
+    # -- test action -----------------------------------------------------------------
+
+    async def _on_test_action(self, msg: Msg) -> None:
+        task = asyncio.create_task(self._answer_test_action(msg), name="tools.test_action")
+        self._active.add(task)
+        task.add_done_callback(self._active.discard)
+
+    async def _answer_test_action(self, msg: Msg) -> None:
+        try:
+            try:
+                request = TestActionRequest.model_validate_json(msg.data)
+            except ValidationError as exc:
+                reply = TestActionReply(error=_refusal(exc))
+            else:
+                reply = await self.test_action(request)
+        except asyncio.CancelledError:
+            await self._respond(msg, TestActionReply(error="the runner is stopping; try again"))
+            raise
+        except Exception as exc:  # a bug here must still answer, not leave the caller waiting
+            log.exception("tools.test_action_crashed")
+            reply = TestActionReply(error=f"the runner failed to test the action: {exc!r}")
+        await self._respond(msg, reply)
+
+    async def test_action(self, request: TestActionRequest) -> TestActionReply:
+        """Try one action, within the request's time, in one of the page captures' slots."""
+        waiting = True
+        try:
+            async with asyncio.timeout(request.timeout_seconds), self._slots:
+                waiting = False
+                reply = await try_action(
+                    self._browser, self._egress, self._limits, self._rng, request
+                )
+        except TimeoutError:
+            busy = f"the runner was busy for {request.timeout_seconds:g} s"
+            late = f"the action was not tested within {request.timeout_seconds:g} s"
+            return TestActionReply(error=busy if waiting else late)
+        log.info("tools.action_tested", status=reply.status, duration_ms=reply.durationMs)
+        return reply
+
+    async def _respond(
+        self, msg: Msg, reply: PageCaptureReply | ScriptCheckReply | TestActionReply
+    ) -> None:
         if not msg.reply:
             return  # published, not requested: nobody to answer
         if isinstance(reply, PageCaptureReply):
             data = _encode(reply, int(self._nc.max_payload))
         else:
             data = reply.model_dump_json().encode()
+        if len(data) > self._nc.max_payload and isinstance(reply, TestActionReply):
+            data = _too_large(reply).model_dump_json().encode()
         try:
             await msg.respond(data)
         except Exception as exc:  # NATS unreachable: the caller times out and says so

@@ -44,7 +44,11 @@ def coerce(declared: str, value: JsonValue) -> JsonValue:
             return True
         if lowered in ("false", "0", "no", "off", ""):
             return False
-    if declared in ("string", "secret") and not isinstance(value, str) and value is not None:
+    if (
+        declared in ("string", "secret", "selector")
+        and not isinstance(value, str)
+        and value is not None
+    ):
         return value if isinstance(value, dict | list) else _text(value)
     return value
 

@@ -254,10 +254,10 @@ EXTRACTS: dict[str, tuple[str, dict[str, Any], Any]] = {
         {
             "actions": [
                 {"type": "foreach", "selector": ".item"},
-                {"type": "set", "varName": "html", "value": "{$loop.html}"},
+                {"type": "set", "varName": "last", "value": "{$loop.html}"},
                 {"type": "end"},
             ],
-            "extractionScript": "return `{$html}`",
+            "extractionScript": "return `{$last}`",
         },
         '<li class="item">three</li>',
     ),

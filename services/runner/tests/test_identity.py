@@ -189,10 +189,24 @@ async def test_grease_matches_the_installed_chromium(host: BrowserHost, echo: Ec
 
 
 def test_nothing_rotates_by_default() -> None:
-    proxies = [ProxyConfig(server="http://p:1")]
-    assert identity.context_options(Task(), proxies, random.Random()) == {}
+    assert identity.context_options(Task(), [], random.Random()) == {}
     task = Task(rotateProxies=True)
     assert identity.context_options(task, [], random.Random()) == {}
+
+
+@pytest.mark.parametrize("rotate", [False, True])
+def test_the_one_proxy_chosen_at_dispatch_is_used(rotate: bool) -> None:
+    """Run requests carry the proxy chosen at dispatch (the default one, for instance),
+    whether or not the task rotates."""
+    proxies = [ProxyConfig(server="http://p:1", username="u", password="pw")]
+    options = identity.context_options(Task(rotateProxies=rotate), proxies, Pick(5))
+    assert options == {"proxy": {"server": "http://p:1", "username": "u", "password": "pw"}}
+
+
+def test_every_saved_proxy_as_the_previous_release_sent_them() -> None:
+    proxies = [ProxyConfig(server=f"http://p:{port}") for port in (1, 2, 3)]
+    options = identity.context_options(Task(rotateProxies=True), proxies, Pick(2))
+    assert options["proxy"] == {"server": "http://p:3"}
 
 
 @pytest.mark.parametrize("index", by_family())

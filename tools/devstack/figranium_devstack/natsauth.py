@@ -94,6 +94,7 @@ PERMISSIONS: dict[str, JsonObject] = {
                 "figranium.control.v1.stop.*",
                 "figranium.tools.v1.page",
                 "figranium.tools.v1.script",
+                "figranium.tools.v1.test-action",
                 "figranium.headful.v1.ping",
                 "figranium.headful.v1.ticket.*",
             ]

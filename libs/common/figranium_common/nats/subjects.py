@@ -51,6 +51,8 @@ STOP_SUBJECT_PREFIX = "figranium.control.v1.stop"
 # group): PageCaptureRequest and ScriptCheckRequest (figranium_common.models).
 TOOLS_PAGE_SUBJECT = "figranium.tools.v1.page"
 TOOLS_SCRIPT_SUBJECT = "figranium.tools.v1.script"
+# TestActionRequest: one action of a task tried on a scratch page.
+TOOLS_TEST_ACTION_SUBJECT = "figranium.tools.v1.test-action"
 TOOLS_QUEUE = "figranium-runners"
 # Headful runners (figranium_common.headful), over core NATS: each announces its
 # HeadfulPresence every few seconds and whenever pinged (empty body); a viewer ticket is a

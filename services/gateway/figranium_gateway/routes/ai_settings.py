@@ -54,13 +54,24 @@ _OLLAMA_IN = (
 _OLLAMA_OUT = "stored endpoints, any user:password@ in a URL answered as ••••@"
 
 
+def singular(field: str) -> str:
+    """The one-key name Figranium's editor also sends, e.g. ``geminiApiKey``."""
+    return field.removesuffix("s")
+
+
 def _keys_models(provider: Provider) -> tuple[type[BaseModel], type[BaseModel]]:
     """A provider's answer and body models, e.g. ``GeminiKeys`` and ``GeminiKeysBody``."""
     field = FIELDS[provider]
     name = field[0].upper() + field[1:].removesuffix("ApiKeys") + "Keys"
     answered, taken = (_OLLAMA_OUT, _OLLAMA_IN) if provider == "ollama" else (_KEYS_OUT, _KEYS_IN)
     answer: dict[str, Any] = {field: (list[str], Field(description=answered))}
-    body: dict[str, Any] = {field: (list[str] | str, Field(description=taken))}
+    body: dict[str, Any] = {
+        field: (list[str] | str | None, Field(default=None, description=taken)),
+        singular(field): (
+            str | None,
+            Field(default=None, description=f"one entry, read when {field} is absent"),
+        ),
+    }
     return create_model(name, **answer), create_model(f"{name}Body", **body)
 
 
@@ -86,6 +97,8 @@ def _bad(where: str, details: str, code: str = "INVALID_BODY") -> ApiError:
 
 
 def _posted_list(field: str, raw: JsonMapping) -> list[tuple[int, str]]:
+    if field not in raw and singular(field) in raw:
+        field = singular(field)
     if field not in raw:
         raise _bad(field, "required: a list of keys (or one key)")
     value = raw[field]
@@ -105,7 +118,7 @@ def _posted_list(field: str, raw: JsonMapping) -> list[tuple[int, str]]:
 
 def _checked_key(where: str, text: str) -> str:
     if len(text) > MAX_KEY_LENGTH:
-        raise _bad(where, f"at most {MAX_KEY_LENGTH} characters")
+        raise _bad(where, f"at most {MAX_KEY_LENGTH} characters", "API_KEY_TOO_LONG")
     if not _KEY_CHARS.match(text):
         raise _bad(where, "only visible ASCII characters (keys are sent as headers)")
     return text

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, RootModel
 
 from figranium_common import baserow
 from figranium_common.errors import FigraniumError, InvalidUrlError
-from figranium_common.jsontypes import JsonMapping, JsonObject, JsonValue
+from figranium_common.jsontypes import JsonObject, JsonValue
 from figranium_common.outbound_http import safe_request
 from figranium_common.outbound_urls import check_url
 from figranium_common.secretbox import SecretError
@@ -90,13 +90,16 @@ class CredentialList(RootModel[list[CredentialOut]]):
 
 
 class DeletedAnswer(BaseModel):
-    ok: bool
+    success: bool
 
 
 class BaserowDatabase(BaseModel):
-    id: str
-    name: str
-    workspaceName: str
+    id: int
+    name: str = Field(
+        description="Baserow tells a database token no database names: the credential's"
+        ' name when the token sees one database, else "Database <id>"'
+    )
+    workspaceName: str = Field(description="empty: a database token cannot learn it")
 
 
 class BaserowDatabaseList(RootModel[list[BaserowDatabase]]):
@@ -104,7 +107,7 @@ class BaserowDatabaseList(RootModel[list[BaserowDatabase]]):
 
 
 class BaserowTable(BaseModel):
-    id: str
+    id: int
     name: str
 
 
@@ -279,7 +282,7 @@ async def delete_credential(request: web.Request) -> web.Response:
     if not deleted:
         raise _not_found(credential_id)
     log.info("credential.deleted", credential_id=credential_id)
-    return web.json_response(DeletedAnswer(ok=True).model_dump())
+    return web.json_response(DeletedAnswer(success=True).model_dump())
 
 
 # --- Baserow proxy --------------------------------------------------------------------
@@ -320,59 +323,49 @@ async def _baserow_get(request: web.Request, credential: Credential, path: str) 
     return answer
 
 
-def _unexpected(what: str) -> ApiError:
-    return ApiError(502, "BASEROW_ERROR", f"Baserow's answer is not a list of {what}")
+# The one listing Baserow gives a database token (its applications and per-database
+# listings take a user's JWT): every table the token may use, with its database's id.
+ALL_TABLES_PATH = "/api/database/tables/all-tables/"
 
 
-def _database(item: JsonMapping, workspace: JsonValue) -> BaserowDatabase | None:
-    if item.get("type") != "database" or not isinstance(item.get("id"), int | str):
-        return None
-    if isinstance(workspace, dict):
-        workspace = workspace.get("name")
-    return BaserowDatabase(
-        id=str(item["id"]),
-        name=str(item.get("name") or ""),
-        workspaceName=workspace if isinstance(workspace, str) else "",
-    )
-
-
-def databases_of(answer: JsonValue) -> list[BaserowDatabase]:
-    """The databases in ``/api/applications/``: a flat list of applications (each naming
-    its ``workspace``, or ``group`` before Baserow 1.16), or workspaces each holding its
-    ``applications``."""
-    if isinstance(answer, dict) and isinstance(answer.get("applications"), list):
-        answer = [answer]
+def token_tables(answer: JsonValue) -> list[tuple[int, BaserowTable]]:
+    """(database id, table) for each table in Baserow's ``all-tables`` answer."""
     if not isinstance(answer, list):
-        raise _unexpected("applications")
-    found: list[BaserowDatabase | None] = []
+        raise ApiError(502, "BASEROW_ERROR", "Baserow's answer is not a list of tables")
+    found = []
     for item in answer:
         if not isinstance(item, dict):
             continue
-        applications = item.get("applications")
-        if isinstance(applications, list):
-            found.extend(
-                _database(application, item.get("name"))
-                for application in applications
-                if isinstance(application, dict)
-            )
-        else:
-            found.append(_database(item, item.get("workspace") or item.get("group")))
-    return [database for database in found if database is not None]
+        table_id, database_id = _baserow_int(item.get("id")), _baserow_int(item.get("database_id"))
+        if table_id is not None and database_id is not None:
+            found.append((database_id, BaserowTable(id=table_id, name=str(item.get("name") or ""))))
+    return found
 
 
-def tables_of(answer: JsonValue) -> list[BaserowTable]:
-    if not isinstance(answer, list):
-        raise _unexpected("tables")
+def _baserow_int(value: JsonValue) -> int | None:
+    text = str(value) if isinstance(value, int | str) and not isinstance(value, bool) else ""
+    return int(text) if _BASEROW_ID.fullmatch(text) else None
+
+
+def databases_of(
+    tables: list[tuple[int, BaserowTable]], credential_name: str
+) -> list[BaserowDatabase]:
+    """The databases holding the token's tables, in Baserow's order."""
+    ids = list(dict.fromkeys(database_id for database_id, _ in tables))
+    named = len(ids) == 1 and credential_name
     return [
-        BaserowTable(id=str(item["id"]), name=str(item.get("name") or ""))
-        for item in answer
-        if isinstance(item, dict) and isinstance(item.get("id"), int | str)
+        BaserowDatabase(
+            id=database_id,
+            name=credential_name if named else f"Database {database_id}",
+            workspaceName="",
+        )
+        for database_id in ids
     ]
 
 
 @api.get(
     "/api/credentials/{credential_id}/proxy/baserow/databases",
-    "The Baserow databases the credential can see",
+    "The Baserow databases the credential's token can see (numeric ids)",
     responses={
         200: BaserowDatabaseList,
         400: ErrorBody,
@@ -384,13 +377,14 @@ def tables_of(answer: JsonValue) -> list[BaserowTable]:
 )
 async def baserow_databases(request: web.Request) -> web.Response:
     credential = await _found(request)
-    answer = await _baserow_get(request, credential, "/api/applications/")
-    return web.json_response([database.model_dump() for database in databases_of(answer)])
+    tables = token_tables(await _baserow_get(request, credential, ALL_TABLES_PATH))
+    databases = databases_of(tables, credential.name)
+    return web.json_response([database.model_dump() for database in databases])
 
 
 @api.get(
     "/api/credentials/{credential_id}/proxy/baserow/databases/{database_id}/tables",
-    "The tables of one Baserow database",
+    "The tables of one Baserow database the credential's token can see (numeric ids)",
     responses={
         200: BaserowTableList,
         400: ErrorBody,
@@ -405,7 +399,13 @@ async def baserow_tables(request: web.Request) -> web.Response:
     if not _BASEROW_ID.fullmatch(database_id):
         raise ApiError(400, "INVALID_DATABASE_ID", "databaseId must be a number")
     credential = await _found(request)
-    answer = await _baserow_get(
-        request, credential, f"/api/database/tables/database/{database_id}/"
-    )
-    return web.json_response([table.model_dump() for table in tables_of(answer)])
+    tables = token_tables(await _baserow_get(request, credential, ALL_TABLES_PATH))
+    wanted = int(database_id)
+    mine = [table.model_dump() for in_database, table in tables if in_database == wanted]
+    if not mine:
+        raise ApiError(
+            404,
+            "DATABASE_NOT_FOUND",
+            f"the credential's token sees no table in Baserow database {database_id}",
+        )
+    return web.json_response(mine)

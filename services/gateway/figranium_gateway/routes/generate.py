@@ -163,7 +163,9 @@ async def _ask(
     "/api/tasks/generate-selector",
     "Propose a CSS selector for an element described in words, checked against the page",
     body=SelectorBody,
-    responses={200: SelectorAnswer, 400: ErrorBody, 422: ErrorBody, 500: ErrorBody, 503: ErrorBody},
+    # 500 when no selector can be had (every provider failed, or the page could not be
+    # prepared), as the API reference says; the precise code is in the body.
+    responses={200: SelectorAnswer, 400: ErrorBody, 500: ErrorBody, 503: ErrorBody},
 )
 async def generate_selector(request: web.Request) -> web.Response:
     app = request.app
@@ -239,7 +241,7 @@ async def _capture(request: web.Request, task: JsonObject, index: int) -> PageCa
     except runner_tools.RunnerUnavailable as exc:
         raise ApiError(503, "NO_RUNNER", exc.details) from None
     if page.error is not None:
-        raise ApiError(422, "PAGE_CAPTURE_FAILED", f"the page could not be prepared: {page.error}")
+        raise ApiError(500, "PAGE_CAPTURE_FAILED", f"the page could not be prepared: {page.error}")
     return page
 
 

@@ -30,7 +30,7 @@ class HealthBody(BaseModel):
     """Figranium's health answer; ``storage_error`` only when degraded."""
 
     status: Literal["ok", "degraded"]
-    uptime: float = Field(description="seconds since the gateway started")
+    uptime: int = Field(description="whole seconds since the gateway started")
     storage: Literal["postgres"] = "postgres"
     version: str = Field(description="the gateway's release")
     storage_error: Literal["Database unreachable"] | None = Field(
@@ -49,7 +49,7 @@ async def health(request: web.Request) -> web.Response:
     storage_error = await app[DATABASE_PROBE].error()
     body = HealthBody(
         status="ok" if storage_error is None else "degraded",
-        uptime=round(time.monotonic() - app[STARTED_AT], 3),
+        uptime=int(time.monotonic() - app[STARTED_AT]),
         version=VERSION,
         storage_error=None if storage_error is None else STORAGE_ERROR,
     )

@@ -13,7 +13,6 @@ from figranium_common import queue
 from figranium_common.config import Config
 from figranium_common.jsontypes import GivenObject, JsonMapping, JsonObject
 from figranium_common.models import RunResult, Task, now_ms
-from figranium_common.nats import stop_subject, stops_store
 from figranium_gateway import admission, changes, dispatch
 from figranium_gateway.errors import ApiError, Handler, found
 from figranium_gateway.headful_runners import require_headful
@@ -27,7 +26,9 @@ from figranium_gateway.request_input import (
     without_credentials,
 )
 from figranium_gateway.routing import RouteOptions, Router
+from figranium_gateway.run_variables import declare_missing, given_variables
 from figranium_gateway.state import BOX, CONFIG, JS, NC, POOL, TRANSIT, WAITERS
+from figranium_gateway.stopping import request_stop
 from figranium_gateway.store import executions as execution_store
 from figranium_gateway.store import recording
 from figranium_gateway.store import tasks as task_store
@@ -49,7 +50,14 @@ class RunBody(BaseModel):
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
-    variables: GivenObject = Field(default_factory=dict)
+    variables: GivenObject = Field(
+        default_factory=dict,
+        description='plain values ({"q": "x"}) or typed declarations'
+        ' ({"q": {"type": "string", "value": "x"}}), mixed as you like',
+    )
+    taskVariables: GivenObject | None = Field(
+        default=None, description="the same as variables, winning name by name"
+    )
     runId: str | None = Field(default=None, pattern=_RUN_ID.pattern)
     statelessExecution: bool | None = None
     webhookUrl: str | None = None
@@ -83,7 +91,7 @@ class StopAnswer(BaseModel):
     phase: str
 
 
-_RUN_RESPONSES: dict[int, type[BaseModel] | None] = {
+RUN_RESPONSES: dict[int, type[BaseModel] | None] = {
     200: RunAnswer,
     202: QueuedAnswer,
     400: ErrorBody,
@@ -96,7 +104,7 @@ _RUN_RESPONSES: dict[int, type[BaseModel] | None] = {
     504: ErrorBody,
 }
 
-_SAVED_RUN: RouteOptions = {"body": RunBody, "responses": _RUN_RESPONSES}
+_SAVED_RUN: RouteOptions = {"body": RunBody, "responses": RUN_RESPONSES}
 
 
 def _run_body(raw: JsonMapping) -> RunBody:
@@ -237,10 +245,12 @@ def run_answer(execution: execution_store.RunOutcome) -> web.Response:
     "/tasks/{task_id}/api", "Run a saved task (the route the Python client uses)", **_SAVED_RUN
 )
 async def run_task(request: web.Request) -> web.Response:
-    body = _run_body(await read_json_object(request))
+    raw = await read_json_object(request)
+    given = given_variables(raw)
+    body = _run_body({**raw, "variables": given.run_values(), "taskVariables": None})
     task_id = task_id_of(request)
     task = found(await task_store.get_task(request.app[POOL], task_id), task_not_found(task_id))
-    return await _run(request, task, body)
+    return await _run(request, declare_missing(task, given.declared), body)
 
 
 class AdHocBody(Task):
@@ -260,22 +270,36 @@ _AD_HOC_SUMMARIES: dict[AdHocMode, str] = {
 }
 
 
+async def run_ad_hoc(request: web.Request, mode: AdHocMode, raw: JsonObject) -> web.Response:
+    """Run ``raw`` (an unsaved task with the run-call fields) once in ``mode``."""
+    raw = without_credentials(raw)
+    # Declarations among the variables become the task's own; plain values, the run's.
+    # runId and async belong to the run call.
+    given = given_variables(raw)
+    if raw.pop("taskVariables", None) is not None or "variables" in raw:
+        raw["variables"] = given.declared
+    run_fields: JsonObject = {k: raw.pop(k) for k in ("runId", "async") if k in raw}
+    raw["mode"] = mode
+    task = validate_task(raw).dump()
+    body = _run_body(
+        {
+            **run_fields,
+            "variables": given.values,
+            "statelessExecution": raw.get("statelessExecution"),
+        }
+    )
+    return await _run(request, task, body)
+
+
 def _ad_hoc(mode: AdHocMode) -> Handler:
     async def handler(request: web.Request) -> web.Response:
-        raw = without_credentials(await read_json_object(request))
-        # On an ad-hoc run, `variables` are the task's own declarations (name: {type,
-        # value}); runId and async belong to the run call.
-        run_fields: JsonObject = {k: raw.pop(k) for k in ("runId", "async") if k in raw}
-        raw["mode"] = mode
-        task = validate_task(raw).dump()
-        body = _run_body({**run_fields, "statelessExecution": raw.get("statelessExecution")})
-        return await _run(request, task, body)
+        return await run_ad_hoc(request, mode, await read_json_object(request))
 
     return handler
 
 
 for _mode, _summary in _AD_HOC_SUMMARIES.items():
-    api.post(f"/{_mode}", _summary, body=AdHocBody, responses=_RUN_RESPONSES)(_ad_hoc(_mode))
+    api.post(f"/{_mode}", _summary, body=AdHocBody, responses=RUN_RESPONSES)(_ad_hoc(_mode))
 
 
 @api.post(
@@ -290,21 +314,5 @@ async def stop_execution(request: web.Request) -> web.Response:
     run_id = raw.get("runId")
     if not run_id or not isinstance(run_id, str):
         raise ApiError(400, "MISSING_RUN_ID", 'send {"runId": "exec_..."}')
-    app = request.app
-    execution = await execution_store.get_execution(app[POOL], run_id)
-    if execution is None:
-        raise ApiError(404, "EXECUTION_NOT_FOUND", f"no execution {run_id!r}")
-    if execution["phase"] != "finished":
-        # Remembered for a runner that picks the run up later, and told to one running it.
-        await (await stops_store(app[JS])).put(run_id, b"stop")
-        await app[NC].publish(stop_subject(run_id), b"stop")
-        if execution["phase"] == "queued":
-            result = RunResult(outcome="stopped", error="stopped before it started")
-            stop = recording.gateway_result(run_id, result, duration_ms=0, at=now_ms())
-            await recording.record_result(app[POOL], stop, {"type": "result", "stopped": True})
-            await notify_finished(app[NC], run_id, app[WAITERS].finished)
-            await changes.notify(app[NC])
-        log.info("run.stop_requested", execution_id=run_id, phase=execution["phase"])
-    current = await execution_store.get_execution(app[POOL], run_id)
-    phase = current["phase"] if current else "finished"
+    phase = await request_stop(request.app, run_id)
     return web.json_response({"success": True, "runId": run_id, "phase": phase})

@@ -11,9 +11,11 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from figranium_common.jsontypes import JsonObject
 from figranium_common.nats import SCHEDULES_NOTIFY_SUBJECT, ping
+from figranium_common.schedule_merge import merge_schedule
 from figranium_common.schedules import ScheduleBody, Timing, describe, iso, resolve, upcoming
-from figranium_gateway.errors import describe_validation_error
+from figranium_gateway.errors import ApiError, describe_validation_error
 from figranium_gateway.openapi import ErrorBody
 from figranium_gateway.request_input import read_json_object, task_id_of, task_not_found
 from figranium_gateway.routing import Router
@@ -99,13 +101,38 @@ def _ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
-async def _body(request: web.Request) -> ScheduleBody:
+async def _body(request: web.Request) -> JsonObject:
+    """The body as sent, its ``webhookUrl`` checked (the stored one was when it was set)."""
     raw = await read_json_object(request)
     webhook_url_type(raw)
-    body = ScheduleBody.model_validate(raw)
-    allow_private = request.app[CONFIG].allow_private_networks
-    url = await checked_webhook_url(body.webhookUrl, allow_private=allow_private)
-    return body.model_copy(update={"webhookUrl": url})
+    url = raw.get("webhookUrl")
+    if isinstance(url, str):
+        allow_private = request.app[CONFIG].allow_private_networks
+        raw["webhookUrl"] = await checked_webhook_url(url, allow_private=allow_private)
+    return raw
+
+
+def _schedule_body(raw: JsonObject) -> ScheduleBody:
+    try:
+        return ScheduleBody.model_validate(raw)
+    except ValidationError as exc:
+        raise ApiError(400, "INVALID_SCHEDULE", describe_validation_error(exc)) from None
+
+
+class _Merge:
+    """Plans the schedule ``body`` makes of the stored one (figranium_common.schedule_merge)
+    and keeps that plan, for the answer."""
+
+    def __init__(self, body: JsonObject) -> None:
+        self.body = body
+        self.planned: schedule_store.Planned | None = None
+
+    def __call__(self, stored: JsonObject | None) -> schedule_store.Planned:
+        merged = _schedule_body(merge_schedule(stored, self.body))
+        timing, schedule = resolve(merged)
+        next_run = upcoming(timing, datetime.now(UTC), 1)[0] if merged.enabled else None
+        self.planned = schedule_store.Planned(schedule, timing, next_run)
+        return self.planned
 
 
 @api.get(
@@ -136,20 +163,18 @@ async def list_schedules(request: web.Request) -> web.Response:
 
 @api.post(
     "/api/schedules/{task_id}",
-    "Set a task's schedule (a valid cron wins over frequency)",
+    "Change a task's schedule: the body is merged into the stored one (a valid cron wins"
+    " over frequency; null deletes a field)",
     body=ScheduleBody,
     responses={200: SetAnswer, 400: ErrorBody, **_NOT_FOUND},
 )
 async def set_schedule(request: web.Request) -> web.Response:
     task_id = task_id_of(request)
-    body = await _body(request)
-    timing, stored = resolve(body)
-    next_run = upcoming(timing, datetime.now(UTC), 1)[0] if body.enabled else None
-    schedule = await schedule_store.save_schedule(
-        request.app[POOL], task_id, stored, timing, next_run
-    )
-    if schedule is None:
+    merge = _Merge(await _body(request))
+    schedule = await schedule_store.save_schedule(request.app[POOL], task_id, merge)
+    if schedule is None or merge.planned is None:
         raise task_not_found(task_id)
+    timing = merge.planned.timing
     await ping(request.app[NC], SCHEDULES_NOTIFY_SUBJECT)  # wake the schedulers
     log.info(
         "schedule.saved",
@@ -157,8 +182,8 @@ async def set_schedule(request: web.Request) -> web.Response:
         cron=timing.cron,
         interval_minutes=timing.interval_minutes,
         timezone=timing.timezone,
-        enabled=body.enabled,
-        next_run=None if next_run is None else iso(next_run),
+        enabled=schedule.get("enabled"),
+        next_run=schedule["nextRun"],
     )
     return web.json_response(
         {"schedule": schedule, "description": describe(timing), "nextRun": schedule["nextRun"]}

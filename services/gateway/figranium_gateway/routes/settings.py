@@ -1,21 +1,14 @@
-"""Settings: the API key, the selector finder mode, saved proxies."""
+"""Settings: the API key and the selector finder mode (proxies: ``routes.proxies``)."""
 
 from __future__ import annotations
 
-import hashlib
 import re
-import secrets
 from typing import Literal
-from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from figranium_common.jsontypes import JsonMapping, JsonObject, JsonValue
-from figranium_common.models import now_ms
-from figranium_common.queue import PROXY_PASSWORD
-from figranium_common.runs import PROXIES_SETTING
 from figranium_gateway.api_key import (
     API_KEY_SETTING,
     MIN_API_KEY_LENGTH,
@@ -26,9 +19,8 @@ from figranium_gateway.auth import generate_api_key, header_keys, query_keys
 from figranium_gateway.errors import ApiError
 from figranium_gateway.request_input import read_model
 from figranium_gateway.routing import Router
-from figranium_gateway.state import AUTH, BOX, CONFIG, NC, POOL
+from figranium_gateway.state import AUTH, CONFIG, NC, POOL
 from figranium_gateway.store import settings as settings_store
-from figranium_gateway.validation import check_outbound
 
 log = structlog.get_logger(__name__)
 api = Router("settings")
@@ -37,7 +29,6 @@ MAX_API_KEY_LENGTH = 512  # as Figranium
 # Keys travel in headers, so only what a header can carry unchanged: visible ASCII.
 _API_KEY_CHARS = re.compile(r"^[\x21-\x7e]+$")
 SELECTOR_FINDER_SETTING = "selector_finder"
-PROXY_SCHEMES = ("http", "https", "socks5")
 
 
 # --- API key --------------------------------------------------------------------------
@@ -108,8 +99,25 @@ async def set_api_key(request: web.Request) -> web.Response:
 # --- selector finder ------------------------------------------------------------------
 
 
+SelectorFinderMode = Literal["highlight", "ai"]
+
+
 class SelectorFinder(BaseModel):
-    mode: Literal["highlight", "ai"]
+    selectorFinder: SelectorFinderMode
+
+
+class SelectorFinderBody(BaseModel):
+    """The seed's ``{selectorFinder}``; ``{mode}``, this field's earlier name, is also read."""
+
+    selectorFinder: SelectorFinderMode | None = None
+    mode: SelectorFinderMode | None = Field(default=None, description="older name")
+
+
+def _chosen_finder(body: SelectorFinderBody) -> SelectorFinderMode:
+    chosen = body.selectorFinder or body.mode
+    if chosen is None:
+        raise ApiError(400, "MISSING_FIELDS", 'selectorFinder: required, "highlight" or "ai"')
+    return chosen
 
 
 @api.get(
@@ -120,187 +128,17 @@ class SelectorFinder(BaseModel):
 async def get_selector_finder(request: web.Request) -> web.Response:
     stored = await settings_store.get_setting(request.app[POOL], SELECTOR_FINDER_SETTING)
     mode = stored.get("mode") if isinstance(stored, dict) else None
-    out = SelectorFinder(mode=mode if mode in ("highlight", "ai") else "highlight")
+    out = SelectorFinder(selectorFinder=mode if mode in ("highlight", "ai") else "highlight")
     return web.json_response(out.model_dump())
 
 
 @api.post(
     "/api/settings/selector-finder",
     "Choose how the editor finds selectors",
-    body=SelectorFinder,
+    body=SelectorFinderBody,
     responses={200: SelectorFinder, 400: None},
 )
 async def set_selector_finder(request: web.Request) -> web.Response:
-    chosen = await read_model(request, SelectorFinder)
-    await settings_store.set_setting(
-        request.app[POOL], SELECTOR_FINDER_SETTING, chosen.model_dump()
-    )
-    return web.json_response(chosen.model_dump())
-
-
-# --- proxies --------------------------------------------------------------------------
-
-
-class ProxyBody(BaseModel):
-    """Add a proxy (``server`` and the rest), or choose the default (``defaultId`` alone)."""
-
-    server: str | None = Field(default=None, description="http://, https:// or socks5://host:port")
-    username: str | None = None
-    password: str | None = Field(default=None, description="stored, never answered")
-    label: str | None = None
-    default: bool = False
-    defaultId: str | None = Field(
-        default=None, description="make this proxy the default; null clears the default"
-    )
-
-
-class ProxyOut(BaseModel):
-    id: str
-    server: str
-    username: str | None
-    label: str | None
-    default: bool
-    hasPassword: bool
-
-
-class ProxyList(BaseModel):
-    proxies: list[ProxyOut]
-
-
-def _entry_id(entry: JsonMapping) -> str:
-    """The entry's id; entries saved without one get a stable id derived from them."""
-    if isinstance(entry.get("id"), str) and entry["id"]:
-        return str(entry["id"])
-    digest = hashlib.sha256(f"{entry.get('server')}\0{entry.get('username')}".encode())
-    return "proxy_" + digest.hexdigest()[:12]
-
-
-def _entries(stored: JsonValue) -> list[JsonObject]:
-    if not isinstance(stored, list):
-        return []
-    return [
-        {**entry, "id": _entry_id(entry)}
-        for entry in stored
-        if isinstance(entry, dict) and isinstance(entry.get("server"), str)
-    ]
-
-
-def _listing(entries: list[JsonObject]) -> JsonObject:
-    proxies = [
-        ProxyOut(
-            id=entry["id"],
-            server=entry["server"],
-            username=entry.get("username") or None,
-            label=entry.get("label") or None,
-            default=bool(entry.get("default")),
-            hasPassword=bool(entry.get("password")),
-        )
-        for entry in entries
-    ]
-    return ProxyList(proxies=proxies).model_dump()
-
-
-async def _checked_server(raw: str, *, allow_private: bool, allow_metadata: bool = False) -> str:
-    server = raw.strip()
-    try:
-        parts = urlsplit(server)
-        host, _port = parts.hostname, parts.port  # .port refuses a malformed port
-    except ValueError as exc:
-        raise ApiError(400, "INVALID_BODY", f"server: not a valid URL ({exc})") from None
-    scheme, _, rest = server.partition(":")
-    if scheme.lower() not in PROXY_SCHEMES:
-        raise ApiError(
-            400, "INVALID_BODY", "server: must start with http://, https:// or socks5://"
-        )
-    if not host:
-        raise ApiError(400, "INVALID_BODY", "server: has no host")
-    if parts.username is not None or parts.password is not None:
-        # Inside the URL they would be answered by GET; they have their own fields.
-        raise ApiError(400, "INVALID_BODY", "server: put credentials in username and password")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ApiError(400, "INVALID_BODY", "server: only scheme, host and port")
-    # The same outbound rules as every other URL the platform connects to (SSRF), on the
-    # text as given: Chromium reads it too, and a backslash or "%" could make it another host.
-    await check_outbound(
-        f"http:{rest}", "server", allow_private=allow_private, allow_metadata=allow_metadata
-    )
-    return server.rstrip("/")
-
-
-@api.get(
-    "/api/settings/proxies",
-    "Saved proxies (passwords are never answered)",
-    responses={200: ProxyList},
-)
-async def list_proxies(request: web.Request) -> web.Response:
-    stored = await settings_store.get_setting(request.app[POOL], PROXIES_SETTING)
-    return web.json_response(_listing(_entries(stored)))
-
-
-@api.post(
-    "/api/settings/proxies",
-    "Add a proxy, or choose the default one with defaultId",
-    body=ProxyBody,
-    responses={200: ProxyList, 400: None, 404: None},
-)
-async def add_proxy(request: web.Request) -> web.Response:
-    body = await read_model(request, ProxyBody)
-    if "defaultId" in body.model_fields_set:
-        if body.server is not None:
-            raise ApiError(400, "INVALID_BODY", "defaultId: send either server or defaultId")
-        chosen = body.defaultId
-
-        def choose(stored: JsonValue) -> list[JsonObject]:
-            entries = _entries(stored)
-            if chosen is not None and chosen not in {entry["id"] for entry in entries}:
-                raise ApiError(404, "PROXY_NOT_FOUND", f"no proxy {chosen!r}")
-            return [{**entry, "default": entry["id"] == chosen} for entry in entries]
-
-        saved = await settings_store.update_setting(request.app[POOL], PROXIES_SETTING, choose)
-        return web.json_response(_listing(saved))
-
-    if body.server is None or not body.server.strip():
-        raise ApiError(400, "INVALID_BODY", "server: required (or defaultId to choose a default)")
-    server = await _checked_server(
-        body.server,
-        allow_private=request.app[CONFIG].allow_private_networks,
-        allow_metadata=request.app[CONFIG].allow_metadata_address,
-    )
-    # The keys the runner reads (server, username, password) stay as dispatch expects them.
-    added: JsonObject = {"id": f"proxy_{now_ms()}_{secrets.token_hex(4)}", "server": server}
-    for name in ("username", "label"):
-        value = getattr(body, name)
-        if value:
-            added[name] = value
-    if body.password:
-        added["password"] = request.app[BOX].seal(body.password, PROXY_PASSWORD)
-    added["default"] = body.default
-
-    def add(stored: JsonValue) -> list[JsonObject]:
-        entries = _entries(stored)
-        if body.default:
-            entries = [{**entry, "default": False} for entry in entries]
-        return [*entries, added]
-
-    saved = await settings_store.update_setting(request.app[POOL], PROXIES_SETTING, add)
-    log.info("settings.proxy_added", proxy_id=added["id"])
-    return web.json_response(_listing(saved))
-
-
-@api.delete(
-    "/api/settings/proxies/{proxy_id}",
-    "Delete a saved proxy",
-    responses={200: ProxyList, 404: None},
-)
-async def delete_proxy(request: web.Request) -> web.Response:
-    proxy_id = request.match_info["proxy_id"]
-
-    def remove(stored: JsonValue) -> list[JsonObject]:
-        entries = _entries(stored)
-        kept = [entry for entry in entries if entry["id"] != proxy_id]
-        if len(kept) == len(entries):
-            raise ApiError(404, "PROXY_NOT_FOUND", f"no proxy {proxy_id!r}")
-        return kept
-
-    saved = await settings_store.update_setting(request.app[POOL], PROXIES_SETTING, remove)
-    return web.json_response(_listing(saved))
+    chosen = _chosen_finder(await read_model(request, SelectorFinderBody))
+    await settings_store.set_setting(request.app[POOL], SELECTOR_FINDER_SETTING, {"mode": chosen})
+    return web.json_response(SelectorFinder(selectorFinder=chosen).model_dump())

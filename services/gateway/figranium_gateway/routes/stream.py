@@ -11,6 +11,7 @@ import contextlib
 import json
 import re
 import time
+from collections.abc import Awaitable, Callable
 
 import psycopg
 import structlog
@@ -38,7 +39,7 @@ RETRY_MS = 1000
 _EVENT_ID = re.compile(r"^[0-9]{1,18}$")
 
 
-def _start_after(request: web.Request) -> int | None:
+def start_after(request: web.Request) -> int | None:
     # The header wins: EventSource reconnects with the URL it was opened with (so a stale
     # ?lastEventId=) and the id it last received in the header.
     raw = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
@@ -79,11 +80,28 @@ def _gone(request: web.Request) -> bool:
     responses={200: None, 400: ErrorBody},
 )
 async def stream_changes(request: web.Request) -> web.StreamResponse:
-    feed = request.app[CHANGES]
-    pool = request.app[POOL]
-    last = _start_after(request)
+    last = start_after(request)
     # Figranium's clients follow one run with ?runId=; without it, every execution.
     run_id = request.query.get("runId") or None
+
+    async def encode(rows: list[DictRow]) -> bytes:
+        wanted = [r for r in rows if run_id is None or _execution_of(r) == run_id]
+        return b"".join(format_event(row) for row in wanted)
+
+    return await serve_changes(request, last, encode)
+
+
+# Turns a batch of the log's rows into what the stream sends for them (b"" for nothing).
+Encode = Callable[[list[DictRow]], Awaitable[bytes]]
+
+
+async def serve_changes(
+    request: web.Request, last: int | None, encode: Encode, first: bytes = b""
+) -> web.StreamResponse:
+    """Send the change log after ``last`` (from now on when None) as ``encode`` says, with
+    heartbeats, until the client leaves or the gateway stops."""
+    feed = request.app[CHANGES]
+    pool = request.app[POOL]
     if last is None:
         last = await change_log.latest_change_id(pool)
     response = web.StreamResponse(
@@ -96,9 +114,9 @@ async def stream_changes(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     feed.stream_opened()
-    log.info("stream.opened", after=last, open_streams=feed.open_streams)
+    log.info("stream.opened", path=request.path, after=last, open_streams=feed.open_streams)
     try:
-        await response.write(f"retry: {RETRY_MS}\n\n".encode())
+        await response.write(f"retry: {RETRY_MS}\n\n".encode() + first)
         next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
         while not feed.closed and not _gone(request):
             # Read before querying: every id up to it was committed before the query began,
@@ -106,15 +124,15 @@ async def stream_changes(request: web.Request) -> web.StreamResponse:
             seen = feed.latest
             try:
                 rows = await change_log.changes_since(pool, last, BATCH)
+                sent = await encode(rows) if rows else b""
             except (psycopg.OperationalError, PoolTimeout) as exc:
                 # Headers are sent: no error answer is possible, so wait for the database.
                 log.warning("stream.storage_unavailable", error=str(exc))
                 await feed.wait(last, CHECK_SECONDS)
                 continue
             if rows:
-                wanted = [r for r in rows if run_id is None or _execution_of(r) == run_id]
-                if wanted:
-                    await response.write(b"".join(format_event(row) for row in wanted))
+                if sent:
+                    await response.write(sent)
                 last = int(rows[-1]["id"])
                 next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
                 if len(rows) == BATCH:
@@ -130,7 +148,7 @@ async def stream_changes(request: web.Request) -> web.StreamResponse:
         pass  # the client left while we wrote
     finally:
         feed.stream_closed()
-        log.info("stream.closed", after=last, open_streams=feed.open_streams)
+        log.info("stream.closed", path=request.path, after=last, open_streams=feed.open_streams)
     if not _gone(request):
         # At shutdown: end the chunked body cleanly, so the client reconnects elsewhere.
         with contextlib.suppress(ConnectionResetError):

@@ -148,6 +148,18 @@ async def list_executions(pool: Pool, *, limit: int, status: str | None) -> list
         return [_execution_out(row, detail=False) for row in await cur.fetchall()]
 
 
+async def summaries(pool: Pool, execution_ids: Collection[str]) -> dict[str, JsonObject]:
+    """The list entries of these executions, by id; those deleted since are absent."""
+    if not execution_ids:
+        return {}
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            f"SELECT {_LIST_COLUMNS} FROM executions WHERE id = ANY(%s)".encode(),
+            (list(execution_ids),),
+        )
+        return {row["id"]: _execution_out(row, detail=False) for row in await cur.fetchall()}
+
+
 async def delete_execution(pool: Pool, execution_id: str) -> bool:
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(

@@ -7,13 +7,14 @@ never disagree about a schedule.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import TypedDict
+from typing import NamedTuple, TypedDict
 
 from psycopg.rows import DictRow
 
 from figranium_common.db import Connection, Pool
-from figranium_common.jsontypes import JsonMapping, JsonObject
+from figranium_common.jsontypes import JsonObject
 from figranium_common.models import epoch_ms
 from figranium_common.schedules import Timing
 from figranium_gateway.store import tasks
@@ -28,6 +29,18 @@ _FROM = "FROM schedules s JOIN tasks t ON t.id = s.task_id"
 class FoundSchedule(TypedDict):
     row: DictRow  # the row of ``schedules`` (_COLUMNS)
     schedule: JsonObject  # as the task shows it
+
+
+class Planned(NamedTuple):
+    """What to store: the schedule object, its timing and its next run (None: disabled)."""
+
+    stored: JsonObject
+    timing: Timing
+    next_run: datetime | None
+
+
+# Plans the new schedule from the stored one (None when the task has none yet).
+Plan = Callable[[JsonObject | None], Planned]
 
 
 class Overview(TypedDict):
@@ -75,55 +88,67 @@ async def get_schedule(pool: Pool, task_id: str) -> FoundSchedule | None:
     return None if row is None else {"row": dict(row), "schedule": _schedule_out(row)}
 
 
-async def save_schedule(
-    pool: Pool,
-    task_id: str,
-    stored: JsonMapping,
-    timing: Timing,
-    next_run: datetime | None,
-) -> JsonObject | None:
-    """Write the schedule to the table and to the task; None when there is no such task."""
-    schedule = {**stored, "nextRun": epoch_ms(next_run)}
+async def save_schedule(pool: Pool, task_id: str, plan: Plan) -> JsonObject | None:
+    """Write the schedule ``plan`` makes of the stored one, to the table and to the task,
+    with the task locked so that concurrent changes merge one after the other; None when
+    there is no such task. What ``plan`` raises leaves everything as it was."""
     async with pool.connection() as conn, conn.transaction():
-        if await tasks.locked_body(conn, task_id) is None:
+        body = await tasks.locked_body(conn, task_id)
+        if body is None:
             return None
-        # Results of earlier runs stay: a new timing does not erase the task's history.
-        cur = await conn.execute(
-            "INSERT INTO schedules (task_id, cron, interval_minutes, timezone, next_run,"
-            " enabled, misfire_policy, allow_overlap, webhook_url)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (task_id) DO UPDATE SET cron = EXCLUDED.cron,"
-            " interval_minutes = EXCLUDED.interval_minutes, timezone = EXCLUDED.timezone,"
-            " next_run = EXCLUDED.next_run, enabled = EXCLUDED.enabled,"
-            " misfire_policy = EXCLUDED.misfire_policy, allow_overlap = EXCLUDED.allow_overlap,"
-            " webhook_url = EXCLUDED.webhook_url, updated_at = now()"
-            " RETURNING last_run, last_run_status, last_run_duration_ms",
-            (
-                task_id,
-                timing.cron,
-                timing.interval_minutes,
-                timing.timezone,
-                next_run,
-                bool(stored.get("enabled")),
-                stored.get("misfirePolicy", "run_once"),
-                bool(stored.get("allowOverlap")),
-                stored.get("webhookUrl"),
-            ),
+        previous = body.get("schedule")
+        return await write_planned(
+            conn, task_id, plan(dict(previous) if isinstance(previous, dict) else None)
         )
-        row = await cur.fetchone()
-        assert row is not None
-        schedule.update(_last_run(row))
-        await tasks.set_schedule(conn, task_id, schedule)
-        return schedule
+
+
+async def write_planned(conn: Connection, task_id: str, planned: Planned) -> JsonObject:
+    """Write a planned schedule to the table and to the (existing, locked) task; in the
+    caller's transaction. Returns the schedule as the task now shows it."""
+    stored, timing, next_run = planned
+    schedule = {**stored, "nextRun": epoch_ms(next_run)}
+    # Results of earlier runs stay: a new timing does not erase the task's history.
+    cur = await conn.execute(
+        "INSERT INTO schedules (task_id, cron, interval_minutes, timezone, next_run,"
+        " enabled, misfire_policy, allow_overlap, webhook_url)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (task_id) DO UPDATE SET cron = EXCLUDED.cron,"
+        " interval_minutes = EXCLUDED.interval_minutes, timezone = EXCLUDED.timezone,"
+        " next_run = EXCLUDED.next_run, enabled = EXCLUDED.enabled,"
+        " misfire_policy = EXCLUDED.misfire_policy, allow_overlap = EXCLUDED.allow_overlap,"
+        " webhook_url = EXCLUDED.webhook_url, updated_at = now()"
+        " RETURNING last_run, last_run_status, last_run_duration_ms",
+        (
+            task_id,
+            timing.cron,
+            timing.interval_minutes,
+            timing.timezone,
+            next_run,
+            bool(stored.get("enabled")),
+            stored.get("misfirePolicy", "run_once"),
+            bool(stored.get("allowOverlap")),
+            stored.get("webhookUrl"),
+        ),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    schedule.update(_last_run(row))
+    await tasks.set_schedule(conn, task_id, schedule)
+    return schedule
 
 
 async def delete_schedule(pool: Pool, task_id: str) -> bool:
     """Forget the schedule (the scheduler has nothing left to claim); False: no such task."""
     async with pool.connection() as conn, conn.transaction():
-        if not await tasks.set_schedule(conn, task_id, None):
-            return False
-        await conn.execute("DELETE FROM schedules WHERE task_id = %s", (task_id,))
-        return True
+        return await remove_schedule(conn, task_id)
+
+
+async def remove_schedule(conn: Connection, task_id: str) -> bool:
+    """Forget the schedule in the caller's transaction; False: no such task."""
+    if not await tasks.set_schedule(conn, task_id, None):
+        return False
+    await conn.execute("DELETE FROM schedules WHERE task_id = %s", (task_id,))
+    return True
 
 
 async def scheduled_overview(pool: Pool, alive_within_s: float) -> Overview:

@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 
 from figranium_common.db import Connection, Pool
 from figranium_common.jsontypes import JsonObject, JsonValue
-from figranium_common.queue import PROXY_PASSWORD
+from figranium_common.proxy_choice import PROXY_PASSWORD
 from figranium_common.runs import PROXIES_SETTING
 from figranium_common.secretbox import SecretBox, is_sealed
 
@@ -33,6 +33,25 @@ async def read_setting(conn: Connection, key: str) -> JsonValue:
     return value
 
 
+async def read_settings(conn: Connection, keys: Collection[str]) -> JsonObject:
+    """The stored values of ``keys`` (absent keys left out), in the caller's transaction."""
+    cur = await conn.execute("SELECT key, value FROM settings WHERE key = ANY(%s)", (list(keys),))
+    return {row["key"]: row["value"] for row in await cur.fetchall()}
+
+
+async def write_setting(conn: Connection, key: str, value: JsonValue) -> None:
+    """Store ``value`` under ``key`` in the caller's transaction."""
+    await conn.execute(_UPSERT, (key, Jsonb(value)))
+
+
+async def delete_settings(conn: Connection, keys: Collection[str]) -> list[str]:
+    """Forget ``keys``; returns those that were stored."""
+    cur = await conn.execute(
+        "DELETE FROM settings WHERE key = ANY(%s) RETURNING key", (list(keys),)
+    )
+    return sorted(row["key"] for row in await cur.fetchall())
+
+
 async def get_setting(pool: Pool, key: str) -> JsonValue:
     async with pool.connection() as conn:
         return await read_setting(conn, key)
@@ -41,10 +60,7 @@ async def get_setting(pool: Pool, key: str) -> JsonValue:
 async def get_settings(pool: Pool, keys: Collection[str]) -> JsonObject:
     """The stored values of ``keys``, in one round trip; absent keys are left out."""
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT key, value FROM settings WHERE key = ANY(%s)", (list(keys),)
-        )
-        return {row["key"]: row["value"] for row in await cur.fetchall()}
+        return await read_settings(conn, keys)
 
 
 async def setting_insert_if_absent(

@@ -97,6 +97,11 @@ async def _snapshot(conn: Connection, task_id: str, body: JsonObject) -> None:
         " ON CONFLICT DO NOTHING",
         (task_id, Jsonb(body)),
     )
+    await _trim_versions(conn, task_id)
+
+
+async def _trim_versions(conn: Connection, task_id: str) -> None:
+    """Keep the task's newest MAX_VERSIONS versions."""
     await conn.execute(
         "DELETE FROM task_versions WHERE task_id = %s AND id NOT IN ("
         " SELECT id FROM task_versions WHERE task_id = %s"
@@ -229,3 +234,47 @@ async def save_browser_state(conn: Connection, execution_id: str, state: str) ->
         " ON CONFLICT (task_id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()",
         (Jsonb(state), execution_id),
     )
+
+
+# --- export, import and reset (figranium_gateway.backup) ------------------------------------
+
+
+async def read_all(conn: Connection) -> list[JsonObject]:
+    """Every task as stored, with ``id``, ``updatedAt`` and its ``versions`` (newest first,
+    as Figranium keeps them in the task)."""
+    cur = await conn.execute(
+        "SELECT t.id, t.body, t.updated_at, COALESCE((SELECT jsonb_agg(jsonb_build_object("
+        " 'id', v.id, 'timestamp', (extract(epoch FROM v.created_at) * 1000)::bigint,"
+        " 'snapshot', v.snapshot) ORDER BY v.created_at DESC, v.id DESC)"
+        " FROM task_versions v WHERE v.task_id = t.id), '[]'::jsonb) AS versions"
+        " FROM tasks t ORDER BY t.id"
+    )
+    return [{**_task_out(row), "versions": row["versions"]} for row in await cur.fetchall()]
+
+
+async def write_imported(conn: Connection, task_id: str, body: JsonMapping) -> None:
+    """Create or overwrite a task with ``body`` as is (its ``schedule`` included)."""
+    await conn.execute(
+        "INSERT INTO tasks (id, body) VALUES (%s, %s)"
+        " ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body, updated_at = now()",
+        (task_id, Jsonb(_storable(body))),
+    )
+
+
+async def add_versions(conn: Connection, task_id: str, versions: list[JsonObject]) -> None:
+    """Add the versions the task lacks (by id), dated by their ``timestamp``; the newest
+    MAX_VERSIONS are kept."""
+    for version in versions:
+        await conn.execute(
+            "INSERT INTO task_versions (task_id, id, created_at, snapshot)"
+            " VALUES (%s, %s, COALESCE(to_timestamp(%s::float8 / 1000), now()), %s)"
+            " ON CONFLICT DO NOTHING",
+            (task_id, version["id"], version.get("timestamp"), Jsonb(version["snapshot"])),
+        )
+    await _trim_versions(conn, task_id)
+
+
+async def delete_all(conn: Connection) -> int:
+    """Delete every task, and with them their versions, schedules and browser state."""
+    cur = await conn.execute("DELETE FROM tasks")
+    return cur.rowcount

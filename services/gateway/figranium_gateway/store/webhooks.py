@@ -55,7 +55,8 @@ async def queue_delivery(conn: Connection, execution_id: str) -> None:
     await conn.execute(
         "INSERT INTO webhook_deliveries (id, execution_id, url, payload)"
         " SELECT %s, id, webhook_url, jsonb_build_object("
-        "'executionId', id, 'taskId', task_id, 'status', status, 'outcome', outcome,"
+        "'executionId', id, 'taskId', task_id, 'status', outcome, 'outcome', outcome,"
+        " 'httpStatus', status,"
         f" 'durationMs', duration_ms, 'result', {WHOLE_RESULT})"
         " FROM executions"
         " WHERE id = %s AND phase = 'finished' AND webhook_url IS NOT NULL"

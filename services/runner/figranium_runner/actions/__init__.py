@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from figranium_common.action_models import DoNothingAction, StopAction
-from figranium_runner.actions import data, keyboard, page, waits
+from figranium_runner.actions import captcha, data, files, keyboard, page, waits
 from figranium_runner.actions.fields import ActionFailed, ActionResult, StopRun, text
 
 if TYPE_CHECKING:
@@ -57,6 +57,10 @@ HANDLERS: dict[str, Handler] = {
     "merge": data.merge,
     "csv": data.csv_action,
     "http_request": data.http_request,
+    "wait_captcha": captcha.wait_captcha,
+    "solve_captcha": captcha.solve_captcha,
+    "upload": files.upload,
+    "finalize_uploads": files.finalize_uploads,
     "stop": stop,
     "do_nothing": do_nothing,
     "noop": do_nothing,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from figranium_common.action_models import PressAction, TypeAction
 from figranium_common.redact import SECRET_MASK
+from figranium_runner.actions import human
 from figranium_runner.actions.fields import ActionFailed, ActionResult, page_or_element, text
 from figranium_runner.variables import substitute
 
@@ -70,11 +71,16 @@ async def type_text(state: RunState, action: TypeAction) -> ActionResult:
     if not selector:
         focused_password = await state.world.evaluate(_FOCUSED_IS_PASSWORD_JS)
         shown = _secret_typing(state, typed, bool(focused_password))
-        await _type_text(state, typed)
+        if state.human is not None:
+            await human.type_keys(state, typed)
+        else:
+            await _type_text(state, typed)
         return f"Typing (global): {shown}", shown
     target = state.page.locator(selector).first
     shown = _secret_typing(state, typed, await _takes_password(target))
-    if action.typeMode == "append":
+    if state.human is not None:
+        await human.type_into(state, selector, typed, append=action.typeMode == "append")
+    elif action.typeMode == "append":
         await target.click()
         await target.press("End")
         await _type_text(state, typed)

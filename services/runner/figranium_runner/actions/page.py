@@ -18,6 +18,7 @@ from figranium_common.action_models import (
     ScrollAction,
     SelectAction,
 )
+from figranium_runner.actions import human
 from figranium_runner.actions.fields import (
     ActionFailed,
     ActionResult,
@@ -61,7 +62,9 @@ async def navigate(state: RunState, action: NavigateAction) -> ActionResult:
 async def click(state: RunState, action: ClickAction) -> ActionResult:
     selector = element(state, action)
     click_type = action.clickType or "single"
-    if click_type == "double":
+    if state.human is not None:
+        await human.click(state, selector, click_type)
+    elif click_type == "double":
         await state.page.dblclick(selector)
     elif click_type == "right":
         await state.page.click(selector, button="right")
@@ -72,7 +75,10 @@ async def click(state: RunState, action: ClickAction) -> ActionResult:
 
 async def hover(state: RunState, action: HoverAction) -> ActionResult:
     selector = element(state, action)
-    await state.page.hover(selector)
+    if state.human is not None:
+        await human.hover(state, selector)
+    else:
+        await state.page.hover(selector)
     return f"Hovering: {selector}", True
 
 
@@ -116,11 +122,17 @@ async def scroll(state: RunState, action: ScrollAction) -> ActionResult:
     except ValueError:
         raise ActionFailed("scroll needs pixels in value and a duration (ms) in key") from None
     selector = page_or_element(state, action)
+    past = human.overshoot(state) if state.human and state.human.options.overscroll else 0
     found = await state.world.evaluate(
-        _SCROLL_JS, {"selector": selector or None, "y": pixels, "duration": max(0, duration)}
+        _SCROLL_JS,
+        {"selector": selector or None, "y": pixels + past, "duration": max(0, duration)},
     )
     if not found:
         raise ActionFailed(f"no element matches {selector}")
+    if past:  # overscroll: the scroll went too far (or not far enough) and comes back
+        await human.settle_pause(state)
+        back = {"selector": selector or None, "y": -past, "duration": max(0, duration) // 3}
+        await state.world.evaluate(_SCROLL_JS, back)
     where = f" in {selector}" if selector else ""
     return f"Scrolling{where}: {pixels}px over {duration}ms", pixels
 

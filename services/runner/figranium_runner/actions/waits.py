@@ -15,7 +15,10 @@ if TYPE_CHECKING:
 
 async def wait(state: RunState, action: WaitAction) -> ActionResult:
     pause = seconds(text(state, action.value), 2.0)
-    await asyncio.sleep(pause)
+    if state.human is not None and state.human.options.idleMovements:
+        await state.human.idle(state.page, pause)  # the cursor wanders while it waits
+    else:
+        await asyncio.sleep(pause)
     return f"Waiting: {int(pause * 1000)}ms", int(pause * 1000)
 
 
