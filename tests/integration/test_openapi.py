@@ -51,12 +51,25 @@ NOT_FUZZED: frozenset[tuple[str, str]] = frozenset(
         ("POST", "/api/headful/ticket"),
         ("POST", "/api/settings/reset"),
         ("POST", "/api/settings/import"),
+        # GET spellings of the ad-hoc runs, the block test (a runner's browser for each
+        # call) and the live list (a stream that never ends): tests/integration/
+        # test_routes_runs.py covers them.
+        ("GET", "/agent"),
+        ("GET", "/scrape"),
+        ("POST", "/api/tasks/test-action"),
+        ("GET", "/api/executions/live"),
     }
 )
 # Operations whose documented answer includes a 500 (the API reference's): the fuzzer
 # checks that it is documented and well-formed rather than that it never happens.
+# The template routes answer 501 TEMPLATES_UNAVAILABLE on a gateway without a catalogue.
 DOCUMENTED_SERVER_ERRORS: frozenset[tuple[str, str]] = frozenset(
-    {("POST", "/api/tasks/generate-selector")}
+    {
+        ("POST", "/api/tasks/generate-selector"),
+        ("GET", "/api/templates"),
+        ("GET", "/api/templates/{template_id}"),
+        ("POST", "/api/templates/{template_id}/import"),
+    }
 )
 FUZZ_BUDGET_SECONDS = 120.0
 EXAMPLES_PER_OPERATION = 15
