@@ -9,12 +9,13 @@ from typing import Any
 
 import httpx
 import pytest
+from figranium import AsyncFigranium, Figranium
 
 from figranium_common.action_models import ACTION_MODELS
 from figranium_common.redact import SECRET_MASK
 from figranium_gateway.ai.keys import PROVIDERS
 from tests.integration.pages import QuietHandler, serve_http
-from tests.integration.stack import Stack
+from tests.integration.stack import API_KEY, Stack
 from tests.integration.test_browser_state import run, visits_task
 
 
@@ -198,3 +199,17 @@ def test_templates_from_a_configured_catalogue(catalogue_gateway: httpx.Client) 
     imported = api.post(f"/api/templates/{PRESETS[0]['id']}/import")
     assert imported.json() == {"success": True, "counted": False}
     assert api.get("/api/capabilities").json()["features"]["templates"] is True
+
+
+async def test_the_sdks_template_methods(catalogue_gateway: httpx.Client) -> None:
+    base_url = str(catalogue_gateway.base_url)
+    with Figranium(base_url=base_url, api_key=API_KEY) as sdk:
+        assert sdk.templates.list() == PRESETS
+        assert sdk.templates.search(sort="name", limit=1)["items"][0]["title"] == "Alpha news"
+        assert sdk.templates.get(PRESETS[0]["id"]) == PRESETS[0]
+        assert sdk.templates.record_import(PRESETS[0]["id"])["success"] is True
+    async with AsyncFigranium(base_url=base_url, api_key=API_KEY) as client:
+        assert await client.templates.list() == PRESETS
+        assert (await client.templates.search(search="zebra"))["total"] == 1
+        assert await client.templates.get(PRESETS[1]["id"]) == PRESETS[1]
+        assert (await client.templates.record_import(PRESETS[1]["id"]))["counted"] is False

@@ -195,7 +195,8 @@ class RunRequest(BaseModel):
     requested_at: int = Field(default_factory=now_ms)
     # Playwright storage state (cookies, local storage) to start from; None: a clean context.
     storage_state: GivenStorageState | None = None
-    # Saved proxies, for tasks with ``rotateProxies``.
+    # The proxy chosen at dispatch (figranium_common.proxy_choice); empty: none. Requests
+    # of the previous release carried every saved proxy, for tasks with rotateProxies.
     proxies: list[ProxyConfig] = Field(default_factory=list)
     # Tasks that ``start`` actions refer to (transitively), by id.
     subtasks: dict[str, GivenTask] = Field(default_factory=dict)
