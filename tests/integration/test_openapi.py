@@ -30,8 +30,7 @@ from tests.integration.stack import API_KEY
 
 # The run endpoints start browser runs; the stream never ends; settings changes (a new API
 # key, a saved or default proxy, which every later run would go through) would break every
-# later test on the shared stack, and a reset or an import empties or rewrites its tasks
-# and settings (tests/integration/test_backup.py covers them). Viewer tickets
+# later test on the shared stack. Viewer tickets
 # need a headful runner, which the shared stack has not: every call would get the
 # documented 503 (tests/integration/test_headful.py covers the route).
 NOT_FUZZED: frozenset[tuple[str, str]] = frozenset(
@@ -49,8 +48,6 @@ NOT_FUZZED: frozenset[tuple[str, str]] = frozenset(
         ("POST", "/api/settings/proxies/default"),
         ("POST", "/api/settings/proxies/rotation"),
         ("POST", "/api/headful/ticket"),
-        ("POST", "/api/settings/reset"),
-        ("POST", "/api/settings/import"),
         # GET spellings of the ad-hoc runs, the block test (a runner's browser for each
         # call) and the live list (a stream that never ends): tests/integration/
         # test_routes_runs.py covers them.

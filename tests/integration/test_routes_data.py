@@ -118,7 +118,7 @@ def test_capabilities_say_what_this_server_supports(api: httpx.Client) -> None:
     assert body["limits"]["actionTimeoutMs"] == 10_000
 
 
-PRESETS = [
+PRESETS: list[dict[str, Any]] = [
     {
         "id": "6f1c2a3e-0000-4000-8000-000000000001",
         "title": "Zebra prices",
@@ -154,7 +154,7 @@ class CatalogueHandler(QuietHandler):
             self.send_body(b'{"error": "not found"}', "application/json", status=404)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def catalogue_gateway(stack: tuple[Stack, httpx.Client]) -> Iterator[httpx.Client]:
     """A second gateway of the shared stack, with a local template catalogue."""
     with serve_http(CatalogueHandler) as url:

@@ -34,9 +34,7 @@ def ask_test(api: httpx.Client, task: dict[str, Any], target: str, **variables: 
     return response.json()
 
 
-def test_test_action_runs_the_steps_before_it_then_the_action(
-    api: httpx.Client, site: str
-) -> None:
+def test_test_action_runs_the_steps_before_it_then_the_action(api: httpx.Client, site: str) -> None:
     answer = ask_test(api, form_task(site), "a3", item="cherry")
     assert answer["actionId"] == "a3" and answer["status"] == "success"
     assert answer["output"] == 3  # apple, banana and the cherry the steps before it added
@@ -53,7 +51,9 @@ def test_test_action_runs_the_steps_before_it_then_the_action(
     assert failed["status"] == "error" and "Timeout 300ms" in failed["errorMessage"]
     assert failed["variables"]["error"]["type"] == "click"
 
-    after_failure = form_task(site, missing, {"type": "javascript", "value": "return 1", "id": "a5"})
+    after_failure = form_task(
+        site, missing, {"type": "javascript", "value": "return 1", "id": "a5"}
+    )
     not_reached = ask_test(api, after_failure, "a5", item="x")
     assert not_reached["status"] == "not_reached"
     assert "action 4 (click) failed" in not_reached["errorMessage"]
