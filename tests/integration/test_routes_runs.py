@@ -45,6 +45,9 @@ def test_test_action_runs_the_steps_before_it_then_the_action(api: httpx.Client,
 
     typed = ask_test(api, form_task(site), "a1", item="cherry")
     assert typed["status"] == "success" and typed["resolvedInputs"]["value"] == "cherry"
+    # A typed declaration, as the run routes take it, gives its value.
+    declared = ask_test(api, form_task(site), "a1", item={"type": "string", "value": "kiwi"})
+    assert declared["status"] == "success" and declared["resolvedInputs"]["value"] == "kiwi"
 
     missing = {"type": "click", "selector": "#missing", "timeout": 300, "id": "a4"}
     failed = ask_test(api, form_task(site, missing), "a4", item="x")

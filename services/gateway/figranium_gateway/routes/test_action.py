@@ -19,6 +19,7 @@ from figranium_gateway.errors import ApiError
 from figranium_gateway.openapi import ErrorBody
 from figranium_gateway.request_input import read_json_object
 from figranium_gateway.routing import Router
+from figranium_gateway.run_variables import given_variables
 from figranium_gateway.state import BOX, NC, POOL
 from figranium_gateway.validation import validate_task
 
@@ -82,8 +83,7 @@ async def test_action(request: web.Request) -> web.Response:
     app = request.app
     raw = await read_json_object(request)
     snapshot, action_id, index = _target(raw)
-    variables = raw.get("variables")
-    values: JsonObject = dict(variables) if isinstance(variables, dict) else {}
+    values = given_variables(raw).run_values()
     task = validate_task(snapshot).dump()
     task["statelessExecution"] = True  # as Figranium's test: no saved state read or written
     # The proxies and started tasks a run of it would carry.
