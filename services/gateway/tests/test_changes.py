@@ -9,7 +9,7 @@ from aiohttp.test_utils import make_mocked_request
 
 from figranium_gateway.changes import ChangeFeed, log_extra
 from figranium_gateway.errors import ApiError
-from figranium_gateway.routes.stream import _start_after, format_event
+from figranium_gateway.routes.stream import start_after, format_event
 
 
 def test_event_framing_keeps_one_data_line() -> None:
@@ -18,15 +18,15 @@ def test_event_framing_keeps_one_data_line() -> None:
 
 
 def test_resume_id_header_wins_and_bad_ids_are_refused() -> None:
-    assert _start_after(make_mocked_request("GET", "/api/executions/stream")) is None
+    assert start_after(make_mocked_request("GET", "/api/executions/stream")) is None
     request = make_mocked_request(
         "GET", "/api/executions/stream?lastEventId=3", headers={"Last-Event-ID": "9"}
     )
-    assert _start_after(request) == 9
-    assert _start_after(make_mocked_request("GET", "/s?lastEventId=4")) == 4
+    assert start_after(request) == 9
+    assert start_after(make_mocked_request("GET", "/s?lastEventId=4")) == 4
     for bad in ("x", "-1", "1.5", "+3", "9" * 19):
         with pytest.raises(ApiError):
-            _start_after(make_mocked_request("GET", "/s", headers={"Last-Event-ID": bad}))
+            start_after(make_mocked_request("GET", "/s", headers={"Last-Event-ID": bad}))
 
 
 def test_long_log_lines_are_cut() -> None:
