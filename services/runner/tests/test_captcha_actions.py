@@ -220,6 +220,9 @@ async def test_auto_solve_after_the_start_page_and_after_a_click(
                 "extractionScript": read,
             },
             solver=solver,
+            # The start page has no widget, so it is looked for this long in vain; the
+            # widget the click adds is ready at once, well inside the production default.
+            detect_ms=5000,
         )
         not_asked = await run(
             widgets,
