@@ -9,7 +9,7 @@ from aiohttp.test_utils import make_mocked_request
 
 from figranium_gateway.changes import ChangeFeed, log_extra
 from figranium_gateway.errors import ApiError
-from figranium_gateway.routes.stream import start_after, format_event
+from figranium_gateway.routes.stream import format_event, start_after
 
 
 def test_event_framing_keeps_one_data_line() -> None:
