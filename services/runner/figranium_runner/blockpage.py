@@ -9,8 +9,10 @@ was solved: only the status still counts there.
 
 The check runs once, when the run's actions and extraction are done (and also when the
 run failed: a failure on a block page is that block's doing), on the page the run ended
-on, with the status of the last main document that page loaded. It reads the page in the
-isolated world: the page's scripts neither see nor answer it.
+on, with the status of the main document that page loaded (the Navigation Timing entry's
+``responseStatus``: no listener on every response of the run, which would cost each run
+the round trip of every response event). It reads the page in the isolated world: the
+page's scripts neither see nor answer it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import re
 from dataclasses import dataclass
 
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Page, Response
+from playwright.async_api import Page
 
 from figranium_runner.isolated import IsolatedWorld
 
@@ -49,7 +51,9 @@ _SIGNS_JS = """
       ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT });
   let text = '';
   while (text.length < 20000 && walker.nextNode()) text += walker.currentNode.nodeValue + ' ';
-  return { title: document.title || '', text: text.slice(0, 20000), widget, solved };
+  const nav = performance.getEntriesByType('navigation')[0];
+  const status = nav && nav.responseStatus ? nav.responseStatus : null;
+  return { title: document.title || '', text: text.slice(0, 20000), widget, solved, status };
 }
 """
 
@@ -93,35 +97,23 @@ def block_reason(signs: PageSigns) -> str | None:
     return None
 
 
-class DocumentStatus:
-    """The HTTP status of the last document the page's main frame loaded."""
-
-    def __init__(self, page: Page) -> None:
-        self.status: int | None = None
-        self._page = page
-        page.on("response", self._seen)
-
-    def _seen(self, response: Response) -> None:
-        request = response.request
-        if request.resource_type == "document" and response.frame == self._page.main_frame:
-            self.status = response.status
-
-
-async def inspect(page: Page, world: IsolatedWorld, status: int | None) -> str | None:
+async def inspect(page: Page, world: IsolatedWorld) -> str | None:
     """:func:`block_reason` for the page as it is now; a page that cannot be read (closed,
-    navigating) is judged by its status alone."""
-    signs = PageSigns(status, page.url)
+    navigating) is not judged."""
     try:
         seen = await world.evaluate(_SIGNS_JS)
     except PlaywrightError:
-        return block_reason(signs)
-    if isinstance(seen, dict):
-        signs = PageSigns(
-            status,
+        return None
+    if not isinstance(seen, dict):
+        return None
+    status = seen.get("status")
+    return block_reason(
+        PageSigns(
+            status if isinstance(status, int) else None,
             page.url,
             title=str(seen.get("title") or ""),
             text=str(seen.get("text") or ""),
             widget=seen.get("widget") is True,
             solved=seen.get("solved") is True,
         )
-    return block_reason(signs)
+    )

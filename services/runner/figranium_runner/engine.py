@@ -124,22 +124,21 @@ async def execute(
     if task.stealth.enabled:
         state.human = Humanizer(task.stealth, rng or random.Random())
         banners.watch(state)
-    document = blockpage.DocumentStatus(page)
     await reach_closed_shadow_roots(page, task)
     try:
         with text_limit(limits.bounds.max_variable_bytes):
             result = await _run_task(state, task)
             if task.mode != "scrape":
-                result = await _judge_block(state, result, document.status)
+                result = await _judge_block(state, result)
     except BaseException:  # timed out or cancelled: nobody stores the downloads kept
         discard_files(state.captures)
         raise
     return result, state.captures
 
 
-async def _judge_block(state: RunState, result: RunResult, status: int | None) -> RunResult:
+async def _judge_block(state: RunState, result: RunResult) -> RunResult:
     """The result as ``anti_bot`` when the run ended on a block page, saying why."""
-    reason = await blockpage.inspect(state.page, state.world, status)
+    reason = await blockpage.inspect(state.page, state.world)
     if reason is None or result.outcome not in ("success", "error"):
         return result
     line = f"[OUTCOME] Anti-bot detected: {reason}."
