@@ -125,6 +125,15 @@ class Config(BaseSettings):
     # that does not fit is dropped with a log line. JetStream reserves both buckets' sizes
     # up front: together they must fit its storage (10 GiB in deploy/k8s).
     captures_max_bytes: int = Field(default=4 * 1024**3, ge=0, alias="CAPTURES_MAX_BYTES")
+    # Cabinets (figranium_common.cabinet_models): the bytes one cabinet's items may take,
+    # and all cabinets together (also the "cabinets" bucket's size, reserved up front like
+    # the captures'); an item that would pass either is refused and its object deleted.
+    cabinet_max_bytes: int = Field(default=1024**3, ge=1, alias="CABINET_MAX_BYTES")
+    cabinets_max_total_bytes: int = Field(
+        default=2 * 1024**3, ge=1, alias="CABINETS_MAX_TOTAL_BYTES"
+    )
+    # Cabinet items older than this many days are deleted with their bytes; 0 keeps them.
+    cabinet_retention_days: float = Field(default=0, ge=0, alias="CABINET_RETENTION_DAYS")
     # The scheduler sleeps until the next due time, at most this long (a changed schedule
     # wakes it at once through NATS; the cap covers a missed notice).
     scheduler_max_sleep_seconds: float = Field(

@@ -14,6 +14,7 @@ from typing import Annotated, ClassVar, Literal, TypedDict
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
 from figranium_common.action_models import Actions
+from figranium_common.cabinet_models import CabinetPlan, StoredDownload
 from figranium_common.jsontypes import GivenJson, GivenObject, GivenStorageState, JsonObject
 
 Outcome = Literal["success", "error", "stopped", "crashed", "anti_bot"]
@@ -121,14 +122,17 @@ GivenTask = Annotated[Task, PlainSerializer(Task.dump)]
 
 
 class DownloadEntry(BaseModel):
-    """A file a run downloaded, kept in the captures bucket (Figranium's ``downloads``)."""
+    """A file a run downloaded (Figranium's ``downloads``): an item of a cabinet."""
 
     model_config = ConfigDict(extra="allow")
 
     name: str  # the file name the site suggested
     url: str  # where it came from
-    path: str  # /captures/<stored name>
+    path: str  # /api/cabinets/<cabinet>/items/<item>/download (earlier: /captures/<name>)
     size: int  # bytes
+    cabinetId: str | None = None
+    itemId: str | None = None
+    kind: Literal["file", "folder"] | None = None
 
 
 class RunResult(BaseModel):
@@ -205,6 +209,8 @@ class RunRequest(BaseModel):
     # The stored captcha solver (/api/settings/captcha), for tasks that solve captchas;
     # left out of the JSON when None, so the message reads as earlier releases sent it.
     captcha_solver: CaptchaSolver | None = Field(default=None, exclude_if=lambda v: v is None)
+    # The cabinets it downloads to and may upload from; left out of the JSON when None.
+    cabinets: CabinetPlan | None = Field(default=None, exclude_if=lambda v: v is None)
     # storage_state, proxies, output and captcha_solver, sealed under the transit key
     # (they are then empty above); figranium_common.transit.
     sealed: str | None = None
@@ -364,6 +370,10 @@ class ResultEvent(_Event):
     # Set on an event too large for one NATS message: the whole event is this object of
     # the "results" bucket, and this message is a stand-in with its outcome.
     result_object: str | None = None
+    # Downloads stored in the cabinets bucket, for the ingester to make items of.
+    stored_downloads: list[StoredDownload] = Field(default_factory=list)
+    # Cabinet items the run uploaded and marked (``markAsUploaded``, ``finalize_uploads``).
+    uploaded_items: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _lines_fit_before(self) -> ResultEvent:

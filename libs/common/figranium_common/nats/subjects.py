@@ -38,6 +38,9 @@ CHANGES_NOTIFY_SUBJECT = "figranium.notify.v1.changes"
 # recomputes its wake-up time now instead of at its next timed poll.
 SCHEDULES_NOTIFY_SUBJECT = "figranium.notify.v1.schedules"
 CAPTURES_BUCKET = "captures"
+# Cabinet items' bytes (figranium_common.cabinet_models), apart from the captures so that
+# the captures' size cap never drops one; sized by CABINETS_MAX_TOTAL_BYTES.
+CABINETS_BUCKET = "cabinets"
 # Run results too large for one NATS message wait here, named by execution and attempt
 # (result_object_name), until a gateway stored them; the TTL clears what none took.
 RESULTS_BUCKET = "results"
