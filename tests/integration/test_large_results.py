@@ -140,7 +140,7 @@ def test_a_result_larger_than_a_message_is_stored_once_and_served_whole(
     assert BIG_TEXT in result["html"]
     assert result["data"] == len(BIG_TEXT)
 
-    # The download under the cap was streamed into the captures bucket whole; the one over
+    # The download under the cap was streamed into its cabinet whole; the one over
     # it was dropped with a clear line, and the run went on.
     assert [d["name"] for d in result["downloads"]] == ["small.csv"]
     stored = api.get(result["downloads"][0]["path"])

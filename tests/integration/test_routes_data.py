@@ -105,7 +105,7 @@ def test_capabilities_say_what_this_server_supports(api: httpx.Client) -> None:
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["apiVersion"] == "1" and body["runtimeVersion"]
-    assert body["features"]["cabinets"] is False and body["features"]["templates"] is False
+    assert body["features"]["cabinets"] is True and body["features"]["templates"] is False
     types = [action["type"] for action in body["actions"]]
     assert sorted(types) == sorted(ACTION_MODELS)
     click = next(action for action in body["actions"] if action["type"] == "click")

@@ -5,30 +5,26 @@ the health check and the template catalogue. Each test runs once per client; no 
 answer 400 or 404.
 
 The async client's resources are the sync ones over an awaitable transport, so one
-scenario serves both: :func:`_answer` awaits what the async client returns.
+scenario serves both: :func:`_answer` awaits what the async client returns
+(:mod:`tests.integration.sdk_clients`).
 """
 
 from __future__ import annotations
 
-import inspect
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
 import pytest
-from figranium import AsyncFigranium, Figranium, FigraniumError, Schedule
+from figranium import Schedule
 
 from tests.integration.editor_shapes import editor_action, editor_task
 from tests.integration.pages import QuietHandler, serve_http
-from tests.integration.stack import API_KEY, Stack
+from tests.integration.sdk_clients import CLIENTS, Sdk, open_sdk
+from tests.integration.sdk_clients import answer as _answer
+from tests.integration.sdk_clients import refused as _refused
 
-Sdk = Figranium | AsyncFigranium
-
-
-async def _answer(call: Any) -> Any:
-    """What an SDK call answered: awaited for the async client, as is for the sync one."""
-    return await call if inspect.isawaitable(call) else call
+sdk = pytest.fixture(params=CLIENTS)(open_sdk)
 
 
 class _LinksPage(QuietHandler):
@@ -49,31 +45,6 @@ class _LinksPage(QuietHandler):
 def links_site() -> Iterator[str]:
     with serve_http(_LinksPage) as url:
         yield url
-
-
-@pytest.fixture(params=["sync", "async"])
-async def sdk(
-    request: pytest.FixtureRequest, stack: tuple[Stack, httpx.Client]
-) -> AsyncIterator[Sdk]:
-    """The sync or the async client, with the API key as a bearer token (its default)."""
-    options: dict[str, Any] = {
-        "base_url": str(stack[1].base_url),
-        "api_key": API_KEY,
-        "timeout": 120,
-    }
-    if request.param == "sync":
-        with Figranium(**options) as client:
-            yield client
-    else:
-        async with AsyncFigranium(**options) as client:
-            yield client
-
-
-async def _refused(call: Callable[[], Any]) -> FigraniumError:
-    """The error an SDK call raised (the sync client raises on the call itself)."""
-    with pytest.raises(FigraniumError) as refused:
-        await _answer(call())
-    return refused.value
 
 
 async def test_health_uptime_is_whole_seconds(sdk: Sdk) -> None:

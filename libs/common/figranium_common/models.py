@@ -104,7 +104,8 @@ class Task(BaseModel):
     autoSolveCaptcha: bool = False
     # Figranium's {enabled, targetLanguage}: kept, not applied (docs/differences.md).
     translation: GivenObject | None = None
-    # Cabinets (Figranium's file store) are not here yet: kept for when they are.
+    # The cabinet the run's downloads land in (figranium_common.cabinet_dispatch); the
+    # task-level ``cabinetId`` is kept as given.
     downloadCabinetId: str | None = None
     cabinetId: str | None = None
     # The cap on one loop's iterations for this task; none: RUNNER_MAX_LOOP_ITERATIONS.

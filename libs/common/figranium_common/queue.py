@@ -23,6 +23,7 @@ from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from figranium_common import transit
+from figranium_common.cabinet_dispatch import cabinet_plan
 from figranium_common.captcha_settings import CAPTCHA_SETTING, solves_captchas, stored_solver
 from figranium_common.changelog import CHANGES_LOCK_ID, logged_insert
 from figranium_common.db import Connection
@@ -154,6 +155,7 @@ async def gather_run_request(
         subtasks=subtasks,
         output=await output_target(conn, box, (task.model_extra or {}).get("output")),
         captcha_solver=await _captcha_solver(conn, box, [task, *subtasks.values()]),
+        cabinets=await cabinet_plan(conn, task, subtasks.values()),
     )
 
 

@@ -21,6 +21,7 @@ from figranium_common.secretbox import SecretBox
 from figranium_gateway import dispatch, retention
 from figranium_gateway.ai import AiChain
 from figranium_gateway.auth import api_key_cache, auth_middleware
+from figranium_gateway.cabinet_cleanup import run_cabinet_cleanup
 from figranium_gateway.changes import ChangeFeed
 from figranium_gateway.errors import error_middleware
 from figranium_gateway.ingest import EventIngester
@@ -34,6 +35,9 @@ from figranium_gateway.routes import (
     ai_settings,
     aliases,
     backup,
+    cabinet_archives,
+    cabinet_files,
+    cabinets,
     capabilities,
     captcha_settings,
     captures,
@@ -76,6 +80,7 @@ from figranium_gateway.state import (
     WAITERS,
 )
 from figranium_gateway.store import settings as settings_store
+from figranium_gateway.store.cabinet_runs import Quotas
 from figranium_gateway.templates_catalog import TemplateCatalog
 from figranium_gateway.throttle import AuthThrottle
 from figranium_gateway.waiters import Waiters
@@ -121,6 +126,7 @@ async def _nats(app: web.Application) -> AsyncIterator[None]:
         ),
         captures_max_bytes=config.captures_max_bytes,
         results_max_bytes=config.results_max_bytes,
+        cabinets_max_bytes=config.cabinets_max_total_bytes,
     )
     waiters = Waiters()
     await waiters.start(nc)
@@ -235,6 +241,9 @@ def create_app(config: Config) -> web.Application:
                 metrics,
                 app[WAITERS].finished,
                 preview_bytes=config.result_preview_bytes,
+                cabinet_quotas=Quotas(
+                    cabinet=config.cabinet_max_bytes, total=config.cabinets_max_total_bytes
+                ),
             ).run(app[JS]),
         )
     )
@@ -252,6 +261,12 @@ def create_app(config: Config) -> web.Application:
     )
     app.cleanup_ctx.append(
         _watched("retention", lambda: retention.run_retention(app[POOL], app[JS], app[CONFIG]))
+    )
+    app.cleanup_ctx.append(
+        _watched(
+            "cabinet-cleanup",
+            lambda: run_cabinet_cleanup(app[POOL], app[JS], app[CONFIG]),
+        )
     )
     app.cleanup_ctx.append(
         _watched("webhooks", lambda: run_webhooks(app[POOL], app[BOX], app[CONFIG], metrics))
@@ -282,6 +297,9 @@ def create_app(config: Config) -> web.Application:
         ai_settings,
         captcha_settings,
         webhook_routes,
+        cabinets,
+        cabinet_files,
+        cabinet_archives,
         backup,
         capabilities,
         cookies,

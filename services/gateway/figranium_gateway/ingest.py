@@ -43,9 +43,11 @@ from figranium_common.nats import (
 from figranium_common.pull import PullStream
 from figranium_common.queue import seal_browser_state
 from figranium_common.secretbox import SecretBox, SecretError
-from figranium_gateway import changes
+from figranium_gateway import cabinet_ingest, changes
+from figranium_gateway.cabinet_cleanup import delete_objects_logged
 from figranium_gateway.metrics import GatewayMetrics
 from figranium_gateway.store import events, recording
+from figranium_gateway.store.cabinet_runs import Quotas
 from figranium_gateway.store.executions import RunOutcome
 
 log = structlog.get_logger(__name__)
@@ -104,10 +106,13 @@ class EventIngester:
         on_finished: Wake | None = None,
         *,
         preview_bytes: int | None = None,
+        cabinet_quotas: Quotas = cabinet_ingest.UNBOUNDED,
     ) -> None:
         """``on_finished``: this replica's ``Waiters.finished`` (see ``notify_finished``);
-        ``preview_bytes``: RESULT_PREVIEW_BYTES (None: results are kept as they are)."""
+        ``preview_bytes``: RESULT_PREVIEW_BYTES (None: results are kept as they are);
+        ``cabinet_quotas``: CABINET_MAX_BYTES and CABINETS_MAX_TOTAL_BYTES."""
         self._pool = pool
+        self._quotas = cabinet_quotas
         self._nc = nc
         self._preview_bytes = preview_bytes
         self._box = box
@@ -256,6 +261,8 @@ class EventIngester:
         payload.pop("started", None)  # stored as the started event it stands for
         payload.pop("result_object", None)
         result_object = event.result_object  # what the payload said too
+        files = await cabinet_ingest.settle_files(self._pool, event, payload, self._quotas)
+        event, payload = files.event, files.payload
         recorded = await recording.record_result(
             self._pool,
             event,
@@ -263,6 +270,8 @@ class EventIngester:
             storage_state=seal_browser_state(self._box, self._end_state(event)),
             preview_bytes=self._preview_bytes,
         )
+        # Refused downloads' objects: gone once the result no longer needs them.
+        await delete_objects_logged(self._nc.jetstream(), files.doomed)
         if result_object is not None:
             # Stored (or stored before): the bucket need not keep it until its TTL.
             await self._forget(result_object)

@@ -86,14 +86,16 @@ def doomed_captures(
     return doomed
 
 
-async def _objects(bucket: ObjectStore) -> list[ObjectInfo]:
+async def list_objects(bucket: ObjectStore) -> list[ObjectInfo]:
+    """The bucket's objects (deleted ones included, marked so)."""
     try:
         return await bucket.list()
     except NotFoundError:  # an empty bucket answers "not found"
         return []
 
 
-async def _delete_objects(bucket: ObjectStore, names: list[str]) -> int:
+async def delete_objects(bucket: ObjectStore, names: Iterable[str]) -> int:
+    """Delete the named objects; answers how many were there to delete."""
     removed = 0
     for name in names:
         try:
@@ -111,8 +113,8 @@ async def delete_captures_of(pool: Pool, js: JetStreamContext, execution_ids: li
     async with pool.connection() as conn:
         kept = await executions.ids_extending(conn, execution_ids)
     bucket = await captures_store(js)
-    names = doomed_captures(await _objects(bucket), deleted_ids=execution_ids, kept_ids=kept)
-    return await _delete_objects(bucket, names)
+    names = doomed_captures(await list_objects(bucket), deleted_ids=execution_ids, kept_ids=kept)
+    return await delete_objects(bucket, names)
 
 
 async def delete_captures_logged(
@@ -159,9 +161,9 @@ async def retention_round(
         kept = await executions.ids_extending(conn, deleted) if deleted else []
         bucket = await captures_store(js)
         names = doomed_captures(
-            await _objects(bucket), deleted_ids=deleted, kept_ids=kept, older_than=cutoff
+            await list_objects(bucket), deleted_ids=deleted, kept_ids=kept, older_than=cutoff
         )
-        removed = await _delete_objects(bucket, names)
+        removed = await delete_objects(bucket, names)
         await settings.stamp_turn(conn, LAST_ROUND_SETTING)
         # Last in the transaction: change ids must follow commit order (see changes.py).
         await record_deleted(conn, rows)

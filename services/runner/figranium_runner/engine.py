@@ -25,6 +25,7 @@ from figranium_runner import banners, blockpage, scrape
 from figranium_runner.actions import ActionFailed, StopRun
 from figranium_runner.actions.captcha import auto_solve
 from figranium_runner.bounds import Bounds
+from figranium_runner.cabinet_run import RunCabinets
 from figranium_runner.extraction import ExtractionError, extract, reach_closed_shadow_roots
 from figranium_runner.humanize import Humanizer
 from figranium_runner.interpreter import Interpreter, StopBefore
@@ -80,6 +81,7 @@ class Limits:
         emit: LogSink,
         subtasks: dict[str, Task] | None,
         captcha_solver: CaptchaSolver | None = None,
+        cabinets: RunCabinets | None = None,
     ) -> RunState:
         """The state of a task's run under these limits, before its first action."""
         variables = initial_variables(task.variables, overrides)
@@ -101,6 +103,7 @@ class Limits:
             captcha_solver=self.captcha_solver or captcha_solver,
             auto_solve_captcha=task.autoSolveCaptcha,
             captcha_detect_ms=self.captcha_detect_ms,
+            cabinets=cabinets or RunCabinets(),
         )
 
 
@@ -115,12 +118,17 @@ async def execute(
     subtasks: dict[str, Task] | None = None,
     captcha_solver: CaptchaSolver | None = None,
     rng: random.Random | None = None,
+    cabinets: RunCabinets | None = None,
 ) -> tuple[RunResult, list[Capture]]:
     """Run the whole task in ``page``; returns its result and the captures to store.
     ``captcha_solver`` is the run request's, used unless the runner has its own. ``rng``
     draws the choices of the task's stealth options (seeded, they repeat); the result's
-    outcome is ``anti_bot`` when the run ends on a block page (blockpage.py)."""
-    state = limits.first_state(page, task, overrides, execution_id, emit, subtasks, captcha_solver)
+    outcome is ``anti_bot`` when the run ends on a block page (blockpage.py).
+    ``cabinets`` collects the run's downloads (kept on disk for the caller to store) and
+    serves its uploads."""
+    state = limits.first_state(
+        page, task, overrides, execution_id, emit, subtasks, captcha_solver, cabinets
+    )
     if task.stealth.enabled:
         state.human = Humanizer(task.stealth, rng or random.Random())
         banners.watch(state)
@@ -130,8 +138,9 @@ async def execute(
             result = await _run_task(state, task)
             if task.mode != "scrape":
                 result = await _judge_block(state, result)
-    except BaseException:  # timed out or cancelled: nobody stores the downloads kept
+    except BaseException:  # timed out or cancelled: nobody stores the files kept
         discard_files(state.captures)
+        state.cabinets.discard_files()
         raise
     return result, state.captures
 

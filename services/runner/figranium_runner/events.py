@@ -10,6 +10,7 @@ import contextlib
 import structlog
 from nats.js import JetStreamContext
 
+from figranium_common.cabinet_models import StoredDownload
 from figranium_common.errors import describe
 from figranium_common.jsontypes import StorageState
 from figranium_common.models import LogEvent, ResultEvent, RunResult, StartedEvent
@@ -189,6 +190,8 @@ class EventPublisher:
         storage_state: StorageState | None = None,
         *,
         sealed_storage_state: str | None = None,
+        stored_downloads: list[StoredDownload] | None = None,
+        uploaded_items: list[str] | None = None,
     ) -> None:
         # What is already on its way goes out first; the last lines, and the start if it
         # is still waiting, ride in the result.
@@ -207,6 +210,8 @@ class EventPublisher:
             sealed_storage_state=sealed_storage_state,
             lines=[line for _, line in self._lines],
             started=self._start,
+            stored_downloads=stored_downloads or [],
+            uploaded_items=uploaded_items or [],
         )
         body = event.model_dump_json().encode()
         if len(body) > self._max_event_bytes:
@@ -257,7 +262,8 @@ class EventPublisher:
         return stand_in
 
     def _stand_in(self, event: ResultEvent, error: str | None) -> ResultEvent:
-        """``event`` without what makes it large: no data, HTML, logs or browser state."""
+        """``event`` without what makes it large: no data, HTML, logs or browser state. The
+        cabinet items stay: without them their objects would be stored for no item."""
         result = event.result
         return ResultEvent(
             execution_id=event.execution_id,
@@ -273,4 +279,6 @@ class EventPublisher:
             duration_ms=event.duration_ms,
             lines=[line for _, line in self._lines],
             started=self._start,
+            stored_downloads=event.stored_downloads,
+            uploaded_items=event.uploaded_items,
         )

@@ -25,6 +25,7 @@ from playwright.async_api import BrowserContext, Page, Video
 from playwright.async_api import Error as PlaywrightError
 
 from figranium_common import transit
+from figranium_common.cabinet_models import StoredDownload
 from figranium_common.config import Config
 from figranium_common.errors import InvalidUrlError
 from figranium_common.jsontypes import StorageState
@@ -32,6 +33,8 @@ from figranium_common.models import RunRequest, RunResult
 from figranium_common.secretbox import SecretBox
 from figranium_runner import identity, output, stealth
 from figranium_runner.browser import BrowserCrashed, BrowserHost, ContextOptions
+from figranium_runner.cabinet_run import RunCabinets
+from figranium_runner.cabinet_store import CabinetStore
 from figranium_runner.capture_store import CaptureStore
 from figranium_runner.context import end_state, new_video_dir, open_context, recording
 from figranium_runner.egress import EgressPolicy, pin_upstream
@@ -55,6 +58,7 @@ class RunResources:
     nc: NATS
     browser: BrowserHost
     captures: CaptureStore
+    cabinets: CabinetStore
     metrics: RunnerMetrics
     rng: random.Random
     runner_id: str
@@ -84,6 +88,8 @@ class Run:
         self.browser_died = False  # cancelled because its Chromium died
         self._started = 0.0
         self._captures: list[Capture] = []
+        self._cabinets = RunCabinets(plan=request.cabinets, source=resources.cabinets)
+        self._stored: list[StoredDownload] = []  # downloads in the cabinets bucket
         self._uploading: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
         self._end_state: StorageState | None = None
@@ -205,11 +211,8 @@ class Run:
             # the browser can tell the two apart.
             if result.outcome == "error" and await self._res.browser.lost(context):
                 raise BrowserCrashed("the browser crashed during the run")
-            # The screenshots are in hand: stored while the context closes.
-            self._uploading = asyncio.create_task(
-                self._res.captures.upload(self._captures, self.events.log),
-                name="captures-upload",
-            )
+            # The screenshots and downloads are in hand: stored while the context closes.
+            self._uploading = asyncio.create_task(self._store_files(), name="captures-upload")
             ran = True
         except PlaywrightError as exc:
             if await self._res.browser.lost(context):
@@ -237,6 +240,7 @@ class Run:
                     subtasks=request.subtasks,
                     captcha_solver=request.captcha_solver,
                     rng=self._res.rng,
+                    cabinets=self._cabinets,
                 )
         except TimeoutError:
             message = f"the run did not finish within {request.timeout_seconds:g} s"
@@ -270,6 +274,10 @@ class Run:
         if wait:
             await self._closing
 
+    async def _store_files(self) -> None:
+        await self._res.captures.upload(self._captures, self.events.log)
+        self._stored = await self._res.cabinets.put(self._cabinets.downloads, self.events.log)
+
     async def _store_captures(self, video: Capture | None) -> None:
         if self._uploading is not None:
             await self._uploading
@@ -282,6 +290,7 @@ class Run:
             self._uploading.cancel()
             self._uploading.add_done_callback(_retrieved)
         discard_files(self._captures)
+        self._cabinets.discard_files()
 
     async def _finish_despite_cancel(self, result: RunResult) -> None:
         finishing = asyncio.create_task(self._finish(result, self._end_state), name="run-finish")
@@ -297,7 +306,13 @@ class Run:
         duration_ms = int((time.monotonic() - self._started) * 1000)
         # Sealed under the transit key: the events stream on disk holds no cookies.
         sealed = transit.seal_result_state(self._res.transit(), self.events.execution_id, state)
-        await self.events.result(result, duration_ms, sealed_storage_state=sealed)
+        await self.events.result(
+            result,
+            duration_ms,
+            sealed_storage_state=sealed,
+            stored_downloads=self._stored,
+            uploaded_items=self._cabinets.marked,
+        )
         # The result is stored in the stream (its publish was acknowledged): the run is done
         # whatever happens to the ack. Not waiting for the server to confirm the ack saves a
         # round trip per run; an ack that is lost lets the run be delivered again, and the

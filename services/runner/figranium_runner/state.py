@@ -7,7 +7,7 @@ it lives apart from all three so that none of them imports another to reach it.
 from __future__ import annotations
 
 import asyncio
-import mimetypes
+import hashlib
 import os
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -17,25 +17,28 @@ from pathlib import Path
 from playwright.async_api import Download, Page
 from playwright.async_api import Error as PlaywrightError
 
+from figranium_common.cabinet_models import StoredDownload, item_object
+from figranium_common.cabinet_names import safe_name
 from figranium_common.errors import first_line
 from figranium_common.jsontypes import JsonObject, JsonValue
 from figranium_common.models import CaptchaSolver, DownloadEntry, Task, now_ms
 from figranium_common.outbound_urls import check_url
 from figranium_common.redact import Redactor
 from figranium_runner.bounds import Bounds, LogBudget, VariableBudget
+from figranium_runner.cabinet_run import KeptDownload, RunCabinets, new_item_id
 from figranium_runner.humanize import Humanizer
 from figranium_runner.isolated import IsolatedWorld
 
 LogSink = Callable[[str], Awaitable[None]]
 
-# Downloads wait on disk under this name until they are stored in the captures bucket.
+# Downloads wait on disk under this name until they are stored in the cabinets bucket.
 DOWNLOAD_FILE_PREFIX = "figranium-download-"
 
 
 @dataclass
 class Capture:
     """A file to store in the captures bucket: ``data`` in memory, or a file at ``path``
-    (a download: streamed from disk, and removed once stored)."""
+    (streamed from disk, and removed once stored)."""
 
     name: str
     data: bytes
@@ -44,7 +47,7 @@ class Capture:
 
 
 def discard_files(captures: list[Capture]) -> None:
-    """Remove the files of captures kept on disk (downloads), stored or not."""
+    """Remove the files of captures kept on disk, stored or not."""
     for capture in captures:
         if capture.path is not None:
             capture.path.unlink(missing_ok=True)
@@ -75,6 +78,8 @@ class RunState:
     logs: list[str] = field(default_factory=list)
     captures: list[Capture] = field(default_factory=list)
     downloads: list[DownloadEntry] = field(default_factory=list)
+    # Shared with the tasks this one starts: their downloads and uploads are the run's.
+    cabinets: RunCabinets = field(default_factory=RunCabinets)
     pending_downloads: set[asyncio.Task[None]] = field(default_factory=set)
     download_started: asyncio.Event = field(default_factory=asyncio.Event)
     error_handler: tuple[int, int] | None = None
@@ -114,6 +119,7 @@ class RunState:
             captcha_solver=self.captcha_solver,
             auto_solve_captcha=task.autoSolveCaptcha,
             captcha_detect_ms=self.captcha_detect_ms,
+            cabinets=self.cabinets,
             depth=self.depth + 1,
         )
 
@@ -171,25 +177,53 @@ class RunState:
                 )
                 return
             # A copy of our own, on disk: Playwright removes its file when the context
-            # closes, which may be while the captures are still being stored.
+            # closes, which may be while the downloads are still being stored.
             fd, raw = tempfile.mkstemp(prefix=DOWNLOAD_FILE_PREFIX)
             os.close(fd)
             kept = Path(raw)
             await download.save_as(kept)
+            sha256 = await asyncio.to_thread(_sha256_of, kept)
         except (PlaywrightError, OSError) as exc:
             if kept is not None:
                 kept.unlink(missing_ok=True)
             await self.say(f"[DOWNLOAD ERROR] {original}: {first_line(exc)}")
             return
-        name = f"{self.execution_id}_download_{now_ms()}_{_safe_label(original, 80)}"
-        kind = mimetypes.guess_type(original)[0] or "application/octet-stream"
-        self.captures.append(Capture(name, b"", kind, path=kept))
-        self.downloads.append(
-            DownloadEntry(name=original, url=download.url, path=f"/captures/{name}", size=size)
-        )
+        self._keep_download(original, download.url, kept, size, sha256)
         await self.say(f"[DOWNLOAD] Saved: {original}")
 
+    def _keep_download(self, name: str, url: str, path: Path, size: int, sha256: str) -> None:
+        """The download becomes an item of the run's download cabinet once the run is over
+        (the ingester may still refuse it: quotas), listed in the run's ``downloads``."""
+        item_id = new_item_id()
+        cabinet_id = self.cabinets.download_cabinet_id
+        stored = StoredDownload(
+            item_id=item_id,
+            cabinet_id=cabinet_id,
+            name=safe_name(name),
+            url=url,
+            object=item_object(item_id),
+            size=size,
+            sha256=sha256,
+        )
+        self.cabinets.downloads.append(KeptDownload(stored, path))
+        self.downloads.append(
+            DownloadEntry(
+                name=name,
+                url=url,
+                path=f"/api/cabinets/{cabinet_id}/items/{item_id}/download",
+                size=size,
+                cabinetId=cabinet_id,
+                itemId=item_id,
+                kind="file",
+            )
+        )
 
-def _safe_label(label: str, limit: int = 24) -> str:
+
+def _sha256_of(path: Path) -> str:
+    with path.open("rb") as source:
+        return hashlib.file_digest(source, "sha256").hexdigest()
+
+
+def _safe_label(label: str) -> str:
     cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in label).strip("-.")
-    return cleaned[:limit] or "file"
+    return cleaned[:24] or "file"

@@ -39,6 +39,7 @@ from figranium_common.nats import (
 from figranium_common.pull import PullStream
 from figranium_common.secretbox import SecretBox, SecretError
 from figranium_runner.browser import BrowserCrashed, BrowserHost
+from figranium_runner.cabinet_store import CabinetStore
 from figranium_runner.capture_store import CaptureStore
 from figranium_runner.context import remove_orphaned_video_dirs
 from figranium_runner.engine import Limits
@@ -95,6 +96,7 @@ class Worker:
             nc=nc,
             browser=browser,
             captures=CaptureStore(js),
+            cabinets=CabinetStore(js),
             metrics=self._metrics,
             rng=random.Random(),
             runner_id=self.runner_id,

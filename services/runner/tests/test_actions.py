@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from playwright.async_api import BrowserContext
 
+from figranium_common.cabinet_models import CabinetPlan, item_object
 from figranium_common.models import RunResult, Task
+from figranium_runner.cabinet_run import RunCabinets
 from figranium_runner.engine import Limits, execute
 from figranium_runner.state import Capture
 from services.runner.tests.site import serve
@@ -36,6 +39,7 @@ async def run(
     subtasks: dict[str, dict[str, Any]] | None = None,
     max_loop_iterations: int = 1000,
     max_download_bytes: int = 100 * 1024 * 1024,
+    cabinets: RunCabinets | None = None,
 ) -> tuple[RunResult, list[Capture]]:
     lines: list[str] = []
 
@@ -56,6 +60,7 @@ async def run(
         ),
         emit=emit,
         subtasks={name: Task.model_validate(body) for name, body in (subtasks or {}).items()},
+        cabinets=cabinets,
     )
     assert [line for line in lines if not line.startswith("[")] == [
         line for line in result.logs if not line.startswith("[")
@@ -362,20 +367,36 @@ CLICK_AND_WAIT_FOR_DOWNLOAD = [
 
 
 async def test_wait_downloads(context: BrowserContext, base: str) -> None:
+    plan = CabinetPlan(download_cabinet_id="cab_invoices", default_cabinet_id="cab_basic")
+    cabinets = RunCabinets(plan=plan)
     result, captures = await run(
         context,
         {
             "url": f"{base}/form",
             "actions": CLICK_AND_WAIT_FOR_DOWNLOAD,
         },
+        cabinets=cabinets,
     )
     assert [d.name for d in result.downloads] == ["file.csv"]
-    download = next(c for c in captures if "_download_" in c.name)
-    # Kept on disk, to be streamed into the captures bucket, not read into memory.
-    assert download.path is not None and download.path.read_bytes() == b"a,b\n1,2\n"
-    download.path.unlink()
-    assert result.downloads[0].path == f"/captures/{download.name}"
-    assert result.downloads[0].size == 8
+    # A download is a cabinet item, not a capture: kept on disk, to be streamed into the
+    # cabinets bucket as its item's object, not read into memory.
+    assert not any("_download_" in c.name for c in captures)
+    [kept] = cabinets.downloads
+    assert kept.path.read_bytes() == b"a,b\n1,2\n"
+    kept.path.unlink()
+    stored = kept.stored
+    assert stored.item_id.startswith("item_") and len(stored.item_id) == 25
+    assert stored.object == item_object(stored.item_id)
+    assert (stored.cabinet_id, stored.name, stored.size) == ("cab_invoices", "file.csv", 8)
+    assert stored.sha256 == hashlib.sha256(b"a,b\n1,2\n").hexdigest()
+    entry = result.downloads[0]
+    assert entry.path == f"/api/cabinets/cab_invoices/items/{stored.item_id}/download"
+    assert (entry.cabinetId, entry.itemId, entry.kind, entry.size) == (
+        "cab_invoices",
+        stored.item_id,
+        "file",
+        8,
+    )
 
 
 async def test_a_download_over_max_download_bytes_is_dropped_and_the_run_goes_on(

@@ -254,7 +254,7 @@ async def test_auto_solve_says_nothing_without_a_widget_and_logs_a_failure(
     assert said(failed, "[CAPTCHA ERROR] Auto-solve attempt failed: no captcha solver")
 
 
-async def test_upload_and_finalize_uploads_fail_naming_what_is_missing(
+async def test_upload_without_items_fails_as_figranium_and_finalize_uploads_marks_none(
     widgets: BrowserContext, pages: str
 ) -> None:
     result = await run(
@@ -262,15 +262,15 @@ async def test_upload_and_finalize_uploads_fail_naming_what_is_missing(
         {
             "url": pages + "/no-captcha",
             "actions": [
+                {"type": "upload", "selector": "", "cabinetId": "c1"},
                 {"type": "upload", "selector": "#f", "cabinetId": "c1", "markAsUploaded": True},
                 {"type": "finalize_uploads"},
             ],
         },
     )
-    assert said(result, "FAILED action upload: upload from cabinet 'c1' needs cabinets"), (
-        result.logs
-    )
-    assert said(result, "FAILED action finalize_uploads: finalize_uploads needs cabinets")
+    assert said(result, "FAILED action upload: Upload selector is required."), result.logs
+    assert said(result, "FAILED action upload: No unuploaded items in this cabinet.")
+    assert said(result, "Finalized 0 upload(s)")
 
 
 @pytest.mark.parametrize(

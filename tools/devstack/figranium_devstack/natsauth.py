@@ -39,6 +39,7 @@ PERMISSIONS: dict[str, JsonObject] = {
                 "$KV.stops.>",
                 "$O.captures.>",
                 "$O.results.>",
+                "$O.cabinets.>",
             ]
         },
         "subscribe": {
@@ -86,6 +87,14 @@ PERMISSIONS: dict[str, JsonObject] = {
                 "$JS.API.STREAM.PURGE.OBJ_results",
                 "$O.results.C.>",
                 "$O.results.M.>",
+                # Cabinet items: downloads stored, uploads read (figranium_common.nats
+                # read_object: the meta, then each chunk by a direct get).
+                "$JS.API.STREAM.INFO.OBJ_cabinets",
+                "$JS.API.STREAM.PURGE.OBJ_cabinets",
+                "$JS.API.STREAM.MSG.GET.OBJ_cabinets",
+                "$JS.API.DIRECT.GET.OBJ_cabinets",
+                "$O.cabinets.C.>",
+                "$O.cabinets.M.>",
             ],
         },
         "subscribe": {

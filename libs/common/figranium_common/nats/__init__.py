@@ -16,19 +16,25 @@ from figranium_common.nats.connection import (
 )
 from figranium_common.nats.listener import Listener, MessageHandler, notice_handler
 from figranium_common.nats.objects import (
+    StoredObject,
+    file_chunks,
     is_no_room,
     put_file_object,
     put_new_object,
+    put_stream_object,
+    read_object,
 )
 from figranium_common.nats.streams import (
     RunConsumerLimits,
     bind_topology,
+    cabinets_store,
     captures_store,
     declare_topology,
     results_store,
     stops_store,
 )
 from figranium_common.nats.subjects import (
+    CABINETS_BUCKET,
     CAPTURES_BUCKET,
     CHANGES_NOTIFY_SUBJECT,
     DEAD_CONSUMER,
@@ -67,6 +73,7 @@ from figranium_common.nats.subjects import (
 )
 
 __all__ = [
+    "CABINETS_BUCKET",
     "CAPTURES_BUCKET",
     "CHANGES_NOTIFY_SUBJECT",
     "DEAD_CONSUMER",
@@ -100,12 +107,15 @@ __all__ = [
     "MessageHandler",
     "NatsAuth",
     "RunConsumerLimits",
+    "StoredObject",
     "bind_topology",
+    "cabinets_store",
     "captures_store",
     "close",
     "connect",
     "declare_topology",
     "event_subject",
+    "file_chunks",
     "headful_ticket_subject",
     "inbox_prefix",
     "is_no_room",
@@ -114,6 +124,8 @@ __all__ = [
     "ping",
     "put_file_object",
     "put_new_object",
+    "put_stream_object",
+    "read_object",
     "result_object_name",
     "results_store",
     "run_subject",

@@ -17,7 +17,7 @@ import base64
 import contextlib
 import hashlib
 import json
-from collections.abc import Awaitable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -116,28 +116,85 @@ async def put_new_object(js: JetStreamContext, bucket: str, name: str, data: byt
     raise failed
 
 
+@dataclass(frozen=True)
+class StoredObject:
+    """What was stored of an object: its size and its SHA-256 (hex)."""
+
+    size: int
+    sha256: str
+
+
+async def file_chunks(path: Path) -> AsyncIterator[bytes]:
+    """The file at ``path``, chunk by chunk, read off the event loop."""
+    with path.open("rb") as source:
+        while chunk := await asyncio.to_thread(source.read, OBJ_DEFAULT_CHUNK_SIZE):
+            yield chunk
+
+
 async def put_file_object(js: JetStreamContext, bucket: str, name: str, path: Path) -> int:
     """As :func:`put_new_object`, for the file at ``path``, read chunk by chunk (a download
     may be far larger than the memory a run should take); returns its size."""
+    return (await put_stream_object(js, bucket, name, file_chunks(path))).size
+
+
+async def put_stream_object(
+    js: JetStreamContext, bucket: str, name: str, source: AsyncIterable[bytes]
+) -> StoredObject:
+    """As :func:`put_new_object`, for bytes arriving from ``source`` in pieces of any size:
+    stored in the bucket's chunks as they come, with at most a few chunks in memory. When
+    ``source`` raises (a limit it enforces, a client gone), what was stored is removed and
+    the error propagates."""
     new = _NewObject(js, bucket, name)
     digest = hashlib.sha256()
     size = count = 0
     pending: list[asyncio.Future[PubAck]] = []
     try:
-        with path.open("rb") as source:
-            while chunk := await asyncio.to_thread(source.read, OBJ_DEFAULT_CHUNK_SIZE):
-                digest.update(chunk)
-                size += len(chunk)
-                count += 1
-                pending.append(asyncio.ensure_future(new.publish_chunk(chunk)))
-                if len(pending) >= _FILE_CHUNKS_IN_FLIGHT:
-                    await asyncio.gather(*pending)
-                    pending = []
-            await asyncio.gather(*pending)
+        async for chunk in _rechunked(source):
+            digest.update(chunk)
+            size += len(chunk)
+            count += 1
+            pending.append(asyncio.ensure_future(new.publish_chunk(chunk)))
+            if len(pending) >= _FILE_CHUNKS_IN_FLIGHT:
+                await asyncio.gather(*pending)
+                pending = []
+        await asyncio.gather(*pending)
         await new.publish_meta(size, count, digest.digest())
     except BaseException:
         for task in pending:
             task.cancel()
         await new.discard()
         raise
-    return size
+    return StoredObject(size=size, sha256=digest.hexdigest())
+
+
+async def _rechunked(source: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """``source``'s bytes in chunks of the object store's chunk size (the last one shorter)."""
+    buffer = bytearray()
+    async for piece in source:
+        buffer += piece
+        while len(buffer) >= OBJ_DEFAULT_CHUNK_SIZE:
+            yield bytes(buffer[:OBJ_DEFAULT_CHUNK_SIZE])
+            del buffer[:OBJ_DEFAULT_CHUNK_SIZE]
+    if buffer:
+        yield bytes(buffer)
+
+
+async def read_object(js: JetStreamContext, bucket: str, name: str) -> AsyncIterator[bytes]:
+    """The object's bytes, chunk by chunk, each fetched when the previous one was taken
+    (direct gets: the reader sets the pace, nothing is pushed ahead of it). Raises
+    ``ObjectNotFoundError`` before the first chunk when there is no such object, and
+    ``ValueError`` after the last when the bytes do not match the object's digest."""
+    info = await (await js.object_store(bucket)).get_info(name)
+    stream = OBJ_STREAM_TEMPLATE.format(bucket=bucket)
+    subject = OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=bucket, obj=info.nuid)
+    digest = hashlib.sha256()
+    sequence = 1
+    for _ in range(info.chunks or 0):
+        msg = await js.get_msg(stream, seq=sequence, subject=subject, direct=True, next=True)
+        chunk = msg.data or b""
+        digest.update(chunk)
+        sequence = (msg.seq or sequence) + 1
+        yield chunk
+    expected = OBJ_DIGEST_TEMPLATE.format(digest=base64.urlsafe_b64encode(digest.digest()).decode())
+    if info.digest and info.digest.lower() != expected.lower():
+        raise ValueError(f"object {name!r} of {bucket!r} does not match its digest")

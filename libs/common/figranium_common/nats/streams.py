@@ -49,10 +49,11 @@ async def declare_topology(
     *,
     captures_max_bytes: int = 0,
     results_max_bytes: int = 0,
+    cabinets_max_bytes: int = 0,
 ) -> None:
     """Create streams, durable consumers and the buckets, or bring those of an older release
     up to date; safe to call concurrently. ``*_max_bytes``: the object store buckets' sizes
-    (CAPTURES_MAX_BYTES, RESULTS_MAX_BYTES; 0: no limit)."""
+    (CAPTURES_MAX_BYTES, RESULTS_MAX_BYTES, CABINETS_MAX_TOTAL_BYTES; 0: no limit)."""
     await _ensure_stream(
         js,
         subjects.RUNS_STREAM,
@@ -98,6 +99,12 @@ async def declare_topology(
         max_bytes=results_max_bytes,
         ttl=subjects.RESULTS_TTL_SECONDS,
         setting="RESULTS_MAX_BYTES",
+    )
+    await _ensure_object_store(
+        js,
+        subjects.CABINETS_BUCKET,
+        max_bytes=cabinets_max_bytes,
+        setting="CABINETS_MAX_TOTAL_BYTES",
     )
     await stops_store(js)
     await _allow_direct_stops(js)
@@ -210,6 +217,10 @@ async def captures_store(js: JetStreamContext, *, create: bool = True) -> Object
     return await _object_store(js, subjects.CAPTURES_BUCKET, create, None)
 
 
+async def cabinets_store(js: JetStreamContext, *, create: bool = True) -> ObjectStore:
+    return await _object_store(js, subjects.CABINETS_BUCKET, create, None)
+
+
 async def results_store(js: JetStreamContext, *, create: bool = True) -> ObjectStore:
     config = ObjectStoreConfig(ttl=subjects.RESULTS_TTL_SECONDS)
     return await _object_store(js, subjects.RESULTS_BUCKET, create, config)
@@ -231,7 +242,7 @@ async def bind_topology(
     js: JetStreamContext, consumer: str, stopping: asyncio.Event | None = None
 ) -> bool:
     """Wait until the gateway, which owns the topology, has declared what a runner uses:
-    its consumer on RUNS and the two buckets. Runners may not declare them (their NATS
+    its consumer on RUNS and the buckets. Runners may not declare them (their NATS
     user is refused those requests). False when ``stopping`` is set first."""
     waited = False
     while stopping is None or not stopping.is_set():
@@ -239,6 +250,7 @@ async def bind_topology(
             await js.consumer_info(subjects.RUNS_STREAM, consumer)
             await js.stream_info(subjects.STOPS_STREAM)
             await js.stream_info(OBJ_STREAM_TEMPLATE.format(bucket=subjects.CAPTURES_BUCKET))
+            await js.stream_info(OBJ_STREAM_TEMPLATE.format(bucket=subjects.CABINETS_BUCKET))
             if waited:
                 log.info("nats.topology_bound", consumer=consumer)
             return True

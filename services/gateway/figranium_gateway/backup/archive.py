@@ -17,13 +17,13 @@ from __future__ import annotations
 import io
 import json
 import re
-import stat
 import zipfile
 from dataclasses import dataclass, field
 from typing import Final
 
-from figranium_common.errors import FigraniumError
 from figranium_common.jsontypes import JsonObject, JsonValue
+from figranium_gateway.zip_bounds import ArchiveError as ArchiveError
+from figranium_gateway.zip_bounds import ZipBounds, checked_infos
 
 MANIFEST: Final = "manifest.json"
 FORMAT: Final = "figranium-python"
@@ -38,17 +38,11 @@ MAX_ARCHIVE_BYTES: Final = 32 * 1024 * 1024
 MAX_ENTRIES: Final = 2000
 MAX_ENTRY_BYTES: Final = 64 * 1024 * 1024  # one JSON file, uncompressed
 MAX_TOTAL_BYTES: Final = 256 * 1024 * 1024  # every entry, uncompressed
-# Deflate reaches ~1000:1 on repeated bytes; real JSON stays far below this ratio.
-MAX_RATIO: Final = 200
-_RATIO_FLOOR: Final = 1024 * 1024  # smaller entries may compress as well as they like
+MAX_RATIO: Final = 200  # real JSON stays far below
+_BOUNDS: Final = ZipBounds(
+    max_entries=MAX_ENTRIES, max_total_bytes=MAX_TOTAL_BYTES, max_ratio=MAX_RATIO
+)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._ ()@+-]+(/[A-Za-z0-9._ ()@+-]+)*/?$")
-
-
-class ArchiveError(FigraniumError):
-    """An archive refused as a whole; ``code`` says why (answered with a 400)."""
-
-    def __init__(self, code: str, details: str) -> None:
-        super().__init__(details, code=code)
 
 
 @dataclass
@@ -142,27 +136,15 @@ def read_archive(data: bytes) -> Archive:
 
 def _checked_entries(zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
     """Every entry by name, once each: count, names, kinds and sizes within the limits."""
-    infos = zf.infolist()
-    if len(infos) > MAX_ENTRIES:
-        raise ArchiveError("ARCHIVE_TOO_MANY_ENTRIES", f"more than {MAX_ENTRIES} entries")
     entries: dict[str, zipfile.ZipInfo] = {}
-    total = 0
-    for info in infos:
+    for info in checked_infos(zf, _BOUNDS):
         name = info.filename
         if ".." in name.split("/") or not _SAFE_NAME.match(name):
             raise ArchiveError("ARCHIVE_UNSAFE_NAME", f"entry name {name!r} is not allowed")
         if name in entries:
             raise ArchiveError("ARCHIVE_UNSAFE_NAME", f"entry {name!r} appears twice")
-        if stat.S_ISLNK(info.external_attr >> 16):
-            raise ArchiveError("ARCHIVE_UNSAFE_NAME", f"entry {name!r} is a symbolic link")
         if info.flag_bits & 0x1:
             raise ArchiveError("INVALID_FIGRANIUM_EXPORT", f"entry {name!r} is encrypted")
-        total += info.file_size
-        ratio_limit = max(info.compress_size, 1) * MAX_RATIO
-        if info.file_size > _RATIO_FLOOR and info.file_size > ratio_limit:
-            raise ArchiveError("ARCHIVE_BOMB", f"entry {name!r} expands more than {MAX_RATIO}:1")
-        if total > MAX_TOTAL_BYTES:
-            raise ArchiveError("ARCHIVE_BOMB", f"the entries expand past {MAX_TOTAL_BYTES} bytes")
         entries[name] = info
     return entries
 

@@ -1,9 +1,9 @@
 """``GET /api/capabilities``: what this server supports, for clients that adapt to it.
 
 Figranium answers ``{apiVersion, runtimeVersion, features, browser, actions}``; the same
-fields come first here, with this server's truth in them (no cabinets, no external CDP),
-followed by what Figranium does not say: the AI providers and whether each is configured,
-the task modes, and the limits a task runs under.
+fields come first here, with this server's truth in them (no external CDP, no selector
+streaming), followed by what Figranium does not say: the AI providers and whether each is
+configured, the task modes, and the limits a task runs under.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ async def capabilities(request: web.Request) -> web.Response:
             "executionStreaming": True,
             "schedules": True,
             "captures": True,
-            "cabinets": False,
+            "cabinets": True,
             "selectorStreaming": False,
             "headfulSessions": headful,
             "externalCDP": False,

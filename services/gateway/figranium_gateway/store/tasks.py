@@ -278,3 +278,56 @@ async def delete_all(conn: Connection) -> int:
     """Delete every task, and with them their versions, schedules and browser state."""
     cur = await conn.execute("DELETE FROM tasks")
     return cur.rowcount
+
+
+# --- cabinet references (figranium_gateway.store.cabinets) ----------------------------------
+
+
+def moved_cabinet(body: JsonMapping, from_id: str, to_id: str) -> JsonObject:
+    """``body`` with ``downloadCabinetId`` and each action's ``cabinetId`` that named
+    ``from_id`` naming ``to_id`` instead (what Figranium rewrites)."""
+    moved: JsonObject = dict(body)
+    if moved.get("downloadCabinetId") == from_id:
+        moved["downloadCabinetId"] = to_id
+    actions = moved.get("actions")
+    if isinstance(actions, list):
+        moved["actions"] = [
+            {**action, "cabinetId": to_id}
+            if isinstance(action, dict) and action.get("cabinetId") == from_id
+            else action
+            for action in actions
+        ]
+    return moved
+
+
+# Tasks, or versions, that name the cabinet %(from)s; the rewrite itself is moved_cabinet.
+_NAMING_CABINET = (
+    "({col}->>'downloadCabinetId' = %(from)s"
+    " OR {col}->'actions' @> jsonb_build_array(jsonb_build_object('cabinetId', %(from)s::text)))"
+)
+
+
+async def move_cabinet_references(conn: Connection, from_id: str, to_id: str) -> int:
+    """Make every task and task version naming cabinet ``from_id`` name ``to_id``; not a new
+    version. Answers how many tasks changed."""
+    ids = {"from": from_id}
+    cur = await conn.execute(
+        f"SELECT id, body FROM tasks WHERE {_NAMING_CABINET.format(col='body')} FOR UPDATE", ids
+    )
+    tasks = await cur.fetchall()
+    for row in tasks:
+        await conn.execute(
+            "UPDATE tasks SET body = %s, updated_at = now() WHERE id = %s",
+            (Jsonb(moved_cabinet(row["body"], from_id, to_id)), row["id"]),
+        )
+    cur = await conn.execute(
+        "SELECT task_id, id, snapshot FROM task_versions"
+        f" WHERE {_NAMING_CABINET.format(col='snapshot')} FOR UPDATE",
+        ids,
+    )
+    for row in await cur.fetchall():
+        await conn.execute(
+            "UPDATE task_versions SET snapshot = %s WHERE task_id = %s AND id = %s",
+            (Jsonb(moved_cabinet(row["snapshot"], from_id, to_id)), row["task_id"], row["id"]),
+        )
+    return len(tasks)
