@@ -80,7 +80,7 @@ from figranium_gateway.state import (
     WAITERS,
 )
 from figranium_gateway.store import settings as settings_store
-from figranium_gateway.store.cabinet_runs import Quotas
+from figranium_gateway.store.cabinets import Quotas
 from figranium_gateway.templates_catalog import TemplateCatalog
 from figranium_gateway.throttle import AuthThrottle
 from figranium_gateway.waiters import Waiters
@@ -241,9 +241,7 @@ def create_app(config: Config) -> web.Application:
                 metrics,
                 app[WAITERS].finished,
                 preview_bytes=config.result_preview_bytes,
-                cabinet_quotas=Quotas(
-                    cabinet=config.cabinet_max_bytes, total=config.cabinets_max_total_bytes
-                ),
+                cabinet_quotas=Quotas.of(config),
             ).run(app[JS]),
         )
     )

@@ -16,7 +16,8 @@ from figranium_common.db import Pool
 from figranium_common.jsontypes import JsonObject
 from figranium_common.models import DownloadEntry, LogLine, ResultEvent
 from figranium_gateway.store import events, recording
-from figranium_gateway.store.cabinet_runs import Placed, Quotas, mark_uploaded, place_downloads
+from figranium_gateway.store.cabinet_runs import Placed, mark_uploaded, place_downloads
+from figranium_gateway.store.cabinets import Quotas
 
 log = structlog.get_logger(__name__)
 

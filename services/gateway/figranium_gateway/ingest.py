@@ -47,7 +47,7 @@ from figranium_gateway import cabinet_ingest, changes
 from figranium_gateway.cabinet_cleanup import delete_objects_logged
 from figranium_gateway.metrics import GatewayMetrics
 from figranium_gateway.store import events, recording
-from figranium_gateway.store.cabinet_runs import Quotas
+from figranium_gateway.store.cabinets import Quotas
 from figranium_gateway.store.executions import RunOutcome
 
 log = structlog.get_logger(__name__)

@@ -11,7 +11,8 @@ from figranium_common.cabinet_models import StoredDownload, item_object
 from figranium_common.models import DownloadEntry, ResultEvent, RunResult
 from figranium_gateway.cabinet_ingest import UNBOUNDED, settle_files
 from figranium_gateway.store import executions, recording
-from figranium_gateway.store.cabinet_runs import Quotas, place_downloads
+from figranium_gateway.store.cabinet_runs import place_downloads
+from figranium_gateway.store.cabinets import Quotas
 
 DEFAULT = "cab_basic"
 

@@ -97,9 +97,6 @@ async def upload_item(request: web.Request) -> web.Response:
     async with pool.connection() as conn:
         found(await cabinets.get_cabinet(conn, cabinet_id), cabinet_not_found(cabinet_id))
     part = await file_part(request)
-    config = request.app[CONFIG]
-    quotas = cabinets.Quotas(
-        cabinet=config.cabinet_max_bytes, total=config.cabinets_max_total_bytes
-    )
+    quotas = cabinets.Quotas.of(request.app[CONFIG])
     item = await store_upload(pool, request.app[JS], cabinet_id, part, quotas)
     return web.json_response(item, status=201)

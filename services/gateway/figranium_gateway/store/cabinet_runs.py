@@ -14,23 +14,14 @@ from figranium_common.cabinet_models import StoredDownload
 from figranium_common.db import Pool
 from figranium_gateway.store.cabinets import (
     NewItem,
+    Quotas,
     default_cabinet_id,
     insert_item,
     lock_cabinet,
+    lock_quotas,
+    quota_refusal,
     usage,
 )
-
-# Taken by whatever adds bytes to the cabinets, so that two writers in different cabinets
-# cannot both pass the total quota with the room for one.
-CABINET_QUOTA_LOCK = "cabinets:quota"
-
-
-@dataclass(frozen=True)
-class Quotas:
-    """CABINET_MAX_BYTES and CABINETS_MAX_TOTAL_BYTES."""
-
-    cabinet: int
-    total: int
 
 
 @dataclass(frozen=True)
@@ -55,7 +46,7 @@ async def place_downloads(
     to delete. One stored before (same id) is answered as it is."""
     placed: list[Placed] = []
     async with pool.connection() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (CABINET_QUOTA_LOCK,))
+        await lock_quotas(conn)
         cur = await conn.execute("SELECT task_id FROM executions WHERE id = %s", (run_id,))
         execution = await cur.fetchone()
         task_id = None if execution is None else execution["task_id"]
@@ -74,13 +65,8 @@ async def place_downloads(
             if not cabinet_id or not await lock_cabinet(conn, cabinet_id):
                 cabinet_id = default
                 await lock_cabinet(conn, cabinet_id)
-            used = await usage(conn, cabinet_id)
-            if used.cabinet + download.size > quotas.cabinet:
-                refused = f"the cabinet would pass CABINET_MAX_BYTES ({quotas.cabinet})"
-                placed.append(Placed(download, cabinet_id, refused=refused))
-                continue
-            if used.total + download.size > quotas.total:
-                refused = f"the cabinets would pass CABINETS_MAX_TOTAL_BYTES ({quotas.total})"
+            refused = quota_refusal(await usage(conn, cabinet_id), download.size, quotas)
+            if refused is not None:
                 placed.append(Placed(download, cabinet_id, refused=refused))
                 continue
             item = await insert_item(
