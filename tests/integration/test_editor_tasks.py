@@ -44,7 +44,7 @@ def captcha_pages() -> Iterator[str]:
 def _form_and_captcha_task(site: str, captcha_pages: str) -> dict[str, Any]:
     """Every stealth option on; the form filled through selector variables, a selector
     condition, then a captcha page: wait for its widget, try to solve it with no solver
-    configured, and the upload actions cabinets would serve. It ends back on the form: a
+    configured, and an upload with nothing to upload there. It ends back on the form: a
     run that ends on an unsolved widget is a block page (``anti_bot``)."""
     return editor_task(
         "Editor: form and captcha",
@@ -152,9 +152,12 @@ def test_the_editor_task_runs(run: dict[str, Any]) -> None:
     assert captcha == ("true", "recaptcha_v2", "site-rc")
     assert data["solved"] == ""  # the failed solve stored nothing
     failures = [line for line in run["logs"] if line.startswith("FAILED action")]
-    assert len(failures) == 3, run["logs"]
+    assert len(failures) == 2, run["logs"]
     assert failures[0].startswith("FAILED action solve_captcha") and NO_SOLVER in failures[0]
-    assert all("cabinets" in line for line in failures[1:]), failures
+    # The default cabinet may hold other tests' items: either it has none, or the captcha
+    # page has no file input to put one in. finalize_uploads then has nothing to mark.
+    assert failures[1].startswith("FAILED action upload"), failures
+    assert any(line.startswith("Finalized 0 upload(s)") for line in run["logs"]), run["logs"]
 
 
 def test_solve_captcha_without_a_solver_goes_to_the_on_error_handler(
