@@ -30,7 +30,7 @@ from figranium_runner.extraction import ExtractionError, extract, reach_closed_s
 from figranium_runner.humanize import Humanizer
 from figranium_runner.interpreter import Interpreter, StopBefore
 from figranium_runner.page_html import result_html
-from figranium_runner.state import Capture, LogSink, RunState, discard_files
+from figranium_runner.state import Capture, LogSink, RunState
 from figranium_runner.variables import initial_variables, secret_values, substitute, text_limit
 
 
@@ -139,8 +139,7 @@ async def execute(
             if task.mode != "scrape":
                 result = await _judge_block(state, result)
     except BaseException:  # timed out or cancelled: nobody stores the files kept
-        discard_files(state.captures)
-        state.cabinets.discard_files()
+        state.discard_kept_files()
         raise
     return result, state.captures
 
@@ -166,19 +165,24 @@ async def run_until(
     emit: LogSink | None = None,
 ) -> RunState:
     """Open the start page and run the actions before ``stop_before``, as a run would;
-    no extraction, nothing kept, lines said only to ``emit``. Raises FigraniumError or
-    PlaywrightError on the first failure (a refused URL, a failed action), where a run
-    would log it and go on. Answers the run's state, to go on from."""
+    no extraction, lines said only to ``emit``. Raises FigraniumError or PlaywrightError on
+    the first failure (a refused URL, a failed action), where a run would log it and go
+    on. Answers the run's state, to go on from; the caller removes the files it kept
+    (``RunState.discard_kept_files``), which are removed here when it raises."""
     state = limits.first_state(page, task, overrides, "tools", emit or _unheard, subtasks)
     await reach_closed_shadow_roots(page, task)
     interpreter = Interpreter(
         state, task.actions, _run_task, stop_before=stop_before, fail_fast=True
     )
-    with text_limit(limits.bounds.max_variable_bytes):
-        if not await _open_start(state, task):
-            return state
-        with contextlib.suppress(StopBefore, StopRun):
-            await interpreter.run()
+    try:
+        with text_limit(limits.bounds.max_variable_bytes):
+            if not await _open_start(state, task):
+                return state
+            with contextlib.suppress(StopBefore, StopRun):
+                await interpreter.run()
+    except BaseException:
+        state.discard_kept_files()
+        raise
     return state
 
 

@@ -155,6 +155,11 @@ class RunState:
             self.variable_budget.admit("block.output", value)
             self.variables["block"] = {"output": value}
 
+    def discard_kept_files(self) -> None:
+        """Remove the files kept on disk for storing (captures, downloads), stored or not."""
+        discard_files(self.captures)
+        self.cabinets.discard_files()
+
     def track_downloads(self, page: Page) -> None:
         def on_download(download: Download) -> None:
             self.download_started.set()

@@ -108,6 +108,8 @@ async def try_action(
             output = await _perform(state, action)
         except (FigraniumError, PlaywrightError) as exc:
             error = _failure(state, exc)
+        finally:
+            state.discard_kept_files()
         return TestActionReply(
             status="success" if error is None else "error",
             durationMs=int((time.monotonic() - began) * 1000),

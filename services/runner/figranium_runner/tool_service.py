@@ -289,7 +289,7 @@ class ToolsService:
         try:
             page = await context.new_page()
             await identity.emulate(page, options)
-            await run_until(
+            run_state = await run_until(
                 page,
                 task,
                 request.variables,
@@ -298,11 +298,14 @@ class ToolsService:
                 subtasks=request.subtasks,
             )
             try:
-                html: str = await page.evaluate(_REDUCE_JS, MAX_ATTRIBUTE_CHARS)
-            except PlaywrightError:
-                # The last action started a navigation that replaced the document under us.
-                await page.wait_for_load_state("load")
-                html = await page.evaluate(_REDUCE_JS, MAX_ATTRIBUTE_CHARS)
+                try:
+                    html: str = await page.evaluate(_REDUCE_JS, MAX_ATTRIBUTE_CHARS)
+                except PlaywrightError:
+                    # The last action started a navigation that replaced the document.
+                    await page.wait_for_load_state("load")
+                    html = await page.evaluate(_REDUCE_JS, MAX_ATTRIBUTE_CHARS)
+            finally:
+                run_state.discard_kept_files()
             return bound_html(html), page.url
         finally:
             with contextlib.suppress(Exception):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from figranium_common.nats import TOOLS_PAGE_SUBJECT, TOOLS_SCRIPT_SUBJECT
 from figranium_devstack.natsserver import LocalNats
 from figranium_devstack.ports import free_port
 from figranium_runner.browser import BrowserHost
+from figranium_runner.state import DOWNLOAD_FILE_PREFIX
 from figranium_runner.tool_service import MAX_HTML_CHARS, ToolsService, bound_html
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -249,3 +252,24 @@ async def test_a_stopping_runner_takes_no_more_requests(tmp_path: Path, host: Br
             await service.drain(1)
         finally:
             await client.close()
+
+
+async def test_a_capture_keeps_no_downloaded_file(
+    tools: ToolsService, nc: NATS, base: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A task a capture's actions start keeps its downloads on disk, as in a run, for
+    # storing; a capture stores none, so they are removed once the page is captured.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    child = {
+        "id": "child",
+        "url": f"{base}/form",
+        "actions": [
+            {"type": "click", "selector": "#dl"},
+            {"type": "wait_downloads", "value": 5},
+        ],
+    }
+    task = {"url": f"{base}/form", "actions": [{"type": "start", "value": "child"}]}
+    reply = await capture(nc, task, 1, subtasks={"child": child})
+    assert reply.error is None
+    left = await asyncio.to_thread(os.listdir, tmp_path)
+    assert not [name for name in left if name.startswith(DOWNLOAD_FILE_PREFIX)], left
