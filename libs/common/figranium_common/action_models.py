@@ -58,46 +58,56 @@ class ActionBase(BaseModel):
     the default (``ACTION_TIMEOUT_MS``), never "no limit".
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True)
 
     id: str | None = None
+    """The action's own id, named in its log lines and errors."""
     type: str
     disabled: bool = False
+    """Skip the action when the task runs."""
     timeout: Annotated[float, Field(ge=0, le=3_600_000)] | None = None
+    """Milliseconds each page operation may take; 0 or none: ``ACTION_TIMEOUT_MS``."""
 
 
 class ElementAction(ActionBase):
     """An action on the element ``selector`` names (a CSS selector; {$variables} allowed)."""
 
     selector: str
+    """The element's CSS selector ({$variables} allowed)."""
 
 
 class PageOrElementAction(ActionBase):
     """An action on the element ``selector`` names, else on the page (or the focus)."""
 
     selector: str | None = None
+    """The element's CSS selector; none: the page (or the focused element)."""
 
 
 class StoringAction(ActionBase):
     """An action whose output is also kept in the variable ``varName``, when given."""
 
     varName: str | None = None
+    """The variable the action's output is also kept in."""
 
 
 class NavigateAction(ActionBase):
     type: Literal["navigate", "goto"]
-    value: str  # the URL
+    value: str
+    """The URL to go to."""
 
 
 class ClickAction(ElementAction):
     type: Literal["click"]
     clickType: Literal["single", "double", "right"] | None = None
+    """Which click; none: single."""
 
 
 class TypeAction(PageOrElementAction):
     type: Literal["type", "fill"]
-    value: Scalar  # the text
+    value: Scalar
+    """The text to type."""
     typeMode: Literal["append", "replace"] | None = None
+    """Add to the field's text, or replace it; none: replace."""
 
 
 class HoverAction(ElementAction):
@@ -106,13 +116,16 @@ class HoverAction(ElementAction):
 
 class PressAction(PageOrElementAction):
     type: Literal["press"]
-    key: str | None = None  # e.g. Enter, Control+A
-    value: Scalar | None = None  # the key, when ``key`` is empty
+    key: str | None = None
+    """The key to press: Enter, Control+A, ..."""
+    value: Scalar | None = None
+    """The key, when ``key`` is empty."""
 
 
 class SelectAction(ElementAction):
     type: Literal["select"]
-    value: Scalar  # the option's value, else its label
+    value: Scalar
+    """The option to choose: its value, else its label."""
 
 
 class CheckAction(ElementAction):
@@ -121,7 +134,8 @@ class CheckAction(ElementAction):
 
 class DragAndDropAction(ElementAction):
     type: Literal["drag_and_drop"]
-    targetSelector: str | None = None  # where to drop; refused at run time when empty
+    targetSelector: str | None = None
+    """The CSS selector of the element to drop on; the run refuses an empty one."""
 
 
 class ReloadAction(ActionBase):
@@ -132,6 +146,7 @@ class SecondsAction(ActionBase):
     """An action that waits at most ``value`` seconds, or a default of its type's."""
 
     value: Scalar | None = None
+    """Seconds to wait at most; none: the type's default."""
 
 
 class WaitAction(SecondsAction):
@@ -154,19 +169,24 @@ class WaitDownloadsAction(SecondsAction):
 
 class ScrollAction(PageOrElementAction):
     type: Literal["scroll"]
-    value: Scalar | None = None  # pixels (500)
-    key: str | None = None  # duration in ms (500)
+    value: Scalar | None = None
+    """Pixels to scroll by; none: 500."""
+    key: str | None = None
+    """How long the scroll takes, in ms; none: 500."""
 
 
 class ScreenshotAction(ActionBase):
     type: Literal["screenshot"]
-    label: str | None = None  # the file name's suffix
-    value: Scalar | None = None  # the suffix, when ``label`` is empty
+    label: str | None = None
+    """The end of the screenshot's file name."""
+    value: Scalar | None = None
+    """The end of the file name, when ``label`` is empty."""
 
 
 class JavascriptAction(ActionBase):
     type: Literal["javascript"]
-    value: str  # the code: an async function's body, or an expression
+    value: str
+    """The code: an async function's body (with ``return``), or an expression."""
 
 
 class GetContentAction(PageOrElementAction, StoringAction):
@@ -176,25 +196,33 @@ class GetContentAction(PageOrElementAction, StoringAction):
 class SetAction(ActionBase):
     type: Literal["set"]
     varName: str
-    value: NonNullJson | None = None  # text is parsed as a boolean, a number or JSON
+    """The variable to set."""
+    value: NonNullJson | None = None
+    """The value; text is parsed as a boolean, a number or JSON, else kept as text."""
 
 
 class MergeAction(StoringAction):
     type: Literal["merge"]
-    value: NonNullJson  # comma-separated names or literals, or the values themselves
+    value: NonNullJson
+    """Comma-separated variable names or literals, or the values themselves."""
 
 
 class CsvAction(StoringAction):
     type: Literal["csv"]
-    value: NonNullJson | None = None  # CSV text or a variable's name; none: block.output
+    value: NonNullJson | None = None
+    """CSV text or a variable's name; none: ``{$block.output}``."""
 
 
 class HttpRequestAction(StoringAction):
     type: Literal["http_request"]
-    value: str  # the URL
-    method: str | None = None  # GET
-    headers: str | dict[str, GivenJson] | None = None  # an object, or one as JSON text
+    value: str
+    """The URL to call."""
+    method: str | None = None
+    """The HTTP method; none: GET."""
+    headers: str | dict[str, GivenJson] | None = None
+    """The request's headers: an object, or one as JSON text."""
     body: str | dict[str, GivenJson] | list[GivenJson] | None = None
+    """The request's body (POST, PUT, PATCH, DELETE): text, or JSON."""
 
 
 class ConditionalAction(ActionBase):
@@ -202,19 +230,28 @@ class ConditionalAction(ActionBase):
     comparison of ``conditionVar`` (a variable) with ``conditionValue``."""
 
     value: str | None = None
-    # "selector": whether the element ``selector`` names is on the page (exists/not_exists)
+    """A JavaScript expression, when no structured condition is given."""
     conditionVarType: Literal["string", "number", "boolean", "selector"] | None = None
+    """How to compare; selector: whether the element ``selector`` names is on the page."""
     selector: str | None = None
+    """The element's CSS selector, for the ``selector`` comparison."""
     conditionVar: str | None = None
+    """What to compare: ``{$name}`` or a literal."""
     conditionOp: ConditionOp | None = None
+    """The comparison; none: equals (is_true for a boolean, exists for an element)."""
     conditionValue: str | int | float | bool | None = None
+    """What ``conditionVar`` is compared with."""
 
 
 class IfAction(ConditionalAction):
+    """Runs its block when the condition holds, else its ``else`` part, if any."""
+
     type: Literal["if"]
 
 
 class WhileAction(ConditionalAction):
+    """Runs its block again and again while the condition holds."""
+
     type: Literal["while"]
 
 
@@ -227,8 +264,11 @@ class EndAction(ActionBase):
 
 
 class RepeatAction(ActionBase):
+    """Runs its block ``value`` times."""
+
     type: Literal["repeat"]
-    value: Scalar  # how many times
+    value: Scalar
+    """How many times to run the block."""
 
 
 class ForeachAction(PageOrElementAction, StoringAction):
@@ -236,21 +276,28 @@ class ForeachAction(PageOrElementAction, StoringAction):
     ``value`` (a list, a variable's name, or JSON or lines of text)."""
 
     type: Literal["foreach"]
+    selector: str | None = None
+    """The CSS selector of the elements to go over; none: a list (``varName``, ``value``)."""
     value: str | list[GivenJson] | None = None
+    """A list, a variable's name, or JSON or lines of text."""
 
 
 class OnErrorAction(ActionBase):
+    """Runs its block, and ends the run, when a later action fails."""
+
     type: Literal["on_error"]
 
 
 class StopAction(ActionBase):
     type: Literal["stop"]
-    value: str | None = None  # "error" ends the run as failed; anything else, as a success
+    value: str | None = None
+    """error ends the run as failed; anything else, as a success."""
 
 
 class StartAction(ActionBase):
     type: Literal["start"]
-    value: str  # the id of the task to run
+    value: str
+    """The id of the saved task to run."""
 
 
 class CaptchaAction(PageOrElementAction, StoringAction):
@@ -258,8 +305,10 @@ class CaptchaAction(PageOrElementAction, StoringAction):
     anywhere on the page; ``captchaType`` empty: whichever is found. The result is also kept
     in ``varName``. ``timeout`` (ms) bounds the whole action: 0 or none, 120000."""
 
-    # recaptcha_v2, recaptcha_v3, hcaptcha or turnstile ({$variables} allowed)
+    selector: str | None = None
+    """The CSS selector of the element the widget is in; none: anywhere on the page."""
     captchaType: str | None = None
+    """recaptcha_v2, recaptcha_v3, hcaptcha or turnstile ({$variables} allowed)."""
 
 
 class WaitCaptchaAction(CaptchaAction):
@@ -275,11 +324,20 @@ class SolveCaptchaAction(CaptchaAction):
 
 
 class UploadAction(PageOrElementAction):
-    """Puts the next file of cabinet ``cabinetId`` into the file input ``selector``."""
+    """Puts the next file of cabinet ``cabinetId`` into the file input ``selector``
+    (the newest not yet uploaded; ``value`` and ``count`` are this server's extensions)."""
 
     type: Literal["upload"]
+    selector: str | None = None
+    """The CSS selector of the file input (or of what opens a file chooser)."""
     cabinetId: str | None = None
+    """The cabinet the file comes from; none, or an unknown id: the default cabinet."""
     markAsUploaded: bool = False
+    """Mark the file uploaded when the run's result is stored, not at ``finalize_uploads``."""
+    value: Scalar | None = None
+    """A glob the file's name must match (``*.csv``, in any case); none: any file."""
+    count: Scalar | None = None
+    """How many files an input that takes several gets: a number, or all; none: 1."""
 
 
 class FinalizeUploadsAction(ActionBase):

@@ -23,6 +23,10 @@ from figranium_gateway.ai import AiChain
 from figranium_gateway.auth import api_key_cache, auth_middleware
 from figranium_gateway.cabinet_cleanup import run_cabinet_cleanup
 from figranium_gateway.changes import ChangeFeed
+from figranium_gateway.console import pages as console_pages
+from figranium_gateway.console import setup as setup_console
+from figranium_gateway.console import task_pages as console_task_pages
+from figranium_gateway.console.gate import session_middleware
 from figranium_gateway.errors import error_middleware
 from figranium_gateway.ingest import EventIngester
 from figranium_gateway.metrics import (
@@ -32,6 +36,7 @@ from figranium_gateway.metrics import (
     refresh_queue_pending,
 )
 from figranium_gateway.routes import (
+    action_palette,
     ai_settings,
     aliases,
     backup,
@@ -213,7 +218,12 @@ def _watched(
 def create_app(config: Config) -> web.Application:
     metrics = GatewayMetrics()
     app = web.Application(
-        middlewares=[http_middleware(metrics), error_middleware, auth_middleware],
+        middlewares=[
+            http_middleware(metrics),
+            error_middleware,
+            session_middleware,
+            auth_middleware,
+        ],
         client_max_size=config.max_body_bytes,
     )
     app[CONFIG] = config
@@ -300,12 +310,16 @@ def create_app(config: Config) -> web.Application:
         cabinet_archives,
         backup,
         capabilities,
+        action_palette,
         cookies,
         cookie_states,
         templates,
         test_action,
         docs,
+        console_pages,
+        console_task_pages,
     )
     for module in modules:
         app.add_routes(module.api.table)
+    setup_console(app)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
@@ -30,6 +31,9 @@ from figranium_gateway.store import settings as settings_store
 log = structlog.get_logger(__name__)
 
 PUBLIC_PATHS = frozenset({"/api/health"}) | api_docs.PUBLIC_PATHS
+# Request key set by a middleware running before this one that already admitted the
+# request (the console's session middleware): no key is asked for.
+ADMITTED = "auth.admitted"
 
 
 def generate_api_key() -> str:
@@ -144,19 +148,28 @@ async def presented_keys(request: web.Request) -> list[str]:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in PUBLIC_PATHS or request.method == "OPTIONS":
+    if request.path in PUBLIC_PATHS or request.method == "OPTIONS" or request.get(ADMITTED):
         return await handler(request)
-    cache = request.app[AUTH]
-    expected = await cache.current()
+    expected = await request.app[AUTH].current()
     if expected is None:
         return await handler(request)
+    refused = await key_refusal(request, expected, lambda: presented_keys(request))
+    return await handler(request) if refused is None else refused
+
+
+async def key_refusal(
+    request: web.Request, expected: str, keys: Callable[[], Awaitable[list[str]]]
+) -> web.Response | None:
+    """None when one of the ``keys()`` is the API key (digest ``expected``), else the
+    refusal: a wrong key counts towards the client's lockout, wherever it was presented.
+    A locked-out client's keys are not even read."""
     throttle = request.app[THROTTLE]
     client = throttle.client_of(request)
     locked_for = throttle.retry_after(client)
     if locked_for:
         return _locked_out(locked_for)
-    if cache.hasher.matches(expected, await presented_keys(request)):
-        return await handler(request)
+    if request.app[AUTH].hasher.matches(expected, await keys()):
+        return None
     delay = throttle.failed(client)
     locked_for = throttle.retry_after(client)
     if locked_for:

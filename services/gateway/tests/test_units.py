@@ -14,8 +14,8 @@ from figranium_common.secretbox import SecretBox
 from figranium_gateway import dispatch
 from figranium_gateway.api_key import SUBKEY_PURPOSE, KeyHasher
 from figranium_gateway.errors import ApiError, error_middleware
+from figranium_gateway.execution_query import _limit
 from figranium_gateway.request_input import read_json_object
-from figranium_gateway.routes.executions import _limit
 from figranium_gateway.routes.runs import run_answer as _run_answer
 from figranium_gateway.secret_file import write_secret_file
 from figranium_gateway.throttle import AuthThrottle

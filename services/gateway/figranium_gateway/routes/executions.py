@@ -7,18 +7,18 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from figranium_common.jsontypes import GivenObject
+from figranium_common.jsontypes import GivenObject, JsonObject
 from figranium_common.redact import mask_run_variables, mask_task
 from figranium_gateway import changes, retention
 from figranium_gateway.errors import ApiError, found
+from figranium_gateway.execution_page import DEFAULT_LIMIT
+from figranium_gateway.execution_query import MAX_LIMIT, OUTCOMES, encode_cursor, parse_query
 from figranium_gateway.routing import RouteOptions, Router
 from figranium_gateway.state import JS, NC, POOL
 from figranium_gateway.store import executions as execution_store
 from figranium_gateway.store import results as result_store
 
 api = Router("executions")
-
-MAX_LIMIT = 1000
 
 
 class ExecutionSummary(BaseModel):
@@ -44,6 +44,9 @@ class ExecutionSummary(BaseModel):
 
 class ExecutionList(BaseModel):
     executions: list[ExecutionSummary]
+    nextCursor: str | None = Field(
+        default=None, description="present when more rows follow: pass it as ?cursor="
+    )
 
 
 class WebhookState(BaseModel):
@@ -79,8 +82,13 @@ class Cleared(BaseModel):
 
 _LISTING: RouteOptions = {
     "query": {
-        "limit": "how many, newest first (1-1000, default 50)",
+        "limit": f"how many, newest first (1-{MAX_LIMIT}, default {DEFAULT_LIMIT})",
         "status": "only those whose phase, outcome or HTTP status is this",
+        "taskId": "only this task's",
+        "outcome": f"only those finished with this outcome ({', '.join(OUTCOMES)})",
+        "from": "created at or after (epoch ms or ISO 8601)",
+        "to": "created before (epoch ms or ISO 8601)",
+        "cursor": "continue after the page that answered this nextCursor",
     },
     "responses": {200: ExecutionList, 400: None},
 }
@@ -94,27 +102,16 @@ def _missing(execution_id: str) -> ApiError:
     return ApiError(404, "EXECUTION_NOT_FOUND", f"no execution {execution_id!r}")
 
 
-def _limit(raw: str | None) -> int:
-    if raw is None:
-        return 50
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "INVALID_QUERY", f"limit must be a whole number, not {raw!r}") from None
-    if not 1 <= value <= MAX_LIMIT:
-        raise ApiError(400, "INVALID_QUERY", f"limit must be between 1 and {MAX_LIMIT}")
-    return value
-
-
 @api.get("/api/executions", "Recent executions", **_LISTING)
 @api.get("/api/executions/list", "Recent executions (alias)", **_LISTING)
 async def list_executions(request: web.Request) -> web.Response:
-    executions = await execution_store.list_executions(
-        request.app[POOL],
-        limit=_limit(request.query.get("limit")),
-        status=request.query.get("status") or None,
+    executions, after = await execution_store.list_executions(
+        request.app[POOL], parse_query(request.query)
     )
-    return web.json_response({"executions": executions})
+    page: JsonObject = {"executions": executions}
+    if after is not None:
+        page["nextCursor"] = encode_cursor(after)
+    return web.json_response(page)
 
 
 @api.post(

@@ -20,6 +20,7 @@ from figranium_gateway.errors import ApiError
 from figranium_gateway.request_input import read_model
 from figranium_gateway.routing import Router
 from figranium_gateway.state import AUTH, CONFIG, NC, POOL
+from figranium_gateway.store import console_sessions
 from figranium_gateway.store import settings as settings_store
 
 log = structlog.get_logger(__name__)
@@ -92,7 +93,14 @@ async def set_api_key(request: web.Request) -> web.Response:
     if cache.source == "stored":
         cache.changed_here(new_key)
     await announce(request.app[NC], API_KEY_SETTING)
-    log.warning("auth.api_key_changed", generated=not wanted, auth_source=cache.source)
+    # Sessions are tied to the key they were opened with anyway; this removes their rows.
+    ended = await console_sessions.end_all_sessions(request.app[POOL])
+    log.warning(
+        "auth.api_key_changed",
+        generated=not wanted,
+        auth_source=cache.source,
+        console_sessions_ended=ended,
+    )
     return web.json_response(ApiKeyOut(apiKey=new_key).model_dump())
 
 

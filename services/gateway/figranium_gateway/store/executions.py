@@ -6,9 +6,10 @@ too); every deletion logs its change in its own transaction (``changelog``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from datetime import datetime
-from typing import TypedDict
+from typing import TypedDict, get_args
 
 from psycopg import AsyncCursor
 from psycopg.rows import DictRow
@@ -19,6 +20,7 @@ from figranium_common.changelog import record_deleted
 from figranium_common.db import Connection, Pool
 from figranium_common.jsontypes import JsonMapping, JsonObject
 from figranium_common.models import Outcome, Phase, ResultEvent, StartedEvent, epoch_ms
+from figranium_gateway.execution_page import ExecutionQuery, Position
 from figranium_gateway.store import events, webhooks
 from figranium_gateway.store.results import WHOLE_RESULT
 
@@ -135,17 +137,64 @@ async def get_execution(pool: Pool, execution_id: str) -> JsonObject | None:
         return out
 
 
-async def list_executions(pool: Pool, *, limit: int, status: str | None) -> list[JsonObject]:
-    query = f"SELECT {_LIST_COLUMNS} FROM executions"
-    params: list[str | int] = []
-    if status:
-        query += " WHERE phase = %s OR outcome = %s OR status::text = %s"
-        params += [status, status, status]
-    query += " ORDER BY created_at DESC, id DESC LIMIT %s"
-    params.append(limit)
+async def list_executions(
+    pool: Pool, query: ExecutionQuery
+) -> tuple[list[JsonObject], Position | None]:
+    """A page of the listing, newest first (ties by id), and where the next page starts
+    when there is one."""
+    sql, params = listing_statement(query)
     async with pool.connection() as conn:
-        cur = await conn.execute(query.encode(), params)
-        return [_execution_out(row, detail=False) for row in await cur.fetchall()]
+        cur = await conn.execute(sql.encode(), params)
+        rows = await cur.fetchall()
+    page = rows[: query.limit]
+    more = len(rows) > query.limit
+    after = Position(page[-1]["created_at"], page[-1]["id"]) if more else None
+    return [_execution_out(row, detail=False) for row in page], after
+
+
+def listing_statement(query: ExecutionQuery) -> tuple[str, list[object]]:
+    """The SQL of a listing page and its parameters: one row more than the page, to tell
+    whether another follows. Every filter is a condition one of the listing's indexes
+    serves (migration 009)."""
+    where, params = _listing_conditions(query)
+    sql = f"SELECT {_LIST_COLUMNS} FROM executions"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY created_at DESC, id DESC LIMIT %s"
+    params.append(query.limit + 1)
+    return sql, params
+
+
+def _listing_conditions(query: ExecutionQuery) -> tuple[list[str], list[object]]:
+    where: list[str] = []
+    params: list[object] = []
+    if query.status:
+        column, value = _status_condition(query.status)
+        where.append(f"{column} = %s")
+        params.append(value)
+    for column, given in (
+        ("task_id = %s", query.task_id),
+        ("outcome = %s", query.outcome),
+        ("created_at >= %s", query.created_from),
+        ("created_at < %s", query.created_to),
+    ):
+        if given is not None:
+            where.append(column)
+            params.append(given)
+    if query.after is not None:
+        where.append("(created_at, id) < (%s, %s)")
+        params += [query.after.created_at, query.after.id]
+    return where, params
+
+
+def _status_condition(status: str) -> tuple[str, object]:
+    """``status`` matches the phase, the outcome or the HTTP status: phases, outcomes and
+    numbers never share a spelling, so one column answers, and its index can serve."""
+    if status in get_args(Phase):
+        return "phase", status
+    if re.fullmatch(r"-?[1-9]\d{0,8}|0", status):
+        return "status", int(status)
+    return "outcome", status
 
 
 async def summaries(pool: Pool, execution_ids: Collection[str]) -> dict[str, JsonObject]:

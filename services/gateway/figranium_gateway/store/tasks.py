@@ -57,6 +57,20 @@ async def list_task_summaries(pool: Pool) -> list[DictRow]:
         return list(await cur.fetchall())
 
 
+async def search_task_summaries(pool: Pool, text: str, limit: int) -> list[DictRow]:
+    """Id and name of the newest ``limit`` tasks whose id or name contains ``text``
+    (case-insensitive; every task for an empty ``text``)."""
+    pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, body->>'name' AS name, body->>'url' AS url FROM tasks"
+            " WHERE id ILIKE %s OR body->>'name' ILIKE %s"
+            " ORDER BY updated_at DESC, id LIMIT %s",
+            (pattern, pattern, limit),
+        )
+        return list(await cur.fetchall())
+
+
 async def get_task(pool: Pool, task_id: str) -> JsonObject | None:
     async with pool.connection() as conn:
         cur = await conn.execute("SELECT id, body, updated_at FROM tasks WHERE id = %s", (task_id,))

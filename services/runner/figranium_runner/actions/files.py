@@ -74,7 +74,7 @@ async def finalize_uploads(state: RunState, action: FinalizeUploadsAction) -> Ac
 
 
 def _pattern(state: RunState, action: UploadAction) -> str:
-    return text(state, (action.model_extra or {}).get("value")).strip()
+    return text(state, action.value).strip()
 
 
 def _matching(items: list[CabinetFile], pattern: str) -> list[CabinetFile]:
@@ -85,7 +85,7 @@ def _matching(items: list[CabinetFile], pattern: str) -> list[CabinetFile]:
 
 def _count(state: RunState, action: UploadAction) -> int | None:
     """How many items an input taking several gets: ``count`` (None: all), else one."""
-    raw = text(state, (action.model_extra or {}).get("count")).strip().lower()
+    raw = text(state, action.count).strip().lower()
     if not raw:
         return 1
     if raw == "all":
