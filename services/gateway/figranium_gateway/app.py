@@ -23,7 +23,9 @@ from figranium_gateway.ai import AiChain
 from figranium_gateway.auth import api_key_cache, auth_middleware
 from figranium_gateway.cabinet_cleanup import run_cabinet_cleanup
 from figranium_gateway.changes import ChangeFeed
+from figranium_gateway.console import execution_pages as console_execution_pages
 from figranium_gateway.console import pages as console_pages
+from figranium_gateway.console import schedule_pages as console_schedule_pages
 from figranium_gateway.console import setup as setup_console
 from figranium_gateway.console import task_pages as console_task_pages
 from figranium_gateway.console.gate import session_middleware
@@ -318,6 +320,8 @@ def create_app(config: Config) -> web.Application:
         docs,
         console_pages,
         console_task_pages,
+        console_schedule_pages,
+        console_execution_pages,
     )
     for module in modules:
         app.add_routes(module.api.table)

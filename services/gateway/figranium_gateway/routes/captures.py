@@ -6,6 +6,7 @@ import re
 from typing import Literal, TypedDict
 
 from aiohttp import web
+from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError, ObjectNotFoundError
 from pydantic import BaseModel, Field
 
@@ -80,7 +81,14 @@ async def _list(request: web.Request, *, kinds: frozenset[str]) -> list[_Listed]
     run_id = request.query.get("runId")
     if run_id is not None and not _CAPTURE_NAME.fullmatch(run_id):
         raise ApiError(400, "INVALID_QUERY", "runId is letters, digits, _ . : and -")
-    bucket = await captures_store(request.app[JS])
+    return await listed_captures(request.app[JS], run_id, kinds=kinds)
+
+
+async def listed_captures(
+    js: JetStreamContext, run_id: str | None, *, kinds: frozenset[str]
+) -> list[_Listed]:
+    """The captures of these ``kinds`` (of the run ``run_id``, or all), newest first."""
+    bucket = await captures_store(js)
     try:
         objects = await bucket.list()
     except NotFoundError:  # an empty bucket answers "not found"

@@ -7,27 +7,23 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from figranium_common.jsontypes import JsonObject
-from figranium_common.nats import SCHEDULES_NOTIFY_SUBJECT, ping
-from figranium_common.schedule_merge import merge_schedule
-from figranium_common.schedules import ScheduleBody, Timing, describe, iso, resolve, upcoming
-from figranium_gateway.errors import ApiError, describe_validation_error
+from figranium_common.schedules import ScheduleBody, Timing, describe, iso
+from figranium_gateway import schedule_changes
+from figranium_gateway.errors import describe_validation_error
 from figranium_gateway.openapi import ErrorBody
 from figranium_gateway.request_input import read_json_object, task_id_of, task_not_found
 from figranium_gateway.routing import Router
-from figranium_gateway.state import CONFIG, NC, POOL
+from figranium_gateway.state import CONFIG, POOL
 from figranium_gateway.store import schedules as schedule_store
 from figranium_gateway.store import tasks as task_store
 from figranium_gateway.validation import checked_webhook_url, webhook_url_type
 
-log = structlog.get_logger(__name__)
 api = Router("schedules")
 
-PREVIEW_RUNS = 5
 # A replica is running while its heartbeat is at most this many intervals old.
 HEARTBEATS_ALIVE = 3
 
@@ -97,10 +93,6 @@ class OverallStatus(BaseModel):
 _NOT_FOUND = {404: ErrorBody}
 
 
-def _ms(value: datetime) -> int:
-    return int(value.timestamp() * 1000)
-
-
 async def _body(request: web.Request) -> JsonObject:
     """The body as sent, its ``webhookUrl`` checked (the stored one was when it was set)."""
     raw = await read_json_object(request)
@@ -110,29 +102,6 @@ async def _body(request: web.Request) -> JsonObject:
         allow_private = request.app[CONFIG].allow_private_networks
         raw["webhookUrl"] = await checked_webhook_url(url, allow_private=allow_private)
     return raw
-
-
-def _schedule_body(raw: JsonObject) -> ScheduleBody:
-    try:
-        return ScheduleBody.model_validate(raw)
-    except ValidationError as exc:
-        raise ApiError(400, "INVALID_SCHEDULE", describe_validation_error(exc)) from None
-
-
-class _Merge:
-    """Plans the schedule ``body`` makes of the stored one (figranium_common.schedule_merge)
-    and keeps that plan, for the answer."""
-
-    def __init__(self, body: JsonObject) -> None:
-        self.body = body
-        self.planned: schedule_store.Planned | None = None
-
-    def __call__(self, stored: JsonObject | None) -> schedule_store.Planned:
-        merged = _schedule_body(merge_schedule(stored, self.body))
-        timing, schedule = resolve(merged)
-        next_run = upcoming(timing, datetime.now(UTC), 1)[0] if merged.enabled else None
-        self.planned = schedule_store.Planned(schedule, timing, next_run)
-        return self.planned
 
 
 @api.get(
@@ -170,23 +139,18 @@ async def list_schedules(request: web.Request) -> web.Response:
 )
 async def set_schedule(request: web.Request) -> web.Response:
     task_id = task_id_of(request)
-    merge = _Merge(await _body(request))
-    schedule = await schedule_store.save_schedule(request.app[POOL], task_id, merge)
-    if schedule is None or merge.planned is None:
-        raise task_not_found(task_id)
-    timing = merge.planned.timing
-    await ping(request.app[NC], SCHEDULES_NOTIFY_SUBJECT)  # wake the schedulers
-    log.info(
-        "schedule.saved",
-        task_id=task_id,
-        cron=timing.cron,
-        interval_minutes=timing.interval_minutes,
-        timezone=timing.timezone,
-        enabled=schedule.get("enabled"),
-        next_run=schedule["nextRun"],
+    saved = await schedule_changes.save(
+        request.app, task_id, await _body(request), datetime.now(UTC)
     )
+    if saved is None:
+        raise task_not_found(task_id)
+    schedule = saved.schedule
     return web.json_response(
-        {"schedule": schedule, "description": describe(timing), "nextRun": schedule["nextRun"]}
+        {
+            "schedule": schedule,
+            "description": describe(saved.timing),
+            "nextRun": schedule["nextRun"],
+        }
     )
 
 
@@ -197,10 +161,8 @@ async def set_schedule(request: web.Request) -> web.Response:
 )
 async def delete_schedule(request: web.Request) -> web.Response:
     task_id = task_id_of(request)
-    if not await schedule_store.delete_schedule(request.app[POOL], task_id):
+    if not await schedule_changes.remove(request.app, task_id):
         raise task_not_found(task_id)
-    await ping(request.app[NC], SCHEDULES_NOTIFY_SUBJECT)  # wake the schedulers
-    log.info("schedule.deleted", task_id=task_id)
     return web.json_response({"success": True, "schedule": None})
 
 
@@ -246,14 +208,4 @@ async def describe_schedule(request: web.Request) -> web.Response:
     except ValidationError as exc:
         # A preview answers "not valid, because …" instead of refusing: that is its job.
         return web.json_response({"valid": False, "error": describe_validation_error(exc)})
-    timing, _ = resolve(body)
-    runs = upcoming(timing, datetime.now(UTC), PREVIEW_RUNS)
-    return web.json_response(
-        {
-            "valid": True,
-            "cron": timing.cron,
-            "description": describe(timing),
-            "nextRun": _ms(runs[0]),
-            "nextRuns": [iso(run) for run in runs],
-        }
-    )
+    return web.json_response(schedule_changes.preview(body, datetime.now(UTC)))
