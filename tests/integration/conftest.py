@@ -12,6 +12,7 @@ from figranium_devstack.natsserver import LocalNats
 from figranium_devstack.ports import free_port
 from figranium_devstack.postgres import LocalPostgres
 from tests.integration.ai_fakes import AiFakes
+from tests.integration.console_browser import signed_in
 from tests.integration.pages import PageHandler, serve_http
 from tests.integration.stack import Stack, own_stack
 
@@ -101,3 +102,13 @@ def ai_stack(
     with own_stack(tmp_path_factory.mktemp("ai"), postgres, **fakes.env) as stack:
         stack.start_gateway()
         yield stack
+
+
+@pytest.fixture
+def browser_like(api: httpx.Client) -> Iterator[httpx.Client]:
+    """A browser-like client holding a console session on the shared stack."""
+    client = signed_in(str(api.base_url))
+    try:
+        yield client
+    finally:
+        client.close()

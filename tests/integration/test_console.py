@@ -11,13 +11,12 @@ import httpx
 import psycopg
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import expect
 
 from figranium_devstack.postgres import LocalPostgres
-from figranium_runner.browser import find_chromium
+from tests.integration.console_browser import SIGN_IN, accessible, console_page, signed_in
 from tests.integration.stack import API_KEY, Stack, fetch_rows, own_stack, wait_until
 
-SIGN_IN = "/console/sign-in"
 STORED_KEY = "console-key-0123456789abcdef"  # the replicas' stored key
 _STORED = {"x-api-key": STORED_KEY}
 
@@ -25,27 +24,6 @@ _STORED = {"x-api-key": STORED_KEY}
 def _set_cookies(response: httpx.Response) -> dict[str, str]:
     """Each cookie the answer sets → its whole Set-Cookie header."""
     return {header.split("=", 1)[0]: header for header in response.headers.get_list("set-cookie")}
-
-
-def _signed_in(base_url: str, key: str = API_KEY, **headers: str) -> httpx.Client:
-    """A browser-like client (no API key header) holding a console session."""
-    client = httpx.Client(base_url=base_url, timeout=30, headers=headers)
-    client.get(SIGN_IN)
-    answer = client.post(
-        SIGN_IN, data={"apiKey": key, "csrf_token": client.cookies["figranium_csrf"]}
-    )
-    assert answer.status_code == 303, answer.text
-    assert answer.headers["location"] == "/"
-    return client
-
-
-@pytest.fixture
-def browser_like(api: httpx.Client) -> Iterator[httpx.Client]:
-    client = _signed_in(str(api.base_url))
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def test_the_console_asks_for_a_sign_in_and_the_api_is_unchanged(api: httpx.Client) -> None:
@@ -125,7 +103,7 @@ def test_the_cookie_needs_the_csrf_token_to_change_state(
 
 
 def test_sign_out_ends_the_session(api: httpx.Client) -> None:
-    client = _signed_in(str(api.base_url))
+    client = signed_in(str(api.base_url))
     secret = client.cookies["figranium_session"]
     out = client.post("/console/sign-out", data={"csrf_token": client.cookies["figranium_csrf"]})
     assert out.status_code == 303 and out.headers["location"] == SIGN_IN
@@ -197,7 +175,7 @@ def test_sessions_span_replicas_and_end_when_the_key_changes(
     replicas: tuple[Stack, str, str],
 ) -> None:
     stack, a_url, b_url = replicas
-    browser = _signed_in(a_url, STORED_KEY, **{"X-Forwarded-For": "192.0.2.10"})
+    browser = signed_in(a_url, STORED_KEY, **{"X-Forwarded-For": "192.0.2.10"})
     secret = browser.cookies["figranium_session"]
     token = browser.cookies["figranium_csrf"]
     cookies = {"figranium_session": secret, "figranium_csrf": token}
@@ -246,98 +224,73 @@ def test_wrong_keys_at_sign_in_count_towards_the_api_lockout(
         assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
 
 
-def _accessible(page: Page, axe: Axe) -> None:
-    """No serious or critical axe violation on the page as it is now."""
-    results = axe.run(page)
-    bad = [
-        f"{v['id']}: {v['help']}"
-        for v in results.response["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
-    assert not bad, f"{page.url}: {bad}"
-
-
 def test_a_person_manages_tasks_in_the_console(api: httpx.Client) -> None:
     """Sign in, see the list, create, search, duplicate, delete, sign out, in Chromium,
     light and dark, each page checked with axe and no policy violation reported."""
     base = str(api.base_url)
     name = "Console walk-through"
-    violations: list[str] = []
     axe = Axe()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=find_chromium(None), args=["--no-sandbox", "--disable-gpu"]
+    with console_page(color_scheme="dark", viewport={"width": 390, "height": 800}) as (
+        page,
+        violations,
+    ):
+        page.goto(base + "/")
+        expect(page).to_have_url(base + SIGN_IN)
+        accessible(page, axe)
+        page.get_by_label("API key").fill("wrong-key")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("alert")).to_contain_text("not the API key")
+        accessible(page, axe)
+        page.get_by_label("API key").fill(API_KEY)
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("heading", name="Tasks", exact=True)).to_be_visible()
+        accessible(page, axe)
+
+        page.get_by_label("Name", exact=True).fill(name)
+        page.get_by_label("Start URL").fill("https://example.com/")
+        page.get_by_role("button", name="Create").click()
+        expect(page.get_by_role("button", name=f"Duplicate {name}", exact=True)).to_be_visible()
+        created = api.get("/api/tasks/list").json()["tasks"]
+        task_id = next(t["id"] for t in created if t["name"] == name)
+        assert api.get(f"/api/tasks/{task_id}").json()["url"] == "https://example.com/"
+
+        # Search as one types (the module), then a plain submit finds it by id too.
+        page.get_by_label("Search by name or id").fill("no such task at all")
+        expect(page.get_by_text("No task matches")).to_be_visible()
+        page.get_by_label("Search by name or id").fill(task_id)
+        page.get_by_label("Search by name or id").press("Enter")
+        expect(page.get_by_role("button", name=f"Duplicate {name}", exact=True)).to_be_visible()
+
+        page.get_by_role("button", name=f"Duplicate {name}", exact=True).click()
+        expect(page.get_by_role("button", name=f"Duplicate {name} (copy)")).to_be_visible()
+        copies = [t for t in api.get("/api/tasks/list").json()["tasks"] if "(copy)" in t["name"]]
+        copy_id = next(t["id"] for t in copies if t["name"] == f"{name} (copy)")
+
+        page.get_by_role("link", name=f"Delete {name} (copy)").click()
+        expect(page.get_by_role("heading", name=re.compile("Delete"))).to_be_visible()
+        accessible(page, axe)
+        page.get_by_role("button", name="Delete").click()
+        expect(page).to_have_url(base + "/")
+        assert api.get(f"/api/tasks/{copy_id}").status_code == 404
+
+        # The page's module calls the API with the session and its token.
+        csrf_module = page.locator("script[type=module]").get_attribute("src") or ""
+        status = page.evaluate(
+            """async ([id]) => {
+                const scripts = [...document.scripts].map(s => s.src);
+                const main = await (await fetch(scripts[0])).text();
+                const lib = main.match(/\\.\\/(csrf\\.[0-9a-f]+\\.js)/)[1];
+                const { apiFetch } = await import(`/console/static/${lib}`);
+                const plain = await fetch(`/api/tasks/${id}`, { method: "DELETE" });
+                const withToken = await apiFetch(`/api/tasks/${id}`, { method: "DELETE" });
+                return [plain.status, withToken.status];
+            }""",
+            [task_id],
         )
-        try:
-            context = browser.new_context(
-                color_scheme="dark", viewport={"width": 390, "height": 800}
-            )
-            page = context.new_page()
-            page.on(
-                "console",
-                lambda m: violations.append(m.text) if "Content Security" in m.text else None,
-            )
-            page.goto(base + "/")
-            expect(page).to_have_url(base + SIGN_IN)
-            _accessible(page, axe)
-            page.get_by_label("API key").fill("wrong-key")
-            page.get_by_role("button", name="Sign in").click()
-            expect(page.get_by_role("alert")).to_contain_text("not the API key")
-            _accessible(page, axe)
-            page.get_by_label("API key").fill(API_KEY)
-            page.keyboard.press("Enter")
-            expect(page.get_by_role("heading", name="Tasks", exact=True)).to_be_visible()
-            _accessible(page, axe)
+        assert csrf_module and status == [403, 200]
 
-            page.get_by_label("Name", exact=True).fill(name)
-            page.get_by_label("Start URL").fill("https://example.com/")
-            page.get_by_role("button", name="Create").click()
-            expect(page.get_by_role("button", name=f"Duplicate {name}", exact=True)).to_be_visible()
-            created = api.get("/api/tasks/list").json()["tasks"]
-            task_id = next(t["id"] for t in created if t["name"] == name)
-            assert api.get(f"/api/tasks/{task_id}").json()["url"] == "https://example.com/"
-
-            # Search as one types (the module), then a plain submit finds it by id too.
-            page.get_by_label("Search by name or id").fill("no such task at all")
-            expect(page.get_by_text("No task matches")).to_be_visible()
-            page.get_by_label("Search by name or id").fill(task_id)
-            page.get_by_label("Search by name or id").press("Enter")
-            expect(page.get_by_role("button", name=f"Duplicate {name}", exact=True)).to_be_visible()
-
-            page.get_by_role("button", name=f"Duplicate {name}", exact=True).click()
-            expect(page.get_by_role("button", name=f"Duplicate {name} (copy)")).to_be_visible()
-            copies = [
-                t for t in api.get("/api/tasks/list").json()["tasks"] if "(copy)" in t["name"]
-            ]
-            copy_id = next(t["id"] for t in copies if t["name"] == f"{name} (copy)")
-
-            page.get_by_role("link", name=f"Delete {name} (copy)").click()
-            expect(page.get_by_role("heading", name=re.compile("Delete"))).to_be_visible()
-            _accessible(page, axe)
-            page.get_by_role("button", name="Delete").click()
-            expect(page).to_have_url(base + "/")
-            assert api.get(f"/api/tasks/{copy_id}").status_code == 404
-
-            # The page's module calls the API with the session and its token.
-            csrf_module = page.locator("script[type=module]").get_attribute("src") or ""
-            status = page.evaluate(
-                """async ([id]) => {
-                    const scripts = [...document.scripts].map(s => s.src);
-                    const main = await (await fetch(scripts[0])).text();
-                    const lib = main.match(/\\.\\/(csrf\\.[0-9a-f]+\\.js)/)[1];
-                    const { apiFetch } = await import(`/console/static/${lib}`);
-                    const plain = await fetch(`/api/tasks/${id}`, { method: "DELETE" });
-                    const withToken = await apiFetch(`/api/tasks/${id}`, { method: "DELETE" });
-                    return [plain.status, withToken.status];
-                }""",
-                [task_id],
-            )
-            assert csrf_module and status == [403, 200]
-
-            page.get_by_role("button", name="Sign out").click()
-            expect(page).to_have_url(base + SIGN_IN)
-            page.goto(base + "/")
-            expect(page).to_have_url(base + SIGN_IN)
-        finally:
-            browser.close()
+        page.get_by_role("button", name="Sign out").click()
+        expect(page).to_have_url(base + SIGN_IN)
+        page.goto(base + "/")
+        expect(page).to_have_url(base + SIGN_IN)
     assert not violations, violations

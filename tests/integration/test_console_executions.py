@@ -4,30 +4,18 @@ execution's logs, screenshot, result and webhook delivery, driven in Chromium.""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from figranium_runner.browser import find_chromium
+from tests.integration.console_browser import SIGN_IN, accessible, console_page
 from tests.integration.pages import add_item
 from tests.integration.stack import API_KEY, wait_until
-from tests.integration.test_console import SIGN_IN, _accessible, _signed_in
 from tests.integration.test_webhooks import Receiver
 
 LIST = "/console/executions"
-
-
-@pytest.fixture
-def browser_like(api: httpx.Client) -> Iterator[httpx.Client]:
-    client = _signed_in(str(api.base_url))
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def _run(api: httpx.Client, task_id: str, **body: Any) -> dict[str, Any]:
@@ -99,60 +87,48 @@ def test_a_person_finds_a_run_and_reads_it(api: httpx.Client, site: str) -> None
         wait_until(delivered, 60, "the webhook to be delivered")
     latest = _run(api, task_id)
     base = str(api.base_url)
-    violations: list[str] = []
     axe = Axe()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=find_chromium(None), args=["--no-sandbox", "--disable-gpu"]
+    with console_page(viewport={"width": 1024, "height": 800}) as (page, violations):
+        page.goto(base + LIST + "?limit=1")
+        expect(page).to_have_url(base + SIGN_IN)
+        page.get_by_label("API key").fill(API_KEY)
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("heading", name="Tasks", exact=True)).to_be_visible()
+        page.goto(base + LIST + "?limit=1")
+        expect(page.get_by_role("link", name="Executions")).to_have_attribute(
+            "aria-current", "page"
         )
-        try:
-            page = browser.new_context(viewport={"width": 1024, "height": 800}).new_page()
-            page.on(
-                "console",
-                lambda m: violations.append(m.text) if "Content Security" in m.text else None,
-            )
-            page.goto(base + LIST + "?limit=1")
-            expect(page).to_have_url(base + SIGN_IN)
-            page.get_by_label("API key").fill(API_KEY)
-            page.keyboard.press("Enter")
-            expect(page.get_by_role("heading", name="Tasks", exact=True)).to_be_visible()
-            page.goto(base + LIST + "?limit=1")
-            expect(page.get_by_role("link", name="Executions")).to_have_attribute(
-                "aria-current", "page"
-            )
 
-            page.get_by_label("Task id").fill(task_id)
-            page.get_by_label("Outcome").select_option("success")
-            page.get_by_role("button", name="Filter").click()
-            table = page.get_by_role("table", name=re.compile("Executions, newest first"))
-            expect(table.get_by_role("row")).to_have_count(2)  # the header and one run
-            expect(table.get_by_role("link", name=latest["executionId"])).to_be_visible()
-            _accessible(page, axe)
+        page.get_by_label("Task id").fill(task_id)
+        page.get_by_label("Outcome").select_option("success")
+        page.get_by_role("button", name="Filter").click()
+        table = page.get_by_role("table", name=re.compile("Executions, newest first"))
+        expect(table.get_by_role("row")).to_have_count(2)  # the header and one run
+        expect(table.get_by_role("link", name=latest["executionId"])).to_be_visible()
+        accessible(page, axe)
 
-            page.get_by_role("link", name="Next page").click()
-            expect(table.get_by_role("link", name=hooked["executionId"])).to_be_visible()
-            expect(page.get_by_role("link", name="First page")).to_be_visible()
-            _accessible(page, axe)
+        page.get_by_role("link", name="Next page").click()
+        expect(table.get_by_role("link", name=hooked["executionId"])).to_be_visible()
+        expect(page.get_by_role("link", name="First page")).to_be_visible()
+        accessible(page, axe)
 
-            table.get_by_role("link", name=hooked["executionId"]).click()
-            expect(page.get_by_role("heading", name=re.compile("Execution"))).to_contain_text(
-                hooked["executionId"]
-            )
-            logs = page.get_by_role("region", name="Logs")
-            expect(logs).to_contain_text("Typing into #q: cherry")
-            shots = page.get_by_role("img", name=re.compile("^Screenshot "))
-            expect(shots.first).to_be_visible()
-            widths = shots.evaluate_all("imgs => imgs.map(i => i.complete && i.naturalWidth)")
-            assert widths and all(w and w > 0 for w in widths), widths
-            expect(page.get_by_role("region", name="Result")).to_contain_text('"data": "Form"')
-            webhook = page.get_by_role("region", name="Webhook delivery")
-            expect(webhook.locator("dt:text-is('State') + dd")).to_have_text("delivered")
-            expect(webhook.locator("dt:text-is('Last HTTP status') + dd")).to_have_text("200")
-            _accessible(page, axe)
+        table.get_by_role("link", name=hooked["executionId"]).click()
+        expect(page.get_by_role("heading", name=re.compile("Execution"))).to_contain_text(
+            hooked["executionId"]
+        )
+        logs = page.get_by_role("region", name="Logs")
+        expect(logs).to_contain_text("Typing into #q: cherry")
+        shots = page.get_by_role("img", name=re.compile("^Screenshot "))
+        expect(shots.first).to_be_visible()
+        widths = shots.evaluate_all("imgs => imgs.map(i => i.complete && i.naturalWidth)")
+        assert widths and all(w and w > 0 for w in widths), widths
+        expect(page.get_by_role("region", name="Result")).to_contain_text('"data": "Form"')
+        webhook = page.get_by_role("region", name="Webhook delivery")
+        expect(webhook.locator("dt:text-is('State') + dd")).to_have_text("delivered")
+        expect(webhook.locator("dt:text-is('Last HTTP status') + dd")).to_have_text("200")
+        accessible(page, axe)
 
-            page.goto(base + LIST + "/exec_gone_for_good")
-            expect(page.get_by_role("heading", name="No such execution")).to_be_visible()
-            _accessible(page, axe)
-        finally:
-            browser.close()
+        page.goto(base + LIST + "/exec_gone_for_good")
+        expect(page.get_by_role("heading", name="No such execution")).to_be_visible()
+        accessible(page, axe)
     assert not violations, violations

@@ -4,28 +4,16 @@ and a confirmed delete, driven in Chromium and checked with axe."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
-from figranium_runner.browser import find_chromium
+from tests.integration.console_browser import SIGN_IN, accessible, console_page
 from tests.integration.stack import API_KEY
-from tests.integration.test_console import SIGN_IN, _accessible, _signed_in
 
 LIST = "/console/schedules"
-
-
-@pytest.fixture
-def browser_like(api: httpx.Client) -> Iterator[httpx.Client]:
-    client = _signed_in(str(api.base_url))
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def _task(api: httpx.Client, task_id: str, name: str) -> None:
@@ -109,68 +97,54 @@ def test_a_person_edits_a_schedule_in_the_console(api: httpx.Client) -> None:
     first = {"cron": "0 9 * * 1-5", "timezone": "America/New_York"}
     assert api.post(f"/api/schedules/{task_id}", json=first).status_code == 200
     expected = _described(api, task_id, first)
-    violations: list[str] = []
     axe = Axe()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=find_chromium(None), args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            page = browser.new_context(viewport={"width": 1000, "height": 900}).new_page()
-            page.on(
-                "console",
-                lambda m: violations.append(m.text) if "Content Security" in m.text else None,
-            )
-            page.goto(base + LIST)
-            expect(page).to_have_url(base + SIGN_IN)
-            page.get_by_label("API key").fill(API_KEY)
-            page.keyboard.press("Enter")
-            page.get_by_role("link", name="Schedules", exact=True).click()
-            expect(page.get_by_role("heading", name="Schedules")).to_be_visible()
-            row = _row(page, name)
-            expect(row).to_contain_text(expected["description"])
-            expect(row).to_contain_text("Enabled")
-            times = row.locator("ol.runs time")
-            expect(times).to_have_count(5)
-            assert [times.nth(i).get_attribute("datetime") for i in range(5)] == expected[
-                "nextRuns"
-            ]
-            _accessible(page, axe)
+    with console_page(viewport={"width": 1000, "height": 900}) as (page, violations):
+        page.goto(base + LIST)
+        expect(page).to_have_url(base + SIGN_IN)
+        page.get_by_label("API key").fill(API_KEY)
+        page.keyboard.press("Enter")
+        page.get_by_role("link", name="Schedules", exact=True).click()
+        expect(page.get_by_role("heading", name="Schedules")).to_be_visible()
+        row = _row(page, name)
+        expect(row).to_contain_text(expected["description"])
+        expect(row).to_contain_text("Enabled")
+        times = row.locator("ol.runs time")
+        expect(times).to_have_count(5)
+        assert [times.nth(i).get_attribute("datetime") for i in range(5)] == expected["nextRuns"]
+        accessible(page, axe)
 
-            page.get_by_role("link", name=f"Edit the schedule of {name}").click()
-            expect(page.get_by_role("heading", name=f"Schedule of “{name}”")).to_be_visible()
-            expect(page.get_by_label("Cron expression")).to_have_value("0 9 * * 1-5")
-            _accessible(page, axe)
-            page.get_by_label("Enabled").uncheck()
-            page.get_by_label("Cron expression").fill("30 6 * * *")
-            page.get_by_role("button", name="Save").click()
-            expect(page).to_have_url(base + LIST)
-            status = _stored(api, task_id)
-            assert status["cron"] == "30 6 * * *" and status["schedule"]["enabled"] is False
-            assert status["schedule"]["timezone"] == "America/New_York"
-            changed = _described(api, task_id, {**first, "cron": "30 6 * * *"})
-            expect(_row(page, name)).to_contain_text(changed["description"])
-            expect(_row(page, name)).to_contain_text("Paused")
-            expect(_row(page, name).locator("ol.runs")).to_have_count(0)
+        page.get_by_role("link", name=f"Edit the schedule of {name}").click()
+        expect(page.get_by_role("heading", name=f"Schedule of “{name}”")).to_be_visible()
+        expect(page.get_by_label("Cron expression")).to_have_value("0 9 * * 1-5")
+        accessible(page, axe)
+        page.get_by_label("Enabled").uncheck()
+        page.get_by_label("Cron expression").fill("30 6 * * *")
+        page.get_by_role("button", name="Save").click()
+        expect(page).to_have_url(base + LIST)
+        status = _stored(api, task_id)
+        assert status["cron"] == "30 6 * * *" and status["schedule"]["enabled"] is False
+        assert status["schedule"]["timezone"] == "America/New_York"
+        changed = _described(api, task_id, {**first, "cron": "30 6 * * *"})
+        expect(_row(page, name)).to_contain_text(changed["description"])
+        expect(_row(page, name)).to_contain_text("Paused")
+        expect(_row(page, name).locator("ol.runs")).to_have_count(0)
 
-            page.get_by_role("link", name=f"Edit the schedule of {name}").click()
-            page.get_by_label("Cron expression").fill("61 * * *")
-            page.get_by_role("button", name="Save").click()
-            expect(page.get_by_role("alert")).to_contain_text("not a cron expression")
-            expect(page.get_by_label("Cron expression")).to_have_value("61 * * *")
-            _accessible(page, axe)
-            assert _stored(api, task_id) == status  # nothing changed
+        page.get_by_role("link", name=f"Edit the schedule of {name}").click()
+        page.get_by_label("Cron expression").fill("61 * * *")
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("alert")).to_contain_text("not a cron expression")
+        expect(page.get_by_label("Cron expression")).to_have_value("61 * * *")
+        accessible(page, axe)
+        assert _stored(api, task_id) == status  # nothing changed
 
-            page.get_by_role("link", name="Delete this schedule").click()
-            expect(
-                page.get_by_role("heading", name=f"Delete the schedule of “{name}”?")
-            ).to_be_visible()
-            _accessible(page, axe)
-            page.get_by_role("button", name="Delete").click()
-            expect(page).to_have_url(base + LIST)
-            expect(_row(page, name)).to_have_count(0)
-            assert _stored(api, task_id)["schedule"] is None
-            assert api.get(f"/api/tasks/{task_id}").status_code == 200  # the task stays
-        finally:
-            browser.close()
+        page.get_by_role("link", name="Delete this schedule").click()
+        expect(
+            page.get_by_role("heading", name=f"Delete the schedule of “{name}”?")
+        ).to_be_visible()
+        accessible(page, axe)
+        page.get_by_role("button", name="Delete").click()
+        expect(page).to_have_url(base + LIST)
+        expect(_row(page, name)).to_have_count(0)
+        assert _stored(api, task_id)["schedule"] is None
+        assert api.get(f"/api/tasks/{task_id}").status_code == 200  # the task stays
     assert not violations, violations

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from figranium_common.action_models import UploadAction
 from figranium_common.cabinet_models import CabinetFile, CabinetPlan
 from figranium_common.db import Connection
-from figranium_common.models import Task
+from figranium_common.models import Task, epoch_ms
 
 # Unuploaded file items sent per cabinet, newest first: an upload takes the latest, so a
 # run rarely needs more, and the run request stays small.
@@ -40,7 +40,11 @@ async def cabinet_plan(conn: Connection, task: Task, subtasks: Iterable[Task]) -
     task's ``downloadCabinetId`` (the default cabinet when it names none), and each cabinet
     its upload actions name gets its newest unuploaded file items, up to
     MAX_UPLOAD_CANDIDATES, keyed by the cabinet's id (the default's for unknown ids)."""
-    cur = await conn.execute("SELECT id, is_default FROM cabinets")
+    named = upload_cabinets([task, *subtasks])
+    wanted = sorted({*named, task.downloadCabinetId or ""})
+    cur = await conn.execute(
+        "SELECT id, is_default FROM cabinets WHERE is_default OR id = ANY(%s)", (wanted,)
+    )
     rows = await cur.fetchall()
     existing = {str(row["id"]) for row in rows}
     default = next(str(row["id"]) for row in rows if row["is_default"])
@@ -51,7 +55,7 @@ async def cabinet_plan(conn: Connection, task: Task, subtasks: Iterable[Task]) -
     plan = CabinetPlan(
         download_cabinet_id=resolve(task.downloadCabinetId), default_cabinet_id=default
     )
-    for cabinet_id in sorted({resolve(c) for c in upload_cabinets([task, *subtasks])}):
+    for cabinet_id in sorted({resolve(c) for c in named}):
         cur = await conn.execute(_CANDIDATES, (cabinet_id, MAX_UPLOAD_CANDIDATES))
         plan.uploads[cabinet_id] = [
             CabinetFile(
@@ -60,7 +64,7 @@ async def cabinet_plan(conn: Connection, task: Task, subtasks: Iterable[Task]) -
                 object=row["object"],
                 size=row["size"],
                 sha256=row["sha256"],
-                created_at=int(row["created_at"].timestamp() * 1000),
+                created_at=epoch_ms(row["created_at"]) or 0,
             )
             for row in await cur.fetchall()
         ]

@@ -25,6 +25,7 @@ from figranium_gateway.errors import ApiError
 from figranium_gateway.openapi import ErrorBody
 from figranium_gateway.request_input import read_model
 from figranium_gateway.routing import Router
+from figranium_gateway.served_files import attachment
 from figranium_gateway.state import AUTH, BOX, CONFIG, NC, POOL
 
 log = structlog.get_logger(__name__)
@@ -115,7 +116,7 @@ async def export(request: web.Request) -> web.Response:
         body=archive,
         content_type="application/zip",
         headers={
-            "Content-Disposition": f'attachment; filename="figranium-export-{date}.zip"',
+            "Content-Disposition": attachment(f"figranium-export-{date}.zip"),
             "Cache-Control": "no-store",
         },
     )
