@@ -12,7 +12,7 @@ from figranium_devstack.natsserver import LocalNats
 from figranium_devstack.ports import free_port
 from figranium_devstack.postgres import LocalPostgres
 from tests.integration.ai_fakes import AiFakes
-from tests.integration.console_browser import signed_in
+from tests.integration.console_browser import SharedChromium, signed_in
 from tests.integration.pages import PageHandler, serve_http
 from tests.integration.stack import Stack, own_stack
 
@@ -102,6 +102,16 @@ def ai_stack(
     with own_stack(tmp_path_factory.mktemp("ai"), postgres, **fakes.env) as stack:
         stack.start_gateway()
         yield stack
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[SharedChromium]:
+    """The Chromium every console test of this worker drives (one process, fresh contexts)."""
+    shared = SharedChromium()
+    try:
+        yield shared
+    finally:
+        shared.close()
 
 
 @pytest.fixture

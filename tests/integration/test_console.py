@@ -14,7 +14,13 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
 from figranium_devstack.postgres import LocalPostgres
-from tests.integration.console_browser import SIGN_IN, accessible, console_page, signed_in
+from tests.integration.console_browser import (
+    SIGN_IN,
+    SharedChromium,
+    accessible,
+    console_page,
+    signed_in,
+)
 from tests.integration.stack import API_KEY, Stack, fetch_rows, own_stack, wait_until
 
 STORED_KEY = "console-key-0123456789abcdef"  # the replicas' stored key
@@ -224,13 +230,13 @@ def test_wrong_keys_at_sign_in_count_towards_the_api_lockout(
         assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
 
 
-def test_a_person_manages_tasks_in_the_console(api: httpx.Client) -> None:
+def test_a_person_manages_tasks_in_the_console(api: httpx.Client, chromium: SharedChromium) -> None:
     """Sign in, see the list, create, search, duplicate, delete, sign out, in Chromium,
     light and dark, each page checked with axe and no policy violation reported."""
     base = str(api.base_url)
     name = "Console walk-through"
     axe = Axe()
-    with console_page(color_scheme="dark", viewport={"width": 390, "height": 800}) as (
+    with console_page(chromium, color_scheme="dark", viewport={"width": 390, "height": 800}) as (
         page,
         violations,
     ):

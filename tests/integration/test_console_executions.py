@@ -10,7 +10,7 @@ import httpx
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
-from tests.integration.console_browser import SIGN_IN, accessible, console_page
+from tests.integration.console_browser import SIGN_IN, SharedChromium, accessible, console_page
 from tests.integration.pages import add_item
 from tests.integration.stack import API_KEY, wait_until
 from tests.integration.test_webhooks import Receiver
@@ -65,7 +65,9 @@ def test_the_list_pages_with_the_apis_cursor(api: httpx.Client, browser_like: ht
     assert "No execution matches" in none.text
 
 
-def test_a_person_finds_a_run_and_reads_it(api: httpx.Client, site: str) -> None:
+def test_a_person_finds_a_run_and_reads_it(
+    api: httpx.Client, site: str, chromium: SharedChromium
+) -> None:
     """Run a task that takes a screenshot, then in Chromium: filter the list by the task,
     page through it, open the run, see its log line, screenshot, result and webhook."""
     task_id = "console-executions-task"
@@ -88,7 +90,7 @@ def test_a_person_finds_a_run_and_reads_it(api: httpx.Client, site: str) -> None
     latest = _run(api, task_id)
     base = str(api.base_url)
     axe = Axe()
-    with console_page(viewport={"width": 1024, "height": 800}) as (page, violations):
+    with console_page(chromium, viewport={"width": 1024, "height": 800}) as (page, violations):
         page.goto(base + LIST + "?limit=1")
         expect(page).to_have_url(base + SIGN_IN)
         page.get_by_label("API key").fill(API_KEY)

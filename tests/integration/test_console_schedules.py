@@ -10,7 +10,7 @@ import httpx
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
-from tests.integration.console_browser import SIGN_IN, accessible, console_page
+from tests.integration.console_browser import SIGN_IN, SharedChromium, accessible, console_page
 from tests.integration.stack import API_KEY
 
 LIST = "/console/schedules"
@@ -88,7 +88,9 @@ def _row(page: Page, name: str) -> Any:
     return page.get_by_role("row").filter(has_text=name)
 
 
-def test_a_person_edits_a_schedule_in_the_console(api: httpx.Client) -> None:
+def test_a_person_edits_a_schedule_in_the_console(
+    api: httpx.Client, chromium: SharedChromium
+) -> None:
     """See a schedule with its description and next five runs, disable it and change its
     cron, be refused a bad cron (nothing changes), delete it: in Chromium, with axe."""
     base = str(api.base_url)
@@ -98,7 +100,7 @@ def test_a_person_edits_a_schedule_in_the_console(api: httpx.Client) -> None:
     assert api.post(f"/api/schedules/{task_id}", json=first).status_code == 200
     expected = _described(api, task_id, first)
     axe = Axe()
-    with console_page(viewport={"width": 1000, "height": 900}) as (page, violations):
+    with console_page(chromium, viewport={"width": 1000, "height": 900}) as (page, violations):
         page.goto(base + LIST)
         expect(page).to_have_url(base + SIGN_IN)
         page.get_by_label("API key").fill(API_KEY)
