@@ -57,8 +57,12 @@ class SharedChromium:
 
     def __init__(self) -> None:
         self._profile = tempfile.TemporaryDirectory(prefix="console-chromium-")
+        binary = find_chromium(None)
+        if binary is None:  # Playwright's own build, where one was downloaded
+            with sync_playwright() as playwright:
+                binary = playwright.chromium.executable_path
         argv = [
-            find_chromium(None),
+            binary,
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
