@@ -16,7 +16,7 @@ MYPY_TARGETS := libs/common/figranium_common services/gateway/figranium_gateway 
 	services/runner/figranium_runner services/scheduler/figranium_scheduler \
 	tools/devstack/figranium_devstack
 
-.PHONY: install run test lint format bench
+.PHONY: install run test lint format bench console-shots
 
 # No stamp file: `uv sync` compares the venv with uv.lock itself and returns in about a
 # second when nothing changed, which a stamp could only get wrong. --compile-bytecode writes
@@ -54,6 +54,10 @@ lint: install
 # benchmarks/results/latest.json. `make bench BENCH_ARGS="--quick"` for a smoke check.
 bench: install
 	$(VENV)/python -m benchmarks $(BENCH_ARGS)
+
+# The console's screenshots in docs/console/ (a private stack, Playwright; about a minute).
+console-shots: install
+	$(VENV)/python -m benchmarks.console_shots
 
 format:
 	$(VENV)/ruff format .

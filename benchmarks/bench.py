@@ -1,6 +1,6 @@
 """Run the benchmarks and write ``benchmarks/results/latest.json``.
 
-    python -m benchmarks [--quick] [--only overhead,throughput,memory,gateway,scheduler]
+    python -m benchmarks [--quick] [--only overhead,throughput,memory,gateway,console,scheduler]
                          [--runs N] [--repeats N] [--output PATH]
 
 Everything is started here and stopped at the end (also on Ctrl-C or an error): a private
@@ -26,19 +26,21 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, LiteralString
+from typing import Any
 
 import aiohttp
 import nats
 import psutil
 import psycopg
 from playwright.async_api import Browser, async_playwright
-from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from benchmarks import console
 from benchmarks.machine import git_commit, load_average, machine_info
 from benchmarks.page import ITEMS
+from benchmarks.seed import fill_executions, fill_tasks
 from benchmarks.stack import API_KEY, BenchStack, Service, own_cpu_s, tree_cpu_s, tree_memory_mb
+from benchmarks.stats import percentile
 from figranium_common.config import Config
 from figranium_common.nats import RUNS_DEFAULT_SUBJECT, SCHEDULES_NOTIFY_SUBJECT
 from figranium_devstack.ports import free_port
@@ -46,7 +48,7 @@ from figranium_runner.browser import CHROMIUM_ARGS, find_headless_chromium
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
-PHASES = ("overhead", "throughput", "memory", "gateway", "scheduler")
+PHASES = ("overhead", "throughput", "memory", "gateway", "console", "scheduler")
 
 # The extraction step, once as the task's script (a function body) and once for raw Playwright.
 EXTRACT_BODY = "return Array.from(document.querySelectorAll('#items li')).map(li => li.textContent)"
@@ -75,11 +77,24 @@ class Plan:
     memory_slots: int
     memory_wait_s: float
     throughput_repeats: int = 5
+    # The console phase: rows it fills the database up to, and requests per page.
+    console_sizes: dict[str, int] = field(
+        default_factory=lambda: {
+            "tasks": 10000,
+            "executions": 100000,
+            "schedules": 100,
+            "captures": 1000,
+        }
+    )
+    console_repeats: int = 50
 
     @classmethod
     def make(cls, quick: bool, runs: int | None) -> Plan:
         if quick:
-            return cls(True, runs or 16, 2, 5, 1, 32, [1000], [1000, 10000], 200, 4, 12, 1)
+            small = {"tasks": 1000, "executions": 10000, "schedules": 20, "captures": 100}
+            return cls(
+                True, runs or 16, 2, 5, 1, 32, [1000], [1000, 10000], 200, 4, 12, 1, small, 5
+            )
         return cls(False, runs or 200, 10, 60, 10, 32, [1000], [1000, 10000, 100000], 2000, 4, 20)
 
 
@@ -118,14 +133,6 @@ def settings_from_environment(given: dict[str, str]) -> dict[str, str]:
         for name in sorted(aliases)
         if (value := os.environ.get(name)) is not None and given.get(name) == value
     }
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def summary(values: list[float], digits: int = 1) -> dict[str, Any]:
@@ -523,87 +530,6 @@ async def memory(bench: Bench) -> None:
 
 # --- 3. gateway ---------------------------------------------------------------------------
 
-_TASK_BODY = {
-    "mode": "agent",
-    "url": "https://example.com/products?page=1",
-    "wait": 1,
-    "actions": [
-        {"type": "click", "selector": "#accept-cookies"},
-        {"type": "type", "selector": "input[name=q]", "value": "{$query}"},
-        {"type": "press", "key": "Enter"},
-        {"type": "wait_selector", "selector": ".results li", "value": "10"},
-        {"type": "scroll", "value": "2000", "key": "500"},
-        {"type": "screenshot", "label": "results"},
-    ],
-    "variables": {"query": {"type": "string", "value": "laptops"}},
-    "extractionScript": (
-        "return Array.from(document.querySelectorAll('.results li')).map(li => ({"
-        " title: li.querySelector('h3').textContent, price: li.dataset.price }))"
-    ),
-    "statelessExecution": False,
-}
-_RESULT = {
-    "data": [{"title": f"Product {i}", "price": f"{i}.99"} for i in range(50)],
-    "final_url": "https://example.com/products?page=1",
-    "screenshot_url": "/captures/screenshot.png",
-    "logs": ["Navigating to https://example.com/products?page=1"] * 6,
-    "outcome": "success",
-}
-
-
-def _fill(
-    conn: psycopg.Connection[Any],
-    table: str,
-    have: LiteralString,
-    insert: LiteralString,
-    params: tuple[object, ...],
-    upto: int,
-) -> None:
-    """Fill ``table`` up to row ``upto``: the numbers past what ``have`` counts go to
-    ``insert`` as its last two parameters (the bounds of its ``generate_series``); then the
-    planner's statistics of the table are brought up to date."""
-    row = conn.execute(have).fetchone()
-    start = (row[0] if row else 0) + 1
-    conn.execute(insert, (*params, start, upto))
-    conn.execute(sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(table)))
-
-
-def fill_tasks(conn: psycopg.Connection[Any], upto: int) -> None:
-    _fill(
-        conn,
-        "tasks",
-        "SELECT count(*) FROM tasks WHERE id LIKE 'bench_gw_%'",
-        "INSERT INTO tasks (id, body, created_at, updated_at)"
-        " SELECT 'bench_gw_' || g,"
-        "  %s::jsonb"
-        "  || jsonb_build_object('name', 'Task ' || g, 'description', 'benchmark task ' || g),"
-        "  now() - g * interval '1 minute', now() - g * interval '1 minute'"
-        " FROM generate_series(%s::int, %s::int) g",
-        (Jsonb(_TASK_BODY),),
-        upto,
-    )
-
-
-def fill_executions(conn: psycopg.Connection[Any], upto: int) -> None:
-    _fill(
-        conn,
-        "executions",
-        "SELECT count(*) FROM executions",
-        "INSERT INTO executions (id, task_id, task_name, mode, source, url, method, path, phase,"
-        " status, outcome, created_at, started_at, finished_at, duration_ms, attempts,"
-        " task_snapshot, variables, result)"
-        " SELECT 'exec_bench_' || g, 'bench_gw_' || (mod(g, 1000) + 1),"
-        "  'Task ' || (mod(g, 1000) + 1),"
-        "  'agent', 'api', 'https://example.com/products?page=1', 'POST',"
-        "  '/api/tasks/bench_gw_' || (mod(g, 1000) + 1) || '/api', 'finished', 200, 'success',"
-        "  now() - g * interval '10 seconds', now() - g * interval '10 seconds',"
-        "  now() - g * interval '10 seconds' + interval '1.5 seconds', 1500, 1,"
-        "  %s::jsonb, '{}'::jsonb, %s::jsonb"
-        " FROM generate_series(%s::int, %s::int) g",
-        (Jsonb(_TASK_BODY), Jsonb(_RESULT)),
-        upto,
-    )
-
 
 def explain(conn: psycopg.Connection[Any], query: str) -> dict[str, Any]:
     rows = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {query}").fetchall()
@@ -714,6 +640,34 @@ async def gateway(bench: Bench) -> None:
     }
 
 
+# --- console ------------------------------------------------------------------------------
+
+
+async def console_pages(bench: Bench) -> None:
+    if bench.runner is not None:  # pages only: no Chromium competing
+        await asyncio.to_thread(bench.stack.stop, bench.runner)
+        bench.runner = None
+    measured = await console.measure(
+        bench.session,
+        bench.api,
+        API_KEY,
+        bench.stack.database_url,
+        bench.stack.nats_url,
+        bench.plan.console_sizes,
+        bench.plan.console_repeats,
+    )
+    bench.results["console_page_ms"] = measured["pages"]
+    bench.results["console_page_worst_p99_ms"] = console.worst_p99(measured["pages"])
+    bench.results["console"] = {
+        "what": (
+            f"Server-Timing (app;dur) of each console page, {bench.plan.console_repeats}"
+            " sequential requests after one warm-up, signed in as a browser; rows: what the"
+            " tables held"
+        ),
+        "rows": measured["rows"],
+    }
+
+
 # --- 4. scheduler -------------------------------------------------------------------------
 
 
@@ -801,6 +755,8 @@ FIGURES = (
     "runner_rss_per_slot_mb",
     "gateway_rss_idle_mb",
     "gateway_rss_load_mb",
+    "console_page_ms",
+    "console_page_worst_p99_ms",
 )
 
 
@@ -838,6 +794,7 @@ async def run(plan: Plan, only: list[str], stack: BenchStack, page_port: int) ->
             "throughput": throughput,
             "memory": memory,
             "gateway": gateway,
+            "console": console_pages,
             "scheduler": scheduler,
         }
         for name in PHASES:
@@ -974,6 +931,7 @@ def table(results: dict[str, Any]) -> str:
                 "",
             )
         )
+    rows.extend(console.table_rows(results.get("console_page_ms") or {}))
     header = ("figure", "platform", "raw", "ratio", "target")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
     lines = [

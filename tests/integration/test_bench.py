@@ -41,4 +41,11 @@ def test_a_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     for size in ("1000", "10000"):
         assert rps["executions_limit50"][size]["errors"] == 0
     assert results["machine"]["cpu_count"] >= 1
+    # The console's pages, timed by the gateway's Server-Timing at the seeded sizes.
+    assert results["console"]["rows"]["executions"] >= 10000
+    pages = results["console_page_ms"]
+    assert {"tasks", "executions", "execution", "schedules"} <= set(pages)
+    assert all(page.get("missing") or page["p99"] >= page["p50"] > 0 for page in pages.values())
+    assert results["console_page_worst_p99_ms"] >= pages["tasks"]["p99"]
+    assert "console tasks (server ms)" in done.stdout
     assert results["git"]["commit"]

@@ -124,7 +124,7 @@ def test_a_person_finds_a_run_and_reads_it(
         expect(shots.first).to_be_visible()
         widths = shots.evaluate_all("imgs => imgs.map(i => i.complete && i.naturalWidth)")
         assert widths and all(w and w > 0 for w in widths), widths
-        expect(page.get_by_role("region", name="Result")).to_contain_text('"data": "Form"')
+        expect(page.get_by_role("region", name="Result")).to_contain_text('data: "Form"')
         webhook = page.get_by_role("region", name="Webhook delivery")
         expect(webhook.locator("dt:text-is('State') + dd")).to_have_text("delivered")
         expect(webhook.locator("dt:text-is('Last HTTP status') + dd")).to_have_text("200")

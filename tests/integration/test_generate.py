@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.integration.ai_fakes import AiFakes, answer, fail, forget_ai_settings
+from tests.integration.console_browser import signed_in
 from tests.integration.pages import add_item
 from tests.integration.stack import Stack
 from tests.integration.test_bad_input import assert_error
@@ -143,3 +144,50 @@ def test_script_must_compile_before_it_is_answered(client: httpx.Client, fakes: 
     assert_error(failed, 502, "AI_FAILED")
     assert "gemini:" in failed.json()["details"] and "claude:" in failed.json()["details"]
     assert "SyntaxError" in failed.json()["details"]
+
+
+def test_the_consoles_generate_page(client: httpx.Client, fakes: AiFakes, site: str) -> None:
+    """The task's Generate page asks the same functions as the API: without a provider it
+    says so; with one it shows a checked selector and a script, which "Add to task" stores
+    as the task's extractionScript."""
+    task = {**_fruit_task(site), "id": "console-generate"}
+    assert client.post("/api/tasks", json=task).status_code == 200
+    browser = signed_in(str(client.base_url))
+    url = "/console/tasks/console-generate/generate"
+    token = browser.cookies["figranium_csrf"]
+    bare = browser.get(url)
+    assert bare.status_code == 200 and 'href="/console/settings"' in bare.text
+    assert f'href="{url}"' not in bare.text  # no Generate tab without a provider
+
+    _keys(client, gemini=["g-1"])
+    page = browser.get(url)
+    assert f'href="{url}"' in page.text and f'value="{site}/form"' in page.text
+    assert browser.post(url, data={"kind": "script", "description": "x"}).status_code == 403
+    fakes.script("gemini", "g-1", answer("#items li:nth-child(3)"))
+    selector = browser.post(
+        url,
+        data={
+            "csrf_token": token,
+            "kind": "selector",
+            "description": "the third fruit",
+            "url": "",
+            "actionIndex": "2",
+        },
+    )
+    assert selector.status_code == 200, selector.text
+    assert "#items li:nth-child(3)</textarea>" in selector.text
+    refused = browser.post(
+        url, data={"csrf_token": token, "kind": "selector", "description": "x", "actionIndex": "9"}
+    )
+    assert refused.status_code == 400 and "actionIndex" in refused.text
+
+    script = "return document.title;"
+    fakes.script("gemini", "g-1", answer(script))
+    written = browser.post(url, data={"csrf_token": token, "kind": "script", "description": "t"})
+    assert written.status_code == 200 and f"{script}</textarea>" in written.text
+    added = browser.post(url + "/script", data={"csrf_token": token, "script": script})
+    assert (
+        added.status_code == 303 and added.headers["location"] == "/console/tasks/console-generate"
+    )
+    assert client.get("/api/tasks/console-generate").json()["extractionScript"] == script
+    browser.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import struct
 import threading
 import time
@@ -30,8 +31,9 @@ from figranium_common.nats import (
 )
 from figranium_devstack.postgres import LocalPostgres
 from figranium_runner.browser import find_chromium
+from tests.integration.console_browser import signed_in
 from tests.integration.pages import QuietHandler, serve_http
-from tests.integration.stack import Service, Stack, own_stack, wait_until
+from tests.integration.stack import API_KEY, Service, Stack, own_stack, wait_until
 from tests.integration.test_bad_input import assert_error
 
 pytestmark = pytest.mark.stack  # every test here starts services of its own
@@ -184,6 +186,21 @@ def test_a_headful_run_is_watched_through_novnc(headful: _Headful, site: _Site) 
     assert runner["isRunning"] and runner["executionId"] == execution_id
     assert status["novncPort"] == runner["novncPort"] > 0
     assert runner["viewerUrl"] == f"http://localhost:{runner['novncPort']}"
+
+    # The console's viewer button: a ticket of its own in the viewer's URL, never the key.
+    console = signed_in(str(api.base_url))
+    try:
+        assert execution_id in console.get("/console/headful").text
+        opened = console.post(
+            "/console/headful/open", data={"csrf_token": console.cookies["figranium_csrf"]}
+        )
+    finally:
+        console.close()
+    assert opened.status_code == 303, opened.text
+    viewer = opened.headers["location"]
+    assert viewer.startswith(f"{runner['viewerUrl']}/vnc.html?autoconnect=true")
+    assert re.search(r"path=websockify%3Fticket%3D[^&%]{16,}", viewer)
+    assert API_KEY not in viewer
 
     ticket = _ticket(api, executionId=execution_id)
     assert ticket["runnerId"] == runner["runnerId"]

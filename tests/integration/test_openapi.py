@@ -32,7 +32,7 @@ from tests.integration.stack import API_KEY
 # key, a saved or default proxy, which every later run would go through) would break every
 # later test on the shared stack. Viewer tickets
 # need a headful runner, which the shared stack has not: every call would get the
-# documented 503 (tests/integration/test_headful.py covers the route).
+# documented 503 (tests/integration/test_headful.py covers the routes, the console's too).
 NOT_FUZZED: frozenset[tuple[str, str]] = frozenset(
     {
         ("POST", "/api/tasks/{task_id}/api"),
@@ -48,6 +48,7 @@ NOT_FUZZED: frozenset[tuple[str, str]] = frozenset(
         ("POST", "/api/settings/proxies/default"),
         ("POST", "/api/settings/proxies/rotation"),
         ("POST", "/api/headful/ticket"),
+        ("POST", "/console/headful/open"),
         # GET spellings of the ad-hoc runs, the block test (a runner's browser for each
         # call) and the live list (a stream that never ends): tests/integration/
         # test_routes_runs.py covers them.

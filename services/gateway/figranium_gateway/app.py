@@ -23,12 +23,23 @@ from figranium_gateway.ai import AiChain
 from figranium_gateway.auth import api_key_cache, auth_middleware
 from figranium_gateway.cabinet_cleanup import run_cabinet_cleanup
 from figranium_gateway.changes import ChangeFeed
+from figranium_gateway.console import cabinet_pages as console_cabinet_pages
+from figranium_gateway.console import credential_pages as console_credential_pages
+from figranium_gateway.console import editor_pages as console_editor_pages
 from figranium_gateway.console import execution_pages as console_execution_pages
+from figranium_gateway.console import file_pages as console_file_pages
+from figranium_gateway.console import generate_pages as console_generate_pages
 from figranium_gateway.console import pages as console_pages
+from figranium_gateway.console import proxy_pages as console_proxy_pages
+from figranium_gateway.console import run_pages as console_run_pages
 from figranium_gateway.console import schedule_pages as console_schedule_pages
+from figranium_gateway.console import settings_pages as console_settings_pages
 from figranium_gateway.console import setup as setup_console
+from figranium_gateway.console import task_json_pages as console_task_json_pages
 from figranium_gateway.console import task_pages as console_task_pages
+from figranium_gateway.console import version_pages as console_version_pages
 from figranium_gateway.console.gate import session_middleware
+from figranium_gateway.console.timing import timing_middleware
 from figranium_gateway.errors import error_middleware
 from figranium_gateway.ingest import EventIngester
 from figranium_gateway.metrics import (
@@ -222,6 +233,7 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(
         middlewares=[
             http_middleware(metrics),
+            timing_middleware,
             error_middleware,
             session_middleware,
             auth_middleware,
@@ -319,9 +331,19 @@ def create_app(config: Config) -> web.Application:
         test_action,
         docs,
         console_pages,
+        console_editor_pages,
         console_task_pages,
+        console_task_json_pages,
+        console_version_pages,
+        console_run_pages,
+        console_generate_pages,
         console_schedule_pages,
         console_execution_pages,
+        console_file_pages,
+        console_cabinet_pages,
+        console_settings_pages,
+        console_proxy_pages,
+        console_credential_pages,
     )
     for module in modules:
         app.add_routes(module.api.table)

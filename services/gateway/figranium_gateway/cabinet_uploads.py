@@ -23,6 +23,7 @@ from figranium_common.jsontypes import JsonObject
 from figranium_common.nats import CABINETS_BUCKET, is_no_room, put_stream_object
 from figranium_gateway.cabinet_cleanup import delete_objects_logged
 from figranium_gateway.errors import ApiError
+from figranium_gateway.multipart_forms import form_reader
 from figranium_gateway.store import cabinets
 from figranium_gateway.store.cabinets import Quotas, Usage
 
@@ -42,7 +43,7 @@ async def file_part(request: web.Request) -> BodyPartReader:
     if not request.content_type.startswith("multipart/form-data"):
         raise ApiError(400, "INVALID_BODY", "send the file as multipart/form-data")
     try:
-        reader = await request.multipart()
+        reader = await form_reader(request)
         while (part := await reader.next()) is not None:
             if isinstance(part, MultipartReader):
                 raise ApiError(400, "INVALID_BODY", "nested multipart bodies are not accepted")

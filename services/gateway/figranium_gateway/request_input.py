@@ -60,7 +60,11 @@ def json_depth(value: JsonValue) -> int:
 
 async def read_json_object(request: web.Request) -> JsonObject:
     """The request body as a JSON object; an empty body is an empty object."""
-    raw = await request.read()
+    return parse_json_object(await request.read())
+
+
+def parse_json_object(raw: bytes) -> JsonObject:
+    """``raw`` as a JSON object (empty: an empty object), refused as a request body is."""
     if not raw.strip():
         return {}
     body = parse_json(raw)

@@ -16,11 +16,13 @@ from aiohttp import web
 
 from figranium_gateway.console.sessions import CSRF_COOKIE
 from figranium_gateway.errors import ApiError
+from figranium_gateway.multipart_forms import first_field
 
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _FORM = "application/x-www-form-urlencoded"
+_MULTIPART = "multipart/form-data"
 
 
 def new_token() -> str:
@@ -28,11 +30,15 @@ def new_token() -> str:
 
 
 async def presented_token(request: web.Request) -> str:
-    """The header's token, else a plain form's field (other bodies are not read: an
-    upload's stream must stay unread)."""
+    """The header's token, else a plain form's field, else a multipart form's first
+    part when it is the field (the rest of an upload's stream stays unread)."""
     header = request.headers.get(CSRF_HEADER, "")
-    if header or request.content_type != _FORM:
+    if header:
         return header
+    if request.content_type == _MULTIPART:
+        return await first_field(request, CSRF_FIELD)
+    if request.content_type != _FORM:
+        return ""
     field = (await request.post()).get(CSRF_FIELD)
     return field if isinstance(field, str) else ""
 

@@ -16,13 +16,18 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from figranium_common.jsontypes import JsonObject
-from figranium_gateway.console.rendering import render
+from figranium_gateway.console import result_views
+from figranium_gateway.console.rendering import render, see_other
 from figranium_gateway.errors import ApiError
 from figranium_gateway.execution_query import OUTCOMES, encode_cursor, parse_query, parse_time
 from figranium_gateway.routes.captures import listed_captures
 from figranium_gateway.routing import Router
+from figranium_gateway.served_files import attachment
 from figranium_gateway.state import JS, POOL
+from figranium_gateway.stopping import request_stop
+from figranium_gateway.store import change_log
 from figranium_gateway.store import executions as execution_store
+from figranium_gateway.store import results as result_store
 
 api = Router("console")
 
@@ -39,7 +44,7 @@ def detail_url(execution_id: str) -> str:
     return f"{EXECUTIONS}/{quote(execution_id, safe='')}"
 
 
-def _time(epoch_ms: object) -> dict[str, str] | None:
+def shown_time(epoch_ms: object) -> dict[str, str] | None:
     """A time for ``<time>``: machine-readable ISO 8601 and a readable UTC text."""
     if not isinstance(epoch_ms, int):
         return None
@@ -61,7 +66,7 @@ def _row(execution: JsonObject) -> dict[str, object]:
         "outcome": execution["outcome"] or "",
         "task_id": execution["taskId"] or "",
         "task_name": execution["taskName"] or execution["taskId"] or "",
-        "created": _time(execution["timestamp"]),
+        "created": shown_time(execution["timestamp"]),
         "duration": _duration(execution["durationMs"]),
     }
 
@@ -128,21 +133,29 @@ async def execution_list(request: web.Request) -> web.Response:
 )
 async def execution_detail(request: web.Request) -> web.Response:
     execution_id = request.match_info["execution_id"]
+    # Read before the execution: the live view resumes the stream from here, so a change
+    # made after this read is never missed.
+    seen = await change_log.latest_change_id(request.app[POOL])
     execution = await execution_store.get_execution(request.app[POOL], execution_id)
     if execution is None:
         return render(request, "execution_missing.html", {"id": execution_id}, status=404)
     captures = await listed_captures(request.app[JS], execution_id, kinds=_CAPTURE_KINDS)
     result = execution["result"]
+    rows = result_views.table_rows(result)
+    finished = execution["phase"] == "finished"
     context = {
         "execution": _row(execution),
         "url": execution["url"] or "",
         "source": execution["source"],
         "attempts": execution["attempts"],
-        "started": _time(execution["startedAt"]),
-        "finished": _time(execution["finishedAt"]),
+        "started": shown_time(execution["startedAt"]),
+        "finished": shown_time(execution["finishedAt"]),
         "logs": execution["logs"],
         "captures": captures,
-        "result": None if result is None else json.dumps(result, indent=2, ensure_ascii=False),
+        "result": None if result is None else result_views.tree(result),
+        "table": None if rows is None else result_views.table(rows),
+        "downloads": f"{detail_url(execution_id)}/result",
+        "live_after": None if finished else seen,
         "full_result": (
             f"/api/executions/{quote(execution_id, safe='')}/result"
             if isinstance(result, dict) and result.get("hasFullResult") is True
@@ -159,6 +172,67 @@ def _webhook(state: object) -> dict[str, object] | None:
         return None
     return {
         **state,
-        "delivered": _time(state["deliveredAt"]),
-        "next_attempt": _time(state["nextAttemptAt"]),
+        "delivered": shown_time(state["deliveredAt"]),
+        "next_attempt": shown_time(state["nextAttemptAt"]),
     }
+
+
+async def _whole_result(request: web.Request) -> tuple[str, object]:
+    """The execution's id and its whole result (never the preview); 404 for an unknown
+    execution, 409 for one that has not finished."""
+    execution_id = request.match_info["execution_id"]
+    exists, result = await result_store.full_result(request.app[POOL], execution_id)
+    if not exists:
+        raise ApiError(404, "EXECUTION_NOT_FOUND", f"no execution {execution_id!r}")
+    if result is None:
+        raise ApiError(409, "RESULT_NOT_READY", f"execution {execution_id!r} has not finished")
+    return execution_id, result
+
+
+@api.get(
+    EXECUTIONS + "/{execution_id}/result.json",
+    "Download an execution's whole result as a JSON file",
+    responses={200: None, 404: None, 409: None},
+    content_types={200: "application/json"},
+)
+async def result_json(request: web.Request) -> web.Response:
+    execution_id, result = await _whole_result(request)
+    return web.Response(
+        text=json.dumps(result, indent=2, ensure_ascii=False),
+        content_type="application/json",
+        headers={"Content-Disposition": attachment(f"{execution_id}.json")},
+    )
+
+
+@api.get(
+    EXECUTIONS + "/{execution_id}/result.csv",
+    "Download an execution's result table as CSV; 409 RESULT_NOT_TABULAR when it holds no rows",
+    responses={200: None, 404: None, 409: None},
+    content_types={200: "text/csv"},
+)
+async def result_csv(request: web.Request) -> web.Response:
+    execution_id, result = await _whole_result(request)
+    rows = result_views.table_rows(result)
+    if rows is None:
+        raise ApiError(
+            409,
+            "RESULT_NOT_TABULAR",
+            "the result holds no list of objects to tabulate (neither itself, its data, nor"
+            " its only list); download result.json instead",
+        )
+    return web.Response(
+        text=result_views.to_csv(rows),
+        content_type="text/csv",
+        headers={"Content-Disposition": attachment(f"{execution_id}.csv")},
+    )
+
+
+@api.post(
+    EXECUTIONS + "/{execution_id}/stop",
+    "Stop a queued or running execution from its page, as POST /api/executions/stop does",
+    responses={303: None, 403: None, 404: None},
+)
+async def stop_execution(request: web.Request) -> web.Response:
+    execution_id = request.match_info["execution_id"]
+    await request_stop(request.app, execution_id)
+    return see_other(detail_url(execution_id))

@@ -11,6 +11,7 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
+from figranium_common.db import Pool
 from figranium_common.jsontypes import JsonMapping, JsonValue
 from figranium_gateway.ai import keys
 from figranium_gateway.ai.keys import MASK, PROVIDERS, Provider
@@ -139,11 +140,12 @@ async def _checked_endpoint(where: str, text: str, *, allow_private: bool) -> st
     return endpoint.text()
 
 
-async def _read_posted(provider: Provider, request: web.Request) -> list[_Posted]:
+async def _read_posted(
+    provider: Provider, raw: JsonMapping, *, allow_private: bool
+) -> list[_Posted]:
     field = FIELDS[provider]
-    allow_private = request.app[CONFIG].allow_private_networks
     posted: list[_Posted] = []
-    for index, text in _posted_list(field, await read_json_object(request)):
+    for index, text in _posted_list(field, raw):
         where = f"{field}[{index}]"
         if MASK in text:
             # What GET answered, sent back: it stands for a stored entry, matched when saving.
@@ -161,10 +163,52 @@ async def _read_posted(provider: Provider, request: web.Request) -> list[_Posted
     return posted
 
 
-def _answer(provider: Provider, stored: JsonValue, request: web.Request) -> web.Response:
-    entries = keys.open_entries(request.app[BOX], provider, stored)
-    masked = [keys.mask_entry(provider, entry.plain) for entry in entries]
-    return web.json_response({FIELDS[provider]: masked})
+def masked_entries(app: web.Application, provider: Provider, stored: JsonValue) -> list[str]:
+    """A provider's stored keys (or endpoints) as GET answers them."""
+    entries = keys.open_entries(app[BOX], provider, stored)
+    return [keys.mask_entry(provider, entry.plain) for entry in entries]
+
+
+async def stored_entries(app: web.Application, provider: Provider) -> list[str]:
+    stored = await settings_store.get_setting(app[POOL], keys.keys_setting(provider))
+    return masked_entries(app, provider, stored)
+
+
+async def replace_entries(app: web.Application, provider: Provider, raw: JsonMapping) -> list[str]:
+    """Replace a provider's keys with the body's list (``POST``'s rules: checked, sealed,
+    masked entries standing for stored ones); answers them masked."""
+    field = FIELDS[provider]
+    posted = await _read_posted(provider, raw, allow_private=app[CONFIG].allow_private_networks)
+    box = app[BOX]
+
+    def replace(stored: JsonValue) -> list[str]:
+        available = keys.open_entries(box, provider, stored)
+        saved: list[str] = []
+        seen: set[str] = set()
+        for item in posted:
+            if item.masked:
+                match = next(
+                    (e for e in available if keys.mask_entry(provider, e.plain) == item.text),
+                    None,
+                )
+                if match is None:
+                    raise _bad(
+                        f"{field}[{item.index}]",
+                        "masked, but matches no stored entry: send the whole key",
+                    )
+                available.remove(match)
+                identity, sealed = match.plain or match.sealed, match.sealed
+            else:
+                identity = item.text
+                sealed = box.seal(item.text, keys.purpose(provider))
+            if identity not in seen:
+                seen.add(identity)
+                saved.append(sealed)
+        return saved
+
+    saved = await settings_store.update_setting(app[POOL], keys.keys_setting(provider), replace)
+    log.info("settings.ai_keys_saved", provider=provider, count=len(saved))
+    return masked_entries(app, provider, saved)
 
 
 def _register(provider: Provider) -> None:
@@ -173,43 +217,11 @@ def _register(provider: Provider) -> None:
     what = "endpoints" if provider == "ollama" else "API keys"
 
     async def get_keys(request: web.Request) -> web.Response:
-        stored = await settings_store.get_setting(request.app[POOL], keys.keys_setting(provider))
-        return _answer(provider, stored, request)
+        return web.json_response({field: await stored_entries(request.app, provider)})
 
     async def set_keys(request: web.Request) -> web.Response:
-        posted = await _read_posted(provider, request)
-        box = request.app[BOX]
-
-        def replace(stored: JsonValue) -> list[str]:
-            available = keys.open_entries(box, provider, stored)
-            saved: list[str] = []
-            seen: set[str] = set()
-            for item in posted:
-                if item.masked:
-                    match = next(
-                        (e for e in available if keys.mask_entry(provider, e.plain) == item.text),
-                        None,
-                    )
-                    if match is None:
-                        raise _bad(
-                            f"{field}[{item.index}]",
-                            "masked, but matches no stored entry: send the whole key",
-                        )
-                    available.remove(match)
-                    identity, sealed = match.plain or match.sealed, match.sealed
-                else:
-                    identity = item.text
-                    sealed = box.seal(item.text, keys.purpose(provider))
-                if identity not in seen:
-                    seen.add(identity)
-                    saved.append(sealed)
-            return saved
-
-        saved = await settings_store.update_setting(
-            request.app[POOL], keys.keys_setting(provider), replace
-        )
-        log.info("settings.ai_keys_saved", provider=provider, count=len(saved))
-        return _answer(provider, saved, request)
+        raw = await read_json_object(request)
+        return web.json_response({field: await replace_entries(request.app, provider, raw)})
 
     get_keys.__name__ = f"get_{provider}_keys"
     set_keys.__name__ = f"set_{provider}_keys"
@@ -276,6 +288,11 @@ async def get_ai_models(request: web.Request) -> web.Response:
 )
 async def set_ai_models(request: web.Request) -> web.Response:
     body = AiModelsBody.model_validate(without_credentials(await read_json_object(request)))
+    return _models_answer(await change_models(request.app[POOL], body))
+
+
+async def change_models(pool: Pool, body: AiModelsBody) -> JsonValue:
+    """Store the models the body gives (null: back to the default); answers them all."""
     changes = {name: getattr(body, name) for name in body.model_fields_set}
 
     def change(stored: JsonValue) -> dict[str, str]:
@@ -291,5 +308,4 @@ async def set_ai_models(request: web.Request) -> web.Response:
                 models[provider] = value
         return models
 
-    saved = await settings_store.update_setting(request.app[POOL], keys.MODELS_SETTING, change)
-    return _models_answer(saved)
+    return await settings_store.update_setting(pool, keys.MODELS_SETTING, change)

@@ -9,6 +9,7 @@ from aiohttp import web
 from nats.js.errors import NotFoundError, ObjectNotFoundError
 from psycopg.rows import DictRow
 
+from figranium_common.jsontypes import JsonObject
 from figranium_common.nats import CABINETS_BUCKET, read_object
 from figranium_gateway.cabinet_archive_ops import folder_zip
 from figranium_gateway.cabinet_schemas import ItemOut
@@ -92,11 +93,16 @@ async def download_item(request: web.Request) -> web.StreamResponse:
     responses={201: ItemOut, 400: None, 404: None, 413: None},
 )
 async def upload_item(request: web.Request) -> web.Response:
-    cabinet_id = request.match_info["cabinet_id"]
+    item = await upload_into(request, request.match_info["cabinet_id"])
+    return web.json_response(item, status=201)
+
+
+async def upload_into(request: web.Request, cabinet_id: str) -> JsonObject:
+    """Store the request's file part as a new item of the cabinet; answers the item
+    (ApiError 404 for an unknown cabinet, 400 without a file, 413 over a quota)."""
     pool = request.app[POOL]
     async with pool.connection() as conn:
         found(await cabinets.get_cabinet(conn, cabinet_id), cabinet_not_found(cabinet_id))
     part = await file_part(request)
     quotas = cabinets.Quotas.of(request.app[CONFIG])
-    item = await store_upload(pool, request.app[JS], cabinet_id, part, quotas)
-    return web.json_response(item, status=201)
+    return await store_upload(pool, request.app[JS], cabinet_id, part, quotas)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from figranium_common.db import Pool
+from figranium_common.jsontypes import JsonObject
 from figranium_gateway.cabinet_cleanup import delete_objects_logged
 from figranium_gateway.cabinet_schemas import (
     CabinetDeletion,
@@ -38,10 +40,23 @@ def _name_taken(name: str) -> ApiError:
 
 
 async def _cabinet_name(request: web.Request) -> str:
-    name = (await read_model(request, CabinetName)).cleaned()
+    return cabinet_name(await read_model(request, CabinetName))
+
+
+def cabinet_name(given: CabinetName) -> str:
+    """The name as kept (trimmed, cut); ApiError 400 when nothing is left of it."""
+    name = given.cleaned()
     if not name:
         raise ApiError(400, "INVALID_BODY", "name: a cabinet name is required")
     return name
+
+
+async def add_cabinet(pool: Pool, name: str) -> JsonObject:
+    """A new cabinet named ``name``; ApiError 400 when another has that name."""
+    try:
+        return await cabinets.create_cabinet(pool, name)
+    except cabinets.NameTaken:
+        raise _name_taken(name) from None
 
 
 @api.get("/api/cabinets", "Every cabinet, oldest first", responses={200: CabinetList})
@@ -56,11 +71,7 @@ async def list_cabinets(request: web.Request) -> web.Response:
     responses={201: CabinetOut, 400: None},
 )
 async def create_cabinet(request: web.Request) -> web.Response:
-    name = await _cabinet_name(request)
-    try:
-        created = await cabinets.create_cabinet(request.app[POOL], name)
-    except cabinets.NameTaken:
-        raise _name_taken(name) from None
+    created = await add_cabinet(request.app[POOL], await _cabinet_name(request))
     return web.json_response(created, status=201)
 
 
@@ -88,21 +99,25 @@ async def rename_cabinet(request: web.Request) -> web.Response:
     responses={200: CabinetList, 400: None, 404: None},
 )
 async def delete_cabinet(request: web.Request) -> web.Response:
-    cabinet_id = request.match_info["cabinet_id"]
     body = await read_model(request, CabinetDeletion)
+    await remove_cabinet(request.app, request.match_info["cabinet_id"], body)
+    return web.json_response(await cabinets.list_cabinets(request.app[POOL]))
+
+
+async def remove_cabinet(app: web.Application, cabinet_id: str, body: CabinetDeletion) -> None:
+    """Delete the cabinet as ``body`` says (its items moved or deleted with their bytes);
+    ApiError 400 when refused, 404 when there is no such cabinet."""
     if not body.targetCabinetId:
         raise ApiError(400, "INVALID_BODY", "targetCabinetId: name the replacement cabinet")
-    pool = request.app[POOL]
     try:
         doomed = await cabinets.delete_cabinet(
-            pool, cabinet_id, body.targetCabinetId, migrate=body.mode == "migrate"
+            app[POOL], cabinet_id, body.targetCabinetId, migrate=body.mode == "migrate"
         )
     except cabinets.CabinetRefused as exc:
         raise ApiError(400, "CABINET_NOT_DELETED", str(exc)) from None
     if doomed is None:
         raise cabinet_not_found(cabinet_id)
-    await delete_objects_logged(request.app[JS], doomed)
-    return web.json_response(await cabinets.list_cabinets(pool))
+    await delete_objects_logged(app[JS], doomed)
 
 
 @api.get(
@@ -130,10 +145,15 @@ async def set_status(request: web.Request) -> web.Response:
 
 
 async def _remove(request: web.Request, item_ids: list[str] | None) -> web.Response:
-    cabinet_id = request.match_info["cabinet_id"]
-    doomed = await cabinets.delete_items(request.app[POOL], cabinet_id, item_ids)
-    await delete_objects_logged(request.app[JS], found(doomed, cabinet_not_found(cabinet_id)))
+    await remove_items(request.app, request.match_info["cabinet_id"], item_ids)
     return web.json_response(Success(success=True).model_dump())
+
+
+async def remove_items(app: web.Application, cabinet_id: str, item_ids: list[str] | None) -> None:
+    """Delete those of ``item_ids`` in the cabinet (None: all) and their bytes; ApiError
+    404 when there is no such cabinet."""
+    doomed = await cabinets.delete_items(app[POOL], cabinet_id, item_ids)
+    await delete_objects_logged(app[JS], found(doomed, cabinet_not_found(cabinet_id)))
 
 
 @api.delete(

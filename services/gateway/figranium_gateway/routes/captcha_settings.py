@@ -47,14 +47,18 @@ class CaptchaSettingsBody(BaseModel):
     )
 
 
-def _answer(stored: JsonValue) -> web.Response:
+def captcha_view(stored: JsonValue) -> CaptchaSettings:
+    """The stored setting as GET answers it: the key masked."""
     found = stored if isinstance(stored, dict) else {}
     base_url = found.get("baseUrl")
-    out = CaptchaSettings(
+    return CaptchaSettings(
         baseUrl=base_url if isinstance(base_url, str) else "",
         clientKey=MASK if found.get("clientKey") else "",
     )
-    return web.json_response(out.model_dump())
+
+
+async def stored_captcha(app: web.Application) -> CaptchaSettings:
+    return captcha_view(await settings_store.get_setting(app[POOL], CAPTCHA_SETTING))
 
 
 def _text_field(body: dict[str, JsonValue], name: str, limit: int) -> str:
@@ -74,7 +78,7 @@ def _text_field(body: dict[str, JsonValue], name: str, limit: int) -> str:
     responses={200: CaptchaSettings},
 )
 async def get_captcha_settings(request: web.Request) -> web.Response:
-    return _answer(await settings_store.get_setting(request.app[POOL], CAPTCHA_SETTING))
+    return web.json_response((await stored_captcha(request.app)).model_dump())
 
 
 @api.post(
@@ -84,11 +88,16 @@ async def get_captcha_settings(request: web.Request) -> web.Response:
     responses={200: CaptchaSettings, 400: None},
 )
 async def set_captcha_settings(request: web.Request) -> web.Response:
-    body = await read_json_object(request)
+    saved = await save_captcha(request.app, await read_json_object(request))
+    return web.json_response(saved.model_dump())
+
+
+async def save_captcha(app: web.Application, body: dict[str, JsonValue]) -> CaptchaSettings:
+    """Check and store ``{baseUrl, clientKey}`` (``POST``'s rules); answers it masked."""
     base_url = _text_field(body, "baseUrl", MAX_URL_LENGTH)
     key = _text_field(body, "clientKey", MAX_KEY_LENGTH)
     if base_url:
-        config = request.app[CONFIG]
+        config = app[CONFIG]
         await check_outbound(
             base_url,
             "baseUrl",
@@ -98,11 +107,10 @@ async def set_captcha_settings(request: web.Request) -> web.Response:
         )
     if key and key != MASK and not _KEY_CHARS.match(key):
         raise ApiError(400, "INVALID_BODY", "clientKey: only visible ASCII characters")
-    sealed = "" if not key or key == MASK else request.app[BOX].seal(key, CAPTCHA_KEY_PURPOSE)
+    sealed = "" if not key or key == MASK else app[BOX].seal(key, CAPTCHA_KEY_PURPOSE)
 
     def change(stored: JsonValue) -> JsonValue:
         kept = stored.get("clientKey") if isinstance(stored, dict) else None
         return {"baseUrl": base_url, "clientKey": (kept or "") if key == MASK else sealed}
 
-    saved = await settings_store.update_setting(request.app[POOL], CAPTCHA_SETTING, change)
-    return _answer(saved)
+    return captcha_view(await settings_store.update_setting(app[POOL], CAPTCHA_SETTING, change))

@@ -22,7 +22,8 @@ api = Router("captures")
 _CAPTURE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,255}$")
 
 
-def _checked_name(name: str) -> str:
+def checked_name(name: str) -> str:
+    """``name`` when it may name a capture; else ApiError 400 ``INVALID_NAME``."""
     # fullmatch: with match, "$" would also accept a trailing newline (%0A).
     if not _CAPTURE_NAME.fullmatch(name) or ".." in name:
         raise ApiError(400, "INVALID_NAME", "capture names are letters, digits, _ . : and -")
@@ -36,7 +37,7 @@ def _checked_name(name: str) -> str:
     content_types={200: "application/octet-stream"},
 )
 async def get_capture(request: web.Request) -> web.Response:
-    name = _checked_name(request.match_info["name"])
+    name = checked_name(request.match_info["name"])
     bucket = await captures_store(request.app[JS])
     try:
         found = await bucket.get(name)
@@ -154,13 +155,17 @@ class Cleared(BaseModel):
     responses={200: Deleted, 400: None, 404: None},
 )
 async def delete_capture(request: web.Request) -> web.Response:
-    name = _checked_name(request.match_info["name"])
-    bucket = await captures_store(request.app[JS])
+    await remove_capture(request.app[JS], checked_name(request.match_info["name"]))
+    return web.json_response(Deleted(success=True).model_dump())
+
+
+async def remove_capture(js: JetStreamContext, name: str) -> None:
+    """Delete the capture ``name`` (checked); ApiError 404 when there is none."""
+    bucket = await captures_store(js)
     try:
         await bucket.delete(name)
     except (ObjectNotFoundError, NotFoundError):
         raise ApiError(404, "CAPTURE_NOT_FOUND", f"no capture {name!r}") from None
-    return web.json_response(Deleted(success=True).model_dump())
 
 
 @api.post(

@@ -9,10 +9,7 @@ seeing the token.
 from __future__ import annotations
 
 import re
-import secrets
-from urllib.parse import urlsplit
 
-import structlog
 from aiohttp import web
 from pydantic import BaseModel, Field, RootModel
 
@@ -20,8 +17,9 @@ from figranium_common import baserow
 from figranium_common.errors import FigraniumError, InvalidUrlError
 from figranium_common.jsontypes import JsonObject, JsonValue
 from figranium_common.outbound_http import safe_request
-from figranium_common.outbound_urls import check_url
 from figranium_common.secretbox import SecretError
+from figranium_gateway import credential_changes
+from figranium_gateway.credential_changes import REDACTED, CredentialBody, CredentialUpdate
 from figranium_gateway.errors import ApiError
 from figranium_gateway.openapi import ErrorBody
 from figranium_gateway.request_input import read_model
@@ -30,47 +28,14 @@ from figranium_gateway.state import BOX, CONFIG, POOL
 from figranium_gateway.store import credentials as credential_store
 from figranium_gateway.store.credentials import Credential
 
-log = structlog.get_logger(__name__)
 api = Router("credentials")
 
-PROVIDERS = ("baserow",)
-REDACTED = "••••••••"
-REDACTION_MARK = "•"
 BASEROW_TIMEOUT_SECONDS = 15.0
 MAX_BASEROW_ANSWER = 5 * 1024 * 1024
-# Tokens travel in a header: only what a header carries unchanged (no CR/LF injection).
-_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 _BASEROW_ID = re.compile(r"[0-9]{1,18}")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 # --- models ---------------------------------------------------------------------------
-
-
-class CredentialConfigIn(BaseModel):
-    baseUrl: str | None = Field(
-        default=None,
-        max_length=2048,
-        description="the Baserow server, e.g. https://api.baserow.io (http or https)",
-    )
-    token: str | None = Field(
-        default=None,
-        max_length=4096,
-        description="a Baserow database token; stored encrypted, never answered."
-        " On update, the redacted value (containing •) or an empty one keeps the stored token,"
-        " unless baseUrl moves to another scheme, host or port (then the token is required).",
-    )
-
-
-class CredentialBody(BaseModel):
-    name: str | None = Field(default=None, max_length=200)
-    provider: str | None = Field(default=None, max_length=100, description='only "baserow"')
-    config: CredentialConfigIn | None = None
-
-
-class CredentialUpdate(BaseModel):
-    name: str | None = Field(default=None, max_length=200, description="empty: keep the name")
-    config: CredentialConfigIn | None = None
 
 
 class CredentialConfigOut(BaseModel):
@@ -132,62 +97,8 @@ def _credential_id(request: web.Request) -> str:
     return request.match_info["credential_id"]
 
 
-def _not_found(credential_id: str) -> ApiError:
-    return ApiError(404, "CREDENTIAL_NOT_FOUND", f"no credential {credential_id!r}")
-
-
 async def _found(request: web.Request) -> Credential:
-    credential_id = _credential_id(request)
-    # PostgreSQL text cannot hold NUL: such an id cannot exist, and must not reach the driver.
-    found = (
-        None
-        if "\x00" in credential_id
-        else await credential_store.get_credential(request.app[POOL], credential_id)
-    )
-    if found is None:
-        raise _not_found(credential_id)
-    return found
-
-
-async def _checked_base_url(request: web.Request, raw: str) -> str:
-    """The base URL trimmed, without trailing slash, allowed by the outbound URL rules."""
-    base_url = raw.strip().rstrip("/")
-    try:
-        parts = urlsplit(base_url)
-        if parts.username is not None or parts.password is not None:
-            raise InvalidUrlError("put the token in config.token, not in the URL")
-        if parts.query or parts.fragment:
-            raise InvalidUrlError("only scheme, host, port and path")
-        await check_url(base_url, allow_private=request.app[CONFIG].allow_private_networks)
-    except InvalidUrlError as exc:
-        raise ApiError(400, "INVALID_BASE_URL", f"config.baseUrl: {exc.details}") from None
-    except ValueError as exc:  # urlsplit's bad ports, and IDNA names that cannot be encoded
-        raise ApiError(
-            400, "INVALID_BASE_URL", f"config.baseUrl: not a valid URL ({exc})"
-        ) from None
-    return base_url
-
-
-def _checked_token(raw: str) -> str:
-    token = raw.strip()
-    if not _TOKEN_CHARS.fullmatch(token):
-        # The message never repeats the token.
-        raise ApiError(
-            400, "INVALID_BODY", "config.token: only visible ASCII characters (sent as a header)"
-        )
-    return token
-
-
-def origin(url: str) -> tuple[str, str, int | None]:
-    """Scheme, host and port (the default one spelled out) of a checked URL."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
-
-
-def _kept(token: str | None) -> bool:
-    """An absent, empty or redacted token means: keep the stored one."""
-    return token is None or not token.strip() or REDACTION_MARK in token
+    return await credential_changes.found(request.app, _credential_id(request))
 
 
 # --- CRUD -----------------------------------------------------------------------------
@@ -207,29 +118,7 @@ async def list_credentials(request: web.Request) -> web.Response:
 )
 async def create_credential(request: web.Request) -> web.Response:
     body = await read_model(request, CredentialBody)
-    name = (body.name or "").strip()
-    provider = (body.provider or "").strip()
-    if not name or not provider or body.config is None:
-        raise ApiError(400, "MISSING_FIELDS", "name, provider and config are required")
-    if provider not in PROVIDERS:
-        raise ApiError(
-            400, "UNSUPPORTED_PROVIDER", f"provider {provider!r} is not supported; use baserow"
-        )
-    if not (body.config.token or "").strip() or not (body.config.baseUrl or "").strip():
-        raise ApiError(400, "MISSING_CONFIG_FIELDS", "config.baseUrl and config.token are required")
-    token = _checked_token(body.config.token or "")
-    base_url = await _checked_base_url(request, body.config.baseUrl or "")
-    credential = await credential_store.insert_credential(
-        request.app[POOL],
-        request.app[BOX],
-        credential_id=f"cred_{secrets.token_hex(8)}",
-        name=name,
-        provider=provider,
-        base_url=base_url,
-        token=token,
-    )
-    log.info("credential.created", credential_id=credential.id, provider=provider)
-    return web.json_response(_out(credential))
+    return web.json_response(_out(await credential_changes.create(request.app, body)))
 
 
 @api.put(
@@ -240,32 +129,7 @@ async def create_credential(request: web.Request) -> web.Response:
 )
 async def update_credential(request: web.Request) -> web.Response:
     body = await read_model(request, CredentialUpdate)
-    current = await _found(request)
-    name = (body.name or "").strip() or None
-    config = body.config or CredentialConfigIn()
-    base_url = None
-    if config.baseUrl is not None and config.baseUrl.strip():
-        base_url = await _checked_base_url(request, config.baseUrl)
-    token = None if _kept(config.token) else _checked_token(config.token or "")
-    if (
-        token is None
-        and base_url is not None
-        and current.has_token
-        and origin(base_url) != origin(current.base_url)
-    ):
-        # The stored token was given for one server; sending it to another must be the
-        # caller's explicit choice, or a changed URL would hand it to whoever runs that one.
-        raise ApiError(
-            400,
-            "TOKEN_REQUIRED",
-            "config.token: changing the base URL's scheme, host or port needs the token again",
-        )
-    updated = await credential_store.update_credential(
-        request.app[POOL], request.app[BOX], current.id, name=name, base_url=base_url, token=token
-    )
-    if updated is None:  # deleted meanwhile
-        raise _not_found(current.id)
-    log.info("credential.updated", credential_id=updated.id, token_changed=token is not None)
+    updated = await credential_changes.update(request.app, _credential_id(request), body)
     return web.json_response(_out(updated))
 
 
@@ -275,13 +139,7 @@ async def update_credential(request: web.Request) -> web.Response:
     responses={200: DeletedAnswer, 404: ErrorBody},
 )
 async def delete_credential(request: web.Request) -> web.Response:
-    credential_id = _credential_id(request)
-    deleted = "\x00" not in credential_id and await credential_store.delete_credential(
-        request.app[POOL], credential_id
-    )
-    if not deleted:
-        raise _not_found(credential_id)
-    log.info("credential.deleted", credential_id=credential_id)
+    await credential_changes.delete(request.app, _credential_id(request))
     return web.json_response(DeletedAnswer(success=True).model_dump())
 
 

@@ -168,8 +168,12 @@ async def _ask(
     responses={200: SelectorAnswer, 400: ErrorBody, 500: ErrorBody, 503: ErrorBody},
 )
 async def generate_selector(request: web.Request) -> web.Response:
-    app = request.app
-    raw = await read_json_object(request)
+    out = await propose_selector(request.app, await read_json_object(request))
+    return web.json_response(out.model_dump())
+
+
+async def propose_selector(app: web.Application, raw: JsonMapping) -> SelectorAnswer:
+    """A selector for ``raw`` (a ``generate-selector`` body), checked against the page."""
     prompt = _required_text(raw, "prompt")
     given = raw.get("task")
     if not isinstance(given, dict):
@@ -188,7 +192,7 @@ async def generate_selector(request: web.Request) -> web.Response:
         )
     chain = app[AI]
     keyring = await _require_keys(chain)
-    page = await _capture(request, task, index)
+    page = await _capture(app, task, index)
     soup = BeautifulSoup(page.html, "html.parser")
     matched: dict[str, int] = {}
 
@@ -207,15 +211,13 @@ async def generate_selector(request: web.Request) -> web.Response:
     )
     answer = await _ask(chain, keyring, SELECTOR_SYSTEM, question, accept, failed_status=500)
     log.info("ai.selector_generated", provider=answer.provider, matches=matched[answer.text])
-    out = SelectorAnswer(
+    return SelectorAnswer(
         selector=answer.text, provider=answer.provider, matches=matched[answer.text]
     )
-    return web.json_response(out.model_dump())
 
 
-async def _capture(request: web.Request, task: JsonObject, index: int) -> PageCaptureReply:
+async def _capture(app: web.Application, task: JsonObject, index: int) -> PageCaptureReply:
     """The page before action ``index``, from any runner, with the task's saved state."""
-    app = request.app
     # What a run of this task would carry (saved cookies, proxies, started tasks).
     run = await dispatch.build_run_request(
         app[POOL],
@@ -252,8 +254,13 @@ async def _capture(request: web.Request, task: JsonObject, index: int) -> PageCa
     responses={200: ScriptAnswer, 400: ErrorBody, 502: ErrorBody, 503: ErrorBody},
 )
 async def generate_script(request: web.Request) -> web.Response:
-    app = request.app
-    description = _required_text(await read_json_object(request), "description")
+    out = await write_script(request.app, await read_json_object(request))
+    return web.json_response(out.model_dump())
+
+
+async def write_script(app: web.Application, raw: JsonMapping) -> ScriptAnswer:
+    """An extraction script for ``raw`` (a ``generate-script`` body), checked to compile."""
+    description = _required_text(raw, "description")
     chain = app[AI]
     keyring = await _require_keys(chain)
     timeout = app[CONFIG].ai_timeout_seconds
@@ -269,6 +276,4 @@ async def generate_script(request: web.Request) -> web.Response:
 
     answer = await _ask(chain, keyring, SCRIPT_SYSTEM, description, accept, failed_status=502)
     log.info("ai.script_generated", provider=answer.provider, chars=len(answer.text))
-    return web.json_response(
-        ScriptAnswer(script=answer.text, provider=answer.provider).model_dump()
-    )
+    return ScriptAnswer(script=answer.text, provider=answer.provider)

@@ -62,10 +62,14 @@ def _active(runners: list[HeadfulPresence]) -> HeadfulPresence | None:
     responses={200: HeadfulStatus},
 )
 async def headful_status(request: web.Request) -> web.Response:
-    runners = request.app[HEADFUL].runners()
+    return web.json_response(status_of(request.app[HEADFUL].runners()).model_dump())
+
+
+def status_of(runners: list[HeadfulPresence]) -> HeadfulStatus:
+    """The headful runners' status, as ``GET /api/headful/status`` answers it."""
     active = _active(runners)
     shown = active or (runners[0] if runners else None)
-    status = HeadfulStatus(
+    return HeadfulStatus(
         useNovnc=bool(runners),
         novncPort=shown.novnc_port if shown else None,
         isRunning=active is not None,
@@ -82,7 +86,6 @@ async def headful_status(request: web.Request) -> web.Response:
             for runner in runners
         ],
     )
-    return web.json_response(status.model_dump())
 
 
 class TicketBody(BaseModel):
@@ -158,11 +161,17 @@ def viewer_link(viewer_url: str, ticket: str) -> str:
     responses={200: TicketOut, 400: None, 404: None, 503: None},
 )
 async def headful_ticket(request: web.Request) -> web.Response:
-    body = await read_model(request, TicketBody)
-    runner, execution_id = _choose(request.app[HEADFUL].runners(), body)
+    ticket = await mint_ticket(request.app, await read_model(request, TicketBody))
+    return web.json_response(ticket.model_dump())
+
+
+async def mint_ticket(app: web.Application, body: TicketBody) -> TicketOut:
+    """A viewer ticket from the runner of the session ``body`` names (ApiError 404 without
+    such a session, 503 when no headful runner is live or it does not answer)."""
+    runner, execution_id = _choose(app[HEADFUL].runners(), body)
     ask = HeadfulTicketRequest(execution_id=execution_id, control=body.control)
     try:
-        answer = await request.app[NC].request(
+        answer = await app[NC].request(
             headful_ticket_subject(runner.runner_id),
             ask.model_dump_json().encode(),
             timeout=TICKET_REPLY_SECONDS,
@@ -181,10 +190,9 @@ async def headful_ticket(request: web.Request) -> web.Response:
         execution_id=ask.execution_id,
         control=ask.control,
     )
-    out = TicketOut(
+    return TicketOut(
         ticket=reply.ticket,
         expiresAt=reply.expires_at,
         runnerId=reply.runner_id,
         url=viewer_link(reply.viewer_url, reply.ticket),
     )
-    return web.json_response(out.model_dump())

@@ -245,10 +245,14 @@ def run_answer(execution: execution_store.RunOutcome) -> web.Response:
     "/tasks/{task_id}/api", "Run a saved task (the route the Python client uses)", **_SAVED_RUN
 )
 async def run_task(request: web.Request) -> web.Response:
-    raw = await read_json_object(request)
+    return await run_saved(request, task_id_of(request), await read_json_object(request))
+
+
+async def run_saved(request: web.Request, task_id: str, raw: JsonObject) -> web.Response:
+    """Run saved task ``task_id`` with the run-call body ``raw``: the answer of
+    ``POST /api/tasks/:id/api`` (202 with the execution id for ``"async": true``)."""
     given = given_variables(raw)
     body = _run_body({**raw, "variables": given.run_values(), "taskVariables": None})
-    task_id = task_id_of(request)
     task = found(await task_store.get_task(request.app[POOL], task_id), task_not_found(task_id))
     return await _run(request, declare_missing(task, given.declared), body)
 

@@ -2,33 +2,28 @@
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
-import structlog
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from figranium_gateway.api_key import (
-    API_KEY_SETTING,
-    MIN_API_KEY_LENGTH,
-    ApiKeyCache,
-    announce,
+from figranium_common.db import Pool
+from figranium_gateway.api_key import ApiKeyCache
+from figranium_gateway.api_key_change import (
+    check_key_length,
+    check_key_text,
+    refuse_environment_key,
+    replace_api_key,
 )
-from figranium_gateway.auth import generate_api_key, header_keys, query_keys
+from figranium_gateway.auth import header_keys, query_keys
 from figranium_gateway.errors import ApiError
 from figranium_gateway.request_input import read_model
 from figranium_gateway.routing import Router
-from figranium_gateway.state import AUTH, CONFIG, NC, POOL
-from figranium_gateway.store import console_sessions
+from figranium_gateway.state import AUTH, POOL
 from figranium_gateway.store import settings as settings_store
 
-log = structlog.get_logger(__name__)
 api = Router("settings")
 
-MAX_API_KEY_LENGTH = 512  # as Figranium
-# Keys travel in headers, so only what a header can carry unchanged: visible ASCII.
-_API_KEY_CHARS = re.compile(r"^[\x21-\x7e]+$")
 SELECTOR_FINDER_SETTING = "selector_finder"
 
 
@@ -62,45 +57,14 @@ async def _authenticated_outside_body(request: web.Request, cache: ApiKeyCache) 
     responses={200: ApiKeyOut, 400: None, 409: None},
 )
 async def set_api_key(request: web.Request) -> web.Response:
-    if request.app[CONFIG].api_key:
-        raise ApiError(
-            409,
-            "API_KEY_FROM_ENVIRONMENT",
-            "the API key comes from FIGRANIUM_API_KEY, which always wins over a stored key;"
-            " change the variable and restart the gateways instead",
-        )
+    refuse_environment_key(request.app)
     body = await read_model(request, ApiKeyBody)
-    cache = request.app[AUTH]
     wanted = (body.apiKey or "").strip()
-    if len(wanted) > MAX_API_KEY_LENGTH:
-        raise ApiError(
-            400, "API_KEY_TOO_LONG", f"apiKey is at most {MAX_API_KEY_LENGTH} characters"
-        )
-    if wanted and not _API_KEY_CHARS.match(wanted):
-        raise ApiError(
-            400, "INVALID_BODY", "apiKey: only visible ASCII characters (it is sent as a header)"
-        )
-    if wanted and not await _authenticated_outside_body(request, cache):
+    check_key_text(wanted)
+    if wanted and not await _authenticated_outside_body(request, request.app[AUTH]):
         wanted = ""  # the body's apiKey was the credential, not a new key
-    if wanted and len(wanted) < MIN_API_KEY_LENGTH:
-        raise ApiError(
-            400, "API_KEY_TOO_SHORT", f"apiKey is at least {MIN_API_KEY_LENGTH} characters"
-        )
-    new_key = wanted or generate_api_key()
-    await settings_store.set_setting(
-        request.app[POOL], API_KEY_SETTING, cache.hasher.digest(new_key)
-    )
-    if cache.source == "stored":
-        cache.changed_here(new_key)
-    await announce(request.app[NC], API_KEY_SETTING)
-    # Sessions are tied to the key they were opened with anyway; this removes their rows.
-    ended = await console_sessions.end_all_sessions(request.app[POOL])
-    log.warning(
-        "auth.api_key_changed",
-        generated=not wanted,
-        auth_source=cache.source,
-        console_sessions_ended=ended,
-    )
+    check_key_length(wanted)
+    new_key = await replace_api_key(request.app, wanted)
     return web.json_response(ApiKeyOut(apiKey=new_key).model_dump())
 
 
@@ -121,11 +85,22 @@ class SelectorFinderBody(BaseModel):
     mode: SelectorFinderMode | None = Field(default=None, description="older name")
 
 
-def _chosen_finder(body: SelectorFinderBody) -> SelectorFinderMode:
+def chosen_finder(body: SelectorFinderBody) -> SelectorFinderMode:
     chosen = body.selectorFinder or body.mode
     if chosen is None:
         raise ApiError(400, "MISSING_FIELDS", 'selectorFinder: required, "highlight" or "ai"')
     return chosen
+
+
+async def stored_finder(pool: Pool) -> SelectorFinderMode:
+    """The stored mode; highlight when none (or an unknown one) is stored."""
+    stored = await settings_store.get_setting(pool, SELECTOR_FINDER_SETTING)
+    mode = stored.get("mode") if isinstance(stored, dict) else None
+    return "ai" if mode == "ai" else "highlight"
+
+
+async def store_finder(pool: Pool, chosen: SelectorFinderMode) -> None:
+    await settings_store.set_setting(pool, SELECTOR_FINDER_SETTING, {"mode": chosen})
 
 
 @api.get(
@@ -134,9 +109,7 @@ def _chosen_finder(body: SelectorFinderBody) -> SelectorFinderMode:
     responses={200: SelectorFinder},
 )
 async def get_selector_finder(request: web.Request) -> web.Response:
-    stored = await settings_store.get_setting(request.app[POOL], SELECTOR_FINDER_SETTING)
-    mode = stored.get("mode") if isinstance(stored, dict) else None
-    out = SelectorFinder(selectorFinder=mode if mode in ("highlight", "ai") else "highlight")
+    out = SelectorFinder(selectorFinder=await stored_finder(request.app[POOL]))
     return web.json_response(out.model_dump())
 
 
@@ -147,6 +120,6 @@ async def get_selector_finder(request: web.Request) -> web.Response:
     responses={200: SelectorFinder, 400: None},
 )
 async def set_selector_finder(request: web.Request) -> web.Response:
-    chosen = _chosen_finder(await read_model(request, SelectorFinderBody))
-    await settings_store.set_setting(request.app[POOL], SELECTOR_FINDER_SETTING, {"mode": chosen})
+    chosen = chosen_finder(await read_model(request, SelectorFinderBody))
+    await store_finder(request.app[POOL], chosen)
     return web.json_response(SelectorFinder(selectorFinder=chosen).model_dump())

@@ -6,6 +6,7 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from figranium_common.db import Pool
 from figranium_common.jsontypes import GivenObject, JsonObject
 from figranium_common.models import Task, now_ms
 from figranium_common.redact import mask_task
@@ -109,10 +110,9 @@ async def _version_of(request: web.Request) -> tuple[str, str]:
     return task_id_of(request), request.match_info["version_id"]
 
 
-async def _stored_version(
-    request: web.Request, task_id: str, version_id: str
-) -> task_store.TaskVersion:
-    version = await task_store.get_version(request.app[POOL], task_id, version_id)
+async def stored_version(pool: Pool, task_id: str, version_id: str) -> task_store.TaskVersion:
+    """The version, or the 404 ``VERSION_NOT_FOUND``."""
+    version = await task_store.get_version(pool, task_id, version_id)
     return found(version, _version_missing(task_id, version_id))
 
 
@@ -149,18 +149,30 @@ async def get_task(request: web.Request) -> web.Response:
     },
 )
 async def save_task(request: web.Request) -> web.Response:
-    body = without_credentials(await read_json_object(request))
+    saved = await save_whole(
+        request.app[POOL],
+        await read_json_object(request),
+        snapshot=_truthy(request.query.get("version")),
+        update_only=_truthy(request.query.get("update")),
+    )
+    return web.json_response(mask_task(saved))
+
+
+async def save_whole(
+    pool: Pool, given: JsonObject, *, snapshot: bool, update_only: bool = False
+) -> JsonObject:
+    """Validate ``given`` and store it whole under its ``id`` (a new id when it has none),
+    as ``POST /api/tasks`` does: credential fields dropped, a masked secret keeping the
+    stored value; with ``snapshot`` the previous state becomes a version first, with
+    ``update_only`` a task that does not exist yet is refused (404)."""
+    body = without_credentials(given)
     task = validate_task(body)
     task_id = task.id or f"task_{now_ms()}"
-    pool = request.app[POOL]
-    if _truthy(request.query.get("update")) and await task_store.get_task(pool, task_id) is None:
+    if update_only and await task_store.get_task(pool, task_id) is None:
         raise task_not_found(task_id)
-    stored = {**body, **task.dump()}
-    saved = await task_store.save_task(
-        pool, task_id, stored, snapshot=_truthy(request.query.get("version"))
-    )
+    saved = await task_store.save_task(pool, task_id, {**body, **task.dump()}, snapshot=snapshot)
     log.info("task.saved", task_id=task_id)
-    return web.json_response(mask_task(saved))
+    return saved
 
 
 @api.patch(
@@ -247,7 +259,7 @@ async def clear_versions(request: web.Request) -> web.Response:
 )
 async def get_version(request: web.Request) -> web.Response:
     task_id, version_id = await _version_of(request)
-    version = await _stored_version(request, task_id, version_id)
+    version = await stored_version(request.app[POOL], task_id, version_id)
     metadata = {"id": version["id"], "timestamp": version["timestamp"]}
     return web.json_response({"snapshot": mask_task(version["snapshot"]), "metadata": metadata})
 
@@ -281,16 +293,19 @@ async def rollback(request: web.Request) -> web.Response:
     except ValidationError as exc:
         raise ApiError(400, "INVALID_BODY", "versionId must be a string") from exc
     await _existing(request)
-    task_id = task_id_of(request)
-    version = await _stored_version(request, task_id, version_id)
+    restored = await restore_version(request.app[POOL], task_id_of(request), version_id)
+    return web.json_response(mask_task(restored))
+
+
+async def restore_version(pool: Pool, task_id: str, version_id: str) -> JsonObject:
+    """Make version ``version_id`` the task's state, the current state becoming a version
+    first (404 when the task or the version does not exist)."""
+    version = await stored_version(pool, task_id, version_id)
     snapshot: JsonObject = dict(version["snapshot"])
 
     def restore(current: JsonObject) -> JsonObject:
         return {**snapshot, "last_opened": now_ms()}
 
-    restored = found(
-        await task_store.update_task(request.app[POOL], task_id, restore),
-        task_not_found(task_id),
-    )
+    restored = found(await task_store.update_task(pool, task_id, restore), task_not_found(task_id))
     log.info("task.rolled_back", task_id=task_id, version=version_id)
-    return web.json_response(mask_task(restored))
+    return restored

@@ -34,18 +34,29 @@ class WebhookSecretOut(BaseModel):
     responses={200: WebhookSecretStatus},
 )
 async def webhook_secret_status(request: web.Request) -> web.Response:
-    pool = request.app[POOL]
+    return web.json_response((await secret_state(request.app)).model_dump())
+
+
+async def secret_state(app: web.Application) -> WebhookSecretStatus:
+    """Whether a secret exists and since when; made now if start-up has not made it yet."""
+    pool = app[POOL]
     created_at, previous_until = await webhook_delivery.secret_status(pool)
     if created_at is None:
         # Normally made at start-up; a request arriving first makes it just the same.
-        await webhook_delivery.ensure_secret(pool, request.app[BOX], request.app[CONFIG].data_dir)
+        await webhook_delivery.ensure_secret(pool, app[BOX], app[CONFIG].data_dir)
         created_at, previous_until = await webhook_delivery.secret_status(pool)
-    out = WebhookSecretStatus(
+    return WebhookSecretStatus(
         configured=created_at is not None,
         createdAt=created_at,
         previousValidUntil=previous_until,
     )
-    return web.json_response(out.model_dump())
+
+
+async def rotate_secret(app: web.Application) -> str:
+    """A new signing secret, the previous one still signing for the configured overlap."""
+    return await webhook_delivery.rotate_secret(
+        app[POOL], app[BOX], app[CONFIG].webhook_secret_overlap_seconds
+    )
 
 
 @api.post(
@@ -55,9 +66,5 @@ async def webhook_secret_status(request: web.Request) -> web.Response:
     responses={200: WebhookSecretOut},
 )
 async def rotate_webhook_secret(request: web.Request) -> web.Response:
-    secret = await webhook_delivery.rotate_secret(
-        request.app[POOL],
-        request.app[BOX],
-        request.app[CONFIG].webhook_secret_overlap_seconds,
-    )
+    secret = await rotate_secret(request.app)
     return web.json_response(WebhookSecretOut(secret=secret).model_dump())

@@ -202,6 +202,15 @@ async def usage(conn: Connection, cabinet_id: str) -> Usage:
     return Usage(cabinet=int(row["cabinet"]), total=int(row["total"]))
 
 
+async def sizes(pool: Pool) -> dict[str, int]:
+    """Bytes each cabinet's items take, by cabinet id (cabinets without items are absent)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT cabinet_id, sum(size) AS size FROM cabinet_items GROUP BY cabinet_id"
+        )
+        return {row["cabinet_id"]: int(row["size"]) for row in await cur.fetchall()}
+
+
 # Taken by whatever adds bytes to the cabinets (uploads, ingested downloads, zips), so that
 # two writers in different cabinets cannot both pass the total quota with the room for one.
 QUOTA_LOCK = "cabinets:quota"
