@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_valida
 
 from figranium_common.action_models import Actions
 from figranium_common.cabinet_models import CabinetPlan, StoredDownload
+from figranium_common.capture_models import StoredCapture
 from figranium_common.jsontypes import GivenJson, GivenObject, GivenStorageState, JsonObject
 
 Outcome = Literal["success", "error", "stopped", "crashed", "anti_bot"]
@@ -375,6 +376,8 @@ class ResultEvent(_Event):
     stored_downloads: list[StoredDownload] = Field(default_factory=list)
     # Cabinet items the run uploaded and marked (``markAsUploaded``, ``finalize_uploads``).
     uploaded_items: list[str] = Field(default_factory=list)
+    # The captures stored at the end (video, final screenshot), for the gateway's index.
+    stored_captures: list[StoredCapture] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _lines_fit_before(self) -> ResultEvent:
@@ -401,7 +404,18 @@ def _lines_from(event: _Event, first: int, lines: list[str]) -> list[LogLine]:
     ).each()
 
 
-RunEvent = Annotated[StartedEvent | LogEvent | ResultEvent, Field(discriminator="type")]
+class CaptureEvent(_Event):
+    """Captures a run stored while it ran (a screenshot as it was taken): the console shows
+    them at once and the gateway indexes them. Its ``seq`` is the run's next log sequence,
+    which it does not use up (log lines keep theirs)."""
+
+    type: Literal["capture"] = "capture"
+    captures: list[StoredCapture] = Field(min_length=1)
+
+
+RunEvent = Annotated[
+    StartedEvent | LogEvent | ResultEvent | CaptureEvent, Field(discriminator="type")
+]
 
 
 class RunEventEnvelope(BaseModel):
