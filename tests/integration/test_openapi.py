@@ -13,7 +13,6 @@ import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from openapi_spec_validator import validate
-from playwright.sync_api import sync_playwright
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err
 from schemathesis.specs.openapi.checks import (
@@ -25,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
 from figranium_common.config import Config
 from figranium_gateway import api_docs, auth
 from figranium_gateway.app import create_app
-from figranium_runner.browser import find_chromium
+from tests.integration.console_browser import SharedChromium, console_page
 from tests.integration.stack import API_KEY
 
 # The run endpoints start browser runs; the stream never ends; settings changes (a new API
@@ -138,7 +137,7 @@ def test_docs_are_served_without_a_cdn(api: httpx.Client) -> None:
     assert missing.json()["error"] == "NOT_FOUND"
 
 
-def test_docs_page_runs_under_a_strict_policy(api: httpx.Client) -> None:
+def test_docs_page_runs_under_a_strict_policy(api: httpx.Client, chromium: SharedChromium) -> None:
     """The page's own script is a file, so its policy forbids inline script and eval."""
     page = api.get("/api/docs")
     policy = {
@@ -160,28 +159,13 @@ def test_docs_page_runs_under_a_strict_policy(api: httpx.Client) -> None:
     assert "<style" not in page.text and " style=" not in page.text
 
     # And Swagger UI still works under it: Chromium shows the document, no violations.
-    violations: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=find_chromium(None), args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            tab = browser.new_page()
-            tab.on(
-                "console",
-                lambda message: (
-                    violations.append(message.text)
-                    if "Content Security Policy" in message.text
-                    else None
-                ),
-            )
-            tab.goto(f"{api.base_url}/api/docs")
-            tab.wait_for_selector(".swagger-ui .info .title", timeout=20_000)
-            assert "Figranium" in tab.inner_text(".swagger-ui .info .title")
-            assert tab.locator(".opblock").count() > 10
-        finally:
-            browser.close()
-    assert violations == []
+    # The bundle is large: on a busy machine it takes a while to evaluate.
+    with console_page(chromium) as (tab, violations):
+        tab.goto(f"{api.base_url}/api/docs")
+        tab.wait_for_selector(".swagger-ui .info .title", timeout=90_000)
+        assert "Figranium" in tab.inner_text(".swagger-ui .info .title")
+        assert tab.locator(".opblock").count() > 10
+        assert violations == []
 
 
 def test_docs_answer_without_a_key(api: httpx.Client) -> None:
@@ -220,9 +204,13 @@ CHECKS = [
 ]
 
 
-def _fuzz(operation: Any, base_url: str, headers: dict[str, str], deadline: float) -> None:
+def _fuzz(operation: Any, base_url: str, headers: dict[str, str]) -> None:
     """Up to EXAMPLES_PER_OPERATION generated calls to one operation, every check applied
-    (no server error, except where DOCUMENTED_SERVER_ERRORS says one is the answer)."""
+    (no server error, except where DOCUMENTED_SERVER_ERRORS says one is the answer).
+
+    The time budget is checked between operations, never inside one: an example that
+    returned early when replayed would hide its failure behind hypothesis's "inconsistent
+    data generation"."""
     key = (operation.method.upper(), operation.path)
     checks = [c for c in CHECKS if key not in DOCUMENTED_SERVER_ERRORS or c != not_a_server_error]
 
@@ -236,8 +224,6 @@ def _fuzz(operation: Any, base_url: str, headers: dict[str, str], deadline: floa
     )
     @given(data=st.data())
     def fuzz(data: st.DataObject) -> None:
-        if time.monotonic() > deadline:
-            return
         case = data.draw(operation.as_strategy())
         case.call_and_validate(base_url=base_url, headers=headers, checks=checks, timeout=30)
 
@@ -280,7 +266,7 @@ def test_live_gateway_conforms_to_its_document(api: httpx.Client) -> None:
             continue
 
         try:
-            _fuzz(operation, base_url, headers, deadline)
+            _fuzz(operation, base_url, headers)
             tested += 1
         except (Exception, BaseExceptionGroup) as exc:
             failures.append(f"{label}: {exc}")
