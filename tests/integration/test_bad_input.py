@@ -81,6 +81,10 @@ def test_bad_query_and_names(api: httpx.Client) -> None:
     assert_error(api.get("/api/executions", params={"limit": "lots"}), 400, "INVALID_QUERY")
     assert_error(api.get("/api/executions", params={"limit": "0"}), 400, "INVALID_QUERY")
     assert_error(api.get("/captures/..%2Fsecret"), 400)
+    # A NUL character reaches no query: PostgreSQL cannot hold one in text.
+    assert_error(api.get("/", params={"q": "a\x00b"}), 400, "INVALID_REQUEST")
+    assert_error(api.get("/api/cookies", params={"taskId": "\x00"}), 400, "INVALID_REQUEST")
+    assert_error(api.get("/api/tasks/a%00b"), 400, "INVALID_REQUEST")
 
 
 def test_wrong_method(api: httpx.Client) -> None:

@@ -66,8 +66,18 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(f"{field_path(err['loc'])}: {err['msg']}" for err in exc.errors())
 
 
+def _nul_in_request(request: web.Request) -> bool:
+    """A NUL character in the path or the query: no text column can hold one, so it is
+    refused here rather than failing in PostgreSQL."""
+    if "\x00" in request.path:
+        return True
+    return any("\x00" in key or "\x00" in value for key, value in request.query.items())
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if _nul_in_request(request):
+        return error_response(400, "INVALID_REQUEST", "the path or query holds a NUL character")
     try:
         return await handler(request)
     except ApiError as exc:

@@ -44,6 +44,7 @@ ROUTES: list[RouteDoc] = []  # in the order the route modules declare them
 
 OPENAPI_VERSION = "3.1.0"
 UNAUTHORIZED = 401
+BAD_REQUEST = 400
 
 # Every form of the key that auth.py accepts from a client that reads the document.
 SECURITY_SCHEMES: dict[str, dict[str, str]] = {
@@ -156,6 +157,9 @@ def _operation(route: RouteDoc, schemas: _Schemas) -> JsonObject:
         declared[200] = None
     if not route.public:
         declared.setdefault(UNAUTHORIZED, ErrorBody)
+    if route.query or "{" in route.path:
+        # Text with a NUL character is refused before any handler (INVALID_REQUEST).
+        declared.setdefault(BAD_REQUEST, ErrorBody)
     operation["responses"] = {
         str(status): _response(route, status, model, schemas)
         for status, model in sorted(declared.items())
