@@ -18,7 +18,7 @@ from multidict import MultiMapping
 from figranium_common.jsontypes import JsonObject
 from figranium_gateway.cabinet_schemas import CabinetDeletion, CabinetName
 from figranium_gateway.console.execution_pages import detail_url, shown_time
-from figranium_gateway.console.rendering import render, see_other
+from figranium_gateway.console.rendering import missing, render, see_other
 from figranium_gateway.errors import ApiError
 from figranium_gateway.routes.cabinet_files import upload_into
 from figranium_gateway.routes.cabinets import (
@@ -111,7 +111,7 @@ async def create_cabinet(request: web.Request) -> web.Response:
 
 
 def _missing(request: web.Request, cabinet_id: str) -> web.Response:
-    return render(request, "cabinet_missing.html", {"id": cabinet_id}, status=404)
+    return missing(request, "cabinets", cabinet_id)
 
 
 async def _cabinet(request: web.Request, cabinet_id: str) -> JsonObject | None:

@@ -30,7 +30,7 @@ from figranium_gateway.console.editor_view import (
     type_choices,
     variable_views,
 )
-from figranium_gateway.console.rendering import render, see_other
+from figranium_gateway.console.rendering import missing, render, see_other
 from figranium_gateway.errors import ApiError
 from figranium_gateway.request_input import task_id_of
 from figranium_gateway.routing import Router
@@ -86,7 +86,7 @@ async def _stored(request: web.Request) -> JsonObject | None:
 
 
 def _missing(request: web.Request) -> web.Response:
-    return render(request, "editor_missing.html", {"id": task_id_of(request)}, status=404)
+    return missing(request, "tasks", task_id_of(request))
 
 
 @api.get(

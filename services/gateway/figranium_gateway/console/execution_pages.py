@@ -17,7 +17,7 @@ from aiohttp import web
 
 from figranium_common.jsontypes import JsonObject
 from figranium_gateway.console import result_views
-from figranium_gateway.console.rendering import render, see_other
+from figranium_gateway.console.rendering import missing, render, see_other
 from figranium_gateway.errors import ApiError
 from figranium_gateway.execution_query import OUTCOMES, encode_cursor, parse_query, parse_time
 from figranium_gateway.routes.captures import listed_captures
@@ -138,7 +138,7 @@ async def execution_detail(request: web.Request) -> web.Response:
     seen = await change_log.latest_change_id(request.app[POOL])
     execution = await execution_store.get_execution(request.app[POOL], execution_id)
     if execution is None:
-        return render(request, "execution_missing.html", {"id": execution_id}, status=404)
+        return missing(request, "executions", execution_id)
     captures = await listed_captures(request.app[JS], execution_id, kinds=_CAPTURE_KINDS)
     result = execution["result"]
     rows = result_views.table_rows(result)

@@ -34,6 +34,25 @@ def render(
     return response
 
 
+# What a console page says of an id it does not know: its noun, why, where to go back.
+_MISSING = {
+    "tasks": ("task", "it may have been deleted", "/"),
+    "executions": (
+        "execution",
+        "it may have been deleted, or removed by retention",
+        "/console/executions",
+    ),
+    "cabinets": ("cabinet", "it may have been deleted", "/console/cabinets"),
+}
+
+
+def missing(request: web.Request, nav: str, identifier: str) -> web.Response:
+    """The 404 page for an unknown task, execution or cabinet (``nav`` names the list)."""
+    thing, reason, back = _MISSING[nav]
+    context = {"nav": nav, "thing": thing, "reason": reason, "back": back, "id": identifier}
+    return render(request, "missing.html", context, status=404)
+
+
 def see_other(location: str) -> web.Response:
     """A redirect after a form (303: the browser follows it with GET)."""
     return web.Response(status=303, headers={"Location": location})
