@@ -3,7 +3,9 @@ executions (issue 33 asks for under 150 ms each).
 
 The database is filled as the gateway benchmark fills it (``benchmarks.seed``); schedules
 are saved through the API, and screenshots put in the captures bucket as a runner puts
-them. A browser-like client signs in with the key, then asks each page a number of times
+them. The captures index holds a screenshot of every execution (pages read the index, not
+the bucket, so its rows are what they pay for). A browser-like client signs in with the
+key, then asks each page a number of times
 after one warm-up request and reads the gateway's own ``Server-Timing`` header
 (``figranium_gateway.console.timing``), so the figure is the gateway's time, not the
 client's. A page answering 404 is recorded as missing (a page not built yet), any other
@@ -84,13 +86,22 @@ async def seed(
             await bucket.put(f"exec_bench_{n}_agent_{stamp + n}.png", PNG)
     finally:
         await nc.close()
+    # Rows of the captures index, as the gateway adds them from runners' reports: those
+    # screenshots, and one of every other execution.
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO captures (name, execution_id, kind, size, created_at)"
+            " SELECT 'exec_bench_' || n || '_agent_' || (%s + n) || '.png', 'exec_bench_' || n,"
+            " 'screenshot', %s, %s + n FROM generate_series(1, %s) AS n ON CONFLICT DO NOTHING",
+            (stamp, len(PNG), stamp, max(sizes["captures"], sizes["executions"])),
+        )
     with psycopg.connect(database_url) as conn:
         counted = {
             table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()
-            for table in ("tasks", "executions", "schedules")
+            for table in ("tasks", "executions", "schedules", "captures")
         }
     return {table: int(row[0]) if row else 0 for table, row in counted.items()} | {
-        "captures": sizes["captures"]
+        "capture objects": sizes["captures"]
     }
 
 

@@ -12,7 +12,7 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
 from tests.integration.cabinet_helpers import items, object_names
-from tests.integration.captures_helpers import capture_names, put_captures
+from tests.integration.captures_helpers import capture_names, indexed, put_captures
 from tests.integration.console_browser import SIGN_IN, SharedChromium, accessible, console_page
 from tests.integration.pages import add_item
 from tests.integration.stack import API_KEY, Stack, wait_until
@@ -35,7 +35,7 @@ def test_the_gallery_pages_links_and_deletes_captures(
     run = f"exec_{uuid.uuid4().hex[:10]}"
     # Newest last: each put gets a later modification time.
     names = [f"{run}_agent_{1000 + n}.png" for n in range(25)] + [f"{run}_agent_2000.webm"]
-    put_captures(_nats_url(stack), names)
+    put_captures(stack[0], names)
     first = browser_like.get(CAPTURES)
     assert first.status_code == 200, first.text
     shown = re.findall(r'<a href="/captures/([^"]+)">\1</a>', first.text)
@@ -43,20 +43,26 @@ def test_the_gallery_pages_links_and_deletes_captures(
     assert f'<video src="/captures/{names[-1]}"' in first.text
     assert f'alt="Screenshot of run {run}, ' in first.text
     assert f'href="/console/executions/{run}"' in first.text
-    assert '<a href="/console/captures?page=2" rel="next">' in first.text
-    second = browser_like.get(CAPTURES, params={"page": "2"})
-    assert second.status_code == 200 and 'rel="prev"' in second.text
-    assert names[0] in second.text
-    bad = browser_like.get(CAPTURES, params={"page": "0"})
-    assert bad.status_code == 400 and "page must be a whole number" in bad.text
+    # Keyset pages: the next one starts after the last capture shown.
+    next_link = re.search(r'<a href="(/console/captures\?before=[^"]+)" rel="next">', first.text)
+    assert next_link is not None, first.text
+    second = browser_like.get(next_link.group(1).replace("&amp;", "&"))
+    assert second.status_code == 200 and 'rel="first"' in second.text
+    on_second = re.findall(r'<a href="/captures/([^"]+)">\1</a>', second.text)
+    assert on_second[:2] == [names[1], names[0]]
+    before = next_link.group(1).split("before=", 1)[1]
+    bad = browser_like.get(CAPTURES, params={"before": "yesterday"})
+    assert bad.status_code == 400 and "before is a cursor" in bad.text
 
     doomed = f"{CAPTURES}/{names[1]}/delete"
-    refused = browser_like.post(doomed, data={"page": "1"})
+    refused = browser_like.post(doomed, data={"before": before})
     assert refused.status_code == 403 and refused.json()["error"] == "CSRF_TOKEN_MISSING"
     assert names[1] in capture_names(_nats_url(stack))
-    deleted = browser_like.post(doomed, data={**_token(browser_like), "page": "2"})
-    assert deleted.status_code == 303 and deleted.headers["location"] == f"{CAPTURES}?page=2"
+    deleted = browser_like.post(doomed, data={**_token(browser_like), "before": before})
+    assert deleted.status_code == 303
+    assert deleted.headers["location"] == f"{CAPTURES}?before={before}"
     assert names[1] not in capture_names(_nats_url(stack))
+    assert indexed(stack[0].env["DATABASE_URL"], [names[1]]) == 0
     again = browser_like.post(doomed, data=_token(browser_like))
     assert again.status_code == 404 and "no capture" in again.text
     odd = browser_like.post(f"{CAPTURES}/a%20b/delete", data=_token(browser_like))

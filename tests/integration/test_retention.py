@@ -62,7 +62,7 @@ def test_old_executions_and_captures_are_deleted(isolated: Stack, site: str) -> 
 def test_retention_zero_keeps_everything(isolated: Stack) -> None:
     gateway, client = isolated.start_gateway(RETENTION_DAYS="0", RETENTION_INTERVAL_SECONDS="1")
     insert_finished_execution(isolated.env["DATABASE_URL"], "exec_ancient", days_old=400)
-    put_captures(isolated.env["NATS_URL"], ["exec_ancient_agent_1.png"])
+    put_captures(isolated, ["exec_ancient_agent_1.png"])
     time.sleep(2.5)
     assert client.get("/api/executions/exec_ancient").status_code == 200
     assert "exec_ancient_agent_1.png" in capture_names(isolated.env["NATS_URL"])
@@ -90,7 +90,7 @@ def test_deleting_executions_frees_their_captures(isolated: Stack) -> None:
     for execution_id in (one, longer, other):
         insert_finished_execution(database_url, execution_id)
     put_captures(
-        nats_url,
+        isolated,
         [
             f"{one}_agent_1.png",
             f"{one}_agent_1.webm",
@@ -115,7 +115,7 @@ def test_deleting_executions_frees_their_captures(isolated: Stack) -> None:
             "INSERT INTO executions (id, source, phase, task_snapshot)"
             " VALUES ('exec_running', 'api', 'running', '{}')"
         )
-    put_captures(nats_url, ["exec_running_agent_1.png"])
+    put_captures(isolated, ["exec_running_agent_1.png"])
     cleared = client.post("/api/executions/clear")
     assert cleared.status_code == 200, cleared.text
     assert cleared.json() == {"success": True, "removed": 2, "capturesRemoved": 3}

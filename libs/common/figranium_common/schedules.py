@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -46,13 +47,19 @@ DEFAULT_MINUTE = 0
 DEFAULT_INTERVAL_MINUTES = 15
 DEFAULT_WEEKDAYS = (1,)  # Monday
 DEFAULT_DAY_OF_MONTH = 1
+# How many expressions and timings the validation and description caches keep.
+CACHED = 4096
 
 Frequency = Literal["interval", "hourly", "daily", "weekly", "monthly"]
 MisfirePolicy = Literal["run_once", "skip"]
 
 
+@lru_cache(maxsize=CACHED)
 def normalize_cron(expression: str) -> str:
-    """A valid 5-field expression (presets expanded), or ValueError saying what is wrong."""
+    """A valid 5-field expression (presets expanded), or ValueError saying what is wrong.
+
+    Kept per expression (checking parses it and computes a run, about 0.5 ms): every
+    preview of a stored schedule validates it again."""
     text = " ".join(expression.split())
     text = PRESETS.get(text.lower(), text)
     if len(text.split(" ")) != 5:
@@ -166,8 +173,13 @@ def _interval_cron(minutes: int) -> str | None:
     return None
 
 
+@lru_cache(maxsize=CACHED)
 def describe(timing: Timing) -> str:
-    """Plain English, e.g. "At 09:00 AM, Monday through Friday" or "Every 7 minutes"."""
+    """Plain English, e.g. "At 09:00 AM, Monday through Friday" or "Every 7 minutes".
+
+    Kept per timing (cron or interval, and time zone): the text does not depend on the
+    time, the describer's locale is always its default (English), and describing loads
+    that locale's catalogue each time (about 0.8 ms)."""
     if timing.interval_minutes is not None:
         return f"Every {timing.interval_minutes} minutes"
     assert timing.cron is not None

@@ -18,7 +18,7 @@ from figranium_common.config import Config
 from figranium_common.headful import HeadfulRoster
 from figranium_common.probes import ProbeServer
 from figranium_common.secretbox import SecretBox
-from figranium_gateway import dispatch, retention
+from figranium_gateway import capture_index, dispatch, retention
 from figranium_gateway.ai import AiChain
 from figranium_gateway.auth import api_key_cache, auth_middleware
 from figranium_gateway.cabinet_cleanup import run_cabinet_cleanup
@@ -283,6 +283,9 @@ def create_app(config: Config) -> web.Application:
     )
     app.cleanup_ctx.append(
         _watched("retention", lambda: retention.run_retention(app[POOL], app[JS], app[CONFIG]))
+    )
+    app.cleanup_ctx.append(
+        _watched("captures-backfill", lambda: capture_index.run_backfill(app[POOL], app[JS]))
     )
     app.cleanup_ctx.append(
         _watched(

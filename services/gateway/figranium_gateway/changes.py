@@ -1,9 +1,10 @@
 """The execution change log behind ``GET /api/executions/stream``.
 
-Every state change of an execution (queued, started, a log line, finished, deleted) adds
-one ``execution_changes`` row in the transaction that made the change, so the log holds
-exactly what was committed. Its id is the SSE event id: a client resuming with
-``Last-Event-ID`` reads ``id > last`` from any replica and misses nothing.
+Every state change of an execution (queued, started, a log line, a capture stored while
+it runs, finished, deleted) adds one ``execution_changes`` row in the transaction that
+made the change, so the log holds exactly what was committed. Its id is the SSE event
+id: a client resuming with ``Last-Event-ID`` reads ``id > last`` from any replica and
+misses nothing.
 
 That only holds if ids become visible in id order. A bigserial alone does not promise it
 (two transactions may take ids 10 and 11 and commit 11 first; a reader that sent 11 would

@@ -20,6 +20,7 @@ from figranium_common.db import Pool
 from figranium_common.errors import describe
 from figranium_common.jsontypes import JsonObject, StorageState
 from figranium_common.models import (
+    CaptureEvent,
     ExecutionNotice,
     LogEvent,
     LogLine,
@@ -43,10 +44,10 @@ from figranium_common.nats import (
 from figranium_common.pull import PullStream
 from figranium_common.queue import seal_browser_state
 from figranium_common.secretbox import SecretBox, SecretError
-from figranium_gateway import cabinet_ingest, changes
+from figranium_gateway import cabinet_ingest, capture_index, changes
 from figranium_gateway.cabinet_cleanup import delete_objects_logged
 from figranium_gateway.metrics import GatewayMetrics
-from figranium_gateway.store import events, recording
+from figranium_gateway.store import captures, events, recording
 from figranium_gateway.store.cabinets import Quotas
 from figranium_gateway.store.executions import RunOutcome
 
@@ -227,12 +228,16 @@ class EventIngester:
         return new > 0
 
     async def _store(self, event: RunEvent, payload: JsonObject) -> bool:
-        """Store one started or result event; whether it was new."""
+        """Store one started, result or capture event; whether it was new."""
         with structlog.contextvars.bound_contextvars(execution_id=event.execution_id):
             if isinstance(event, StartedEvent):
                 return await self._started(event)
             if isinstance(event, ResultEvent):
                 return await self._finished(event, payload)
+            if isinstance(event, CaptureEvent):
+                # Indexed, and sent on the live stream: not kept in the event history.
+                new = await captures.record_captured(self._pool, event.execution_id, event.captures)
+                return new > 0
             return False
 
     def _end_state(self, event: ResultEvent) -> StorageState | None:
@@ -263,6 +268,7 @@ class EventIngester:
         result_object = event.result_object  # what the payload said too
         files = await cabinet_ingest.settle_files(self._pool, event, payload, self._quotas)
         event, payload = files.event, files.payload
+        event = await capture_index.with_referred(self._nc.jetstream(), event)
         recorded = await recording.record_result(
             self._pool,
             event,

@@ -2,7 +2,8 @@
 
 Captures live in the JetStream object store, named ``<executionId>_...``; deleting an
 execution row does not free them, so whoever deletes executions (this job, ``DELETE
-/api/executions/:id``, ``POST /api/executions/clear``) deletes their captures here too.
+/api/executions/:id``, ``POST /api/executions/clear``) deletes their captures here too,
+and their rows in the captures index (``store.captures``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from figranium_common.config import Config
 from figranium_common.db import Pool
 from figranium_common.errors import describe
 from figranium_common.nats import captures_store
-from figranium_gateway.store import change_log, executions, settings
+from figranium_gateway.store import captures, change_log, executions, settings
 
 log = structlog.get_logger(__name__)
 
@@ -114,7 +115,9 @@ async def delete_captures_of(pool: Pool, js: JetStreamContext, execution_ids: li
         kept = await executions.ids_extending(conn, execution_ids)
     bucket = await captures_store(js)
     names = doomed_captures(await list_objects(bucket), deleted_ids=execution_ids, kept_ids=kept)
-    return await delete_objects(bucket, names)
+    removed = await delete_objects(bucket, names)
+    await captures.forget_names(pool, names)
+    return removed
 
 
 async def delete_captures_logged(
@@ -164,6 +167,7 @@ async def retention_round(
             await list_objects(bucket), deleted_ids=deleted, kept_ids=kept, older_than=cutoff
         )
         removed = await delete_objects(bucket, names)
+        await captures.forget(conn, names)
         await settings.stamp_turn(conn, LAST_ROUND_SETTING)
         # Last in the transaction: change ids must follow commit order (see changes.py).
         await record_deleted(conn, rows)

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from figranium_common.jsontypes import JsonObject
 from figranium_common.nats import SCHEDULES_NOTIFY_SUBJECT, ping
 from figranium_common.schedule_merge import merge_schedule
+from figranium_common.schedule_runs import NextRuns
 from figranium_common.schedules import ScheduleBody, Timing, describe, iso, resolve, upcoming
 from figranium_gateway.errors import ApiError, describe_validation_error
 from figranium_gateway.state import NC, POOL
@@ -21,6 +22,8 @@ from figranium_gateway.store import schedules as schedule_store
 log = structlog.get_logger(__name__)
 
 PREVIEW_RUNS = 5
+# The previews' next runs, kept per timing until the first of them passes.
+PREVIEW_CACHE = NextRuns(4096)
 
 
 class Saved(NamedTuple):
@@ -40,7 +43,7 @@ def preview(body: ScheduleBody, now: datetime) -> JsonObject:
     """What a valid schedule means: its cron, plain-language description and next runs
     after ``now`` (``POST /api/schedules/:id/describe``'s answer)."""
     timing, _ = resolve(body)
-    runs = upcoming(timing, now, PREVIEW_RUNS)
+    runs = PREVIEW_CACHE(timing, now, PREVIEW_RUNS)
     return {
         "valid": True,
         "cron": timing.cron,

@@ -23,7 +23,7 @@ from figranium_gateway.execution_query import OUTCOMES, encode_cursor, parse_que
 from figranium_gateway.routes.captures import listed_captures
 from figranium_gateway.routing import Router
 from figranium_gateway.served_files import attachment
-from figranium_gateway.state import JS, POOL
+from figranium_gateway.state import POOL
 from figranium_gateway.stopping import request_stop
 from figranium_gateway.store import change_log
 from figranium_gateway.store import executions as execution_store
@@ -139,7 +139,7 @@ async def execution_detail(request: web.Request) -> web.Response:
     execution = await execution_store.get_execution(request.app[POOL], execution_id)
     if execution is None:
         return missing(request, "executions", execution_id)
-    captures = await listed_captures(request.app[JS], execution_id, kinds=_CAPTURE_KINDS)
+    captures = await listed_captures(request.app[POOL], execution_id, kinds=_CAPTURE_KINDS)
     result = execution["result"]
     rows = result_views.table_rows(result)
     finished = execution["phase"] == "finished"

@@ -1,7 +1,8 @@
 """The console's captures gallery and its headful viewer page.
 
-The gallery lists what ``GET /api/data/captures`` lists (``listed_captures``), a page at
-a time, and deletes as ``DELETE /api/data/captures/:name`` does. The viewer page shows
+The gallery lists what ``GET /api/data/captures`` lists, from the same index, a page at
+a time (a keyset cursor: each page is an index scan that stops after its rows), and
+deletes as ``DELETE /api/data/captures/:name`` does. The viewer page shows
 ``GET /api/headful/status`` and opens noVNC with a ticket minted exactly as
 ``POST /api/headful/ticket`` mints one: the browser is sent to the viewer with the
 ticket, never with the API key.
@@ -9,17 +10,19 @@ ticket, never with the API key.
 
 from __future__ import annotations
 
-from urllib.parse import quote
+import re
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
 from figranium_gateway.console.execution_pages import detail_url, shown_time
 from figranium_gateway.console.rendering import render, see_other
 from figranium_gateway.errors import ApiError
-from figranium_gateway.routes.captures import checked_name, listed_captures, remove_capture
+from figranium_gateway.routes.captures import checked_name, listed, remove_capture
 from figranium_gateway.routes.headful import TicketBody, mint_ticket, status_of
 from figranium_gateway.routing import Router
-from figranium_gateway.state import HEADFUL, JS
+from figranium_gateway.state import HEADFUL, POOL
+from figranium_gateway.store import captures
 
 api = Router("console")
 
@@ -32,16 +35,21 @@ _RUN_MARK = "_agent_"
 _PAGE = {200: "text/html", 400: "text/html"}
 
 
-def _page_url(page: int) -> str:
-    return CAPTURES if page == 1 else f"{CAPTURES}?page={page}"
+_BEFORE = re.compile(r"^([0-9]{1,15})_([A-Za-z0-9_.:-]{1,255})$")
 
 
-def _page_number(raw: str) -> int:
+def _page_url(before: str) -> str:
+    return CAPTURES if not before else f"{CAPTURES}?{urlencode({'before': before})}"
+
+
+def _cursor(raw: str) -> captures.Cursor | None:
+    """The page's ``before`` cursor (``<ms>_<name>`` of the capture it starts after)."""
     if not raw:
-        return 1
-    if not raw.isdigit() or int(raw) < 1:
-        raise ApiError(400, "INVALID_QUERY", "page must be a whole number from 1")
-    return int(raw)
+        return None
+    matched = _BEFORE.fullmatch(raw)
+    if matched is None:
+        raise ApiError(400, "INVALID_QUERY", "before is a cursor from this gallery's pages")
+    return captures.Cursor(int(matched.group(1)), matched.group(2))
 
 
 def _execution_of(name: str) -> str | None:
@@ -51,25 +59,25 @@ def _execution_of(name: str) -> str | None:
 
 
 async def _gallery(
-    request: web.Request, raw_page: str, *, error: str | None = None, status: int = 200
+    request: web.Request, before: str, *, error: str | None = None, status: int = 200
 ) -> web.Response:
     context: dict[str, object] = {
         "captures": [],
         "error": error,
-        "page": 1,
-        "total": 0,
-        "previous_page": None,
+        "before": before,
+        "first_page": None,
         "next_page": None,
     }
     try:
-        page = _page_number(raw_page)
+        after = _cursor(before)
     except ApiError as exc:
         context["error"] = exc.details
         return render(request, "captures.html", context, status=400)
-    listed = await listed_captures(request.app[JS], None, kinds=_KINDS)
-    start = (page - 1) * PAGE_SIZE
+    # One more than a page: whether there is a next one.
+    rows = await captures.newest(request.app[POOL], _KINDS, after=after, limit=PAGE_SIZE + 1)
     shown = []
-    for capture in listed[start : start + PAGE_SIZE]:
+    for row in rows[:PAGE_SIZE]:
+        capture = listed(row)
         execution_id = _execution_of(capture["name"])
         shown.append(
             {
@@ -80,12 +88,11 @@ async def _gallery(
                 "delete_action": f"{CAPTURES}/{quote(capture['name'], safe='')}/delete",
             }
         )
+    last = rows[PAGE_SIZE - 1] if len(rows) > PAGE_SIZE else None
     context.update(
         captures=shown,
-        page=page,
-        total=len(listed),
-        previous_page=_page_url(page - 1) if page > 1 else None,
-        next_page=_page_url(page + 1) if start + PAGE_SIZE < len(listed) else None,
+        first_page=CAPTURES if after is not None else None,
+        next_page=None if last is None else _page_url(f"{last['created_at']}_{last['name']}"),
     )
     return render(request, "captures.html", context, status=status)
 
@@ -93,12 +100,15 @@ async def _gallery(
 @api.get(
     CAPTURES,
     "The console's gallery of captures (screenshots, recordings), newest first",
-    query={"page": f"the page ({PAGE_SIZE} captures each), from 1"},
+    query={
+        "before": f"the page ({PAGE_SIZE} captures) after this capture, as the previous"
+        " page's next link says (`<epoch ms>_<name>`)"
+    },
     responses={200: None, 400: None},
     content_types=_PAGE,
 )
 async def capture_gallery(request: web.Request) -> web.Response:
-    return await _gallery(request, request.query.get("page", ""))
+    return await _gallery(request, request.query.get("before", ""))
 
 
 @api.post(
@@ -109,13 +119,14 @@ async def capture_gallery(request: web.Request) -> web.Response:
 )
 async def delete_capture(request: web.Request) -> web.Response:
     form = await request.post()
-    back = form.get("page")
-    raw_page = back if isinstance(back, str) else ""
+    back = form.get("before")
+    before = back if isinstance(back, str) else ""
     try:
-        await remove_capture(request.app[JS], checked_name(request.match_info["name"]))
-        return see_other(_page_url(_page_number(raw_page)))
+        _cursor(before)
+        await remove_capture(request.app, checked_name(request.match_info["name"]))
+        return see_other(_page_url(before))
     except ApiError as exc:
-        return await _gallery(request, raw_page, error=exc.details, status=exc.status)
+        return await _gallery(request, before, error=exc.details, status=exc.status)
 
 
 async def _viewer_page(

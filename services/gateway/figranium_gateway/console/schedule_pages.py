@@ -10,7 +10,7 @@ description.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from multidict import MultiMapping
@@ -31,6 +31,8 @@ api = Router("console")
 
 LIST = "/console/schedules"
 TASK_FIELD = "task"
+AFTER_FIELD = "after"
+PAGE_SIZE = 25  # schedules a page previews (each one's description and next runs)
 _HTML = {200: "text/html"}
 _FORM_ANSWERS: dict[int, None] = {303: None, 403: None, 404: None}
 FREQUENCIES = ("interval", "hourly", "daily", "weekly", "monthly")
@@ -67,8 +69,11 @@ def _preview(schedule: JsonObject) -> JsonObject | None:
 
 @api.get(
     LIST,
-    "The console's schedules: each with its description and next runs",
-    query={TASK_FIELD: "a task id: go to its schedule's page (the form to schedule a task)"},
+    "The console's schedules: each with its description and next runs, 25 a page",
+    query={
+        TASK_FIELD: "a task id: go to its schedule's page (the form to schedule a task)",
+        AFTER_FIELD: "the page after this task id (the list is in task id order)",
+    },
     responses={200: None, 303: None},
     content_types=_HTML,
 )
@@ -76,13 +81,24 @@ async def schedule_list(request: web.Request) -> web.Response:
     task_id = request.query.get(TASK_FIELD, "").strip()
     if task_id:
         return see_other(_edit_url(task_id))
-    entries = await schedule_store.list_schedules(request.app[POOL])
+    pool = request.app[POOL]
+    after = request.query.get(AFTER_FIELD) or None
+    entries = await schedule_store.list_schedules(pool, after=after, limit=PAGE_SIZE + 1)
+    total, before = await schedule_store.count_schedules(pool, after)
     rows = []
-    for entry in entries:
+    for entry in entries[:PAGE_SIZE]:
         schedule = entry["schedule"]
         assert isinstance(schedule, dict)
         rows.append({**entry, "preview": _preview(schedule)})
-    return render(request, "schedules.html", {"schedules": rows})
+    more = len(entries) > PAGE_SIZE
+    context = {
+        "schedules": rows,
+        "total": total,
+        "first": before + 1,
+        "paged": after is not None,
+        "next": f"{LIST}?{urlencode({AFTER_FIELD: rows[-1]['taskId']})}" if more else None,
+    }
+    return render(request, "schedules.html", context)
 
 
 def _values_of(schedule: JsonObject | None) -> FormValues:

@@ -1,4 +1,5 @@
-"""Serving captures (screenshots and run videos) from the JetStream object store."""
+"""Serving captures (screenshots and run videos) from the JetStream object store, and
+listing them from its index in PostgreSQL (``store.captures``)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,18 @@ import re
 from typing import Literal, TypedDict
 
 from aiohttp import web
-from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError, ObjectNotFoundError
+from psycopg.rows import DictRow
 from pydantic import BaseModel, Field
 
+from figranium_common.capture_models import capture_kind
+from figranium_common.db import Pool
 from figranium_common.nats import captures_store
 from figranium_gateway.errors import ApiError
-from figranium_gateway.retention import parse_mtime
 from figranium_gateway.routing import Router
 from figranium_gateway.served_files import file_headers
-from figranium_gateway.state import JS
+from figranium_gateway.state import JS, POOL
+from figranium_gateway.store import captures
 
 api = Router("captures")
 
@@ -44,12 +47,6 @@ async def get_capture(request: web.Request) -> web.Response:
     except (ObjectNotFoundError, NotFoundError):
         raise ApiError(404, "CAPTURE_NOT_FOUND", f"no capture {name!r}") from None
     return web.Response(body=found.data or b"", headers=file_headers(name))
-
-
-def _kind(name: str) -> str:
-    if "_download_" in name:
-        return "download"
-    return "recording" if name.endswith(".webm") else "screenshot"
 
 
 class CaptureEntry(BaseModel):
@@ -82,39 +79,29 @@ async def _list(request: web.Request, *, kinds: frozenset[str]) -> list[_Listed]
     run_id = request.query.get("runId")
     if run_id is not None and not _CAPTURE_NAME.fullmatch(run_id):
         raise ApiError(400, "INVALID_QUERY", "runId is letters, digits, _ . : and -")
-    return await listed_captures(request.app[JS], run_id, kinds=kinds)
+    return await listed_captures(request.app[POOL], run_id, kinds=kinds)
+
+
+def listed(row: DictRow) -> _Listed:
+    """A row of the captures index as the API lists it."""
+    return {
+        "name": row["name"],
+        "url": f"/captures/{row['name']}",
+        "size": row["size"],
+        "modified": row["created_at"],
+        "type": row["kind"],
+    }
 
 
 async def listed_captures(
-    js: JetStreamContext, run_id: str | None, *, kinds: frozenset[str]
+    pool: Pool, run_id: str | None, *, kinds: frozenset[str]
 ) -> list[_Listed]:
-    """The captures of these ``kinds`` (of the run ``run_id``, or all), newest first."""
-    bucket = await captures_store(js)
-    try:
-        objects = await bucket.list()
-    except NotFoundError:  # an empty bucket answers "not found"
-        objects = []
-    listed: list[_Listed] = []
-    for info in objects:
-        name = info.name or ""
-        # Downloads are listed with their run's result (`downloads`), not here: Figranium's
-        # clients know only screenshots and recordings in this list.
-        if info.deleted or _kind(name) not in kinds:
-            continue
-        if run_id is not None and not name.startswith(f"{run_id}_"):
-            continue
-        modified = parse_mtime(info.mtime)
-        listed.append(
-            {
-                "name": name,
-                "url": f"/captures/{name}",
-                "size": info.size or 0,
-                "modified": None if modified is None else int(modified.timestamp() * 1000),
-                "type": _kind(name),
-            }
-        )
-    listed.sort(key=lambda entry: entry["modified"] or 0, reverse=True)
-    return listed
+    """The captures of these ``kinds`` (of the run ``run_id``, or all), newest first, from
+    the bucket's index (``store.captures``). Downloads are listed with their run's result
+    (``downloads``), not here: Figranium's clients know only screenshots and recordings
+    in this list."""
+    rows = await captures.newest(pool, kinds, execution_id=run_id)
+    return [listed(row) for row in rows]
 
 
 @api.get(
@@ -155,17 +142,21 @@ class Cleared(BaseModel):
     responses={200: Deleted, 400: None, 404: None},
 )
 async def delete_capture(request: web.Request) -> web.Response:
-    await remove_capture(request.app[JS], checked_name(request.match_info["name"]))
+    await remove_capture(request.app, checked_name(request.match_info["name"]))
     return web.json_response(Deleted(success=True).model_dump())
 
 
-async def remove_capture(js: JetStreamContext, name: str) -> None:
-    """Delete the capture ``name`` (checked); ApiError 404 when there is none."""
-    bucket = await captures_store(js)
+async def remove_capture(app: web.Application, name: str) -> None:
+    """Delete the capture ``name`` (checked) and its index row; ApiError 404 when there
+    is neither."""
+    bucket = await captures_store(app[JS])
     try:
         await bucket.delete(name)
+        stored = True
     except (ObjectNotFoundError, NotFoundError):
-        raise ApiError(404, "CAPTURE_NOT_FOUND", f"no capture {name!r}") from None
+        stored = False
+    if not await captures.forget_names(app[POOL], [name]) and not stored:
+        raise ApiError(404, "CAPTURE_NOT_FOUND", f"no capture {name!r}")
 
 
 @api.post(
@@ -179,14 +170,15 @@ async def clear_screenshots(request: web.Request) -> web.Response:
         objects = await bucket.list()
     except NotFoundError:  # an empty bucket answers "not found"
         objects = []
-    removed = 0
+    removed: list[str] = []
     for info in objects:
         name = info.name or ""
-        if info.deleted or _kind(name) != "screenshot":
+        if info.deleted or capture_kind(name) != "screenshot":
             continue
         try:
             await bucket.delete(name)
         except ObjectNotFoundError:  # deleted meanwhile
             continue
-        removed += 1
-    return web.json_response(Cleared(success=True, removed=removed).model_dump())
+        removed.append(name)
+    await captures.forget_names(request.app[POOL], removed)
+    return web.json_response(Cleared(success=True, removed=len(removed)).model_dump())

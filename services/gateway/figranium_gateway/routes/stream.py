@@ -68,7 +68,8 @@ def _gone(request: web.Request) -> bool:
 
 @api.get(
     PATH,
-    "Server-Sent Events of execution changes (queued, started, log, finished, deleted);"
+    "Server-Sent Events of execution changes (queued, started, log, capture, finished,"
+    " deleted);"
     " each event's id resumes the stream through Last-Event-ID",
     query={
         "lastEventId": "resume after this event id (the Last-Event-ID header wins);"

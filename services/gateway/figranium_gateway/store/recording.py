@@ -16,7 +16,15 @@ from figranium_common.db import Connection, Pool
 from figranium_common.jsontypes import JsonObject
 from figranium_common.models import LogLine, ResultEvent, RunResult, StartedEvent
 from figranium_gateway.changes import log_extra
-from figranium_gateway.store import events, executions, results, schedules, tasks, webhooks
+from figranium_gateway.store import (
+    captures,
+    events,
+    executions,
+    results,
+    schedules,
+    tasks,
+    webhooks,
+)
 
 T = TypeVar("T")
 
@@ -174,7 +182,8 @@ async def record_result(
     Times come from the runner's events, so ``startedAt`` and ``finishedAt`` share a clock.
     A ``storage_state`` becomes the task's saved browser state in the same transaction, so
     a redelivered result can neither lose it nor apply it twice; so does a scheduled run's
-    outcome in its schedule's ``lastRun*`` fields.
+    outcome in its schedule's ``lastRun*`` fields. The captures the run stored
+    (``event.stored_captures``) are indexed with it.
     """
     execution_id = event.execution_id
     whole = event.result.model_dump(mode="json", exclude_none=True)
@@ -191,6 +200,9 @@ async def record_result(
         key = (execution_id, event.attempt, event.seq)
         if not await _inserted(await events.insert_event(conn, key, "result", payload), expected):
             return None
+        if event.stored_captures:
+            stored = [captures.Indexed(execution_id, c) for c in event.stored_captures]
+            await captures.insert_rows(conn, stored)
         if storage_state is not None:
             await tasks.save_browser_state(conn, execution_id, storage_state)
         if preview is not None:

@@ -66,9 +66,17 @@ def _schedule_out(row: DictRow) -> JsonObject:
     return schedule
 
 
-async def list_schedules(pool: Pool) -> list[JsonObject]:
+async def list_schedules(
+    pool: Pool, *, after: str | None = None, limit: int | None = None
+) -> list[JsonObject]:
+    """The schedules by task id: all of them, or (the console's pages) at most ``limit``
+    of those whose task id sorts after ``after``: a keyset page on the primary key."""
+    where = "" if after is None else " WHERE s.task_id > %s"
+    params = ([] if after is None else [after]) + [limit]
     async with pool.connection() as conn:
-        cur = await conn.execute(f"SELECT {_COLUMNS} {_FROM} ORDER BY s.task_id")
+        cur = await conn.execute(
+            f"SELECT {_COLUMNS} {_FROM}{where} ORDER BY s.task_id LIMIT %s", params
+        )
         return [
             {
                 "taskId": row["task_id"],
@@ -78,6 +86,20 @@ async def list_schedules(pool: Pool) -> list[JsonObject]:
             }
             for row in await cur.fetchall()
         ]
+
+
+async def count_schedules(pool: Pool, up_to: str | None) -> tuple[int, int]:
+    """How many schedules there are, and how many of them sort at or before task id
+    ``up_to`` (those on earlier pages)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) AS total, count(*) FILTER (WHERE task_id <= %s) AS before"
+            " FROM schedules",
+            (up_to,),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row["total"]), int(row["before"])
 
 
 async def get_schedule(pool: Pool, task_id: str) -> FoundSchedule | None:

@@ -57,17 +57,26 @@ async def list_task_summaries(pool: Pool) -> list[DictRow]:
         return list(await cur.fetchall())
 
 
+def search_statement(text: str, limit: int) -> tuple[str, list[object]]:
+    """The SQL of ``search_task_summaries``. Without ``text`` there is no filter, so the
+    newest-first index (tasks_newest) gives the ``limit`` rows without reading the rest."""
+    where, params = "", []
+    if text:
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where, params = " WHERE id ILIKE %s OR body->>'name' ILIKE %s", [pattern, pattern]
+    sql = (
+        "SELECT id, body->>'name' AS name, body->>'url' AS url FROM tasks"
+        f"{where} ORDER BY updated_at DESC, id LIMIT %s"
+    )
+    return sql, [*params, limit]
+
+
 async def search_task_summaries(pool: Pool, text: str, limit: int) -> list[DictRow]:
     """Id and name of the newest ``limit`` tasks whose id or name contains ``text``
     (case-insensitive; every task for an empty ``text``)."""
-    pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    sql, params = search_statement(text, limit)
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT id, body->>'name' AS name, body->>'url' AS url FROM tasks"
-            " WHERE id ILIKE %s OR body->>'name' ILIKE %s"
-            " ORDER BY updated_at DESC, id LIMIT %s",
-            (pattern, pattern, limit),
-        )
+        cur = await conn.execute(sql.encode(), params)
         return list(await cur.fetchall())
 
 
