@@ -7,7 +7,6 @@ database), filled with ``generate_series``; the plans are those of the store's o
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ from figranium_common import db
 from figranium_devstack.postgres import LocalPostgres
 from figranium_gateway.execution_page import ExecutionQuery, Position
 from figranium_gateway.store import executions as execution_store
+from tests.integration.plans import explain, filled_pool, nodes
 from tests.integration.stack import fresh_database
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -75,21 +75,8 @@ def database(postgres: LocalPostgres) -> Iterator[str]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def pool(database: str) -> AsyncIterator[db.Pool]:
-    opened = await db.open_pool(database, max_size=2)
-    try:
-        await db.apply_migrations(opened)
-        async with opened.connection() as conn:
-            await conn.execute(_FILL.encode(), {"now": NOW})
-            await conn.execute("VACUUM ANALYZE executions")
+    async with filled_pool(database, _FILL, "executions", {"now": NOW}) as opened:
         yield opened
-    finally:
-        await opened.close()
-
-
-def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _nodes(child)
 
 
 @pytest.mark.parametrize("cursor", [False, True], ids=["first page", "after a cursor"])
@@ -100,15 +87,9 @@ async def test_every_filter_pages_by_index(
     filters, ordered = CASES[name]
     query = ExecutionQuery(**filters, after=MIDDLE if cursor else None)
     sql, params = execution_store.listing_statement(query)
-    async with pool.connection() as conn:
-        cur = await conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}".encode(), params)
-        row = await cur.fetchone()
-    assert row is not None
-    explained = row["QUERY PLAN"]
-    document = explained if isinstance(explained, list) else json.loads(explained)
-    top = document[0]["Plan"]
-    nodes = list(_nodes(top))
-    kinds = [node["Node Type"] for node in nodes]
+    top, took = await explain(pool, sql, params)
+    found = list(nodes(top))
+    kinds = [node["Node Type"] for node in found]
     assert top["Node Type"] == "Limit" and top["Actual Rows"] <= query.limit + 1
     assert "Seq Scan" not in kinds, (name, kinds)
     if ordered:
@@ -118,17 +99,17 @@ async def test_every_filter_pages_by_index(
             node["Actual Rows"]
             + node.get("Rows Removed by Filter", 0)
             + node.get("Rows Removed by Index Recheck", 0)
-            for node in nodes
+            for node in found
             if node["Node Type"] in _SCANS
         )
     )
     assert read <= MAX_ROWS_READ, (name, kinds, read)
-    index = next(n["Index Name"] for n in nodes if "Index Name" in n)
+    index = next(n["Index Name"] for n in found if "Index Name" in n)
     record_property(
         "figures",
         f"executions listing at {ROWS:,} rows, {name}"
         f"{' after a cursor' if cursor else ''}: {index}, {read} rows read,"
-        f" {document[0]['Execution Time']:.2f} ms in PostgreSQL",
+        f" {took:.2f} ms in PostgreSQL",
     )
 
 

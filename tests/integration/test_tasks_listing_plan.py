@@ -7,9 +7,7 @@ On a database of its own on the shared PostgreSQL server, filled with
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -17,6 +15,7 @@ import pytest_asyncio
 from figranium_common import db
 from figranium_devstack.postgres import LocalPostgres
 from figranium_gateway.store import tasks as task_store
+from tests.integration.plans import explain, filled_pool, nodes
 from tests.integration.stack import fresh_database
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -41,43 +40,19 @@ def database(postgres: LocalPostgres) -> Iterator[str]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def pool(database: str) -> AsyncIterator[db.Pool]:
-    opened = await db.open_pool(database, max_size=2)
-    try:
-        await db.apply_migrations(opened)
-        async with opened.connection() as conn:
-            await conn.execute(_FILL.encode())
-            await conn.execute("VACUUM ANALYZE tasks")
+    async with filled_pool(database, _FILL, "tasks") as opened:
         yield opened
-    finally:
-        await opened.close()
-
-
-def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _nodes(child)
-
-
-async def _explain(pool: db.Pool, text: str) -> tuple[dict[str, Any], float]:
-    sql, params = task_store.search_statement(text, LIMIT)
-    async with pool.connection() as conn:
-        cur = await conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}".encode(), params)
-        row = await cur.fetchone()
-    assert row is not None
-    explained = row["QUERY PLAN"]
-    document = explained if isinstance(explained, list) else json.loads(explained)
-    return document[0]["Plan"], float(document[0]["Execution Time"])
 
 
 async def test_the_unsearched_list_reads_its_rows_from_the_index(
     pool: db.Pool, record_property: Callable[[str, object], None]
 ) -> None:
-    top, took = await _explain(pool, "")
-    nodes = list(_nodes(top))
-    kinds = [node["Node Type"] for node in nodes]
+    top, took = await explain(pool, *task_store.search_statement("", LIMIT))
+    found = list(nodes(top))
+    kinds = [node["Node Type"] for node in found]
     assert top["Node Type"] == "Limit" and top["Actual Rows"] == LIMIT
     assert "Seq Scan" not in kinds and not any("Sort" in kind for kind in kinds), kinds
-    scan = next(node for node in nodes if node["Node Type"] == "Index Scan")
+    scan = next(node for node in found if node["Node Type"] == "Index Scan")
     assert scan["Index Name"] == "tasks_newest" and scan["Actual Rows"] == LIMIT
     record_property(
         "figures",
