@@ -962,7 +962,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--output",
         type=Path,
         default=None,
-        help="JSON file (default results/latest.json, results/quick.json with --quick)",
+        help="JSON file (default results/latest.json, results/quick.json with --quick, "
+        "results/only-<phases>.json with --only)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     args = parser.parse_args(argv)
@@ -1009,12 +1010,20 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _default_output(quick: bool, only: list[str]) -> Path:
+    """results/latest.json for a whole run; a run of some phases only goes to a file of
+    its own (results/only-console.json), so it never replaces a whole run's figures."""
+    if set(only) != set(PHASES):
+        return RESULTS / f"only-{'-'.join(only)}{'-quick' if quick else ''}.json"
+    return RESULTS / ("quick.json" if quick else "latest.json")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     plan = Plan.make(args.quick, args.runs)
     if args.repeats is not None:
         plan.throughput_repeats = args.repeats
-    output = args.output or RESULTS / ("quick.json" if args.quick else "latest.json")
+    output = args.output or _default_output(args.quick, args.only)
     workdir = Path(tempfile.mkdtemp(prefix="figranium-bench-"))
     keep = args.keep
     try:
