@@ -16,7 +16,7 @@ MYPY_TARGETS := libs/common/figranium_common services/gateway/figranium_gateway 
 	services/runner/figranium_runner services/scheduler/figranium_scheduler \
 	tools/devstack/figranium_devstack
 
-.PHONY: install run test lint format bench console-shots
+.PHONY: install run test lint format bench console-shots faults
 
 # No stamp file: `uv sync` compares the venv with uv.lock itself and returns in about a
 # second when nothing changed, which a stamp could only get wrong. --compile-bytecode writes
@@ -28,6 +28,7 @@ install:
 	$$uv sync --frozen --all-packages --compile-bytecode
 	@bash scripts/ensure-chromium.sh
 	@bash scripts/ensure-ffmpeg.sh
+	@bash scripts/ensure-haproxy.sh
 
 run: install
 	@case "$${HEADFUL:-}" in 1|[Tt][Rr][Uu][Ee]) bash scripts/ensure-headful.sh;; esac
@@ -54,6 +55,11 @@ lint: install
 # benchmarks/results/latest.json. `make bench BENCH_ARGS="--quick"` for a smoke check.
 bench: install
 	$(VENV)/python -m benchmarks $(BENCH_ARGS)
+
+# The fault matrix on the cluster topology (docs/faults.md): a private three-node stack, six
+# faults under load, figures in faults/results/latest.json. `FAULTS_ARGS="--keep"` keeps logs.
+faults: install
+	$(VENV)/python -m faults $(FAULTS_ARGS)
 
 # The console's screenshots in docs/console/ (a private stack, Playwright; about a minute).
 console-shots: install

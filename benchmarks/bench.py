@@ -1,6 +1,7 @@
 """Run the benchmarks and write ``benchmarks/results/latest.json``.
 
-    python -m benchmarks [--quick] [--only overhead,throughput,memory,gateway,console,scheduler]
+    python -m benchmarks [--quick]
+                         [--only overhead,throughput,memory,gateway,console,scheduler,capacity]
                          [--runs N] [--repeats N] [--output PATH]
 
 Everything is started here and stopped at the end (also on Ctrl-C or an error): a private
@@ -35,7 +36,7 @@ import psycopg
 from playwright.async_api import Browser, async_playwright
 from psycopg.types.json import Jsonb
 
-from benchmarks import console
+from benchmarks import capacity, console
 from benchmarks.machine import git_commit, load_average, machine_info
 from benchmarks.page import ITEMS
 from benchmarks.seed import fill_executions, fill_tasks
@@ -48,7 +49,7 @@ from figranium_runner.browser import CHROMIUM_ARGS, find_headless_chromium
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
-PHASES = ("overhead", "throughput", "memory", "gateway", "console", "scheduler")
+PHASES = ("overhead", "throughput", "memory", "gateway", "console", "scheduler", "capacity")
 
 # The extraction step, once as the task's script (a function body) and once for raw Playwright.
 EXTRACT_BODY = "return Array.from(document.querySelectorAll('#items li')).map(li => li.textContent)"
@@ -740,6 +741,19 @@ async def scheduler(bench: Bench) -> None:
     }
 
 
+# --- 5. capacity of the control plane -------------------------------------------------------
+
+
+async def capacity_phase(bench: Bench) -> None:
+    if bench.runner is not None:  # browserless runners only: no Chromium competing
+        await asyncio.to_thread(bench.stack.stop, bench.runner)
+        bench.runner = None
+    assert bench.gateway is not None
+    bench.results["capacity"] = await capacity.measure(
+        bench.stack, bench.session, bench.gateway, bench.plan.quick
+    )
+
+
 # --- the run ------------------------------------------------------------------------------
 
 
@@ -757,6 +771,7 @@ FIGURES = (
     "gateway_rss_load_mb",
     "console_page_ms",
     "console_page_worst_p99_ms",
+    "capacity",
 )
 
 
@@ -796,6 +811,7 @@ async def run(plan: Plan, only: list[str], stack: BenchStack, page_port: int) ->
             "gateway": gateway,
             "console": console_pages,
             "scheduler": scheduler,
+            "capacity": capacity_phase,
         }
         for name in PHASES:
             if name not in only:
@@ -932,6 +948,7 @@ def table(results: dict[str, Any]) -> str:
             )
         )
     rows.extend(console.table_rows(results.get("console_page_ms") or {}))
+    rows.extend(capacity.table_rows(results.get("capacity")))
     header = ("figure", "platform", "raw", "ratio", "target")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
     lines = [

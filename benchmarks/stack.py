@@ -76,6 +76,23 @@ def own_cpu_s(pid: int) -> float:
     return float(times.user + times.system)
 
 
+class MonitoredNats(LocalNats):
+    """The bench's NATS server with its HTTP monitoring port (/varz, /jsz) on 127.0.0.1,
+    which the capacity phase reads message and storage counts from."""
+
+    def __init__(self, store_dir: Path, port: int, *, log_file: Path) -> None:
+        super().__init__(store_dir, port, log_file=log_file)
+        self.monitor_port = free_port()
+
+    @property
+    def monitor_url(self) -> str:
+        return f"http://127.0.0.1:{self.monitor_port}"
+
+    def command(self) -> list[str]:
+        # The monitoring port binds to the client address (-a 127.0.0.1).
+        return [*super().command(), "-m", str(self.monitor_port)]
+
+
 class BenchStack:
     """PostgreSQL, NATS and the services of one benchmark run, under ``workdir``."""
 
@@ -85,7 +102,7 @@ class BenchStack:
         self.services: list[Service] = []
         self._count = 0
         self.postgres: LocalPostgres | None = None
-        self.nats: LocalNats | None = None
+        self.nats: MonitoredNats | None = None
         self.gateway_url = ""
 
     def __enter__(self) -> Self:
@@ -95,7 +112,9 @@ class BenchStack:
                 LocalPostgres(self.workdir / "pg", free_port(), log_file=self.workdir / "pg.log")
             )
             self.nats = self._exit.enter_context(
-                LocalNats(self.workdir / "nats", free_port(), log_file=self.workdir / "nats.log")
+                MonitoredNats(
+                    self.workdir / "nats", free_port(), log_file=self.workdir / "nats.log"
+                )
             )
         except BaseException:
             self._exit.close()
@@ -157,19 +176,19 @@ class BenchStack:
         if service in self.services:
             self.services.remove(service)
 
-    def start_gateway(self) -> Service:
+    def start_gateway(self, **extra: str) -> Service:
         port = free_port()
-        service = self._start("gateway", PORT=str(port), HOST="127.0.0.1")
+        service = self._start("gateway", PORT=str(port), HOST="127.0.0.1", **extra)
         self.gateway_url = f"http://127.0.0.1:{port}"
         _wait_http(service, f"{self.gateway_url}/api/health", timeout=90)
         return service
 
-    def start_runner(self, concurrency: int) -> Service:
+    def start_runner(self, concurrency: int, **extra: str) -> Service:
         # A metrics port of its own only to learn when it is ready: at LOG_LEVEL=WARNING it
         # does not log `runner.ready`, and /readyz also waits for its Chromium.
         port = free_port()
         service = self._start(
-            "runner", RUNNER_CONCURRENCY=str(concurrency), RUNNER_METRICS_PORT=str(port)
+            "runner", RUNNER_CONCURRENCY=str(concurrency), RUNNER_METRICS_PORT=str(port), **extra
         )
         _wait_http(service, f"http://127.0.0.1:{port}/readyz", timeout=90)
         return service

@@ -281,6 +281,7 @@ def test_the_expected_objects_are_there(objects: list[Obj]) -> None:
         ("ScaledObject", "runner"),
         ("NetworkPolicy", "runner"),
         ("NetworkPolicy", "postgresql"),
+        ("NetworkPolicy", "nats"),
         ("Deployment", HEADFUL),
         ("Service", HEADFUL),
         ("NetworkPolicy", HEADFUL),
@@ -524,7 +525,11 @@ def test_runner_scaled_object(objects: list[Obj]) -> None:
     assert meta["stream"] == topology.RUNS_STREAM
     assert meta["consumer"] == topology.RUNNERS_CONSUMER
     assert meta["consumer"] != topology.HEADFUL_CONSUMER
-    assert meta["account"] == "$G"  # no NATS accounts configured
+    # The users of natsauth (every NATS configuration) declare no accounts: all are in the
+    # global one. tests/integration/test_keda_metric.py reads the metric there.
+    assert meta["account"] == "$G"
+    assert "accounts" not in natsauth.compose_config()
+    assert "accounts" not in yaml.safe_load(natsauth.kubernetes_values())["config"]["merge"]
     assert int(meta["lagThreshold"]) == env.runner_concurrency
     host, port = meta["natsServerMonitoringEndpoint"].rsplit(":", 1)
     assert host == urlsplit(env.nats_url).hostname
@@ -625,6 +630,46 @@ def test_headful_runner_is_fenced_in_like_runners(objects: list[Obj]) -> None:
     # Each policy is its own runner's: the runner's does not select headful pods.
     assert runner["podSelector"]["matchLabels"].items() <= pod_labels(objects, "runner").items()
     assert not runner["podSelector"]["matchLabels"].items() <= pod_labels(objects, HEADFUL).items()
+
+
+def test_only_keda_reaches_the_nats_monitoring_port(objects: list[Obj]) -> None:
+    """/jsz (every stream, consumer, connection) is for KEDA's scaler only; the clients'
+    port is for Figranium's services, the routes' port for the other NATS nodes."""
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    nats = Pod(
+        {"app.kubernetes.io/name": "nats", "app.kubernetes.io/component": "nats"},
+        "figranium",
+        "10.244.2.5",
+    )
+    peer_node = Pod(nats.labels, "figranium", "10.244.2.6")
+    keda = Pod({"app": "keda-operator"}, "keda", "10.244.7.7")
+    prometheus = Pod({"app": "prometheus"}, "monitoring", "10.244.4.4")
+    stranger = Pod({"app": "other"}, "default", "10.244.5.5")
+    box = Pod(
+        {"app.kubernetes.io/name": "nats", "app.kubernetes.io/component": "nats-box"},
+        "figranium",
+        "10.244.2.9",
+    )
+    services = [Pod(pod_labels(objects, name), "figranium", "10.244.1.40") for name in WORKLOADS]
+    port = int(
+        kustomize.find(objects, "ScaledObject", "runner")["spec"]["triggers"][0]["metadata"][
+            "natsServerMonitoringEndpoint"
+        ].rsplit(":", 1)[1]
+    )
+
+    assert kustomize.ingress_allowed(policies, nats, keda, port)
+    for other in (*services, prometheus, stranger, box, peer_node, "203.0.113.7"):
+        assert not kustomize.ingress_allowed(policies, nats, other, port), other
+    for client in (*services, box):
+        assert kustomize.ingress_allowed(policies, nats, client, 4222), client
+    for outsider in (keda, stranger, "203.0.113.7"):
+        assert not kustomize.ingress_allowed(policies, nats, outsider, 4222), outsider
+    assert kustomize.ingress_allowed(policies, nats, peer_node, 6222)
+    for outsider in (*services, keda, stranger):
+        assert not kustomize.ingress_allowed(policies, nats, outsider, 6222), outsider
+    # The chart's Service carries the monitoring port (nats-values.yaml), for KEDA.
+    values = yaml.safe_load((K8S / "nats-values.yaml").read_text())
+    assert values["service"]["ports"]["monitor"]["enabled"]
 
 
 def test_only_gateways_and_schedulers_reach_postgresql(objects: list[Obj]) -> None:
@@ -787,7 +832,13 @@ def test_compose_topology() -> None:
     assert "-js" in command
     store = command[command.index("-sd") + 1]
     assert dict(v.split(":", 1) for v in nats["volumes"])["nats-data"] == store
-    assert command[command.index("-m") + 1] == "8222"
+    # Monitoring only inside the container (nats.conf), for its healthcheck: not published,
+    # not exposed, and no "-m" that would bind it on every address.
+    assert "-m" not in command and "--http_port" not in command
+    assert "ports" not in nats
+    assert [str(p) for p in nats["expose"]] == ["4222"]
+    assert natsauth.COMPOSE_MONITORING.strip().endswith('http: "127.0.0.1:8222"')
+    assert natsauth.COMPOSE_MONITORING in (COMPOSE_DIR / "nats.conf").read_text()
     assert {"postgres-data", "nats-data"} <= set(volumes)
     assert "pg_isready" in services["postgres"]["healthcheck"]["test"]
     assert "http://127.0.0.1:8222/healthz" in nats["healthcheck"]["test"]
@@ -1281,3 +1332,15 @@ def test_kubernetes_nats_users_are_the_devstack_users(objects: list[Obj]) -> Non
         password = SecretRef("figranium-nats", natsauth.password_variable(NATS_ROLE[name]))
         assert env["NATS_PASSWORD"] == password, name
     assert "nats-values.yaml" in (DEPLOY / "README.md").read_text()
+
+
+def test_nats_replicas_match_each_deployments_nats(objects: list[Obj]) -> None:
+    values = yaml.safe_load((K8S / "nats-values.yaml").read_text())
+    nodes = values["config"]["cluster"]["replicas"]
+    assert values["config"]["cluster"]["enabled"] and nodes == 3
+    configmap = next(o for o in objects if o["kind"] == "ConfigMap")
+    assert configmap["data"]["NATS_REPLICAS"] == str(nodes)
+    gateway = compose(env_example())["services"]["gateway"]
+    assert settings_from(compose_env(gateway)).nats_replicas == 1  # one nats service
+    clustered = compose({**env_example(), "NATS_REPLICAS": "3"})["services"]["gateway"]
+    assert settings_from(compose_env(clustered)).nats_replicas == 3

@@ -49,3 +49,13 @@ def test_a_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     assert results["console_page_worst_p99_ms"] >= pages["tasks"]["p99"]
     assert "console tasks (server ms)" in done.stdout
     assert results["git"]["commit"]
+    # The control plane with browserless runners, through 1 and 2 gateways, and per run.
+    capacity = results["capacity"]
+    for gateways in ("gateways_1", "gateways_2"):
+        assert capacity[gateways]["runs_per_s"] > 0
+        assert capacity[gateways]["p99_enqueue_to_start_ms"] >= 0
+    per_run = capacity["per_run"]
+    assert per_run["gateway_cpu_ms"] > 0 and per_run["postgres_cpu_ms"] > 0
+    assert per_run["rows_written"] > 0 and per_run["wal_bytes"] > 0
+    assert per_run["nats_msgs_in"] > 0 and per_run["stream_bytes"]["RUN_EVENTS"] > 0
+    assert "capacity 2 gateway(s) (runs/s)" in done.stdout

@@ -27,6 +27,18 @@ class Config(BaseSettings):
     # scheduler or runner), allowed only the subjects that service uses.
     nats_user: str | None = Field(default=None, alias="NATS_USER")
     nats_password: str | None = Field(default=None, alias="NATS_PASSWORD")
+    # Replicas of every stream, KV bucket and object store the gateway declares: 3 on a
+    # three-node JetStream cluster, so losing one node loses nothing.
+    nats_replicas: int = Field(default=1, ge=1, le=5, alias="NATS_REPLICAS")
+    # How soon a client notices a server that stopped answering without closing the
+    # connection (a frozen or cut-off node): after about interval x (pings + 1), it
+    # reconnects to another node. The defaults are the NATS client's own.
+    nats_ping_interval_seconds: int = Field(
+        default=120, ge=1, le=3600, alias="NATS_PING_INTERVAL_SECONDS"
+    )
+    nats_max_outstanding_pings: int = Field(
+        default=2, ge=1, le=100, alias="NATS_MAX_OUTSTANDING_PINGS"
+    )
     # TLS to NATS: the CA that signed the server's certificate (or the system's CAs with
     # a tls:// URL), and a client certificate and key when the server asks for one.
     nats_tls_ca: Path | None = Field(default=None, alias="NATS_TLS_CA")
@@ -65,6 +77,12 @@ class Config(BaseSettings):
     # Headless runs: default the system's chromium-headless-shell, else CHROMIUM_PATH's.
     chromium_headless_path: str | None = Field(default=None, alias="CHROMIUM_HEADLESS_PATH")
     runner_concurrency: int = Field(default=2, ge=1, le=64, alias="RUNNER_CONCURRENCY")
+    # ``null``: runs complete at once with a success result and no browser, after
+    # RUNNER_NULL_DELAY_MS; for the control-plane benchmark and fault tests only.
+    runner_engine: Literal["playwright", "null"] = Field(
+        default="playwright", alias="RUNNER_ENGINE"
+    )
+    runner_null_delay_ms: int = Field(default=0, ge=0, le=600_000, alias="RUNNER_NULL_DELAY_MS")
     run_timeout_seconds: float = Field(default=300.0, gt=0, alias="RUN_TIMEOUT_SECONDS")
     run_ack_wait_seconds: float = Field(default=30.0, ge=1, alias="RUN_ACK_WAIT_SECONDS")
     run_max_deliver: int = Field(default=3, ge=1, le=20, alias="RUN_MAX_DELIVER")

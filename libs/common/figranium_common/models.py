@@ -407,7 +407,9 @@ def _lines_from(event: _Event, first: int, lines: list[str]) -> list[LogLine]:
 class CaptureEvent(_Event):
     """Captures a run stored while it ran (a screenshot as it was taken): the console shows
     them at once and the gateway indexes them. Its ``seq`` is the run's next log sequence,
-    which it does not use up (log lines keep theirs)."""
+    which it does not use up (log lines keep theirs; its de-duplication id ends in
+    ``:capture<n>``, n counting the attempt's capture events). A runner may lose one: the
+    result's ``stored_captures`` lists these too."""
 
     type: Literal["capture"] = "capture"
     captures: list[StoredCapture] = Field(min_length=1)

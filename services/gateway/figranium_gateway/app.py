@@ -145,6 +145,7 @@ async def _nats(app: web.Application) -> AsyncIterator[None]:
         captures_max_bytes=config.captures_max_bytes,
         results_max_bytes=config.results_max_bytes,
         cabinets_max_bytes=config.cabinets_max_total_bytes,
+        replicas=config.nats_replicas,
     )
     waiters = Waiters()
     await waiters.start(nc)

@@ -18,7 +18,7 @@ from figranium_common.config import Config
 from figranium_common.gc_tuning import tune_gc
 from figranium_common.logging import configure_logging
 from figranium_common.probes import ProbeServer
-from figranium_runner import headful
+from figranium_runner import headful, null_engine
 from figranium_runner.browser import BrowserHost
 from figranium_runner.headful.display import HeadfulError, VirtualDisplay
 from figranium_runner.headful.service import HeadfulService
@@ -36,6 +36,10 @@ async def serve(config: Config) -> None:
         loop.add_signal_handler(sig, stopping.set)
 
     metrics = RunnerMetrics()
+    metrics.show_engine(config.runner_engine)
+    browserless = config.runner_engine == "null"
+    if browserless:
+        log.warning("runner.null_engine", warning=null_engine.WARNING)
     display: VirtualDisplay | None = None
     if config.runner_headful:
         # The Chromium dies with its display; bring it back with the display.
@@ -62,7 +66,7 @@ async def serve(config: Config) -> None:
             return "nats not connected"
         if display is not None and (problem := display.problem()) is not None:
             return problem
-        if not browser.connected:
+        if not browserless and not browser.connected:
             return "browser not connected"
         return None
 
@@ -80,7 +84,8 @@ async def serve(config: Config) -> None:
             await display.start()
         try:
             try:
-                await browser.start()
+                if not browserless:
+                    await browser.start()
             except Exception:
                 if stopping.is_set():  # stopped while starting: the driver may have been killed
                     log.info("runner.stopped_while_starting")
@@ -123,7 +128,8 @@ async def _work(
         return
     worker = Worker(config, nc, js, browser, metrics)
     tools = ToolsService(config, nc, browser)
-    await tools.start(stopping)
+    if config.runner_engine != "null":  # the tools need a browser
+        await tools.start(stopping)
     try:
         await worker.run(stopping)
         log.info("runner.stopping", running=worker.busy)

@@ -6,6 +6,8 @@ import structlog
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
+from figranium_common.capture_models import StoredCapture, capture_kind
+from figranium_common.models import now_ms
 from figranium_common.nats import (
     CAPTURES_BUCKET,
     captures_store,
@@ -26,14 +28,15 @@ class CaptureStore:
         # Looked up once, not once per run: each lookup is a request to NATS.
         self._ready = False  # the object store exists
 
-    async def upload(self, captures: list[Capture], emit: LogSink) -> None:
-        """Store every capture, then remove the files of those kept on disk. A capture the
-        bucket has no room for is dropped and said in the run's log (``emit``); any other
-        NATS error raises."""
+    async def upload(self, captures: list[Capture], emit: LogSink) -> list[StoredCapture]:
+        """Store every capture, then remove the files of those kept on disk; answers those
+        stored, for the gateway's index. A capture the bucket has no room for is dropped
+        and said in the run's log (``emit``); any other NATS error raises."""
+        stored: list[StoredCapture] = []
         try:
             for capture in captures:
                 try:
-                    await self._put(capture)
+                    stored.append(await self._put(capture))
                 except NatsError as exc:
                     if is_no_room(exc):
                         await _dropped(capture, emit)
@@ -42,23 +45,27 @@ class CaptureStore:
                     # that lost its store (until a gateway declares it again).
                     self._ready = False
                     try:
-                        await self._put(capture)
+                        stored.append(await self._put(capture))
                     except NatsError as again:
                         if not is_no_room(again):
                             raise
                         await _dropped(capture, emit)
         finally:
             discard_files(captures)
+        return stored
 
-    async def _put(self, capture: Capture) -> None:
+    async def _put(self, capture: Capture) -> StoredCapture:
         if not self._ready:
             # Looked up only: the gateway declares it (runners may not).
             await captures_store(self._js, create=False)
             self._ready = True
         if capture.path is not None:
-            await put_file_object(self._js, CAPTURES_BUCKET, capture.name, capture.path)
+            size = await put_file_object(self._js, CAPTURES_BUCKET, capture.name, capture.path)
         else:
             await put_new_object(self._js, CAPTURES_BUCKET, capture.name, capture.data)
+            size = len(capture.data)
+        name = capture.name
+        return StoredCapture(name=name, kind=capture_kind(name), size=size, at=now_ms())
 
 
 async def _dropped(capture: Capture, emit: LogSink) -> None:

@@ -30,7 +30,7 @@ from figranium_runner.extraction import ExtractionError, extract, reach_closed_s
 from figranium_runner.humanize import Humanizer
 from figranium_runner.interpreter import Interpreter, StopBefore
 from figranium_runner.page_html import result_html
-from figranium_runner.state import Capture, LogSink, RunState
+from figranium_runner.state import Capture, CaptureSink, LogSink, RunState
 from figranium_runner.variables import initial_variables, secret_values, substitute, text_limit
 
 
@@ -119,16 +119,19 @@ async def execute(
     captcha_solver: CaptchaSolver | None = None,
     rng: random.Random | None = None,
     cabinets: RunCabinets | None = None,
+    store_now: CaptureSink | None = None,
 ) -> tuple[RunResult, list[Capture]]:
     """Run the whole task in ``page``; returns its result and the captures to store.
     ``captcha_solver`` is the run request's, used unless the runner has its own. ``rng``
     draws the choices of the task's stealth options (seeded, they repeat); the result's
     outcome is ``anti_bot`` when the run ends on a block page (blockpage.py).
     ``cabinets`` collects the run's downloads (kept on disk for the caller to store) and
-    serves its uploads."""
+    serves its uploads. ``store_now`` takes the screenshots of ``screenshot`` actions as
+    they are taken (they are then not among the captures returned)."""
     state = limits.first_state(
         page, task, overrides, execution_id, emit, subtasks, captcha_solver, cabinets
     )
+    state.store_now = store_now
     if task.stealth.enabled:
         state.human = Humanizer(task.stealth, rng or random.Random())
         banners.watch(state)

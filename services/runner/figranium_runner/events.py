@@ -1,5 +1,7 @@
-"""A run's events on the events stream: its start, its log lines and its result, in order,
-each with a de-duplication id (``<execution id>:<attempt>:<seq>``)."""
+"""A run's events on the events stream: its start, its log lines, the captures it stored
+while it ran and its result, in order, each with a de-duplication id
+(``<execution id>:<attempt>:<seq>``; a capture event's ends in ``:capture<n>``: its
+sequence is the next line's)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,16 @@ import structlog
 from nats.js import JetStreamContext
 
 from figranium_common.cabinet_models import StoredDownload
+from figranium_common.capture_models import StoredCapture
 from figranium_common.errors import describe
 from figranium_common.jsontypes import StorageState
-from figranium_common.models import LogEvent, ResultEvent, RunResult, StartedEvent
+from figranium_common.models import (
+    CaptureEvent,
+    LogEvent,
+    ResultEvent,
+    RunResult,
+    StartedEvent,
+)
 from figranium_common.nats import (
     RESULTS_BUCKET,
     event_subject,
@@ -50,6 +59,10 @@ class EventPublisher:
     in order, those that came together in one event, and the result waits until every
     event before it is out, so the ingester still sees the events of an attempt in
     sequence.
+
+    A capture stored while the run goes on (:meth:`captured`) is announced without the
+    linger, by the same task, after the lines said before it: a live watcher sees a
+    screenshot as it is taken.
     """
 
     def __init__(
@@ -73,7 +86,10 @@ class EventPublisher:
         self._seq = 0
         self._start: StartedEvent | None = None  # said, not published yet
         self._lines: collections.deque[tuple[int, str]] = collections.deque()
-        self._flushing = asyncio.Event()
+        self._notices: collections.deque[CaptureEvent] = collections.deque()
+        self._noticed = 0  # capture events said, for their de-duplication ids
+        self._hurry = asyncio.Event()  # the linger is cut short (a flush, a capture)
+        self._flushing = False
         self._finishing = False  # the result takes what is still waiting
         self._sender: asyncio.Task[None] | None = None
 
@@ -82,12 +98,19 @@ class EventPublisher:
         return self._execution_id
 
     async def _publish(
-        self, event: StartedEvent | LogEvent | ResultEvent, body: bytes | None = None
+        self,
+        event: StartedEvent | LogEvent | ResultEvent | CaptureEvent,
+        body: bytes | None = None,
+        *,
+        suffix: str = "",
     ) -> None:
+        """``suffix``: the end of the de-duplication id, for events whose ``seq`` is not
+        theirs alone."""
+        msg_id = f"{self._execution_id}:{self._attempt}:{event.seq}{suffix}"
         await self._js.publish(
             event_subject(self._execution_id),
             event.model_dump_json().encode() if body is None else body,
-            headers={"Nats-Msg-Id": f"{self._execution_id}:{self._attempt}:{event.seq}"},
+            headers={"Nats-Msg-Id": msg_id},
             timeout=10,
         )
 
@@ -117,27 +140,60 @@ class EventPublisher:
             self._lines.append((self._next(), line))
             self._send_soon()
 
+    def captured(self, captures: list[StoredCapture]) -> None:
+        """Captures stored while the run goes on, announced at once in a CaptureEvent whose
+        ``seq`` is the next line's (not used up). Dropped once the result is on its way:
+        the result lists every capture stored."""
+        if self._finishing or not captures:
+            return
+        self._notices.append(
+            CaptureEvent(
+                execution_id=self._execution_id,
+                attempt=self._attempt,
+                seq=self._seq,
+                captures=captures,
+            )
+        )
+        self._hurry.set()
+        self._send_soon()
+
     def _send_soon(self) -> None:
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send_lines(), name="run-log-sender")
 
     async def _send_lines(self) -> None:
-        while self._lines or self._start is not None:
-            if not self._flushing.is_set():
+        while self._lines or self._start is not None or self._notices:
+            if not self._notices:  # a capture goes out now, with the lines before it
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._flushing.wait(), self._linger)
+                    await asyncio.wait_for(self._hurry.wait(), self._linger)
             if self._finishing:
                 return
-            if self._start is None:
+            if self._start is not None:
+                if not await self._announce():
+                    return  # tried again with the next line, or the result carries it
+            elif self._line_is_next():
                 await self._send_event(self._take_lines())
-            elif not await self._announce():
-                return  # tried again with the next line, or the result carries it
+            else:
+                await self._send_notice(self._notices.popleft())
+            if not self._flushing and not self._notices:
+                self._hurry.clear()
+
+    def _line_is_next(self) -> bool:
+        """Whether the oldest waiting line goes out before the oldest capture event."""
+        return bool(self._lines) and (not self._notices or self._lines[0][0] < self._notices[0].seq)
+
+    async def _send_notice(self, event: CaptureEvent) -> None:
+        self._noticed += 1
+        try:
+            await self._publish(event, suffix=f":capture{self._noticed}")
+        except Exception as exc:  # the result lists the capture too
+            log.warning("run.capture_publish_failed", error=describe(exc))
 
     async def _announce(self) -> bool:
         """Publish the start with the lines waiting behind it; whether it went out (if
         not, its lines wait again)."""
         assert self._start is not None
-        lines = self._take_lines() if self._lines else []
+        lines = self._take_lines() if self._line_is_next() else []
         try:
             await self._publish(self._start.model_copy(update={"lines": [x for _, x in lines]}))
         except Exception as exc:
@@ -160,10 +216,11 @@ class EventPublisher:
             log.warning("run.log_publish_failed", error=describe(exc))
 
     def _take_lines(self) -> list[tuple[int, str]]:
-        """The oldest waiting lines that fit in one event (their seqs are consecutive)."""
+        """The oldest waiting lines that fit in one event (their seqs are consecutive),
+        up to the next capture event."""
         taken = [self._lines.popleft()]
         chars = len(taken[0][1])
-        while self._lines and len(taken) < _MAX_LINES_PER_EVENT:
+        while self._line_is_next() and len(taken) < _MAX_LINES_PER_EVENT:
             chars += len(self._lines[0][1])
             if chars > _MAX_CHARS_PER_EVENT:
                 break
@@ -178,7 +235,8 @@ class EventPublisher:
     async def flush(self) -> None:
         """Publish the start and every log line so far now (or give up on them), without
         the linger; once the result is on its way, only what is already being published."""
-        self._flushing.set()
+        self._flushing = True
+        self._hurry.set()
         while self._sender is not None and not self._sender.done():
             # Shielded: a run cancelled while waiting leaves its lines going out.
             await asyncio.shield(self._sender)
@@ -192,11 +250,13 @@ class EventPublisher:
         sealed_storage_state: str | None = None,
         stored_downloads: list[StoredDownload] | None = None,
         uploaded_items: list[str] | None = None,
+        stored_captures: list[StoredCapture] | None = None,
     ) -> None:
         # What is already on its way goes out first; the last lines, and the start if it
-        # is still waiting, ride in the result.
+        # is still waiting, ride in the result, which lists the captures not announced yet.
         self._finishing = True
         await self.flush()
+        self._notices.clear()
         while self._too_many_to_ride():
             if self._start is None or not await self._announce():
                 await self._send_event(self._take_lines())
@@ -212,6 +272,7 @@ class EventPublisher:
             started=self._start,
             stored_downloads=stored_downloads or [],
             uploaded_items=uploaded_items or [],
+            stored_captures=stored_captures or [],
         )
         body = event.model_dump_json().encode()
         if len(body) > self._max_event_bytes:
@@ -263,7 +324,8 @@ class EventPublisher:
 
     def _stand_in(self, event: ResultEvent, error: str | None) -> ResultEvent:
         """``event`` without what makes it large: no data, HTML, logs or browser state. The
-        cabinet items stay: without them their objects would be stored for no item."""
+        cabinet items and the captures stay: without them their objects would be stored
+        for no item, and missing from the captures index."""
         result = event.result
         return ResultEvent(
             execution_id=event.execution_id,
@@ -281,4 +343,5 @@ class EventPublisher:
             started=self._start,
             stored_downloads=event.stored_downloads,
             uploaded_items=event.uploaded_items,
+            stored_captures=event.stored_captures,
         )

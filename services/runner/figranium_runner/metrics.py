@@ -50,6 +50,16 @@ class RunnerMetrics(MetricRegistry):
         )
         for result in ("accepted", "refused"):
             self.viewer_connections.labels(result=result)
+        self.engine = self.gauge(
+            "figranium_runner_engine",
+            "1 for the engine runs execute with: playwright, or null (no browser, benchmarks only)",
+            ["engine"],
+        )
+
+    def show_engine(self, engine: str) -> None:
+        """1 for the engine this runner executes runs with (RUNNER_ENGINE): a benchmark's
+        browserless runner is visible at a glance."""
+        self.engine.labels(engine=engine).set(1)
 
     def watch_slots(self, total: int, busy: Callable[[], int]) -> None:
         """Read the slot gauges from ``busy`` at every scrape."""

@@ -5,7 +5,8 @@ and acknowledge the message.
 A run that cannot finish here but is not at fault raises instead of publishing a result:
 BrowserCrashed when its Chromium died, CancelledError when drained at shutdown. The worker
 hands those back. Whatever happens, the captures of a run that does not finish are not
-kept, its video folder is removed, and its context is closed before its slot is free.
+kept (but for the screenshots stored as they were taken: live_captures.py), its video
+folder is removed, and its context is closed before its slot is free.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from playwright.async_api import Error as PlaywrightError
 
 from figranium_common import transit
 from figranium_common.cabinet_models import StoredDownload
+from figranium_common.capture_models import StoredCapture
 from figranium_common.config import Config
 from figranium_common.errors import InvalidUrlError
 from figranium_common.jsontypes import StorageState
@@ -40,6 +42,7 @@ from figranium_runner.context import end_state, new_video_dir, open_context, rec
 from figranium_runner.egress import EgressPolicy, pin_upstream
 from figranium_runner.engine import Limits, execute
 from figranium_runner.events import EventPublisher
+from figranium_runner.live_captures import LiveCaptures
 from figranium_runner.metrics import RunnerMetrics
 from figranium_runner.state import Capture, discard_files
 from figranium_runner.upstream_proxy import Upstream
@@ -88,6 +91,8 @@ class Run:
         self.browser_died = False  # cancelled because its Chromium died
         self._started = 0.0
         self._captures: list[Capture] = []
+        self._live = LiveCaptures(resources.captures, events)  # screenshots as taken
+        self._stored_captures: list[StoredCapture] = []  # at the end
         self._cabinets = RunCabinets(plan=request.cabinets, source=resources.cabinets)
         self._stored: list[StoredDownload] = []  # downloads in the cabinets bucket
         self._uploading: asyncio.Task[None] | None = None
@@ -241,6 +246,7 @@ class Run:
                     captcha_solver=request.captcha_solver,
                     rng=self._res.rng,
                     cabinets=self._cabinets,
+                    store_now=self._live.keep,
                 )
         except TimeoutError:
             message = f"the run did not finish within {request.timeout_seconds:g} s"
@@ -275,17 +281,19 @@ class Run:
             await self._closing
 
     async def _store_files(self) -> None:
-        await self._res.captures.upload(self._captures, self.events.log)
+        last = [*await self._live.settle(), *self._captures]
+        self._stored_captures += await self._res.captures.upload(last, self.events.log)
         self._stored = await self._res.cabinets.put(self._cabinets.downloads, self.events.log)
 
     async def _store_captures(self, video: Capture | None) -> None:
         if self._uploading is not None:
             await self._uploading
         if video is not None:
-            await self._res.captures.upload([video], self.events.log)
+            self._stored_captures += await self._res.captures.upload([video], self.events.log)
 
     def _abandon_captures(self) -> None:
         """The run goes back or fails: no upload to wait for, no file to keep."""
+        self._live.abandon()
         if self._uploading is not None:
             self._uploading.cancel()
             self._uploading.add_done_callback(_retrieved)
@@ -312,6 +320,9 @@ class Run:
             sealed_storage_state=sealed,
             stored_downloads=self._stored,
             uploaded_items=self._cabinets.marked,
+            # Every capture this attempt stored, those announced while it ran too: the
+            # gateway's index is whole even if one of their events was lost.
+            stored_captures=[*self._live.stored, *self._stored_captures],
         )
         # The result is stored in the stream (its publish was acknowledged): the run is done
         # whatever happens to the ack. Not waiting for the server to confirm the ack saves a

@@ -30,6 +30,8 @@ from figranium_runner.humanize import Humanizer
 from figranium_runner.isolated import IsolatedWorld
 
 LogSink = Callable[[str], Awaitable[None]]
+# Takes a capture to store at once, while the run goes on (live_captures.py).
+CaptureSink = Callable[["Capture"], None]
 
 # Downloads wait on disk under this name until they are stored in the cabinets bucket.
 DOWNLOAD_FILE_PREFIX = "figranium-download-"
@@ -77,6 +79,8 @@ class RunState:
     depth: int = 0
     logs: list[str] = field(default_factory=list)
     captures: list[Capture] = field(default_factory=list)
+    # Where screenshots taken by actions go at once; None: with the run's last captures.
+    store_now: CaptureSink | None = None
     downloads: list[DownloadEntry] = field(default_factory=list)
     # Shared with the tasks this one starts: their downloads and uploads are the run's.
     cabinets: RunCabinets = field(default_factory=RunCabinets)
@@ -120,6 +124,7 @@ class RunState:
             auto_solve_captcha=task.autoSolveCaptcha,
             captcha_detect_ms=self.captcha_detect_ms,
             cabinets=self.cabinets,
+            store_now=self.store_now,
             depth=self.depth + 1,
         )
 
@@ -144,10 +149,16 @@ class RunState:
         await check_url(url, allow_private=self.allow_private, allow_metadata=self.allow_metadata)
         await self.page.goto(url, wait_until="load")
 
-    async def screenshot(self, label: str | None, *, full_page: bool) -> str:
+    async def screenshot(self, label: str | None, *, full_page: bool, now: bool = False) -> str:
+        """Take a screenshot of the page; its URL. ``now``: stored while the run goes on
+        (``store_now``), not with the run's last captures."""
         suffix = f"_{_safe_label(label)}" if label else ""
         name = f"{self.execution_id}_agent_{now_ms()}{suffix}.png"
-        self.captures.append(Capture(name, await self.page.screenshot(full_page=full_page)))
+        capture = Capture(name, await self.page.screenshot(full_page=full_page))
+        if now and self.store_now is not None:
+            self.store_now(capture)
+        else:
+            self.captures.append(capture)
         return f"/captures/{name}"
 
     def set_output(self, value: JsonValue) -> None:

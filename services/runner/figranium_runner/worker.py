@@ -45,6 +45,7 @@ from figranium_runner.context import remove_orphaned_video_dirs
 from figranium_runner.engine import Limits
 from figranium_runner.events import EventPublisher
 from figranium_runner.metrics import RunnerMetrics
+from figranium_runner.null_engine import NullRun
 from figranium_runner.run import Run, RunResources
 
 log = structlog.get_logger(__name__)
@@ -179,7 +180,8 @@ class Worker:
             execution_id=request.execution_id, task_id=request.task.id, attempt=attempt
         ):
             events = self._events(request.execution_id, attempt)
-            run = Run(self._resources, msg, request, events)
+            engine = NullRun if self._config.runner_engine == "null" else Run
+            run = engine(self._resources, msg, request, events)
             heartbeat = asyncio.create_task(self._heartbeat(msg), name="heartbeat")
             try:
                 await self._run(msg, run)

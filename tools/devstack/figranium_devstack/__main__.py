@@ -3,17 +3,18 @@
 import argparse
 import json
 import os
-import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from honcho.manager import Manager
-
+from figranium_devstack.balancer import HaproxyBalancer
+from figranium_devstack.cluster import Sizes, instances, nats_nodes
 from figranium_devstack.natsserver import LocalNats
 from figranium_devstack.ports import free_port, port_is_free
 from figranium_devstack.postgres import LocalPostgres
+from figranium_devstack.stack_file import STACK_FILE
+from figranium_devstack.supervisor import Program, Supervisor
 
 SERVICES = ("gateway", "runner", "scheduler")
 # The settings' defaults (figranium_common.config), which this tool does not import.
@@ -34,11 +35,14 @@ def headful_requested(environ: Mapping[str, str]) -> bool:
     return environ.get("HEADFUL", "").lower() in ("true", "1")
 
 
-def _choose_ports(data_dir: Path, gateway_port: int, *, headful: bool = False) -> dict[str, int]:
+def _choose_ports(
+    data_dir: Path, gateway_port: int, *, headful: bool = False, extra: Sequence[str] = ()
+) -> dict[str, int]:
     """Reuse last run's ports when possible, so URLs stay stable across restarts.
 
     With ``headful``, also the noVNC port: its default when free, so a second stack side by
-    side gets another one rather than a runner that cannot serve its viewer.
+    side gets another one rather than a runner that cannot serve its viewer. ``extra``:
+    the names of more ports to choose (a cluster's, :meth:`Sizes.port_names`).
     """
     state_file = data_dir / "devstack.json"
     try:
@@ -50,7 +54,7 @@ def _choose_ports(data_dir: Path, gateway_port: int, *, headful: bool = False) -
     taken = {gateway_port}
     ports: dict[str, int] = {}
     preferred = {"novnc": NOVNC_PORT} if headful else {}
-    for name in (*preferred, "postgres", "nats"):
+    for name in (*preferred, "postgres", "nats", *extra):
         candidates = [saved.get(name), preferred.get(name)]
         usable = [p for p in candidates if isinstance(p, int) and p not in taken]
         port = next((p for p in usable if port_is_free(p)), None)
@@ -99,9 +103,10 @@ def stack_services(
 
 def with_nats_user(service: Service, nats: LocalNats) -> Service:
     """``service`` connecting to the private NATS as its own user (the headful runner as a
-    runner)."""
-    role = "runner" if service.module == "figranium_runner" else service.name
-    return service._replace(env={**service.env, **nats.service_env(role)})
+    runner); its NATS_URL stays, as it may list every node of a cluster."""
+    role = service.module.removeprefix("figranium_")
+    own = {**nats.service_env(role), "NATS_URL": service.env.get("NATS_URL", nats.address)}
+    return service._replace(env={**service.env, **own})
 
 
 def derived_transit_key(service_env: Mapping[str, str]) -> str:
@@ -139,9 +144,23 @@ def headful_note(gateway_port: int, novnc_port: str) -> str:
     )
 
 
-def _shell(*argv: str) -> str:
-    # honcho runs commands through sh; exec lets its signals reach our process, not just the shell.
-    return "exec " + shlex.join(argv)
+def numbered(services: list[Service], sizes: Sizes, ports: Mapping[str, int]) -> list[Program]:
+    """The services as the processes to run: as many of each as ``sizes`` asks (numbered in
+    a cluster), each with its own ports; the headful runner once, as it is."""
+    gateway_port = int(services[0].env["PORT"])
+    made = []
+    by_name = {service.name: service for service in services}
+    for instance in instances(sizes, ports, services[0].env, gateway_port):
+        service = by_name[instance.role]
+        argv = [sys.executable, "-m", service.module]
+        env = {**service.env, **instance.env}
+        made.append(Program(instance.role, instance.name, argv, env, instance.port))
+    for service in services:
+        if service.name == "runner-headful":
+            argv = [sys.executable, "-m", service.module]
+            metrics = int(service.env["RUNNER_METRICS_PORT"]) or None
+            made.append(Program("runner", service.name, argv, service.env, metrics))
+    return made
 
 
 def run() -> int:
@@ -149,9 +168,11 @@ def run() -> int:
     data_dir = Path(os.environ.get("FIGRANIUM_DATA_DIR") or ".data").resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     headful = headful_requested(os.environ)
-    ports = _choose_ports(data_dir, port, headful=headful and not os.environ.get("NOVNC_PORT"))
+    sizes = Sizes.from_environ(os.environ)
+    novnc = headful and not os.environ.get("NOVNC_PORT")
+    ports = _choose_ports(data_dir, port, headful=novnc, extra=sizes.port_names())
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    manager = Manager()
+    programs: list[Program] = []
 
     database_url = os.environ.get("DATABASE_URL")
     if not database_url:
@@ -161,16 +182,19 @@ def run() -> int:
         database_url = postgres.url
         argv = [sys.executable, "-m", "figranium_devstack", "postgres"]
         argv += ["--data", str(postgres.data_dir), "--port", str(postgres.port)]
-        manager.add_process("postgres", _shell(*argv), env=env)
+        programs.append(Program("postgres", "postgres", argv, env, postgres.port))
 
     nats_url = os.environ.get("NATS_URL")
-    nats: LocalNats | None = None
+    nodes: list[LocalNats] = []
     if not nats_url:
         # Its users' passwords are made on the first start and kept, 0600, in the data dir.
-        nats = LocalNats(data_dir / "nats", ports["nats"])
-        nats.prepare()
-        nats_url = nats.address
-        manager.add_process("nats", _shell(*nats.command()), env=LocalNats.environment(env))
+        nodes = nats_nodes(data_dir, sizes, ports)
+        for node in nodes:
+            node.prepare()
+            name = "nats" if node.cluster is None else node.cluster.name
+            nats_env = LocalNats.environment(env)
+            programs.append(Program("nats", name, node.command(), nats_env, node.port))
+        nats_url = ",".join(node.address for node in nodes)
 
     service_env = {
         "LOG_FORMAT": "console",
@@ -180,22 +204,25 @@ def run() -> int:
         "PORT": str(port),
         "FIGRANIUM_DATA_DIR": str(data_dir),
     }
+    if len(nodes) > 1:
+        service_env["NATS_REPLICAS"] = str(len(nodes))
     services = stack_services(service_env, headful=headful, novnc_port=ports.get("novnc"))
-    if nats is not None:
-        services = [with_nats_user(service, nats) for service in services]
+    if nodes:
+        services = [with_nats_user(service, nodes[0]) for service in services]
     transit_key = os.environ.get("FIGRANIUM_TRANSIT_KEY") or derived_transit_key(service_env)
     services = [without_master_key(service, transit_key) for service in services]
-    for service in services:
-        manager.add_process(
-            service.name, _shell(sys.executable, "-m", service.module), env=service.env
-        )
+    if sizes.gateways > 1:
+        backends = [ports[name] for name in sizes.names("gateway")]
+        balancer = HaproxyBalancer(data_dir / "balancer", port, backends, env=service_env)
+        balancer.prepare()
+        programs.append(Program("balancer", "balancer", balancer.command(), env, port))
+    programs += numbered(services, sizes, ports)
 
     print(f"Figranium gateway will be at http://localhost:{port} (data in {data_dir})", flush=True)
     for service in services:
         if service.name == "runner-headful":
             print(headful_note(port, service.env["NOVNC_PORT"]), flush=True)
-    manager.loop()
-    return int(manager.returncode or 0)
+    return Supervisor(programs, data_dir / STACK_FILE, restart=sizes.cluster).run()
 
 
 def main(argv: list[str] | None = None) -> int:

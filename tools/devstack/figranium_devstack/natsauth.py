@@ -169,7 +169,16 @@ def compose_config() -> str:
         "# from .env through the nats service's environment.\n"
     )
     block = authorization_block({role: f"${password_variable(role)}" for role in ROLES})
-    return header + _GENERATED + block
+    return header + _GENERATED + block + COMPOSE_MONITORING
+
+
+# Compose runs no autoscaler: the monitoring endpoint (/healthz, /jsz, /connz: every
+# stream, consumer and connection) serves only the container's own healthcheck, so no
+# other container on the network (a runner's browser among them) can read it.
+COMPOSE_MONITORING = (
+    "# Monitoring (/healthz for the healthcheck) inside the container only.\n"
+    'http: "127.0.0.1:8222"\n'
+)
 
 
 def kubernetes_values() -> str:
@@ -191,12 +200,17 @@ def kubernetes_values() -> str:
     return (
         "# Values for the nats-io/nats Helm chart (deploy/README.md):\n"
         "#   helm install nats nats/nats -n figranium -f deploy/k8s/nats-values.yaml\n"
-        "# JetStream on a PVC, the monitoring port on the Service (KEDA reads the backlog\n"
-        "# there), and no anonymous clients: each service has its own user, allowed only its\n"
-        "# subjects, all in the global account ($G, which KEDA's trigger names). The\n"
+        "# A three-node JetStream cluster on PVCs, the monitoring port on the Service (KEDA\n"
+        "# reads the backlog there), and no anonymous clients: each service has its own user,\n"
+        "# allowed only its subjects, all in the global account ($G, which KEDA's trigger\n"
+        "# names). The\n"
         '# passwords come from the Secret "figranium-nats" as the NATS container\'s environment.\n'
         + _GENERATED
         + "config:\n"
+        # Three JetStream nodes: the gateways' NATS_REPLICAS (the ConfigMap) is 3.
+        "  cluster:\n"
+        "    enabled: true\n"
+        "    replicas: 3\n"
         "  jetstream:\n"
         "    enabled: true\n"
         "    fileStore:\n"

@@ -3,13 +3,28 @@ import os
 import shutil
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from figranium_devstack import natsauth
 from figranium_devstack.process import PopenOptions, ServerProcess
 
 ADMIN = "admin"
+# The user the cluster's nodes connect their routes as: a process that is not a node
+# cannot join the cluster and read every subject.
+ROUTE = "route"
+CLUSTER_NAME = "figranium"
+
+
+@dataclass(frozen=True)
+class ClusterNode:
+    """This server's place in a JetStream cluster on loopback: its name, the port its
+    routes listen on, and the other nodes' route ports."""
+
+    name: str
+    route_port: int
+    peer_route_ports: Sequence[int]
 
 
 class LocalNats(ServerProcess):
@@ -22,16 +37,31 @@ class LocalNats(ServerProcess):
 
     name = "nats-server"
 
-    def __init__(self, store_dir: Path, port: int, *, log_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        store_dir: Path,
+        port: int,
+        *,
+        log_file: Path | None = None,
+        cluster: ClusterNode | None = None,
+        users_file: Path | None = None,
+        monitor_port: int | None = None,
+    ) -> None:
         self.store_dir = Path(store_dir).absolute()
         super().__init__(log_file or self.store_dir.parent / "nats.log")
         self.port = port
+        self.cluster = cluster
+        # The monitoring endpoint (/healthz, /jsz: what KEDA's scaler reads), on loopback
+        # only and only when asked for: it lists every stream, consumer and connection.
+        self.monitor_port = monitor_port
         # Outside the store: a copy of the store directory must not hold the passwords.
-        self.users_file = self.store_dir.parent / f"{self.store_dir.name}-users.json"
-        self.config_file = self.store_dir.parent / f"{self.store_dir.name}.conf"
-        self.passwords = natsauth.load_or_create_passwords(
-            self.users_file, (*natsauth.ROLES, ADMIN)
+        # A cluster's nodes share one file (``users_file``).
+        self.users_file = users_file or (
+            self.store_dir.parent / f"{self.store_dir.name}-users.json"
         )
+        self.config_file = self.store_dir.parent / f"{self.store_dir.name}.conf"
+        users = (*natsauth.ROLES, ADMIN, *((ROUTE,) if cluster else ()))
+        self.passwords = natsauth.load_or_create_passwords(self.users_file, users)
 
     @property
     def address(self) -> str:
@@ -56,7 +86,32 @@ class LocalNats(ServerProcess):
     def config(self) -> str:
         admin = f"    {{user: {ADMIN}, password: {json.dumps(self.password_for(ADMIN))}}},\n"
         block = natsauth.authorization_block(self.passwords)
-        return block.replace("  users = [\n", "  users = [\n" + admin, 1)
+        users = block.replace("  users = [\n", "  users = [\n" + admin, 1)
+        return users + self.monitoring_config() + self.cluster_config()
+
+    def monitoring_config(self) -> str:
+        """The ``http`` line of the monitoring endpoint on 127.0.0.1 ("" when not asked for)."""
+        return "" if self.monitor_port is None else f'http: "127.0.0.1:{self.monitor_port}"\n'
+
+    def cluster_config(self) -> str:
+        """The ``server_name`` and ``cluster`` block of a cluster's node ("" alone): routes
+        to every other node, each route authenticated as the ``route`` user."""
+        if self.cluster is None:
+            return ""
+        password = self.password_for(ROUTE)
+        routes = ", ".join(
+            json.dumps(f"nats-route://{ROUTE}:{password}@127.0.0.1:{port}")
+            for port in self.cluster.peer_route_ports
+        )
+        return (
+            f"server_name: {json.dumps(self.cluster.name)}\n"
+            "cluster {\n"
+            f"  name: {CLUSTER_NAME}\n"
+            f"  listen: 127.0.0.1:{self.cluster.route_port}\n"
+            f"  authorization {{user: {ROUTE}, password: {json.dumps(password)}}}\n"
+            f"  routes: [{routes}]\n"
+            "}\n"
+        )
 
     @staticmethod
     def binary() -> str:

@@ -136,7 +136,7 @@ class LocalPostgres(ServerProcess):
         """Run in the foreground with inherited output until the postmaster exits.
 
         A supervisor's SIGTERM starts a smart shutdown, so services stopping at the same moment
-        can finish their last writes, then turns into a fast one after `grace` seconds: honcho
+        can finish their last writes, then turns into a fast one after `grace` seconds: `make run`
         SIGKILLs whatever is still running 5 s after shutdown begins, and a slow client would
         otherwise keep a smart shutdown waiting until then.
         """

@@ -36,15 +36,24 @@ async def _on_reconnected() -> None:
 
 @dataclass(frozen=True)
 class NatsAuth:
-    """How a service proves who it is to NATS, and whether the connection uses TLS."""
+    """How a service proves who it is to NATS, whether the connection uses TLS, and how
+    soon it gives up a server that stopped answering (pings left unanswered)."""
 
     user: str | None = None
     password: str | None = None
     tls: ssl.SSLContext | None = None
+    ping_interval_seconds: int = 120
+    max_outstanding_pings: int = 2
 
     @classmethod
     def from_config(cls, config: Config) -> NatsAuth:
-        return cls(config.nats_user, config.nats_password, tls_context(config))
+        return cls(
+            config.nats_user,
+            config.nats_password,
+            tls_context(config),
+            config.nats_ping_interval_seconds,
+            config.nats_max_outstanding_pings,
+        )
 
 
 def tls_context(config: Config) -> ssl.SSLContext | None:
@@ -71,6 +80,11 @@ def inbox_prefix(role: str) -> str:
     return f"_INBOX_{role}"
 
 
+def server_urls(url: str) -> list[str]:
+    """The servers of a NATS_URL: one, or several separated by commas."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
 async def connect(
     url: str,
     *,
@@ -82,8 +96,11 @@ async def connect(
     """Connect, retrying while the server is not up yet (services may start before it).
 
     ``role`` (gateway, scheduler, runner) gives the connection that role's reply
-    subjects (:func:`inbox_prefix`); without it, NATS's shared ``_INBOX``.
+    subjects (:func:`inbox_prefix`); without it, NATS's shared ``_INBOX``. ``url`` may
+    list several servers of one cluster, separated by commas: the client picks one and
+    moves to another when it goes away.
     """
+    servers = server_urls(url)
     deadline = asyncio.get_running_loop().time() + wait_seconds
     auth = auth or NatsAuth()
     credentials: dict[str, object] = {}
@@ -96,7 +113,7 @@ async def connect(
     while True:
         try:
             return await nats.connect(
-                url,
+                servers,
                 name=name,
                 **credentials,
                 allow_reconnect=True,
@@ -104,6 +121,8 @@ async def connect(
                 reconnect_time_wait=1,
                 connect_timeout=2,
                 drain_timeout=5,
+                ping_interval=auth.ping_interval_seconds,
+                max_outstanding_pings=auth.max_outstanding_pings,
                 error_cb=_on_error,
                 disconnected_cb=_on_disconnected,
                 reconnected_cb=_on_reconnected,

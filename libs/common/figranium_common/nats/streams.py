@@ -50,16 +50,20 @@ async def declare_topology(
     captures_max_bytes: int = 0,
     results_max_bytes: int = 0,
     cabinets_max_bytes: int = 0,
+    replicas: int = 1,
 ) -> None:
     """Create streams, durable consumers and the buckets, or bring those of an older release
     up to date; safe to call concurrently. ``*_max_bytes``: the object store buckets' sizes
-    (CAPTURES_MAX_BYTES, RESULTS_MAX_BYTES, CABINETS_MAX_TOTAL_BYTES; 0: no limit)."""
+    (CAPTURES_MAX_BYTES, RESULTS_MAX_BYTES, CABINETS_MAX_TOTAL_BYTES; 0: no limit).
+    ``replicas`` (NATS_REPLICAS): copies of each stream and bucket in a JetStream cluster;
+    those made with fewer are raised to it (consumers follow their stream's count)."""
     await _ensure_stream(
         js,
         subjects.RUNS_STREAM,
         [f"{subjects.RUNS_SUBJECT_PREFIX}.>"],
         RetentionPolicy.WORK_QUEUE,
         duplicate_window=300,
+        num_replicas=replicas,
     )
     for durable, subject in (
         (subjects.RUNNERS_CONSUMER, subjects.RUNS_DEFAULT_SUBJECT),
@@ -83,15 +87,24 @@ async def declare_topology(
         RetentionPolicy.LIMITS,
         max_age=limits.events_max_age_seconds,
         duplicate_window=300,
+        num_replicas=replicas,
     )
     ingester = _durable(subjects.INGESTER_CONSUMER, 30, max_ack_pending=10_000)
     await _ensure_consumer(js, subjects.EVENTS_STREAM, ingester)
     await _ensure_stream(
-        js, subjects.DEAD_STREAM, subjects.DEAD_SUBJECTS, RetentionPolicy.WORK_QUEUE
+        js,
+        subjects.DEAD_STREAM,
+        subjects.DEAD_SUBJECTS,
+        RetentionPolicy.WORK_QUEUE,
+        num_replicas=replicas,
     )
     await _ensure_consumer(js, subjects.DEAD_STREAM, _durable(subjects.DEAD_CONSUMER, 30))
     await _ensure_object_store(
-        js, subjects.CAPTURES_BUCKET, max_bytes=captures_max_bytes, setting="CAPTURES_MAX_BYTES"
+        js,
+        subjects.CAPTURES_BUCKET,
+        max_bytes=captures_max_bytes,
+        setting="CAPTURES_MAX_BYTES",
+        replicas=replicas,
     )
     await _ensure_object_store(
         js,
@@ -99,15 +112,17 @@ async def declare_topology(
         max_bytes=results_max_bytes,
         ttl=subjects.RESULTS_TTL_SECONDS,
         setting="RESULTS_MAX_BYTES",
+        replicas=replicas,
     )
     await _ensure_object_store(
         js,
         subjects.CABINETS_BUCKET,
         max_bytes=cabinets_max_bytes,
         setting="CABINETS_MAX_TOTAL_BYTES",
+        replicas=replicas,
     )
-    await stops_store(js)
-    await _allow_direct_stops(js)
+    await stops_store(js, replicas=replicas)
+    await _update_stops(js, replicas)
 
 
 def _durable(name: str, ack_wait: float, **limits: Any) -> ConsumerConfig:
@@ -155,13 +170,21 @@ async def _ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerCo
 
 
 async def _ensure_object_store(
-    js: JetStreamContext, bucket: str, *, max_bytes: int, setting: str, ttl: float | None = None
+    js: JetStreamContext,
+    bucket: str,
+    *,
+    max_bytes: int,
+    setting: str,
+    ttl: float | None = None,
+    replicas: int = 1,
 ) -> None:
     """Create the bucket with these limits, or set them on the one there (an older release
-    made it without, or the settings changed). ``setting`` names ``max_bytes``'s setting."""
+    made it without, or the settings changed; its replicas are only ever raised).
+    ``setting`` names ``max_bytes``'s setting."""
     limit = max_bytes or -1
+    config = ObjectStoreConfig(max_bytes=limit, ttl=ttl, replicas=replicas)
     try:
-        await js.create_object_store(bucket, config=ObjectStoreConfig(max_bytes=limit, ttl=ttl))
+        await js.create_object_store(bucket, config=config)
         return
     except BadRequestError:
         pass  # there already, with other limits
@@ -173,11 +196,16 @@ async def _ensure_object_store(
             ) from exc
         raise
     info = await js.stream_info(OBJ_STREAM_TEMPLATE.format(bucket=bucket))
-    if info.config.max_bytes == limit and (ttl is None or info.config.max_age == ttl):
+    if (
+        info.config.max_bytes == limit
+        and (ttl is None or info.config.max_age == ttl)
+        and (info.config.num_replicas or 1) >= replicas
+    ):
         return
     info.config.max_bytes = limit
     if ttl is not None:
         info.config.max_age = ttl
+    info.config.num_replicas = max(info.config.num_replicas or 1, replicas)
     try:
         await js.update_stream(info.config)
     except APIError as exc:
@@ -191,25 +219,31 @@ async def _ensure_object_store(
         )
 
 
-async def stops_store(js: JetStreamContext, *, create: bool = True) -> KeyValue:
+async def stops_store(js: JetStreamContext, *, create: bool = True, replicas: int = 1) -> KeyValue:
     """The bucket of stops asked for runs that had not started. A runner looks each run up
     in it: with direct gets allowed, the server answers a lookup with the entry itself
     rather than through its JetStream API (a JSON reply with the value in base64).
-    Without ``create`` (runners, who may not declare it), only looked up."""
+    Without ``create`` (runners, who may not declare it), only looked up; ``replicas``:
+    its copies when made here."""
     try:
         return await js.key_value(subjects.STOPS_BUCKET)
     except (NotFoundError, BucketNotFoundError):
         if not create:
             raise
-        config = KeyValueConfig(bucket=subjects.STOPS_BUCKET, ttl=24 * 3600, direct=True)
+        config = KeyValueConfig(
+            bucket=subjects.STOPS_BUCKET, ttl=24 * 3600, direct=True, replicas=replicas
+        )
         return await js.create_key_value(config)
 
 
-async def _allow_direct_stops(js: JetStreamContext) -> None:
-    """A stops bucket made by an older release, without direct gets: allow them now."""
+async def _update_stops(js: JetStreamContext, replicas: int) -> None:
+    """A stops bucket made by an older release, without direct gets or with fewer
+    replicas: allow them, raise them, now."""
     stream = await js.stream_info(subjects.STOPS_STREAM)
-    if not stream.config.allow_direct:
+    fewer = (stream.config.num_replicas or 1) < replicas
+    if not stream.config.allow_direct or fewer:
         stream.config.allow_direct = True
+        stream.config.num_replicas = max(stream.config.num_replicas or 1, replicas)
         await js.update_stream(stream.config)
 
 

@@ -139,7 +139,7 @@ async def scroll(state: RunState, action: ScrollAction) -> ActionResult:
 
 async def screenshot(state: RunState, action: ScreenshotAction) -> ActionResult:
     label = action.label or text(state, action.value) or None
-    url = await state.screenshot(label, full_page=False)
+    url = await state.screenshot(label, full_page=False, now=True)
     return f"Screenshot saved: {url}", url
 
 

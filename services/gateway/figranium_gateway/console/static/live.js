@@ -1,8 +1,8 @@
 // The live view of one execution: while it is queued or running, the API's change stream
 // (GET /api/executions/stream, admitted by the console session) updates the status and
-// appends the log lines; when it finishes, the page's own server-rendered parts (facts,
-// captures, result, webhook) are fetched again and swapped in. Without script the page
-// shows the execution as it was when loaded.
+// appends the log lines and the screenshots as they are taken; when it finishes, the
+// page's own server-rendered parts (facts, captures, result, webhook) are fetched again
+// and swapped in. Without script the page shows the execution as it was when loaded.
 import { apiFetch } from "./csrf.js";
 
 const PARTS = ["facts", "log-lines", "no-logs", "captures", "result", "webhook"];
@@ -29,6 +29,11 @@ function follow(live) {
     logs.append(`${change.line}\n`);
     logs.scrollTop = logs.scrollHeight;
   });
+  stream.addEventListener("capture", (event) => {
+    const capture = JSON.parse(event.data);
+    // A recording is whole only once the run is over: the finished page brings it.
+    if (capture.kind === "screenshot") showScreenshot(id, capture);
+  });
   stream.addEventListener("finished", async (event) => {
     if (done) return;
     done = true;
@@ -43,6 +48,40 @@ function follow(live) {
     stream.close();
     status.textContent = "This execution was deleted.";
   });
+}
+
+// A screenshot the run has just stored ({name, kind, size, url}), added to the page's
+// captures list as the server renders it (made if the run had none yet), once.
+function showScreenshot(id, capture) {
+  const section = document.getElementById("captures");
+  const url = new URL(String(capture.url), location.href);
+  if (!section || url.origin !== location.origin || !url.pathname.startsWith("/captures/")) {
+    return;
+  }
+  const href = url.pathname;
+  let list = section.querySelector(":scope > ul.captures");
+  if (list && [...list.querySelectorAll("a")].some((a) => a.getAttribute("href") === href)) {
+    return;
+  }
+  if (!list) {
+    section.querySelector(":scope > p.note")?.remove();
+    list = document.createElement("ul");
+    list.className = "captures";
+    section.append(list);
+  }
+  const when = typeof capture.at === "number" ? new Date(capture.at) : new Date();
+  const image = document.createElement("img");
+  image.src = href;
+  image.alt = `Screenshot of run ${id} at ${when.toLocaleTimeString()}`;
+  const picture = document.createElement("a");
+  picture.href = href;
+  picture.append(image);
+  const name = document.createElement("a");
+  name.href = href;
+  name.textContent = capture.name;
+  const item = document.createElement("li");
+  item.append(picture, " ", name, ` (screenshot, ${capture.size} bytes)`);
+  list.append(item);
 }
 
 // The finished page from the server, its parts swapped into this one (the log keeps its
