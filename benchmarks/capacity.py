@@ -78,10 +78,14 @@ async def measure(
 ) -> dict[str, Any]:
     """The capacity figures: ``{gateways_1, gateways_2, per_run}``."""
     plan = CapacityPlan.make(quick)
-    runners = [
-        await asyncio.to_thread(stack.start_runner, RUNNER_SLOTS, RUNNER_ENGINE="null")
-        for _ in range(NULL_RUNNERS)
-    ]
+    runners = list(
+        await asyncio.gather(
+            *(
+                asyncio.to_thread(stack.start_runner, RUNNER_SLOTS, RUNNER_ENGINE="null")
+                for _ in range(NULL_RUNNERS)
+            )
+        )
+    )
     first_url = stack.gateway_url
     topology = Topology(stack, [gateway], [first_url], runners)
     second: Service | None = None
