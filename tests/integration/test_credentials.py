@@ -93,7 +93,9 @@ def test_crud_answers_tokens_redacted(api: httpx.Client, baserow: BaserowFake) -
     assert_error(api.delete(f"/api/credentials/{created['id']}"), 404, "CREDENTIAL_NOT_FOUND")
     assert_error(api.put(f"/api/credentials/{created['id']}", json={}), 404, "CREDENTIAL_NOT_FOUND")
     assert_error(_databases(api, created["id"]), 404, "CREDENTIAL_NOT_FOUND")
-    assert_error(api.get("/api/credentials/cred_%00/proxy/baserow/databases"), 400, "INVALID_REQUEST")
+    assert_error(
+        api.get("/api/credentials/cred_%00/proxy/baserow/databases"), 400, "INVALID_REQUEST"
+    )
 
 
 def test_tokens_are_sealed_at_rest_and_never_logged(
