@@ -177,13 +177,14 @@ def test_a_person_follows_a_run_live(
     gates: tuple[str, type[GateHandler]],
     tmp_path: Path,
 ) -> None:
-    """Open a running run's page, then see without reload: a log line, the status turning
-    to done, the screenshot, the result table; download the CSV."""
+    """Open a running run's page, then see without reload: a log line, a screenshot as it
+    is taken while the run goes on, the status turning to done, the result table;
+    download the CSV."""
     url, gate = gates
     actions = [
         {"type": "wait_selector", "selector": "#one", "value": 60},
-        {"type": "wait_selector", "selector": "#two", "value": 60},
         {"type": "screenshot"},
+        {"type": "wait_selector", "selector": "#two", "value": 60},
     ]
     _task(api, "console-live-follow", f"{url}/", actions=actions, extractionScript=ROWS_SCRIPT)
     run = _run(api, "console-live-follow", **{"async": True})
@@ -209,6 +210,10 @@ def test_a_person_follows_a_run_live(
         gate.opened.add("/gate/1")
         logs = page.get_by_role("region", name="Logs")
         expect(logs).to_contain_text("Waiting for selector: #one")
+        # The screenshot taken after gate 1 shows while gate 2 holds the run.
+        live_shot = page.get_by_role("img", name=re.compile("^Screenshot of run "))
+        expect(live_shot).to_be_visible()
+        assert live_shot.evaluate("image => image.complete && image.naturalWidth") > 0
         expect(status).to_contain_text("running")  # gate 2 is shut: still running
 
         gate.opened.add("/gate/2")
