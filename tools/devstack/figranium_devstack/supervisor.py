@@ -3,7 +3,7 @@ each line, all stopped on Ctrl-C (SIGINT) or SIGTERM, and ``stack.json`` kept cu
 
 Two behaviours: with ``restart`` (the cluster), a process that exits is started again after
 a short pause that doubles while it keeps failing, as Kubernetes restarts a pod; without
-(one of each), the first process to exit stops the others, as honcho did before.
+(one of each), the first process to exit stops the others.
 """
 
 from __future__ import annotations
