@@ -22,6 +22,8 @@ RECOVERY_TIMEOUT = 120.0
 # A sync call must answer within the run's timeout plus the gateway's margin (20 + 15 s,
 # see faults.cluster.BASE_ENV) and some slack for two shared cores.
 SYNC_LIMIT = 45.0
+# A due minute counts once its fire had time to be stored (checks.check_schedules: 10 s).
+DUE_MARGIN_SECONDS = 12.0
 SCHEDULE_TASKS = ("faults-cron-1", "faults-cron-2")
 
 
@@ -68,6 +70,15 @@ def time_to_recover(cluster: Cluster, since: float) -> float:
     raise RuntimeError(f"no sync run succeeded within {RECOVERY_TIMEOUT:g} s")
 
 
+def hold_past_a_due_minute(started: float) -> None:
+    """Keep the phase (and its load) going until the first minute boundary after the
+    fault, plus the time its fires need to be stored: every window then holds a due time
+    of the every-minute schedules, so a double or lost fire across the fault would show."""
+    due = (int(started) // 60 + 1) * 60
+    while time.time() < due + DUE_MARGIN_SECONDS:
+        time.sleep(0.5)
+
+
 def run_phase(
     cluster: Cluster, load: Load, receiver: Receiver, fault: Fault, since: float
 ) -> Outcome:
@@ -77,6 +88,7 @@ def run_phase(
     fault.inject(cluster)
     recover = time_to_recover(cluster, started)
     time.sleep(2)  # a little load after the recovery belongs to this phase too
+    hold_past_a_due_minute(started)
     ended = time.time()
     accepted = [a for a in load.accepted_until(ended) if a.at > since]
     ids = [a.execution_id for a in accepted]
