@@ -25,7 +25,7 @@ def main() -> None:
         port=config.port,
         print=None,
         access_log=None,
-        shutdown_timeout=3,  # under the devstack supervisor's 5 s and any orchestrator's grace period
+        shutdown_timeout=3,  # under make run's 5 s and any orchestrator's grace period
     )
 
 

@@ -80,8 +80,8 @@ def test_the_outgoing_range_is_read_or_defaults(tmp_path: Path) -> None:
 
 
 def test_postgres_cli_stops_on_sigterm_despite_idle_client(tmp_path: Path) -> None:
-    # The supervisor stops processes with SIGTERM and SIGKILLs them 5 s later; an idle client must not
-    # hold PostgreSQL's smart shutdown open that long.
+    # The supervisor stops processes with SIGTERM and SIGKILLs them 5 s later; an idle
+    # client must not hold PostgreSQL's smart shutdown open that long.
     pg = LocalPostgres(tmp_path / "pgdata", free_port(), fast=True)
     argv = [sys.executable, "-m", "figranium_devstack", "postgres", "--fast"]
     argv += ["--data", str(pg.data_dir), "--port", str(pg.port)]
