@@ -188,7 +188,7 @@ def test_a_person_browses_captures_and_keeps_a_file_in_a_cabinet(
         accessible(page, axe)
 
         page.get_by_role("link", name="Cabinets").click()
-        page.get_by_label("Name").fill(name)
+        page.get_by_label("Name", exact=True).fill(name)
         page.get_by_role("button", name="Create", exact=True).click()
         expect(page.get_by_role("heading", name=name)).to_be_visible()
         page.get_by_label("File to upload").set_input_files(upload_path)

@@ -118,7 +118,10 @@ async def stream_replicas(servers: list[str], password: str) -> dict[str, int]:
 def test_cluster_runs_through_the_balancer_and_restarts_a_killed_gateway(
     cluster: Cluster,
 ) -> None:
-    wait_until(cluster.healthy, 90, "the cluster's PORT to answer")
+    try:
+        wait_until(cluster.healthy, 90, "the cluster's PORT to answer")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{cluster.log()}") from None
     wait_until(lambda: "runner.ready" in cluster.log_path.read_text(), 60, "the runner")
 
     processes = cluster.processes()

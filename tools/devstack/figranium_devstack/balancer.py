@@ -23,9 +23,11 @@ The issue's requirements, each met by a line of the configuration below:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -87,7 +89,7 @@ class HaproxyBalancer(ServerProcess):
             settings.get("RUN_TIMEOUT_SECONDS") or str(_default("run_timeout_seconds"))
         )
         self.config_file = self.data_dir / "haproxy.cfg"
-        self.stats_socket = self.data_dir / "haproxy.sock"
+        self.stats_socket = _socket_path(self.data_dir)
 
     @staticmethod
     def binary() -> str:
@@ -159,6 +161,7 @@ class HaproxyBalancer(ServerProcess):
 
     def prepare(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.stats_socket.parent.mkdir(mode=0o700, exist_ok=True)
         self.config_file.write_text(self.config())
 
     def command(self) -> list[str]:
@@ -192,3 +195,18 @@ class HaproxyBalancer(ServerProcess):
             if fields.get("pxname") == "gateways" and fields.get("svname") in self.server_names():
                 stats[fields["svname"]] = fields
         return stats
+
+
+# HAProxy refuses a stats socket path longer than this (a Unix socket's address, less the
+# room it needs for the temporary name it binds first).
+_MAX_SOCKET_PATH = 97
+
+
+def _socket_path(data_dir: Path) -> Path:
+    """``haproxy.sock`` in ``data_dir``; for a data folder deep enough that the path would
+    be too long, in a private folder of the temporary directory named after it."""
+    path = data_dir / "haproxy.sock"
+    if len(str(path)) <= _MAX_SOCKET_PATH:
+        return path
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"figranium-haproxy-{digest}" / "haproxy.sock"

@@ -107,6 +107,22 @@ def test_haproxy_accepts_the_configuration(tmp_path: Path) -> None:
         assert argv[1:] == ["-db", "-f", str(proxy.config_file)]
 
 
+def test_a_deep_data_folder_keeps_the_socket_path_short(tmp_path: Path) -> None:
+    """HAProxy refuses a stats socket path over 97 characters: a deep data folder (a
+    test's temporary folder, say) gets a private short one, and the file still checks."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    proxy = HaproxyBalancer(deep, 11345, [5001, 5002])
+    proxy.prepare()
+    assert len(str(proxy.stats_socket)) <= 97
+    assert proxy.stats_socket.parent.stat().st_mode & 0o777 == 0o700
+    checked = subprocess.run(
+        [proxy.binary(), "-c", "-f", str(proxy.config_file)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    near = HaproxyBalancer(tmp_path / "near", 11345, [5001])
+    assert near.stats_socket == tmp_path / "near" / "haproxy.sock"
+
+
 def test_a_missing_haproxy_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("shutil.which", lambda *_, **__: None)
     with pytest.raises(RuntimeError, match="run `make install`"):
