@@ -68,7 +68,7 @@ DOCUMENTED_SERVER_ERRORS: frozenset[tuple[str, str]] = frozenset(
         ("POST", "/api/templates/{template_id}/import"),
     }
 )
-FUZZ_BUDGET_SECONDS = 90.0
+FUZZ_BUDGET_SECONDS = 60.0
 EXAMPLES_PER_OPERATION = 15
 
 
